@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// connect opens a pool and checks the server answers, turning the usual
+// failures into one line with a hint.
+func connect(ctx context.Context, g *globalFlags) (*pgxpool.Pool, error) {
+	if g.databaseURL == "" {
+		return nil, usagef("no database given: pass --database-url or set DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)")
+	}
+	cfg, err := pgxpool.ParseConfig(g.databaseURL)
+	if err != nil {
+		return nil, usagef("invalid database URL: %v", redact(err.Error()))
+	}
+	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", describe(cfg), err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to %s: %s", describe(cfg), hintFor(err))
+	}
+	return pool, nil
+}
+
+func describe(cfg *pgxpool.Config) string {
+	c := cfg.ConnConfig
+	return fmt.Sprintf("database %q on %s:%d as %q", c.Database, c.Host, c.Port, c.User)
+}
+
+// hintFor explains a connection error in one line.
+func hintFor(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01", "28000":
+			return pgErr.Message + " (check the user and password in the database URL)"
+		case "3D000":
+			return pgErr.Message + " (create it with createdb, or fix the database name in the URL)"
+		}
+		return pgErr.Message
+	}
+	var netErr *net.OpError
+	if errors.As(err, &netErr) || strings.Contains(err.Error(), "connection refused") {
+		return "server not reachable: " + lastPart(err) + " (is Postgres running? `make db-up` starts one with Docker; scripts/ensure-postgres.sh sets one up on Debian)"
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "server did not answer in time (check host and port)"
+	}
+	return lastPart(err)
+}
+
+// lastPart keeps the innermost cause of a long pgx error chain.
+func lastPart(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 && i+2 < len(msg) {
+		return msg[i+2:]
+	}
+	return msg
+}
+
+// redact hides a password that a parse error may echo.
+func redact(s string) string {
+	if i := strings.Index(s, "://"); i >= 0 {
+		if at := strings.Index(s[i:], "@"); at >= 0 {
+			return s[:i+3] + "***" + s[i+at:]
+		}
+	}
+	return s
+}
+
+// oneLine flattens an error message onto one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

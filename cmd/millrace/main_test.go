@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/millrace/millrace/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// millrace runs the command line in-process and returns its exit code and
+// output.
+func millrace(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestMigrateCommands(t *testing.T) {
+	t.Parallel()
+	schema, _ := testdb.NewSchema(t)
+	url := testdb.AdminURL(t)
+	db := []string{"--database-url", url, "--schema", schema}
+
+	code, out, errOut := millrace(t, append([]string{"migrate", "up", "--target-version", "3"}, db...)...)
+	if code != 0 || !strings.Contains(out, "migrated up: version 003 river_job_tags_non_null") || errOut != "" {
+		t.Fatalf("migrate up to 3: code %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = millrace(t, append([]string{"migrate", "list", "--json"}, db...)...)
+	var rows []struct {
+		Version int  `json:"version"`
+		Applied bool `json:"applied"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 8 {
+		t.Fatalf("migrate list: code %d, %s", code, out)
+	}
+	for _, r := range rows {
+		if r.Applied != (r.Version <= 3) {
+			t.Fatalf("version %d applied=%v after migrating to 3", r.Version, r.Applied)
+		}
+	}
+	code, out, _ = millrace(t, append([]string{"migrate", "up", "--json"}, db...)...)
+	var res struct {
+		Versions []struct{ Version int } `json:"versions"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Versions) != 5 {
+		t.Fatalf("migrate up: code %d, %s", code, out)
+	}
+	code, out, _ = millrace(t, append([]string{"migrate", "up"}, db...)...)
+	if code != 0 || !strings.Contains(out, "nothing to migrate up") {
+		t.Fatalf("second migrate up: code %d, %s", code, out)
+	}
+	code, out, _ = millrace(t, append([]string{"migrate", "down"}, db...)...)
+	if code != 0 || !strings.Contains(out, "version 008") {
+		t.Fatalf("migrate down: code %d, %s", code, out)
+	}
+	code, out, _ = millrace(t, append([]string{"migrate", "down", "--all"}, db...)...)
+	if code != 0 || !strings.Contains(out, "version 001") {
+		t.Fatalf("migrate down --all: code %d, %s", code, out)
+	}
+}
+
+func TestMigrateSQL(t *testing.T) {
+	t.Parallel()
+	code, out, _ := millrace(t, "migrate", "sql", "--schema", "jobs")
+	if code != 0 || !strings.Contains(out, `CREATE TABLE "jobs".river_job (`) || !strings.Contains(out, "version 008") {
+		t.Fatalf("migrate sql: code %d\n%s", code, out)
+	}
+	code, out, _ = millrace(t, "migrate", "sql", "--from", "8", "--to", "6")
+	if code != 0 || !strings.Contains(out, "DROP TABLE river_notification;") {
+		t.Fatalf("migrate sql down: code %d\n%s", code, out)
+	}
+}
+
+func TestBadInputIsOneLine(t *testing.T) {
+	t.Parallel()
+	url := testdb.AdminURL(t)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no database", []string{"migrate", "up", "--database-url", ""}, 2, "no database given"},
+		{"unreachable", []string{"migrate", "up", "--database-url", "postgres://postgres@127.0.0.1:1/x"}, 1, "server not reachable"},
+		{"bad url", []string{"migrate", "list", "--database-url", "postgres://a:b@[oops"}, 2, "invalid database URL"},
+		{"missing schema", []string{"migrate", "up", "--database-url", url, "--schema", "no_such_schema_here"}, 1, `schema "no_such_schema_here" does not exist`},
+		{"invalid schema", []string{"migrate", "up", "--database-url", url, "--schema", "bad-name"}, 2, "invalid schema name"},
+		{"unknown target", []string{"migrate", "sql", "--to", "42"}, 2, "unknown migration version"},
+		{"unknown flag", []string{"migrate", "up", "--nope"}, 2, "unknown flag"},
+		{"all and target", []string{"migrate", "down", "--all", "--target-version", "3", "--database-url", url}, 2, "contradict"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, _, errOut := millrace(t, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d (stderr %q)", code, tc.code, errOut)
+			}
+			if !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 || strings.Contains(errOut, "goroutine") {
+				t.Errorf("stderr %q: want one line containing %q", errOut, tc.want)
+			}
+			if strings.Contains(errOut, ":b@") {
+				t.Errorf("stderr shows the password: %q", errOut)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	code, out, _ := millrace(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "millrace ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}

@@ -1,0 +1,560 @@
+// Package driver defines the only door through which millrace talks to a
+// database: a Driver hands out Executors (on its pool or inside a caller's
+// transaction) and Listeners (LISTEN/NOTIFY on one dedicated connection).
+//
+// Every query the runtime needs is a method here, designed for batches:
+// insert many rows in one statement or one COPY, fetch N jobs with SKIP
+// LOCKED, and move many jobs in one statement. Every method takes the schema
+// to work in; an empty schema means unqualified names (the connection's
+// search_path).
+//
+// Implementations live in sub-packages (driver/pgxv5); the riverdrivertest
+// package is the conformance suite each of them must pass.
+package driver
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/millrace/millrace/millracetype"
+)
+
+// Notification topics, exactly as River names them. On the wire the channel
+// is "<schema>.<topic>".
+const (
+	// TopicInsert wakes producers when jobs are inserted available.
+	TopicInsert = "river_insert"
+	// TopicControl carries cancel, pause, resume and metadata_changed actions.
+	TopicControl = "river_control"
+	// TopicLeadership carries leader resignations and resign requests.
+	TopicLeadership = "river_leadership"
+)
+
+// ErrClosed is returned by a Listener used after Close or before Connect.
+var ErrClosed = errors.New("listener is not connected")
+
+// Driver is a database driver. TTx is the driver's native transaction type
+// (pgx.Tx for pgxv5), so users can insert jobs inside their own
+// transactions.
+type Driver[TTx any] interface {
+	// GetExecutor returns an Executor that runs each call on the pool.
+	GetExecutor() Executor
+	// UnwrapExecutor returns an Executor that runs every call inside tx. The
+	// caller keeps ownership of tx: Commit and Rollback on the result are
+	// savepoint-free no-ops that must not be used to end tx.
+	UnwrapExecutor(tx TTx) ExecutorTx
+	// UnwrapTx returns the native transaction behind an ExecutorTx made by
+	// this driver's Begin or UnwrapExecutor.
+	UnwrapTx(tx ExecutorTx) (TTx, error)
+	// GetListener returns a new, unconnected Listener on a dedicated
+	// connection, for the given schema (see Listener). It returns an error if
+	// the driver cannot listen (SupportsListener is false).
+	GetListener(schema string) (Listener, error)
+	// SupportsListener reports whether GetListener can work: false for a
+	// driver without LISTEN/NOTIFY, in which case clients poll.
+	SupportsListener() bool
+	// PoolIsSet reports whether the driver has a pool (a driver made for
+	// transactions only cannot run a client that works jobs).
+	PoolIsSet() bool
+}
+
+// Executor runs queries, on the pool or inside a transaction.
+type Executor interface {
+	// Begin starts a transaction (a savepoint when already inside one).
+	Begin(ctx context.Context) (ExecutorTx, error)
+	// Exec runs raw SQL with arguments, discarding results.
+	Exec(ctx context.Context, sql string, args ...any) error
+
+	// PGAdvisoryXactLock takes a transaction-level advisory lock.
+	PGAdvisoryXactLock(ctx context.Context, key int64) error
+	// TableExists reports whether a table exists in the schema.
+	TableExists(ctx context.Context, params *TableExistsParams) (bool, error)
+	// ColumnExists reports whether a column exists on a table in the schema.
+	ColumnExists(ctx context.Context, params *ColumnExistsParams) (bool, error)
+	// SchemaExists reports whether a schema exists.
+	SchemaExists(ctx context.Context, schema string) (bool, error)
+
+	// MigrationGetAll lists the applied versions of a migration line,
+	// ascending. It reads both shapes of river_migration (before River's
+	// version 5 the table had no line column; its rows are line "main") and
+	// returns nothing when the table does not exist.
+	MigrationGetAll(ctx context.Context, params *MigrationParams) ([]*Migration, error)
+	// MigrationInsertMany records versions as applied.
+	MigrationInsertMany(ctx context.Context, params *MigrationInsertManyParams) ([]*Migration, error)
+	// MigrationDeleteMany removes the record of versions (migrating down).
+	MigrationDeleteMany(ctx context.Context, params *MigrationInsertManyParams) error
+
+	// JobInsertMany inserts jobs in one statement and returns one result per
+	// input, in input order. A job whose unique key collides with a live job
+	// (or with an earlier job of the same batch) inserts nothing and returns
+	// the existing row flagged as a duplicate. An insert notification is
+	// sent, in the same statement, for each queue listed in NotifyQueues.
+	JobInsertMany(ctx context.Context, params *JobInsertManyParams) ([]*JobInsertResult, error)
+	// JobInsertCopy inserts jobs with COPY and returns how many it inserted.
+	// A unique-key conflict fails the whole call. Notifications as for
+	// JobInsertMany.
+	JobInsertCopy(ctx context.Context, params *JobInsertManyParams) (int, error)
+	// JobInsertFull inserts one job with every column given, for tests and
+	// tools (attempt, errors, finalized_at ...).
+	JobInsertFull(ctx context.Context, params *JobInsertFullParams) (*millracetype.JobRow, error)
+
+	// JobGetAvailable locks up to Max available jobs of a queue that are due
+	// (scheduled_at <= now() of the database), in order priority,
+	// scheduled_at, id, skipping rows locked by others, and marks them
+	// running: attempt + 1, attempted_at = now(), the client appended to
+	// attempted_by (keeping the last 100). Rows come back in fetch order.
+	JobGetAvailable(ctx context.Context, params *JobGetAvailableParams) ([]*millracetype.JobRow, error)
+	// JobSetStateIfRunningMany records the outcomes of many jobs in one
+	// statement; see JobSetState for the rules. It returns the rows it
+	// changed.
+	JobSetStateIfRunningMany(ctx context.Context, params *JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error)
+	// JobGetByID returns one job, or an error wrapping
+	// millracetype.ErrNotFound.
+	JobGetByID(ctx context.Context, params *JobGetByIDParams) (*millracetype.JobRow, error)
+	// JobGetByIDMany returns the jobs that exist among IDs, ordered by id.
+	JobGetByIDMany(ctx context.Context, params *JobGetByIDManyParams) ([]*millracetype.JobRow, error)
+	// JobList lists jobs matching filters, ordered, with keyset pagination.
+	JobList(ctx context.Context, params *JobListParams) ([]*millracetype.JobRow, error)
+	// JobCancel cancels a job from outside: see JobCancelParams.
+	JobCancel(ctx context.Context, params *JobCancelParams) (*millracetype.JobRow, error)
+	// JobRetry makes a job available again now: see JobRetryParams.
+	JobRetry(ctx context.Context, params *JobRetryParams) (*millracetype.JobRow, error)
+	// JobDelete deletes a job that is not running and returns it; a running
+	// job gives an error wrapping millracetype.ErrJobRunning, a missing one
+	// millracetype.ErrNotFound.
+	JobDelete(ctx context.Context, params *JobDeleteParams) (*millracetype.JobRow, error)
+	// JobSchedule makes due retryable and scheduled jobs available (the
+	// scheduler's query): see JobScheduleParams.
+	JobSchedule(ctx context.Context, params *JobScheduleParams) ([]*JobScheduleResult, error)
+	// JobGetStuck lists running jobs attempted before StuckHorizon, by id.
+	JobGetStuck(ctx context.Context, params *JobGetStuckParams) ([]*millracetype.JobRow, error)
+	// JobRescueMany moves stuck jobs on (the rescuer's query): see
+	// JobRescueManyParams.
+	JobRescueMany(ctx context.Context, params *JobRescueManyParams) (int, error)
+	// JobDeleteBefore deletes finalized jobs past their retention (the
+	// cleaner's query) and returns how many it deleted.
+	JobDeleteBefore(ctx context.Context, params *JobDeleteBeforeParams) (int, error)
+
+	// LeaderAttemptElect tries to become leader: in one transaction it
+	// deletes an expired leader row, then inserts its own unless a row
+	// remains. It returns the new term when elected, else nil.
+	LeaderAttemptElect(ctx context.Context, params *LeaderElectParams) (*millracetype.Leader, error)
+	// LeaderAttemptReelect extends the current term if it is still ours and
+	// not expired; nil means leadership was lost.
+	LeaderAttemptReelect(ctx context.Context, params *LeaderReelectParams) (*millracetype.Leader, error)
+	// LeaderResign deletes our term's row and, in the same statement,
+	// notifies a "resigned" leadership action. It reports whether a row was
+	// deleted.
+	LeaderResign(ctx context.Context, params *LeaderResignParams) (bool, error)
+	// LeaderGetElected returns the current leader, or an error wrapping
+	// millracetype.ErrNotFound when there is none (expired rows count as
+	// none).
+	LeaderGetElected(ctx context.Context, schema string) (*millracetype.Leader, error)
+
+	// QueueCreateOrSetUpdatedAt upserts a queue row: inserted with the given
+	// metadata and paused state, or its updated_at refreshed.
+	QueueCreateOrSetUpdatedAt(ctx context.Context, params *QueueCreateParams) (*millracetype.Queue, error)
+	// QueueGet returns a queue or an error wrapping millracetype.ErrNotFound.
+	QueueGet(ctx context.Context, params *QueueGetParams) (*millracetype.Queue, error)
+	// QueueList lists queues by name.
+	QueueList(ctx context.Context, params *QueueListParams) ([]*millracetype.Queue, error)
+	// QueuePause pauses a queue ("*" for all) and sends the pause control
+	// notification in the same statement. An unknown queue gives an error
+	// wrapping millracetype.ErrNotFound.
+	QueuePause(ctx context.Context, params *QueuePauseParams) error
+	// QueueResume is QueuePause's inverse.
+	QueueResume(ctx context.Context, params *QueuePauseParams) error
+	// QueueDeleteExpired deletes queues not updated since the horizon and
+	// returns their names.
+	QueueDeleteExpired(ctx context.Context, params *QueueDeleteExpiredParams) ([]string, error)
+
+	// NotifyMany sends payloads on a topic of the schema with pg_notify.
+	NotifyMany(ctx context.Context, params *NotifyManyParams) error
+}
+
+// ExecutorTx is an Executor inside a transaction.
+type ExecutorTx interface {
+	Executor
+	// Commit commits the transaction (releases the savepoint).
+	Commit(ctx context.Context) error
+	// Rollback rolls it back; after Commit it is a no-op.
+	Rollback(ctx context.Context) error
+}
+
+// Listener receives notifications on one dedicated connection. Topics are
+// given and returned without the schema prefix: the Listener adds
+// "<schema>." when listening (the schema it was made for, or the
+// connection's current_schema() when none was given) and strips it from
+// what it receives.
+type Listener interface {
+	// Connect opens the dedicated connection.
+	Connect(ctx context.Context) error
+	// Close closes it; Close on a closed Listener is a no-op.
+	Close(ctx context.Context) error
+	// Listen subscribes to a topic.
+	Listen(ctx context.Context, topic string) error
+	// Unlisten unsubscribes from a topic.
+	Unlisten(ctx context.Context, topic string) error
+	// Ping checks the connection.
+	Ping(ctx context.Context) error
+	// WaitForNotification blocks until a notification arrives, the context
+	// ends, or the connection fails.
+	WaitForNotification(ctx context.Context) (*Notification, error)
+}
+
+// Notification is one received notification.
+type Notification struct {
+	// Topic is the topic without the schema prefix.
+	Topic string
+	// Payload is the notification's payload (JSON for River's topics).
+	Payload string
+}
+
+// TableExistsParams names a table.
+type TableExistsParams struct {
+	Schema string
+	Table  string
+}
+
+// ColumnExistsParams names a column.
+type ColumnExistsParams struct {
+	Schema string
+	Table  string
+	Column string
+}
+
+// Migration is one applied migration version.
+type Migration struct {
+	// Line is the migration line ("main").
+	Line string
+	// Version is the version number.
+	Version int
+	// CreatedAt is when it was applied.
+	CreatedAt time.Time
+}
+
+// MigrationParams selects a migration line.
+type MigrationParams struct {
+	Schema string
+	Line   string
+}
+
+// MigrationInsertManyParams records or removes versions of a line.
+type MigrationInsertManyParams struct {
+	Schema   string
+	Line     string
+	Versions []int
+}
+
+// JobInsertParams is one job to insert.
+type JobInsertParams struct {
+	// Args is the encoded args (a JSON object).
+	Args []byte
+	// CreatedAt defaults to the database's now() when nil.
+	CreatedAt *time.Time
+	// Kind is the job kind.
+	Kind string
+	// MaxAttempts must be at least 1.
+	MaxAttempts int
+	// Metadata is a JSON object; nil means {}.
+	Metadata []byte
+	// Priority is 1..4.
+	Priority int
+	// Queue is the queue name.
+	Queue string
+	// ScheduledAt defaults to the database's now() when nil.
+	ScheduledAt *time.Time
+	// State is available, scheduled or pending.
+	State millracetype.JobState
+	// Tags; nil means none.
+	Tags []string
+	// UniqueKey is nil for a non-unique job.
+	UniqueKey []byte
+	// UniqueStates is the unique_states mask (0 = NULL).
+	UniqueStates byte
+}
+
+// JobInsertManyParams is a batch of jobs to insert.
+type JobInsertManyParams struct {
+	Schema string
+	Jobs   []*JobInsertParams
+	// NotifyQueues lists queues to send an insert notification for, in the
+	// same statement (the caller decides, e.g. to debounce).
+	NotifyQueues []string
+}
+
+// JobInsertResult is the outcome of inserting one job.
+type JobInsertResult struct {
+	// Job is the inserted row, or the existing row for a duplicate.
+	Job *millracetype.JobRow
+	// UniqueSkippedAsDuplicate is true when nothing was inserted because a
+	// live job with the same unique key exists.
+	UniqueSkippedAsDuplicate bool
+}
+
+// JobInsertFullParams is a job with every column under the caller's control.
+// Zero values take the column defaults where the schema has one.
+type JobInsertFullParams struct {
+	Schema       string
+	Args         []byte
+	Attempt      int
+	AttemptedAt  *time.Time
+	AttemptedBy  []string
+	CreatedAt    *time.Time
+	Errors       []millracetype.AttemptError
+	FinalizedAt  *time.Time
+	Kind         string
+	MaxAttempts  int
+	Metadata     []byte
+	Priority     int
+	Queue        string
+	ScheduledAt  *time.Time
+	State        millracetype.JobState
+	Tags         []string
+	UniqueKey    []byte
+	UniqueStates byte
+}
+
+// JobGetAvailableParams selects jobs to fetch.
+type JobGetAvailableParams struct {
+	Schema string
+	// Queue to fetch from.
+	Queue string
+	// Max is the most rows to lock (the producer's free slots).
+	Max int
+	// ClientID is appended to attempted_by.
+	ClientID string
+	// Now replaces the database's now() as the due horizon and
+	// attempted_at when set (tests with a shifted clock).
+	Now *time.Time
+}
+
+// JobSetState is the outcome of one job. Only a row still running is moved;
+// for any other row only MetadataUpdates are merged (a late completion after
+// a rescue or a cancel changes nothing else).
+//
+// If the row's metadata has cancel_attempted_at and State is available,
+// retryable or scheduled (a retryable error, a snooze or a soft stop), the
+// job becomes cancelled instead, with finalized_at = now() and attempt and
+// scheduled_at unchanged.
+type JobSetState struct {
+	// ID of the job.
+	ID int64
+	// State is the new state.
+	State millracetype.JobState
+	// FinalizedAt is required for completed, cancelled and discarded.
+	FinalizedAt *time.Time
+	// ScheduledAt, when set, replaces scheduled_at.
+	ScheduledAt *time.Time
+	// Error, when set, is appended to errors.
+	Error *millracetype.AttemptError
+	// AttemptDecrement gives the attempt back (snooze, soft stop).
+	AttemptDecrement bool
+	// SnoozeIncrement adds one to metadata "snoozes".
+	SnoozeIncrement bool
+	// MetadataUpdates is a JSON object merged top-level into metadata.
+	MetadataUpdates []byte
+}
+
+// JobSetStateIfRunningManyParams is a batch of outcomes.
+type JobSetStateIfRunningManyParams struct {
+	Schema string
+	Jobs   []*JobSetState
+}
+
+// JobGetByIDParams names a job.
+type JobGetByIDParams struct {
+	Schema string
+	ID     int64
+}
+
+// JobGetByIDManyParams names jobs.
+type JobGetByIDManyParams struct {
+	Schema string
+	IDs    []int64
+}
+
+// JobListOrderBy is a column JobList can order by.
+type JobListOrderBy string
+
+// The orderings JobList supports; ties are broken by id.
+const (
+	JobListOrderByID          JobListOrderBy = "id"
+	JobListOrderByScheduledAt JobListOrderBy = "scheduled_at"
+	JobListOrderByCreatedAt   JobListOrderBy = "created_at"
+	JobListOrderByAttemptedAt JobListOrderBy = "attempted_at"
+	JobListOrderByFinalizedAt JobListOrderBy = "finalized_at"
+)
+
+// JobListParams filters, orders and pages a job listing. Empty filters match
+// everything.
+type JobListParams struct {
+	Schema     string
+	IDs        []int64
+	Kinds      []string
+	Queues     []string
+	States     []millracetype.JobState
+	Priorities []int
+	// MetadataContains is a JSON object the metadata must contain (@>).
+	MetadataContains []byte
+	// OrderBy defaults to id.
+	OrderBy JobListOrderBy
+	// Desc orders descending.
+	Desc bool
+	// AfterID and AfterValue continue after the last row of a previous page
+	// (AfterValue is that row's OrderBy value; ignored when ordering by id).
+	// Rows whose OrderBy value is NULL are not listed when ordering by a
+	// nullable column.
+	AfterID    *int64
+	AfterValue *time.Time
+	// Limit is required, 1..10000.
+	Limit int
+}
+
+// JobCancelParams cancels a job from outside. For a job that is not
+// finalized, metadata cancel_attempted_at is set to CancelAttemptedAt (RFC
+// 3339 with nanoseconds) and a cancel control notification is sent; a job
+// that is not running also becomes cancelled with finalized_at = now(). A
+// finalized job is returned unchanged.
+type JobCancelParams struct {
+	Schema            string
+	ID                int64
+	CancelAttemptedAt time.Time
+}
+
+// JobRetryParams makes a job available now: scheduled_at = Now (or now()),
+// finalized_at NULL, cancel_attempted_at removed from metadata, attempt and
+// errors kept, max_attempts + 1 only when attempt = max_attempts. A running
+// job and an available job already due are returned untouched.
+type JobRetryParams struct {
+	Schema string
+	ID     int64
+	Now    *time.Time
+}
+
+// JobDeleteParams names a job to delete.
+type JobDeleteParams struct {
+	Schema string
+	ID     int64
+}
+
+// JobScheduleParams selects retryable and scheduled jobs whose scheduled_at
+// is at or before Horizon, ordered priority, scheduled_at, id, at most Max.
+// Each becomes available (keeping its scheduled_at, so one due a little
+// later waits for it in the fetch filter); one whose unique key collides
+// with a live job or an earlier job of the batch becomes discarded instead
+// (finalized_at = Now, metadata unique_key_conflict =
+// "scheduler_discarded").
+type JobScheduleParams struct {
+	Schema  string
+	Max     int
+	Now     time.Time
+	Horizon time.Time
+}
+
+// JobScheduleResult is one job the scheduler moved.
+type JobScheduleResult struct {
+	Job *millracetype.JobRow
+	// ConflictDiscarded is true when the job was discarded for a unique-key
+	// conflict.
+	ConflictDiscarded bool
+}
+
+// JobGetStuckParams selects running jobs attempted before StuckHorizon.
+type JobGetStuckParams struct {
+	Schema       string
+	StuckHorizon time.Time
+	Max          int
+}
+
+// JobRescue is the rescuer's verdict on one stuck job.
+type JobRescue struct {
+	ID          int64
+	State       millracetype.JobState
+	ScheduledAt time.Time
+	FinalizedAt *time.Time
+	Error       millracetype.AttemptError
+}
+
+// JobRescueManyParams moves stuck jobs that are still running: each gets its
+// state, scheduled_at and finalized_at, its error appended and metadata
+// river:rescue_count incremented.
+type JobRescueManyParams struct {
+	Schema string
+	Jobs   []*JobRescue
+}
+
+// JobDeleteBeforeParams deletes finalized jobs finalized before each state's
+// horizon (nil keeps that state), at most Max rows, lowest ids first.
+type JobDeleteBeforeParams struct {
+	Schema                     string
+	CompletedFinalizedAtBefore *time.Time
+	CancelledFinalizedAtBefore *time.Time
+	DiscardedFinalizedAtBefore *time.Time
+	Max                        int
+}
+
+// LeaderElectParams asks to become leader for TTL.
+type LeaderElectParams struct {
+	Schema   string
+	LeaderID string
+	TTL      time.Duration
+}
+
+// LeaderReelectParams extends the term that began at ElectedAt.
+type LeaderReelectParams struct {
+	Schema    string
+	LeaderID  string
+	ElectedAt time.Time
+	TTL       time.Duration
+}
+
+// LeaderResignParams ends the term that began at ElectedAt.
+type LeaderResignParams struct {
+	Schema    string
+	LeaderID  string
+	ElectedAt time.Time
+}
+
+// QueueCreateParams upserts a queue.
+type QueueCreateParams struct {
+	Schema string
+	Name   string
+	// Metadata for a new row (nil = {}).
+	Metadata []byte
+	// Now is updated_at (and created_at for a new row); nil = now().
+	Now *time.Time
+}
+
+// QueueGetParams names a queue.
+type QueueGetParams struct {
+	Schema string
+	Name   string
+}
+
+// QueueListParams limits a queue listing.
+type QueueListParams struct {
+	Schema string
+	Limit  int
+}
+
+// QueuePauseParams names a queue to pause or resume; "*" means every queue.
+type QueuePauseParams struct {
+	Schema string
+	Name   string
+}
+
+// QueueDeleteExpiredParams deletes queues last updated before the horizon.
+type QueueDeleteExpiredParams struct {
+	Schema           string
+	UpdatedAtHorizon time.Time
+	Max              int
+}
+
+// NotifyManyParams sends payloads on one topic.
+type NotifyManyParams struct {
+	Schema   string
+	Topic    string
+	Payloads []string
+}

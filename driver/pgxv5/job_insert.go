@@ -1,0 +1,239 @@
+package pgxv5
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// The batch insert: one row per array element, in input order. A conflict
+// on the unique index returns the existing row, flagged through xmax. The
+// insert notifications ride in the same statement (an InitPlan evaluated
+// once).
+var sqlJobInsertMany = `
+WITH input AS (
+    SELECT u.ord, u.args::jsonb AS args, coalesce(u.created_at, now()) AS created_at, u.kind,
+        u.max_attempts, coalesce(u.metadata::jsonb, '{}'::jsonb) AS metadata, u.priority, u.queue,
+        coalesce(u.scheduled_at, now()) AS scheduled_at, u.state::{{schema}}river_job_state AS state,
+        coalesce(string_to_array(u.tags, ','), '{}')::varchar(255)[] AS tags, u.unique_key,
+        nullif(u.unique_states, 0)::bit(8) AS unique_states
+    FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::smallint[], $5::text[], $6::smallint[],
+        $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::bytea[], $12::integer[])
+        WITH ORDINALITY AS u(args, created_at, kind, max_attempts, metadata, priority, queue,
+            scheduled_at, state, tags, unique_key, unique_states, ord)
+), inserted AS (
+    INSERT INTO {{schema}}river_job AS j (args, created_at, kind, max_attempts, metadata, priority,
+        queue, scheduled_at, state, tags, unique_key, unique_states)
+    SELECT args, created_at, kind, max_attempts, metadata, priority, queue, scheduled_at, state,
+        tags, unique_key, unique_states
+    FROM input ORDER BY ord
+    ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND unique_states IS NOT NULL
+            AND {{schema}}river_job_state_in_bitmask(unique_states, state)
+        DO UPDATE SET kind = j.kind
+    RETURNING ` + jobColsJ + `, (j.xmax <> 0) AS duplicate
+)
+SELECT *, (SELECT count(pg_notify({{insert_channel}}, json_build_object('queue', q)::text))
+           FROM unnest($13::text[]) AS q) AS notified
+FROM inserted`
+
+// checkInsert validates what the database would otherwise reject with a
+// less helpful message, and what this driver's encoding needs.
+func checkInsert(i int, j *driver.JobInsertParams) error {
+	if j == nil {
+		return fmt.Errorf("job %d: nil params", i)
+	}
+	for _, tag := range j.Tags {
+		if strings.Contains(tag, ",") {
+			return fmt.Errorf("job %d: tag %q contains a comma", i, tag)
+		}
+	}
+	switch j.State {
+	case millracetype.JobStateAvailable, millracetype.JobStateScheduled, millracetype.JobStatePending:
+	default:
+		return fmt.Errorf("job %d: cannot insert a job in state %q", i, j.State)
+	}
+	return nil
+}
+
+func (e *executor) JobInsertMany(ctx context.Context, p *driver.JobInsertManyParams) ([]*driver.JobInsertResult, error) {
+	if len(p.Jobs) == 0 {
+		return nil, nil
+	}
+	// A unique key repeated within the batch would make the statement touch
+	// one row twice, which Postgres refuses: insert the first occurrence only
+	// and report the others as its duplicates.
+	firstOf := make([]int, len(p.Jobs))
+	seen := map[string]int{}
+	insert := make([]*driver.JobInsertParams, 0, len(p.Jobs))
+	for i, j := range p.Jobs {
+		if err := checkInsert(i, j); err != nil {
+			return nil, err
+		}
+		firstOf[i] = -1
+		if j.UniqueKey != nil && j.UniqueStates != 0 {
+			if first, ok := seen[string(j.UniqueKey)]; ok {
+				firstOf[i] = first
+				continue
+			}
+			seen[string(j.UniqueKey)] = len(insert)
+		}
+		firstOf[i] = -2 - len(insert) // own row at index len(insert)
+		insert = append(insert, j)
+	}
+
+	n := len(insert)
+	var (
+		args         = make([]string, n)
+		createdAt    = make([]*time.Time, n)
+		kinds        = make([]string, n)
+		maxAttempts  = make([]int16, n)
+		metadata     = make([]*string, n)
+		priority     = make([]int16, n)
+		queues       = make([]string, n)
+		scheduledAt  = make([]*time.Time, n)
+		states       = make([]string, n)
+		tags         = make([]string, n)
+		uniqueKeys   = make([][]byte, n)
+		uniqueStates = make([]int32, n)
+	)
+	for i, j := range insert {
+		args[i] = string(j.Args)
+		createdAt[i] = j.CreatedAt
+		kinds[i] = j.Kind
+		maxAttempts[i] = int16(j.MaxAttempts)
+		if j.Metadata != nil {
+			m := string(j.Metadata)
+			metadata[i] = &m
+		}
+		priority[i] = int16(j.Priority)
+		queues[i] = j.Queue
+		scheduledAt[i] = j.ScheduledAt
+		states[i] = string(j.State)
+		tags[i] = strings.Join(j.Tags, ",")
+		uniqueKeys[i] = j.UniqueKey
+		uniqueStates[i] = int32(j.UniqueStates)
+	}
+	notify := p.NotifyQueues
+	if notify == nil {
+		notify = []string{}
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobInsertMany),
+		args, createdAt, kinds, maxAttempts, metadata, priority, queues, scheduledAt, states, tags,
+		uniqueKeys, uniqueStates, notify)
+	if err != nil {
+		return nil, err
+	}
+	inserted, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*driver.JobInsertResult, error) {
+		var s jobScan
+		var dup bool
+		var notified int64
+		if err := row.Scan(append(s.dest(), &dup, &notified)...); err != nil {
+			return nil, err
+		}
+		return &driver.JobInsertResult{Job: s.finish(), UniqueSkippedAsDuplicate: dup}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(inserted) != n {
+		return nil, fmt.Errorf("insert returned %d rows for %d jobs", len(inserted), n)
+	}
+	results := make([]*driver.JobInsertResult, len(p.Jobs))
+	for i := range p.Jobs {
+		if firstOf[i] <= -2 {
+			res := inserted[-2-firstOf[i]]
+			if !res.UniqueSkippedAsDuplicate && res.Job.Kind != p.Jobs[i].Kind {
+				return nil, errors.New("insert returned rows out of input order")
+			}
+			results[i] = res
+			continue
+		}
+		first := inserted[-2-firstOf[firstOf[i]]]
+		results[i] = &driver.JobInsertResult{Job: first.Job, UniqueSkippedAsDuplicate: true}
+	}
+	return results, nil
+}
+
+// copyColumns are the columns JobInsertCopy fills.
+var copyColumns = []string{"args", "created_at", "kind", "max_attempts", "metadata", "priority", "queue",
+	"scheduled_at", "state", "tags", "unique_key", "unique_states"}
+
+func (e *executor) JobInsertCopy(ctx context.Context, p *driver.JobInsertManyParams) (int, error) {
+	if len(p.Jobs) == 0 {
+		return 0, nil
+	}
+	for i, j := range p.Jobs {
+		if err := checkInsert(i, j); err != nil {
+			return 0, err
+		}
+	}
+	var count int64
+	err := e.inTx(ctx, func(tx *executor) error {
+		// COPY takes no defaults for columns it is given, so the clock is
+		// read once for rows that leave times unset.
+		var now time.Time
+		if err := tx.db.QueryRow(ctx, "SELECT now()").Scan(&now); err != nil {
+			return err
+		}
+		table := pgx.Identifier{"river_job"}
+		if p.Schema != "" {
+			table = pgx.Identifier{p.Schema, "river_job"}
+		}
+		i := 0
+		var err error
+		count, err = tx.db.CopyFrom(ctx, table, copyColumns, pgx.CopyFromFunc(func() ([]any, error) {
+			if i >= len(p.Jobs) {
+				return nil, nil
+			}
+			j := p.Jobs[i]
+			i++
+			createdAt, scheduledAt := now, now
+			if j.CreatedAt != nil {
+				createdAt = *j.CreatedAt
+			}
+			if j.ScheduledAt != nil {
+				scheduledAt = *j.ScheduledAt
+			}
+			metadata := j.Metadata
+			if metadata == nil {
+				metadata = []byte("{}")
+			}
+			tags := j.Tags
+			if tags == nil {
+				tags = []string{}
+			}
+			var uniqueStates pgtype.Bits
+			if j.UniqueStates != 0 {
+				uniqueStates = pgtype.Bits{Bytes: []byte{j.UniqueStates}, Len: 8, Valid: true}
+			}
+			return []any{j.Args, createdAt, j.Kind, int16(j.MaxAttempts), metadata, int16(j.Priority),
+				j.Queue, scheduledAt, string(j.State), tags, j.UniqueKey, uniqueStates}, nil
+		}))
+		if err != nil {
+			return err
+		}
+		if len(p.NotifyQueues) > 0 {
+			return tx.NotifyMany(ctx, &driver.NotifyManyParams{Schema: p.Schema, Topic: driver.TopicInsert, Payloads: queuePayloads(p.NotifyQueues)})
+		}
+		return nil
+	})
+	return int(count), err
+}
+
+// queuePayloads renders insert notification payloads as River does.
+func queuePayloads(queues []string) []string {
+	out := make([]string, len(queues))
+	for i, q := range queues {
+		out[i] = `{"queue" : ` + quoteJSON(q) + `}`
+	}
+	return out
+}

@@ -1,0 +1,525 @@
+package pgxv5
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// The fetch: lock due jobs in priority order, skipping rows others hold,
+// and mark them running in the same statement.
+var sqlJobGetAvailable = `
+WITH locked AS (
+    SELECT id FROM {{schema}}river_job
+    WHERE state = 'available' AND queue = $1 AND scheduled_at <= coalesce($2::timestamptz, now())
+    ORDER BY priority, scheduled_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), updated AS (
+    UPDATE {{schema}}river_job AS j SET
+        state = 'running',
+        attempt = j.attempt + 1,
+        attempted_at = coalesce($2::timestamptz, now()),
+        attempted_by = CASE WHEN cardinality(j.attempted_by) >= 100
+            THEN j.attempted_by[cardinality(j.attempted_by) - 98:] || $4::text
+            ELSE array_append(j.attempted_by, $4::text) END
+    FROM locked WHERE j.id = locked.id
+    RETURNING ` + jobColsJ + `
+)
+SELECT * FROM updated ORDER BY priority, scheduled_at, id`
+
+func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+	if p.Max <= 0 {
+		return nil, nil
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetAvailable), p.Queue, p.Now, p.Max, p.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanJob)
+}
+
+// The completer's statement. Conditions read the row version being updated
+// (not a snapshot taken earlier), so a job rescued or cancelled meanwhile is
+// judged as it is now.
+var sqlJobSetStateIfRunningMany = `
+UPDATE {{schema}}river_job AS j SET
+    state = CASE
+        WHEN j.state <> 'running' THEN j.state
+        WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN 'cancelled'
+        ELSE u.state::{{schema}}river_job_state END,
+    finalized_at = CASE
+        WHEN j.state <> 'running' THEN j.finalized_at
+        WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN now()
+        ELSE u.finalized_at END,
+    scheduled_at = CASE
+        WHEN j.state <> 'running' OR u.scheduled_at IS NULL THEN j.scheduled_at
+        WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN j.scheduled_at
+        ELSE u.scheduled_at END,
+    attempt = CASE
+        WHEN j.state = 'running' AND u.attempt_decrement
+            AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at')
+        THEN greatest(j.attempt - 1, 0)
+        ELSE j.attempt END,
+    errors = CASE WHEN j.state = 'running' AND u.error IS NOT NULL
+        THEN array_append(j.errors, u.error::jsonb) ELSE j.errors END,
+    metadata = j.metadata || coalesce(u.metadata_updates::jsonb, '{}'::jsonb) || CASE
+        WHEN j.state = 'running' AND u.snooze_increment
+            AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at')
+        THEN jsonb_build_object('snoozes', coalesce((j.metadata ->> 'snoozes')::integer, 0) + 1)
+        ELSE '{}'::jsonb END
+FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::boolean[],
+        $7::boolean[], $8::text[])
+    AS u(id, state, finalized_at, scheduled_at, error, attempt_decrement, snooze_increment, metadata_updates)
+WHERE j.id = u.id AND (j.state = 'running' OR u.metadata_updates IS NOT NULL)
+RETURNING ` + jobColsJ
+
+func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error) {
+	n := len(p.Jobs)
+	if n == 0 {
+		return nil, nil
+	}
+	var (
+		ids              = make([]int64, n)
+		states           = make([]string, n)
+		finalizedAt      = make([]*time.Time, n)
+		scheduledAt      = make([]*time.Time, n)
+		errs             = make([]*string, n)
+		attemptDecrement = make([]bool, n)
+		snoozeIncrement  = make([]bool, n)
+		metadataUpdates  = make([]*string, n)
+	)
+	for i, j := range p.Jobs {
+		if !j.State.Valid() {
+			return nil, fmt.Errorf("job %d: invalid state %q", j.ID, j.State)
+		}
+		if j.State.Finalized() != (j.FinalizedAt != nil) {
+			return nil, fmt.Errorf("job %d: finalized_at must be given exactly for a final state (got state %q)", j.ID, j.State)
+		}
+		ids[i] = j.ID
+		states[i] = string(j.State)
+		finalizedAt[i] = j.FinalizedAt
+		scheduledAt[i] = j.ScheduledAt
+		if j.Error != nil {
+			s, err := encodeError(j.Error)
+			if err != nil {
+				return nil, fmt.Errorf("job %d: encode error: %w", j.ID, err)
+			}
+			errs[i] = &s
+		}
+		attemptDecrement[i] = j.AttemptDecrement
+		snoozeIncrement[i] = j.SnoozeIncrement
+		if j.MetadataUpdates != nil {
+			s := string(j.MetadataUpdates)
+			metadataUpdates[i] = &s
+		}
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningMany),
+		ids, states, finalizedAt, scheduledAt, errs, attemptDecrement, snoozeIncrement, metadataUpdates)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanJob)
+}
+
+var sqlJobGetByID = `SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1`
+
+func (e *executor) JobGetByID(ctx context.Context, p *driver.JobGetByIDParams) (*millracetype.JobRow, error) {
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetByID), p.ID)
+	if err != nil {
+		return nil, err
+	}
+	return oneJob(rows, p.ID)
+}
+
+// oneJob collects exactly one job or reports it not found.
+func oneJob(rows pgx.Rows, id int64) (*millracetype.JobRow, error) {
+	job, err := pgx.CollectExactlyOneRow(rows, scanJob)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("job %d: %w", id, millracetype.ErrNotFound)
+	}
+	return job, err
+}
+
+var sqlJobGetByIDMany = `SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = ANY($1::bigint[]) ORDER BY id`
+
+func (e *executor) JobGetByIDMany(ctx context.Context, p *driver.JobGetByIDManyParams) ([]*millracetype.JobRow, error) {
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetByIDMany), p.IDs)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanJob)
+}
+
+// JobList builds its WHERE clause from the filters given; every value is a
+// bind parameter.
+func (e *executor) JobList(ctx context.Context, p *driver.JobListParams) ([]*millracetype.JobRow, error) {
+	if p.Limit < 1 || p.Limit > 10000 {
+		return nil, fmt.Errorf("job list: limit %d out of range 1..10000", p.Limit)
+	}
+	orderBy := p.OrderBy
+	if orderBy == "" {
+		orderBy = driver.JobListOrderByID
+	}
+	switch orderBy {
+	case driver.JobListOrderByID, driver.JobListOrderByScheduledAt, driver.JobListOrderByCreatedAt,
+		driver.JobListOrderByAttemptedAt, driver.JobListOrderByFinalizedAt:
+	default:
+		return nil, fmt.Errorf("job list: cannot order by %q", orderBy)
+	}
+	var where []string
+	var args []any
+	add := func(cond string, arg any) {
+		args = append(args, arg)
+		where = append(where, strings.ReplaceAll(cond, "$?", "$"+strconv.Itoa(len(args))))
+	}
+	if len(p.IDs) > 0 {
+		add("id = ANY($?::bigint[])", p.IDs)
+	}
+	if len(p.Kinds) > 0 {
+		add("kind = ANY($?::text[])", p.Kinds)
+	}
+	if len(p.Queues) > 0 {
+		add("queue = ANY($?::text[])", p.Queues)
+	}
+	if len(p.States) > 0 {
+		states := make([]string, len(p.States))
+		for i, s := range p.States {
+			if !s.Valid() {
+				return nil, fmt.Errorf("job list: invalid state %q", s)
+			}
+			states[i] = string(s)
+		}
+		add("state::text = ANY($?::text[])", states)
+	}
+	if len(p.Priorities) > 0 {
+		prios := make([]int16, len(p.Priorities))
+		for i, pr := range p.Priorities {
+			prios[i] = int16(pr)
+		}
+		add("priority = ANY($?::smallint[])", prios)
+	}
+	if p.MetadataContains != nil {
+		add("metadata @> $?::jsonb", string(p.MetadataContains))
+	}
+	cmp, dir := ">", "ASC"
+	if p.Desc {
+		cmp, dir = "<", "DESC"
+	}
+	if orderBy != driver.JobListOrderByID {
+		where = append(where, string(orderBy)+" IS NOT NULL")
+	}
+	if p.AfterID != nil {
+		if orderBy == driver.JobListOrderByID {
+			add("id "+cmp+" $?", *p.AfterID)
+		} else {
+			if p.AfterValue == nil {
+				return nil, errors.New("job list: AfterValue is required with AfterID when not ordering by id")
+			}
+			args = append(args, *p.AfterValue, *p.AfterID)
+			where = append(where, fmt.Sprintf("(%s, id) %s ($%d, $%d)", orderBy, cmp, len(args)-1, len(args)))
+		}
+	}
+	sql := "SELECT " + jobCols + " FROM " + renderSchema(p.Schema, "{{schema}}river_job")
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	if orderBy == driver.JobListOrderByID {
+		sql += " ORDER BY id " + dir
+	} else {
+		sql += fmt.Sprintf(" ORDER BY %s %s, id %s", orderBy, dir, dir)
+	}
+	args = append(args, p.Limit)
+	sql += " LIMIT $" + strconv.Itoa(len(args))
+	rows, err := e.db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanJob)
+}
+
+// The cancel: every non-finalized job gets cancel_attempted_at and a control
+// notification; one that is not running is cancelled at once. A finalized
+// job comes back unchanged (second branch).
+var sqlJobCancel = `
+WITH locked AS (
+    SELECT id FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
+), updated AS (
+    UPDATE {{schema}}river_job AS j SET
+        state = CASE WHEN j.state = 'running' THEN j.state ELSE 'cancelled' END,
+        finalized_at = CASE WHEN j.state = 'running' THEN j.finalized_at ELSE now() END,
+        metadata = j.metadata || jsonb_build_object('cancel_attempted_at', $2::text)
+    FROM locked WHERE j.id = locked.id AND j.finalized_at IS NULL
+    RETURNING ` + jobColsJ + `
+)
+SELECT *, (SELECT count(pg_notify({{control_channel}},
+        json_build_object('action', 'cancel', 'job_id', id, 'queue', queue)::text)) FROM updated)
+FROM updated
+UNION ALL
+SELECT ` + jobCols + `, 0 FROM {{schema}}river_job WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM updated)`
+
+func (e *executor) JobCancel(ctx context.Context, p *driver.JobCancelParams) (*millracetype.JobRow, error) {
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobCancel), p.ID, p.CancelAttemptedAt.UTC().Format(time.RFC3339Nano))
+	if err != nil {
+		return nil, err
+	}
+	job, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (*millracetype.JobRow, error) {
+		var s jobScan
+		var notified int64
+		if err := row.Scan(append(s.dest(), &notified)...); err != nil {
+			return nil, err
+		}
+		return s.finish(), nil
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("job %d: %w", p.ID, millracetype.ErrNotFound)
+	}
+	return job, err
+}
+
+var sqlJobRetry = `
+WITH locked AS (
+    SELECT id FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
+), updated AS (
+    UPDATE {{schema}}river_job AS j SET
+        state = 'available',
+        scheduled_at = coalesce($2::timestamptz, now()),
+        finalized_at = NULL,
+        metadata = j.metadata - 'cancel_attempted_at',
+        max_attempts = CASE WHEN j.attempt = j.max_attempts THEN j.max_attempts + 1 ELSE j.max_attempts END
+    FROM locked
+    WHERE j.id = locked.id AND j.state <> 'running'
+        AND NOT (j.state = 'available' AND j.scheduled_at <= coalesce($2::timestamptz, now()))
+    RETURNING ` + jobColsJ + `
+)
+SELECT * FROM updated
+UNION ALL
+SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM updated)`
+
+func (e *executor) JobRetry(ctx context.Context, p *driver.JobRetryParams) (*millracetype.JobRow, error) {
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobRetry), p.ID, p.Now)
+	if err != nil {
+		return nil, err
+	}
+	return oneJob(rows, p.ID)
+}
+
+var sqlJobDelete = `
+WITH locked AS (
+    SELECT id, state FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
+), deleted AS (
+    DELETE FROM {{schema}}river_job AS j USING locked
+    WHERE j.id = locked.id AND locked.state <> 'running'
+    RETURNING ` + jobColsJ + `
+)
+SELECT true, * FROM deleted
+UNION ALL
+SELECT false, ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM deleted)`
+
+func (e *executor) JobDelete(ctx context.Context, p *driver.JobDeleteParams) (*millracetype.JobRow, error) {
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobDelete), p.ID)
+	if err != nil {
+		return nil, err
+	}
+	var deleted bool
+	job, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (*millracetype.JobRow, error) {
+		var s jobScan
+		if err := row.Scan(append([]any{&deleted}, s.dest()...)...); err != nil {
+			return nil, err
+		}
+		return s.finish(), nil
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("job %d: %w", p.ID, millracetype.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !deleted {
+		return job, fmt.Errorf("delete job %d: %w", p.ID, millracetype.ErrJobRunning)
+	}
+	return job, nil
+}
+
+// The scheduler's statement. Within the batch, the first job of a unique key
+// (in fetch order) may go on; the others, and any whose key is held by a
+// live job outside the batch, are discarded.
+var sqlJobSchedule = `
+WITH due AS (
+    SELECT id, unique_key, unique_states, priority, scheduled_at
+    FROM {{schema}}river_job
+    WHERE state IN ('retryable', 'scheduled') AND scheduled_at <= $1
+    ORDER BY priority, scheduled_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), ranked AS (
+    SELECT id, unique_key,
+        CASE WHEN unique_key IS NOT NULL AND unique_states IS NOT NULL
+                AND {{schema}}river_job_state_in_bitmask(unique_states, 'available')
+            THEN row_number() OVER (PARTITION BY unique_key ORDER BY priority, scheduled_at, id) END AS rank
+    FROM due
+), verdict AS (
+    SELECT r.id, r.rank IS NOT NULL AND (r.rank > 1 OR EXISTS (
+        SELECT 1 FROM {{schema}}river_job AS o
+        WHERE o.unique_key = r.unique_key AND o.unique_states IS NOT NULL
+            AND {{schema}}river_job_state_in_bitmask(o.unique_states, o.state)
+            AND o.id NOT IN (SELECT id FROM due))) AS conflict
+    FROM ranked AS r
+)
+UPDATE {{schema}}river_job AS j SET
+    state = CASE WHEN v.conflict THEN 'discarded'::{{schema}}river_job_state ELSE 'available' END,
+    finalized_at = CASE WHEN v.conflict THEN $3::timestamptz END,
+    metadata = CASE WHEN v.conflict
+        THEN j.metadata || '{"unique_key_conflict": "scheduler_discarded"}'::jsonb ELSE j.metadata END
+FROM verdict AS v
+WHERE j.id = v.id
+RETURNING ` + jobColsJ + `, v.conflict`
+
+func (e *executor) JobSchedule(ctx context.Context, p *driver.JobScheduleParams) ([]*driver.JobScheduleResult, error) {
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobSchedule), p.Horizon, p.Max, p.Now)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*driver.JobScheduleResult, error) {
+		var s jobScan
+		var conflict bool
+		if err := row.Scan(append(s.dest(), &conflict)...); err != nil {
+			return nil, err
+		}
+		return &driver.JobScheduleResult{Job: s.finish(), ConflictDiscarded: conflict}, nil
+	})
+}
+
+var sqlJobGetStuck = `SELECT ` + jobCols + ` FROM {{schema}}river_job
+WHERE state = 'running' AND attempted_at < $1 ORDER BY id LIMIT $2`
+
+func (e *executor) JobGetStuck(ctx context.Context, p *driver.JobGetStuckParams) ([]*millracetype.JobRow, error) {
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetStuck), p.StuckHorizon, p.Max)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanJob)
+}
+
+var sqlJobRescueMany = `
+UPDATE {{schema}}river_job AS j SET
+    state = u.state::{{schema}}river_job_state,
+    scheduled_at = u.scheduled_at,
+    finalized_at = u.finalized_at,
+    errors = array_append(j.errors, u.error::jsonb),
+    metadata = j.metadata || jsonb_build_object('river:rescue_count',
+        coalesce((j.metadata ->> 'river:rescue_count')::integer, 0) + 1)
+FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[])
+    AS u(id, state, scheduled_at, finalized_at, error)
+WHERE j.id = u.id AND j.state = 'running'`
+
+func (e *executor) JobRescueMany(ctx context.Context, p *driver.JobRescueManyParams) (int, error) {
+	n := len(p.Jobs)
+	if n == 0 {
+		return 0, nil
+	}
+	ids := make([]int64, n)
+	states := make([]string, n)
+	scheduledAt := make([]time.Time, n)
+	finalizedAt := make([]*time.Time, n)
+	errs := make([]string, n)
+	for i, j := range p.Jobs {
+		if j.State.Finalized() != (j.FinalizedAt != nil) {
+			return 0, fmt.Errorf("job %d: finalized_at must be given exactly for a final state (got state %q)", j.ID, j.State)
+		}
+		s, err := encodeError(&j.Error)
+		if err != nil {
+			return 0, err
+		}
+		ids[i], states[i], scheduledAt[i], finalizedAt[i], errs[i] = j.ID, string(j.State), j.ScheduledAt, j.FinalizedAt, s
+	}
+	tag, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobRescueMany), ids, states, scheduledAt, finalizedAt, errs)
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+var sqlJobDeleteBefore = `
+WITH doomed AS (
+    SELECT id FROM {{schema}}river_job
+    WHERE (state = 'completed' AND finalized_at < $1::timestamptz)
+        OR (state = 'cancelled' AND finalized_at < $2::timestamptz)
+        OR (state = 'discarded' AND finalized_at < $3::timestamptz)
+    ORDER BY id
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {{schema}}river_job WHERE id IN (SELECT id FROM doomed)`
+
+func (e *executor) JobDeleteBefore(ctx context.Context, p *driver.JobDeleteBeforeParams) (int, error) {
+	tag, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobDeleteBefore),
+		p.CompletedFinalizedAtBefore, p.CancelledFinalizedAtBefore, p.DiscardedFinalizedAtBefore, p.Max)
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+var sqlJobInsertFull = `
+INSERT INTO {{schema}}river_job (args, attempt, attempted_at, attempted_by, created_at, errors, finalized_at,
+    kind, max_attempts, metadata, priority, queue, scheduled_at, state, tags, unique_key, unique_states)
+VALUES ($1::jsonb, $2, $3, $4, coalesce($5::timestamptz, now()), $6::text[]::jsonb[], $7, $8, $9,
+    coalesce($10::jsonb, '{}'::jsonb), $11, $12, coalesce($13::timestamptz, now()),
+    $14::{{schema}}river_job_state, $15::varchar(255)[], $16, nullif($17::integer, 0)::bit(8))
+RETURNING ` + jobCols
+
+func (e *executor) JobInsertFull(ctx context.Context, p *driver.JobInsertFullParams) (*millracetype.JobRow, error) {
+	var errs []string
+	for i := range p.Errors {
+		s, err := encodeError(&p.Errors[i])
+		if err != nil {
+			return nil, err
+		}
+		errs = append(errs, s)
+	}
+	var metadata *string
+	if p.Metadata != nil {
+		m := string(p.Metadata)
+		metadata = &m
+	}
+	args := p.Args
+	if args == nil {
+		args = []byte("{}")
+	}
+	maxAttempts := p.MaxAttempts
+	if maxAttempts == 0 {
+		maxAttempts = 25
+	}
+	priority := p.Priority
+	if priority == 0 {
+		priority = 1
+	}
+	queue := p.Queue
+	if queue == "" {
+		queue = "default"
+	}
+	state := p.State
+	if state == "" {
+		state = millracetype.JobStateAvailable
+	}
+	tags := p.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobInsertFull), string(args), int16(p.Attempt), p.AttemptedAt,
+		p.AttemptedBy, p.CreatedAt, errs, p.FinalizedAt, p.Kind, int16(maxAttempts), metadata, int16(priority), queue,
+		p.ScheduledAt, string(state), tags, p.UniqueKey, int32(p.UniqueStates))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectExactlyOneRow(rows, scanJob)
+}

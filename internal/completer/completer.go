@@ -1,0 +1,252 @@
+// Package completer records job outcomes in batches: workers hand it one
+// outcome each, and it writes everything that has accumulated in one
+// statement (driver.Executor.JobSetStateIfRunningMany), so the number of
+// round trips per job falls as load rises.
+//
+// Batching is natural rather than timed: while one batch is being written,
+// new outcomes queue up and form the next batch, so an idle system writes
+// each outcome at once and a busy one writes thousands per statement.
+// Back-pressure: when MaxPending outcomes wait, Complete blocks, which
+// keeps a worker's slot busy until the database catches up.
+//
+// Stop writes everything still pending before it returns, retrying a failed
+// write, so a graceful shutdown leaves no finished job in running.
+package completer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/millracetype"
+	"github.com/millrace/millrace/startstop"
+)
+
+// Defaults for Config.
+const (
+	DefaultMaxBatch       = 2000
+	DefaultMaxPending     = 10000
+	DefaultRetryBackoff   = 100 * time.Millisecond
+	DefaultMaxRetryWait   = 5 * time.Second
+	DefaultStopFlushLimit = 30 * time.Second
+)
+
+// Result is handed to the subscriber after a batch is written: the outcome
+// asked for and the row as it is now (nil if the update did not touch it,
+// e.g. the job was deleted meanwhile).
+type Result struct {
+	SetState *driver.JobSetState
+	Job      *millracetype.JobRow
+}
+
+// Config configures a Completer.
+type Config struct {
+	// Schema is where river_job lives.
+	Schema string
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// MaxBatch is the most outcomes written in one statement (default 2000).
+	MaxBatch int
+	// MaxPending is how many outcomes may wait before Complete blocks
+	// (default 10000).
+	MaxPending int
+	// OnWritten, if set, is called after each successful write with its
+	// results, from the completer's goroutine. It must not block for long.
+	OnWritten func(results []Result)
+	// RetryBackoff is the first wait after a failed write (default 100 ms);
+	// it doubles up to 5 s.
+	RetryBackoff time.Duration
+	// StopFlushLimit bounds how long Stop keeps retrying to write what is
+	// pending when the database is unreachable (default 30 s); what is still
+	// unwritten then is logged and left running, for the rescuer.
+	StopFlushLimit time.Duration
+}
+
+// Completer batches outcomes; see the package doc.
+type Completer struct {
+	startstop.BaseStartStop
+
+	exec driver.Executor
+	cfg  Config
+
+	mu      sync.Mutex
+	pending []*driver.JobSetState
+	wake    chan struct{} // signalled when pending grows
+	space   chan struct{} // signalled when pending shrinks
+	// inFlight counts outcomes handed to Complete and not yet written.
+	inFlight sync.WaitGroup
+}
+
+// New returns a completer writing through exec.
+func New(exec driver.Executor, cfg *Config) *Completer {
+	c := &Completer{exec: exec, wake: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+	if cfg != nil {
+		c.cfg = *cfg
+	}
+	if c.cfg.Logger == nil {
+		c.cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.cfg.MaxBatch <= 0 {
+		c.cfg.MaxBatch = DefaultMaxBatch
+	}
+	if c.cfg.MaxPending <= 0 {
+		c.cfg.MaxPending = DefaultMaxPending
+	}
+	if c.cfg.RetryBackoff <= 0 {
+		c.cfg.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.cfg.StopFlushLimit <= 0 {
+		c.cfg.StopFlushLimit = DefaultStopFlushLimit
+	}
+	return c
+}
+
+// ErrNotRunning is returned by Complete when the completer is not started.
+var ErrNotRunning = errors.New("completer is not running")
+
+// Complete queues one outcome. It blocks while MaxPending outcomes wait,
+// until there is room or ctx ends. Outcomes queued before Stop are written
+// before Stop returns.
+func (c *Completer) Complete(ctx context.Context, s *driver.JobSetState) error {
+	for {
+		c.mu.Lock()
+		if len(c.pending) < c.cfg.MaxPending {
+			c.pending = append(c.pending, s)
+			c.inFlight.Add(1)
+			c.mu.Unlock()
+			signal(c.wake)
+			return nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.space:
+		case <-ctx.Done():
+			return fmt.Errorf("complete job %d: %w", s.ID, context.Cause(ctx))
+		}
+	}
+}
+
+// Start starts the writing goroutine.
+func (c *Completer) Start(ctx context.Context) error {
+	ctx, shouldStart, started, stopped := c.StartInit(ctx)
+	if !shouldStart {
+		return nil
+	}
+	go func() {
+		defer stopped()
+		started()
+		c.run(ctx)
+	}()
+	return nil
+}
+
+// WaitIdle blocks until every outcome queued so far is written (or given
+// up on at Stop).
+func (c *Completer) WaitIdle() { c.inFlight.Wait() }
+
+func (c *Completer) run(ctx context.Context) {
+	// Writes never use the service context: a Stop must not cut a write in
+	// half. They use writeCtx, which ends only StopFlushLimit after Stop, so
+	// a database that stays unreachable cannot hold Stop forever.
+	writeCtx, giveUp := context.WithCancel(context.WithoutCancel(ctx))
+	defer giveUp()
+	var deadline atomic.Pointer[time.Timer]
+	stopAfter := context.AfterFunc(ctx, func() {
+		deadline.Store(time.AfterFunc(c.cfg.StopFlushLimit, giveUp))
+	})
+	defer func() {
+		stopAfter()
+		if t := deadline.Load(); t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-c.wake:
+			c.writeAll(writeCtx)
+		case <-ctx.Done():
+			c.writeAll(writeCtx)
+			return
+		}
+	}
+}
+
+// writeAll writes batches until nothing is pending.
+func (c *Completer) writeAll(ctx context.Context) {
+	for {
+		c.mu.Lock()
+		n := min(len(c.pending), c.cfg.MaxBatch)
+		if n == 0 {
+			c.mu.Unlock()
+			return
+		}
+		batch := make([]*driver.JobSetState, n)
+		copy(batch, c.pending)
+		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			c.pending = nil // let the backing array go
+		}
+		c.mu.Unlock()
+		signal(c.space)
+
+		c.writeBatch(ctx, batch)
+		for range batch {
+			c.inFlight.Done()
+		}
+	}
+}
+
+// writeBatch writes one batch, retrying with backoff while the database
+// fails, until ctx ends (StopFlushLimit after Stop).
+func (c *Completer) writeBatch(ctx context.Context, batch []*driver.JobSetState) {
+	wait := c.cfg.RetryBackoff
+	for attempt := 1; ; attempt++ {
+		rows, err := c.exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: c.cfg.Schema, Jobs: batch})
+		if err == nil {
+			c.report(batch, rows)
+			return
+		}
+		if ctx.Err() != nil {
+			c.cfg.Logger.Error("completer: giving up writing job outcomes after stop; the jobs stay running until rescued",
+				"jobs", len(batch), "error", err)
+			return
+		}
+		c.cfg.Logger.Warn("completer: writing job outcomes failed; retrying",
+			"jobs", len(batch), "attempt", attempt, "retry_in", wait, "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		wait = min(wait*2, DefaultMaxRetryWait)
+	}
+}
+
+func (c *Completer) report(batch []*driver.JobSetState, rows []*millracetype.JobRow) {
+	if c.cfg.OnWritten == nil {
+		return
+	}
+	byID := make(map[int64]*millracetype.JobRow, len(rows))
+	for _, r := range rows {
+		byID[r.ID] = r
+	}
+	results := make([]Result, len(batch))
+	for i, s := range batch {
+		results[i] = Result{SetState: s, Job: byID[s.ID]}
+	}
+	c.cfg.OnWritten(results)
+}
+
+// signal does a non-blocking send on a wake-up channel of capacity one.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,239 @@
+package completer
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/millracetype"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// fetchAll marks the schema's available jobs running, as a producer would.
+func fetchAll(t *testing.T, db *dbtest.DB, n int) []*millracetype.JobRow {
+	t.Helper()
+	jobs, err := db.Exec().JobGetAvailable(context.Background(), &driver.JobGetAvailableParams{
+		Schema: db.Schema, Queue: "default", Max: n, ClientID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != n {
+		t.Fatalf("fetched %d jobs, want %d", len(jobs), n)
+	}
+	return jobs
+}
+
+func completed(id int64) *driver.JobSetState {
+	now := time.Now()
+	return &driver.JobSetState{ID: id, State: millracetype.JobStateCompleted, FinalizedAt: &now}
+}
+
+func TestCompletesManyConcurrently(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	const n = 3000
+	db.InsertJobs(t, n, "k", "default")
+	jobs := fetchAll(t, db, n)
+
+	var written atomic.Int64
+	var batches atomic.Int64
+	c := New(db.Exec(), &Config{Schema: db.Schema, MaxBatch: 500, OnWritten: func(r []Result) {
+		batches.Add(1)
+		for _, res := range r {
+			if res.Job == nil || res.Job.State != millracetype.JobStateCompleted {
+				t.Errorf("result for job %d: %+v", res.SetState.ID, res.Job)
+			}
+		}
+		written.Add(int64(len(r)))
+	}})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 20 {
+		wg.Go(func() {
+			for i := w; i < n; i += 20 {
+				if err := c.Complete(ctx, completed(jobs[i].ID)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	c.Stop()
+	if got := written.Load(); got != n {
+		t.Fatalf("%d outcomes reported, want %d", got, n)
+	}
+	if counts := db.CountByState(t); counts[millracetype.JobStateCompleted] != n {
+		t.Fatalf("states after stop: %v", counts)
+	}
+	// Batching happened: far fewer statements than jobs.
+	if b := batches.Load(); b >= n/2 {
+		t.Fatalf("%d batches for %d jobs: not batching", b, n)
+	}
+}
+
+// TestStopFlushes queues outcomes and stops at once: all are written.
+func TestStopFlushes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	db.InsertJobs(t, 200, "k", "default")
+	jobs := fetchAll(t, db, 200)
+	c := New(db.Exec(), &Config{Schema: db.Schema, MaxBatch: 10})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		if err := c.Complete(ctx, completed(j.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Stop()
+	if counts := db.CountByState(t); counts[millracetype.JobStateCompleted] != 200 {
+		t.Fatalf("states after stop: %v", counts)
+	}
+	// Restartable.
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop()
+}
+
+// flakyExec fails the first writes, as a database that is briefly gone.
+type flakyExec struct {
+	driver.Executor
+	failures atomic.Int64
+	calls    atomic.Int64
+	gate     chan struct{} // when set, each write waits for it
+}
+
+func (f *flakyExec) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error) {
+	f.calls.Add(1)
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if f.failures.Add(-1) >= 0 {
+		return nil, errors.New("connection refused (simulated)")
+	}
+	return f.Executor.JobSetStateIfRunningMany(ctx, p)
+}
+
+func TestRetriesFailedWrites(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	db.InsertJobs(t, 5, "k", "default")
+	jobs := fetchAll(t, db, 5)
+	exec := &flakyExec{Executor: db.Exec()}
+	exec.failures.Store(3)
+	c := New(exec, &Config{Schema: db.Schema, RetryBackoff: time.Millisecond})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	for _, j := range jobs {
+		if err := c.Complete(ctx, completed(j.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitIdle()
+	if counts := db.CountByState(t); counts[millracetype.JobStateCompleted] != 5 {
+		t.Fatalf("states: %v", counts)
+	}
+	if exec.calls.Load() < 4 {
+		t.Fatalf("%d write attempts, want at least 4 (3 failures, then success)", exec.calls.Load())
+	}
+}
+
+// TestBackPressure: with MaxPending outcomes waiting, Complete blocks until
+// the database takes some.
+func TestBackPressure(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	db.InsertJobs(t, 10, "k", "default")
+	jobs := fetchAll(t, db, 10)
+	exec := &flakyExec{Executor: db.Exec(), gate: make(chan struct{})}
+	c := New(exec, &Config{Schema: db.Schema, MaxPending: 2, MaxBatch: 2})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	// The first outcome is taken into a write that waits at the gate; two
+	// more fill the queue; the next must block.
+	if err := c.Complete(ctx, completed(jobs[0].ID)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return exec.calls.Load() == 1 })
+	for i := 1; i <= 2; i++ {
+		if err := c.Complete(ctx, completed(jobs[i].ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := c.Complete(short, completed(jobs[3].ID)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Complete on a full queue returned %v, want it to block until the deadline", err)
+	}
+	close(exec.gate)
+	for i := 3; i < 10; i++ {
+		if err := c.Complete(ctx, completed(jobs[i].ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitIdle()
+	if counts := db.CountByState(t); counts[millracetype.JobStateCompleted] != 10 {
+		t.Fatalf("states: %v", counts)
+	}
+}
+
+// TestStopGivesUpAfterLimit: with the database gone for good, Stop returns
+// after StopFlushLimit and the job stays running for the rescuer.
+func TestStopGivesUpAfterLimit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	db.InsertJobs(t, 1, "k", "default")
+	jobs := fetchAll(t, db, 1)
+	exec := &flakyExec{Executor: db.Exec()}
+	exec.failures.Store(1 << 40)
+	c := New(exec, &Config{Schema: db.Schema, RetryBackoff: time.Millisecond, StopFlushLimit: 200 * time.Millisecond})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Complete(ctx, completed(jobs[0].ID)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.Stop()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Stop took %s with StopFlushLimit 200ms", took)
+	}
+	if job := db.Job(t, jobs[0].ID); job.State != millracetype.JobStateRunning {
+		t.Fatalf("job is %s, want still running", job.State)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,2 @@
+-- Nothing to do on Postgres: this version matters only to River's SQLite
+-- driver. It is recorded so River and millrace agree on the version.

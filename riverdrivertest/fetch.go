@@ -1,0 +1,468 @@
+package riverdrivertest
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/millracetype"
+)
+
+const clientID = "client_test"
+
+// fetch calls JobGetAvailable on the env's pool.
+func (e *env[TTx]) fetch(t *testing.T, queue string, max int) []*millracetype.JobRow {
+	t.Helper()
+	jobs, err := e.exec.JobGetAvailable(e.ctx, &driver.JobGetAvailableParams{Schema: e.schema, Queue: queue, Max: max, ClientID: clientID})
+	requireNoError(t, err, "JobGetAvailable")
+	return jobs
+}
+
+func (s *suite[TTx]) testJobGetAvailable(t *testing.T) {
+	s.run(t, "OrderAndChanges", func(t *testing.T, e *env[TTx]) {
+		base := now()
+		at := func(d time.Duration) *time.Time { return ptr(base.Add(d)) }
+		job := func(priority int, scheduledAt *time.Time, mod func(p *driver.JobInsertFullParams)) *millracetype.JobRow {
+			p := &driver.JobInsertFullParams{Queue: "q", Priority: priority, ScheduledAt: scheduledAt, State: millracetype.JobStateAvailable}
+			if mod != nil {
+				mod(p)
+			}
+			return e.insertFull(t, p)
+		}
+		a := job(2, at(-10*time.Minute), func(p *driver.JobInsertFullParams) {
+			// A job that ran before (its earlier attempt was snoozed away or
+			// retried): attempt and attempted_by continue.
+			p.Attempt, p.AttemptedBy = 2, []string{"old_client"}
+			p.Args = []byte(`{"keep":"me"}`)
+			p.Metadata = []byte(`{"m":1}`)
+		})
+		b := job(1, at(-5*time.Minute), nil)
+		c := job(1, at(-10*time.Minute), nil)
+		d := job(1, at(-10*time.Minute), nil) // ties with c: id decides
+		ee := job(3, at(-20*time.Minute), nil)
+		// None of these may be fetched.
+		untouched := []*millracetype.JobRow{
+			job(1, at(-time.Hour), func(p *driver.JobInsertFullParams) { p.Queue = "other_q" }),
+			job(1, at(time.Hour), nil), // not due
+			job(1, at(-time.Hour), func(p *driver.JobInsertFullParams) { p.State = millracetype.JobStateScheduled }),
+			job(1, at(-time.Hour), func(p *driver.JobInsertFullParams) { p.State = millracetype.JobStateRetryable }),
+			job(1, at(-time.Hour), func(p *driver.JobInsertFullParams) { p.State = millracetype.JobStatePending }),
+			e.insertFull(t, &driver.JobInsertFullParams{Queue: "q", ScheduledAt: at(-time.Hour), State: millracetype.JobStateRunning,
+				Attempt: 1, AttemptedAt: at(-time.Minute)}),
+			e.insertFull(t, &driver.JobInsertFullParams{Queue: "q", ScheduledAt: at(-time.Hour), State: millracetype.JobStateCompleted,
+				FinalizedAt: at(-time.Minute)}),
+		}
+
+		before := now()
+		// Max picks the first jobs in that order, not the first ids.
+		got := e.fetch(t, "q", 2)
+		got = append(got, e.fetch(t, "q", 10)...)
+		after := now()
+		want := []*millracetype.JobRow{c, d, b, a, ee}
+		requireIDs(t, got, jobIDs(want), "fetched jobs in order priority, scheduled_at, id")
+		for i, j := range got {
+			w := want[i]
+			requireEqual(t, j.State, millracetype.JobStateRunning, "state")
+			requireEqual(t, j.Attempt, w.Attempt+1, "attempt")
+			if j.AttemptedAt == nil {
+				t.Fatal("attempted_at not set")
+			}
+			requireBetween(t, *j.AttemptedAt, before, after, "attempted_at")
+			requireEqual(t, j.AttemptedBy, append(slices.Clone(w.AttemptedBy), clientID), "attempted_by")
+			// Nothing else changes.
+			expect := *w
+			expect.State, expect.Attempt, expect.AttemptedAt, expect.AttemptedBy = j.State, j.Attempt, j.AttemptedAt, j.AttemptedBy
+			requireSameJob(t, j, &expect, "fetched row")
+			requireSameJob(t, e.getJob(t, j.ID), j, "stored row")
+		}
+		requireEqual(t, len(e.fetch(t, "q", 10)), 0, "jobs fetched by a second call")
+		for _, u := range untouched {
+			requireSameJob(t, e.getJob(t, u.ID), u, "job that must not be fetched")
+		}
+	})
+
+	s.run(t, "Max", func(t *testing.T, e *env[TTx]) {
+		var ids []int64
+		for range 5 {
+			ids = append(ids, e.insertFull(t, &driver.JobInsertFullParams{}).ID)
+		}
+		requireIDs(t, e.fetch(t, "default", 2), ids[:2], "first fetch of 2")
+		requireIDs(t, e.fetch(t, "default", 2), ids[2:4], "second fetch of 2")
+		requireIDs(t, e.fetch(t, "default", 2), ids[4:], "third fetch of 2")
+	})
+
+	s.run(t, "Now", func(t *testing.T, e *env[TTx]) {
+		later := now().Add(time.Hour)
+		job := e.insertFull(t, &driver.JobInsertFullParams{ScheduledAt: &later})
+		requireEqual(t, len(e.fetch(t, "default", 10)), 0, "jobs fetched before they are due")
+		fetchAt := later.Add(time.Minute)
+		got, err := e.exec.JobGetAvailable(e.ctx, &driver.JobGetAvailableParams{
+			Schema: e.schema, Queue: "default", Max: 10, ClientID: clientID, Now: &fetchAt,
+		})
+		requireNoError(t, err, "JobGetAvailable with Now")
+		requireIDs(t, got, []int64{job.ID}, "jobs fetched with a later Now")
+		requireTimePtr(t, got[0].AttemptedAt, fetchAt, "attempted_at (= Now)")
+	})
+
+	s.run(t, "AttemptedByKeepsLast100", func(t *testing.T, e *env[TTx]) {
+		clients := func(from, to int) []string {
+			var out []string
+			for i := from; i < to; i++ {
+				out = append(out, fmt.Sprintf("c%d", i))
+			}
+			return out
+		}
+		cases := []struct {
+			had  int
+			want []string
+		}{
+			{0, []string{clientID}},
+			{99, append(clients(0, 99), clientID)},
+			{100, append(clients(1, 100), clientID)},
+			{150, append(clients(51, 150), clientID)},
+		}
+		for i, c := range cases {
+			queue := fmt.Sprintf("q_%d", i)
+			e.insertFull(t, &driver.JobInsertFullParams{Queue: queue, AttemptedBy: clients(0, c.had)})
+			got := e.fetch(t, queue, 1)
+			requireEqual(t, len(got), 1, "fetched jobs")
+			requireEqual(t, got[0].AttemptedBy, c.want, fmt.Sprintf("attempted_by after a fetch of a job run by %d clients", c.had))
+		}
+	})
+
+	s.run(t, "SkipsLockedRows", func(t *testing.T, e *env[TTx]) {
+		var ids []int64
+		for range 4 {
+			ids = append(ids, e.insertFull(t, &driver.JobInsertFullParams{}).ID)
+		}
+		tx, err := e.exec.Begin(e.ctx)
+		requireNoError(t, err, "Begin")
+		defer func() { _ = tx.Rollback(e.ctx) }()
+		held, err := tx.JobGetAvailable(e.ctx, &driver.JobGetAvailableParams{Schema: e.schema, Queue: "default", Max: 2, ClientID: "holder"})
+		requireNoError(t, err, "JobGetAvailable in a transaction")
+		requireIDs(t, held, ids[:2], "jobs fetched in the open transaction")
+		// The pool skips the rows the transaction holds instead of waiting.
+		requireIDs(t, e.fetch(t, "default", 10), ids[2:], "jobs fetched beside the open transaction")
+		requireNoError(t, tx.Rollback(e.ctx), "Rollback")
+		requireIDs(t, e.fetch(t, "default", 10), ids[:2], "jobs fetched after the rollback")
+	})
+
+	s.run(t, "Concurrent", func(t *testing.T, e *env[TTx]) {
+		const total, workers, batch = 500, 5, 7
+		jobs := make([]*driver.JobInsertParams, total)
+		for i := range jobs {
+			jobs[i] = jobParams()
+		}
+		n, err := e.exec.JobInsertCopy(e.ctx, &driver.JobInsertManyParams{Schema: e.schema, Jobs: jobs})
+		requireNoError(t, err, "JobInsertCopy")
+		requireEqual(t, n, total, "inserted")
+
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			fetched = map[int64]string{}
+			errs    []error
+		)
+		start := make(chan struct{})
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				client := fmt.Sprintf("worker_%d", w)
+				<-start
+				for {
+					got, err := e.exec.JobGetAvailable(e.ctx, &driver.JobGetAvailableParams{Schema: e.schema, Queue: "default", Max: batch, ClientID: client})
+					mu.Lock()
+					if err != nil {
+						errs = append(errs, err)
+						mu.Unlock()
+						return
+					}
+					for _, j := range got {
+						if prev, dup := fetched[j.ID]; dup {
+							errs = append(errs, fmt.Errorf("job %d fetched by %s and again by %s", j.ID, prev, client))
+						}
+						fetched[j.ID] = client
+						if j.State != millracetype.JobStateRunning || j.Attempt != 1 || !slices.Equal(j.AttemptedBy, []string{client}) {
+							errs = append(errs, fmt.Errorf("job %d fetched as state %s attempt %d attempted_by %v", j.ID, j.State, j.Attempt, j.AttemptedBy))
+						}
+					}
+					mu.Unlock()
+					// Empty means every remaining available job is taken or
+					// being taken by another worker.
+					if len(got) == 0 {
+						return
+					}
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for _, err := range errs {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+		requireEqual(t, len(fetched), total, "distinct jobs fetched by all workers")
+		for _, j := range e.allJobs(t) {
+			if j.State != millracetype.JobStateRunning || fetched[j.ID] == "" {
+				t.Fatalf("job %d: state %s, fetched by %q: every job must be fetched exactly once", j.ID, j.State, fetched[j.ID])
+			}
+		}
+	})
+}
+
+func (s *suite[TTx]) testJobSetStateIfRunningMany(t *testing.T) {
+	s.run(t, "Outcomes", func(t *testing.T, e *env[TTx]) {
+		base := now()
+		startedAt := base.Add(-time.Minute)
+		finalizedAt := base.Add(-time.Second)
+		later := base.Add(10 * time.Minute)
+		soon := base.Add(2 * time.Second)
+		cancelAttemptedAt := base.Add(-30 * time.Second).Format(time.RFC3339Nano)
+		attemptErr := &millracetype.AttemptError{At: startedAt, Attempt: 1, Error: "boom", Trace: "trace"}
+
+		withMeta := func(p *driver.JobInsertFullParams, meta string) *driver.JobInsertFullParams {
+			p.Metadata = []byte(meta)
+			return p
+		}
+		cancelled := `{"cancel_attempted_at":"` + cancelAttemptedAt + `","other":"kept"}`
+
+		type check struct {
+			state       millracetype.JobState
+			finalizedAt *time.Time // nil: NULL
+			finalNow    bool       // finalized_at is the database's now()
+			scheduledAt *time.Time // nil: unchanged
+			attempt     int
+			errors      int
+			metadata    map[string]any
+			unreturned  bool // not changed, so not returned
+		}
+		cases := []struct {
+			name    string
+			initial *driver.JobInsertFullParams
+			outcome driver.JobSetState
+			want    check
+		}{
+			{"Completed", running(startedAt),
+				driver.JobSetState{State: millracetype.JobStateCompleted, FinalizedAt: &finalizedAt},
+				check{state: millracetype.JobStateCompleted, finalizedAt: &finalizedAt, attempt: 1, metadata: map[string]any{}}},
+			{"Retryable", running(startedAt),
+				driver.JobSetState{State: millracetype.JobStateRetryable, ScheduledAt: &later, Error: attemptErr},
+				check{state: millracetype.JobStateRetryable, scheduledAt: &later, attempt: 1, errors: 1, metadata: map[string]any{}}},
+			{"AvailableSoon", running(startedAt),
+				driver.JobSetState{State: millracetype.JobStateAvailable, ScheduledAt: &soon, Error: attemptErr},
+				check{state: millracetype.JobStateAvailable, scheduledAt: &soon, attempt: 1, errors: 1, metadata: map[string]any{}}},
+			{"SnoozeScheduled", withMeta(running(startedAt), `{"snoozes":2,"keep":"x"}`),
+				driver.JobSetState{State: millracetype.JobStateScheduled, ScheduledAt: &later, AttemptDecrement: true, SnoozeIncrement: true},
+				check{state: millracetype.JobStateScheduled, scheduledAt: &later, attempt: 0, metadata: map[string]any{"snoozes": 3, "keep": "x"}}},
+			{"SnoozeAvailable", running(startedAt),
+				driver.JobSetState{State: millracetype.JobStateAvailable, ScheduledAt: &soon, AttemptDecrement: true, SnoozeIncrement: true},
+				check{state: millracetype.JobStateAvailable, scheduledAt: &soon, attempt: 0, metadata: map[string]any{"snoozes": 1}}},
+			{"SoftStop", running(startedAt),
+				driver.JobSetState{State: millracetype.JobStateAvailable, ScheduledAt: &base, AttemptDecrement: true},
+				check{state: millracetype.JobStateAvailable, scheduledAt: &base, attempt: 0, metadata: map[string]any{}}},
+			{"Discarded", running(startedAt),
+				driver.JobSetState{State: millracetype.JobStateDiscarded, FinalizedAt: &finalizedAt, Error: attemptErr},
+				check{state: millracetype.JobStateDiscarded, finalizedAt: &finalizedAt, attempt: 1, errors: 1, metadata: map[string]any{}}},
+			{"Cancelled", running(startedAt),
+				driver.JobSetState{State: millracetype.JobStateCancelled, FinalizedAt: &finalizedAt,
+					Error: &millracetype.AttemptError{At: startedAt, Attempt: 1, Error: "JobCancelError: stop"}},
+				check{state: millracetype.JobStateCancelled, finalizedAt: &finalizedAt, attempt: 1, errors: 1, metadata: map[string]any{}}},
+			{"MetadataMergedTopLevel", withMeta(running(startedAt), `{"a":1,"b":{"c":1}}`),
+				driver.JobSetState{State: millracetype.JobStateCompleted, FinalizedAt: &finalizedAt,
+					MetadataUpdates: []byte(`{"b":{"d":2},"output":{"r":1}}`)},
+				check{state: millracetype.JobStateCompleted, finalizedAt: &finalizedAt, attempt: 1,
+					metadata: map[string]any{"a": 1, "b": map[string]any{"d": 2}, "output": map[string]any{"r": 1}}}},
+			// Discarded by the rescuer while it still ran: the late success
+			// only adds its output.
+			{"NotRunningMetadataStillMerged", withMeta(finalized(millracetype.JobStateDiscarded, startedAt), `{"a":1}`),
+				driver.JobSetState{State: millracetype.JobStateCompleted, FinalizedAt: &finalizedAt, MetadataUpdates: []byte(`{"output":"late"}`)},
+				check{state: millracetype.JobStateDiscarded, finalizedAt: &startedAt, attempt: 1, metadata: map[string]any{"a": 1, "output": "late"}}},
+			// Made retryable by the rescuer: a late failure records nothing
+			// but its metadata.
+			{"NotRunningRescuedErrorNotRecorded", withMeta(&driver.JobInsertFullParams{State: millracetype.JobStateRetryable, Attempt: 1}, `{}`),
+				driver.JobSetState{State: millracetype.JobStateDiscarded, FinalizedAt: &finalizedAt, Error: attemptErr, MetadataUpdates: []byte(`{"output":1}`)},
+				check{state: millracetype.JobStateRetryable, attempt: 1, metadata: map[string]any{"output": 1}}},
+			{"NotRunningScheduledAtKept", withMeta(&driver.JobInsertFullParams{State: millracetype.JobStateAvailable, Attempt: 1}, `{}`),
+				driver.JobSetState{State: millracetype.JobStateScheduled, ScheduledAt: &later, AttemptDecrement: true, SnoozeIncrement: true,
+					MetadataUpdates: []byte(`{"output":2}`)},
+				check{state: millracetype.JobStateAvailable, attempt: 1, metadata: map[string]any{"output": 2}}},
+			{"NotRunningUntouched", &driver.JobInsertFullParams{State: millracetype.JobStateAvailable},
+				driver.JobSetState{State: millracetype.JobStateCompleted, FinalizedAt: &finalizedAt},
+				check{state: millracetype.JobStateAvailable, attempt: 0, metadata: map[string]any{}, unreturned: true}},
+			{"CancelAttemptedRetryable", withMeta(running(startedAt), cancelled),
+				driver.JobSetState{State: millracetype.JobStateRetryable, ScheduledAt: &later, Error: attemptErr},
+				check{state: millracetype.JobStateCancelled, finalNow: true, attempt: 1, errors: 1,
+					metadata: map[string]any{"cancel_attempted_at": cancelAttemptedAt, "other": "kept"}}},
+			{"CancelAttemptedAvailableSoon", withMeta(running(startedAt), cancelled),
+				driver.JobSetState{State: millracetype.JobStateAvailable, ScheduledAt: &soon, Error: attemptErr},
+				check{state: millracetype.JobStateCancelled, finalNow: true, attempt: 1, errors: 1,
+					metadata: map[string]any{"cancel_attempted_at": cancelAttemptedAt, "other": "kept"}}},
+			{"CancelAttemptedSnooze", withMeta(running(startedAt), cancelled),
+				driver.JobSetState{State: millracetype.JobStateScheduled, ScheduledAt: &later, AttemptDecrement: true, SnoozeIncrement: true},
+				check{state: millracetype.JobStateCancelled, finalNow: true, attempt: 1,
+					metadata: map[string]any{"cancel_attempted_at": cancelAttemptedAt, "other": "kept"}}},
+			{"CancelAttemptedSoftStop", withMeta(running(startedAt), cancelled),
+				driver.JobSetState{State: millracetype.JobStateAvailable, ScheduledAt: &base, AttemptDecrement: true},
+				check{state: millracetype.JobStateCancelled, finalNow: true, attempt: 1,
+					metadata: map[string]any{"cancel_attempted_at": cancelAttemptedAt, "other": "kept"}}},
+			{"CancelAttemptedCompleted", withMeta(running(startedAt), cancelled),
+				driver.JobSetState{State: millracetype.JobStateCompleted, FinalizedAt: &finalizedAt},
+				check{state: millracetype.JobStateCompleted, finalizedAt: &finalizedAt, attempt: 1,
+					metadata: map[string]any{"cancel_attempted_at": cancelAttemptedAt, "other": "kept"}}},
+			{"CancelAttemptedDiscarded", withMeta(running(startedAt), cancelled),
+				driver.JobSetState{State: millracetype.JobStateDiscarded, FinalizedAt: &finalizedAt, Error: attemptErr},
+				check{state: millracetype.JobStateDiscarded, finalizedAt: &finalizedAt, attempt: 1, errors: 1,
+					metadata: map[string]any{"cancel_attempted_at": cancelAttemptedAt, "other": "kept"}}},
+		}
+
+		initial := make([]*millracetype.JobRow, len(cases))
+		outcomes := make([]*driver.JobSetState, len(cases))
+		for i, c := range cases {
+			initial[i] = e.insertFull(t, c.initial)
+			o := c.outcome
+			o.ID = initial[i].ID
+			outcomes[i] = &o
+		}
+		before := now()
+		// All outcomes in one call.
+		changed, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema, Jobs: outcomes})
+		after := now()
+		requireNoError(t, err, "JobSetStateIfRunningMany")
+		returned := map[int64]*millracetype.JobRow{}
+		for _, j := range changed {
+			returned[j.ID] = j
+		}
+		if len(returned) != len(changed) {
+			t.Fatalf("a job returned twice among %v", jobIDs(changed))
+		}
+
+		for i, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				was, w := initial[i], c.want
+				job := e.getJob(t, was.ID)
+				if r, ok := returned[was.ID]; ok == w.unreturned {
+					t.Fatalf("returned = %v, want %v (only changed rows are returned)", ok, !w.unreturned)
+				} else if ok {
+					requireSameJob(t, r, job, "returned row against the stored row")
+				}
+				requireEqual(t, job.State, w.state, "state")
+				switch {
+				case w.finalNow:
+					if job.FinalizedAt == nil {
+						t.Fatal("finalized_at: got nil, want now()")
+					}
+					requireBetween(t, *job.FinalizedAt, before, after, "finalized_at")
+				case w.finalizedAt != nil:
+					requireTimePtr(t, job.FinalizedAt, *w.finalizedAt, "finalized_at")
+				default:
+					requireNilTime(t, job.FinalizedAt, "finalized_at")
+				}
+				if w.scheduledAt != nil {
+					requireTime(t, job.ScheduledAt, *w.scheduledAt, "scheduled_at")
+				} else {
+					requireTime(t, job.ScheduledAt, was.ScheduledAt, "scheduled_at (unchanged)")
+				}
+				requireEqual(t, job.Attempt, w.attempt, "attempt")
+				requireEqual(t, len(job.Errors), w.errors, "number of errors")
+				if w.errors == 1 {
+					got, want := job.Errors[0], *c.outcome.Error
+					if !got.At.Equal(want.At) || got.Attempt != want.Attempt || got.Error != want.Error || got.Trace != want.Trace {
+						t.Fatalf("recorded error: got %+v, want %+v", got, want)
+					}
+				}
+				requireJSON(t, job.Metadata, w.metadata, "metadata")
+				// What the outcome must never touch.
+				requireSameTimePtr(t, job.AttemptedAt, was.AttemptedAt, "attempted_at")
+				requireEqual(t, job.AttemptedBy, was.AttemptedBy, "attempted_by")
+				requireEqual(t, job.MaxAttempts, was.MaxAttempts, "max_attempts")
+			})
+		}
+	})
+
+	s.run(t, "ErrorStoredInRiversShape", func(t *testing.T, e *env[TTx]) {
+		job := e.insertFull(t, running(now().Add(-time.Minute)))
+		errs := []millracetype.AttemptError{
+			{At: time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC), Attempt: 1, Error: "first failure", Trace: "main.f()\n\t/x.go:1\n"},
+			{At: time.Date(2026, 3, 4, 5, 7, 0, 0, time.FixedZone("X", 3600)), Attempt: 2, Error: `quote " and unicode é`, Trace: ""},
+		}
+		for i := range errs {
+			_, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema, Jobs: []*driver.JobSetState{{
+				ID: job.ID, State: millracetype.JobStateRetryable, ScheduledAt: ptr(now()), Error: &errs[i],
+			}}})
+			requireNoError(t, err, "JobSetStateIfRunningMany")
+			if i == 0 {
+				// Back to running for the second attempt.
+				e.rawExec(t, `UPDATE `+e.table("river_job")+` SET state = 'running', attempt = 2 WHERE id = $1::bigint`, job.ID)
+			}
+		}
+		requireEqual(t, e.rawString(t, `SELECT array_length(errors, 1) FROM `+e.table("river_job")+` WHERE id = $1::bigint`, job.ID), "2", "stored errors")
+		for i, want := range errs {
+			raw := e.rawString(t, fmt.Sprintf(`SELECT errors[%d] FROM %s WHERE id = $1::bigint`, i+1, e.table("river_job")), job.ID)
+			requireEqual(t, e.rawString(t, fmt.Sprintf(`SELECT jsonb_typeof(errors[%d]) FROM %s WHERE id = $1::bigint`, i+1, e.table("river_job")), job.ID),
+				"object", "jsonb type of a stored error")
+			var got map[string]any
+			if err := json.Unmarshal([]byte(raw), &got); err != nil {
+				t.Fatalf("stored error %d %q: %v", i, raw, err)
+			}
+			keys := make([]string, 0, len(got))
+			for k := range got {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			requireEqual(t, keys, []string{"at", "attempt", "error", "trace"}, "keys of a stored error")
+			at, ok := got["at"].(string)
+			if !ok {
+				t.Fatalf("stored error %d: at is %T, want an RFC 3339 string", i, got["at"])
+			}
+			parsed, err := time.Parse(time.RFC3339Nano, at)
+			if err != nil {
+				t.Fatalf("stored error %d: at %q is not RFC 3339: %v", i, at, err)
+			}
+			requireTime(t, parsed, want.At, "stored at (to the nanosecond)")
+			requireEqual(t, got["attempt"], any(float64(want.Attempt)), "stored attempt (a JSON number)")
+			requireEqual(t, got["error"], any(want.Error), "stored error message")
+			requireEqual(t, got["trace"], any(want.Trace), "stored trace")
+		}
+	})
+
+	s.run(t, "InvalidInput", func(t *testing.T, e *env[TTx]) {
+		cases := []struct {
+			name    string
+			outcome driver.JobSetState
+		}{
+			{"FinalStateWithoutFinalizedAt", driver.JobSetState{State: millracetype.JobStateCompleted}},
+			{"DiscardedWithoutFinalizedAt", driver.JobSetState{State: millracetype.JobStateDiscarded}},
+			{"LiveStateWithFinalizedAt", driver.JobSetState{State: millracetype.JobStateRetryable, FinalizedAt: ptr(now()), ScheduledAt: ptr(now())}},
+			{"UnknownState", driver.JobSetState{State: "exploded", FinalizedAt: ptr(now())}},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				good := e.insertFull(t, running(now()))
+				bad := e.insertFull(t, running(now()))
+				o := c.outcome
+				o.ID = bad.ID
+				_, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema, Jobs: []*driver.JobSetState{
+					{ID: good.ID, State: millracetype.JobStateCompleted, FinalizedAt: ptr(now())}, &o,
+				}})
+				if err == nil {
+					t.Fatalf("invalid outcome %+v accepted", c.outcome)
+				}
+				requireSameJob(t, e.getJob(t, bad.ID), bad, "job of the invalid outcome")
+				requireSameJob(t, e.getJob(t, good.ID), good, "job of the valid outcome in the refused call")
+			})
+		}
+	})
+
+	s.run(t, "Empty", func(t *testing.T, e *env[TTx]) {
+		rows, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema})
+		requireNoError(t, err, "JobSetStateIfRunningMany of nothing")
+		requireEqual(t, len(rows), 0, "changed rows")
+	})
+}

@@ -1,0 +1,177 @@
+// Package riverdrivertest is the conformance suite every millrace driver
+// must pass. It checks each method of driver.Driver, driver.Executor,
+// driver.ExecutorTx and driver.Listener against the contract written in
+// package driver and against the River compatibility facts (the data each
+// query writes is read by River clients too, so a driver that is merely
+// "close" corrupts a mixed deployment).
+//
+// A driver's own tests run the suite with one call, giving a factory that
+// returns a driver on a pool and the name of a fresh, empty schema:
+//
+//	func TestMain(m *testing.M) { testdb.Main(m) }
+//
+//	func TestConformance(t *testing.T) {
+//		riverdrivertest.Exercise(context.Background(), t,
+//			func(ctx context.Context, t *testing.T) (driver.Driver[pgx.Tx], string) {
+//				schema, pool := testdb.NewSchema(t)
+//				return pgxv5.New(pool), schema
+//			})
+//	}
+//
+// Every subtest calls the factory for its own schema, migrates it with
+// package migrate and runs in parallel with the others, so the factory is
+// called many times concurrently and must clean up after itself (through
+// t.Cleanup, as testdb.NewSchema does). What the factory must provide:
+//
+//   - A driver whose PoolIsSet is true, working on the test database.
+//   - A schema that exists, is empty and belongs to this call alone.
+//   - Connections (pool and listener) whose search_path is that schema, so
+//     that the empty schema "" (unqualified names) resolves to it; the
+//     suite checks that drivers honour the empty schema this way.
+//
+// A new driver on Postgres (database/sql with pgx's stdlib or lib/pq, say)
+// passes its own transaction type as TTx and needs nothing else. The suite
+// reaches native transactions only through the driver itself (Begin, then
+// UnwrapTx, then UnwrapExecutor), never through a database library.
+//
+// A few checks read or write rows with raw SQL through Executor.Exec (the
+// JSON shape of a stored error, an expired leader row, the bit order of
+// unique_states). They are written for Postgres and all go through the
+// helpers rawExec and rawValue in helpers.go: rawValue reads a value by
+// having a small PL/pgSQL function, created in each test schema, raise it
+// as an error, because Executor has no query method. A driver for another
+// database (SQLite) will need a dialect for those two helpers and the
+// statements passed to them; everything else talks to the driver only.
+//
+// A driver without LISTEN/NOTIFY (SupportsListener false) must refuse
+// GetListener; the subtests that need a listener are then skipped with a
+// message saying so.
+package riverdrivertest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/migrate"
+)
+
+// testTimeout bounds each subtest, so that a driver that deadlocks fails
+// the test instead of hanging the binary.
+const testTimeout = 30 * time.Second
+
+// Exercise runs the conformance suite against the drivers factory makes.
+// factory is called once per subtest, concurrently; it returns a driver on
+// a pool and the name of a fresh, empty schema that the pool's search_path
+// points at (see the package documentation). ctx bounds the whole run.
+func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx context.Context, t *testing.T) (drv driver.Driver[TTx], schema string)) {
+	t.Helper()
+	s := &suite[TTx]{ctx: ctx, factory: factory}
+	groups := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"Driver", s.testDriver},
+		{"ExecutorTx", s.testExecutorTx},
+		{"EmptySchema", s.testEmptySchema},
+		{"Exec", s.testExec},
+		{"Exists", s.testExists},
+		{"PGAdvisoryXactLock", s.testAdvisoryLock},
+		{"Migration", s.testMigration},
+		{"NotifyMany", s.testNotifyMany},
+		{"Listener", s.testListener},
+		{"JobInsertFull", s.testJobInsertFull},
+		{"JobInsertMany", s.testJobInsertMany},
+		{"JobInsertCopy", s.testJobInsertCopy},
+		{"JobGetAvailable", s.testJobGetAvailable},
+		{"JobSetStateIfRunningMany", s.testJobSetStateIfRunningMany},
+		{"JobGetByID", s.testJobGetByID},
+		{"JobList", s.testJobList},
+		{"JobCancel", s.testJobCancel},
+		{"JobRetry", s.testJobRetry},
+		{"JobDelete", s.testJobDelete},
+		{"JobSchedule", s.testJobSchedule},
+		{"JobGetStuck", s.testJobGetStuck},
+		{"JobRescueMany", s.testJobRescueMany},
+		{"JobDeleteBefore", s.testJobDeleteBefore},
+		{"Leader", s.testLeader},
+		{"Queue", s.testQueue},
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			t.Parallel()
+			g.run(t)
+		})
+	}
+}
+
+// suite holds what every subtest needs to make its environment.
+type suite[TTx any] struct {
+	ctx     context.Context
+	factory func(ctx context.Context, t *testing.T) (driver.Driver[TTx], string)
+}
+
+// env is one subtest's world: a driver, its pool executor and a schema of
+// its own.
+type env[TTx any] struct {
+	ctx  context.Context
+	drv  driver.Driver[TTx]
+	exec driver.Executor
+	// schema is what the subtest passes in params: the schema's name, or ""
+	// for the subtests of unqualified names.
+	schema string
+	// name is the schema's real name, for raw SQL and other schemas.
+	name string
+}
+
+// run runs fn as a parallel subtest with a freshly migrated schema.
+func (s *suite[TTx]) run(t *testing.T, name string, fn func(t *testing.T, e *env[TTx])) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		t.Parallel()
+		fn(t, s.setup(t, true))
+	})
+}
+
+// runBare runs fn as a parallel subtest with an empty, unmigrated schema.
+func (s *suite[TTx]) runBare(t *testing.T, name string, fn func(t *testing.T, e *env[TTx])) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		t.Parallel()
+		fn(t, s.setup(t, false))
+	})
+}
+
+// setup calls the factory and, when migrated, migrates the schema up to the
+// latest version and installs the rawValue helper function.
+func (s *suite[TTx]) setup(t *testing.T, migrated bool) *env[TTx] {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, testTimeout)
+	t.Cleanup(cancel)
+	drv, schema := s.factory(ctx, t)
+	if drv == nil {
+		t.Fatal("riverdrivertest: factory returned a nil driver")
+	}
+	if schema == "" {
+		t.Fatal("riverdrivertest: factory must return the name of a fresh schema, not \"\"")
+	}
+	e := &env[TTx]{ctx: ctx, drv: drv, exec: drv.GetExecutor(), schema: schema, name: schema}
+	if migrated {
+		e.migrate(t, 0)
+		e.installProbe(t)
+	}
+	return e
+}
+
+// migrate migrates the env's schema up to target (0 = latest).
+func (e *env[TTx]) migrate(t *testing.T, target int) {
+	t.Helper()
+	m, err := migrate.New(e.drv, &migrate.Config{Schema: e.name})
+	if err != nil {
+		t.Fatalf("migrate.New: %v", err)
+	}
+	if _, err := m.Migrate(e.ctx, migrate.DirectionUp, &migrate.MigrateOpts{TargetVersion: target}); err != nil {
+		t.Fatalf("migrate schema %s up to %d: %v", e.name, target, err)
+	}
+}
