@@ -15,7 +15,6 @@ package completer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -41,7 +40,9 @@ const (
 // e.g. the job was deleted meanwhile).
 type Result struct {
 	SetState *driver.JobSetState
-	Job      *millracetype.JobRow
+	// Meta is what the caller passed to Complete with the outcome.
+	Meta any
+	Job  *millracetype.JobRow
 }
 
 // Config configures a Completer.
@@ -75,7 +76,7 @@ type Completer struct {
 	cfg  Config
 
 	mu      sync.Mutex
-	pending []*driver.JobSetState
+	pending []item
 	wake    chan struct{} // signalled when pending grows
 	space   chan struct{} // signalled when pending shrinks
 	// inFlight counts outcomes handed to Complete and not yet written.
@@ -106,17 +107,20 @@ func New(exec driver.Executor, cfg *Config) *Completer {
 	return c
 }
 
-// ErrNotRunning is returned by Complete when the completer is not started.
-var ErrNotRunning = errors.New("completer is not running")
+// item is one queued outcome.
+type item struct {
+	s    *driver.JobSetState
+	meta any
+}
 
-// Complete queues one outcome. It blocks while MaxPending outcomes wait,
-// until there is room or ctx ends. Outcomes queued before Stop are written
-// before Stop returns.
-func (c *Completer) Complete(ctx context.Context, s *driver.JobSetState) error {
+// Complete queues one outcome, with meta handed back in its Result. It
+// blocks while MaxPending outcomes wait, until there is room or ctx ends.
+// Outcomes queued before Stop are written before Stop returns.
+func (c *Completer) Complete(ctx context.Context, s *driver.JobSetState, meta any) error {
 	for {
 		c.mu.Lock()
 		if len(c.pending) < c.cfg.MaxPending {
-			c.pending = append(c.pending, s)
+			c.pending = append(c.pending, item{s, meta})
 			c.inFlight.Add(1)
 			c.mu.Unlock()
 			signal(c.wake)
@@ -185,7 +189,7 @@ func (c *Completer) writeAll(ctx context.Context) {
 			c.mu.Unlock()
 			return
 		}
-		batch := make([]*driver.JobSetState, n)
+		batch := make([]item, n)
 		copy(batch, c.pending)
 		c.pending = c.pending[n:]
 		if len(c.pending) == 0 {
@@ -203,10 +207,14 @@ func (c *Completer) writeAll(ctx context.Context) {
 
 // writeBatch writes one batch, retrying with backoff while the database
 // fails, until ctx ends (StopFlushLimit after Stop).
-func (c *Completer) writeBatch(ctx context.Context, batch []*driver.JobSetState) {
+func (c *Completer) writeBatch(ctx context.Context, batch []item) {
+	states := make([]*driver.JobSetState, len(batch))
+	for i, it := range batch {
+		states[i] = it.s
+	}
 	wait := c.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
-		rows, err := c.exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: c.cfg.Schema, Jobs: batch})
+		rows, err := c.exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: c.cfg.Schema, Jobs: states})
 		if err == nil {
 			c.report(batch, rows)
 			return
@@ -228,7 +236,7 @@ func (c *Completer) writeBatch(ctx context.Context, batch []*driver.JobSetState)
 	}
 }
 
-func (c *Completer) report(batch []*driver.JobSetState, rows []*millracetype.JobRow) {
+func (c *Completer) report(batch []item, rows []*millracetype.JobRow) {
 	if c.cfg.OnWritten == nil {
 		return
 	}
@@ -237,8 +245,8 @@ func (c *Completer) report(batch []*driver.JobSetState, rows []*millracetype.Job
 		byID[r.ID] = r
 	}
 	results := make([]Result, len(batch))
-	for i, s := range batch {
-		results[i] = Result{SetState: s, Job: byID[s.ID]}
+	for i, it := range batch {
+		results[i] = Result{SetState: it.s, Meta: it.meta, Job: byID[it.s.ID]}
 	}
 	c.cfg.OnWritten(results)
 }

@@ -61,7 +61,7 @@ func TestCompletesManyConcurrently(t *testing.T) {
 	for w := range 20 {
 		wg.Go(func() {
 			for i := w; i < n; i += 20 {
-				if err := c.Complete(ctx, completed(jobs[i].ID)); err != nil {
+				if err := c.Complete(ctx, completed(jobs[i].ID), nil); err != nil {
 					t.Error(err)
 				}
 			}
@@ -93,7 +93,7 @@ func TestStopFlushes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, j := range jobs {
-		if err := c.Complete(ctx, completed(j.ID)); err != nil {
+		if err := c.Complete(ctx, completed(j.ID), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -145,7 +145,7 @@ func TestRetriesFailedWrites(t *testing.T) {
 	}
 	defer c.Stop()
 	for _, j := range jobs {
-		if err := c.Complete(ctx, completed(j.ID)); err != nil {
+		if err := c.Complete(ctx, completed(j.ID), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -174,23 +174,23 @@ func TestBackPressure(t *testing.T) {
 	defer c.Stop()
 	// The first outcome is taken into a write that waits at the gate; two
 	// more fill the queue; the next must block.
-	if err := c.Complete(ctx, completed(jobs[0].ID)); err != nil {
+	if err := c.Complete(ctx, completed(jobs[0].ID), nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return exec.calls.Load() == 1 })
 	for i := 1; i <= 2; i++ {
-		if err := c.Complete(ctx, completed(jobs[i].ID)); err != nil {
+		if err := c.Complete(ctx, completed(jobs[i].ID), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if err := c.Complete(short, completed(jobs[3].ID)); !errors.Is(err, context.DeadlineExceeded) {
+	if err := c.Complete(short, completed(jobs[3].ID), nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Complete on a full queue returned %v, want it to block until the deadline", err)
 	}
 	close(exec.gate)
 	for i := 3; i < 10; i++ {
-		if err := c.Complete(ctx, completed(jobs[i].ID)); err != nil {
+		if err := c.Complete(ctx, completed(jobs[i].ID), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -214,7 +214,7 @@ func TestStopGivesUpAfterLimit(t *testing.T) {
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Complete(ctx, completed(jobs[0].ID)); err != nil {
+	if err := c.Complete(ctx, completed(jobs[0].ID), nil); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

@@ -1,0 +1,81 @@
+package client
+
+import (
+	"time"
+
+	"github.com/millrace/millrace/millracetype"
+)
+
+// JobArgs is what a job's args type implements: Kind names the job's type
+// and selects its worker. Kinds match `\A[\w][\w\-\[\]<>\/.·:+]+\z` (2 to
+// 127 characters). The value is stored as JSON (encoding/json).
+type JobArgs interface {
+	Kind() string
+}
+
+// JobArgsWithInsertOpts is implemented by args types that give defaults for
+// every job of their kind; options passed to an insert take precedence.
+type JobArgsWithInsertOpts interface {
+	JobArgs
+	InsertOpts() InsertOpts
+}
+
+// QueueDefault is the queue jobs go to unless told otherwise.
+const QueueDefault = "default"
+
+// PriorityDefault is the priority jobs get unless told otherwise (1 runs
+// first, 4 last).
+const PriorityDefault = 1
+
+// MaxAttemptsDefault is how many attempts a job gets unless told otherwise.
+const MaxAttemptsDefault = 25
+
+// InsertOpts are per-job insert options. For each field the first set value
+// wins: the options passed to the insert, then the args type's InsertOpts,
+// then the client's Config.
+type InsertOpts struct {
+	// Queue to run in (default "default"). Names match
+	// `^[a-z0-9]+([_|-]?[a-z0-9]+)*$`, at most 64 characters.
+	Queue string
+	// Priority 1 (first) to 4 (last); default 1.
+	Priority int
+	// MaxAttempts before the job is discarded; default Config.MaxAttempts
+	// (25).
+	MaxAttempts int
+	// ScheduledAt delays the job. Any ScheduledAt, even a past one, inserts
+	// the job as scheduled (River's rule); the scheduler makes it available
+	// when due.
+	ScheduledAt time.Time
+	// Tags are free-form labels, each 3 to 255 characters of letters,
+	// digits, '_' and '-' (no commas).
+	Tags []string
+	// Metadata is a JSON object stored with the job. Keys starting with
+	// "river:" are reserved.
+	Metadata []byte
+	// Pending inserts the job on hold: it is never fetched until moved by
+	// JobRetry or an update from outside.
+	Pending bool
+	// UniqueOpts make the job unique: an insert that matches a live job
+	// returns that job (InsertResult.UniqueSkippedAsDuplicate) instead.
+	UniqueOpts UniqueOpts
+}
+
+// UniqueOpts select what makes a job a duplicate of another, with River's
+// rules so both compute the same keys. The kind always counts unless
+// ExcludeKind is set.
+type UniqueOpts struct {
+	// ByArgs: jobs with the same args (or the same fields tagged
+	// `river:"unique"`) are duplicates.
+	ByArgs bool
+	// ByPeriod: jobs in the same period (of ScheduledAt, else the insert
+	// time, truncated to the period) are duplicates. At least 1 s.
+	ByPeriod time.Duration
+	// ByQueue: jobs in the same queue are duplicates.
+	ByQueue bool
+	// ByState: the states in which an existing job counts (default: every
+	// state but cancelled and discarded). Must include available, pending,
+	// running and scheduled.
+	ByState []millracetype.JobState
+	// ExcludeKind leaves the kind out of the key (needs another By option).
+	ExcludeKind bool
+}

@@ -1,0 +1,216 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/completer"
+	"github.com/millrace/millrace/internal/notifier"
+	"github.com/millrace/millrace/internal/producer"
+	"github.com/millrace/millrace/startstop"
+)
+
+// Client inserts jobs and, when it has queues, works them. TTx is the
+// driver's transaction type (pgx.Tx for driver/pgxv5).
+//
+// A Client is a startstop service made of services: a notifier (the LISTEN
+// connection), a completer (batched outcome writes) and one producer per
+// queue. Start starts them all or none; Stop drains work first.
+type Client[TTx any] struct {
+	startstop.BaseStartStop
+
+	config      *Config
+	driver      driver.Driver[TTx]
+	notifyLimit *notifyLimiter
+	events      eventHub
+
+	// mu guards the services of the current run.
+	mu         sync.Mutex
+	completer  *completer.Completer
+	notifier   *notifier.Notifier
+	producers  map[string]*producer.Producer
+	workCancel context.CancelCauseFunc
+}
+
+// New returns a client on a driver. It validates the whole config and
+// returns an error wrapping ErrInvalidConfig for anything wrong.
+func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Client[TTx], error) {
+	if drv == nil {
+		return nil, fmt.Errorf("%w: driver is nil", ErrInvalidConfig)
+	}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Queues) > 0 && !drv.PoolIsSet() {
+		return nil, fmt.Errorf("%w: a client that works queues needs a driver with a pool", ErrInvalidConfig)
+	}
+	return &Client[TTx]{
+		config:      c,
+		driver:      drv,
+		notifyLimit: &notifyLimiter{window: c.FetchCooldown, last: map[string]time.Time{}},
+	}, nil
+}
+
+// ID returns the client's ID.
+func (c *Client[TTx]) ID() string { return c.config.ID }
+
+// Start starts working the configured queues. It returns once every queue
+// is registered and fetching; on any failure it stops what it started and
+// returns the error, and Start may be called again. The client stops when
+// Stop is called or ctx ends. Start on a started client does nothing.
+func (c *Client[TTx]) Start(ctx context.Context) error {
+	if len(c.config.Queues) == 0 {
+		return ErrNoQueues
+	}
+	runCtx, shouldStart, started, stopped := c.StartInit(ctx)
+	if !shouldStart {
+		return nil
+	}
+	background, producers, err := c.buildServices()
+	if err != nil {
+		c.StartFailed(stopped)
+		return err
+	}
+	// The completer and notifier outlive the run context: they must keep
+	// working while producers drain at shutdown, which stops them
+	// explicitly. Producers stop fetching as soon as the run context ends.
+	if err := startstop.StartAll(context.WithoutCancel(runCtx), background...); err != nil {
+		c.startFailed(stopped, err)
+		return fmt.Errorf("start client %s: %w", c.config.ID, err)
+	}
+	if err := startstop.StartAll(runCtx, producers...); err != nil {
+		startstop.StopAllParallel(background...)
+		c.startFailed(stopped, err)
+		return fmt.Errorf("start client %s: %w", c.config.ID, err)
+	}
+	go func() {
+		defer stopped()
+		started()
+		<-runCtx.Done()
+		c.shutdown()
+	}()
+	return nil
+}
+
+func (c *Client[TTx]) startFailed(stopped func(), err error) {
+	c.mu.Lock()
+	c.workCancel(err)
+	c.mu.Unlock()
+	c.StartFailed(stopped)
+}
+
+// buildServices makes this run's services: the background ones (completer,
+// notifier) and the producers, each in start order.
+func (c *Client[TTx]) buildServices() (background, producers []startstop.Service, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exec := c.driver.GetExecutor()
+	workCtx, workCancel := context.WithCancelCause(context.Background())
+	c.workCancel = workCancel
+	c.completer = completer.New(exec, &completer.Config{Schema: c.config.Schema, Logger: c.config.Logger, OnWritten: c.onWritten})
+	background = []startstop.Service{c.completer}
+	c.notifier = nil
+	if !c.config.PollOnly && c.driver.SupportsListener() {
+		schema := c.config.Schema
+		c.notifier = notifier.New(func() (driver.Listener, error) { return c.driver.GetListener(schema) },
+			&notifier.Config{Schema: schema, Logger: c.config.Logger})
+		background = append(background, c.notifier)
+	}
+	c.producers = map[string]*producer.Producer{}
+	for _, name := range slices.Sorted(maps.Keys(c.config.Queues)) {
+		q := c.config.Queues[name]
+		p, err := producer.New(exec, &producer.Config{
+			Queue: name, MaxWorkers: q.MaxWorkers, Schema: c.config.Schema, ClientID: c.config.ID,
+			Logger: c.config.Logger, Notifier: c.notifier, FetchCooldown: c.config.FetchCooldown,
+			FetchPollInterval: c.config.FetchPollInterval, WorkCtx: workCtx, Work: c.workJob,
+			OnPaused: func(paused bool) {
+				kind := EventKindQueueResumed
+				if paused {
+					kind = EventKindQueuePaused
+				}
+				c.emit(&Event{Kind: kind, Queue: name})
+			},
+		})
+		if err != nil {
+			workCancel(err)
+			return nil, nil, fmt.Errorf("start client %s: %w", c.config.ID, err)
+		}
+		c.producers[name] = p
+		producers = append(producers, p)
+	}
+	return background, producers, nil
+}
+
+// shutdown stops fetching, waits for running jobs, writes their outcomes,
+// then stops the notifier. It runs once the run context ends.
+func (c *Client[TTx]) shutdown() {
+	c.mu.Lock()
+	producers := slices.Collect(maps.Values(c.producers))
+	comp, notif, workCancel := c.completer, c.notifier, c.workCancel
+	c.mu.Unlock()
+	services := make([]startstop.Service, len(producers))
+	for i, p := range producers {
+		services[i] = p
+	}
+	startstop.StopAllParallel(services...)
+	comp.Stop()
+	if notif != nil {
+		notif.Stop()
+	}
+	workCancel(startstop.ErrStop)
+}
+
+// Stop stops the client gracefully: no new jobs are fetched, running jobs
+// finish and their outcomes are written, then the client's connections are
+// released. If ctx ends first, Stop returns ctx's error and the shutdown
+// goes on in the background (call Stop again to wait for it, or
+// StopAndCancel to interrupt the jobs). Stop on a client that is not
+// running returns nil.
+func (c *Client[TTx]) Stop(ctx context.Context) error {
+	shouldStop, stopped, finalize := c.StopInit()
+	if !shouldStop {
+		return nil
+	}
+	// StopInit holds the lifecycle lock until finalize; StoppedUnsafe reads
+	// the run's channel without it.
+	select {
+	case <-stopped:
+		finalize(true)
+		return nil
+	case <-ctx.Done():
+		finalize(false)
+		return fmt.Errorf("stop client %s: %w", c.config.ID, context.Cause(ctx))
+	}
+}
+
+// StopAndCancel cancels every running job's context (cause: the client is
+// stopping), then stops as Stop does. Jobs that return an error because of
+// it go back to available without using an attempt; jobs that complete
+// anyway are recorded completed.
+func (c *Client[TTx]) StopAndCancel(ctx context.Context) error {
+	c.mu.Lock()
+	if c.workCancel != nil {
+		c.workCancel(errStopAndCancel)
+	}
+	c.mu.Unlock()
+	return c.Stop(ctx)
+}
+
+// producer returns the running producer of a queue, or nil.
+func (c *Client[TTx]) producer(queue string) *producer.Producer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.producers[queue]
+}
+
+func (c *Client[TTx]) allProducers() []*producer.Producer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Collect(maps.Values(c.producers))
+}

@@ -1,0 +1,266 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/millrace/millrace/internal/retry"
+	"github.com/millrace/millrace/migrate"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// Config configures a Client. The zero value, with Queues and Workers set,
+// is a working configuration; every field documents its default.
+type Config struct {
+	// ID names this client in attempted_by, leadership and logs. Default:
+	// the host name (dots made underscores, at most 60 characters), '_',
+	// and the start time as 2006_01_02T15_04_05_000000 in UTC. At most 100
+	// characters.
+	ID string
+
+	// Logger receives the client's logs. Default: slog.Default().
+	Logger *slog.Logger
+
+	// Schema holds the job tables (migrated with the migrate package).
+	// Default "": the connection's search_path.
+	Schema string
+
+	// Queues to work, by name, each with its worker count. None makes an
+	// insert-only client.
+	Queues map[string]QueueConfig
+
+	// Workers run jobs by kind. Required when Queues is set.
+	Workers *Workers
+
+	// FetchCooldown is the window in which this client sends at most one
+	// insert notification per queue (leading edge, as River), and after an
+	// insert notification a producer fetches once more this long later to
+	// pick up jobs inserted within another client's window. Default 100 ms.
+	FetchCooldown time.Duration
+
+	// FetchPollInterval is how often a producer fetches when no
+	// notification tells it to (plus up to 10% jitter). Default 1 s.
+	FetchPollInterval time.Duration
+
+	// JobTimeout bounds each job's run (its context's deadline; the
+	// deadline surfaces as an ordinary error). -1 means no timeout. Default
+	// 1 minute. A worker's Timeout overrides it.
+	JobTimeout time.Duration
+
+	// MaxAttempts is the default attempts per job. Default 25.
+	MaxAttempts int
+
+	// RetryPolicy decides when a failed job runs again. Default:
+	// DefaultRetryPolicy ((errors)^4 seconds with ±10% jitter).
+	RetryPolicy RetryPolicy
+
+	// ErrorHandler is told of every job error and panic and may change the
+	// outcome. Default: none.
+	ErrorHandler ErrorHandler
+
+	// PollOnly disables LISTEN (for PgBouncer in transaction mode):
+	// producers poll every FetchPollInterval. Insert notifications are still
+	// sent for other clients. Default false.
+	PollOnly bool
+
+	// JobInsertMiddleware wraps every insert, outermost first.
+	JobInsertMiddleware []JobInsertMiddleware
+
+	// WorkerMiddleware wraps every job's Work, outermost first.
+	WorkerMiddleware []WorkerMiddleware
+
+	// SubscribeBufferSize is each Subscribe channel's buffer. Default 1000.
+	SubscribeBufferSize int
+
+	// clock replaces time.Now in tests (a client whose clock is off).
+	clock func() time.Time
+}
+
+// QueueConfig configures one queue.
+type QueueConfig struct {
+	// MaxWorkers is how many of the queue's jobs run at once, 1..10000.
+	MaxWorkers int
+}
+
+// RetryPolicy decides when a job that just failed runs again.
+type RetryPolicy interface {
+	// NextRetry gets the job as it was fetched (its Errors do not yet
+	// include this failure) and returns when to run it again. A zero or
+	// past time means the default policy.
+	NextRetry(job *millracetype.JobRow) time.Time
+}
+
+// DefaultRetryPolicy retries after (number of errors including this one)^4
+// seconds, with ±10% jitter, as River does.
+type DefaultRetryPolicy struct{}
+
+// NextRetry implements RetryPolicy.
+func (DefaultRetryPolicy) NextRetry(job *millracetype.JobRow) time.Time {
+	return retry.DefaultNextRetry(len(job.Errors)+1, time.Now())
+}
+
+// ErrorHandler is told of job errors and panics and may change the outcome.
+type ErrorHandler interface {
+	// HandleError is called when Work returns an error (not a cancel or
+	// snooze). A nil result keeps the normal outcome.
+	HandleError(ctx context.Context, job *millracetype.JobRow, err error) *ErrorHandlerResult
+	// HandlePanic is called when Work panics, with the value and the stack.
+	HandlePanic(ctx context.Context, job *millracetype.JobRow, panicVal any, trace string) *ErrorHandlerResult
+}
+
+// ErrorHandlerResult changes a failed job's outcome.
+type ErrorHandlerResult struct {
+	// SetCancelled cancels the job instead of retrying it.
+	SetCancelled bool
+}
+
+// JobInsertMiddleware wraps inserts: call next to insert (possibly after
+// changing params); whatever it returns is returned to the caller.
+type JobInsertMiddleware interface {
+	InsertMany(ctx context.Context, params []*JobInsertParams, next func(ctx context.Context) ([]*InsertResult, error)) ([]*InsertResult, error)
+}
+
+// WorkerMiddleware wraps a job's Work: call next to run it.
+type WorkerMiddleware interface {
+	Work(ctx context.Context, job *millracetype.JobRow, next func(ctx context.Context) error) error
+}
+
+// JobInsertMiddlewareFunc makes a JobInsertMiddleware of a function.
+type JobInsertMiddlewareFunc func(ctx context.Context, params []*JobInsertParams, next func(ctx context.Context) ([]*InsertResult, error)) ([]*InsertResult, error)
+
+// InsertMany implements JobInsertMiddleware.
+func (f JobInsertMiddlewareFunc) InsertMany(ctx context.Context, params []*JobInsertParams, next func(ctx context.Context) ([]*InsertResult, error)) ([]*InsertResult, error) {
+	return f(ctx, params, next)
+}
+
+// WorkerMiddlewareFunc makes a WorkerMiddleware of a function.
+type WorkerMiddlewareFunc func(ctx context.Context, job *millracetype.JobRow, next func(ctx context.Context) error) error
+
+// Work implements WorkerMiddleware.
+func (f WorkerMiddlewareFunc) Work(ctx context.Context, job *millracetype.JobRow, next func(ctx context.Context) error) error {
+	return f(ctx, job, next)
+}
+
+// Defaults.
+const (
+	DefaultFetchCooldown       = 100 * time.Millisecond
+	DefaultFetchPollInterval   = time.Second
+	DefaultJobTimeout          = time.Minute
+	DefaultSubscribeBufferSize = 1000
+	// MaxQueueWorkers is the largest MaxWorkers of a queue.
+	MaxQueueWorkers = 10000
+)
+
+var queueNameRE = regexp.MustCompile(`^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`)
+
+// validateQueueName checks a queue name with River's rule.
+func validateQueueName(name string) error {
+	if name == "" {
+		return errors.New("queue name is empty")
+	}
+	if len(name) > 64 {
+		return fmt.Errorf("queue name %q is longer than 64 characters", name)
+	}
+	if !queueNameRE.MatchString(name) {
+		return fmt.Errorf("queue name %q must match %s", name, queueNameRE)
+	}
+	return nil
+}
+
+// withDefaults validates cfg and returns a copy with defaults filled in.
+func (cfg *Config) withDefaults() (*Config, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	c := *cfg
+	bad := func(format string, args ...any) (*Config, error) {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if c.ID == "" {
+		c.ID = defaultClientID(time.Now())
+	}
+	if len(c.ID) > 100 {
+		return bad("ID %q is longer than 100 characters", c.ID)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if err := migrate.ValidateSchema(c.Schema); err != nil {
+		return bad("%v", err)
+	}
+	if c.FetchCooldown < 0 || c.FetchPollInterval < 0 {
+		return bad("FetchCooldown and FetchPollInterval must not be negative")
+	}
+	if c.FetchCooldown == 0 {
+		c.FetchCooldown = DefaultFetchCooldown
+	}
+	if c.FetchPollInterval == 0 {
+		c.FetchPollInterval = DefaultFetchPollInterval
+	}
+	switch {
+	case c.JobTimeout == 0:
+		c.JobTimeout = DefaultJobTimeout
+	case c.JobTimeout < -1:
+		return bad("JobTimeout %s: must be positive, or -1 for none", c.JobTimeout)
+	}
+	switch {
+	case c.MaxAttempts == 0:
+		c.MaxAttempts = MaxAttemptsDefault
+	case c.MaxAttempts < 0 || c.MaxAttempts > 32767:
+		return bad("MaxAttempts %d out of range 1..32767", c.MaxAttempts)
+	}
+	if c.RetryPolicy == nil {
+		c.RetryPolicy = DefaultRetryPolicy{}
+	}
+	if c.SubscribeBufferSize < 0 {
+		return bad("SubscribeBufferSize must not be negative")
+	}
+	if c.SubscribeBufferSize == 0 {
+		c.SubscribeBufferSize = DefaultSubscribeBufferSize
+	}
+	queues := make(map[string]QueueConfig, len(c.Queues))
+	for name, q := range c.Queues {
+		if err := validateQueueName(name); err != nil {
+			return bad("%v", err)
+		}
+		if q.MaxWorkers < 1 || q.MaxWorkers > MaxQueueWorkers {
+			return bad("queue %q: MaxWorkers %d out of range 1..%d", name, q.MaxWorkers, MaxQueueWorkers)
+		}
+		queues[name] = q
+	}
+	c.Queues = queues
+	if len(c.Queues) > 0 && c.Workers == nil {
+		return bad("Workers is required when Queues is set (make it with NewWorkers and AddWorker)")
+	}
+	if c.Workers != nil {
+		c.Workers.mu.Lock()
+		err := c.Workers.err
+		c.Workers.mu.Unlock()
+		if err != nil {
+			return bad("%v", err)
+		}
+	}
+	if c.clock == nil {
+		c.clock = time.Now
+	}
+	return &c, nil
+}
+
+// defaultClientID builds River's style of client ID.
+func defaultClientID(now time.Time) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "millrace"
+	}
+	host = strings.ReplaceAll(host, ".", "_")
+	if len(host) > 60 {
+		host = host[:60]
+	}
+	return host + "_" + strings.ReplaceAll(now.UTC().Format("2006_01_02T15_04_05.000000"), ".", "_")
+}

@@ -1,0 +1,69 @@
+package client
+
+import (
+	"github.com/millrace/millrace/millracetype"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrNotFound is returned (wrapped) when a job or queue does not exist.
+var ErrNotFound = millracetype.ErrNotFound
+
+// Sentinel errors of invalid configuration and input; test with errors.Is.
+var (
+	// ErrInvalidConfig wraps every configuration error New returns.
+	ErrInvalidConfig = errors.New("invalid client config")
+	// ErrInvalidArgs wraps errors about an insert's args or options.
+	ErrInvalidArgs = errors.New("invalid job")
+	// ErrNoQueues is returned when an insert-only client is asked to work.
+	ErrNoQueues = errors.New("client has no queues configured: it can insert but not work jobs")
+	// ErrNotStarted is returned by methods that need a running client.
+	ErrNotStarted = errors.New("client is not started")
+)
+
+// JobCancel returns an error that, returned from Work, cancels the job: it
+// is recorded as cancelled (a final state) and never retried. err explains
+// why and is recorded as "JobCancelError: <err>".
+func JobCancel(err error) error {
+	if err == nil {
+		err = errors.New("cancelled by worker")
+	}
+	return &JobCancelError{err: err}
+}
+
+// JobCancelError is the error JobCancel returns.
+type JobCancelError struct{ err error }
+
+func (e *JobCancelError) Error() string { return "JobCancelError: " + e.err.Error() }
+
+// Unwrap returns the reason given to JobCancel.
+func (e *JobCancelError) Unwrap() error { return e.err }
+
+// Is makes errors.Is(err, &JobCancelError{}) true for any cancel error.
+func (e *JobCancelError) Is(target error) bool {
+	_, ok := target.(*JobCancelError)
+	return ok
+}
+
+// JobSnooze returns an error that, returned from Work, runs the job again
+// after d without using an attempt and without recording an error. d must
+// not be negative; a snooze of 5 s or less makes the job available at once
+// (with its run time d ahead), a longer one scheduled.
+func JobSnooze(d time.Duration) error {
+	return &JobSnoozeError{Duration: d}
+}
+
+// JobSnoozeError is the error JobSnooze returns.
+type JobSnoozeError struct {
+	// Duration is how long the job sleeps.
+	Duration time.Duration
+}
+
+func (e *JobSnoozeError) Error() string { return fmt.Sprintf("JobSnoozeError: %s", e.Duration) }
+
+// Is makes errors.Is(err, &JobSnoozeError{}) true for any snooze.
+func (e *JobSnoozeError) Is(target error) bool {
+	_, ok := target.(*JobSnoozeError)
+	return ok
+}

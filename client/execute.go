@@ -1,0 +1,229 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/producer"
+	"github.com/millrace/millrace/internal/retry"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// soonHorizon is how far ahead a retry or snooze may be and still be
+// written available (the scheduler's look-ahead); later ones are written
+// retryable or scheduled for the scheduler to promote.
+const soonHorizon = 5 * time.Second
+
+// errStopAndCancel is the cause given to running jobs' contexts by
+// StopAndCancel: a job that then returns an error goes back to available
+// without using an attempt.
+var errStopAndCancel = errors.New("client is stopping: job cancelled by StopAndCancel")
+
+// jobMeta travels with an outcome to the completer and back, for events.
+type jobMeta struct {
+	kind  EventKind
+	stats *JobStatistics
+}
+
+// workJob runs one fetched job and hands its outcome to the completer. It
+// is the producers' Work function. It never panics: a panicking worker is
+// recovered and recorded.
+func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
+	start := c.config.clock()
+	outcome, kind := c.execute(ctx, row, start)
+	stats := &JobStatistics{RunDuration: c.config.clock().Sub(start)}
+	if row.AttemptedAt != nil {
+		stats.QueueWaitDuration = row.AttemptedAt.Sub(row.ScheduledAt)
+	}
+	// Recording the outcome must survive the client's stop: use a context
+	// without the job's cancellation.
+	if err := c.completer.Complete(context.WithoutCancel(ctx), outcome, &jobMeta{kind: kind, stats: stats}); err != nil {
+		c.config.Logger.Error("millrace: could not record job outcome; the job stays running until rescued",
+			"job_id", row.ID, "error", err)
+	}
+}
+
+// execute runs the worker and turns what happened into an outcome.
+func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, start time.Time) (*driver.JobSetState, EventKind) {
+	info := c.config.Workers.lookup(row.Kind)
+	if info == nil {
+		// Another client may know the kind: record and retry, never discard.
+		return c.failed(row, start, fmt.Errorf("job kind %q is not registered in client %s", row.Kind, c.config.ID), "", nil, nil, nil)
+	}
+	unit, err := info.unit(row)
+	if err != nil {
+		return c.failed(row, start, err, "", nil, nil, nil)
+	}
+
+	timeout := unit.timeout()
+	if timeout == 0 {
+		timeout = c.config.JobTimeout
+	}
+	jobCtx := withJobState(ctx, c, row)
+	var cancel context.CancelFunc = func() {}
+	if timeout > 0 {
+		jobCtx, cancel = context.WithTimeout(jobCtx, timeout)
+	}
+	workErr, panicVal, trace := c.runWorker(jobCtx, row, unit)
+	cancel()
+	updates := metadataUpdates(jobCtx)
+
+	if panicVal != nil {
+		err := fmt.Errorf("%v", panicVal)
+		var res *ErrorHandlerResult
+		if h := c.config.ErrorHandler; h != nil {
+			res = c.safeHandler(func() *ErrorHandlerResult { return h.HandlePanic(ctx, row, panicVal, trace) })
+		}
+		return c.failed(row, start, err, trace, res, unit, updates)
+	}
+	if workErr == nil {
+		now := c.config.clock().UTC()
+		return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateCompleted, FinalizedAt: &now,
+			MetadataUpdates: mergeUpdates(updates)}, EventKindJobCompleted
+	}
+
+	var snooze *JobSnoozeError
+	if errors.As(workErr, &snooze) {
+		d := snooze.Duration
+		if d < 0 {
+			return c.failed(row, start, fmt.Errorf("JobSnooze with negative duration %s", d), "", nil, unit, updates)
+		}
+		at := c.config.clock().UTC().Add(d)
+		state := millracetype.JobStateAvailable
+		if d > soonHorizon {
+			state = millracetype.JobStateScheduled
+		}
+		return &driver.JobSetState{ID: row.ID, State: state, ScheduledAt: &at, AttemptDecrement: true,
+			SnoozeIncrement: true, MetadataUpdates: mergeUpdates(updates)}, EventKindJobSnoozed
+	}
+	var cancelErr *JobCancelError
+	if errors.As(workErr, &cancelErr) {
+		return c.cancelled(row, start, workErr.Error(), updates), EventKindJobCancelled
+	}
+	switch context.Cause(ctx) {
+	case errStopAndCancel:
+		// Interrupted by shutdown: back to available, attempt given back.
+		now := c.config.clock().UTC()
+		return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateAvailable, ScheduledAt: &now,
+			AttemptDecrement: true, MetadataUpdates: mergeUpdates(updates)}, ""
+	case producer.ErrJobCancelledRemotely:
+		return c.cancelled(row, start, "JobCancelError: "+producer.ErrJobCancelledRemotely.Error(), updates), EventKindJobCancelled
+	}
+	var res *ErrorHandlerResult
+	if h := c.config.ErrorHandler; h != nil {
+		res = c.safeHandler(func() *ErrorHandlerResult { return h.HandleError(ctx, row, workErr) })
+	}
+	return c.failed(row, start, workErr, "", res, unit, updates)
+}
+
+// runWorker calls the worker through the middleware, recovering a panic.
+func (c *Client[TTx]) runWorker(ctx context.Context, row *millracetype.JobRow, unit workUnit) (err error, panicVal any, trace string) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicVal, trace = r, stackTrace(3)
+			if panicVal == nil {
+				panicVal = "panic(nil)"
+			}
+		}
+	}()
+	next := unit.work
+	for i := len(c.config.WorkerMiddleware) - 1; i >= 0; i-- {
+		mw, inner := c.config.WorkerMiddleware[i], next
+		next = func(ctx context.Context) error { return mw.Work(ctx, row, inner) }
+	}
+	return next(ctx), nil, ""
+}
+
+// stackTrace renders the current goroutine's stack, one "func\n\tfile:line\n"
+// per frame, at most 100 frames.
+func stackTrace(skip int) string {
+	pcs := make([]uintptr, 100)
+	n := runtime.Callers(skip, pcs)
+	frames := runtime.CallersFrames(pcs[:n])
+	var b strings.Builder
+	for {
+		f, more := frames.Next()
+		fmt.Fprintf(&b, "%s\n\t%s:%d\n", f.Function, f.File, f.Line)
+		if !more {
+			break
+		}
+	}
+	return b.String()
+}
+
+func (c *Client[TTx]) safeHandler(fn func() *ErrorHandlerResult) (res *ErrorHandlerResult) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.config.Logger.Error("millrace: error handler panicked; keeping the normal outcome", "panic", r)
+			res = nil
+		}
+	}()
+	return fn()
+}
+
+func (c *Client[TTx]) cancelled(row *millracetype.JobRow, start time.Time, msg string, updates [][]byte) *driver.JobSetState {
+	now := c.config.clock().UTC()
+	return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateCancelled, FinalizedAt: &now,
+		Error:           &millracetype.AttemptError{At: start.UTC(), Attempt: row.Attempt, Error: msg},
+		MetadataUpdates: mergeUpdates(updates)}
+}
+
+// failed records an error and decides between retry and discard: the
+// error handler may cancel the job; otherwise the worker's NextRetry (unit
+// may be nil when the job could not be decoded), else the retry policy,
+// else the default policy chooses the time.
+func (c *Client[TTx]) failed(row *millracetype.JobRow, start time.Time, err error, trace string, res *ErrorHandlerResult, unit workUnit, updates [][]byte) (*driver.JobSetState, EventKind) {
+	if res != nil && res.SetCancelled {
+		return c.cancelled(row, start, err.Error(), updates), EventKindJobCancelled
+	}
+	now := c.config.clock().UTC()
+	s := &driver.JobSetState{ID: row.ID,
+		Error:           &millracetype.AttemptError{At: start.UTC(), Attempt: row.Attempt, Error: err.Error(), Trace: trace},
+		MetadataUpdates: mergeUpdates(updates)}
+	if row.Attempt >= row.MaxAttempts {
+		s.State, s.FinalizedAt = millracetype.JobStateDiscarded, &now
+		return s, EventKindJobFailed
+	}
+	var next time.Time
+	if unit != nil {
+		next = c.safeUnitNextRetry(row, unit)
+	}
+	if next.IsZero() {
+		next = c.safeNextRetry(row)
+	}
+	if next.IsZero() || next.Before(now) {
+		next = retry.DefaultNextRetry(len(row.Errors)+1, now)
+	}
+	next = next.UTC()
+	s.ScheduledAt = &next
+	s.State = millracetype.JobStateRetryable
+	if next.Sub(now) <= soonHorizon {
+		s.State = millracetype.JobStateAvailable
+	}
+	return s, EventKindJobFailed
+}
+
+func (c *Client[TTx]) safeNextRetry(row *millracetype.JobRow) (t time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.config.Logger.Error("millrace: retry policy panicked; using the default", "job_id", row.ID, "panic", r)
+			t = time.Time{}
+		}
+	}()
+	return c.config.RetryPolicy.NextRetry(row)
+}
+
+func (c *Client[TTx]) safeUnitNextRetry(row *millracetype.JobRow, unit workUnit) (t time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.config.Logger.Error("millrace: worker NextRetry panicked; using the retry policy", "job_id", row.ID, "panic", r)
+			t = time.Time{}
+		}
+	}()
+	return unit.nextRetry()
+}

@@ -1,0 +1,368 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/uniquekey"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// InsertResult is the outcome of inserting one job.
+type InsertResult struct {
+	// Job is the inserted job, or the existing one for a duplicate.
+	Job *millracetype.JobRow
+	// UniqueSkippedAsDuplicate is true when a live job with the same unique
+	// key existed: nothing was inserted and Job is that job.
+	UniqueSkippedAsDuplicate bool
+}
+
+// InsertManyParams is one job of a batch insert.
+type InsertManyParams struct {
+	Args       JobArgs
+	InsertOpts *InsertOpts
+}
+
+// JobInsertParams is one job as it will be written, after options are
+// resolved and validated; insert middleware may change it.
+type JobInsertParams struct {
+	Kind         string
+	EncodedArgs  []byte
+	Queue        string
+	Priority     int
+	MaxAttempts  int
+	CreatedAt    time.Time
+	ScheduledAt  time.Time
+	State        millracetype.JobState
+	Tags         []string
+	Metadata     []byte
+	UniqueKey    []byte
+	UniqueStates byte
+}
+
+// Insert inserts one job and returns it. Available jobs wake a producer of
+// their queue (on any client) within milliseconds.
+func (c *Client[TTx]) Insert(ctx context.Context, args JobArgs, opts *InsertOpts) (*InsertResult, error) {
+	res, err := c.insertMany(ctx, c.driver.GetExecutor(), false, []InsertManyParams{{Args: args, InsertOpts: opts}})
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// InsertTx inserts one job inside the caller's transaction: it exists (and
+// its insert notification is sent) only if tx commits.
+func (c *Client[TTx]) InsertTx(ctx context.Context, tx TTx, args JobArgs, opts *InsertOpts) (*InsertResult, error) {
+	res, err := c.insertMany(ctx, c.driver.UnwrapExecutor(tx), true, []InsertManyParams{{Args: args, InsertOpts: opts}})
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// InsertMany inserts jobs in one statement and returns one result per job,
+// in order. Invalid input fails the whole batch before anything is written.
+func (c *Client[TTx]) InsertMany(ctx context.Context, params []InsertManyParams) ([]*InsertResult, error) {
+	return c.insertMany(ctx, c.driver.GetExecutor(), false, params)
+}
+
+// InsertManyTx is InsertMany inside the caller's transaction.
+func (c *Client[TTx]) InsertManyTx(ctx context.Context, tx TTx, params []InsertManyParams) ([]*InsertResult, error) {
+	return c.insertMany(ctx, c.driver.UnwrapExecutor(tx), true, params)
+}
+
+// InsertManyFast inserts jobs with COPY, the fastest way to insert many,
+// and returns how many it inserted. It returns no rows, and a unique-key
+// conflict fails the whole batch (use InsertMany for unique jobs).
+func (c *Client[TTx]) InsertManyFast(ctx context.Context, params []InsertManyParams) (int, error) {
+	return c.insertManyFast(ctx, c.driver.GetExecutor(), false, params)
+}
+
+// InsertManyFastTx is InsertManyFast inside the caller's transaction.
+func (c *Client[TTx]) InsertManyFastTx(ctx context.Context, tx TTx, params []InsertManyParams) (int, error) {
+	return c.insertManyFast(ctx, c.driver.UnwrapExecutor(tx), true, params)
+}
+
+func (c *Client[TTx]) insertMany(ctx context.Context, exec driver.Executor, inTx bool, params []InsertManyParams) ([]*InsertResult, error) {
+	prepared, err := c.prepareInsert(params)
+	if err != nil {
+		return nil, err
+	}
+	return c.runInsertMiddleware(ctx, prepared, func(ctx context.Context) ([]*InsertResult, error) {
+		jobs := toDriverParams(prepared)
+		res, err := exec.JobInsertMany(ctx, &driver.JobInsertManyParams{
+			Schema: c.config.Schema, Jobs: jobs, NotifyQueues: c.notifyQueues(prepared, inTx)})
+		if err != nil {
+			return nil, fmt.Errorf("insert jobs: %w", err)
+		}
+		if !inTx {
+			c.pokeProducers(prepared)
+		}
+		out := make([]*InsertResult, len(res))
+		for i, r := range res {
+			out[i] = &InsertResult{Job: r.Job, UniqueSkippedAsDuplicate: r.UniqueSkippedAsDuplicate}
+		}
+		return out, nil
+	})
+}
+
+func (c *Client[TTx]) insertManyFast(ctx context.Context, exec driver.Executor, inTx bool, params []InsertManyParams) (int, error) {
+	prepared, err := c.prepareInsert(params)
+	if err != nil {
+		return 0, err
+	}
+	var count int
+	_, err = c.runInsertMiddleware(ctx, prepared, func(ctx context.Context) ([]*InsertResult, error) {
+		n, err := exec.JobInsertCopy(ctx, &driver.JobInsertManyParams{
+			Schema: c.config.Schema, Jobs: toDriverParams(prepared), NotifyQueues: c.notifyQueues(prepared, inTx)})
+		if err != nil {
+			return nil, fmt.Errorf("insert jobs with COPY: %w", err)
+		}
+		if !inTx {
+			c.pokeProducers(prepared)
+		}
+		count = n
+		return nil, nil
+	})
+	return count, err
+}
+
+func (c *Client[TTx]) runInsertMiddleware(ctx context.Context, params []*JobInsertParams, last func(ctx context.Context) ([]*InsertResult, error)) ([]*InsertResult, error) {
+	next := last
+	for i := len(c.config.JobInsertMiddleware) - 1; i >= 0; i-- {
+		mw, inner := c.config.JobInsertMiddleware[i], next
+		next = func(ctx context.Context) ([]*InsertResult, error) { return mw.InsertMany(ctx, params, inner) }
+	}
+	return next(ctx)
+}
+
+func toDriverParams(prepared []*JobInsertParams) []*driver.JobInsertParams {
+	jobs := make([]*driver.JobInsertParams, len(prepared))
+	for i, p := range prepared {
+		createdAt, scheduledAt := p.CreatedAt, p.ScheduledAt
+		jobs[i] = &driver.JobInsertParams{Args: p.EncodedArgs, CreatedAt: &createdAt, Kind: p.Kind,
+			MaxAttempts: p.MaxAttempts, Metadata: p.Metadata, Priority: p.Priority, Queue: p.Queue,
+			ScheduledAt: &scheduledAt, State: p.State, Tags: p.Tags, UniqueKey: p.UniqueKey, UniqueStates: p.UniqueStates}
+	}
+	return jobs
+}
+
+// MaxInsertBatch bounds one InsertMany or InsertManyFast call.
+const MaxInsertBatch = 100_000
+
+var tagRE = regexp.MustCompile(`\A[\w][\w\-]+[\w]\z`)
+
+// prepareInsert resolves options, validates and encodes every job; one bad
+// job fails the batch with its index.
+func (c *Client[TTx]) prepareInsert(params []InsertManyParams) ([]*JobInsertParams, error) {
+	if len(params) == 0 {
+		return nil, fmt.Errorf("%w: no jobs to insert", ErrInvalidArgs)
+	}
+	if len(params) > MaxInsertBatch {
+		return nil, fmt.Errorf("%w: %d jobs in one insert; at most %d", ErrInvalidArgs, len(params), MaxInsertBatch)
+	}
+	now := c.config.clock().UTC()
+	out := make([]*JobInsertParams, len(params))
+	for i, p := range params {
+		job, err := c.prepareOne(p, now)
+		if err != nil {
+			if len(params) == 1 {
+				return nil, fmt.Errorf("%w: %w", ErrInvalidArgs, err)
+			}
+			return nil, fmt.Errorf("%w: job %d: %w", ErrInvalidArgs, i, err)
+		}
+		out[i] = job
+	}
+	return out, nil
+}
+
+func (c *Client[TTx]) prepareOne(p InsertManyParams, now time.Time) (*JobInsertParams, error) {
+	if p.Args == nil {
+		return nil, errors.New("args is nil")
+	}
+	kind, err := kindOf(p.Args)
+	if err != nil {
+		return nil, fmt.Errorf("args %T: %w", p.Args, err)
+	}
+	encoded, err := json.Marshal(p.Args)
+	if err != nil {
+		return nil, fmt.Errorf("encode args %T: %w", p.Args, err)
+	}
+	if len(encoded) == 0 || encoded[0] != '{' {
+		return nil, fmt.Errorf("args %T encode to %.40s, not a JSON object", p.Args, encoded)
+	}
+	// Resolve each option: the insert's, then the kind's, then the config.
+	var kindOpts InsertOpts
+	if w, ok := p.Args.(JobArgsWithInsertOpts); ok {
+		if kindOpts, err = safeInsertOpts(w); err != nil {
+			return nil, fmt.Errorf("args %T: %w", p.Args, err)
+		}
+	}
+	var opts InsertOpts
+	if p.InsertOpts != nil {
+		opts = *p.InsertOpts
+	}
+	job := &JobInsertParams{
+		Kind:        kind,
+		EncodedArgs: encoded,
+		Queue:       firstNonZero(opts.Queue, kindOpts.Queue, QueueDefault),
+		Priority:    firstNonZero(opts.Priority, kindOpts.Priority, PriorityDefault),
+		MaxAttempts: firstNonZero(opts.MaxAttempts, kindOpts.MaxAttempts, c.config.MaxAttempts),
+		CreatedAt:   now,
+		ScheduledAt: now,
+		State:       millracetype.JobStateAvailable,
+		Metadata:    []byte("{}"),
+		Tags:        []string{},
+	}
+	if err := validateQueueName(job.Queue); err != nil {
+		return nil, err
+	}
+	if job.Priority < 1 || job.Priority > 4 {
+		return nil, fmt.Errorf("priority %d out of range 1..4", job.Priority)
+	}
+	if job.MaxAttempts < 1 || job.MaxAttempts > 32767 {
+		return nil, fmt.Errorf("max attempts %d out of range 1..32767", job.MaxAttempts)
+	}
+	scheduledAt := opts.ScheduledAt
+	if scheduledAt.IsZero() {
+		scheduledAt = kindOpts.ScheduledAt
+	}
+	if !scheduledAt.IsZero() {
+		job.ScheduledAt = scheduledAt.UTC()
+		job.State = millracetype.JobStateScheduled
+	}
+	if opts.Pending || kindOpts.Pending {
+		job.State = millracetype.JobStatePending
+	}
+	tags := opts.Tags
+	if tags == nil {
+		tags = kindOpts.Tags
+	}
+	for _, tag := range tags {
+		if len(tag) > 255 || !tagRE.MatchString(tag) {
+			return nil, fmt.Errorf("tag %q must match %s and be at most 255 characters", tag, tagRE)
+		}
+	}
+	if tags != nil {
+		job.Tags = tags
+	}
+	if opts.Metadata != nil {
+		if job.Metadata, err = validateMetadata(opts.Metadata); err != nil {
+			return nil, err
+		}
+	}
+	unique := opts.UniqueOpts
+	if isZeroUnique(unique) {
+		unique = kindOpts.UniqueOpts
+	}
+	uopts := &uniquekey.Opts{ByArgs: unique.ByArgs, ByPeriod: unique.ByPeriod, ByQueue: unique.ByQueue,
+		ByState: unique.ByState, ExcludeKind: unique.ExcludeKind}
+	if !uopts.IsEmpty() {
+		var sched *time.Time
+		if !scheduledAt.IsZero() {
+			sched = &scheduledAt
+		}
+		key, err := uniquekey.Key(uopts, kind, encoded, p.Args, job.Queue, sched, now)
+		if err != nil {
+			return nil, fmt.Errorf("unique options: %w", err)
+		}
+		job.UniqueKey, job.UniqueStates = key, uopts.StatesMask()
+	}
+	return job, nil
+}
+
+func isZeroUnique(u UniqueOpts) bool {
+	return !u.ByArgs && u.ByPeriod == 0 && !u.ByQueue && u.ByState == nil && !u.ExcludeKind
+}
+
+// validateMetadata checks user metadata: a JSON object without "river:"
+// keys. It returns it compacted.
+func validateMetadata(raw []byte) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return nil, fmt.Errorf("metadata must be a JSON object: %.60s", raw)
+	}
+	for k := range m {
+		if strings.HasPrefix(k, "river:") {
+			return nil, fmt.Errorf("metadata key %q: keys starting with \"river:\" are reserved", k)
+		}
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func firstNonZero[T comparable](vals ...T) T {
+	var zero T
+	for _, v := range vals {
+		if v != zero {
+			return v
+		}
+	}
+	return zero
+}
+
+// notifyLimiter sends at most one insert notification per queue per
+// FetchCooldown (leading edge).
+type notifyLimiter struct {
+	mu     sync.Mutex
+	window time.Duration
+	last   map[string]time.Time
+}
+
+func (l *notifyLimiter) allow(queue string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[queue]; ok && now.Sub(t) < l.window && now.Sub(t) >= 0 {
+		return false
+	}
+	l.last[queue] = now
+	return true
+}
+
+// notifyQueues lists the queues of available jobs that get a notification.
+// Inserts on the pool are committed when they return, so their
+// notifications are debounced (one per queue per FetchCooldown). Inserts in
+// a caller's transaction always notify: the transaction may roll back, and
+// a notification it takes with it must not silence the next ones (Postgres
+// folds identical notifications of one transaction into one).
+func (c *Client[TTx]) notifyQueues(jobs []*JobInsertParams, inTx bool) []string {
+	now := time.Now()
+	var queues []string
+	seen := map[string]bool{}
+	for _, j := range jobs {
+		if j.State != millracetype.JobStateAvailable || seen[j.Queue] {
+			continue
+		}
+		seen[j.Queue] = true
+		if inTx || c.notifyLimit.allow(j.Queue, now) {
+			queues = append(queues, j.Queue)
+		}
+	}
+	return queues
+}
+
+// pokeProducers wakes this client's own producers of the queues that just
+// got available jobs, without waiting for the notification's round trip.
+func (c *Client[TTx]) pokeProducers(jobs []*JobInsertParams) {
+	var last string
+	for _, j := range jobs {
+		if j.State != millracetype.JobStateAvailable || j.Queue == last {
+			continue
+		}
+		last = j.Queue
+		if p := c.producer(j.Queue); p != nil {
+			p.Poke()
+		}
+	}
+}

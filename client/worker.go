@@ -1,0 +1,214 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/millrace/millrace/millracetype"
+)
+
+// Job is a job handed to a worker: the stored row and its decoded args.
+type Job[T JobArgs] struct {
+	*millracetype.JobRow
+	// Args are the decoded args.
+	Args T
+}
+
+// Worker works jobs of one args type.
+type Worker[T JobArgs] interface {
+	// Work runs the job. Returning nil completes it; an error retries it
+	// (or discards it once out of attempts); JobCancel and JobSnooze
+	// cancel or snooze it. ctx carries the job's timeout and is cancelled
+	// when the job is cancelled or the client stops with StopAndCancel.
+	Work(ctx context.Context, job *Job[T]) error
+}
+
+// WorkerWithTimeout is implemented by workers that choose their jobs'
+// timeouts: a positive duration, or -1 for none; 0 means Config.JobTimeout.
+type WorkerWithTimeout[T JobArgs] interface {
+	Timeout(job *Job[T]) time.Duration
+}
+
+// WorkerWithNextRetry is implemented by workers that choose when a failed
+// job runs again; a zero or past time means the client's RetryPolicy.
+type WorkerWithNextRetry[T JobArgs] interface {
+	NextRetry(job *Job[T]) time.Time
+}
+
+// WorkerDefaults can be embedded in a worker to get the default Timeout and
+// NextRetry.
+type WorkerDefaults[T JobArgs] struct{}
+
+// Timeout returns 0: use Config.JobTimeout.
+func (WorkerDefaults[T]) Timeout(*Job[T]) time.Duration { return 0 }
+
+// NextRetry returns the zero time: use the client's RetryPolicy.
+func (WorkerDefaults[T]) NextRetry(*Job[T]) time.Time { return time.Time{} }
+
+// WorkFunc makes a Worker of a function.
+func WorkFunc[T JobArgs](fn func(ctx context.Context, job *Job[T]) error) Worker[T] {
+	return &funcWorker[T]{fn: fn}
+}
+
+type funcWorker[T JobArgs] struct {
+	WorkerDefaults[T]
+	fn func(ctx context.Context, job *Job[T]) error
+}
+
+func (w *funcWorker[T]) Work(ctx context.Context, job *Job[T]) error { return w.fn(ctx, job) }
+
+// Workers is the set of workers a client runs, one per kind. Make it with
+// NewWorkers and fill it with AddWorker.
+type Workers struct {
+	mu     sync.Mutex
+	byKind map[string]*workerInfo
+	err    error // the first AddWorker error, reported by New
+}
+
+// NewWorkers returns an empty set of workers.
+func NewWorkers() *Workers { return &Workers{byKind: map[string]*workerInfo{}} }
+
+// workerInfo is what the client needs of a worker, without its type.
+type workerInfo struct {
+	kind       string
+	insertOpts *InsertOpts
+	// unit decodes a row for this worker.
+	unit func(row *millracetype.JobRow) (workUnit, error)
+}
+
+// workUnit is one decoded job ready to run.
+type workUnit interface {
+	work(ctx context.Context) error
+	timeout() time.Duration
+	nextRetry() time.Time
+}
+
+var kindRE = regexp.MustCompile(`\A[\w][\w\-\[\]<>\/.·:+]+\z`)
+
+// ErrDuplicateKind is returned (wrapped) when two workers claim one kind.
+var ErrDuplicateKind = errors.New("a worker for this kind is already registered")
+
+// AddWorker registers a worker for its args type's kind. It never panics:
+// an invalid worker or a duplicate kind is remembered and reported by
+// client.New (use AddWorkerSafely to get the error at once).
+func AddWorker[T JobArgs](workers *Workers, worker Worker[T]) {
+	if err := AddWorkerSafely(workers, worker); err != nil && workers != nil {
+		workers.mu.Lock()
+		if workers.err == nil {
+			workers.err = err
+		}
+		workers.mu.Unlock()
+	}
+}
+
+// AddWorkerSafely registers a worker, returning an error for a nil worker,
+// an invalid or empty kind, or a kind already registered.
+func AddWorkerSafely[T JobArgs](workers *Workers, worker Worker[T]) error {
+	if workers == nil {
+		return errors.New("add worker: workers is nil (make it with client.NewWorkers)")
+	}
+	if worker == nil {
+		return errors.New("add worker: worker is nil")
+	}
+	var zero T
+	kind, err := kindOf(zero)
+	if err != nil {
+		return fmt.Errorf("add worker for %T: %w", zero, err)
+	}
+	info := &workerInfo{kind: kind, unit: func(row *millracetype.JobRow) (workUnit, error) {
+		var args T
+		if err := json.Unmarshal(row.Args, &args); err != nil {
+			return nil, fmt.Errorf("decode args of job %d (kind %q) into %T: %w", row.ID, row.Kind, args, err)
+		}
+		return &typedUnit[T]{worker: worker, job: &Job[T]{JobRow: row, Args: args}}, nil
+	}}
+	if withOpts, ok := any(zero).(JobArgsWithInsertOpts); ok {
+		opts, err := safeInsertOpts(withOpts)
+		if err != nil {
+			return fmt.Errorf("add worker for %T: %w", zero, err)
+		}
+		info.insertOpts = &opts
+	}
+	workers.mu.Lock()
+	defer workers.mu.Unlock()
+	if workers.byKind == nil {
+		workers.byKind = map[string]*workerInfo{}
+	}
+	if _, dup := workers.byKind[kind]; dup {
+		return fmt.Errorf("add worker for %T: kind %q: %w", zero, kind, ErrDuplicateKind)
+	}
+	workers.byKind[kind] = info
+	return nil
+}
+
+// kindOf calls Kind on an args value, turning a panic (a nil pointer
+// receiver, say) into an error, and validates the result.
+func kindOf(args JobArgs) (kind string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("Kind() panicked: %v (args types should have value receivers)", r)
+		}
+	}()
+	if args == nil {
+		return "", errors.New("args is nil")
+	}
+	kind = args.Kind()
+	if kind == "" {
+		return "", errors.New("Kind() returned an empty string")
+	}
+	if len(kind) > 127 || !kindRE.MatchString(kind) {
+		return "", fmt.Errorf("kind %q must match %s and be at most 127 characters", kind, kindRE)
+	}
+	return kind, nil
+}
+
+func safeInsertOpts(args JobArgsWithInsertOpts) (opts InsertOpts, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("InsertOpts() panicked: %v", r)
+		}
+	}()
+	return args.InsertOpts(), nil
+}
+
+func (w *Workers) lookup(kind string) *workerInfo {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.byKind[kind]
+}
+
+func (w *Workers) kinds() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	kinds := make([]string, 0, len(w.byKind))
+	for k := range w.byKind {
+		kinds = append(kinds, k)
+	}
+	return kinds
+}
+
+type typedUnit[T JobArgs] struct {
+	worker Worker[T]
+	job    *Job[T]
+}
+
+func (u *typedUnit[T]) work(ctx context.Context) error { return u.worker.Work(ctx, u.job) }
+
+func (u *typedUnit[T]) timeout() time.Duration {
+	if w, ok := u.worker.(WorkerWithTimeout[T]); ok {
+		return w.Timeout(u.job)
+	}
+	return 0
+}
+
+func (u *typedUnit[T]) nextRetry() time.Time {
+	if w, ok := u.worker.(WorkerWithNextRetry[T]); ok {
+		return w.NextRetry(u.job)
+	}
+	return time.Time{}
+}

@@ -1,0 +1,488 @@
+// Package producer runs one queue for a client: it fetches jobs up to its
+// free worker slots, hands each to the client's work function in its own
+// goroutine, and honours pause, resume and cancel from any client.
+//
+// # When it fetches
+//
+// A fetch locks at most as many jobs as there are free slots, so the
+// producer never holds a job it cannot start. It fetches:
+//   - when an insert notification for its queue arrives (at once), and once
+//     more FetchCooldown later, to pick up jobs inserted while the inserting
+//     client's notifications were being debounced;
+//   - after a fetch that filled every slot it asked for (more are probably
+//     waiting), as soon as enough slots are free again (a tenth of
+//     MaxWorkers, at least one), so a busy queue is drained back to back
+//     without waiting for notifications;
+//   - every FetchPollInterval (plus up to 10% jitter), the fallback when
+//     notifications are off or lost.
+//
+// A failed fetch is logged and retried after a backoff; it never stops the
+// producer.
+//
+// # Stopping
+//
+// Stop stops fetching and returns once every job it started has finished
+// (their outcomes handed to the work function's own recording). To
+// interrupt running jobs, cancel the WorkCtx given in the Config first.
+package producer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/notifier"
+	"github.com/millrace/millrace/millracetype"
+	"github.com/millrace/millrace/startstop"
+)
+
+// ErrJobCancelledRemotely is the cause of a job's context when the job was
+// cancelled with JobCancel (from this client or any other).
+var ErrJobCancelledRemotely = errors.New("job cancelled remotely")
+
+// Defaults for Config.
+const (
+	DefaultFetchCooldown       = 100 * time.Millisecond
+	DefaultFetchPollInterval   = time.Second
+	DefaultQueueReportInterval = 10 * time.Minute
+	// DefaultControlPollInterval is how often queue settings and cancels of
+	// running jobs are read from the database while notifications work; a
+	// lost notification is caught within it.
+	DefaultControlPollInterval = time.Minute
+	// DefaultControlPollIntervalNoListen is the same without notifications.
+	DefaultControlPollIntervalNoListen = 2 * time.Second
+)
+
+// Config configures a Producer.
+type Config struct {
+	// Queue is the queue's name.
+	Queue string
+	// MaxWorkers is how many jobs may run at once (1 or more).
+	MaxWorkers int
+	// Schema is where the tables are.
+	Schema string
+	// ClientID is recorded in attempted_by.
+	ClientID string
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Notifier, when set, delivers insert and control notifications; nil
+	// means poll only.
+	Notifier *notifier.Notifier
+	// FetchCooldown: see the package doc (default 100 ms).
+	FetchCooldown time.Duration
+	// FetchPollInterval: see the package doc (default 1 s).
+	FetchPollInterval time.Duration
+	// ControlPollInterval overrides the intervals of reading queue settings
+	// and running jobs' cancels (default 1 min with notifications, 2 s
+	// without).
+	ControlPollInterval time.Duration
+	// WorkCtx is the parent of every job's context: cancelling it (with a
+	// cause) interrupts all running jobs. Default: a context never
+	// cancelled.
+	WorkCtx context.Context
+	// Work runs one fetched job to the end, including recording its
+	// outcome. Its ctx is cancelled, with cause ErrJobCancelledRemotely,
+	// when the job is cancelled from outside, and with WorkCtx's cause when
+	// WorkCtx ends. Required.
+	Work func(ctx context.Context, job *millracetype.JobRow)
+	// OnPaused is called with true or false when the queue's paused state
+	// changes (from the producer's goroutine).
+	OnPaused func(paused bool)
+}
+
+// Producer runs one queue; see the package doc.
+type Producer struct {
+	startstop.BaseStartStop
+
+	exec driver.Executor
+	cfg  Config
+
+	// events from notifications, job goroutines and tests, read by the run
+	// loop.
+	inserted chan struct{}
+	control  chan controlMessage
+	done     chan int64
+
+	mu      sync.Mutex
+	running map[int64]context.CancelCauseFunc
+	paused  bool
+}
+
+type controlMessage struct {
+	Action string `json:"action"`
+	JobID  int64  `json:"job_id"`
+	Queue  string `json:"queue"`
+}
+
+// New returns a producer for one queue; Start runs it.
+func New(exec driver.Executor, cfg *Config) (*Producer, error) {
+	c := *cfg
+	if c.Queue == "" {
+		return nil, errors.New("producer: queue name is empty")
+	}
+	if c.MaxWorkers < 1 {
+		return nil, fmt.Errorf("producer: queue %q: MaxWorkers %d must be at least 1", c.Queue, c.MaxWorkers)
+	}
+	if c.Work == nil {
+		return nil, errors.New("producer: Work is nil")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.FetchCooldown <= 0 {
+		c.FetchCooldown = DefaultFetchCooldown
+	}
+	if c.FetchPollInterval <= 0 {
+		c.FetchPollInterval = DefaultFetchPollInterval
+	}
+	if c.WorkCtx == nil {
+		c.WorkCtx = context.Background()
+	}
+	return &Producer{
+		exec:     exec,
+		cfg:      c,
+		inserted: make(chan struct{}, 1),
+		control:  make(chan controlMessage, 64),
+		done:     make(chan int64, c.MaxWorkers),
+		running:  map[int64]context.CancelCauseFunc{},
+	}, nil
+}
+
+// Start registers the queue (river_queue), reads whether it is paused,
+// subscribes to notifications, and starts fetching.
+func (p *Producer) Start(ctx context.Context) error {
+	ctx, shouldStart, started, stopped := p.StartInit(ctx)
+	if !shouldStart {
+		return nil
+	}
+	queue, err := p.exec.QueueCreateOrSetUpdatedAt(ctx, &driver.QueueCreateParams{Schema: p.cfg.Schema, Name: p.cfg.Queue})
+	if err != nil {
+		p.StartFailed(stopped)
+		return fmt.Errorf("producer %q: register queue: %w", p.cfg.Queue, err)
+	}
+	p.setPaused(queue.PausedAt != nil)
+
+	var subs []*notifier.Subscription
+	unsubscribe := func() {
+		for _, s := range subs {
+			s.Unlisten(context.WithoutCancel(ctx))
+		}
+	}
+	if n := p.cfg.Notifier; n != nil {
+		for topic, fn := range map[string]func(string, string){
+			driver.TopicInsert:  p.onInsert,
+			driver.TopicControl: p.onControl,
+		} {
+			sub, err := n.Listen(ctx, topic, fn)
+			if err != nil {
+				unsubscribe()
+				p.StartFailed(stopped)
+				return fmt.Errorf("producer %q: listen to %s: %w", p.cfg.Queue, topic, err)
+			}
+			subs = append(subs, sub)
+		}
+	}
+	go func() {
+		defer stopped()
+		defer unsubscribe()
+		started()
+		p.run(ctx)
+	}()
+	return nil
+}
+
+// Paused reports whether the queue is paused.
+func (p *Producer) Paused() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.paused
+}
+
+// Running returns how many jobs are running.
+func (p *Producer) Running() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.running)
+}
+
+// CancelJob cancels a job if it runs here (used by the client for a cancel
+// it issued itself, without waiting for the notification). It reports
+// whether the job was running here.
+func (p *Producer) CancelJob(id int64) bool {
+	p.mu.Lock()
+	cancel, ok := p.running[id]
+	p.mu.Unlock()
+	if ok {
+		cancel(ErrJobCancelledRemotely)
+	}
+	return ok
+}
+
+// Poke asks for a fetch as if an insert notification had arrived.
+func (p *Producer) Poke() {
+	select {
+	case p.inserted <- struct{}{}:
+	default:
+	}
+}
+
+// SetPaused applies a pause or resume of this queue at once, as the control
+// notification would (used by the client for its own QueuePause).
+func (p *Producer) SetPaused(paused bool) {
+	action := "resume"
+	if paused {
+		action = "pause"
+	}
+	select {
+	case p.control <- controlMessage{Action: action, Queue: p.cfg.Queue}:
+	default:
+	}
+}
+
+func (p *Producer) onInsert(_, payload string) {
+	var msg struct {
+		Queue string `json:"queue"`
+	}
+	if err := json.Unmarshal([]byte(payload), &msg); err != nil {
+		p.cfg.Logger.Warn("producer: ignoring malformed insert notification", "payload", payload, "error", err)
+		return
+	}
+	if msg.Queue == p.cfg.Queue {
+		p.Poke()
+	}
+}
+
+func (p *Producer) onControl(_, payload string) {
+	var msg controlMessage
+	if err := json.Unmarshal([]byte(payload), &msg); err != nil {
+		p.cfg.Logger.Warn("producer: ignoring malformed control notification", "payload", payload, "error", err)
+		return
+	}
+	switch msg.Action {
+	case "cancel":
+		// A cancel names its own queue only; the job ID is what matters.
+		if msg.Queue == p.cfg.Queue {
+			p.CancelJob(msg.JobID)
+		}
+	case "pause", "resume", "metadata_changed":
+		if msg.Queue == p.cfg.Queue || msg.Queue == "*" {
+			select {
+			case p.control <- msg:
+			default:
+				// The loop is far behind; the periodic read of the queue row
+				// catches up.
+			}
+		}
+	}
+}
+
+func (p *Producer) setPaused(paused bool) {
+	p.mu.Lock()
+	changed := p.paused != paused
+	p.paused = paused
+	p.mu.Unlock()
+	if changed && p.cfg.OnPaused != nil {
+		p.cfg.OnPaused(paused)
+	}
+}
+
+func (p *Producer) controlPollInterval() time.Duration {
+	if p.cfg.ControlPollInterval > 0 {
+		return p.cfg.ControlPollInterval
+	}
+	if p.cfg.Notifier == nil || !p.cfg.Notifier.Connected() {
+		return DefaultControlPollIntervalNoListen
+	}
+	return DefaultControlPollInterval
+}
+
+// jitter adds up to 10% to d.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Int64N(int64(d)/10+1))
+}
+
+func (p *Producer) run(ctx context.Context) {
+	var (
+		wantFetch    = true  // fetch as soon as possible
+		drainMode    = false // the last fetch was full: fetch when enough slots free up
+		failures     = 0
+		trailing     *time.Timer
+		trailingC    <-chan time.Time
+		retryC       <-chan time.Time
+		threshold    = max(1, p.cfg.MaxWorkers/10)
+		poll         = time.NewTimer(jitter(p.cfg.FetchPollInterval))
+		controlPoll  = time.NewTimer(p.controlPollInterval())
+		reportTicker = time.NewTicker(DefaultQueueReportInterval)
+	)
+	defer poll.Stop()
+	defer controlPoll.Stop()
+	defer reportTicker.Stop()
+	defer func() {
+		if trailing != nil {
+			trailing.Stop()
+		}
+	}()
+
+	for {
+		free := p.cfg.MaxWorkers - p.Running()
+		if retryC == nil && !p.Paused() && free > 0 && (wantFetch || (drainMode && free >= threshold)) {
+			n, err := p.fetch(ctx, free)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				// Stopping.
+			case err != nil:
+				failures++
+				wait := min(p.cfg.FetchPollInterval, time.Duration(1<<min(failures, 10))*10*time.Millisecond)
+				p.cfg.Logger.Warn("producer: fetch failed; retrying", "queue", p.cfg.Queue, "retry_in", wait, "error", err)
+				retryC = time.After(wait)
+			default:
+				failures = 0
+				wantFetch = false
+				drainMode = n == free
+			}
+		}
+
+		select {
+		case <-ctx.Done():
+			p.drain()
+			return
+		case id := <-p.done:
+			p.finish(id)
+		case <-p.inserted:
+			wantFetch = true
+			if trailing == nil {
+				trailing = time.NewTimer(p.cfg.FetchCooldown)
+				trailingC = trailing.C
+			}
+		case <-trailingC:
+			trailing, trailingC = nil, nil
+			wantFetch = true
+		case <-retryC:
+			retryC = nil
+		case <-poll.C:
+			wantFetch = true
+			poll.Reset(jitter(p.cfg.FetchPollInterval))
+		case msg := <-p.control:
+			switch msg.Action {
+			case "pause":
+				p.setPaused(true)
+			case "resume":
+				p.setPaused(false)
+				wantFetch = true
+			}
+		case <-controlPoll.C:
+			p.pollControl(ctx)
+			controlPoll.Reset(p.controlPollInterval())
+		case <-reportTicker.C:
+			if _, err := p.exec.QueueCreateOrSetUpdatedAt(ctx, &driver.QueueCreateParams{Schema: p.cfg.Schema, Name: p.cfg.Queue}); err != nil {
+				p.cfg.Logger.Warn("producer: reporting queue failed", "queue", p.cfg.Queue, "error", err)
+			}
+		}
+	}
+}
+
+// fetch locks up to limit jobs and starts them; it returns how many.
+func (p *Producer) fetch(ctx context.Context, limit int) (int, error) {
+	jobs, err := p.exec.JobGetAvailable(ctx, &driver.JobGetAvailableParams{
+		Schema: p.cfg.Schema, Queue: p.cfg.Queue, Max: limit, ClientID: p.cfg.ClientID})
+	if err != nil {
+		return 0, err
+	}
+	for _, job := range jobs {
+		p.startJob(job)
+	}
+	return len(jobs), nil
+}
+
+func (p *Producer) startJob(job *millracetype.JobRow) {
+	jobCtx, cancel := context.WithCancelCause(p.cfg.WorkCtx)
+	p.mu.Lock()
+	p.running[job.ID] = cancel
+	p.mu.Unlock()
+	go func() {
+		defer func() { p.done <- job.ID }()
+		p.cfg.Work(jobCtx, job)
+	}()
+}
+
+func (p *Producer) finish(id int64) {
+	p.mu.Lock()
+	cancel := p.running[id]
+	delete(p.running, id)
+	p.mu.Unlock()
+	if cancel != nil {
+		cancel(context.Canceled) // release the context's resources
+	}
+}
+
+// drain waits for every running job while still honouring cancels.
+func (p *Producer) drain() {
+	for p.Running() > 0 {
+		select {
+		case id := <-p.done:
+			p.finish(id)
+		case <-p.control:
+			// Pause and resume no longer matter; cancels arrive through
+			// CancelJob directly.
+		}
+	}
+}
+
+// pollControl reads what a lost notification may have missed: the queue's
+// paused state and cancels of jobs running here.
+func (p *Producer) pollControl(ctx context.Context) {
+	queue, err := p.exec.QueueGet(ctx, &driver.QueueGetParams{Schema: p.cfg.Schema, Name: p.cfg.Queue})
+	switch {
+	case errors.Is(err, millracetype.ErrNotFound):
+		// Deleted by the queue cleaner while idle: register it again.
+		if _, err := p.exec.QueueCreateOrSetUpdatedAt(ctx, &driver.QueueCreateParams{Schema: p.cfg.Schema, Name: p.cfg.Queue}); err != nil && ctx.Err() == nil {
+			p.cfg.Logger.Warn("producer: registering queue failed", "queue", p.cfg.Queue, "error", err)
+		}
+	case err != nil:
+		if ctx.Err() == nil {
+			p.cfg.Logger.Warn("producer: reading queue settings failed", "queue", p.cfg.Queue, "error", err)
+		}
+	default:
+		p.setPaused(queue.PausedAt != nil)
+	}
+
+	p.mu.Lock()
+	ids := make([]int64, 0, len(p.running))
+	for id := range p.running {
+		ids = append(ids, id)
+	}
+	p.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	jobs, err := p.exec.JobGetByIDMany(ctx, &driver.JobGetByIDManyParams{Schema: p.cfg.Schema, IDs: ids})
+	if err != nil {
+		if ctx.Err() == nil {
+			p.cfg.Logger.Warn("producer: reading running jobs failed", "queue", p.cfg.Queue, "error", err)
+		}
+		return
+	}
+	for _, job := range jobs {
+		if hasCancelAttempted(job.Metadata) {
+			p.CancelJob(job.ID)
+		}
+	}
+}
+
+func hasCancelAttempted(metadata []byte) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(metadata, &m) != nil {
+		return false
+	}
+	_, ok := m["cancel_attempted_at"]
+	return ok
+}
+
+// Queue returns the producer's queue name.
+func (p *Producer) Queue() string { return p.cfg.Queue }
