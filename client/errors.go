@@ -1,9 +1,9 @@
 package client
 
 import (
-	"github.com/millrace/millrace/millracetype"
 	"errors"
 	"fmt"
+	"github.com/millrace/millrace/millracetype"
 	"time"
 )
 
