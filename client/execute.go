@@ -40,6 +40,14 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 	if row.AttemptedAt != nil {
 		stats.QueueWaitDuration = row.AttemptedAt.Sub(row.ScheduledAt)
 	}
+	// A retry or snooze due soon is written available with a future
+	// scheduled_at; no notification will announce it, so wake this
+	// client's producer when it is due instead of waiting for a poll.
+	if outcome.State == millracetype.JobStateAvailable && outcome.ScheduledAt != nil {
+		if p := c.producer(row.Queue); p != nil {
+			time.AfterFunc(time.Until(*outcome.ScheduledAt)+time.Millisecond, p.Poke)
+		}
+	}
 	// Recording the outcome must survive the client's stop: use a context
 	// without the job's cancellation.
 	if err := c.completer.Complete(context.WithoutCancel(ctx), outcome, &jobMeta{kind: kind, stats: stats}); err != nil {

@@ -2,32 +2,43 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
-	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver/pgxv5"
 	"github.com/millrace/millrace/migrate"
 	"github.com/millrace/millrace/millracetype"
 )
 
-// newDemoCmd is the first thing a new user runs (make demo). Until the
-// client lands it shows the database side: migrate a dedicated schema,
-// insert jobs the way the client will, fetch and complete them through the
-// driver, and report what it did.
+// newDemoCmd is the first thing a new user runs (make demo): migrate a
+// dedicated schema, insert jobs of a few kinds, work them with progress
+// output, stop gracefully under load half way, start again, and report.
 func newDemoCmd(g *globalFlags) *cobra.Command {
-	var jobs int
+	var jobs, workers int
 	var keep bool
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Migrate a demo schema, insert and work jobs, print what happened",
+		Short: "Insert and work jobs in a demo schema, with a graceful stop under load",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if jobs < 1 || jobs > 10_000_000 {
-				return usagef("--jobs %d out of range 1..10000000", jobs)
+			if jobs < 10 || jobs > 10_000_000 {
+				return usagef("--jobs %d out of range 10..10000000", jobs)
+			}
+			if workers < 1 || workers > client.MaxQueueWorkers {
+				return usagef("--workers %d out of range 1..%d", workers, client.MaxQueueWorkers)
 			}
 			schema := g.schema
 			if schema == "" {
@@ -36,37 +47,94 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 			if err := migrate.ValidateSchema(schema); err != nil {
 				return &usageError{err}
 			}
-			return runDemo(cmd, g, schema, jobs, keep)
+			return runDemo(cmd, g, &demo{schema: schema, jobs: jobs, workers: workers, keep: keep})
 		},
 	}
 	cmd.Flags().IntVar(&jobs, "jobs", 20000, "how many jobs to insert")
+	cmd.Flags().IntVar(&workers, "workers", 200, "workers of the demo queue")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the demo schema afterwards")
 	return cmd
 }
 
-func runDemo(cmd *cobra.Command, g *globalFlags, schema string, n int, keep bool) error {
+type demo struct {
+	schema  string
+	jobs    int
+	workers int
+	keep    bool
+	out     io.Writer
+
+	worked    atomic.Int64 // Work calls
+	failures  atomic.Int64 // errors returned on purpose
+	snoozes   atomic.Int64
+	mu        sync.Mutex
+	latencies []time.Duration // insert (created_at) -> start, first attempts
+}
+
+// Demo job kinds.
+type (
+	noopArgs  struct{ N int }
+	flakyArgs struct{ N int } // fails twice, then succeeds
+	sleepArgs struct{ N int } // snoozes once, then succeeds
+	dailyArgs struct{ Day string }
+)
+
+func (noopArgs) Kind() string  { return "demo_noop" }
+func (flakyArgs) Kind() string { return "demo_flaky" }
+func (sleepArgs) Kind() string { return "demo_snooze" }
+func (dailyArgs) Kind() string { return "demo_daily_report" }
+
+type flakyWorker struct {
+	client.WorkerDefaults[flakyArgs]
+	d *demo
+}
+
+func (w *flakyWorker) Work(ctx context.Context, job *client.Job[flakyArgs]) error {
+	w.d.track(job.JobRow)
+	if job.Attempt <= 2 {
+		w.d.failures.Add(1)
+		return fmt.Errorf("demo failure %d of 2", job.Attempt)
+	}
+	return nil
+}
+
+// NextRetry retries the demo's failures quickly (the default policy waits
+// attempt^4 seconds).
+func (w *flakyWorker) NextRetry(*client.Job[flakyArgs]) time.Time {
+	return time.Now().Add(200 * time.Millisecond)
+}
+
+func (d *demo) track(job *millracetype.JobRow) {
+	d.worked.Add(1)
+	if job.Attempt == 1 && job.AttemptedAt != nil {
+		d.mu.Lock()
+		d.latencies = append(d.latencies, job.AttemptedAt.Sub(job.CreatedAt))
+		d.mu.Unlock()
+	}
+}
+
+func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 	ctx := cmd.Context()
-	out := cmd.OutOrStdout()
+	d.out = cmd.OutOrStdout()
 	pool, err := connect(ctx, g)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	ident := pgx.Identifier{schema}.Sanitize()
+	ident := pgx.Identifier{d.schema}.Sanitize()
 	if _, err := pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+ident); err != nil {
-		return fmt.Errorf("create schema %s: %w", schema, err)
+		return fmt.Errorf("create schema %s: %w", d.schema, err)
 	}
-	if !keep {
+	if !d.keep {
 		defer func() {
 			if _, err := pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA "+ident+" CASCADE"); err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "millrace: drop demo schema %s: %v\n", schema, err)
+				fmt.Fprintf(cmd.ErrOrStderr(), "millrace: drop demo schema %s: %v\n", d.schema, err)
 				return
 			}
-			fmt.Fprintf(out, "dropped schema %s (use --keep to keep it)\n", schema)
+			fmt.Fprintf(d.out, "dropped schema %s (use --keep to keep it)\n", d.schema)
 		}()
 	}
 	drv := pgxv5.New(pool)
-	m, err := migrate.New[pgx.Tx](drv, &migrate.Config{Schema: schema})
+	m, err := migrate.New[pgx.Tx](drv, &migrate.Config{Schema: d.schema})
 	if err != nil {
 		return err
 	}
@@ -74,56 +142,258 @@ func runDemo(cmd *cobra.Command, g *globalFlags, schema string, n int, keep bool
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "migrated schema %s: %d version(s) applied, now at version %d (River-compatible)\n", schema, len(res.Versions), m.Latest())
+	fmt.Fprintf(d.out, "1. migrated schema %s to version %d (River-compatible; %d version(s) applied now)\n", d.schema, m.Latest(), len(res.Versions))
 
-	exec := drv.GetExecutor()
-	params := make([]*driver.JobInsertParams, n)
-	for i := range params {
-		params[i] = &driver.JobInsertParams{Args: fmt.Appendf(nil, `{"n":%d}`, i), Kind: "demo_noop", MaxAttempts: 25,
-			Priority: 1 + i%4, Queue: "default", State: millracetype.JobStateAvailable}
+	workers := client.NewWorkers()
+	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[noopArgs]) error {
+		d.track(job.JobRow)
+		time.Sleep(time.Duration(job.Args.N%5) * time.Millisecond) // some work
+		return nil
+	}))
+	client.AddWorker(workers, &flakyWorker{d: d})
+	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[sleepArgs]) error {
+		d.track(job.JobRow)
+		if !hasKey(job.Metadata, "snoozes") {
+			d.snoozes.Add(1)
+			return client.JobSnooze(100 * time.Millisecond)
+		}
+		return nil
+	}))
+	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[dailyArgs]) error {
+		d.track(job.JobRow)
+		return client.RecordOutput(ctx, map[string]string{"report": "ok for " + job.Args.Day})
+	}))
+	newClient := func() (*client.Client[pgx.Tx], error) {
+		return client.New(drv, &client.Config{
+			Schema:  d.schema,
+			Queues:  map[string]client.QueueConfig{client.QueueDefault: {MaxWorkers: d.workers}},
+			Workers: workers,
+			Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		})
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+
+	if err := d.insert(ctx, c); err != nil {
+		return err
+	}
+	total := d.jobs + 1 // plus one duplicate-free unique job
+	start := time.Now()
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "3. started client %s with %d workers; working...\n", c.ID(), d.workers)
+
+	// Work until half is done (or Ctrl-C), then stop gracefully under load.
+	inFlight, interrupted := d.progress(ctx, pool, total, total/2)
+	stopStart := time.Now()
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := c.Stop(stopCtx); err != nil {
+		return fmt.Errorf("graceful stop: %w", err)
+	}
+	counts, err := stateCounts(ctx, pool, d.schema)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "4. graceful stop under load: %d job(s) were running; Stop took %s; now running: %d (every started job finished and was recorded)\n",
+		inFlight, time.Since(stopStart).Round(time.Millisecond), counts[millracetype.JobStateRunning])
+	if counts[millracetype.JobStateRunning] != 0 {
+		return fmt.Errorf("demo failed: %d jobs left running after a graceful stop", counts[millracetype.JobStateRunning])
+	}
+
+	if !interrupted {
+		c2, err := newClient()
+		if err != nil {
+			return err
+		}
+		if err := c2.Start(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(d.out, "5. started a new client %s to finish the rest\n", c2.ID())
+		_, interrupted = d.progress(ctx, pool, total, total)
+		if err := c2.Stop(stopCtx); err != nil {
+			return fmt.Errorf("stop: %w", err)
+		}
+	}
+	elapsed := time.Since(start)
+	if interrupted {
+		fmt.Fprintln(d.out, "interrupted: stopped gracefully; summary so far")
+	}
+	return d.summary(ctx, pool, elapsed)
+}
+
+// insert inserts the demo's jobs: most with COPY, a few unique ones.
+func (d *demo) insert(ctx context.Context, c *client.Client[pgx.Tx]) error {
+	params := make([]client.InsertManyParams, 0, d.jobs)
+	var nFlaky, nSnooze int
+	for i := range d.jobs {
+		var args client.JobArgs
+		switch {
+		case i%100 == 1:
+			args = flakyArgs{N: i}
+			nFlaky++
+		case i%100 == 2:
+			args = sleepArgs{N: i}
+			nSnooze++
+		default:
+			args = noopArgs{N: i}
+		}
+		params = append(params, client.InsertManyParams{Args: args, InsertOpts: &client.InsertOpts{Priority: 1 + i%4}})
 	}
 	start := time.Now()
-	inserted, err := exec.JobInsertCopy(ctx, &driver.JobInsertManyParams{Schema: schema, Jobs: params})
+	n, err := c.InsertManyFast(ctx, params)
 	if err != nil {
 		return fmt.Errorf("insert demo jobs: %w", err)
 	}
 	took := time.Since(start)
-	fmt.Fprintf(out, "inserted %d jobs with COPY in %s (%.0f jobs/s)\n", inserted, took.Round(time.Millisecond), float64(inserted)/took.Seconds())
-
-	start = time.Now()
-	done := 0
-	for done < inserted {
-		fetched, err := exec.JobGetAvailable(ctx, &driver.JobGetAvailableParams{Schema: schema, Queue: "default", Max: 1000, ClientID: "millrace-demo"})
-		if err != nil {
-			return fmt.Errorf("fetch demo jobs: %w", err)
-		}
-		if len(fetched) == 0 {
-			break
-		}
-		now := time.Now()
-		outcomes := make([]*driver.JobSetState, len(fetched))
-		for i, j := range fetched {
-			outcomes[i] = &driver.JobSetState{ID: j.ID, State: millracetype.JobStateCompleted, FinalizedAt: &now}
-		}
-		if _, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, Jobs: outcomes}); err != nil {
-			return fmt.Errorf("complete demo jobs: %w", err)
-		}
-		done += len(fetched)
-		fmt.Fprintf(out, "\rworked %d/%d", done, inserted)
-	}
-	took = time.Since(start)
-	fmt.Fprintf(out, "\nfetched and completed %d jobs in batches of 1000 in %s (%.0f jobs/s)\n", done, took.Round(time.Millisecond), float64(done)/took.Seconds())
-
-	rows, err := pool.Query(ctx, "SELECT state::text, count(*) FROM "+ident+".river_job GROUP BY 1 ORDER BY 1")
+	// A unique job inserted twice: the second insert returns the first.
+	unique := &client.InsertOpts{UniqueOpts: client.UniqueOpts{ByArgs: true}}
+	first, err := c.Insert(ctx, dailyArgs{Day: time.Now().Format(time.DateOnly)}, unique)
 	if err != nil {
 		return err
 	}
+	second, err := c.Insert(ctx, dailyArgs{Day: time.Now().Format(time.DateOnly)}, unique)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "2. inserted %d jobs with COPY in %s (%.0f jobs/s): %d no-op, %d that fail twice then succeed, %d that snooze once\n",
+		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), d.jobs-nFlaky-nSnooze, nFlaky, nSnooze)
+	fmt.Fprintf(d.out, "   unique job inserted twice: job %d, then duplicate=%v (same job %d)\n",
+		first.Job.ID, second.UniqueSkippedAsDuplicate, second.Job.ID)
+	return nil
+}
+
+// progress prints progress until `until` jobs are finalized or ctx ends.
+// It returns how many jobs the database showed running at that moment and
+// whether ctx ended (Ctrl-C).
+func (d *demo) progress(ctx context.Context, pool *pgxpool.Pool, total, until int) (running int, interrupted bool) {
+	tty := isTerminal(d.out)
+	printEvery := time.Second // a plain line per second when not a terminal
+	if tty {
+		printEvery = 100 * time.Millisecond
+	}
+	ticker := time.NewTicker(20 * time.Millisecond)
+	defer ticker.Stop()
+	start, lastPrint, base := time.Now(), time.Time{}, -1
+	for {
+		counts, err := stateCounts(ctx, pool, d.schema)
+		if err == nil {
+			done := counts[millracetype.JobStateCompleted] + counts[millracetype.JobStateCancelled] + counts[millracetype.JobStateDiscarded]
+			if base < 0 {
+				base = done
+			}
+			finished := done >= until
+			if finished || time.Since(lastPrint) >= printEvery {
+				lastPrint = time.Now()
+				line := fmt.Sprintf("   %s %d/%d done  %.0f jobs/s  available %d  running %d  retried %d  snoozed %d",
+					bar(done, total, 24), done, total, float64(done-base)/max(time.Since(start).Seconds(), 0.001),
+					counts[millracetype.JobStateAvailable], counts[millracetype.JobStateRunning], d.failures.Load(), d.snoozes.Load())
+				if tty {
+					fmt.Fprintf(d.out, "\r%-110s", line)
+				} else {
+					fmt.Fprintln(d.out, line)
+				}
+			}
+			if finished {
+				if tty {
+					fmt.Fprintln(d.out)
+				}
+				return counts[millracetype.JobStateRunning], false
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if tty {
+				fmt.Fprintln(d.out)
+			}
+			return 0, true
+		case <-ticker.C:
+		}
+	}
+}
+
+func (d *demo) summary(ctx context.Context, pool *pgxpool.Pool, elapsed time.Duration) error {
+	counts, err := stateCounts(context.WithoutCancel(ctx), pool, d.schema)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(d.out, "summary:")
+	fmt.Fprintln(tw, "state\tjobs\t")
+	sum := 0
+	for _, s := range millracetype.JobStates() {
+		fmt.Fprintf(tw, "%s\t%d\t\n", s, counts[s])
+		sum += counts[s]
+	}
+	fmt.Fprintf(tw, "total\t%d\t\n", sum)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	done := counts[millracetype.JobStateCompleted]
+	fmt.Fprintf(d.out, "throughput: %d jobs completed in %s (%.0f jobs/s, %d worker calls including retries and snoozes)\n",
+		done, elapsed.Round(time.Millisecond), float64(done)/elapsed.Seconds(), d.worked.Load())
+	d.mu.Lock()
+	lat := slices.Clone(d.latencies)
+	d.mu.Unlock()
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		fmt.Fprintf(d.out, "insert->start latency of first attempts: p50 %s, p99 %s (jobs were inserted before the client started)\n",
+			lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*99/100].Round(time.Millisecond))
+	}
+	if sum != d.jobs+1 {
+		return fmt.Errorf("demo failed: %d jobs in the table, %d inserted", sum, d.jobs+1)
+	}
+	return nil
+}
+
+func stateCounts(ctx context.Context, pool *pgxpool.Pool, schema string) (map[millracetype.JobState]int, error) {
+	rows, err := pool.Query(ctx, "SELECT state::text, count(*) FROM "+pgx.Identifier{schema, "river_job"}.Sanitize()+" GROUP BY 1")
+	if err != nil {
+		return nil, err
+	}
+	counts := map[millracetype.JobState]int{}
 	var state string
-	var count int
-	fmt.Fprintln(out, "jobs by state:")
-	_, err = pgx.ForEachRow(rows, []any{&state, &count}, func() error {
-		fmt.Fprintf(out, "  %-10s %d\n", state, count)
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&state, &n}, func() error {
+		counts[millracetype.JobState(state)] = n
 		return nil
 	})
-	return err
+	return counts, err
+}
+
+func bar(done, total, width int) string {
+	filled := 0
+	if total > 0 {
+		filled = min(width, done*width/total)
+	}
+	b := make([]byte, width)
+	for i := range b {
+		if i < filled {
+			b[i] = '#'
+		} else {
+			b[i] = '.'
+		}
+	}
+	return "[" + string(b) + "]"
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+func hasKey(metadata []byte, key string) bool {
+	var m map[string]any
+	if json.Unmarshal(metadata, &m) != nil {
+		return false
+	}
+	_, ok := m[key]
+	return ok
 }

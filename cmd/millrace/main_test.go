@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -116,5 +117,32 @@ func TestVersion(t *testing.T) {
 	code, out, _ := millrace(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "millrace ") {
 		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+// TestDemo runs the demo end to end on a small scale, in its own database
+// schema, and checks what it reports.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	url := testdb.AdminURL(t)
+	code, out, errOut := millrace(t, "demo", "--database-url", url, "--schema", "demo_test_run", "--jobs", "600", "--workers", "20")
+	if code != 0 {
+		t.Fatalf("demo: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"1. migrated schema demo_test_run to version 8",
+		"2. inserted 600 jobs with COPY",
+		"duplicate=true",
+		"4. graceful stop under load:",
+		"now running: 0",
+		"5. started a new client",
+		"dropped schema demo_test_run",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`completed\s+601\n`).MatchString(out) {
+		t.Errorf("demo summary does not show 601 completed:\n%s", out)
 	}
 }

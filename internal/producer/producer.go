@@ -334,8 +334,6 @@ func (p *Producer) run(ctx context.Context) {
 		if retryC == nil && !p.Paused() && free > 0 && (wantFetch || (drainMode && free >= threshold)) {
 			n, err := p.fetch(ctx, free)
 			switch {
-			case err != nil && ctx.Err() != nil:
-				// Stopping.
 			case err != nil:
 				failures++
 				wait := min(p.cfg.FetchPollInterval, time.Duration(1<<min(failures, 10))*10*time.Millisecond)
@@ -387,8 +385,17 @@ func (p *Producer) run(ctx context.Context) {
 	}
 }
 
+// fetchTimeout bounds one fetch.
+const fetchTimeout = 30 * time.Second
+
 // fetch locks up to limit jobs and starts them; it returns how many.
+//
+// The fetch does not use the service context: a Stop arriving while the
+// statement runs must not abandon jobs the database has already marked
+// running. They are started like any others and drained by the stop.
 func (p *Producer) fetch(ctx context.Context, limit int) (int, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+	defer cancel()
 	jobs, err := p.exec.JobGetAvailable(ctx, &driver.JobGetAvailableParams{
 		Schema: p.cfg.Schema, Queue: p.cfg.Queue, Max: limit, ClientID: p.cfg.ClientID})
 	if err != nil {
