@@ -1,0 +1,185 @@
+package maintenance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+)
+
+// Cleaner defaults.
+const (
+	DefaultCleanerInterval           = 30 * time.Second
+	DefaultCompletedJobRetention     = 24 * time.Hour
+	DefaultCancelledJobRetention     = 24 * time.Hour
+	DefaultDiscardedJobRetention     = 7 * 24 * time.Hour
+	DefaultCleanerBatch              = 10_000
+	DefaultCleanerStatementTimeout   = 30 * time.Second
+	DefaultQueueCleanerInterval      = time.Hour
+	DefaultQueueRetention            = 24 * time.Hour
+	DefaultQueueCleanerBatch         = 1000
+	defaultQueueCleanerStatementTime = 30 * time.Second
+)
+
+// CleanerConfig configures a Cleaner. For each retention, 0 means the
+// default and -1 keeps jobs of that state forever.
+type CleanerConfig struct {
+	Schema string
+	Logger *slog.Logger
+	// Interval between passes. Default 30 s.
+	Interval time.Duration
+	// CompletedJobRetention: default 24 h.
+	CompletedJobRetention time.Duration
+	// CancelledJobRetention: default 24 h.
+	CancelledJobRetention time.Duration
+	// DiscardedJobRetention: default 7 days.
+	DiscardedJobRetention time.Duration
+	// Batch is the most jobs deleted per statement, so no statement holds
+	// locks for long. Default 10,000.
+	Batch int
+	// StatementTimeout bounds each delete. Default 30 s.
+	StatementTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Passes, if set, receives a value after each pass (tests).
+	Passes chan struct{}
+}
+
+// Cleaner deletes finalized jobs past their retention, in bounded batches.
+type Cleaner struct {
+	periodic
+	exec driver.Executor
+	cfg  CleanerConfig
+}
+
+// NewCleaner returns a cleaner, or an error for a retention below -1.
+func NewCleaner(exec driver.Executor, cfg *CleanerConfig) (*Cleaner, error) {
+	c := *cfg
+	for name, r := range map[string]*time.Duration{"completed": &c.CompletedJobRetention,
+		"cancelled": &c.CancelledJobRetention, "discarded": &c.DiscardedJobRetention} {
+		if *r < -1 {
+			return nil, fmt.Errorf("cleaner: %s job retention %s: must be positive, 0 for the default, or -1 to keep forever", name, *r)
+		}
+	}
+	if c.CompletedJobRetention == 0 {
+		c.CompletedJobRetention = DefaultCompletedJobRetention
+	}
+	if c.CancelledJobRetention == 0 {
+		c.CancelledJobRetention = DefaultCancelledJobRetention
+	}
+	if c.DiscardedJobRetention == 0 {
+		c.DiscardedJobRetention = DefaultDiscardedJobRetention
+	}
+	if c.Interval <= 0 {
+		c.Interval = DefaultCleanerInterval
+	}
+	if c.Batch <= 0 {
+		c.Batch = DefaultCleanerBatch
+	}
+	if c.StatementTimeout <= 0 {
+		c.StatementTimeout = DefaultCleanerStatementTimeout
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.Logger = orDiscard(c.Logger)
+	cl := &Cleaner{exec: exec, cfg: c}
+	cl.periodic = periodic{name: "cleaner", interval: c.Interval, logger: c.Logger, pass: cl.pass, passes: c.Passes}
+	return cl, nil
+}
+
+func horizon(now time.Time, retention time.Duration) *time.Time {
+	if retention < 0 {
+		return nil
+	}
+	t := now.Add(-retention)
+	return &t
+}
+
+func (c *Cleaner) pass(ctx context.Context) error {
+	now := c.cfg.Now().UTC()
+	params := &driver.JobDeleteBeforeParams{Schema: c.cfg.Schema, Max: c.cfg.Batch,
+		CompletedFinalizedAtBefore: horizon(now, c.cfg.CompletedJobRetention),
+		CancelledFinalizedAtBefore: horizon(now, c.cfg.CancelledJobRetention),
+		DiscardedFinalizedAtBefore: horizon(now, c.cfg.DiscardedJobRetention)}
+	if params.CompletedFinalizedAtBefore == nil && params.CancelledFinalizedAtBefore == nil && params.DiscardedFinalizedAtBefore == nil {
+		return nil
+	}
+	total := 0
+	for {
+		stmtCtx, cancel := context.WithTimeout(ctx, c.cfg.StatementTimeout)
+		n, err := c.exec.JobDeleteBefore(stmtCtx, params)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("delete finalized jobs: %w", err)
+		}
+		total += n
+		if n < c.cfg.Batch {
+			break
+		}
+	}
+	if total > 0 {
+		c.cfg.Logger.Info("maintenance: deleted finalized jobs past retention", "jobs", total)
+	}
+	return nil
+}
+
+// QueueCleanerConfig configures a QueueCleaner.
+type QueueCleanerConfig struct {
+	Schema string
+	Logger *slog.Logger
+	// Interval between passes. Default 1 h.
+	Interval time.Duration
+	// Retention: queues not reported for this long are deleted. Default 24 h.
+	Retention time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Passes, if set, receives a value after each pass (tests).
+	Passes chan struct{}
+}
+
+// QueueCleaner deletes river_queue rows no producer has reported for
+// Retention (a producer re-registers its queue when it runs again).
+type QueueCleaner struct {
+	periodic
+	exec driver.Executor
+	cfg  QueueCleanerConfig
+}
+
+// NewQueueCleaner returns a queue cleaner.
+func NewQueueCleaner(exec driver.Executor, cfg *QueueCleanerConfig) *QueueCleaner {
+	c := *cfg
+	if c.Interval <= 0 {
+		c.Interval = DefaultQueueCleanerInterval
+	}
+	if c.Retention <= 0 {
+		c.Retention = DefaultQueueRetention
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.Logger = orDiscard(c.Logger)
+	q := &QueueCleaner{exec: exec, cfg: c}
+	q.periodic = periodic{name: "queue_cleaner", interval: c.Interval, logger: c.Logger, pass: q.pass, passes: c.Passes}
+	return q
+}
+
+func (q *QueueCleaner) pass(ctx context.Context) error {
+	for {
+		stmtCtx, cancel := context.WithTimeout(ctx, defaultQueueCleanerStatementTime)
+		names, err := q.exec.QueueDeleteExpired(stmtCtx, &driver.QueueDeleteExpiredParams{Schema: q.cfg.Schema,
+			UpdatedAtHorizon: q.cfg.Now().UTC().Add(-q.cfg.Retention), Max: DefaultQueueCleanerBatch})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("delete expired queues: %w", err)
+		}
+		if len(names) > 0 {
+			q.cfg.Logger.Info("maintenance: deleted queues not reported for a long time", "queues", names)
+		}
+		if len(names) < DefaultQueueCleanerBatch {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,14 @@
+// Package maintenance holds the services only the leader runs, for every
+// client sharing the database (River's included):
+//
+//   - Scheduler: makes due scheduled and retryable jobs available.
+//   - Rescuer: moves jobs stuck in running (their client died) on.
+//   - Cleaner: deletes finalized jobs past their retention.
+//   - QueueCleaner: deletes queues nobody has reported for a long time.
+//
+// Each is a startstop service that runs one pass at start and then at its
+// interval; a Maintainer starts them all when its client becomes leader and
+// stops them when it stops being leader. The package depends on driver and
+// millracetype only: what it needs from the client (worker timeouts, the
+// retry policy) comes in through function fields of the configs.
+package maintenance

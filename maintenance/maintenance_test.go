@@ -1,0 +1,298 @@
+package maintenance
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/millracetype"
+	"github.com/millrace/millrace/startstop"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+func ptr[T any](v T) *T { return &v }
+
+// onePass starts a service, waits for its first pass, and stops it.
+func onePass(t *testing.T, svc startstop.Service, passes chan struct{}) {
+	t.Helper()
+	if err := svc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	select {
+	case <-passes:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pass within 10s")
+	}
+}
+
+func metadata(t *testing.T, job *millracetype.JobRow) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(job.Metadata, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestScheduler(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	now := time.Now().UTC()
+	due := db.InsertJob(t, &driver.JobInsertFullParams{State: millracetype.JobStateScheduled, ScheduledAt: ptr(now.Add(-time.Minute)), Queue: "q1"})
+	retry := db.InsertJob(t, &driver.JobInsertFullParams{State: millracetype.JobStateRetryable, ScheduledAt: ptr(now.Add(-time.Second)), Queue: "q2"})
+	soon := db.InsertJob(t, &driver.JobInsertFullParams{State: millracetype.JobStateScheduled, ScheduledAt: ptr(now.Add(2 * time.Second)), Queue: "q3"})
+	later := db.InsertJob(t, &driver.JobInsertFullParams{State: millracetype.JobStateScheduled, ScheduledAt: ptr(now.Add(time.Hour))})
+	key := []byte("0123456789abcdef0123456789abcdef")
+	mask := millracetype.UniqueStatesMask(millracetype.JobStateAvailable, millracetype.JobStatePending, millracetype.JobStateRunning)
+	db.InsertJob(t, &driver.JobInsertFullParams{State: millracetype.JobStateAvailable, UniqueKey: key, UniqueStates: mask})
+	conflict := db.InsertJob(t, &driver.JobInsertFullParams{State: millracetype.JobStateRetryable, ScheduledAt: ptr(now.Add(-time.Second)),
+		UniqueKey: key, UniqueStates: mask})
+
+	// Listen to insert notifications to see the queues woken.
+	listener, err := db.Driver.GetListener(db.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := listener.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(ctx)
+	if err := listener.Listen(ctx, driver.TopicInsert); err != nil {
+		t.Fatal(err)
+	}
+
+	passes := make(chan struct{}, 1)
+	s := NewScheduler(db.Exec(), &SchedulerConfig{Schema: db.Schema, Passes: passes})
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-passes
+
+	for _, j := range []*millracetype.JobRow{due, retry, soon} {
+		if got := db.Job(t, j.ID); got.State != millracetype.JobStateAvailable || !got.ScheduledAt.Equal(j.ScheduledAt) {
+			t.Errorf("job %d (queue %s): state %s scheduled %s", j.ID, j.Queue, got.State, got.ScheduledAt)
+		}
+	}
+	if got := db.Job(t, later.ID); got.State != millracetype.JobStateScheduled {
+		t.Errorf("job due in an hour became %s", got.State)
+	}
+	got := db.Job(t, conflict.ID)
+	if got.State != millracetype.JobStateDiscarded || metadata(t, got)["unique_key_conflict"] != "scheduler_discarded" || got.FinalizedAt == nil {
+		t.Errorf("conflicting job: state %s metadata %s", got.State, got.Metadata)
+	}
+	// q1 and q2 at once, q3 when due (about 2 s later); the conflict's
+	// queue is not woken for it.
+	woken := map[string]time.Time{}
+	for len(woken) < 3 {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		n, err := listener.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("woken so far %v: %v", woken, err)
+		}
+		var p struct{ Queue string }
+		if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
+			t.Fatal(err)
+		}
+		woken[p.Queue] = time.Now()
+	}
+	if woken["q3"].Before(soon.ScheduledAt.Add(-50 * time.Millisecond)) {
+		t.Errorf("q3 woken at %s, before its job is due at %s", woken["q3"], soon.ScheduledAt)
+	}
+	s.Stop()
+}
+
+type fakeTimeouts map[string]time.Duration
+
+func (f fakeTimeouts) lookup(job *millracetype.JobRow) (time.Duration, bool) {
+	d, ok := f[job.Kind]
+	return d, ok
+}
+
+func TestRescuer(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	now := time.Now().UTC()
+	stuckAt := ptr(now.Add(-2 * time.Hour))
+	running := func(kind string, attempt, maxAttempts int, metadata string) *millracetype.JobRow {
+		return db.InsertJob(t, &driver.JobInsertFullParams{Kind: kind, State: millracetype.JobStateRunning, Attempt: attempt,
+			MaxAttempts: maxAttempts, AttemptedAt: stuckAt, Metadata: []byte(metadata)})
+	}
+	plain := running("known", 1, 5, `{"river:rescue_count": 2}`)
+	outOfAttempts := running("known", 5, 5, `{}`)
+	cancelAsked := running("known", 1, 5, `{"cancel_attempted_at": "2026-01-01T00:00:00.123456789Z"}`)
+	unknownKind := running("stranger", 1, 5, `{}`)
+	noTimeout := running("forever", 1, 5, `{}`)
+	longTimeout := running("slow", 1, 5, `{}`)
+	recent := db.InsertJob(t, &driver.JobInsertFullParams{Kind: "known", State: millracetype.JobStateRunning, Attempt: 1,
+		AttemptedAt: ptr(now.Add(-time.Minute))})
+
+	passes := make(chan struct{}, 1)
+	r := NewRescuer(db.Exec(), &RescuerConfig{Schema: db.Schema, Passes: passes,
+		WorkerTimeout: fakeTimeouts{"known": 0, "forever": -1, "slow": 3 * time.Hour}.lookup})
+	onePass(t, r, passes)
+
+	check := func(job *millracetype.JobRow, state millracetype.JobState, rescues float64) *millracetype.JobRow {
+		t.Helper()
+		got := db.Job(t, job.ID)
+		if got.State != state {
+			t.Errorf("job %d (%s): state %s, want %s", job.ID, job.Kind, got.State, state)
+		}
+		if state != millracetype.JobStateRunning {
+			last := got.Errors[len(got.Errors)-1]
+			if last.Error != RescueErrorMessage || last.Attempt != job.Attempt || last.Trace != "" {
+				t.Errorf("job %d: error %+v", job.ID, last)
+			}
+			if metadata(t, got)["river:rescue_count"] != rescues {
+				t.Errorf("job %d: rescue count %v, want %v", job.ID, metadata(t, got)["river:rescue_count"], rescues)
+			}
+		}
+		return got
+	}
+	p := check(plain, millracetype.JobStateRetryable, 3)
+	if !p.ScheduledAt.After(now) || p.FinalizedAt != nil {
+		t.Errorf("retryable rescued job: scheduled %s finalized %v", p.ScheduledAt, p.FinalizedAt)
+	}
+	check(outOfAttempts, millracetype.JobStateDiscarded, 1)
+	check(cancelAsked, millracetype.JobStateCancelled, 1)
+	check(unknownKind, millracetype.JobStateRetryable, 1) // never discarded: another client may work it
+	check(noTimeout, millracetype.JobStateRunning, 0)
+	check(longTimeout, millracetype.JobStateRunning, 0)
+	check(recent, millracetype.JobStateRunning, 0)
+}
+
+func TestCleaner(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	now := time.Now().UTC()
+	final := func(state millracetype.JobState, age time.Duration) *millracetype.JobRow {
+		return db.InsertJob(t, &driver.JobInsertFullParams{State: state, FinalizedAt: ptr(now.Add(-age))})
+	}
+	oldCompleted := final(millracetype.JobStateCompleted, 25*time.Hour)
+	newCompleted := final(millracetype.JobStateCompleted, time.Hour)
+	oldCancelled := final(millracetype.JobStateCancelled, 25*time.Hour)
+	oldDiscarded := final(millracetype.JobStateDiscarded, 8*24*time.Hour)
+	youngDiscarded := final(millracetype.JobStateDiscarded, 2*24*time.Hour)
+	available := db.InsertJob(t, &driver.JobInsertFullParams{})
+
+	passes := make(chan struct{}, 1)
+	c, err := NewCleaner(db.Exec(), &CleanerConfig{Schema: db.Schema, Passes: passes, CancelledJobRetention: -1, Batch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onePass(t, c, passes)
+	exists := func(j *millracetype.JobRow) bool {
+		_, err := db.Exec().JobGetByID(context.Background(), &driver.JobGetByIDParams{Schema: db.Schema, ID: j.ID})
+		return err == nil
+	}
+	for _, tc := range []struct {
+		job  *millracetype.JobRow
+		kept bool
+	}{{oldCompleted, false}, {newCompleted, true}, {oldCancelled, true}, {oldDiscarded, false}, {youngDiscarded, true}, {available, true}} {
+		if exists(tc.job) != tc.kept {
+			t.Errorf("job %d (%s, finalized %v): kept=%v, want %v", tc.job.ID, tc.job.State, tc.job.FinalizedAt, !tc.kept, tc.kept)
+		}
+	}
+	if _, err := NewCleaner(db.Exec(), &CleanerConfig{DiscardedJobRetention: -2}); err == nil || !strings.Contains(err.Error(), "discarded") {
+		t.Errorf("retention -2: %v", err)
+	}
+}
+
+func TestQueueCleaner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	old := time.Now().Add(-48 * time.Hour)
+	for _, q := range []struct {
+		name string
+		at   *time.Time
+	}{{"stale", &old}, {"fresh", nil}} {
+		if _, err := db.Exec().QueueCreateOrSetUpdatedAt(ctx, &driver.QueueCreateParams{Schema: db.Schema, Name: q.name, Now: q.at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	passes := make(chan struct{}, 1)
+	onePass(t, NewQueueCleaner(db.Exec(), &QueueCleanerConfig{Schema: db.Schema, Passes: passes}), passes)
+	qs, err := db.Exec().QueueList(ctx, &driver.QueueListParams{Schema: db.Schema, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(qs) != 1 || qs[0].Name != "fresh" {
+		t.Fatalf("queues left: %+v", qs)
+	}
+}
+
+type fakeLeader struct {
+	mu  sync.Mutex
+	fns []func(bool)
+}
+
+func (f *fakeLeader) Subscribe(fn func(bool)) func() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fns = append(f.fns, fn)
+	return func() {}
+}
+
+func (f *fakeLeader) set(lead bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, fn := range f.fns {
+		fn(lead)
+	}
+}
+
+func TestMaintainerFollowsLeadership(t *testing.T) {
+	t.Parallel()
+	var running atomic.Int64
+	newService := func() startstop.Service {
+		return startstop.StartStopFunc(func(ctx context.Context, shouldStart bool, started, stopped func()) error {
+			if !shouldStart {
+				return nil
+			}
+			running.Add(1)
+			go func() {
+				defer stopped()
+				started()
+				<-ctx.Done()
+				running.Add(-1)
+			}()
+			return nil
+		})
+	}
+	leader := &fakeLeader{}
+	m := NewMaintainer(leader, nil, newService(), newService())
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("never: %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	leader.set(true)
+	waitFor("services started", func() bool { return running.Load() == 2 && m.Running() })
+	leader.set(false)
+	waitFor("services stopped", func() bool { return running.Load() == 0 && !m.Running() })
+	leader.set(true)
+	waitFor("services restarted", func() bool { return running.Load() == 2 })
+	m.Stop()
+	if running.Load() != 0 || m.Running() {
+		t.Fatalf("after Stop: %d services running", running.Load())
+	}
+}

@@ -1,0 +1,62 @@
+package maintenance
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/millrace/millrace/startstop"
+)
+
+// periodic runs one pass at start and then every interval (plus up to 10%
+// jitter) until stopped. A failed pass is logged and the next one runs at
+// the usual time. Passes signals each completed pass (for tests).
+type periodic struct {
+	startstop.BaseStartStop
+
+	name     string
+	interval time.Duration
+	logger   *slog.Logger
+	pass     func(ctx context.Context) error
+	passes   chan struct{} // optional, receives a value after each pass
+}
+
+// Start starts the loop.
+func (p *periodic) Start(ctx context.Context) error {
+	ctx, shouldStart, started, stopped := p.StartInit(ctx)
+	if !shouldStart {
+		return nil
+	}
+	go func() {
+		defer stopped()
+		started()
+		timer := time.NewTimer(0)
+		defer timer.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+			if err := p.pass(ctx); err != nil && ctx.Err() == nil {
+				p.logger.Warn("maintenance: pass failed; retrying at the next interval", "service", p.name, "error", err)
+			}
+			if p.passes != nil {
+				select {
+				case p.passes <- struct{}{}:
+				default:
+				}
+			}
+			timer.Reset(p.interval + time.Duration(rand.Int64N(int64(p.interval)/10+1)))
+		}
+	}()
+	return nil
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
