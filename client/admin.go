@@ -120,7 +120,9 @@ type JobListParams struct {
 	Priorities []int
 	// Metadata is a JSON object the jobs' metadata must contain.
 	Metadata []byte
-	// OrderBy defaults to id.
+	// OrderBy defaults to id. Ordering by attempted_at or finalized_at
+	// lists only the jobs that have one (never attempted or not finalized
+	// jobs are left out).
 	OrderBy JobListOrderBy
 	// Desc orders descending.
 	Desc bool
@@ -186,8 +188,17 @@ func (c *Client[TTx]) jobList(ctx context.Context, exec driver.Executor, params 
 	if p.Limit < 0 || p.Limit > 10000 {
 		return nil, fmt.Errorf("%w: list limit %d out of range 1..10000", ErrInvalidArgs, p.Limit)
 	}
-	if p.OrderBy == "" {
+	switch p.OrderBy {
+	case "":
 		p.OrderBy = JobListOrderByID
+	case JobListOrderByID, JobListOrderByScheduledAt, JobListOrderByCreatedAt, JobListOrderByAttemptedAt, JobListOrderByFinalizedAt:
+	default:
+		return nil, fmt.Errorf("%w: cannot order by %q", ErrInvalidArgs, p.OrderBy)
+	}
+	for _, pr := range params.Priorities {
+		if pr < 1 || pr > 4 {
+			return nil, fmt.Errorf("%w: priority %d out of range 1..4", ErrInvalidArgs, pr)
+		}
 	}
 	for _, s := range params.States {
 		if !s.Valid() {

@@ -192,7 +192,7 @@ func (cfg *Config) withDefaults() (*Config, error) {
 		c.Logger = slog.Default()
 	}
 	if err := migrate.ValidateSchema(c.Schema); err != nil {
-		return bad("%v", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.FetchCooldown < 0 || c.FetchPollInterval < 0 {
 		return bad("FetchCooldown and FetchPollInterval must not be negative")
@@ -243,7 +243,7 @@ func (cfg *Config) withDefaults() (*Config, error) {
 		err := c.Workers.err
 		c.Workers.mu.Unlock()
 		if err != nil {
-			return bad("%v", err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}
 	if c.clock == nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
 	"github.com/millrace/millrace/millracetype"
@@ -35,17 +36,23 @@ func testLogger() *slog.Logger {
 // Logger empty. It is stopped at cleanup.
 func newClient(t *testing.T, db *dbtest.DB, cfg *Config) *Client[pgx.Tx] {
 	t.Helper()
+	return newClientOn(t, db.Driver, db.Schema, cfg)
+}
+
+// newClientOn is newClient on another driver (a pool of the test's own).
+func newClientOn(t *testing.T, drv driver.Driver[pgx.Tx], schema string, cfg *Config) *Client[pgx.Tx] {
+	t.Helper()
 	if cfg == nil {
 		cfg = &Config{}
 	}
-	cfg.Schema = db.Schema
+	cfg.Schema = schema
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger()
 	}
 	if cfg.FetchPollInterval == 0 {
 		cfg.FetchPollInterval = 50 * time.Millisecond
 	}
-	c, err := New(db.Driver, cfg)
+	c, err := New(drv, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +102,18 @@ func waitEvent(t *testing.T, ch <-chan *Event) *Event {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no event within 10s")
 		return nil
+	}
+}
+
+// recv receives from ch, failing the test after 10 s.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("nothing received within 10s: %s", what)
+		panic("unreachable")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -252,7 +253,9 @@ func (c *Client[TTx]) prepareOne(p InsertManyParams, now time.Time) (*JobInsertP
 		}
 	}
 	if tags != nil {
-		job.Tags = tags
+		// A copy: insert middleware may edit it, and the caller's slice (or
+		// one the kind's InsertOpts returns every time) must not change.
+		job.Tags = slices.Clone(tags)
 	}
 	if opts.Metadata != nil {
 		if job.Metadata, err = validateMetadata(opts.Metadata); err != nil {

@@ -1,0 +1,668 @@
+package producer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/notifier"
+	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/millracetype"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// wrapExec lets a test watch and disturb the producer's queries.
+type wrapExec struct {
+	driver.Executor
+	// fetch, when set, replaces JobGetAvailable (it may call the real one).
+	fetch func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error)
+
+	fetches   atomic.Int64
+	queueGets atomic.Int64
+}
+
+func (w *wrapExec) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+	w.fetches.Add(1)
+	if w.fetch != nil {
+		return w.fetch(ctx, p)
+	}
+	return w.Executor.JobGetAvailable(ctx, p)
+}
+
+func (w *wrapExec) QueueGet(ctx context.Context, p *driver.QueueGetParams) (*millracetype.Queue, error) {
+	w.queueGets.Add(1)
+	return w.Executor.QueueGet(ctx, p)
+}
+
+// complete records a job completed, as the client's work function would.
+func complete(t *testing.T, db *dbtest.DB, job *millracetype.JobRow) {
+	now := time.Now()
+	if _, err := db.Exec().JobSetStateIfRunningMany(context.Background(), &driver.JobSetStateIfRunningManyParams{
+		Schema: db.Schema, Jobs: []*driver.JobSetState{{ID: job.ID, State: millracetype.JobStateCompleted, FinalizedAt: &now}}}); err != nil {
+		t.Errorf("complete job %d: %v", job.ID, err)
+	}
+}
+
+// newProducer makes a producer on db's default queue with quick polling;
+// cfg's zero fields get test defaults. It is stopped at cleanup.
+func newProducer(t *testing.T, db *dbtest.DB, exec driver.Executor, cfg Config) *Producer {
+	t.Helper()
+	if exec == nil {
+		exec = db.Exec()
+	}
+	if cfg.Queue == "" {
+		cfg.Queue = "default"
+	}
+	if cfg.MaxWorkers == 0 {
+		cfg.MaxWorkers = 5
+	}
+	if cfg.FetchPollInterval == 0 {
+		cfg.FetchPollInterval = 50 * time.Millisecond
+	}
+	cfg.Schema = db.Schema
+	cfg.ClientID = "producer_test"
+	if cfg.Work == nil {
+		cfg.Work = func(ctx context.Context, job *millracetype.JobRow) { complete(t, db, job) }
+	}
+	p, err := New(exec, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return p
+}
+
+func startProducer(t *testing.T, p *Producer) {
+	t.Helper()
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newNotifier(t *testing.T, db *dbtest.DB) *notifier.Notifier {
+	t.Helper()
+	n := notifier.New(func() (driver.Listener, error) { return db.Driver.GetListener(db.Schema) }, &notifier.Config{Schema: db.Schema})
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop) // registered before the producer's: stops after it
+	return n
+}
+
+func notify(t *testing.T, db *dbtest.DB, topic string, payloads ...string) {
+	t.Helper()
+	if err := db.Exec().NotifyMany(context.Background(), &driver.NotifyManyParams{Schema: db.Schema, Topic: topic, Payloads: payloads}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	t.Parallel()
+	work := func(context.Context, *millracetype.JobRow) {}
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{MaxWorkers: 1, Work: work}, "queue name is empty"},
+		{Config{Queue: "q", Work: work}, "MaxWorkers 0 must be at least 1"},
+		{Config{Queue: "q", MaxWorkers: 1}, "Work is nil"},
+	} {
+		if _, err := New(nil, &tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v): %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+// TestMaxWorkers: jobs never run more than MaxWorkers at once, and each
+// fetch asks for no more than the free slots.
+func TestMaxWorkers(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	const maxWorkers, n = 3, 20
+	db.InsertJobs(t, n, "k", "default")
+	exec := &wrapExec{Executor: db.Exec()}
+	var maxAsked atomic.Int64
+	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+		for {
+			cur := maxAsked.Load()
+			if int64(p.Max) <= cur || maxAsked.CompareAndSwap(cur, int64(p.Max)) {
+				break
+			}
+		}
+		return exec.Executor.JobGetAvailable(ctx, p)
+	}
+	var running, peak atomic.Int64
+	started := make(chan int64, n)
+	release := make(chan struct{})
+	p := newProducer(t, db, exec, Config{MaxWorkers: maxWorkers, Work: func(ctx context.Context, job *millracetype.JobRow) {
+		cur := running.Add(1)
+		for {
+			old := peak.Load()
+			if cur <= old || peak.CompareAndSwap(old, cur) {
+				break
+			}
+		}
+		started <- job.ID
+		<-release
+		complete(t, db, job)
+		running.Add(-1)
+	}})
+	startProducer(t, p)
+	seen := map[int64]bool{}
+	for i := range n {
+		// Wait for the slots to fill (fewer at the end), then let one go.
+		for len(seen) < min(i+maxWorkers, n) {
+			seen[recv(t, started, "a job to start")] = true
+		}
+		if r := p.Running(); r > maxWorkers {
+			t.Fatalf("producer reports %d running", r)
+		}
+		release <- struct{}{}
+	}
+	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	if peak.Load() != maxWorkers {
+		t.Errorf("peak concurrency %d, want %d", peak.Load(), maxWorkers)
+	}
+	if maxAsked.Load() > maxWorkers {
+		t.Errorf("a fetch asked for %d jobs with %d workers", maxAsked.Load(), maxWorkers)
+	}
+}
+
+// TestBusyQueueDrainsWithoutPolling: after a fetch that filled every slot,
+// the producer fetches again as slots free up, without waiting for a poll
+// or a notification.
+func TestBusyQueueDrainsWithoutPolling(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	const n = 12
+	db.InsertJobs(t, n, "k", "default")
+	p := newProducer(t, db, nil, Config{MaxWorkers: 2, FetchPollInterval: time.Hour})
+	startProducer(t, p)
+	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+}
+
+// TestTrailingFetch: after an insert notification, the producer fetches
+// again FetchCooldown later, catching a job inserted just after its first
+// fetch (whose notification another client's debounce swallowed).
+func TestTrailingFetch(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	exec := &wrapExec{Executor: db.Exec()}
+	var late, returned atomic.Int64
+	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+		jobs, err := exec.Executor.JobGetAvailable(ctx, p)
+		defer returned.Add(1)
+		if err == nil && len(jobs) > 0 && late.Load() == 0 {
+			// Inserted after this fetch's snapshot, with no notification.
+			res, err := db.Exec().JobInsertMany(ctx, &driver.JobInsertManyParams{Schema: db.Schema, Jobs: []*driver.JobInsertParams{{
+				Args: []byte(`{}`), Kind: "k", MaxAttempts: 25, Priority: 1, Queue: "default", State: millracetype.JobStateAvailable}}})
+			if err != nil {
+				t.Errorf("insert the late job: %v", err) // not Fatal: this is the producer's goroutine
+				return jobs, nil
+			}
+			late.Store(res[0].Job.ID)
+		}
+		return jobs, err
+	}
+	p := newProducer(t, db, exec, Config{FetchPollInterval: time.Hour, FetchCooldown: 20 * time.Millisecond})
+	startProducer(t, p)
+	// The start-up fetch finds nothing; the first job comes with a poke.
+	waitFor(t, "the start-up fetch", func() bool { return returned.Load() == 1 })
+	first := db.InsertJobs(t, 1, "k", "default")[0]
+	p.Poke()
+	waitFor(t, "both jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
+	if late.Load() == 0 || late.Load() == first.ID {
+		t.Fatalf("late job %d", late.Load())
+	}
+	// Start-up, poke, and the trailing fetch that found the late job.
+	if n := exec.fetches.Load(); n != 3 {
+		t.Errorf("%d fetches, want 3", n)
+	}
+}
+
+// TestStopDrains: Stop waits for running jobs and fetches nothing more.
+func TestStopDrains(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	const n = 4
+	db.InsertJobs(t, n, "k", "default")
+	started := make(chan struct{}, n)
+	release := make(chan struct{})
+	var finished atomic.Int64
+	p := newProducer(t, db, nil, Config{MaxWorkers: n, Work: func(ctx context.Context, job *millracetype.JobRow) {
+		started <- struct{}{}
+		<-release
+		complete(t, db, job)
+		finished.Add(1)
+	}})
+	startProducer(t, p)
+	for range n {
+		recv(t, started, "jobs to start")
+	}
+	stopped := make(chan struct{})
+	go func() {
+		p.Stop()
+		close(stopped)
+	}()
+	// More jobs arrive while it drains, and it is poked: none is fetched.
+	more := db.InsertJobs(t, 3, "k", "default")
+	p.Poke()
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned while jobs were running")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	recv(t, stopped, "Stop to return")
+	if finished.Load() != n {
+		t.Fatalf("Stop returned with %d of %d jobs finished", finished.Load(), n)
+	}
+	if r := p.Running(); r != 0 {
+		t.Fatalf("%d running after Stop", r)
+	}
+	for _, j := range more {
+		if job := db.Job(t, j.ID); job.State != millracetype.JobStateAvailable {
+			t.Errorf("job inserted during drain went %s", job.State)
+		}
+	}
+}
+
+// TestStopDuringFetch: Stop while a fetch is in flight. The database may
+// already have locked the rows when the stop arrives; the producer must
+// not throw the fetched jobs away (they would stay running until rescued).
+// The executor here commits the fetch whatever its context, then reports
+// the context's end as the driver does when a cancel cuts the connection
+// before the result is read.
+func TestStopDuringFetch(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	const n = 3
+	db.InsertJobs(t, n, "k", "default")
+	exec := &wrapExec{Executor: db.Exec()}
+	entered := make(chan struct{})
+	proceed := make(chan struct{})
+	var once sync.Once
+	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+		first := false
+		once.Do(func() { first = true })
+		if !first {
+			return exec.Executor.JobGetAvailable(ctx, p)
+		}
+		close(entered)
+		<-proceed
+		jobs, err := exec.Executor.JobGetAvailable(context.WithoutCancel(ctx), p)
+		if err != nil {
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return jobs, nil
+	}
+	var worked atomic.Int64
+	p := newProducer(t, db, exec, Config{MaxWorkers: n, Work: func(ctx context.Context, job *millracetype.JobRow) {
+		complete(t, db, job)
+		worked.Add(1)
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, entered, "the first fetch")
+	cancel() // the producer's run context ends while its fetch runs
+	close(proceed)
+	<-p.Stopped()
+	counts := db.CountByState(t)
+	if counts[millracetype.JobStateRunning] != 0 {
+		t.Fatalf("jobs left running after a stop during a fetch: %v", counts)
+	}
+	if counts[millracetype.JobStateCompleted]+counts[millracetype.JobStateAvailable] != n {
+		t.Fatalf("states %v", counts)
+	}
+	if int(worked.Load()) != counts[millracetype.JobStateCompleted] {
+		t.Fatalf("%d worked, %d completed", worked.Load(), counts[millracetype.JobStateCompleted])
+	}
+}
+
+// TestCancelJob: CancelJob and a cancel notification cancel the job's
+// context with ErrJobCancelledRemotely; other queues' cancels and unknown
+// jobs are ignored.
+func TestCancelJob(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	n := newNotifier(t, db)
+	jobs := db.InsertJobs(t, 2, "k", "default")
+	type running struct {
+		id  int64
+		ctx context.Context
+	}
+	started := make(chan running, 2)
+	causes := make(chan error, 2)
+	p := newProducer(t, db, nil, Config{Notifier: n, Work: func(ctx context.Context, job *millracetype.JobRow) {
+		started <- running{job.ID, ctx}
+		<-ctx.Done()
+		causes <- context.Cause(ctx)
+		complete(t, db, job)
+	}})
+	startProducer(t, p)
+	byID := map[int64]context.Context{}
+	for range 2 {
+		r := recv(t, started, "jobs to start")
+		byID[r.id] = r.ctx
+	}
+	if p.CancelJob(999999) {
+		t.Error("CancelJob of a job not running here reported true")
+	}
+	if !p.CancelJob(jobs[0].ID) {
+		t.Error("CancelJob of a running job reported false")
+	}
+	if cause := recv(t, causes, "the cancelled job"); !errors.Is(cause, ErrJobCancelledRemotely) {
+		t.Errorf("cause %v", cause)
+	}
+
+	// By notification: one for another queue (ignored), then ours.
+	notify(t, db, driver.TopicControl,
+		`{"action":"cancel","job_id":`+itoa(jobs[1].ID)+`,"queue":"elsewhere"}`,
+		`{"action" : "cancel", "job_id" : `+itoa(jobs[1].ID)+`, "queue" : "default"}`)
+	if cause := recv(t, causes, "the job cancelled by notification"); !errors.Is(cause, ErrJobCancelledRemotely) {
+		t.Errorf("cause %v", cause)
+	}
+	waitFor(t, "jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
+	// The slots free up once the work functions have returned.
+	waitFor(t, "no job running", func() bool { return p.Running() == 0 })
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// pauseRecorder records OnPaused calls.
+type pauseRecorder struct {
+	mu    sync.Mutex
+	calls []bool
+}
+
+func (r *pauseRecorder) on(paused bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, paused)
+}
+
+func (r *pauseRecorder) get() []bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls)
+}
+
+// TestPausedAtStart: a queue paused before the producer starts is never
+// fetched from, until it is resumed (seen here by polling the queue row,
+// without notifications).
+func TestPausedAtStart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	if _, err := db.Exec().QueueCreateOrSetUpdatedAt(ctx, &driver.QueueCreateParams{Schema: db.Schema, Name: "default"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec().QueuePause(ctx, &driver.QueuePauseParams{Schema: db.Schema, Name: "default"}); err != nil {
+		t.Fatal(err)
+	}
+	job := db.InsertJobs(t, 1, "k", "default")[0]
+	exec := &wrapExec{Executor: db.Exec()}
+	rec := &pauseRecorder{}
+	p := newProducer(t, db, exec, Config{ControlPollInterval: 10 * time.Millisecond, FetchPollInterval: 10 * time.Millisecond,
+		OnPaused: rec.on})
+	startProducer(t, p)
+	if !p.Paused() {
+		t.Fatal("producer of a paused queue does not report paused")
+	}
+	p.Poke()
+	// Several rounds of the loop (each reads the queue row) go by.
+	waitFor(t, "the queue row to be read 5 times", func() bool { return exec.queueGets.Load() >= 5 })
+	if f := exec.fetches.Load(); f != 0 {
+		t.Fatalf("%d fetches from a paused queue", f)
+	}
+	if err := db.Exec().QueueResume(ctx, &driver.QueuePauseParams{Schema: db.Schema, Name: "default"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the job to complete", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
+	if got := rec.get(); !slices.Equal(got, []bool{true, false}) {
+		t.Errorf("OnPaused calls %v, want [true false]", got)
+	}
+}
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestMalformedNotifications: payloads that do not parse, or that name
+// another queue or an unknown action, change nothing; the next valid one
+// still works.
+func TestMalformedNotifications(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	n := newNotifier(t, db)
+	logs := &syncBuffer{}
+	job := db.InsertJobs(t, 1, "k", "default")[0]
+	jobCtx := make(chan context.Context, 1)
+	release := make(chan struct{})
+	rec := &pauseRecorder{}
+	p := newProducer(t, db, nil, Config{Notifier: n, OnPaused: rec.on,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Work: func(ctx context.Context, job *millracetype.JobRow) {
+			jobCtx <- ctx
+			<-release
+			complete(t, db, job)
+		}})
+	startProducer(t, p)
+	ctx := recv(t, jobCtx, "the job to start")
+
+	notify(t, db, driver.TopicInsert, `not json`, `{"queue": 5}`, `[]`, `{"queue": "other"}`)
+	notify(t, db, driver.TopicControl,
+		`{`,
+		`{"action": "cancel", "job_id": "`+itoa(job.ID)+`", "queue": "default"}`, // job_id not a number
+		`{"action": "cancel", "job_id": `+itoa(job.ID)+`, "queue": "*"}`,         // cancels name their own queue
+		`{"action": "cancel", "job_id": `+itoa(job.ID)+`}`,
+		`{"action": "pause"}`,
+		`{"action": "pause", "queue": "other"}`,
+		`{"action": "explode", "queue": "default"}`,
+		`null`,
+		`{"action": "pause", "queue": "default"}`,
+	)
+	// Notifications are handled in order: once the valid pause is applied,
+	// every payload before it has been handled.
+	waitFor(t, "the valid pause", p.Paused)
+	if err := ctx.Err(); err != nil {
+		t.Errorf("a malformed or foreign notification cancelled the job: %v", context.Cause(ctx))
+	}
+	if got := rec.get(); !slices.Equal(got, []bool{true}) {
+		t.Errorf("OnPaused calls %v", got)
+	}
+	if got := strings.Count(logs.String(), "malformed"); got != 5 {
+		t.Errorf("%d malformed-notification warnings, want 5:\n%s", got, logs.String())
+	}
+	notify(t, db, driver.TopicControl, `{"action":"resume","queue":"*"}`)
+	waitFor(t, "the resume", func() bool { return !p.Paused() })
+	close(release)
+	// The producer still fetches on notifications.
+	next := db.InsertJobs(t, 1, "k", "default")[0]
+	notify(t, db, driver.TopicInsert, `{"queue": "default"}`)
+	waitFor(t, "the next job", func() bool { return db.Job(t, next.ID).State == millracetype.JobStateCompleted })
+}
+
+// TestFetchErrorBackoff: failed fetches are retried with a growing wait and
+// the producer recovers, without relying on the poll.
+func TestFetchErrorBackoff(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	job := db.InsertJobs(t, 1, "k", "default")[0]
+	exec := &wrapExec{Executor: db.Exec()}
+	var mu sync.Mutex
+	var calls []time.Time
+	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+		mu.Lock()
+		calls = append(calls, time.Now())
+		n := len(calls)
+		mu.Unlock()
+		if n <= 4 {
+			return nil, errors.New("database on fire (test)")
+		}
+		return exec.Executor.JobGetAvailable(ctx, p)
+	}
+	logs := &syncBuffer{}
+	p := newProducer(t, db, exec, Config{FetchPollInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	startProducer(t, p)
+	waitFor(t, "the job to complete", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) < 5 {
+		t.Fatalf("%d fetches", len(calls))
+	}
+	// Waits of 20, 40, 80 and 160 ms at least.
+	for i := 1; i <= 4; i++ {
+		want := time.Duration(10<<i) * time.Millisecond
+		if gap := calls[i].Sub(calls[i-1]); gap < want {
+			t.Errorf("retry %d after %s, want at least %s", i, gap, want)
+		}
+	}
+	if got := strings.Count(logs.String(), "fetch failed"); got != 4 {
+		t.Errorf("%d fetch-failed warnings, want 4", got)
+	}
+}
+
+// TestFetchBackoffCappedByPollInterval: the retry wait never exceeds the
+// poll interval.
+func TestFetchBackoffCappedByPollInterval(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	exec := &wrapExec{Executor: db.Exec()}
+	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+		return nil, errors.New("down (test)")
+	}
+	p := newProducer(t, db, exec, Config{FetchPollInterval: 5 * time.Millisecond})
+	startProducer(t, p)
+	// Uncapped, 11 retries would take 20+40+...+10240 ms (about 20 s).
+	begin := time.Now()
+	waitFor(t, "11 fetch attempts", func() bool { return exec.fetches.Load() >= 12 })
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("11 retries took %s", took)
+	}
+}
+
+// TestPollControlCancels: without notifications, a job cancelled in the
+// database (metadata cancel_attempted_at) is cancelled by the periodic read.
+func TestPollControlCancels(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	job := db.InsertJobs(t, 1, "k", "default")[0]
+	started := make(chan struct{})
+	cause := make(chan error, 1)
+	p := newProducer(t, db, nil, Config{ControlPollInterval: 10 * time.Millisecond, Work: func(ctx context.Context, job *millracetype.JobRow) {
+		close(started)
+		<-ctx.Done()
+		cause <- context.Cause(ctx)
+		complete(t, db, job)
+	}})
+	startProducer(t, p)
+	recv(t, started, "the job to start")
+	if _, err := db.Exec().JobCancel(ctx, &driver.JobCancelParams{Schema: db.Schema, ID: job.ID, CancelAttemptedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(t, cause, "the cancel"); !errors.Is(err, ErrJobCancelledRemotely) {
+		t.Errorf("cause %v", err)
+	}
+}
+
+// TestPollControlRegistersDeletedQueue: a queue row deleted while the
+// producer runs (the queue cleaner) is registered again.
+func TestPollControlRegistersDeletedQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	p := newProducer(t, db, nil, Config{ControlPollInterval: 10 * time.Millisecond})
+	startProducer(t, p)
+	if err := db.Exec().Exec(ctx, `DELETE FROM `+db.Schema+`.river_queue`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the queue row to come back", func() bool {
+		_, err := db.Exec().QueueGet(ctx, &driver.QueueGetParams{Schema: db.Schema, Name: "default"})
+		return err == nil
+	})
+}
+
+// TestWorkCtxCancelsJobs: cancelling WorkCtx interrupts running jobs with
+// its cause.
+func TestWorkCtxCancelsJobs(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	db.InsertJobs(t, 2, "k", "default")
+	workCtx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	stopCause := errors.New("stopping (test)")
+	started := make(chan struct{}, 2)
+	causes := make(chan error, 2)
+	p := newProducer(t, db, nil, Config{WorkCtx: workCtx, Work: func(ctx context.Context, job *millracetype.JobRow) {
+		started <- struct{}{}
+		<-ctx.Done()
+		causes <- context.Cause(ctx)
+		complete(t, db, job)
+	}})
+	startProducer(t, p)
+	recv(t, started, "job 1")
+	recv(t, started, "job 2")
+	cancel(stopCause)
+	for range 2 {
+		if err := recv(t, causes, "a cancelled job"); !errors.Is(err, stopCause) {
+			t.Errorf("cause %v", err)
+		}
+	}
+	p.Stop()
+}
