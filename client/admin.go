@@ -250,7 +250,16 @@ func orderValue(job *millracetype.JobRow, by JobListOrderBy) *time.Time {
 
 // QueueGet returns a queue (queues appear once a producer has run them).
 func (c *Client[TTx]) QueueGet(ctx context.Context, name string) (*millracetype.Queue, error) {
-	q, err := c.driver.GetExecutor().QueueGet(ctx, &driver.QueueGetParams{Schema: c.config.Schema, Name: name})
+	return c.queueGet(ctx, c.driver.GetExecutor(), name)
+}
+
+// QueueGetTx is QueueGet inside the caller's transaction.
+func (c *Client[TTx]) QueueGetTx(ctx context.Context, tx TTx, name string) (*millracetype.Queue, error) {
+	return c.queueGet(ctx, c.driver.UnwrapExecutor(tx), name)
+}
+
+func (c *Client[TTx]) queueGet(ctx context.Context, exec driver.Executor, name string) (*millracetype.Queue, error) {
+	q, err := exec.QueueGet(ctx, &driver.QueueGetParams{Schema: c.config.Schema, Name: name})
 	if err != nil {
 		return nil, fmt.Errorf("get queue: %w", err)
 	}
@@ -259,13 +268,22 @@ func (c *Client[TTx]) QueueGet(ctx context.Context, name string) (*millracetype.
 
 // QueueList lists queues by name, at most limit (1..10000; 0 means 100).
 func (c *Client[TTx]) QueueList(ctx context.Context, limit int) ([]*millracetype.Queue, error) {
+	return c.queueList(ctx, c.driver.GetExecutor(), limit)
+}
+
+// QueueListTx is QueueList inside the caller's transaction.
+func (c *Client[TTx]) QueueListTx(ctx context.Context, tx TTx, limit int) ([]*millracetype.Queue, error) {
+	return c.queueList(ctx, c.driver.UnwrapExecutor(tx), limit)
+}
+
+func (c *Client[TTx]) queueList(ctx context.Context, exec driver.Executor, limit int) ([]*millracetype.Queue, error) {
 	if limit == 0 {
 		limit = 100
 	}
 	if limit < 0 || limit > 10000 {
 		return nil, fmt.Errorf("%w: queue list limit %d out of range 1..10000", ErrInvalidArgs, limit)
 	}
-	qs, err := c.driver.GetExecutor().QueueList(ctx, &driver.QueueListParams{Schema: c.config.Schema, Limit: limit})
+	qs, err := exec.QueueList(ctx, &driver.QueueListParams{Schema: c.config.Schema, Limit: limit})
 	if err != nil {
 		return nil, fmt.Errorf("list queues: %w", err)
 	}

@@ -480,6 +480,24 @@ func TestQueueGetAndList(t *testing.T) {
 			t.Errorf("QueueList(%d): %v", limit, err)
 		}
 	}
+	// The Tx variants read inside the caller's transaction.
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "DELETE FROM "+db.Schema+".river_queue WHERE name = 'alpha'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.QueueGetTx(ctx, tx, "alpha"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("QueueGetTx of a queue deleted in the transaction: %v", err)
+	}
+	if qs, err := admin.QueueListTx(ctx, tx, 0); err != nil || len(qs) != 2 {
+		t.Errorf("QueueListTx: %d queues, %v; want 2", len(qs), err)
+	}
+	if _, err := admin.QueueGet(ctx, "alpha"); err != nil {
+		t.Errorf("QueueGet outside the transaction: %v", err)
+	}
 }
 
 // nextQueueEvent waits for a queue event and renders it "kind:queue".

@@ -42,9 +42,11 @@ type InsertOpts struct {
 	// MaxAttempts before the job is discarded; default Config.MaxAttempts
 	// (25).
 	MaxAttempts int
-	// ScheduledAt delays the job. Any ScheduledAt, even a past one, inserts
-	// the job as scheduled (River's rule); the scheduler makes it available
-	// when due.
+	// ScheduledAt delays the job. A job due within 5 s (or in the past) is
+	// inserted available and runs when due; a later one is inserted
+	// scheduled and the leader's scheduler makes it available when due.
+	// (River inserts every ScheduledAt as scheduled; both read either row
+	// the same way.)
 	ScheduledAt time.Time
 	// Tags are free-form labels, each 3 to 255 characters of letters,
 	// digits, '_' and '-' (no commas).

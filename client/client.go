@@ -10,8 +10,11 @@ import (
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/completer"
+	"github.com/millrace/millrace/internal/elector"
 	"github.com/millrace/millrace/internal/notifier"
 	"github.com/millrace/millrace/internal/producer"
+	"github.com/millrace/millrace/maintenance"
+	"github.com/millrace/millrace/millracetype"
 	"github.com/millrace/millrace/startstop"
 )
 
@@ -33,6 +36,8 @@ type Client[TTx any] struct {
 	mu         sync.Mutex
 	completer  *completer.Completer
 	notifier   *notifier.Notifier
+	elector    *elector.Elector
+	maintainer *maintenance.Maintainer
 	producers  map[string]*producer.Producer
 	workCancel context.CancelCauseFunc
 }
@@ -122,6 +127,12 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 			&notifier.Config{Schema: schema, Logger: c.config.Logger})
 		background = append(background, c.notifier)
 	}
+	if err := c.buildMaintenance(exec); err != nil {
+		workCancel(err)
+		return nil, nil, err
+	}
+	// The maintainer subscribes to the elector before it can win.
+	background = append(background, c.maintainer, c.elector)
 	c.producers = map[string]*producer.Producer{}
 	for _, name := range slices.Sorted(maps.Keys(c.config.Queues)) {
 		q := c.config.Queues[name]
@@ -153,10 +164,12 @@ func (c *Client[TTx]) shutdown() {
 	c.mu.Lock()
 	producers := slices.Collect(maps.Values(c.producers))
 	comp, notif, workCancel := c.completer, c.notifier, c.workCancel
+	// Leadership goes at once (maintenance stops first, then the resign
+	// lets another client take over), while producers drain.
+	services := []startstop.Service{c.elector, c.maintainer}
 	c.mu.Unlock()
-	services := make([]startstop.Service, len(producers))
-	for i, p := range producers {
-		services[i] = p
+	for _, p := range producers {
+		services = append(services, p)
 	}
 	startstop.StopAllParallel(services...)
 	comp.Stop()
@@ -213,4 +226,74 @@ func (c *Client[TTx]) allProducers() []*producer.Producer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Collect(maps.Values(c.producers))
+}
+
+// buildMaintenance makes the elector and the leader-only services.
+func (c *Client[TTx]) buildMaintenance(exec driver.Executor) error {
+	cfg := c.config
+	el, err := elector.New(exec, c.notifier, &elector.Config{Schema: cfg.Schema, ClientID: cfg.ID, Logger: cfg.Logger,
+		TTL: cfg.leaderTTL, ElectInterval: cfg.electInterval, ReelectInterval: cfg.electInterval})
+	if err != nil {
+		return fmt.Errorf("start client %s: %w", cfg.ID, err)
+	}
+	interval := func(d time.Duration) time.Duration {
+		if cfg.maintenanceInterval > 0 {
+			return cfg.maintenanceInterval
+		}
+		return d
+	}
+	cleaner, err := maintenance.NewCleaner(exec, &maintenance.CleanerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
+		Interval: interval(maintenance.DefaultCleanerInterval), CompletedJobRetention: cfg.CompletedJobRetentionPeriod,
+		CancelledJobRetention: cfg.CancelledJobRetentionPeriod, DiscardedJobRetention: cfg.DiscardedJobRetentionPeriod,
+		Now: cfg.clock})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	services := []startstop.Service{
+		maintenance.NewScheduler(exec, &maintenance.SchedulerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
+			Interval: interval(maintenance.DefaultSchedulerInterval), Now: cfg.clock}),
+		maintenance.NewRescuer(exec, &maintenance.RescuerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
+			Interval: interval(maintenance.DefaultRescuerInterval), RescueAfter: cfg.RescueStuckJobsAfter,
+			WorkerTimeout: c.workerTimeout, NextRetry: c.safeNextRetry, Now: cfg.clock}),
+		cleaner,
+		maintenance.NewQueueCleaner(exec, &maintenance.QueueCleanerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
+			Interval: interval(maintenance.DefaultQueueCleanerInterval), Now: cfg.clock}),
+	}
+	c.elector = el
+	c.maintainer = maintenance.NewMaintainer(el, cfg.Logger, services...)
+	return nil
+}
+
+// workerTimeout tells the rescuer a job's timeout as its worker sets it.
+func (c *Client[TTx]) workerTimeout(job *millracetype.JobRow) (time.Duration, bool) {
+	info := c.config.Workers.lookup(job.Kind)
+	if info == nil {
+		return 0, false
+	}
+	timeout := time.Duration(0)
+	if unit, err := info.unit(job); err == nil {
+		timeout = c.safeTimeout(unit)
+	}
+	if timeout == 0 {
+		timeout = c.config.JobTimeout
+	}
+	return timeout, true
+}
+
+func (c *Client[TTx]) safeTimeout(unit workUnit) (d time.Duration) {
+	defer func() {
+		if r := recover(); r != nil {
+			d = 0
+		}
+	}()
+	return unit.timeout()
+}
+
+// IsLeader reports whether this client currently leads (and runs the
+// maintenance services).
+func (c *Client[TTx]) IsLeader() bool {
+	c.mu.Lock()
+	el := c.elector
+	c.mu.Unlock()
+	return el != nil && el.IsLeader()
 }

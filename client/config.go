@@ -78,6 +78,28 @@ type Config struct {
 	// SubscribeBufferSize is each Subscribe channel's buffer. Default 1000.
 	SubscribeBufferSize int
 
+	// RescueStuckJobsAfter: a job running longer than this (its client
+	// presumably gone) is rescued by the leader: retried, or discarded when
+	// out of attempts. Default 1 h plus JobTimeout when that is positive. A
+	// job whose worker Timeout has not elapsed, or is -1, is left alone.
+	RescueStuckJobsAfter time.Duration
+
+	// CompletedJobRetentionPeriod: completed jobs are deleted this long
+	// after they finish. Default 24 h; -1 keeps them forever.
+	CompletedJobRetentionPeriod time.Duration
+	// CancelledJobRetentionPeriod: the same for cancelled jobs. Default
+	// 24 h; -1 keeps them forever.
+	CancelledJobRetentionPeriod time.Duration
+	// DiscardedJobRetentionPeriod: the same for discarded jobs. Default 7
+	// days; -1 keeps them forever.
+	DiscardedJobRetentionPeriod time.Duration
+
+	// maintenanceInterval, when set, replaces the maintenance services'
+	// intervals (tests).
+	maintenanceInterval time.Duration
+	// leaderTTL and electInterval replace the elector's defaults (tests).
+	leaderTTL, electInterval time.Duration
+
 	// clock replaces time.Now in tests (a client whose clock is off).
 	clock func() time.Time
 }
@@ -223,6 +245,18 @@ func (cfg *Config) withDefaults() (*Config, error) {
 	}
 	if c.SubscribeBufferSize == 0 {
 		c.SubscribeBufferSize = DefaultSubscribeBufferSize
+	}
+	if c.RescueStuckJobsAfter < 0 {
+		return bad("RescueStuckJobsAfter %s must not be negative", c.RescueStuckJobsAfter)
+	}
+	if c.RescueStuckJobsAfter == 0 {
+		c.RescueStuckJobsAfter = time.Hour + max(c.JobTimeout, 0)
+	}
+	for name, r := range map[string]time.Duration{"CompletedJobRetentionPeriod": c.CompletedJobRetentionPeriod,
+		"CancelledJobRetentionPeriod": c.CancelledJobRetentionPeriod, "DiscardedJobRetentionPeriod": c.DiscardedJobRetentionPeriod} {
+		if r < -1 {
+			return bad("%s %s: must be positive, 0 for the default, or -1 to keep jobs forever", name, r)
+		}
 	}
 	queues := make(map[string]QueueConfig, len(c.Queues))
 	for name, q := range c.Queues {

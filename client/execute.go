@@ -68,7 +68,7 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 		return c.failed(row, start, err, "", nil, nil, nil)
 	}
 
-	timeout := unit.timeout()
+	timeout := c.safeTimeout(unit)
 	if timeout == 0 {
 		timeout = c.config.JobTimeout
 	}

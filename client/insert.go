@@ -238,7 +238,14 @@ func (c *Client[TTx]) prepareOne(p InsertManyParams, now time.Time) (*JobInsertP
 	}
 	if !scheduledAt.IsZero() {
 		job.ScheduledAt = scheduledAt.UTC()
-		job.State = millracetype.JobStateScheduled
+		// River writes every ScheduledAt as scheduled and leaves it to the
+		// leader's scheduler, up to one scheduler interval (5 s) late.
+		// millrace writes a job due within that look-ahead available with
+		// its scheduled_at, as the scheduler itself would: the fetch waits
+		// for the time, and River's producers read such rows the same way.
+		if job.ScheduledAt.Sub(now) > soonHorizon {
+			job.State = millracetype.JobStateScheduled
+		}
 	}
 	if opts.Pending || kindOpts.Pending {
 		job.State = millracetype.JobStatePending
@@ -356,15 +363,25 @@ func (c *Client[TTx]) notifyQueues(jobs []*JobInsertParams, inTx bool) []string 
 }
 
 // pokeProducers wakes this client's own producers of the queues that just
-// got available jobs, without waiting for the notification's round trip.
+// got available jobs, without waiting for the notification's round trip;
+// for a job due a little later, when it is due.
 func (c *Client[TTx]) pokeProducers(jobs []*JobInsertParams) {
-	var last string
+	now := c.config.clock()
+	poked := map[string]bool{}
 	for _, j := range jobs {
-		if j.State != millracetype.JobStateAvailable || j.Queue == last {
+		if j.State != millracetype.JobStateAvailable {
 			continue
 		}
-		last = j.Queue
-		if p := c.producer(j.Queue); p != nil {
+		p := c.producer(j.Queue)
+		if p == nil {
+			continue
+		}
+		if wait := j.ScheduledAt.Sub(now); wait > time.Millisecond {
+			time.AfterFunc(wait+time.Millisecond, p.Poke)
+			continue
+		}
+		if !poked[j.Queue] {
+			poked[j.Queue] = true
 			p.Poke()
 		}
 	}

@@ -268,8 +268,17 @@ func TestInsertInitialState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j := db.Job(t, sched.Job.ID); j.State != millracetype.JobStateScheduled || !j.ScheduledAt.Equal(past) {
-		t.Errorf("past ScheduledAt: state %s scheduled %s, want scheduled at %s", j.State, j.ScheduledAt, past)
+	if j := db.Job(t, sched.Job.ID); j.State != millracetype.JobStateAvailable || !j.ScheduledAt.Equal(past) {
+		t.Errorf("past ScheduledAt: state %s scheduled %s, want available at %s", j.State, j.ScheduledAt, past)
+	}
+
+	soon := now.Add(3 * time.Second).Truncate(time.Microsecond)
+	soonRes, err := c.Insert(ctx, noopArgs{}, &InsertOpts{ScheduledAt: soon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := db.Job(t, soonRes.Job.ID); j.State != millracetype.JobStateAvailable || !j.ScheduledAt.Equal(soon) {
+		t.Errorf("ScheduledAt 3s ahead: state %s scheduled %s, want available at %s", j.State, j.ScheduledAt, soon)
 	}
 
 	future := now.Add(time.Hour).Truncate(time.Microsecond)
