@@ -41,8 +41,8 @@ WITH input AS (
         DO UPDATE SET kind = j.kind
     RETURNING ` + jobColsJ + `, (j.xmax <> 0) AS duplicate
 )
-SELECT *, (SELECT count(pg_notify({{insert_channel}}, json_build_object('queue', q)::text))
-           FROM unnest($13::text[]) AS q) AS notified
+SELECT *, (SELECT count(pg_notify({{insert_channel}}, payload))
+           FROM unnest($13::text[]) AS payload) AS notified
 FROM inserted`
 
 // checkInsert validates what the database would otherwise reject with a
@@ -122,10 +122,7 @@ func (e *executor) JobInsertMany(ctx context.Context, p *driver.JobInsertManyPar
 		uniqueKeys[i] = j.UniqueKey
 		uniqueStates[i] = int32(j.UniqueStates)
 	}
-	notify := p.NotifyQueues
-	if notify == nil {
-		notify = []string{}
-	}
+	notify := queuePayloads(p.NotifyQueues)
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobInsertMany),
 		args, createdAt, kinds, maxAttempts, metadata, priority, queues, scheduledAt, states, tags,
 		uniqueKeys, uniqueStates, notify)
@@ -229,11 +226,12 @@ func (e *executor) JobInsertCopy(ctx context.Context, p *driver.JobInsertManyPar
 	return int(count), err
 }
 
-// queuePayloads renders insert notification payloads as River does.
+// queuePayloads renders insert notification payloads byte for byte as
+// River sends them: {"queue": "<name>"}.
 func queuePayloads(queues []string) []string {
 	out := make([]string, len(queues))
 	for i, q := range queues {
-		out[i] = `{"queue" : ` + quoteJSON(q) + `}`
+		out[i] = `{"queue": ` + quoteJSON(q) + `}`
 	}
 	return out
 }
