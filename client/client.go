@@ -31,6 +31,7 @@ type Client[TTx any] struct {
 	driver      driver.Driver[TTx]
 	notifyLimit *notifyLimiter
 	events      eventHub
+	periodic    *maintenance.PeriodicJobEnqueuer
 
 	// mu guards the services of the current run.
 	mu         sync.Mutex
@@ -55,11 +56,19 @@ func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Client[TTx], error) {
 	if len(c.Queues) > 0 && !drv.PoolIsSet() {
 		return nil, fmt.Errorf("%w: a client that works queues needs a driver with a pool", ErrInvalidConfig)
 	}
-	return &Client[TTx]{
+	client := &Client[TTx]{
 		config:      c,
 		driver:      drv,
 		notifyLimit: &notifyLimiter{window: c.FetchCooldown, last: map[string]time.Time{}},
-	}, nil
+	}
+	client.periodic = maintenance.NewPeriodicJobEnqueuer(drv.GetExecutor(), &maintenance.PeriodicJobEnqueuerConfig{
+		Schema: c.Schema, Logger: c.Logger, Now: c.clock})
+	for i, job := range c.PeriodicJobs {
+		if _, err := client.PeriodicJobs().Add(job); err != nil {
+			return nil, fmt.Errorf("%w: periodic job %d: %w", ErrInvalidConfig, i, err)
+		}
+	}
+	return client, nil
 }
 
 // ID returns the client's ID.
@@ -258,6 +267,11 @@ func (c *Client[TTx]) buildMaintenance(exec driver.Executor) error {
 		cleaner,
 		maintenance.NewQueueCleaner(exec, &maintenance.QueueCleanerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
 			Interval: interval(maintenance.DefaultQueueCleanerInterval), Now: cfg.clock}),
+		c.periodic,
+	}
+	if cfg.ReindexerSchedule != nil {
+		services = append(services, maintenance.NewReindexer(exec, &maintenance.ReindexerConfig{Schema: cfg.Schema,
+			Logger: cfg.Logger, Next: cfg.ReindexerSchedule.Next, Now: cfg.clock}))
 	}
 	c.elector = el
 	c.maintainer = maintenance.NewMaintainer(el, cfg.Logger, services...)

@@ -94,6 +94,16 @@ type Config struct {
 	// days; -1 keeps them forever.
 	DiscardedJobRetentionPeriod time.Duration
 
+	// ReindexerSchedule, when set, makes the leader rebuild the job table's
+	// indexes (REINDEX INDEX CONCURRENTLY) on that schedule, e.g.
+	// ParseCron("@daily"). Default: off. (River runs it daily by default;
+	// millrace leaves the choice to the operator, since a rebuild adds load.)
+	ReindexerSchedule PeriodicSchedule
+
+	// PeriodicJobs are enqueued on their schedules by whichever client
+	// leads; more can be added with Client.PeriodicJobs.
+	PeriodicJobs []*PeriodicJob
+
 	// maintenanceInterval, when set, replaces the maintenance services'
 	// intervals (tests).
 	maintenanceInterval time.Duration

@@ -74,6 +74,11 @@ type Executor interface {
 	ColumnExists(ctx context.Context, params *ColumnExistsParams) (bool, error)
 	// SchemaExists reports whether a schema exists.
 	SchemaExists(ctx context.Context, schema string) (bool, error)
+	// IndexExists reports whether an index exists in the schema.
+	IndexExists(ctx context.Context, params *IndexParams) (bool, error)
+	// IndexReindex rebuilds an index without blocking writes (REINDEX
+	// INDEX CONCURRENTLY); it cannot run inside a transaction.
+	IndexReindex(ctx context.Context, params *IndexParams) error
 
 	// MigrationGetAll lists the applied versions of a migration line,
 	// ascending. It reads both shapes of river_migration (before River's
@@ -222,6 +227,12 @@ type ColumnExistsParams struct {
 	Schema string
 	Table  string
 	Column string
+}
+
+// IndexParams names an index.
+type IndexParams struct {
+	Schema string
+	Index  string
 }
 
 // Migration is one applied migration version.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/millrace/millrace/startstop"
@@ -15,11 +16,28 @@ import (
 type periodic struct {
 	startstop.BaseStartStop
 
+	once     sync.Once
 	name     string
 	interval time.Duration
 	logger   *slog.Logger
 	pass     func(ctx context.Context) error
 	passes   chan struct{} // optional, receives a value after each pass
+	now      chan struct{} // RunNow's requests
+}
+
+// RunNow asks for a pass at once instead of at the next interval (tests,
+// and operators who do not want to wait). It does not block; requests made
+// while a pass runs fold into one more pass.
+func (p *periodic) RunNow() {
+	p.init()
+	select {
+	case p.now <- struct{}{}:
+	default:
+	}
+}
+
+func (p *periodic) init() {
+	p.once.Do(func() { p.now = make(chan struct{}, 1) })
 }
 
 // Start starts the loop.
@@ -28,6 +46,7 @@ func (p *periodic) Start(ctx context.Context) error {
 	if !shouldStart {
 		return nil
 	}
+	p.init()
 	go func() {
 		defer stopped()
 		started()
@@ -38,6 +57,8 @@ func (p *periodic) Start(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-timer.C:
+			case <-p.now:
+				timer.Stop()
 			}
 			if err := p.pass(ctx); err != nil && ctx.Err() == nil {
 				p.logger.Warn("maintenance: pass failed; retrying at the next interval", "service", p.name, "error", err)

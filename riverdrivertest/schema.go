@@ -71,6 +71,37 @@ func (s *suite[TTx]) testExists(t *testing.T) {
 		}
 	})
 
+	s.run(t, "Indexes", func(t *testing.T, e *env[TTx]) {
+		_, other := s.factory(e.ctx, t)
+		for _, c := range []struct {
+			schema, index string
+			want          bool
+		}{
+			{e.name, "river_job_prioritized_fetching_index", true},
+			{e.name, "river_job_prioritized_fetching_index_ccnew", false},
+			{"", "river_job_kind", true},
+			{other, "river_job_kind", false},
+		} {
+			got, err := e.exec.IndexExists(e.ctx, &driver.IndexParams{Schema: c.schema, Index: c.index})
+			requireNoError(t, err, "IndexExists")
+			if got != c.want {
+				t.Fatalf("IndexExists(%q, %q) = %v, want %v", c.schema, c.index, got, c.want)
+			}
+		}
+		requireNoError(t, e.exec.IndexReindex(e.ctx, &driver.IndexParams{Schema: e.name, Index: "river_job_kind"}), "IndexReindex")
+		// Reindexing leaves no _ccnew copy behind and the index in place.
+		for index, want := range map[string]bool{"river_job_kind": true, "river_job_kind_ccnew": false} {
+			got, err := e.exec.IndexExists(e.ctx, &driver.IndexParams{Schema: e.name, Index: index})
+			requireNoError(t, err, "IndexExists")
+			if got != want {
+				t.Fatalf("after reindex, IndexExists(%q) = %v", index, got)
+			}
+		}
+		if err := e.exec.IndexReindex(e.ctx, &driver.IndexParams{Schema: e.name, Index: "no_such_index"}); err == nil {
+			t.Fatal("reindexing a missing index succeeded")
+		}
+	})
+
 	s.run(t, "Schemas", func(t *testing.T, e *env[TTx]) {
 		for schema, want := range map[string]bool{e.name: true, "no_such_schema_x": false} {
 			got, err := e.exec.SchemaExists(e.ctx, schema)

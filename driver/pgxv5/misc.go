@@ -34,6 +34,21 @@ func (e *executor) SchemaExists(ctx context.Context, schema string) (bool, error
 	return e.exists(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)`, schema)
 }
 
+func (e *executor) IndexExists(ctx context.Context, p *driver.IndexParams) (bool, error) {
+	return e.exists(ctx, `SELECT EXISTS (
+		SELECT 1 FROM pg_catalog.pg_indexes
+		WHERE indexname = $1 AND schemaname = coalesce(nullif($2, ''), current_schema()))`, p.Index, p.Schema)
+}
+
+func (e *executor) IndexReindex(ctx context.Context, p *driver.IndexParams) error {
+	name := pgx.Identifier{p.Index}
+	if p.Schema != "" {
+		name = pgx.Identifier{p.Schema, p.Index}
+	}
+	_, err := e.db.Exec(ctx, "REINDEX INDEX CONCURRENTLY "+name.Sanitize())
+	return err
+}
+
 func (e *executor) exists(ctx context.Context, sql string, args ...any) (bool, error) {
 	var ok bool
 	if err := e.db.QueryRow(ctx, sql, args...).Scan(&ok); err != nil {

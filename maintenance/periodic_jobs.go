@@ -1,0 +1,263 @@
+package maintenance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/startstop"
+)
+
+// PeriodicJob is one job the leader enqueues on a schedule.
+type PeriodicJob struct {
+	// Next returns the first run time strictly after t. Schedules must be
+	// aligned (the same run times whoever computes them), so that a new
+	// leader continues where the old one stopped.
+	Next func(t time.Time) time.Time
+	// Construct builds the job for the run at runAt. An error (or a panic)
+	// skips that run, logged. The params should carry a unique key derived
+	// from runAt, so that two leaders (or a leader change) never insert one
+	// run twice.
+	Construct func(runAt time.Time) (*driver.JobInsertParams, error)
+	// RunOnStart also enqueues the job when the enqueuer starts (each time
+	// this client becomes leader).
+	RunOnStart bool
+}
+
+// PeriodicJobHandle identifies an added job, for Remove.
+type PeriodicJobHandle int
+
+// PeriodicJobEnqueuerConfig configures a PeriodicJobEnqueuer.
+type PeriodicJobEnqueuerConfig struct {
+	Schema string
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Inserted, if set, receives each run's insert results (tests).
+	Inserted func(results []*driver.JobInsertResult)
+}
+
+// PeriodicJobEnqueuer inserts periodic jobs when their runs are due. Jobs
+// may be added and removed while it runs.
+type PeriodicJobEnqueuer struct {
+	startstop.BaseStartStop
+	exec driver.Executor
+	cfg  PeriodicJobEnqueuerConfig
+
+	mu      sync.Mutex
+	jobs    map[PeriodicJobHandle]*PeriodicJob
+	nextID  PeriodicJobHandle
+	changed chan struct{}
+}
+
+// NewPeriodicJobEnqueuer returns an enqueuer with no jobs.
+func NewPeriodicJobEnqueuer(exec driver.Executor, cfg *PeriodicJobEnqueuerConfig) *PeriodicJobEnqueuer {
+	c := *cfg
+	c.Logger = orDiscard(c.Logger)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return &PeriodicJobEnqueuer{exec: exec, cfg: c, jobs: map[PeriodicJobHandle]*PeriodicJob{}, changed: make(chan struct{}, 1)}
+}
+
+// Add adds a job and returns its handle.
+func (e *PeriodicJobEnqueuer) Add(job *PeriodicJob) PeriodicJobHandle {
+	e.mu.Lock()
+	e.nextID++
+	h := e.nextID
+	e.jobs[h] = job
+	e.mu.Unlock()
+	e.signal()
+	return h
+}
+
+// Remove removes a job; unknown handles are ignored.
+func (e *PeriodicJobEnqueuer) Remove(h PeriodicJobHandle) {
+	e.mu.Lock()
+	delete(e.jobs, h)
+	e.mu.Unlock()
+	e.signal()
+}
+
+// Clear removes every job.
+func (e *PeriodicJobEnqueuer) Clear() {
+	e.mu.Lock()
+	clear(e.jobs)
+	e.mu.Unlock()
+	e.signal()
+}
+
+func (e *PeriodicJobEnqueuer) signal() {
+	select {
+	case e.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the schedule until Stop.
+func (e *PeriodicJobEnqueuer) Start(ctx context.Context) error {
+	ctx, shouldStart, started, stopped := e.StartInit(ctx)
+	if !shouldStart {
+		return nil
+	}
+	go func() {
+		defer stopped()
+		started()
+		e.run(ctx)
+	}()
+	return nil
+}
+
+func (e *PeriodicJobEnqueuer) run(ctx context.Context) {
+	next := map[PeriodicJobHandle]time.Time{}
+	now := e.cfg.Now()
+	var due []PeriodicJobHandle
+	// Initial schedule; RunOnStart jobs run at once with the start time as
+	// their run time.
+	e.mu.Lock()
+	for h, job := range e.jobs {
+		if job.RunOnStart {
+			due = append(due, h)
+		}
+	}
+	e.mu.Unlock()
+	e.enqueue(ctx, due, now, next)
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now = e.cfg.Now()
+		// Schedule jobs added since, forget removed ones.
+		e.mu.Lock()
+		for h, job := range e.jobs {
+			if _, ok := next[h]; !ok {
+				next[h] = safeNext(job, now)
+			}
+		}
+		for h := range next {
+			if _, ok := e.jobs[h]; !ok {
+				delete(next, h)
+			}
+		}
+		e.mu.Unlock()
+		// Run what is due, then sleep until the earliest next run.
+		due = due[:0]
+		earliest := time.Time{}
+		for h, at := range next {
+			if !at.After(now) {
+				due = append(due, h)
+				continue
+			}
+			if earliest.IsZero() || at.Before(earliest) {
+				earliest = at
+			}
+		}
+		if len(due) > 0 {
+			runAts := map[PeriodicJobHandle]time.Time{}
+			for _, h := range due {
+				runAts[h] = next[h]
+			}
+			e.enqueueAt(ctx, runAts, next)
+			continue // recompute with the new next times
+		}
+		wait := time.Hour
+		if !earliest.IsZero() {
+			wait = earliest.Sub(now)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-e.changed:
+			timer.Stop()
+		}
+	}
+}
+
+// safeNext computes a job's next run, treating a panic or a zero time as
+// "never" (an hour from now, checked again then).
+func safeNext(job *PeriodicJob, now time.Time) (t time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			t = now.Add(time.Hour)
+		}
+	}()
+	t = job.Next(now)
+	if t.IsZero() || !t.After(now) {
+		return now.Add(time.Hour)
+	}
+	return t
+}
+
+// enqueue inserts the given jobs with one run time (RunOnStart).
+func (e *PeriodicJobEnqueuer) enqueue(ctx context.Context, handles []PeriodicJobHandle, runAt time.Time, next map[PeriodicJobHandle]time.Time) {
+	runAts := map[PeriodicJobHandle]time.Time{}
+	for _, h := range handles {
+		runAts[h] = runAt
+	}
+	e.enqueueAt(ctx, runAts, next)
+}
+
+// enqueueAt inserts one run of each job in one statement and schedules each
+// job's following run.
+func (e *PeriodicJobEnqueuer) enqueueAt(ctx context.Context, runAts map[PeriodicJobHandle]time.Time, next map[PeriodicJobHandle]time.Time) {
+	if len(runAts) == 0 {
+		return
+	}
+	handles := make([]PeriodicJobHandle, 0, len(runAts))
+	for h := range runAts {
+		handles = append(handles, h)
+	}
+	slices.Sort(handles)
+	var params []*driver.JobInsertParams
+	var queues []string
+	for _, h := range handles {
+		e.mu.Lock()
+		job := e.jobs[h]
+		e.mu.Unlock()
+		if job == nil {
+			continue
+		}
+		runAt := runAts[h]
+		next[h] = safeNext(job, runAt)
+		p, err := safeConstruct(job, runAt)
+		if err != nil {
+			e.cfg.Logger.Error("maintenance: periodic job constructor failed; skipping this run", "run_at", runAt, "error", err)
+			continue
+		}
+		if p == nil {
+			continue
+		}
+		params = append(params, p)
+		if !slices.Contains(queues, p.Queue) {
+			queues = append(queues, p.Queue)
+		}
+	}
+	if len(params) == 0 {
+		return
+	}
+	res, err := e.exec.JobInsertMany(ctx, &driver.JobInsertManyParams{Schema: e.cfg.Schema, Jobs: params, NotifyQueues: queues})
+	if err != nil {
+		if ctx.Err() == nil {
+			e.cfg.Logger.Error("maintenance: inserting periodic jobs failed; these runs are skipped", "jobs", len(params), "error", err)
+		}
+		return
+	}
+	if e.cfg.Inserted != nil {
+		e.cfg.Inserted(res)
+	}
+}
+
+func safeConstruct(job *PeriodicJob, runAt time.Time) (p *driver.JobInsertParams, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("constructor panicked: %v", r)
+		}
+	}()
+	return job.Construct(runAt)
+}

@@ -1,0 +1,133 @@
+package maintenance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/startstop"
+)
+
+// ReindexerIndexes are the job table's indexes the reindexer rebuilds.
+var ReindexerIndexes = []string{
+	"river_job_args_index", "river_job_kind", "river_job_metadata_index", "river_job_pkey",
+	"river_job_prioritized_fetching_index", "river_job_state_and_finalized_at_index", "river_job_unique_idx",
+}
+
+// DefaultReindexTimeout bounds the rebuild of one index.
+const DefaultReindexTimeout = time.Minute
+
+// ReindexerConfig configures a Reindexer.
+type ReindexerConfig struct {
+	Schema string
+	Logger *slog.Logger
+	// Next gives the first run after t. Default: daily at 00:00 UTC.
+	Next func(t time.Time) time.Time
+	// Timeout bounds each index's rebuild. Default 1 min.
+	Timeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Passes, if set, receives a value after each pass (tests).
+	Passes chan struct{}
+}
+
+// Reindexer rebuilds the job table's indexes with REINDEX INDEX
+// CONCURRENTLY on a schedule, which keeps them compact under the heavy
+// update churn of a job table. An index with a leftover _ccnew or _ccold
+// copy (an earlier rebuild that was interrupted) is skipped and logged:
+// drop the leftover by hand.
+type Reindexer struct {
+	startstop.BaseStartStop
+	exec driver.Executor
+	cfg  ReindexerConfig
+	now  chan struct{}
+}
+
+// NewReindexer returns a reindexer.
+func NewReindexer(exec driver.Executor, cfg *ReindexerConfig) *Reindexer {
+	c := *cfg
+	c.Logger = orDiscard(c.Logger)
+	if c.Next == nil {
+		c.Next = func(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour) }
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultReindexTimeout
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return &Reindexer{exec: exec, cfg: c, now: make(chan struct{}, 1)}
+}
+
+// RunNow asks for a pass at once.
+func (r *Reindexer) RunNow() {
+	select {
+	case r.now <- struct{}{}:
+	default:
+	}
+}
+
+// Start waits for each scheduled time and rebuilds the indexes then.
+func (r *Reindexer) Start(ctx context.Context) error {
+	ctx, shouldStart, started, stopped := r.StartInit(ctx)
+	if !shouldStart {
+		return nil
+	}
+	go func() {
+		defer stopped()
+		started()
+		for {
+			wait := r.cfg.Next(r.cfg.Now()).Sub(r.cfg.Now())
+			timer := time.NewTimer(max(wait, 0))
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			case <-r.now:
+				timer.Stop()
+			}
+			if err := r.pass(ctx); err != nil && ctx.Err() == nil {
+				r.cfg.Logger.Warn("maintenance: reindex pass failed", "error", err)
+			}
+			if r.cfg.Passes != nil {
+				select {
+				case r.cfg.Passes <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+func (r *Reindexer) pass(ctx context.Context) error {
+	var errs []error
+	for _, index := range ReindexerIndexes {
+		leftover := false
+		for _, suffix := range []string{"_ccnew", "_ccold"} {
+			ok, err := r.exec.IndexExists(ctx, &driver.IndexParams{Schema: r.cfg.Schema, Index: index + suffix})
+			if err != nil {
+				return fmt.Errorf("check for a leftover copy of %s: %w", index, err)
+			}
+			leftover = leftover || ok
+		}
+		if leftover {
+			r.cfg.Logger.Warn("maintenance: skipping reindex: a leftover copy from an interrupted rebuild exists; drop it",
+				"index", index)
+			continue
+		}
+		ictx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+		err := r.exec.IndexReindex(ictx, &driver.IndexParams{Schema: r.cfg.Schema, Index: index})
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reindex %s: %w", index, err))
+			continue
+		}
+		r.cfg.Logger.Info("maintenance: reindexed", "index", index)
+	}
+	return errors.Join(errs...)
+}
