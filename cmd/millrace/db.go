@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/millrace/millrace/driver"
 	"io"
 	"net"
 	"strings"
@@ -94,3 +95,5 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+type tableParams = driver.TableExistsParams

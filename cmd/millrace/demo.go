@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -76,12 +78,16 @@ type (
 	flakyArgs struct{ N int } // fails twice, then succeeds
 	sleepArgs struct{ N int } // snoozes once, then succeeds
 	dailyArgs struct{ Day string }
+	laterArgs struct{ Note string } // scheduled a few seconds ahead
+	tickArgs  struct{}              // a periodic job
 )
 
 func (noopArgs) Kind() string  { return "demo_noop" }
 func (flakyArgs) Kind() string { return "demo_flaky" }
 func (sleepArgs) Kind() string { return "demo_snooze" }
 func (dailyArgs) Kind() string { return "demo_daily_report" }
+func (laterArgs) Kind() string { return "demo_scheduled" }
+func (tickArgs) Kind() string  { return "demo_periodic" }
 
 type flakyWorker struct {
 	client.WorkerDefaults[flakyArgs]
@@ -163,12 +169,25 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 		d.track(job.JobRow)
 		return client.RecordOutput(ctx, map[string]string{"report": "ok for " + job.Args.Day})
 	}))
+	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[laterArgs]) error {
+		d.track(job.JobRow)
+		return nil
+	}))
+	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[tickArgs]) error {
+		d.track(job.JobRow)
+		return nil
+	}))
+	// A periodic job: hourly, and once whenever a client becomes leader.
+	periodic := client.NewPeriodicJob(client.PeriodicInterval(time.Hour),
+		func() (client.JobArgs, *client.InsertOpts) { return tickArgs{}, nil },
+		&client.PeriodicJobOpts{ID: "demo_tick", RunOnStart: true})
 	newClient := func() (*client.Client[pgx.Tx], error) {
 		return client.New(drv, &client.Config{
-			Schema:  d.schema,
-			Queues:  map[string]client.QueueConfig{client.QueueDefault: {MaxWorkers: d.workers}},
-			Workers: workers,
-			Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			PeriodicJobs: []*client.PeriodicJob{periodic},
+			Schema:       d.schema,
+			Queues:       map[string]client.QueueConfig{client.QueueDefault: {MaxWorkers: d.workers}},
+			Workers:      workers,
+			Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		})
 	}
 	c, err := newClient()
@@ -179,7 +198,43 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 	if err := d.insert(ctx, c); err != nil {
 		return err
 	}
-	total := d.jobs + 1 // plus one duplicate-free unique job
+	// Ctrl-C stops gracefully (the work context ends); a second Ctrl-C
+	// cancels running jobs.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var current atomic.Pointer[client.Client[pgx.Tx]]
+	finished := make(chan struct{})
+	var watcher sync.WaitGroup
+	watcher.Go(func() {
+		seen := 0
+		for {
+			select {
+			case <-finished:
+				return
+			case <-sigs:
+				// The first signal ended ctx (graceful stop); the next ones
+				// cancel running jobs.
+				if seen++; seen > 1 {
+					if cur := current.Load(); cur != nil {
+						fmt.Fprintln(d.out, "second interrupt: cancelling running jobs")
+						_ = cur.StopAndCancel(context.Background())
+					}
+				}
+			}
+		}
+	})
+	// Whatever happens, no client outlives the demo.
+	defer func() {
+		close(finished)
+		watcher.Wait()
+		if cur := current.Load(); cur != nil {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = cur.StopAndCancel(stopCtx)
+		}
+	}()
+	current.Store(c)
 	start := time.Now()
 	if err := c.Start(ctx); err != nil {
 		return err
@@ -187,18 +242,18 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 	fmt.Fprintf(d.out, "3. started client %s with %d workers; working...\n", c.ID(), d.workers)
 
 	// Work until half is done (or Ctrl-C), then stop gracefully under load.
-	inFlight, interrupted := d.progress(ctx, pool, total, total/2)
+	inFlight, interrupted := d.progress(ctx, pool, d.jobs/2)
 	stopStart := time.Now()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := c.Stop(stopCtx); err != nil {
 		return fmt.Errorf("graceful stop: %w", err)
 	}
-	counts, err := stateCounts(ctx, pool, d.schema)
+	counts, err := stateCounts(context.WithoutCancel(ctx), pool, d.schema)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "4. graceful stop under load: %d job(s) were running; Stop took %s; now running: %d (every started job finished and was recorded)\n",
+	fmt.Fprintf(d.out, "4. graceful stop under load: %d job(s) were running; Stop took %s; now running: %d (every started job finished and was recorded, nothing lost)\n",
 		inFlight, time.Since(stopStart).Round(time.Millisecond), counts[millracetype.JobStateRunning])
 	if counts[millracetype.JobStateRunning] != 0 {
 		return fmt.Errorf("demo failed: %d jobs left running after a graceful stop", counts[millracetype.JobStateRunning])
@@ -212,8 +267,9 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 		if err := c2.Start(ctx); err != nil {
 			return err
 		}
-		fmt.Fprintf(d.out, "5. started a new client %s to finish the rest\n", c2.ID())
-		_, interrupted = d.progress(ctx, pool, total, total)
+		current.Store(c2)
+		fmt.Fprintf(d.out, "5. started a new client %s to finish the rest (the scheduled job runs when due)\n", c2.ID())
+		_, interrupted = d.progress(ctx, pool, -1)
 		if err := c2.Stop(stopCtx); err != nil {
 			return fmt.Errorf("stop: %w", err)
 		}
@@ -222,7 +278,7 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 	if interrupted {
 		fmt.Fprintln(d.out, "interrupted: stopped gracefully; summary so far")
 	}
-	return d.summary(ctx, pool, elapsed)
+	return d.summary(ctx, pool, elapsed, interrupted)
 }
 
 // insert inserts the demo's jobs: most with COPY, a few unique ones.
@@ -249,6 +305,11 @@ func (d *demo) insert(ctx context.Context, c *client.Client[pgx.Tx]) error {
 		return fmt.Errorf("insert demo jobs: %w", err)
 	}
 	took := time.Since(start)
+	// A job scheduled 8 s ahead: the leader's scheduler makes it available.
+	later, err := c.Insert(ctx, laterArgs{Note: "runs in 8 s"}, &client.InsertOpts{ScheduledAt: time.Now().Add(8 * time.Second)})
+	if err != nil {
+		return err
+	}
 	// A unique job inserted twice: the second insert returns the first.
 	unique := &client.InsertOpts{UniqueOpts: client.UniqueOpts{ByArgs: true}}
 	first, err := c.Insert(ctx, dailyArgs{Day: time.Now().Format(time.DateOnly)}, unique)
@@ -263,13 +324,15 @@ func (d *demo) insert(ctx context.Context, c *client.Client[pgx.Tx]) error {
 		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), d.jobs-nFlaky-nSnooze, nFlaky, nSnooze)
 	fmt.Fprintf(d.out, "   unique job inserted twice: job %d, then duplicate=%v (same job %d)\n",
 		first.Job.ID, second.UniqueSkippedAsDuplicate, second.Job.ID)
+	fmt.Fprintf(d.out, "   job %d scheduled for %s (state %s); a periodic job runs whenever a client becomes leader\n",
+		later.Job.ID, later.Job.ScheduledAt.Format(time.TimeOnly), later.Job.State)
 	return nil
 }
 
-// progress prints progress until `until` jobs are finalized or ctx ends.
-// It returns how many jobs the database showed running at that moment and
-// whether ctx ended (Ctrl-C).
-func (d *demo) progress(ctx context.Context, pool *pgxpool.Pool, total, until int) (running int, interrupted bool) {
+// progress prints progress until `until` jobs are finalized (-1: until
+// every job in the table is) or ctx ends. It returns how many jobs the
+// database showed running at that moment and whether ctx ended (Ctrl-C).
+func (d *demo) progress(ctx context.Context, pool *pgxpool.Pool, until int) (running int, interrupted bool) {
 	tty := isTerminal(d.out)
 	printEvery := time.Second // a plain line per second when not a terminal
 	if tty {
@@ -281,18 +344,23 @@ func (d *demo) progress(ctx context.Context, pool *pgxpool.Pool, total, until in
 	for {
 		counts, err := stateCounts(ctx, pool, d.schema)
 		if err == nil {
+			total := 0
+			for _, n := range counts {
+				total += n
+			}
 			done := counts[millracetype.JobStateCompleted] + counts[millracetype.JobStateCancelled] + counts[millracetype.JobStateDiscarded]
 			if base < 0 {
 				base = done
 			}
-			finished := done >= until
+			finished := (until >= 0 && done >= until) || (until < 0 && done == total)
 			if finished || time.Since(lastPrint) >= printEvery {
 				lastPrint = time.Now()
-				line := fmt.Sprintf("   %s %d/%d done  %.0f jobs/s  available %d  running %d  retried %d  snoozed %d",
+				line := fmt.Sprintf("   %s %d/%d done  %.0f jobs/s  available %d  scheduled %d  running %d  retried %d  snoozed %d",
 					bar(done, total, 24), done, total, float64(done-base)/max(time.Since(start).Seconds(), 0.001),
-					counts[millracetype.JobStateAvailable], counts[millracetype.JobStateRunning], d.failures.Load(), d.snoozes.Load())
+					counts[millracetype.JobStateAvailable], counts[millracetype.JobStateScheduled]+counts[millracetype.JobStateRetryable],
+					counts[millracetype.JobStateRunning], d.failures.Load(), d.snoozes.Load())
 				if tty {
-					fmt.Fprintf(d.out, "\r%-110s", line)
+					fmt.Fprintf(d.out, "\r%-120s", line)
 				} else {
 					fmt.Fprintln(d.out, line)
 				}
@@ -315,7 +383,7 @@ func (d *demo) progress(ctx context.Context, pool *pgxpool.Pool, total, until in
 	}
 }
 
-func (d *demo) summary(ctx context.Context, pool *pgxpool.Pool, elapsed time.Duration) error {
+func (d *demo) summary(ctx context.Context, pool *pgxpool.Pool, elapsed time.Duration, interrupted bool) error {
 	counts, err := stateCounts(context.WithoutCancel(ctx), pool, d.schema)
 	if err != nil {
 		return err
@@ -333,7 +401,7 @@ func (d *demo) summary(ctx context.Context, pool *pgxpool.Pool, elapsed time.Dur
 		return err
 	}
 	done := counts[millracetype.JobStateCompleted]
-	fmt.Fprintf(d.out, "throughput: %d jobs completed in %s (%.0f jobs/s, %d worker calls including retries and snoozes)\n",
+	fmt.Fprintf(d.out, "throughput: %d jobs completed in %s, including the wait for the scheduled job (%.0f jobs/s, %d worker calls including retries and snoozes)\n",
 		done, elapsed.Round(time.Millisecond), float64(done)/elapsed.Seconds(), d.worked.Load())
 	d.mu.Lock()
 	lat := slices.Clone(d.latencies)
@@ -343,8 +411,13 @@ func (d *demo) summary(ctx context.Context, pool *pgxpool.Pool, elapsed time.Dur
 		fmt.Fprintf(d.out, "insert->start latency of first attempts: p50 %s, p99 %s (jobs were inserted before the client started)\n",
 			lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*99/100].Round(time.Millisecond))
 	}
-	if sum != d.jobs+1 {
-		return fmt.Errorf("demo failed: %d jobs in the table, %d inserted", sum, d.jobs+1)
+	// Inserted: the jobs, the unique one, the scheduled one, and one
+	// periodic run per leadership.
+	if sum < d.jobs+2 {
+		return fmt.Errorf("demo failed: %d jobs in the table, at least %d inserted", sum, d.jobs+2)
+	}
+	if lost := sum - counts[millracetype.JobStateCompleted]; lost != 0 && !interrupted {
+		return fmt.Errorf("demo failed: %d jobs did not complete", lost)
 	}
 	return nil
 }
