@@ -12,13 +12,25 @@ import (
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-// millrace runs the command line in-process and returns its exit code and
-// output.
+// millrace runs the built command and returns its exit code and output.
 func millrace(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return exe(t, args...)
+}
+
+// TestRunInProcess checks run's exit codes without a subprocess (the rest
+// of the tests exec the built binary).
+func TestRunInProcess(t *testing.T) {
+	t.Parallel()
 	var out, errOut bytes.Buffer
-	code = run(args, &out, &errOut)
-	return code, out.String(), errOut.String()
+	if code := run([]string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "millrace ") {
+		t.Fatalf("version in process: %d %q %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"nosuchcommand"}, &out, &errOut); code == 0 || !strings.HasPrefix(errOut.String(), "millrace: ") {
+		t.Fatalf("unknown command in process: %d %q", code, errOut.String())
+	}
 }
 
 func TestMigrateCommands(t *testing.T) {
