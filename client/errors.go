@@ -18,8 +18,6 @@ var (
 	ErrInvalidArgs = errors.New("invalid job")
 	// ErrNoQueues is returned when an insert-only client is asked to work.
 	ErrNoQueues = errors.New("client has no queues configured: it can insert but not work jobs")
-	// ErrNotStarted is returned by methods that need a running client.
-	ErrNotStarted = errors.New("client is not started")
 )
 
 // JobCancel returns an error that, returned from Work, cancels the job: it

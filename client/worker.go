@@ -75,8 +75,7 @@ func NewWorkers() *Workers { return &Workers{byKind: map[string]*workerInfo{}} }
 
 // workerInfo is what the client needs of a worker, without its type.
 type workerInfo struct {
-	kind       string
-	insertOpts *InsertOpts
+	kind string
 	// unit decodes a row for this worker.
 	unit func(row *millracetype.JobRow) (workUnit, error)
 }
@@ -127,12 +126,12 @@ func AddWorkerSafely[T JobArgs](workers *Workers, worker Worker[T]) error {
 		}
 		return &typedUnit[T]{worker: worker, job: &Job[T]{JobRow: row, Args: args}}, nil
 	}}
+	// A kind's InsertOpts must be callable on the zero value; find out now
+	// rather than at the first insert.
 	if withOpts, ok := any(zero).(JobArgsWithInsertOpts); ok {
-		opts, err := safeInsertOpts(withOpts)
-		if err != nil {
+		if _, err := safeInsertOpts(withOpts); err != nil {
 			return fmt.Errorf("add worker for %T: %w", zero, err)
 		}
-		info.insertOpts = &opts
 	}
 	workers.mu.Lock()
 	defer workers.mu.Unlock()
