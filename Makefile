@@ -31,9 +31,16 @@ demo:
 	else $(ENSURE_PG) >&2; fi; \
 	DATABASE_URL="$$url" $(GO) run ./cmd/millrace demo
 
-## bench: the core module's Go benchmarks (the side-by-side River bench lives in bench/ once it exists)
-bench: ensure-postgres
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+## bench: the core's Go benchmarks (briefly), then millrace side by side with River (bench/, ~11 min; see bench/README.md)
+bench:
+	@url="$${DATABASE_URL:-}"; \
+	if [ -z "$$url" ]; then url=$$($(ENSURE_PG) | tee /dev/stderr | sed -n 's/^ensure-postgres: ready: //p' | tail -n1); \
+	else $(ENSURE_PG) >&2; fi; \
+	set -e; \
+	echo "== core benchmarks (5000 jobs each)"; \
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5000x ./...; \
+	echo "== millrace vs River v0.51.2 (bench/cmd/bench)"; \
+	cd bench && DATABASE_URL="$$url" $(GO) run ./cmd/bench
 
 ## lint: gofmt, go vet and staticcheck on every module
 lint:

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+)
+
+// ceilingSQL is one round trip of the hand-written loop: it completes the
+// batch the loop fetched last time and fetches the next one, with River's
+// semantics on both sides (fetch: available and due, by priority,
+// scheduled_at and id, SKIP LOCKED, to running with attempt + 1,
+// attempted_at and attempted_by; complete: only rows still running, to
+// completed with finalized_at). The data-modifying CTE runs even though
+// nothing reads it, and both parts see one snapshot, so a row being
+// completed is never fetched again. The fetch filters by
+// id = ANY(ARRAY(subquery)) rather than joining the locked rows: the join
+// plans a hash join over the whole table at these batch sizes. It returns
+// only what a worker needs.
+const ceilingSQL = `
+WITH completed AS (
+	UPDATE %[1]s SET state = 'completed', finalized_at = now()
+	WHERE id = ANY($1::bigint[]) AND state = 'running'
+	RETURNING id
+), locked AS (
+	SELECT id FROM %[1]s
+	WHERE state = 'available' AND queue = $2 AND scheduled_at <= now()
+	ORDER BY priority, scheduled_at, id
+	LIMIT $3
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE %[1]s SET state = 'running', attempt = attempt + 1, attempted_at = now(),
+	attempted_by = array_append(attempted_by, $4::text)
+WHERE id = ANY(ARRAY(SELECT id FROM locked))
+RETURNING id, kind, args, attempt`
+
+// childCeiling runs spec.Loops concurrent fetch/complete loops, each
+// fetching spec.Batch jobs per round trip, over the jobs the parent
+// inserted, and times them to the last completion.
+func childCeiling(ctx context.Context, spec *runSpec, pool *pgxpool.Pool) (*runResult, error) {
+	q := fmt.Sprintf(ceilingSQL, pgx.Identifier{spec.Schema, "river_job"}.Sanitize())
+	var worked atomic.Int64
+	start := time.Now()
+	stopProgress := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case <-tick.C:
+				progressf(spec, "%d/%d worked (%.0f s)", worked.Load(), spec.Jobs, time.Since(start).Seconds())
+			}
+		}
+	})
+	g, gctx := errgroup.WithContext(ctx)
+	for loop := range spec.Loops {
+		clientID := fmt.Sprintf("sql_loop_%d", loop)
+		g.Go(func() error {
+			var pending []int64
+			for {
+				rows, err := pool.Query(gctx, q, pending, queue, spec.Batch, clientID)
+				if err != nil {
+					return fmt.Errorf("loop %d: %w", loop, err)
+				}
+				next := make([]int64, 0, spec.Batch)
+				var (
+					id      int64
+					kind    string
+					args    []byte
+					attempt int
+				)
+				_, err = pgx.ForEachRow(rows, []any{&id, &kind, &args, &attempt}, func() error {
+					// The "work" of a no-op job: nothing but taking its row.
+					next = append(next, id)
+					return nil
+				})
+				if err != nil {
+					return fmt.Errorf("loop %d: %w", loop, err)
+				}
+				worked.Add(int64(len(next)))
+				if len(next) == 0 && len(pending) == 0 {
+					return nil
+				}
+				pending = next
+			}
+		})
+	}
+	err := g.Wait()
+	elapsed := time.Since(start)
+	close(stopProgress)
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCompleted(ctx, pool, spec.Schema, spec.Jobs); err != nil {
+		return nil, err
+	}
+	return &runResult{JobsPerS: float64(spec.Jobs) / elapsed.Seconds(), Seconds: elapsed.Seconds(), Count: spec.Jobs}, nil
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// The results.json format of issue 8.
+type output struct {
+	Machine   string        `json:"machine"`
+	Go        string        `json:"go"`
+	Postgres  string        `json:"postgres"`
+	Jobs      int           `json:"jobs"`
+	Scenarios []scenarioOut `json:"scenarios"`
+}
+
+type scenarioOut struct {
+	Name          string  `json:"name"`
+	Millrace      any     `json:"millrace"`
+	River         any     `json:"river"`
+	RiverDefaults any     `json:"river_defaults,omitempty"`
+	Ceiling       any     `json:"ceiling,omitempty"`
+	Ratio         float64 `json:"ratio"`
+}
+
+type throughputOut struct {
+	JobsPerS float64 `json:"jobs_per_s"`
+}
+
+type latencyOut struct {
+	P50 float64 `json:"p50_ms"`
+	P90 float64 `json:"p90_ms"`
+	P99 float64 `json:"p99_ms"`
+	Max float64 `json:"max_ms"`
+}
+
+type mixedOut struct {
+	JobsPerS float64 `json:"jobs_per_s"`
+	P50      float64 `json:"p50_ms"`
+	P90      float64 `json:"p90_ms"`
+	P99      float64 `json:"p99_ms"`
+	Max      float64 `json:"max_ms"`
+}
+
+type memoryOut struct {
+	AllocsPerJob float64 `json:"allocs_per_job"`
+	BytesPerJob  float64 `json:"bytes_per_job"`
+	PeakRSSMB    float64 `json:"peak_rss_mb"`
+}
+
+// ratio is a/b for results.json, 0 when it has no finite value.
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return round(a/b, 3)
+}
+
+// report takes the medians, prints the table and returns results.json's
+// content. Every ratio is "times better for millrace": above 1 millrace
+// is ahead.
+func (b *bench) report(machine, pg string) *output {
+	out := &output{Machine: machine, Go: runtime.Version(), Postgres: pg, Jobs: b.s.jobs}
+	med := func(scenario, label string, f func(*runResult) float64) float64 {
+		x, err := b.medianOf(scenario, label, f)
+		if err != nil {
+			return math.NaN()
+		}
+		return x
+	}
+	jobsPerS := func(r *runResult) float64 { return r.JobsPerS }
+	have := func(scenario, label string) bool { return len(b.results[scenario][label]) > 0 }
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Println()
+	fmt.Printf("medians of %d rounds; ratio > 1 means millrace is ahead\n", b.s.rounds)
+	// Names left-aligned, numbers right-aligned.
+	row := func(cells ...string) {
+		for i := 2; i < len(cells); i++ {
+			cells[i] = fmt.Sprintf("%11s", cells[i])
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	row("scenario", "measure", "millrace", "River", "ratio")
+
+	burndownM := math.NaN()
+	if have("burndown", millraceDefaults.label) {
+		m, r := med("burndown", millraceDefaults.label, jobsPerS), med("burndown", riverTuned.label, jobsPerS)
+		burndownM = m
+		if slices.Contains(b.s.scenarios, "burndown") {
+			sc := scenarioOut{Name: "burndown", Millrace: throughputOut{round(m, 4)}, River: throughputOut{round(r, 4)}, Ratio: ratio(m, r)}
+			row("burndown", "jobs/s vs River tuned", thousands(m), thousands(r), fmtRatio(m/r))
+			if have("burndown", riverDefaults.label) {
+				d := med("burndown", riverDefaults.label, jobsPerS)
+				sc.RiverDefaults = throughputOut{round(d, 4)}
+				row("", "jobs/s vs River defaults", "", thousands(d), fmtRatio(m/d))
+			}
+			out.Scenarios = append(out.Scenarios, sc)
+		}
+	}
+	for _, name := range []string{"insert_many_fast", "insert_single"} {
+		if !have(name, millraceDefaults.label) {
+			continue
+		}
+		m, r := med(name, millraceDefaults.label, jobsPerS), med(name, riverDefaults.label, jobsPerS)
+		out.Scenarios = append(out.Scenarios, scenarioOut{Name: name, Millrace: throughputOut{round(m, 4)},
+			River: throughputOut{round(r, 4)}, Ratio: ratio(m, r)})
+		row(name, "jobs/s", thousands(m), thousands(r), fmtRatio(m/r))
+	}
+	if have("latency", millraceDefaults.label) {
+		lm, lr := b.latencyMedians("latency", millraceDefaults.label), b.latencyMedians("latency", riverTuned.label)
+		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "latency", Millrace: lm, River: lr, Ratio: ratio(lr.P50, lm.P50)})
+		row("latency", "p50 ms (500/s)", fmtMS(lm.P50), fmtMS(lr.P50), fmtRatio(lr.P50/lm.P50))
+		row("", "p90 ms", fmtMS(lm.P90), fmtMS(lr.P90), fmtRatio(lr.P90/lm.P90))
+		row("", "p99 ms", fmtMS(lm.P99), fmtMS(lr.P99), fmtRatio(lr.P99/lm.P99))
+		row("", "max ms", fmtMS(lm.Max), fmtMS(lr.Max), fmtRatio(lr.Max/lm.Max))
+	}
+	if have("mixed", millraceDefaults.label) {
+		lm, lr := b.latencyMedians("mixed", millraceDefaults.label), b.latencyMedians("mixed", riverTuned.label)
+		tm, tr := med("mixed", millraceDefaults.label, jobsPerS), med("mixed", riverTuned.label, jobsPerS)
+		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "mixed",
+			Millrace: mixedOut{round(tm, 4), lm.P50, lm.P90, lm.P99, lm.Max},
+			River:    mixedOut{round(tr, 4), lr.P50, lr.P90, lr.P99, lr.Max},
+			Ratio:    ratio(lr.P50, lm.P50)})
+		row("mixed", "p50 ms (1000/s x 10 ms)", fmtMS(lm.P50), fmtMS(lr.P50), fmtRatio(lr.P50/lm.P50))
+		row("", "p90 ms", fmtMS(lm.P90), fmtMS(lr.P90), fmtRatio(lr.P90/lm.P90))
+		row("", "p99 ms", fmtMS(lm.P99), fmtMS(lr.P99), fmtRatio(lr.P99/lm.P99))
+		row("", "max ms", fmtMS(lm.Max), fmtMS(lr.Max), fmtRatio(lr.Max/lm.Max))
+		row("", "jobs/s", thousands(tm), thousands(tr), fmtRatio(tm/tr))
+	}
+	if have("sql_ceiling", sqlLoop.label) && !math.IsNaN(burndownM) {
+		c := med("sql_ceiling", sqlLoop.label, jobsPerS)
+		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "sql_ceiling", Millrace: throughputOut{round(burndownM, 4)},
+			River: nil, Ceiling: throughputOut{round(c, 4)}, Ratio: ratio(burndownM, c)})
+		row("sql_ceiling", "burndown jobs/s vs SQL loop", thousands(burndownM), thousands(c), fmtRatio(burndownM/c))
+	}
+	if slices.Contains(b.s.scenarios, "memory") && have("burndown", millraceDefaults.label) {
+		mm, mr := b.memoryMedians(millraceDefaults.label), b.memoryMedians(riverTuned.label)
+		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "memory", Millrace: mm, River: mr, Ratio: ratio(mr.AllocsPerJob, mm.AllocsPerJob)})
+		row("memory", "allocs/job (burndown)", fmt.Sprintf("%.1f", mm.AllocsPerJob), fmt.Sprintf("%.1f", mr.AllocsPerJob), fmtRatio(mr.AllocsPerJob/mm.AllocsPerJob))
+		row("", "bytes/job", thousands(mm.BytesPerJob), thousands(mr.BytesPerJob), fmtRatio(mr.BytesPerJob/mm.BytesPerJob))
+		row("", "peak RSS MB", fmt.Sprintf("%.0f", mm.PeakRSSMB), fmt.Sprintf("%.0f", mr.PeakRSSMB), fmtRatio(mr.PeakRSSMB/mm.PeakRSSMB))
+		if have("burndown", riverDefaults.label) {
+			md := b.memoryMedians(riverDefaults.label)
+			row("", "River defaults: allocs/job", "", fmt.Sprintf("%.1f", md.AllocsPerJob), fmtRatio(md.AllocsPerJob/mm.AllocsPerJob))
+			row("", "bytes/job", "", thousands(md.BytesPerJob), fmtRatio(md.BytesPerJob/mm.BytesPerJob))
+			row("", "peak RSS MB", "", fmt.Sprintf("%.0f", md.PeakRSSMB), fmtRatio(md.PeakRSSMB/mm.PeakRSSMB))
+		}
+	}
+	if have("latency_same_client", millraceDefaults.label) {
+		lm, lr := b.latencyMedians("latency_same_client", millraceDefaults.label), b.latencyMedians("latency_same_client", riverTuned.label)
+		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "latency_same_client", Millrace: lm, River: lr, Ratio: ratio(lr.P50, lm.P50)})
+		row("latency_same_client", "p50 ms (500/s)", fmtMS(lm.P50), fmtMS(lr.P50), fmtRatio(lr.P50/lm.P50))
+		row("", "p90 ms", fmtMS(lm.P90), fmtMS(lr.P90), fmtRatio(lr.P90/lm.P90))
+		row("", "p99 ms", fmtMS(lm.P99), fmtMS(lr.P99), fmtRatio(lr.P99/lm.P99))
+		row("", "max ms", fmtMS(lm.Max), fmtMS(lr.Max), fmtRatio(lr.Max/lm.Max))
+	}
+	tw.Flush()
+	fmt.Println()
+	fmt.Println("River is tuned (MaxWorkers 2000, FetchCooldown 2 ms, FetchPollInterval 20 ms) for burndown, latency,")
+	fmt.Println("mixed and memory, and at its defaults for the insert scenarios (its tuning only adds insert notifications).")
+	fmt.Printf("latency and mixed: a %s client inserts; latency_same_client: the working client inserts its own jobs.\n",
+		map[string]string{"separate": "separate (not started)", "same": "the working"}[b.s.inserter])
+	fmt.Println("latency/mixed ratios are River's p50 over millrace's; memory's is River's allocs/job over millrace's;")
+	fmt.Println("sql_ceiling's is millrace's burndown over the hand-written SQL loop.")
+	for _, n := range b.notes {
+		fmt.Println("note: " + n)
+	}
+	return out
+}
+
+func (b *bench) latencyMedians(scenario, label string) latencyOut {
+	m := func(f func(*runResult) float64) float64 {
+		x, err := b.medianOf(scenario, label, f)
+		if err != nil {
+			return 0
+		}
+		return round(x, 4)
+	}
+	return latencyOut{
+		P50: m(func(r *runResult) float64 { return r.P50 }),
+		P90: m(func(r *runResult) float64 { return r.P90 }),
+		P99: m(func(r *runResult) float64 { return r.P99 }),
+		Max: m(func(r *runResult) float64 { return r.Max }),
+	}
+}
+
+func (b *bench) memoryMedians(label string) memoryOut {
+	m := func(f func(*runResult) float64) float64 {
+		x, err := b.medianOf("burndown", label, f)
+		if err != nil {
+			return 0
+		}
+		return round(x, 4)
+	}
+	return memoryOut{
+		AllocsPerJob: m(func(r *runResult) float64 { return r.AllocsPerJob }),
+		BytesPerJob:  m(func(r *runResult) float64 { return r.BytesPerJob }),
+		PeakRSSMB:    m(func(r *runResult) float64 { return r.PeakRSSMB }),
+	}
+}
+
+// thousands formats a rate with thousands separators.
+func thousands(x float64) string {
+	if math.IsNaN(x) {
+		return "-"
+	}
+	s := strconv.FormatInt(int64(math.Round(x)), 10)
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+func fmtMS(x float64) string {
+	if math.IsNaN(x) {
+		return "-"
+	}
+	if x >= 100 {
+		return fmt.Sprintf("%.0f", x)
+	}
+	return fmt.Sprintf("%.2f", x)
+}
+
+func fmtRatio(x float64) string {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", x)
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/driver/pgxv5"
+)
+
+// noopArgs is the job every scenario runs. One type serves both systems:
+// each only needs Kind.
+type noopArgs struct {
+	N int `json:"n"`
+}
+
+func (noopArgs) Kind() string { return jobKind }
+
+const (
+	jobKind = "bench_noop"
+	queue   = "default"
+)
+
+// The configurations the bench compares (see README.md).
+const (
+	variantDefaults = "defaults" // millrace as shipped; River as shipped (200 workers)
+	variantTuned    = "tuned"    // River tuned for throughput, as issue 8 states
+)
+
+// riverTunedWorkers, riverTunedCooldown and riverTunedPoll are River's
+// throughput configuration from issue 8 (never weaker than that).
+const (
+	riverTunedWorkers  = 2000
+	riverTunedCooldown = 2 * time.Millisecond
+	riverTunedPoll     = 20 * time.Millisecond
+	// defaultWorkers is the queue size both systems get "at defaults":
+	// neither has a default MaxWorkers, and 200 is what the River-defaults
+	// row of issue 13 was measured with.
+	defaultWorkers = 200
+)
+
+// workFunc is what a worker does with a job; id is the job's ID.
+type workFunc func(ctx context.Context, id int64) error
+
+// system is the little a scenario needs of a job system.
+type system interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	Insert(ctx context.Context, args noopArgs) (int64, error)
+	InsertMany(ctx context.Context, args []noopArgs) ([]int64, error)
+	InsertManyFast(ctx context.Context, args []noopArgs) (int, error)
+}
+
+// newSystem builds a client of the named system on pool.
+func newSystem(name, variant string, pool *pgxpool.Pool, schema string, millraceWorkers int, work workFunc, logger *slog.Logger) (system, error) {
+	switch name {
+	case "millrace":
+		return newMillrace(pool, schema, millraceWorkers, work, logger)
+	case "river":
+		return newRiver(pool, schema, variant, work, logger)
+	}
+	return nil, fmt.Errorf("unknown system %q", name)
+}
+
+type millraceSystem struct {
+	c *client.Client[pgx.Tx]
+}
+
+func newMillrace(pool *pgxpool.Pool, schema string, maxWorkers int, work workFunc, logger *slog.Logger) (*millraceSystem, error) {
+	workers := client.NewWorkers()
+	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[noopArgs]) error {
+		return work(ctx, job.ID)
+	}))
+	// millrace at its defaults: only the queue (which has no default size)
+	// is set.
+	c, err := client.New(pgxv5.New(pool), &client.Config{
+		Schema:  schema,
+		Logger:  logger,
+		Queues:  map[string]client.QueueConfig{queue: {MaxWorkers: maxWorkers}},
+		Workers: workers,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &millraceSystem{c: c}, nil
+}
+
+func (m *millraceSystem) Start(ctx context.Context) error { return m.c.Start(ctx) }
+func (m *millraceSystem) Stop(ctx context.Context) error  { return m.c.Stop(ctx) }
+
+func (m *millraceSystem) Insert(ctx context.Context, args noopArgs) (int64, error) {
+	res, err := m.c.Insert(ctx, args, nil)
+	if err != nil {
+		return 0, err
+	}
+	return res.Job.ID, nil
+}
+
+func (m *millraceSystem) InsertMany(ctx context.Context, args []noopArgs) ([]int64, error) {
+	params := make([]client.InsertManyParams, len(args))
+	for i, a := range args {
+		params[i] = client.InsertManyParams{Args: a}
+	}
+	res, err := m.c.InsertMany(ctx, params)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(res))
+	for i, r := range res {
+		ids[i] = r.Job.ID
+	}
+	return ids, nil
+}
+
+func (m *millraceSystem) InsertManyFast(ctx context.Context, args []noopArgs) (int, error) {
+	params := make([]client.InsertManyParams, len(args))
+	for i, a := range args {
+		params[i] = client.InsertManyParams{Args: a}
+	}
+	return m.c.InsertManyFast(ctx, params)
+}
+
+type riverSystem struct {
+	c *river.Client[pgx.Tx]
+}
+
+func newRiver(pool *pgxpool.Pool, schema, variant string, work workFunc, logger *slog.Logger) (*riverSystem, error) {
+	workers := river.NewWorkers()
+	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[noopArgs]) error {
+		return work(ctx, job.ID)
+	}))
+	cfg := &river.Config{
+		Schema:  schema,
+		Logger:  logger,
+		Queues:  map[string]river.QueueConfig{queue: {MaxWorkers: defaultWorkers}},
+		Workers: workers,
+	}
+	switch variant {
+	case variantTuned:
+		cfg.Queues = map[string]river.QueueConfig{queue: {MaxWorkers: riverTunedWorkers}}
+		cfg.FetchCooldown = riverTunedCooldown
+		cfg.FetchPollInterval = riverTunedPoll
+	case variantDefaults:
+	default:
+		return nil, fmt.Errorf("unknown River variant %q", variant)
+	}
+	c, err := river.NewClient(riverpgxv5.New(pool), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &riverSystem{c: c}, nil
+}
+
+func (r *riverSystem) Start(ctx context.Context) error { return r.c.Start(ctx) }
+func (r *riverSystem) Stop(ctx context.Context) error  { return r.c.Stop(ctx) }
+
+func (r *riverSystem) Insert(ctx context.Context, args noopArgs) (int64, error) {
+	res, err := r.c.Insert(ctx, args, nil)
+	if err != nil {
+		return 0, err
+	}
+	return res.Job.ID, nil
+}
+
+func (r *riverSystem) InsertMany(ctx context.Context, args []noopArgs) ([]int64, error) {
+	params := make([]river.InsertManyParams, len(args))
+	for i, a := range args {
+		params[i] = river.InsertManyParams{Args: a}
+	}
+	res, err := r.c.InsertMany(ctx, params)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(res))
+	for i, x := range res {
+		ids[i] = x.Job.ID
+	}
+	return ids, nil
+}
+
+func (r *riverSystem) InsertManyFast(ctx context.Context, args []noopArgs) (int, error) {
+	params := make([]river.InsertManyParams, len(args))
+	for i, a := range args {
+		params[i] = river.InsertManyParams{Args: a}
+	}
+	return r.c.InsertManyFast(ctx, params)
+}
