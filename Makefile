@@ -8,7 +8,7 @@ STATICCHECK_VERSION ?= v0.8.2
 MODULES := $(patsubst %/,%,$(dir $(wildcard go.mod */go.mod)))
 ENSURE_PG := bash scripts/ensure-postgres.sh
 
-.PHONY: all test demo bench lint db-up db-down ensure-postgres
+.PHONY: all test test-faults soak fuzz demo bench lint db-up db-down ensure-postgres
 
 all: test
 
@@ -18,10 +18,37 @@ ensure-postgres:
 	@$(ENSURE_PG)
 
 ## test: go vet and the race-enabled tests of every module, on a real Postgres
+## (with the fault suite at reduced sizes), then short fuzz runs
 test: ensure-postgres
 	@set -e; for m in $(MODULES); do \
 		echo "== $$m: go vet"; (cd $$m && $(GO) vet ./...); \
-		echo "== $$m: go test -race"; (cd $$m && $(GO) test -race -timeout 20m ./...); \
+		echo "== $$m: go test -race"; (cd $$m && $(GO) test -race -count=1 -timeout 20m ./...); \
+	done
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=30000x
+
+## test-faults: the fault suite at full sizes (20,000 jobs, 500 workers per
+## scenario; prints its summary table), then the fuzz tests
+test-faults: ensure-postgres
+	cd faults && MILLRACE_FAULTS=full $(GO) test -race -count=1 -timeout 60m
+	@$(MAKE) --no-print-directory fuzz
+
+## soak: scenarios 1, 4 and 6 of the fault suite in a loop for DURATION
+## (default 10m), at SIZES (full or reduced; default full)
+DURATION ?= 10m
+SIZES ?= full
+soak: ensure-postgres
+	cd faults && MILLRACE_FAULTS=$(SIZES) MILLRACE_FAULTS_SOAK=$(DURATION) $(GO) test -race -count=1 -timeout 0 -run '^TestFaults$$'
+
+## fuzz: each fuzz test for FUZZTIME runs (default 200000x) on top of its
+## committed seeds. A count rather than a duration: Go 1.26's fuzz
+## coordinator can fail a duration-bound run with a spurious "context
+## deadline exceeded" as the time runs out (golang/go#75804).
+FUZZTIME ?= 200000x
+FUZZ_TARGETS := ./internal/uniquekey:FuzzKey ./client:FuzzArgsDecode ./faults:FuzzParseCron ./faults:FuzzPeriodicInterval
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
 
 ## demo: migrate a demo schema, insert and work jobs, with progress output

@@ -143,10 +143,14 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 	// The maintainer subscribes to the elector before it can win.
 	background = append(background, c.maintainer, c.elector)
 	c.producers = map[string]*producer.Producer{}
+	// Producers fetch only the kinds this client has workers for: another
+	// client (millrace or River) sharing the database may work the others.
+	kinds := c.config.Workers.kinds()
+	slices.Sort(kinds)
 	for _, name := range slices.Sorted(maps.Keys(c.config.Queues)) {
 		q := c.config.Queues[name]
 		p, err := producer.New(exec, &producer.Config{
-			Queue: name, MaxWorkers: q.MaxWorkers, Schema: c.config.Schema, ClientID: c.config.ID,
+			Queue: name, MaxWorkers: q.MaxWorkers, Schema: c.config.Schema, ClientID: c.config.ID, Kinds: kinds,
 			Logger: c.config.Logger, Notifier: c.notifier, FetchCooldown: c.config.FetchCooldown,
 			FetchPollInterval: c.config.FetchPollInterval, WorkCtx: workCtx, Work: c.workJob,
 			OnPaused: func(paused bool) {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/driver/pgxv5"
 	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/millracetype"
 )
@@ -171,8 +172,9 @@ type unknownArgs struct{}
 
 func (unknownArgs) Kind() string { return "nobody_works_this" }
 
-// TestUnknownKindAndBadArgs: a job no worker knows, and one whose args do
-// not decode, each get an error recorded and are retried; others flow.
+// TestUnknownKindAndBadArgs: a job no worker knows is left alone for a
+// client that has a worker for it (not fetched, not discarded); one whose
+// args do not decode gets an error recorded and is retried; others flow.
 func TestUnknownKindAndBadArgs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -192,13 +194,38 @@ func TestUnknownKindAndBadArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, db, good.Job.ID, millracetype.JobStateCompleted)
-	u := waitJob(t, db, unknown.Job.ID, "errored", func(j *millracetype.JobRow) bool { return len(j.Errors) > 0 })
-	if !strings.Contains(u.Errors[0].Error, `job kind "nobody_works_this" is not registered`) || u.State.Finalized() {
-		t.Errorf("unknown kind: state %s errors %v", u.State, u.Errors)
-	}
 	b := waitJob(t, db, bad.ID, "errored", func(j *millracetype.JobRow) bool { return len(j.Errors) > 0 })
 	if !strings.Contains(b.Errors[0].Error, "decode args") || b.State.Finalized() {
 		t.Errorf("bad args: state %s errors %v", b.State, b.Errors)
+	}
+	// The unknown one, inserted first, was passed over: never fetched.
+	if u := db.Job(t, unknown.Job.ID); u.State != millracetype.JobStateAvailable || u.Attempt != 0 || len(u.Errors) != 0 {
+		t.Errorf("unknown kind: state %s attempt %d errors %v; want it left available and untouched", u.State, u.Attempt, u.Errors)
+	}
+	// A client that has the worker works it.
+	knows := NewWorkers()
+	AddWorker(knows, WorkFunc(func(ctx context.Context, job *Job[unknownArgs]) error { return nil }))
+	start(t, newClient(t, db, &Config{Queues: oneQueue(1), Workers: knows}))
+	waitState(t, db, unknown.Job.ID, millracetype.JobStateCompleted)
+}
+
+// TestUnknownKindNeverDiscarded: a job of a kind the client has no worker
+// for, if it reaches Work anyway (a client working every kind, as one with
+// no workers at all does), gets an error recorded, its attempt given back
+// and a retry, even when out of attempts: another client may know it.
+func TestUnknownKindNeverDiscarded(t *testing.T) {
+	t.Parallel()
+	c, err := New(pgxv5.New(nil), &Config{Workers: NewWorkers()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := &millracetype.JobRow{ID: 7, Kind: "nobody_works_this", Attempt: 1, MaxAttempts: 1, Args: []byte(`{}`)}
+	s, kind := c.execute(context.Background(), row, time.Now())
+	if s.State.Finalized() || !s.AttemptDecrement || s.Error == nil || s.ScheduledAt == nil || kind != EventKindJobFailed {
+		t.Fatalf("outcome %+v (%s); want a retry with the attempt given back and an error", s, kind)
+	}
+	if !strings.Contains(s.Error.Error, `job kind "nobody_works_this" is not registered`) {
+		t.Errorf("error %q", s.Error.Error)
 	}
 }
 

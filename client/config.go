@@ -35,7 +35,10 @@ type Config struct {
 	// insert-only client.
 	Queues map[string]QueueConfig
 
-	// Workers run jobs by kind. Required when Queues is set.
+	// Workers run jobs by kind. Required when Queues is set. The client
+	// fetches only jobs of the kinds registered here when it starts; jobs
+	// of other kinds are left for the clients (millrace or River) that
+	// work them.
 	Workers *Workers
 
 	// FetchCooldown is the window in which this client sends at most one

@@ -36,6 +36,9 @@ type jobMeta struct {
 func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 	start := c.config.clock()
 	outcome, kind := c.execute(ctx, row, start)
+	// The outcome is for this attempt only: if the job was rescued and runs
+	// again elsewhere by the time it is written, it must not touch that run.
+	outcome.Attempt = row.Attempt
 	stats := &JobStatistics{RunDuration: c.config.clock().Sub(start)}
 	if row.AttemptedAt != nil {
 		stats.QueueWaitDuration = row.AttemptedAt.Sub(row.ScheduledAt)
@@ -60,8 +63,7 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, start time.Time) (*driver.JobSetState, EventKind) {
 	info := c.config.Workers.lookup(row.Kind)
 	if info == nil {
-		// Another client may know the kind: record and retry, never discard.
-		return c.failed(row, start, fmt.Errorf("job kind %q is not registered in client %s", row.Kind, c.config.ID), "", nil, nil, nil)
+		return c.unknownKind(row, start), EventKindJobFailed
 	}
 	unit, err := info.unit(row)
 	if err != nil {
@@ -77,7 +79,7 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 	if timeout > 0 {
 		jobCtx, cancel = context.WithTimeout(jobCtx, timeout)
 	}
-	workErr, panicVal, trace := c.runWorker(jobCtx, row, unit)
+	panicVal, trace, workErr := c.runWorker(jobCtx, row, unit)
 	cancel()
 	updates := metadataUpdates(jobCtx)
 
@@ -130,7 +132,7 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 }
 
 // runWorker calls the worker through the middleware, recovering a panic.
-func (c *Client[TTx]) runWorker(ctx context.Context, row *millracetype.JobRow, unit workUnit) (err error, panicVal any, trace string) {
+func (c *Client[TTx]) runWorker(ctx context.Context, row *millracetype.JobRow, unit workUnit) (panicVal any, trace string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			panicVal, trace = r, stackTrace(3)
@@ -144,7 +146,7 @@ func (c *Client[TTx]) runWorker(ctx context.Context, row *millracetype.JobRow, u
 		mw, inner := c.config.WorkerMiddleware[i], next
 		next = func(ctx context.Context) error { return mw.Work(ctx, row, inner) }
 	}
-	return next(ctx), nil, ""
+	return nil, "", next(ctx)
 }
 
 // stackTrace renders the current goroutine's stack, one "func\n\tfile:line\n"
@@ -182,9 +184,8 @@ func (c *Client[TTx]) cancelled(row *millracetype.JobRow, start time.Time, msg s
 }
 
 // failed records an error and decides between retry and discard: the
-// error handler may cancel the job; otherwise the worker's NextRetry (unit
-// may be nil when the job could not be decoded), else the retry policy,
-// else the default policy chooses the time.
+// error handler may cancel the job; a job out of attempts is discarded;
+// otherwise scheduleRetry chooses the time.
 func (c *Client[TTx]) failed(row *millracetype.JobRow, start time.Time, err error, trace string, res *ErrorHandlerResult, unit workUnit, updates [][]byte) (*driver.JobSetState, EventKind) {
 	if res != nil && res.SetCancelled {
 		return c.cancelled(row, start, err.Error(), updates), EventKindJobCancelled
@@ -197,6 +198,27 @@ func (c *Client[TTx]) failed(row *millracetype.JobRow, start time.Time, err erro
 		s.State, s.FinalizedAt = millracetype.JobStateDiscarded, &now
 		return s, EventKindJobFailed
 	}
+	c.scheduleRetry(s, row, unit, now)
+	return s, EventKindJobFailed
+}
+
+// unknownKind is the outcome of a job whose kind has no worker in this
+// client. Another client may have one, so the job is never discarded: the
+// error is recorded, the attempt given back (this client could not try
+// the job), and the job retried at the retry policy's time, whatever its
+// max_attempts.
+func (c *Client[TTx]) unknownKind(row *millracetype.JobRow, start time.Time) *driver.JobSetState {
+	s := &driver.JobSetState{ID: row.ID, AttemptDecrement: true,
+		Error: &millracetype.AttemptError{At: start.UTC(), Attempt: row.Attempt,
+			Error: fmt.Sprintf("job kind %q is not registered in client %s", row.Kind, c.config.ID)}}
+	c.scheduleRetry(s, row, nil, c.config.clock().UTC())
+	return s
+}
+
+// scheduleRetry sets a failed job's next run: the worker's NextRetry (unit
+// may be nil when the job could not be decoded), else the retry policy,
+// else the default policy chooses the time; due soon means available.
+func (c *Client[TTx]) scheduleRetry(s *driver.JobSetState, row *millracetype.JobRow, unit workUnit, now time.Time) {
 	var next time.Time
 	if unit != nil {
 		next = c.safeUnitNextRetry(row, unit)
@@ -213,7 +235,6 @@ func (c *Client[TTx]) failed(row *millracetype.JobRow, start time.Time, err erro
 	if next.Sub(now) <= soonHorizon {
 		s.State = millracetype.JobStateAvailable
 	}
-	return s, EventKindJobFailed
 }
 
 func (c *Client[TTx]) safeNextRetry(row *millracetype.JobRow) (t time.Time) {

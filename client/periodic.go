@@ -38,7 +38,14 @@ func (s intervalSchedule) Next(t time.Time) time.Time {
 // ParseCron parses a standard five-field cron expression ("*/5 * * * *",
 // "0 3 * * MON") or a descriptor ("@hourly", "@daily", "@every 10m"), in
 // UTC unless it starts with "CRON_TZ=<zone> ".
-func ParseCron(expr string) (PeriodicSchedule, error) {
+func ParseCron(expr string) (_ PeriodicSchedule, err error) {
+	// The parser panics on some malformed input ("CRON_TZ=UTC" with no
+	// fields slices out of range): that is an invalid expression too.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: cron expression %q: malformed (%v)", ErrInvalidArgs, expr, r)
+		}
+	}()
 	s, err := cron.ParseStandard(expr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: cron expression %q: %w", ErrInvalidArgs, expr, err)

@@ -119,8 +119,15 @@ func AddWorkerSafely[T JobArgs](workers *Workers, worker Worker[T]) error {
 	if err != nil {
 		return fmt.Errorf("add worker for %T: %w", zero, err)
 	}
-	info := &workerInfo{kind: kind, unit: func(row *millracetype.JobRow) (workUnit, error) {
+	info := &workerInfo{kind: kind, unit: func(row *millracetype.JobRow) (_ workUnit, err error) {
 		var args T
+		// An args type's own UnmarshalJSON may panic on bad input: that
+		// is this job's decode error, not a crash of the client.
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("decode args of job %d (kind %q) into %T: panic: %v", row.ID, row.Kind, args, r)
+			}
+		}()
 		if err := json.Unmarshal(row.Args, &args); err != nil {
 			return nil, fmt.Errorf("decode args of job %d (kind %q) into %T: %w", row.ID, row.Kind, args, err)
 		}

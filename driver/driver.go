@@ -339,11 +339,16 @@ type JobGetAvailableParams struct {
 	// Now replaces the database's now() as the due horizon and
 	// attempted_at when set (tests with a shifted clock).
 	Now *time.Time
+	// Kinds, when not empty, limits the fetch to jobs of these kinds (the
+	// kinds the client has workers for), leaving the others for clients
+	// that have workers for them.
+	Kinds []string
 }
 
-// JobSetState is the outcome of one job. Only a row still running is moved;
-// for any other row only MetadataUpdates are merged (a late completion after
-// a rescue or a cancel changes nothing else).
+// JobSetState is the outcome of one job. Only a row still running is moved
+// (and, when Attempt is set, running that attempt); for any other row only
+// MetadataUpdates are merged (a late completion after a rescue or a cancel
+// changes nothing else).
 //
 // If the row's metadata has cancel_attempted_at and State is available,
 // retryable or scheduled (a retryable error, a snooze or a soft stop), the
@@ -366,6 +371,12 @@ type JobSetState struct {
 	SnoozeIncrement bool
 	// MetadataUpdates is a JSON object merged top-level into metadata.
 	MetadataUpdates []byte
+	// Attempt, when not 0, is the attempt this outcome is for (the job's
+	// Attempt as fetched): the row is moved only while it still runs that
+	// attempt. An attempt that was rescued, and whose job was fetched
+	// again since, must not overwrite the new run's row when its outcome
+	// arrives late. 0 matches any running attempt.
+	Attempt int
 }
 
 // JobSetStateIfRunningManyParams is a batch of outcomes.
@@ -494,6 +505,11 @@ type JobRescue struct {
 type JobRescueManyParams struct {
 	Schema string
 	Jobs   []*JobRescue
+	// StuckHorizon, when set, is the horizon the jobs were found stuck
+	// with (JobGetStuckParams.StuckHorizon): a job attempted since then
+	// (it finished and was fetched again after JobGetStuck read it) is
+	// left alone.
+	StuckHorizon *time.Time
 }
 
 // JobDeleteBeforeParams deletes finalized jobs finalized before each state's

@@ -91,8 +91,9 @@ func (r *Rescuer) pass(ctx context.Context) error {
 	var afterID int64
 	for {
 		now := r.cfg.Now().UTC()
+		horizon := now.Add(-r.cfg.RescueAfter)
 		stuck, err := r.exec.JobGetStuck(ctx, &driver.JobGetStuckParams{Schema: r.cfg.Schema,
-			StuckHorizon: now.Add(-r.cfg.RescueAfter), Max: r.cfg.Batch})
+			StuckHorizon: horizon, Max: r.cfg.Batch})
 		if err != nil {
 			return fmt.Errorf("find stuck jobs: %w", err)
 		}
@@ -106,7 +107,9 @@ func (r *Rescuer) pass(ctx context.Context) error {
 			}
 		}
 		if len(rescues) > 0 {
-			n, err := r.exec.JobRescueMany(ctx, &driver.JobRescueManyParams{Schema: r.cfg.Schema, Jobs: rescues})
+			// The horizon again: a job that finished and was fetched again
+			// since it was read is not stuck.
+			n, err := r.exec.JobRescueMany(ctx, &driver.JobRescueManyParams{Schema: r.cfg.Schema, Jobs: rescues, StuckHorizon: &horizon})
 			if err != nil {
 				return fmt.Errorf("rescue %d stuck jobs: %w", len(rescues), err)
 			}

@@ -95,6 +95,20 @@ func (s *suite[TTx]) testJobGetAvailable(t *testing.T) {
 		requireIDs(t, e.fetch(t, "default", 2), ids[4:], "third fetch of 2")
 	})
 
+	// With Kinds, only jobs of those kinds are fetched; the others are left
+	// untouched for clients that work them.
+	s.run(t, "Kinds", func(t *testing.T, e *env[TTx]) {
+		other := e.insertFull(t, &driver.JobInsertFullParams{Kind: "kind_other"})
+		mine := e.insertFull(t, &driver.JobInsertFullParams{Kind: "kind_mine"})
+		also := e.insertFull(t, &driver.JobInsertFullParams{Kind: "kind_also"})
+		jobs, err := e.exec.JobGetAvailable(e.ctx, &driver.JobGetAvailableParams{Schema: e.schema, Queue: "default", Max: 10,
+			ClientID: clientID, Kinds: []string{"kind_mine", "kind_also"}})
+		requireNoError(t, err, "JobGetAvailable with kinds")
+		requireIDs(t, jobs, []int64{mine.ID, also.ID}, "jobs fetched")
+		requireSameJob(t, e.getJob(t, other.ID), other, "job of another kind")
+		requireIDs(t, e.fetch(t, "default", 10), []int64{other.ID}, "jobs fetched without kinds")
+	})
+
 	s.run(t, "Now", func(t *testing.T, e *env[TTx]) {
 		later := now().Add(time.Hour)
 		job := e.insertFull(t, &driver.JobInsertFullParams{ScheduledAt: &later})
@@ -464,5 +478,67 @@ func (s *suite[TTx]) testJobSetStateIfRunningMany(t *testing.T) {
 		rows, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema})
 		requireNoError(t, err, "JobSetStateIfRunningMany of nothing")
 		requireEqual(t, len(rows), 0, "changed rows")
+	})
+
+	// An outcome that names its attempt moves the row only while it runs
+	// that attempt: the late outcome of an attempt that was rescued, the
+	// job fetched again since, leaves the new run alone (but for metadata
+	// updates, merged as for any row that is not running).
+	s.run(t, "AttemptFence", func(t *testing.T, e *env[TTx]) {
+		p := running(now())
+		p.Attempt = 2
+		job := e.insertFull(t, p)
+		set := func(o *driver.JobSetState) {
+			t.Helper()
+			o.ID = job.ID
+			_, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema, Jobs: []*driver.JobSetState{o}})
+			requireNoError(t, err, "JobSetStateIfRunningMany")
+		}
+		set(&driver.JobSetState{State: millracetype.JobStateRetryable, ScheduledAt: ptr(now()), Attempt: 1,
+			Error: &millracetype.AttemptError{At: now(), Attempt: 1, Error: "late"}, AttemptDecrement: true})
+		requireSameJob(t, e.getJob(t, job.ID), job, "job running attempt 2 after attempt 1's late outcome")
+		set(&driver.JobSetState{State: millracetype.JobStateCompleted, FinalizedAt: ptr(now()), Attempt: 1,
+			MetadataUpdates: []byte(`{"output":"late"}`)})
+		got := e.getJob(t, job.ID)
+		requireEqual(t, got.State, millracetype.JobStateRunning, "state after a late outcome with metadata updates")
+		requireJSON(t, got.Metadata, map[string]any{"output": "late"}, "metadata after a late outcome with metadata updates")
+		set(&driver.JobSetState{State: millracetype.JobStateCompleted, FinalizedAt: ptr(now()), Attempt: 2})
+		requireEqual(t, e.getJob(t, job.ID).State, millracetype.JobStateCompleted, "state after the running attempt's outcome")
+
+		other := e.insertFull(t, running(now()))
+		_, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema, Jobs: []*driver.JobSetState{
+			{ID: other.ID, State: millracetype.JobStateCompleted, FinalizedAt: ptr(now())}}})
+		requireNoError(t, err, "JobSetStateIfRunningMany")
+		requireEqual(t, e.getJob(t, other.ID).State, millracetype.JobStateCompleted, "state after an outcome without an attempt")
+	})
+
+	// Metadata written by hand may hold anything: the batch is still
+	// written, and metadata with nothing to merge is left as it is.
+	s.run(t, "OddMetadata", func(t *testing.T, e *env[TTx]) {
+		var jobs []*millracetype.JobRow
+		for _, meta := range []string{`{"snoozes":"many"}`, `{"snoozes":{"n":1}}`, `{"snoozes":2.7}`, `[1,2]`, `"text"`, `null`, `42`} {
+			p := running(now())
+			p.Metadata = []byte(meta)
+			jobs = append(jobs, e.insertFull(t, p))
+		}
+		var outcomes []*driver.JobSetState
+		for i, job := range jobs {
+			if i < 3 {
+				outcomes = append(outcomes, &driver.JobSetState{ID: job.ID, State: millracetype.JobStateAvailable,
+					ScheduledAt: ptr(now()), AttemptDecrement: true, SnoozeIncrement: true})
+			} else {
+				outcomes = append(outcomes, &driver.JobSetState{ID: job.ID, State: millracetype.JobStateCompleted, FinalizedAt: ptr(now())})
+			}
+		}
+		rows, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema, Jobs: outcomes})
+		requireNoError(t, err, "JobSetStateIfRunningMany with odd metadata")
+		requireEqual(t, len(rows), len(jobs), "changed rows")
+		for i, want := range []string{`{"snoozes":1}`, `{"snoozes":1}`, `{"snoozes":3}`, `[1,2]`, `"text"`, `null`, `42`} {
+			var w any
+			if err := json.Unmarshal([]byte(want), &w); err != nil {
+				t.Fatal(err)
+			}
+			requireJSON(t, e.getJob(t, jobs[i].ID).Metadata, w, "metadata "+want)
+		}
 	})
 }

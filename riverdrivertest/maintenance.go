@@ -246,6 +246,43 @@ func (s *suite[TTx]) testJobRescueMany(t *testing.T) {
 		requireEqual(t, got.Errors[1].Attempt, 2, "attempt of the second error")
 	})
 
+	// A job attempted after the horizon it was found stuck with finished
+	// and was fetched again meanwhile: it is not stuck.
+	s.run(t, "StuckHorizon", func(t *testing.T, e *env[TTx]) {
+		horizon := now().Add(-time.Hour)
+		stuck := e.insertFull(t, running(horizon.Add(-time.Minute)))
+		again := e.insertFull(t, running(now()))
+		rescue := func(id int64) *driver.JobRescue {
+			return &driver.JobRescue{ID: id, State: millracetype.JobStateRetryable, ScheduledAt: now(),
+				Error: millracetype.AttemptError{At: now(), Attempt: 1, Error: "Stuck job rescued by JobRescuer"}}
+		}
+		n, err := e.exec.JobRescueMany(e.ctx, &driver.JobRescueManyParams{Schema: e.schema, StuckHorizon: &horizon,
+			Jobs: []*driver.JobRescue{rescue(stuck.ID), rescue(again.ID)}})
+		requireNoError(t, err, "JobRescueMany")
+		requireEqual(t, n, 1, "rescued jobs")
+		requireEqual(t, e.getJob(t, stuck.ID).State, millracetype.JobStateRetryable, "state of the stuck job")
+		requireSameJob(t, e.getJob(t, again.ID), again, "job attempted after the horizon")
+	})
+
+	// Metadata written by hand may hold anything under river:rescue_count:
+	// the batch is still rescued.
+	s.run(t, "OddRescueCount", func(t *testing.T, e *env[TTx]) {
+		var jobs []*driver.JobRescue
+		for _, meta := range []string{`{"river:rescue_count":"x"}`, `{"river:rescue_count":[1]}`, `{"river:rescue_count":1}`} {
+			p := running(now().Add(-time.Hour))
+			p.Metadata = []byte(meta)
+			job := e.insertFull(t, p)
+			jobs = append(jobs, &driver.JobRescue{ID: job.ID, State: millracetype.JobStateRetryable, ScheduledAt: now(),
+				Error: millracetype.AttemptError{At: now(), Attempt: 1, Error: "Stuck job rescued by JobRescuer"}})
+		}
+		n, err := e.exec.JobRescueMany(e.ctx, &driver.JobRescueManyParams{Schema: e.schema, Jobs: jobs})
+		requireNoError(t, err, "JobRescueMany with odd rescue counts")
+		requireEqual(t, n, 3, "rescued jobs")
+		for i, want := range []float64{1, 1, 2} {
+			requireJSON(t, e.getJob(t, jobs[i].ID).Metadata, map[string]any{"river:rescue_count": want}, "metadata")
+		}
+	})
+
 	s.run(t, "InvalidInput", func(t *testing.T, e *env[TTx]) {
 		job := e.insertFull(t, running(now().Add(-time.Hour)))
 		_, err := e.exec.JobRescueMany(e.ctx, &driver.JobRescueManyParams{Schema: e.schema, Jobs: []*driver.JobRescue{

@@ -20,6 +20,7 @@ var sqlJobGetAvailable = `
 WITH locked AS (
     SELECT id FROM {{schema}}river_job
     WHERE state = 'available' AND queue = $1 AND scheduled_at <= coalesce($2::timestamptz, now())
+        AND ($5::text[] IS NULL OR kind = ANY($5::text[]))
     ORDER BY priority, scheduled_at, id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -40,47 +41,69 @@ func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailabl
 	if p.Max <= 0 {
 		return nil, nil
 	}
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetAvailable), p.Queue, p.Now, p.Max, p.ClientID)
+	var kinds []string
+	if len(p.Kinds) > 0 {
+		kinds = p.Kinds
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetAvailable), p.Queue, p.Now, p.Max, p.ClientID, kinds)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, scanJob)
 }
 
+// metadataCount is the SQL for a counter kept in a metadata key (snoozes,
+// river:rescue_count): the key's value when it is a JSON number (whole part),
+// else 0. A row whose metadata holds something else there (a string, an
+// object, metadata that is not an object at all) must not fail the
+// statement, which writes a whole batch of jobs.
+func metadataCount(metadata, key string) string {
+	return "(CASE WHEN jsonb_typeof(" + metadata + " -> '" + key + "') = 'number' THEN trunc((" +
+		metadata + " ->> '" + key + "')::numeric) ELSE 0 END)"
+}
+
 // The completer's statement. Conditions read the row version being updated
 // (not a snapshot taken earlier), so a job rescued or cancelled meanwhile is
-// judged as it is now.
-var sqlJobSetStateIfRunningMany = `
+// judged as it is now. A row is the outcome's own ("ours") while it runs the
+// outcome's attempt (any attempt when the outcome gives none).
+var sqlJobSetStateIfRunningMany = strings.ReplaceAll(`
 UPDATE {{schema}}river_job AS j SET
     state = CASE
-        WHEN j.state <> 'running' THEN j.state
+        WHEN NOT {{ours}} THEN j.state
         WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN 'cancelled'
         ELSE u.state::{{schema}}river_job_state END,
     finalized_at = CASE
-        WHEN j.state <> 'running' THEN j.finalized_at
+        WHEN NOT {{ours}} THEN j.finalized_at
         WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN now()
         ELSE u.finalized_at END,
     scheduled_at = CASE
-        WHEN j.state <> 'running' OR u.scheduled_at IS NULL THEN j.scheduled_at
+        WHEN NOT {{ours}} OR u.scheduled_at IS NULL THEN j.scheduled_at
         WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN j.scheduled_at
         ELSE u.scheduled_at END,
     attempt = CASE
-        WHEN j.state = 'running' AND u.attempt_decrement
+        WHEN {{ours}} AND u.attempt_decrement
             AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at')
         THEN greatest(j.attempt - 1, 0)
         ELSE j.attempt END,
-    errors = CASE WHEN j.state = 'running' AND u.error IS NOT NULL
+    errors = CASE WHEN {{ours}} AND u.error IS NOT NULL
         THEN array_append(j.errors, u.error::jsonb) ELSE j.errors END,
-    metadata = j.metadata || coalesce(u.metadata_updates::jsonb, '{}'::jsonb) || CASE
-        WHEN j.state = 'running' AND u.snooze_increment
-            AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at')
-        THEN jsonb_build_object('snoozes', coalesce((j.metadata ->> 'snoozes')::integer, 0) + 1)
-        ELSE '{}'::jsonb END
+    metadata = CASE
+        -- Nothing to merge: leave the metadata as it is (concatenating an
+        -- empty object would wrap metadata that is not an object in an array).
+        WHEN u.metadata_updates IS NULL AND NOT ({{ours}} AND u.snooze_increment
+            AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at'))
+        THEN j.metadata
+        ELSE j.metadata || coalesce(u.metadata_updates::jsonb, '{}'::jsonb) || CASE
+            WHEN {{ours}} AND u.snooze_increment
+                AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at')
+            THEN jsonb_build_object('snoozes', `+metadataCount("j.metadata", "snoozes")+` + 1)
+            ELSE '{}'::jsonb END
+        END
 FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::boolean[],
-        $7::boolean[], $8::text[])
-    AS u(id, state, finalized_at, scheduled_at, error, attempt_decrement, snooze_increment, metadata_updates)
-WHERE j.id = u.id AND (j.state = 'running' OR u.metadata_updates IS NOT NULL)
-RETURNING ` + jobColsJ
+        $7::boolean[], $8::text[], $9::integer[])
+    AS u(id, state, finalized_at, scheduled_at, error, attempt_decrement, snooze_increment, metadata_updates, attempt)
+WHERE j.id = u.id AND ({{ours}} OR u.metadata_updates IS NOT NULL)
+RETURNING `+jobColsJ, "{{ours}}", "(j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt))")
 
 func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error) {
 	n := len(p.Jobs)
@@ -96,6 +119,7 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		attemptDecrement = make([]bool, n)
 		snoozeIncrement  = make([]bool, n)
 		metadataUpdates  = make([]*string, n)
+		attempts         = make([]int32, n)
 	)
 	for i, j := range p.Jobs {
 		if !j.State.Valid() {
@@ -121,9 +145,10 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 			s := string(j.MetadataUpdates)
 			metadataUpdates[i] = &s
 		}
+		attempts[i] = int32(j.Attempt)
 	}
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningMany),
-		ids, states, finalizedAt, scheduledAt, errs, attemptDecrement, snoozeIncrement, metadataUpdates)
+		ids, states, finalizedAt, scheduledAt, errs, attemptDecrement, snoozeIncrement, metadataUpdates, attempts)
 	if err != nil {
 		return nil, err
 	}
@@ -415,11 +440,10 @@ UPDATE {{schema}}river_job AS j SET
     scheduled_at = u.scheduled_at,
     finalized_at = u.finalized_at,
     errors = array_append(j.errors, u.error::jsonb),
-    metadata = j.metadata || jsonb_build_object('river:rescue_count',
-        coalesce((j.metadata ->> 'river:rescue_count')::integer, 0) + 1)
+    metadata = j.metadata || jsonb_build_object('river:rescue_count', ` + metadataCount("j.metadata", "river:rescue_count") + ` + 1)
 FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[])
     AS u(id, state, scheduled_at, finalized_at, error)
-WHERE j.id = u.id AND j.state = 'running'`
+WHERE j.id = u.id AND j.state = 'running' AND ($6::timestamptz IS NULL OR j.attempted_at < $6::timestamptz)`
 
 func (e *executor) JobRescueMany(ctx context.Context, p *driver.JobRescueManyParams) (int, error) {
 	n := len(p.Jobs)
@@ -441,7 +465,7 @@ func (e *executor) JobRescueMany(ctx context.Context, p *driver.JobRescueManyPar
 		}
 		ids[i], states[i], scheduledAt[i], finalizedAt[i], errs[i] = j.ID, string(j.State), j.ScheduledAt, j.FinalizedAt, s
 	}
-	tag, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobRescueMany), ids, states, scheduledAt, finalizedAt, errs)
+	tag, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobRescueMany), ids, states, scheduledAt, finalizedAt, errs, p.StuckHorizon)
 	if err != nil {
 		return 0, err
 	}

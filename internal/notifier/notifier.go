@@ -62,6 +62,14 @@ const (
 	// backoffMin and backoffMax bound DefaultReconnectBackoff.
 	backoffMin = 100 * time.Millisecond
 	backoffMax = 10 * time.Second
+
+	// stableConnection is how long a connection must have stayed up for
+	// the reconnection backoff to start over at the first attempt. A
+	// connection lost sooner (a server or proxy that keeps cutting it)
+	// continues the backoff where the last reconnection left it, so a
+	// flapping connection is retried less and less often instead of every
+	// 100 ms.
+	stableConnection = backoffMax
 )
 
 // Config configures a Notifier. The zero value (or a nil *Config) gives the
@@ -79,7 +87,9 @@ type Config struct {
 	Logger *slog.Logger
 
 	// ReconnectBackoff returns how long to wait before reconnection attempt
-	// number attempt (1 for the first attempt after a connection was lost).
+	// number attempt (1 for the first attempt after a connection that had
+	// stayed up for 10 s or more was lost; a connection lost sooner than
+	// that continues the count of the reconnection that made it).
 	// Values below 10 ms are raised to 10 ms. Default:
 	// DefaultReconnectBackoff, exponential from 100 ms to 10 s with jitter.
 	ReconnectBackoff func(attempt int) time.Duration
@@ -230,7 +240,9 @@ func (n *Notifier) run(ctx context.Context, listener driver.Listener, listened m
 	// and status change is delivered before Stop returns.
 	defer d.closeAndWait()
 
+	attempts := 0 // reconnection attempts since the connection was last stable
 	for {
+		upSince := time.Now()
 		err := n.serve(ctx, listener, listened, d)
 		if ctx.Err() == nil {
 			n.logger.Warn("notifier: listener connection lost; reconnecting", "schema", n.schema, "error", err)
@@ -241,7 +253,10 @@ func (n *Notifier) run(ctx context.Context, listener driver.Listener, listened m
 			return
 		}
 
-		listener, listened = n.reconnect(ctx)
+		if time.Since(upSince) >= stableConnection {
+			attempts = 0
+		}
+		listener, listened, attempts = n.reconnect(ctx, attempts)
 		if listener == nil { // the service is stopping
 			n.setState(false, false, d)
 			return
@@ -386,25 +401,27 @@ func (n *Notifier) connect(ctx context.Context) (driver.Listener, map[string]boo
 }
 
 // reconnect tries to connect until it succeeds or the service context ends
-// (then it returns nil), waiting ReconnectBackoff before each attempt.
-func (n *Notifier) reconnect(ctx context.Context) (driver.Listener, map[string]bool) {
-	for attempt := 1; ; attempt++ {
+// (then it returns nil), waiting ReconnectBackoff before each attempt. The
+// attempts are numbered after the previous ones (see stableConnection); it
+// returns the number of the attempt that succeeded.
+func (n *Notifier) reconnect(ctx context.Context, previous int) (driver.Listener, map[string]bool, int) {
+	for attempt := previous + 1; ; attempt++ {
 		delay := max(n.backoff(attempt), minReconnectDelay)
 		timer := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, nil
+			return nil, nil, attempt
 		case <-timer.C:
 		}
 
 		listener, listened, err := n.connect(ctx)
 		if err == nil {
 			n.logger.Info("notifier: listener reconnected", "schema", n.schema, "attempt", attempt)
-			return listener, listened
+			return listener, listened, attempt
 		}
 		if ctx.Err() != nil {
-			return nil, nil
+			return nil, nil, attempt
 		}
 		n.logger.Warn("notifier: listener reconnection failed", "schema", n.schema, "attempt", attempt, "error", err)
 	}

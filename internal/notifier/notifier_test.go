@@ -425,6 +425,34 @@ func TestReconnectRetriesWithBackoff(t *testing.T) {
 	}
 }
 
+// TestFlappingConnectionBacksOff: a connection lost again soon after a
+// reconnection continues the backoff count where that reconnection left it,
+// instead of retrying at the first attempt's delay each time.
+func TestFlappingConnectionBacksOff(t *testing.T) {
+	t.Parallel()
+	attempts := make(chan int, 100)
+	e := newEnv(t, &Config{ReconnectBackoff: func(attempt int) time.Duration {
+		attempts <- attempt
+		return time.Millisecond // raised to the 10 ms minimum
+	}})
+	status := e.onStatus()
+	e.listen("t")
+	e.start()
+	status.expect(t, true)
+	for want := 1; want <= 3; want++ {
+		e.terminate(e.listenerPID())
+		status.expect(t, false, true)
+		select {
+		case got := <-attempts:
+			if got != want {
+				t.Fatalf("reconnection after loss %d used backoff attempt %d, want %d", want, got, want)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("no reconnection after loss %d", want)
+		}
+	}
+}
+
 func TestFailedPingCountsAsConnectionLoss(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &Config{PingInterval: 20 * time.Millisecond})

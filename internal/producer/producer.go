@@ -14,7 +14,11 @@
 //     MaxWorkers, at least one), so a busy queue is drained back to back
 //     without waiting for notifications;
 //   - every FetchPollInterval (plus up to 10% jitter), the fallback when
-//     notifications are off or lost.
+//     notifications are off or lost;
+//   - when the notifier's connection goes down or comes back (notifications
+//     may have been missed), at once; the control state (pause, cancels of
+//     running jobs) is read at once too, and from then on every 2 s while
+//     the connection is down.
 //
 // A failed fetch is logged and retried after a backoff; it never stops the
 // producer.
@@ -69,6 +73,10 @@ type Config struct {
 	Schema string
 	// ClientID is recorded in attempted_by.
 	ClientID string
+	// Kinds, when not empty, are the only kinds fetched: the ones the
+	// client has workers for. Jobs of other kinds are left for clients
+	// that can work them.
+	Kinds []string
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Notifier, when set, delivers insert and control notifications; nil
@@ -108,6 +116,9 @@ type Producer struct {
 	inserted chan struct{}
 	control  chan controlMessage
 	done     chan int64
+	// listenerChanged is signalled when the notifier's connection goes
+	// down or comes back.
+	listenerChanged chan struct{}
 
 	mu      sync.Mutex
 	running map[int64]context.CancelCauseFunc
@@ -145,12 +156,13 @@ func New(exec driver.Executor, cfg *Config) (*Producer, error) {
 		c.WorkCtx = context.Background()
 	}
 	return &Producer{
-		exec:     exec,
-		cfg:      c,
-		inserted: make(chan struct{}, 1),
-		control:  make(chan controlMessage, 64),
-		done:     make(chan int64, c.MaxWorkers),
-		running:  map[int64]context.CancelCauseFunc{},
+		exec:            exec,
+		cfg:             c,
+		inserted:        make(chan struct{}, 1),
+		control:         make(chan controlMessage, 64),
+		done:            make(chan int64, c.MaxWorkers),
+		listenerChanged: make(chan struct{}, 1),
+		running:         map[int64]context.CancelCauseFunc{},
 	}, nil
 }
 
@@ -169,12 +181,20 @@ func (p *Producer) Start(ctx context.Context) error {
 	p.setPaused(queue.PausedAt != nil)
 
 	var subs []*notifier.Subscription
+	stopStatus := func() {}
 	unsubscribe := func() {
+		stopStatus()
 		for _, s := range subs {
 			s.Unlisten(context.WithoutCancel(ctx))
 		}
 	}
 	if n := p.cfg.Notifier; n != nil {
+		stopStatus = n.OnStatus(func(bool) {
+			select {
+			case p.listenerChanged <- struct{}{}:
+			default:
+			}
+		})
 		for topic, fn := range map[string]func(string, string){
 			driver.TopicInsert:  p.onInsert,
 			driver.TopicControl: p.onControl,
@@ -374,6 +394,15 @@ func (p *Producer) run(ctx context.Context) {
 				p.setPaused(false)
 				wantFetch = true
 			}
+		case <-p.listenerChanged:
+			// The listener went down or came back: either way
+			// notifications may have been missed. Fetch and read the
+			// control state at once, then poll the control state at the
+			// interval that fits (2 s without a listener, 1 min with one)
+			// rather than finishing the interval of the old state.
+			wantFetch = true
+			p.pollControl(ctx)
+			controlPoll.Reset(p.controlPollInterval())
 		case <-controlPoll.C:
 			p.pollControl(ctx)
 			controlPoll.Reset(p.controlPollInterval())
@@ -397,7 +426,7 @@ func (p *Producer) fetch(ctx context.Context, limit int) (int, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
 	jobs, err := p.exec.JobGetAvailable(ctx, &driver.JobGetAvailableParams{
-		Schema: p.cfg.Schema, Queue: p.cfg.Queue, Max: limit, ClientID: p.cfg.ClientID})
+		Schema: p.cfg.Schema, Queue: p.cfg.Queue, Max: limit, ClientID: p.cfg.ClientID, Kinds: p.cfg.Kinds})
 	if err != nil {
 		return 0, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // fuzzArgs are the args values FuzzKey computes keys for; only their types
@@ -55,6 +56,17 @@ func FuzzKey(f *testing.F) {
 		if len(key) != 32 {
 			t.Fatalf("key length %d", len(key))
 		}
+		if again, err := Key(opts, "kind", encoded, args, "queue", nil, testNow); err != nil || !bytes.Equal(again, key) {
+			t.Fatalf("%q: a second Key gave %x, %v; the first %x", encoded, again, err, key)
+		}
+		if reordered, ok := reverseMembers(encoded); ok {
+			// The order of an object's members (with distinct keys) does
+			// not matter.
+			other, err := Key(opts, "kind", reordered, args, "queue", nil, testNow)
+			if err != nil || !bytes.Equal(other, key) {
+				t.Fatalf("%q gives key %x, its members reversed %q give %x (%v)", encoded, key, reordered, other, err)
+			}
+		}
 
 		canon, err := argsPart(t, encoded, args)
 		if err != nil {
@@ -87,4 +99,30 @@ func FuzzKey(f *testing.F) {
 			t.Fatalf("not idempotent: %q -> %q", canon, again)
 		}
 	})
+}
+
+// reverseMembers returns a JSON object with the members of encoded (a valid
+// JSON object) in reverse order, when its keys are distinct valid UTF-8
+// (with duplicates, which one counts depends on the order).
+func reverseMembers(encoded []byte) ([]byte, bool) {
+	trimmed := bytes.Trim(encoded, " \t\n\r")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, false
+	}
+	var members [][]byte
+	seen := map[string]bool{}
+	distinct := true
+	forEachMember(trimmed, func(rawKey []byte, escaped bool, value []byte) {
+		name := decodeKey(rawKey, escaped)
+		if seen[name] || !utf8.ValidString(name) {
+			distinct = false
+		}
+		seen[name] = true
+		members = append(members, append(append(append([]byte(`"`), rawKey...), `":`...), value...))
+	})
+	if !distinct {
+		return nil, false
+	}
+	slices.Reverse(members)
+	return append(append([]byte("{"), bytes.Join(members, []byte(","))...), '}'), true
 }

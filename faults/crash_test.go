@@ -1,0 +1,147 @@
+package faults
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/millrace/millrace/client"
+)
+
+// Crash scenarios run their clients in helper processes (this test binary
+// run again) and SIGKILL one of them. The survivors use a short
+// RescueStuckJobsAfter and JobTimeout, so the leader's rescuer (every 30 s,
+// and when a client becomes leader) rescues the jobs the dead process held.
+const (
+	crashRescueAfter = 5 * time.Second
+	crashJobTimeout  = 5 * time.Second
+)
+
+// crashAccounting checks what a crash may and may not explain: a job whose
+// Work succeeded twice must have been held by the killed process (its
+// outcome was never written), and there cannot be more of them than jobs
+// the dead process left running. Every job it left running is rescued.
+func crashAccounting(e *env, row tally, killed string, stranded int) string {
+	t := e.t
+	t.Helper()
+	var unexplained, rescued int
+	e.scan(`SELECT count(*) FROM (SELECT job_id FROM `+e.wlog.table+` WHERE outcome = 'ok' GROUP BY job_id HAVING count(*) > 1) d
+		JOIN `+e.job()+` j ON j.id = d.job_id WHERE NOT $1 = ANY(j.attempted_by)`, []any{killed}, &unexplained)
+	e.scan(`SELECT count(*) FROM `+e.job()+` j WHERE EXISTS (SELECT 1 FROM unnest(j.errors) e WHERE e->>'error' = 'Stuck job rescued by JobRescuer')`,
+		nil, &rescued)
+	if unexplained != 0 {
+		t.Errorf("%d jobs worked twice that the killed process %s never held", unexplained, killed)
+	}
+	if row.Duplicated > stranded {
+		t.Errorf("%d jobs worked twice, more than the %d the killed process left running", row.Duplicated, stranded)
+	}
+	if rescued < stranded {
+		t.Errorf("the killed process left %d jobs running but only %d were rescued", stranded, rescued)
+	}
+	return fmt.Sprintf("SIGKILL left %d jobs running; %d rescued; %d duplicates, all held by the killed process", stranded, rescued, row.Duplicated)
+}
+
+// strandedBy counts the jobs left running by a client (its ID last in
+// attempted_by).
+func (e *env) strandedBy(id string) int {
+	var n int
+	e.scan("SELECT count(*) FROM "+e.job()+" WHERE state = 'running' AND attempted_by[cardinality(attempted_by)] = $1", []any{id}, &n)
+	return n
+}
+
+// Scenario 4: a worker process is SIGKILLed mid-load. Another process (the
+// leader) rescues what the dead one left running and finishes everything.
+func scenarioWorkerCrash(t *testing.T, sz sizes) tally {
+	e := newEnv(t, sz)
+	b := e.startHelper(helperOpts{id: "crash-b", rescueAfter: crashRescueAfter, jobTimeout: crashJobTimeout})
+	if !waitFor(30*time.Second, func() bool { return e.leader() == "crash-b" }) {
+		t.Fatalf("crash-b never became leader (leader %q)", e.leader())
+	}
+	a := e.startHelper(helperOpts{id: "crash-a", rescueAfter: crashRescueAfter, jobTimeout: crashJobTimeout})
+	e.insertJobs(sz.jobs, nil)
+	e.waitOK(sz.jobs*3/10, 3*time.Minute)
+	if !waitFor(30*time.Second, func() bool { return e.strandedBy("crash-a") > 0 }) {
+		t.Fatal("the worker process to kill runs no job")
+	}
+	a.kill()
+	killedAt := time.Now()
+	stranded := e.strandedBy("crash-a")
+	if !e.waitFinished(3 * time.Minute) {
+		t.Errorf("not finished 3 min after the crash: %v", e.states())
+	}
+	recovered := time.Since(killedAt)
+	b.stop()
+	row, _ := e.finish()
+	row.Notes = crashAccounting(e, row, "crash-a", stranded) + fmt.Sprintf("; all done %v after the kill", recovered.Round(time.Second))
+	return row
+}
+
+// Scenario 5: the leader process is SIGKILLed mid-load. The other process
+// becomes leader and maintenance goes on: it rescues the dead leader's
+// jobs, its scheduler makes jobs scheduled after the crash available, and
+// the periodic job keeps being enqueued, each run once.
+func scenarioLeaderCrash(t *testing.T, sz sizes) tally {
+	e := newEnv(t, sz)
+	opts := helperOpts{rescueAfter: crashRescueAfter, jobTimeout: crashJobTimeout, periodic: time.Second}
+	opts.id = "leader-a"
+	a := e.startHelper(opts)
+	if !waitFor(30*time.Second, func() bool { return e.leader() == "leader-a" }) {
+		t.Fatalf("leader-a never became leader (leader %q)", e.leader())
+	}
+	opts.id = "leader-b"
+	b := e.startHelper(opts)
+	e.insertJobs(sz.jobs, nil)
+	e.waitOK(sz.jobs*3/10, 3*time.Minute)
+	a.kill()
+	killedAt := time.Now()
+	stranded := e.strandedBy("leader-a")
+
+	// Jobs due beyond the insert look-ahead are inserted scheduled: only a
+	// live leader's scheduler makes them available.
+	const scheduled = 10
+	for range scheduled {
+		e.insertOne(jobArgs{}, &client.InsertOpts{ScheduledAt: time.Now().Add(6 * time.Second)})
+	}
+	if n := e.states()["scheduled"]; n < scheduled {
+		t.Errorf("%d jobs scheduled, want at least %d", n, scheduled)
+	}
+	var electedAt time.Time
+	if !waitFor(2*time.Minute, func() bool {
+		var id string
+		e.scan("SELECT coalesce(max(leader_id), ''), coalesce(max(elected_at), 'epoch') FROM "+pgx.Identifier{e.schema, "river_leader"}.Sanitize()+" WHERE expires_at > now()",
+			nil, &id, &electedAt)
+		return id == "leader-b"
+	}) {
+		t.Fatalf("leader-b never became leader after leader-a was killed (leader %q)", e.leader())
+	}
+	failover := time.Since(killedAt)
+	// The new leader enqueues the periodic job.
+	if !waitFor(30*time.Second, func() bool {
+		var n int
+		e.scan("SELECT count(*) FROM "+e.job()+" WHERE kind = $1 AND created_at > $2", []any{kindPeriodic, electedAt}, &n)
+		return n >= 2
+	}) {
+		t.Error("the new leader enqueued no periodic job")
+	}
+	b.send("stop-periodic")
+	if !b.waitLine("helper-ack stop-periodic", 30*time.Second) {
+		t.Fatal("leader-b did not acknowledge stop-periodic")
+	}
+	if !e.waitFinished(3 * time.Minute) {
+		t.Errorf("not finished 3 min after the crash: %v", e.states())
+	}
+	recovered := time.Since(killedAt)
+	b.stop()
+
+	var periodic, runs int
+	e.scan("SELECT count(*), count(DISTINCT scheduled_at) FROM "+e.job()+" WHERE kind = $1", []any{kindPeriodic}, &periodic, &runs)
+	if periodic != runs {
+		t.Errorf("%d periodic jobs for %d run times: a run was enqueued twice", periodic, runs)
+	}
+	row, _ := e.finish()
+	row.Notes = crashAccounting(e, row, "leader-a", stranded) + fmt.Sprintf("; new leader after %v; %d periodic runs, none twice; all done %v after the kill",
+		failover.Round(100*time.Millisecond), periodic, recovered.Round(time.Second))
+	return row
+}

@@ -1,0 +1,35 @@
+// Package faults is millrace's reliability suite: it works jobs on a real
+// Postgres while things go wrong (a graceful stop under load, StopAndCancel,
+// a stop deadline with a worker that ignores its context, a worker process
+// killed with SIGKILL, the leader process killed, every connection
+// terminated, the LISTEN connection lost, the database restarted, bad rows
+// written by hand) and then accounts for every job: none may be lost, and a
+// job may run twice only where a crash explains it. It holds tests only;
+// this file exists for the package documentation.
+//
+// Every scenario ends with an accounting query over all of its jobs and adds
+// a row to the summary table printed when the suite ends: scenario, jobs
+// inserted, completed, cancelled or discarded, still pending, lost,
+// duplicated, time. A scenario with lost jobs fails.
+//
+//   - lost: jobs missing from the table, plus jobs left running once every
+//     client is stopped (no one will ever finish them but a rescuer).
+//   - duplicated: jobs whose Work ran to success more than once, counted
+//     from a work_log table that the test worker writes on each call.
+//   - pending: jobs still waiting (available, scheduled, retryable,
+//     pending) at the end; every scenario expects none.
+//
+// Environment:
+//
+//	MILLRACE_FAULTS=full|reduced  sizes (default reduced, which make test runs;
+//	                              make test-faults runs full: 20,000 jobs, 500 workers)
+//	MILLRACE_FAULTS_SOAK=10m      loop scenarios 1, 4 and 6 for that long (make soak)
+//	MILLRACE_FAULTS_LOG=1         print the clients' logs as they happen
+//
+// The crash scenarios run this package's test binary again as a worker
+// process (MILLRACE_FAULTS_HELPER=1, handled in TestMain) and kill it by PID.
+// The database-restart scenario needs a throwaway cluster it may restart
+// (internal/testdb); when the suite runs on another server, it runs that
+// scenario in a child test process with MILLRACE_TESTDB=initdb, so it runs
+// everywhere.
+package faults

@@ -1,0 +1,371 @@
+package faults
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/driver/pgxv5"
+)
+
+// The helper process: this test binary run again with MILLRACE_FAULTS_HELPER
+// set (TestMain sends it here). It runs one client on the schema it is
+// given, working the suite's jobs and recording them in work_log, and
+// prints "helper-ready" once started. It reads commands from standard
+// input: "stop-periodic" stops enqueuing its periodic job; "stop", or the
+// end of input (the parent closed it, or died), stops the client gracefully
+// and exits 0. SIGTERM does the same. The parent kills it with SIGKILL to
+// simulate a crash.
+
+// Variables the parent passes to a helper.
+const (
+	helperURL         = "MILLRACE_FAULTS_HELPER_URL"
+	helperSchema      = "MILLRACE_FAULTS_HELPER_SCHEMA"
+	helperID          = "MILLRACE_FAULTS_HELPER_ID"
+	helperApp         = "MILLRACE_FAULTS_HELPER_APP"
+	helperWorkers     = "MILLRACE_FAULTS_HELPER_WORKERS"
+	helperJobTimeout  = "MILLRACE_FAULTS_HELPER_JOB_TIMEOUT"
+	helperRescueAfter = "MILLRACE_FAULTS_HELPER_RESCUE_AFTER"
+	helperPeriodic    = "MILLRACE_FAULTS_HELPER_PERIODIC"
+)
+
+// helperMain runs the helper process and returns its exit code.
+func helperMain() int {
+	id := os.Getenv(helperID)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("client", id)
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "helper %s: %v\n", id, err)
+		return 2
+	}
+	duration := func(name string) (time.Duration, error) {
+		v := os.Getenv(name)
+		if v == "" {
+			return 0, nil
+		}
+		return time.ParseDuration(v)
+	}
+	workers, err := strconv.Atoi(os.Getenv(helperWorkers))
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", helperWorkers, err))
+	}
+	jobTimeout, err1 := duration(helperJobTimeout)
+	rescueAfter, err2 := duration(helperRescueAfter)
+	periodic, err3 := duration(helperPeriodic)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return fail(err)
+	}
+	schema := os.Getenv(helperSchema)
+	newPool := func() (*pgxpool.Pool, error) {
+		cfg, err := clientPoolConfig(os.Getenv(helperURL), schema, os.Getenv(helperApp), 6)
+		if err != nil {
+			return nil, err
+		}
+		return pgxpool.NewWithConfig(context.Background(), cfg)
+	}
+	pool, err := newPool()
+	if err != nil {
+		return fail(err)
+	}
+	defer pool.Close()
+	logPool, err := newPool()
+	if err != nil {
+		return fail(err)
+	}
+	defer logPool.Close()
+
+	w := &worker{clientID: id, log: newWorkLog(logPool, schema), long: time.Minute}
+	var stopPeriodic atomic.Bool
+	cfg := &client.Config{
+		ID: id, Schema: schema, Logger: logger,
+		Queues:               map[string]client.QueueConfig{client.QueueDefault: {MaxWorkers: workers}},
+		Workers:              w.workers(),
+		JobTimeout:           jobTimeout,
+		RescueStuckJobsAfter: rescueAfter,
+	}
+	if periodic > 0 {
+		cfg.PeriodicJobs = []*client.PeriodicJob{client.NewPeriodicJob(client.PeriodicInterval(periodic),
+			func() (client.JobArgs, *client.InsertOpts) {
+				if stopPeriodic.Load() {
+					return nil, nil
+				}
+				return periodicArgs{}, nil
+			}, &client.PeriodicJobOpts{ID: "tick"})}
+	}
+	c, err := client.New(pgxv5.New(pool), cfg)
+	if err != nil {
+		return fail(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		return fail(err)
+	}
+	fmt.Println("helper-ready", id)
+
+	commands := make(chan string)
+	go func() {
+		defer close(commands)
+		scanner := bufio.NewScanner(os.Stdin)
+		for scanner.Scan() {
+			commands <- strings.TrimSpace(scanner.Text())
+		}
+	}()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+loop:
+	for {
+		select {
+		case cmd, ok := <-commands:
+			switch {
+			case !ok || cmd == "stop":
+				break loop
+			case cmd == "stop-periodic":
+				stopPeriodic.Store(true)
+				fmt.Println("helper-ack stop-periodic")
+			}
+		case <-sigs:
+			break loop
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Stop(ctx); err != nil {
+		return fail(fmt.Errorf("stop: %w", err))
+	}
+	fmt.Println("helper-stopped", id)
+	return 0
+}
+
+// helperOpts configure a helper process.
+type helperOpts struct {
+	id          string
+	jobTimeout  time.Duration
+	rescueAfter time.Duration
+	periodic    time.Duration
+}
+
+// helper is a running helper process, seen from the test.
+type helper struct {
+	t     *testing.T
+	id    string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *helperOutput
+	done  chan struct{} // closed when the process has exited and been waited for
+	err   error         // Wait's result, set before done is closed
+}
+
+// helperOutput collects a helper's standard output and error, and notices
+// the lines the test waits for.
+type helperOutput struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{} // closed and replaced on every write
+}
+
+func (o *helperOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(p)
+	close(o.changed)
+	o.changed = make(chan struct{})
+	return len(p), nil
+}
+
+func (o *helperOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// waitLine waits until the output holds a line starting with prefix, the
+// process exits, or timeout passes; it reports whether the line came.
+func (h *helper) waitLine(prefix string, timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		h.out.mu.Lock()
+		text, changed := h.out.buf.String(), h.out.changed
+		h.out.mu.Unlock()
+		if strings.HasPrefix(text, prefix) || strings.Contains(text, "\n"+prefix) {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-h.done:
+			return strings.Contains(h.out.String(), prefix)
+		case <-deadline.C:
+			return false
+		}
+	}
+}
+
+// startHelper starts a helper process working this scenario's schema and
+// waits until its client has started. At cleanup a helper still running is
+// killed; a failed test shows the output of its helpers.
+func (e *env) startHelper(o helperOpts) *helper {
+	e.t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(),
+		envHelper+"=1",
+		helperURL+"="+e.url,
+		helperSchema+"="+e.schema,
+		helperID+"="+o.id,
+		helperApp+"="+e.appName,
+		helperWorkers+"="+strconv.Itoa(e.sz.workers),
+		helperJobTimeout+"="+durationEnv(o.jobTimeout),
+		helperRescueAfter+"="+durationEnv(o.rescueAfter),
+		helperPeriodic+"="+durationEnv(o.periodic),
+	)
+	h := &helper{t: e.t, id: o.id, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = h.out, h.out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	h.stdin = stdin
+	if err := cmd.Start(); err != nil {
+		e.t.Fatalf("start helper %s: %v", o.id, err)
+	}
+	go func() {
+		h.err = cmd.Wait()
+		close(h.done)
+	}()
+	e.t.Cleanup(func() {
+		select {
+		case <-h.done:
+		default:
+			h.kill()
+		}
+		if e.t.Failed() {
+			e.t.Logf("output of helper %s (PID %d):\n%s", o.id, cmd.Process.Pid, h.out.String())
+		}
+	})
+	if !h.waitLine("helper-ready", 60*time.Second) {
+		e.t.Fatalf("helper %s did not start: %v\n%s", o.id, h.exitState(), h.out.String())
+	}
+	return h
+}
+
+func durationEnv(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}
+
+func (h *helper) exitState() string {
+	select {
+	case <-h.done:
+		return fmt.Sprintf("exited: %v", h.err)
+	default:
+		return "still running"
+	}
+}
+
+// kill sends SIGKILL to the helper's PID and waits until it is gone.
+func (h *helper) kill() {
+	h.t.Helper()
+	pid := h.cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		h.t.Errorf("kill helper %s (PID %d): %v", h.id, pid, err)
+	}
+	select {
+	case <-h.done:
+	case <-time.After(30 * time.Second):
+		h.t.Fatalf("helper %s (PID %d) still runs 30 s after SIGKILL", h.id, pid)
+	}
+	var exitErr *exec.ExitError
+	if !errors.As(h.err, &exitErr) || exitErr.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		h.t.Errorf("helper %s ended with %v, not by SIGKILL", h.id, h.err)
+	}
+}
+
+// send writes a command line to the helper.
+func (h *helper) send(cmd string) {
+	h.t.Helper()
+	if _, err := io.WriteString(h.stdin, cmd+"\n"); err != nil {
+		h.t.Fatalf("send %q to helper %s: %v", cmd, h.id, err)
+	}
+}
+
+// stop asks the helper to stop gracefully and checks that it did.
+func (h *helper) stop() {
+	h.t.Helper()
+	_ = h.stdin.Close()
+	select {
+	case <-h.done:
+	case <-time.After(60 * time.Second):
+		h.t.Fatalf("helper %s did not stop within 60 s", h.id)
+	}
+	if h.err != nil || !strings.Contains(h.out.String(), "helper-stopped") {
+		h.t.Errorf("helper %s did not stop cleanly: %v\n%s", h.id, h.err, h.out.String())
+	}
+}
+
+// runRestartChild runs the database-restart scenario in a child test
+// process on a throwaway cluster of its own (MILLRACE_TESTDB=initdb), for a
+// suite whose server cannot be restarted, and returns the rows it reported.
+func runRestartChild(t *testing.T) []tally {
+	if os.Getenv(envChild) != "" {
+		t.Fatal("this child test process was meant to run on a throwaway cluster, but testdb says it does not")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestFaults$/^8_database_restart$", "-test.v",
+		"-test.count=1", "-test.timeout=10m")
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if name != "MILLRACE_TESTDB" && name != "TEST_DATABASE_URL" && name != envChild {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env, "MILLRACE_TESTDB=initdb", envChild+"=1")
+	begin := time.Now()
+	out, err := cmd.CombinedOutput()
+	t.Logf("child test process (MILLRACE_TESTDB=initdb) ran in %v; its output:\n%s", time.Since(begin).Round(time.Millisecond), out)
+	if err != nil {
+		t.Fatalf("child test process failed: %v", err)
+	}
+	text := string(out)
+	for _, want := range []string{"testdb: using a throwaway cluster", "testdb: restarted throwaway cluster", "--- PASS: TestFaults/8_database_restart"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("child output lacks %q", want)
+		}
+	}
+	var rows []tally
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, childRowPrefix); ok {
+			var row tally
+			if err := json.Unmarshal([]byte(rest), &row); err != nil {
+				t.Fatalf("child row %q: %v", rest, err)
+			}
+			row.Notes = strings.TrimPrefix(row.Notes+"; in a child process on its own throwaway cluster", "; ")
+			rows = append(rows, row)
+			if row.Lost != 0 {
+				t.Errorf("%s lost %d jobs", row.Scenario, row.Lost)
+			}
+		}
+	}
+	if len(rows) != 1 {
+		t.Fatalf("child reported %d rows, want 1", len(rows))
+	}
+	return rows
+}

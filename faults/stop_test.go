@@ -1,0 +1,249 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/millrace/millrace/client"
+)
+
+// Scenario 1: a graceful Stop in the middle of the load. Every job the
+// client started is completed, once; nothing is left running; the rest
+// stay available, untouched; a second client finishes them.
+func scenarioGracefulStop(t *testing.T, sz sizes) tally {
+	e := newEnv(t, sz)
+	e.insertJobs(sz.jobs, nil)
+	c1, _ := e.startClient(clientOpts{id: "graceful-1"})
+	e.waitOK(sz.jobs/2, 3*time.Minute)
+	took := stopClient(t, c1, time.Minute)
+
+	var running, fetched, completedOnce, untouched, okByC1 int
+	e.scan(`SELECT count(*) FILTER (WHERE state = 'running'),
+			count(*) FILTER (WHERE 'graceful-1' = ANY(attempted_by)),
+			count(*) FILTER (WHERE state = 'completed' AND attempt = 1 AND attempted_by = '{graceful-1}'),
+			count(*) FILTER (WHERE state = 'available' AND attempt = 0 AND coalesce(cardinality(attempted_by), 0) = 0)
+		FROM `+e.job(), nil, &running, &fetched, &completedOnce, &untouched)
+	e.scan(`SELECT count(*) FROM `+e.wlog.table+` WHERE client_id = 'graceful-1' AND outcome = 'ok'`, nil, &okByC1)
+	if running != 0 {
+		t.Errorf("%d jobs left running after a graceful Stop", running)
+	}
+	if completedOnce != fetched {
+		t.Errorf("the client started %d jobs but %d are completed (on their first attempt, by it)", fetched, completedOnce)
+	}
+	if okByC1 != fetched {
+		t.Errorf("the client started %d jobs but Work succeeded %d times", fetched, okByC1)
+	}
+	if completedOnce+untouched != sz.jobs {
+		t.Errorf("%d completed + %d untouched available != %d jobs (states %v)", completedOnce, untouched, sz.jobs, e.states())
+	}
+
+	c2, _ := e.startClient(clientOpts{id: "graceful-2"})
+	e.waitFinished(3 * time.Minute)
+	stopClient(t, c2, time.Minute)
+	row, _ := e.finish(fmt.Sprintf("Stop at %d/%d done took %v; second client did the rest", fetched, sz.jobs, took.Round(time.Millisecond)))
+	e.noDuplicates(row)
+	return row
+}
+
+// Scenario 2: StopAndCancel under load. Workers that honour their context
+// stop at once: StopAndCancel returns within 1 s. A job interrupted that
+// way goes back to available without using an attempt and without an error
+// (River's soft stop); jobs that finished are completed; a second client
+// finishes the rest.
+func scenarioStopAndCancel(t *testing.T, sz sizes) tally {
+	e := newEnv(t, sz)
+	// Half the worker slots get a job that runs for a minute unless
+	// cancelled, spread through the queue.
+	longJobs := sz.workers / 2
+	every := sz.jobs / longJobs
+	e.insertJobs(sz.jobs, func(i int) string {
+		if i%every == every/2 {
+			return modeLong
+		}
+		return ""
+	})
+	var longRunning atomic.Int64
+	c1, _ := e.startClient(clientOpts{id: "cancel-1", w: &worker{long: time.Minute, onLong: func(int64) { longRunning.Add(1) }}})
+	e.waitOK(sz.jobs/3, 3*time.Minute)
+	if !waitFor(time.Minute, func() bool { return longRunning.Load() >= int64(longJobs/2) }) {
+		t.Fatalf("only %d long jobs started", longRunning.Load())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	begin := time.Now()
+	if err := c1.StopAndCancel(ctx); err != nil {
+		t.Fatalf("StopAndCancel: %v", err)
+	}
+	took := time.Since(begin)
+	if took > time.Second {
+		t.Errorf("StopAndCancel took %v with workers that honour their context; want at most 1 s", took)
+	}
+
+	var running, interrupted, givenBack, completed, okByC1 int
+	e.scan(`SELECT count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'completed') FROM `+e.job(),
+		nil, &running, &completed)
+	e.scan(`SELECT count(*), count(*) FILTER (WHERE j.state = 'available' AND j.attempt = 0 AND coalesce(cardinality(j.errors), 0) = 0)
+		FROM `+e.wlog.table+` w JOIN `+e.job()+` j ON j.id = w.job_id WHERE w.outcome = 'interrupted'`, nil, &interrupted, &givenBack)
+	e.scan(`SELECT count(*) FROM `+e.wlog.table+` WHERE outcome = 'ok'`, nil, &okByC1)
+	if running != 0 {
+		t.Errorf("%d jobs left running after StopAndCancel", running)
+	}
+	if interrupted == 0 {
+		t.Errorf("no job was interrupted by StopAndCancel (%d long jobs had started)", longRunning.Load())
+	}
+	if givenBack != interrupted {
+		t.Errorf("%d jobs were interrupted but only %d went back to available with their attempt given back and no error", interrupted, givenBack)
+	}
+	if completed != okByC1 {
+		t.Errorf("%d jobs completed but Work succeeded %d times", completed, okByC1)
+	}
+
+	// In the second client the long jobs are short.
+	c2, _ := e.startClient(clientOpts{id: "cancel-2", w: &worker{long: time.Millisecond}})
+	e.waitFinished(3 * time.Minute)
+	stopClient(t, c2, time.Minute)
+	row, _ := e.finish(fmt.Sprintf("StopAndCancel took %v; %d interrupted jobs went back to available (attempt given back, no error)",
+		took.Round(time.Millisecond), interrupted))
+	e.noDuplicates(row)
+	return row
+}
+
+// Scenario 3: Stop with a deadline while a worker ignores its context. Stop
+// returns the deadline's error on time; the job stays running until
+// another client's rescuer rescues it, and that client works it. When the
+// stubborn worker finally returns (with an error), its late outcome must
+// not touch the job, which is running again elsewhere.
+func scenarioStopDeadline(t *testing.T, sz sizes) tally {
+	e := newEnv(t, sz)
+	releaseX := make(chan struct{})
+	xStarted := make(chan int64, 1)
+	wx := &worker{stubborn: func(ctx context.Context, job *client.Job[jobArgs]) error {
+		notify(xStarted, job.ID)
+		<-releaseX // ignores ctx
+		if err := e.wlog.record(job.ID, job.Attempt, "deadline-x", outcomeError); err != nil {
+			return err
+		}
+		return errors.New("fault: the stubborn worker gave up late")
+	}}
+	// The second run waits for the test, whatever its context says (its
+	// short JobTimeout must not end it while the test looks at the row).
+	releaseY := make(chan struct{})
+	yStarted := make(chan int64, 1)
+	wy := &worker{stubborn: func(ctx context.Context, job *client.Job[jobArgs]) error {
+		notify(yStarted, job.ID)
+		<-releaseY
+		return e.wlog.record(job.ID, job.Attempt, "deadline-y", outcomeOK)
+	}}
+	var releaseXOnce, releaseYOnce sync.Once
+	freeX := func() { releaseXOnce.Do(func() { close(releaseX) }) }
+	freeY := func() { releaseYOnce.Do(func() { close(releaseY) }) }
+
+	stubborn := e.insertOne(jobArgs{Mode: modeStubborn}, nil)
+	e.insertJobs(sz.jobs, nil)
+	x, _ := e.startClient(clientOpts{id: "deadline-x", w: wx})
+	t.Cleanup(freeX) // before the client's own cleanup stops it, should the test end early
+	recvID(t, xStarted, "the stubborn job to start in the first client")
+	e.waitOK(sz.jobs/2, 3*time.Minute)
+
+	const deadline = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	begin := time.Now()
+	err := x.Stop(ctx)
+	took := time.Since(begin)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop with a %v deadline and a worker that ignores its context returned %v, want the deadline error", deadline, err)
+	}
+	if took > deadline+500*time.Millisecond {
+		t.Errorf("Stop returned %v after it was called, %v after its deadline", took, took-deadline)
+	}
+
+	// The other jobs the first client had started are recorded; only the
+	// stubborn one is left running, and the client gave up leadership.
+	if !waitFor(30*time.Second, func() bool {
+		var n int
+		e.scan("SELECT count(*) FROM "+e.job()+" WHERE state = 'running' AND id <> $1", []any{stubborn}, &n)
+		return n == 0
+	}) {
+		t.Fatalf("jobs other than the stubborn one still running after the stopping client drained: %v", e.states())
+	}
+	var state string
+	e.scan("SELECT state::text FROM "+e.job()+" WHERE id = $1", []any{stubborn}, &state)
+	if state != "running" {
+		t.Fatalf("stubborn job is %s, want running", state)
+	}
+	if !waitFor(10*time.Second, func() bool { return e.leader() == "" }) {
+		t.Errorf("the stopping client still leads (%q)", e.leader())
+	}
+
+	// The second client leads at once and rescues the job as soon as it is
+	// older than its RescueStuckJobsAfter and JobTimeout.
+	const rescueAfter, jobTimeout = time.Second, 2 * time.Second
+	if !waitFor(time.Minute, func() bool {
+		var old bool
+		e.scan("SELECT attempted_at < now() - $2::interval FROM "+e.job()+" WHERE id = $1",
+			[]any{stubborn, (jobTimeout + 500*time.Millisecond).String()}, &old)
+		return old
+	}) {
+		t.Fatal("stubborn job's attempted_at never got old enough")
+	}
+	rescueBegin := time.Now()
+	y, _ := e.startClient(clientOpts{id: "deadline-y", w: wy, tweak: func(cfg *client.Config) {
+		cfg.RescueStuckJobsAfter, cfg.JobTimeout = rescueAfter, jobTimeout
+	}})
+	t.Cleanup(freeY)
+	recvID(t, yStarted, "the rescued job to run in the second client")
+	rescuedAfter := time.Since(rescueBegin)
+
+	// Now the stubborn worker returns: the first client finishes its
+	// shutdown and writes its stale outcome.
+	freeX()
+	stopClient(t, x, time.Minute)
+	var attempt int
+	var lastBy string
+	e.scan("SELECT state::text, attempt, attempted_by[cardinality(attempted_by)] FROM "+e.job()+" WHERE id = $1",
+		[]any{stubborn}, &state, &attempt, &lastBy)
+	if state != "running" || attempt != 2 || lastBy != "deadline-y" {
+		t.Errorf("after the first client's late outcome, the job the second client runs is %s (attempt %d, last attempted by %s); want running, attempt 2, deadline-y",
+			state, attempt, lastBy)
+	}
+	freeY()
+	e.waitFinished(time.Minute)
+	stopClient(t, y, time.Minute)
+
+	var errs []string
+	e.scan("SELECT state::text, coalesce(array_agg(e->>'error') FILTER (WHERE e IS NOT NULL), '{}') FROM "+e.job()+
+		" j LEFT JOIN LATERAL unnest(j.errors) e ON true WHERE j.id = $1 GROUP BY j.state", []any{stubborn}, &state, &errs)
+	if state != "completed" || len(errs) != 1 || errs[0] != "Stuck job rescued by JobRescuer" {
+		t.Errorf("stubborn job ended %s with errors %q; want completed with only the rescue recorded", state, errs)
+	}
+	row, _ := e.finish(fmt.Sprintf("Stop returned the deadline error after %v (deadline %v); stuck job rescued and running again %v after the next leader started",
+		took.Round(time.Millisecond), deadline, rescuedAfter.Round(100*time.Millisecond)))
+	e.noDuplicates(row)
+	return row
+}
+
+// notify sends id on ch unless ch is full.
+func notify(ch chan<- int64, id int64) {
+	select {
+	case ch <- id:
+	default:
+	}
+}
+
+// recvID receives from ch within a minute or fails the test.
+func recvID(t *testing.T, ch <-chan int64, what string) int64 {
+	t.Helper()
+	select {
+	case id := <-ch:
+		return id
+	case <-time.After(time.Minute):
+		t.Fatalf("timed out waiting for %s", what)
+		return 0
+	}
+}
