@@ -36,8 +36,11 @@
 //
 // Other services learn about leadership through Subscribe. Every change is
 // delivered from the elector's goroutine, in order; a change to "not
-// leader" is always delivered before the term is resigned, so that
-// maintenance has stopped before another client can be elected.
+// leader" is always delivered before the term is resigned. Delivery does
+// not wait for a subscriber to act on it (the maintainer stops its
+// services asynchronously), so a new leader's maintenance may briefly
+// overlap the old one's last pass; that is safe because every maintenance
+// write is guarded by the row states it expects.
 package elector
 
 import (
@@ -396,7 +399,8 @@ func (e *Elector) run(ctx context.Context, r *runState) {
 		e.setLeader(true)
 		outcome := e.lead(ctx, r, term, termStart)
 		// Whatever ended the term, subscribers hear it first, so that
-		// maintenance stops before another client can be elected.
+		// maintenance is told to stop before another client can be
+		// elected.
 		e.setLeader(false)
 
 		switch outcome {
