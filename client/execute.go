@@ -74,7 +74,7 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 	if timeout == 0 {
 		timeout = c.config.JobTimeout
 	}
-	jobCtx := withJobState(ctx, c, row)
+	jobCtx := withJobState(ctx, c)
 	var cancel context.CancelFunc = func() {}
 	if timeout > 0 {
 		jobCtx, cancel = context.WithTimeout(jobCtx, timeout)
@@ -94,7 +94,7 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 	if workErr == nil {
 		now := c.config.clock().UTC()
 		return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateCompleted, FinalizedAt: &now,
-			MetadataUpdates: mergeUpdates(updates)}, EventKindJobCompleted
+			MetadataUpdates: updates}, EventKindJobCompleted
 	}
 
 	var snooze *JobSnoozeError
@@ -109,7 +109,7 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 			state = millracetype.JobStateScheduled
 		}
 		return &driver.JobSetState{ID: row.ID, State: state, ScheduledAt: &at, AttemptDecrement: true,
-			SnoozeIncrement: true, MetadataUpdates: mergeUpdates(updates)}, EventKindJobSnoozed
+			SnoozeIncrement: true, MetadataUpdates: updates}, EventKindJobSnoozed
 	}
 	var cancelErr *JobCancelError
 	if errors.As(workErr, &cancelErr) {
@@ -120,7 +120,7 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 		// Interrupted by shutdown: back to available, attempt given back.
 		now := c.config.clock().UTC()
 		return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateAvailable, ScheduledAt: &now,
-			AttemptDecrement: true, MetadataUpdates: mergeUpdates(updates)}, ""
+			AttemptDecrement: true, MetadataUpdates: updates}, ""
 	case producer.ErrJobCancelledRemotely:
 		return c.cancelled(row, start, "JobCancelError: "+producer.ErrJobCancelledRemotely.Error(), updates), EventKindJobCancelled
 	}
@@ -176,24 +176,24 @@ func (c *Client[TTx]) safeHandler(fn func() *ErrorHandlerResult) (res *ErrorHand
 	return fn()
 }
 
-func (c *Client[TTx]) cancelled(row *millracetype.JobRow, start time.Time, msg string, updates [][]byte) *driver.JobSetState {
+func (c *Client[TTx]) cancelled(row *millracetype.JobRow, start time.Time, msg string, updates []byte) *driver.JobSetState {
 	now := c.config.clock().UTC()
 	return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateCancelled, FinalizedAt: &now,
 		Error:           &millracetype.AttemptError{At: start.UTC(), Attempt: row.Attempt, Error: msg},
-		MetadataUpdates: mergeUpdates(updates)}
+		MetadataUpdates: updates}
 }
 
 // failed records an error and decides between retry and discard: the
 // error handler may cancel the job; a job out of attempts is discarded;
 // otherwise scheduleRetry chooses the time.
-func (c *Client[TTx]) failed(row *millracetype.JobRow, start time.Time, err error, trace string, res *ErrorHandlerResult, unit workUnit, updates [][]byte) (*driver.JobSetState, EventKind) {
+func (c *Client[TTx]) failed(row *millracetype.JobRow, start time.Time, err error, trace string, res *ErrorHandlerResult, unit workUnit, updates []byte) (*driver.JobSetState, EventKind) {
 	if res != nil && res.SetCancelled {
 		return c.cancelled(row, start, err.Error(), updates), EventKindJobCancelled
 	}
 	now := c.config.clock().UTC()
 	s := &driver.JobSetState{ID: row.ID,
 		Error:           &millracetype.AttemptError{At: start.UTC(), Attempt: row.Attempt, Error: err.Error(), Trace: trace},
-		MetadataUpdates: mergeUpdates(updates)}
+		MetadataUpdates: updates}
 	if row.Attempt >= row.MaxAttempts {
 		s.State, s.FinalizedAt = millracetype.JobStateDiscarded, &now
 		return s, EventKindJobFailed

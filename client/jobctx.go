@@ -22,13 +22,13 @@ type jobState struct {
 	updates map[string]json.RawMessage
 }
 
-func withJobState[TTx any](ctx context.Context, c *Client[TTx], _ any) context.Context {
+func withJobState[TTx any](ctx context.Context, c *Client[TTx]) context.Context {
 	return context.WithValue(ctx, jobStateKey{}, &jobState{client: c})
 }
 
 // metadataUpdates returns the updates recorded in ctx as one JSON object,
-// or nothing.
-func metadataUpdates(ctx context.Context) [][]byte {
+// or nil when there are none.
+func metadataUpdates(ctx context.Context) []byte {
 	st, _ := ctx.Value(jobStateKey{}).(*jobState)
 	if st == nil {
 		return nil
@@ -42,14 +42,7 @@ func metadataUpdates(ctx context.Context) [][]byte {
 	if err != nil {
 		return nil
 	}
-	return [][]byte{b}
-}
-
-func mergeUpdates(updates [][]byte) []byte {
-	if len(updates) == 0 {
-		return nil
-	}
-	return updates[0]
+	return b
 }
 
 // ErrNotInWorker is returned when a function meant for a worker's context

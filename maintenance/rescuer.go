@@ -2,7 +2,6 @@ package maintenance
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -144,7 +143,7 @@ func (r *Rescuer) verdict(job *millracetype.JobRow, now time.Time) *driver.JobRe
 	rescue := &driver.JobRescue{ID: job.ID, ScheduledAt: now,
 		Error: millracetype.AttemptError{At: at, Attempt: job.Attempt, Error: RescueErrorMessage}}
 	switch {
-	case hasMetadataKey(job.Metadata, "cancel_attempted_at"):
+	case millracetype.MetadataHasKey(job.Metadata, "cancel_attempted_at"):
 		rescue.State, rescue.FinalizedAt = millracetype.JobStateCancelled, &now
 	case job.Attempt >= job.MaxAttempts:
 		rescue.State, rescue.FinalizedAt = millracetype.JobStateDiscarded, &now
@@ -157,13 +156,4 @@ func (r *Rescuer) verdict(job *millracetype.JobRow, now time.Time) *driver.JobRe
 		rescue.ScheduledAt = next.UTC()
 	}
 	return rescue
-}
-
-func hasMetadataKey(metadata []byte, key string) bool {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(metadata, &m) != nil {
-		return false
-	}
-	_, ok := m[key]
-	return ok
 }

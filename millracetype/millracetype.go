@@ -129,6 +129,18 @@ type AttemptError struct {
 	Trace string `json:"trace"`
 }
 
+// MetadataHasKey reports whether a job's metadata is a JSON object with the
+// given top-level key (cancel_attempted_at, snoozes, ...). Metadata that is
+// not an object has no keys.
+func MetadataHasKey(metadata []byte, key string) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(metadata, &m) != nil {
+		return false
+	}
+	_, ok := m[key]
+	return ok
+}
+
 // Queue is one row of river_queue.
 type Queue struct {
 	// Name is the queue's name.

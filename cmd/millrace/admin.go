@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/driver/pgxv5"
 	"github.com/millrace/millrace/migrate"
 	"github.com/millrace/millrace/millracetype"
@@ -41,7 +42,7 @@ func withAdmin(cmd *cobra.Command, g *globalFlags, fn func(ctx context.Context, 
 
 // requireTables turns "relation does not exist" into advice.
 func requireTables(ctx context.Context, drv *pgxv5.Driver, schema string) error {
-	ok, err := drv.GetExecutor().TableExists(ctx, &tableParams{Schema: schema, Table: "river_job"})
+	ok, err := drv.GetExecutor().TableExists(ctx, &driver.TableExistsParams{Schema: schema, Table: "river_job"})
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/millrace/millrace/driver"
 	"io"
 	"net"
 	"strings"
@@ -95,5 +94,3 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
-
-type tableParams = driver.TableExistsParams

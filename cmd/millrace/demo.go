@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -159,7 +158,7 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 	client.AddWorker(workers, &flakyWorker{d: d})
 	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[sleepArgs]) error {
 		d.track(job.JobRow)
-		if !hasKey(job.Metadata, "snoozes") {
+		if !millracetype.MetadataHasKey(job.Metadata, "snoozes") {
 			d.snoozes.Add(1)
 			return client.JobSnooze(100 * time.Millisecond)
 		}
@@ -460,13 +459,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	info, err := f.Stat()
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
-}
-
-func hasKey(metadata []byte, key string) bool {
-	var m map[string]any
-	if json.Unmarshal(metadata, &m) != nil {
-		return false
-	}
-	_, ok := m[key]
-	return ok
 }

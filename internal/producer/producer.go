@@ -505,19 +505,10 @@ func (p *Producer) pollControl(ctx context.Context) {
 		return
 	}
 	for _, job := range jobs {
-		if hasCancelAttempted(job.Metadata) {
+		if millracetype.MetadataHasKey(job.Metadata, "cancel_attempted_at") {
 			p.CancelJob(job.ID)
 		}
 	}
-}
-
-func hasCancelAttempted(metadata []byte) bool {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(metadata, &m) != nil {
-		return false
-	}
-	_, ok := m["cancel_attempted_at"]
-	return ok
 }
 
 // Queue returns the producer's queue name.
