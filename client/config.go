@@ -119,6 +119,18 @@ type Config struct {
 
 	// clock replaces time.Now in tests (a client whose clock is off).
 	clock func() time.Time
+
+	// Hooks and middleware (see hooks.go).
+
+	// Hooks are called at steps of every job's life, in this order at each
+	// step, before the hooks of the job's kind (JobArgsWithHooks). Each
+	// entry implements one or more of HookInsertBegin, HookWorkBegin,
+	// HookWorkEnd and HookWorkMetrics; a nil entry or one implementing none
+	// is a config error. Default: none.
+	Hooks []Hook
+
+	// plugins are the validated hooks, by step, and the kinds' hooks.
+	plugins *plugins
 }
 
 // QueueConfig configures one queue.
@@ -300,6 +312,11 @@ func (cfg *Config) withDefaults() (*Config, error) {
 	if c.clock == nil {
 		c.clock = time.Now
 	}
+	plugins, err := newPlugins(&c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	c.plugins = plugins
 	return &c, nil
 }
 

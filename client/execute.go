@@ -57,6 +57,7 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 		c.config.Logger.Error("millrace: could not record job outcome; the job stays running until rescued",
 			"job_id", row.ID, "error", err)
 	}
+	c.emitMetrics(ctx, row, outcome, kind, stats)
 }
 
 // execute runs the worker and turns what happened into an outcome.
@@ -141,12 +142,7 @@ func (c *Client[TTx]) runWorker(ctx context.Context, row *millracetype.JobRow, u
 			}
 		}
 	}()
-	next := unit.work
-	for i := len(c.config.WorkerMiddleware) - 1; i >= 0; i-- {
-		mw, inner := c.config.WorkerMiddleware[i], next
-		next = func(ctx context.Context) error { return mw.Work(ctx, row, inner) }
-	}
-	return nil, "", next(ctx)
+	return nil, "", c.workThrough(ctx, row, unit) // middleware and hooks: hooks.go
 }
 
 // stackTrace renders the current goroutine's stack, one "func\n\tfile:line\n"

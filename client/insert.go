@@ -47,6 +47,10 @@ type JobInsertParams struct {
 	Metadata     []byte
 	UniqueKey    []byte
 	UniqueStates byte
+
+	// Args is the args value the job was made from (for hooks and
+	// middleware to inspect; changing it changes nothing stored).
+	Args JobArgs
 }
 
 // Insert inserts one job and returns it. Available jobs wake a producer of
@@ -137,12 +141,7 @@ func (c *Client[TTx]) insertManyFast(ctx context.Context, exec driver.Executor, 
 }
 
 func (c *Client[TTx]) runInsertMiddleware(ctx context.Context, params []*JobInsertParams, last func(ctx context.Context) ([]*InsertResult, error)) ([]*InsertResult, error) {
-	next := last
-	for i := len(c.config.JobInsertMiddleware) - 1; i >= 0; i-- {
-		mw, inner := c.config.JobInsertMiddleware[i], next
-		next = func(ctx context.Context) ([]*InsertResult, error) { return mw.InsertMany(ctx, params, inner) }
-	}
-	return next(ctx)
+	return c.runInsertChain(ctx, params, last) // middleware and hooks: hooks.go
 }
 
 func toDriverParams(prepared []*JobInsertParams) []*driver.JobInsertParams {
@@ -222,6 +221,7 @@ func (c *Client[TTx]) prepareOne(p InsertManyParams, now time.Time) (*JobInsertP
 		State:       millracetype.JobStateAvailable,
 		Metadata:    []byte("{}"),
 		Tags:        []string{},
+		Args:        p.Args,
 	}
 	if err := validateQueueName(job.Queue); err != nil {
 		return nil, err

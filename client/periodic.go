@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -155,6 +156,10 @@ func (c *Client[TTx]) constructPeriodic(job *PeriodicJob, runAt time.Time) (*dri
 	if p.UniqueKey == nil {
 		key := sha256.Sum256([]byte("&kind=" + p.Kind + "&periodic_run=" + runAt.Format(time.RFC3339Nano) + "&periodic_id=" + job.opts.ID))
 		p.UniqueKey, p.UniqueStates = key[:], uniquekey.DefaultStatesMask
+	}
+	// Insert hooks see (and may reject) periodic runs as any insert.
+	if err := c.runInsertBegin(context.Background(), []*JobInsertParams{p}); err != nil {
+		return nil, err
 	}
 	return toDriverParams([]*JobInsertParams{p})[0], nil
 }

@@ -133,6 +133,11 @@ func AddWorkerSafely[T JobArgs](workers *Workers, worker Worker[T]) error {
 		}
 		return &typedUnit[T]{worker: worker, job: &Job[T]{JobRow: row, Args: args}}, nil
 	}}
+	// A kind's Hooks, too, must work on the zero value and be valid
+	// (hooks.go).
+	if _, err := argsHooks(zero); err != nil {
+		return fmt.Errorf("add worker for %T: %w", zero, err)
+	}
 	// A kind's InsertOpts must be callable on the zero value; find out now
 	// rather than at the first insert.
 	if withOpts, ok := any(zero).(JobArgsWithInsertOpts); ok {
