@@ -88,6 +88,9 @@ func TestHooksOrder(t *testing.T) {
 	ctx := context.Background()
 	db := dbtest.New(t)
 	rec := orderRec
+	rec.mu.Lock()
+	rec.steps = nil // a previous run's (-count)
+	rec.mu.Unlock()
 	insertMW := JobInsertMiddlewareFunc(func(ctx context.Context, params []*JobInsertParams, next func(context.Context) ([]*InsertResult, error)) ([]*InsertResult, error) {
 		rec.add("insert_mw>")
 		for _, p := range params {
