@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -674,4 +675,66 @@ func testStablePagination(t *testing.T, by JobListOrderBy, desc bool) {
 	if !desc && by == JobListOrderByID && len(walked) <= len(existing.Jobs) {
 		t.Errorf("ascending by id, no job inserted during the walk was seen (%d walked)", len(walked))
 	}
+}
+
+// TestJobDeleteManyWhileWorking races JobDeleteMany against producers
+// fetching the same jobs: no job is deleted while running, a job a worker
+// started is deleted only once completed, and every job ends up deleted.
+func TestJobDeleteManyWhileWorking(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	var mu sync.Mutex
+	started := map[int64]bool{}
+	workers := NewWorkers()
+	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error {
+		mu.Lock()
+		started[job.ID] = true
+		mu.Unlock()
+		return nil
+	}))
+	c := newClient(t, db, &Config{Queues: oneQueue(20), Workers: workers})
+	const n = 1500
+	params := make([]InsertManyParams, n)
+	for i := range params {
+		params[i] = InsertManyParams{Args: noopArgs{N: i}}
+	}
+	if _, err := c.InsertManyFast(ctx, params); err != nil {
+		t.Fatal(err)
+	}
+	start(t, c)
+	deleted := map[int64]millracetype.JobState{}
+	for batch := 0; ; batch++ {
+		if batch > n {
+			t.Fatal("deleting does not end")
+		}
+		// No state filter: the jobs running right now match, and must be left.
+		res, err := c.JobDeleteMany(ctx, &JobListParams{Kinds: []string{"noop"}, Limit: 25})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range res.Jobs {
+			if _, again := deleted[j.ID]; again || j.State == millracetype.JobStateRunning {
+				t.Fatalf("deleted job %d in state %s (deleted before: %v)", j.ID, j.State, again)
+			}
+			deleted[j.ID] = j.State
+		}
+		if len(res.Jobs) == 0 && len(allRows(t, db)) == 0 {
+			break
+		}
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deleted) != n {
+		t.Errorf("%d jobs deleted, want all %d", len(deleted), n)
+	}
+	for id := range started {
+		if state := deleted[id]; state != millracetype.JobStateCompleted {
+			t.Errorf("job %d was worked, then deleted as %q", id, state)
+		}
+	}
+	t.Logf("%d of %d jobs were worked before being deleted", len(started), n)
 }
