@@ -112,6 +112,9 @@ const (
 )
 
 // JobListParams filters and pages JobList. Empty filters match everything.
+// JobDeleteMany, JobCancelMany and JobRetryMany take the same params: they
+// act on (part of) what JobList would list. Invalid params give an error
+// wrapping ErrInvalidFilter.
 type JobListParams struct {
 	IDs        []int64
 	Kinds      []string
@@ -130,6 +133,17 @@ type JobListParams struct {
 	After *JobListCursor
 	// Limit defaults to 100; at most 10000.
 	Limit int
+
+	// TagsAny keeps jobs that have at least one of these tags; TagsAll
+	// keeps jobs that have all of them (exact, case-sensitive matches).
+	TagsAny []string
+	TagsAll []string
+	// CreatedAt, ScheduledAt, AttemptedAt and FinalizedAt keep jobs whose
+	// column falls in the range (see TimeRange).
+	CreatedAt   TimeRange
+	ScheduledAt TimeRange
+	AttemptedAt TimeRange
+	FinalizedAt TimeRange
 }
 
 // JobListCursor marks where a page ended. String and ParseJobListCursor
@@ -166,7 +180,11 @@ type JobListResult struct {
 	LastCursor *JobListCursor
 }
 
-// JobList lists jobs.
+// JobList lists jobs, one page at a time. Pages are keyset-paginated on
+// (OrderBy column, id), a total order: walking the pages with After never
+// repeats a job nor skips one that existed throughout, even while jobs are
+// inserted concurrently (jobs inserted meanwhile show up at most once, on
+// a later page when they sort after the cursor).
 func (c *Client[TTx]) JobList(ctx context.Context, params *JobListParams) (*JobListResult, error) {
 	return c.jobList(ctx, c.driver.GetExecutor(), params)
 }
@@ -177,50 +195,9 @@ func (c *Client[TTx]) JobListTx(ctx context.Context, tx TTx, params *JobListPara
 }
 
 func (c *Client[TTx]) jobList(ctx context.Context, exec driver.Executor, params *JobListParams) (*JobListResult, error) {
-	if params == nil {
-		params = &JobListParams{}
-	}
-	p := &driver.JobListParams{Schema: c.config.Schema, IDs: params.IDs, Kinds: params.Kinds, Queues: params.Queues,
-		States: params.States, Priorities: params.Priorities, OrderBy: params.OrderBy, Desc: params.Desc, Limit: params.Limit}
-	if p.Limit == 0 {
-		p.Limit = 100
-	}
-	if p.Limit < 0 || p.Limit > 10000 {
-		return nil, fmt.Errorf("%w: list limit %d out of range 1..10000", ErrInvalidArgs, p.Limit)
-	}
-	switch p.OrderBy {
-	case "":
-		p.OrderBy = JobListOrderByID
-	case JobListOrderByID, JobListOrderByScheduledAt, JobListOrderByCreatedAt, JobListOrderByAttemptedAt, JobListOrderByFinalizedAt:
-	default:
-		return nil, fmt.Errorf("%w: cannot order by %q", ErrInvalidArgs, p.OrderBy)
-	}
-	for _, pr := range params.Priorities {
-		if pr < 1 || pr > 4 {
-			return nil, fmt.Errorf("%w: priority %d out of range 1..4", ErrInvalidArgs, pr)
-		}
-	}
-	for _, s := range params.States {
-		if !s.Valid() {
-			return nil, fmt.Errorf("%w: unknown job state %q", ErrInvalidArgs, s)
-		}
-	}
-	if params.Metadata != nil {
-		var m map[string]json.RawMessage
-		if json.Unmarshal(params.Metadata, &m) != nil || m == nil {
-			return nil, fmt.Errorf("%w: metadata filter must be a JSON object", ErrInvalidArgs)
-		}
-		p.MetadataContains = params.Metadata
-	}
-	if cur := params.After; cur != nil {
-		if cur.OrderBy != "" && cur.OrderBy != p.OrderBy {
-			return nil, fmt.Errorf("%w: cursor is for order %q, not %q", ErrInvalidArgs, cur.OrderBy, p.OrderBy)
-		}
-		id := cur.ID
-		p.AfterID, p.AfterValue = &id, cur.Value
-		if p.OrderBy != JobListOrderByID && cur.Value == nil {
-			return nil, fmt.Errorf("%w: cursor has no value for order %q", ErrInvalidArgs, p.OrderBy)
-		}
+	p, err := listParams(c.config.Schema, params, "list")
+	if err != nil {
+		return nil, err
 	}
 	jobs, err := exec.JobList(ctx, p)
 	if err != nil {

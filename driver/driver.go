@@ -176,6 +176,21 @@ type Executor interface {
 
 	// NotifyMany sends payloads on a topic of the schema with pg_notify.
 	NotifyMany(ctx context.Context, params *NotifyManyParams) error
+
+	// JobDeleteMany deletes one batch of jobs (see JobDeleteManyParams)
+	// in one statement and returns them as they were, in the list order.
+	// When IDs is not empty and some of them name no job, it changes
+	// nothing and returns an error wrapping millracetype.ErrNotFound that
+	// names them. Running jobs are never deleted.
+	JobDeleteMany(ctx context.Context, params *JobDeleteManyParams) ([]*millracetype.JobRow, error)
+	// JobCancelMany cancels one batch of jobs (see JobCancelManyParams) in
+	// one statement and returns the changed rows in the list order. Unknown
+	// IDs as for JobDeleteMany.
+	JobCancelMany(ctx context.Context, params *JobCancelManyParams) ([]*millracetype.JobRow, error)
+	// JobRetryMany retries one batch of jobs (see JobRetryManyParams) in
+	// one statement and returns the changed rows in the list order. Unknown
+	// IDs as for JobDeleteMany.
+	JobRetryMany(ctx context.Context, params *JobRetryManyParams) ([]*millracetype.JobRow, error)
 }
 
 // ExecutorTx is an Executor inside a transaction.
@@ -432,6 +447,17 @@ type JobListParams struct {
 	AfterValue *time.Time
 	// Limit is required, 1..10000.
 	Limit int
+
+	// TagsAny keeps jobs that have at least one of these tags, TagsAll
+	// jobs that have all of them (exact, case-sensitive matches).
+	TagsAny []string
+	TagsAll []string
+	// CreatedAt, ScheduledAt, AttemptedAt and FinalizedAt keep jobs whose
+	// column falls in the range (see TimeRange).
+	CreatedAt   TimeRange
+	ScheduledAt TimeRange
+	AttemptedAt TimeRange
+	FinalizedAt TimeRange
 }
 
 // JobCancelParams cancels a job from outside. For a job that is not

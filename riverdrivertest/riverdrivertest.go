@@ -97,6 +97,10 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobDeleteBefore", s.testJobDeleteBefore},
 		{"Leader", s.testLeader},
 		{"Queue", s.testQueue},
+		{"JobListMoreFilters", s.testJobListMoreFilters},
+		{"JobDeleteMany", s.testJobDeleteMany},
+		{"JobCancelMany", s.testJobCancelMany},
+		{"JobRetryMany", s.testJobRetryMany},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -136,22 +136,19 @@ func printJob(cmd *cobra.Command, g *globalFlags, j *millracetype.JobRow) error 
 func newJobsCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "jobs", Short: "List and manage jobs"}
 
-	var states, kinds, queues []string
+	var filters jobFilterFlags
 	var limit int
 	var after string
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List jobs (newest first), filtered by --state, --kind, --queue",
+		Short: "List jobs (newest first), filtered by --state, --kind, --queue, --tag ...",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			params := &client.JobListParams{Kinds: kinds, Queues: queues, Desc: true, Limit: limit}
-			for _, s := range states {
-				st := millracetype.JobState(strings.TrimSpace(s))
-				if !st.Valid() {
-					return usagef("invalid state %q (states: %s)", s, stateNames())
-				}
-				params.States = append(params.States, st)
+			params, err := filters.params()
+			if err != nil {
+				return err
 			}
+			params.Desc, params.Limit = true, limit
 			if limit < 1 || limit > 10000 {
 				return usagef("--limit %d out of range 1..10000", limit)
 			}
@@ -165,7 +162,7 @@ func newJobsCmd(g *globalFlags) *cobra.Command {
 			return withAdmin(cmd, g, func(ctx context.Context, c *client.Client[pgx.Tx], _ *pgxv5.Driver) error {
 				res, err := c.JobList(ctx, params)
 				if err != nil {
-					return err
+					return invalidFilter(err)
 				}
 				if g.json {
 					out := struct {
@@ -195,9 +192,7 @@ func newJobsCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
-	list.Flags().StringSliceVar(&states, "state", nil, "only jobs in these states (repeat or comma-separate)")
-	list.Flags().StringSliceVar(&kinds, "kind", nil, "only jobs of these kinds")
-	list.Flags().StringSliceVar(&queues, "queue", nil, "only jobs in these queues")
+	filters.register(list.Flags())
 	list.Flags().IntVar(&limit, "limit", 50, "most jobs to list (1..10000)")
 	list.Flags().StringVar(&after, "after", "", "continue after a previous page (the cursor it printed)")
 
@@ -224,15 +219,18 @@ func newJobsCmd(g *globalFlags) *cobra.Command {
 	get := one("get", "Show a job", func(ctx context.Context, c *client.Client[pgx.Tx], id int64) (*millracetype.JobRow, error) {
 		return c.JobGet(ctx, id)
 	})
-	cancel := one("cancel", "Cancel a job (a running one is cancelled by the client running it)", func(ctx context.Context, c *client.Client[pgx.Tx], id int64) (*millracetype.JobRow, error) {
-		return c.JobCancel(ctx, id)
-	})
-	retry := one("retry", "Make a job available to run now", func(ctx context.Context, c *client.Client[pgx.Tx], id int64) (*millracetype.JobRow, error) {
-		return c.JobRetry(ctx, id)
-	})
-	del := one("delete", "Delete a job that is not running", func(ctx context.Context, c *client.Client[pgx.Tx], id int64) (*millracetype.JobRow, error) {
-		return c.JobDelete(ctx, id)
-	})
+	cancel := jobActionCmd(g, "cancel", "Cancel a job, or with --many the jobs the filters select (a running one is cancelled by the client running it)", "cancelled",
+		func(ctx context.Context, c *client.Client[pgx.Tx], id int64) (*millracetype.JobRow, error) {
+			return c.JobCancel(ctx, id)
+		}, (*client.Client[pgx.Tx]).JobCancelMany)
+	retry := jobActionCmd(g, "retry", "Make a job, or with --many the jobs the filters select, available to run now", "retried",
+		func(ctx context.Context, c *client.Client[pgx.Tx], id int64) (*millracetype.JobRow, error) {
+			return c.JobRetry(ctx, id)
+		}, (*client.Client[pgx.Tx]).JobRetryMany)
+	del := jobActionCmd(g, "delete", "Delete a job, or with --many the jobs the filters select (never running ones)", "deleted",
+		func(ctx context.Context, c *client.Client[pgx.Tx], id int64) (*millracetype.JobRow, error) {
+			return c.JobDelete(ctx, id)
+		}, (*client.Client[pgx.Tx]).JobDeleteMany)
 	cmd.AddCommand(list, get, cancel, retry, del)
 	return cmd
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -178,93 +177,6 @@ var sqlJobGetByIDMany = `SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE i
 
 func (e *executor) JobGetByIDMany(ctx context.Context, p *driver.JobGetByIDManyParams) ([]*millracetype.JobRow, error) {
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetByIDMany), p.IDs)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, scanJob)
-}
-
-// JobList builds its WHERE clause from the filters given; every value is a
-// bind parameter.
-func (e *executor) JobList(ctx context.Context, p *driver.JobListParams) ([]*millracetype.JobRow, error) {
-	if p.Limit < 1 || p.Limit > 10000 {
-		return nil, fmt.Errorf("job list: limit %d out of range 1..10000", p.Limit)
-	}
-	orderBy := p.OrderBy
-	if orderBy == "" {
-		orderBy = driver.JobListOrderByID
-	}
-	switch orderBy {
-	case driver.JobListOrderByID, driver.JobListOrderByScheduledAt, driver.JobListOrderByCreatedAt,
-		driver.JobListOrderByAttemptedAt, driver.JobListOrderByFinalizedAt:
-	default:
-		return nil, fmt.Errorf("job list: cannot order by %q", orderBy)
-	}
-	var where []string
-	var args []any
-	add := func(cond string, arg any) {
-		args = append(args, arg)
-		where = append(where, strings.ReplaceAll(cond, "$?", "$"+strconv.Itoa(len(args))))
-	}
-	if len(p.IDs) > 0 {
-		add("id = ANY($?::bigint[])", p.IDs)
-	}
-	if len(p.Kinds) > 0 {
-		add("kind = ANY($?::text[])", p.Kinds)
-	}
-	if len(p.Queues) > 0 {
-		add("queue = ANY($?::text[])", p.Queues)
-	}
-	if len(p.States) > 0 {
-		states := make([]string, len(p.States))
-		for i, s := range p.States {
-			if !s.Valid() {
-				return nil, fmt.Errorf("job list: invalid state %q", s)
-			}
-			states[i] = string(s)
-		}
-		add("state::text = ANY($?::text[])", states)
-	}
-	if len(p.Priorities) > 0 {
-		prios := make([]int16, len(p.Priorities))
-		for i, pr := range p.Priorities {
-			prios[i] = int16(pr)
-		}
-		add("priority = ANY($?::smallint[])", prios)
-	}
-	if p.MetadataContains != nil {
-		add("metadata @> $?::jsonb", string(p.MetadataContains))
-	}
-	cmp, dir := ">", "ASC"
-	if p.Desc {
-		cmp, dir = "<", "DESC"
-	}
-	if orderBy != driver.JobListOrderByID {
-		where = append(where, string(orderBy)+" IS NOT NULL")
-	}
-	if p.AfterID != nil {
-		if orderBy == driver.JobListOrderByID {
-			add("id "+cmp+" $?", *p.AfterID)
-		} else {
-			if p.AfterValue == nil {
-				return nil, errors.New("job list: AfterValue is required with AfterID when not ordering by id")
-			}
-			args = append(args, *p.AfterValue, *p.AfterID)
-			where = append(where, fmt.Sprintf("(%s, id) %s ($%d, $%d)", orderBy, cmp, len(args)-1, len(args)))
-		}
-	}
-	sql := "SELECT " + jobCols + " FROM " + renderSchema(p.Schema, "{{schema}}river_job")
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	if orderBy == driver.JobListOrderByID {
-		sql += " ORDER BY id " + dir
-	} else {
-		sql += fmt.Sprintf(" ORDER BY %s %s, id %s", orderBy, dir, dir)
-	}
-	args = append(args, p.Limit)
-	sql += " LIMIT $" + strconv.Itoa(len(args))
-	rows, err := e.db.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
