@@ -119,6 +119,16 @@ type Config struct {
 
 	// clock replaces time.Now in tests (a client whose clock is off).
 	clock func() time.Time
+
+	// Stuck jobs (see JobStuckHandler).
+
+	// JobStuckHandler, when set, is called once for each job still running
+	// JobStuckThreshold after its timeout elapsed (its worker ignores its
+	// context). The client logs a warning either way. Default: none.
+	JobStuckHandler JobStuckHandler
+	// JobStuckThreshold is how long after its timeout a job that has not
+	// returned counts as stuck. Default 10 s (River's).
+	JobStuckThreshold time.Duration
 }
 
 // QueueConfig configures one queue.
@@ -299,6 +309,12 @@ func (cfg *Config) withDefaults() (*Config, error) {
 	}
 	if c.clock == nil {
 		c.clock = time.Now
+	}
+	switch {
+	case c.JobStuckThreshold == 0:
+		c.JobStuckThreshold = DefaultJobStuckThreshold
+	case c.JobStuckThreshold < 0:
+		return bad("JobStuckThreshold %s must not be negative", c.JobStuckThreshold)
 	}
 	return &c, nil
 }
