@@ -234,6 +234,7 @@ func newJobsCmd(g *globalFlags) *cobra.Command {
 		return c.JobDelete(ctx, id)
 	})
 	cmd.AddCommand(list, get, cancel, retry, del)
+	cmd.AddCommand(newJobLogsCmd(g))
 	return cmd
 }
 
