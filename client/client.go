@@ -41,6 +41,10 @@ type Client[TTx any] struct {
 	maintainer *maintenance.Maintainer
 	producers  map[string]*producer.Producer
 	workCancel context.CancelCauseFunc
+
+	// stuck counts the jobs running past their timeout plus
+	// JobStuckThreshold (see stuck.go).
+	stuck stuckJobs
 }
 
 // New returns a client on a driver. It validates the whole config and

@@ -131,6 +131,16 @@ type Config struct {
 
 	// plugins are the validated hooks, by step, and the kinds' hooks.
 	plugins *plugins
+
+	// Stuck jobs (see JobStuckHandler).
+
+	// JobStuckHandler, when set, is called once for each job still running
+	// JobStuckThreshold after its timeout elapsed (its worker ignores its
+	// context). The client logs a warning either way. Default: none.
+	JobStuckHandler JobStuckHandler
+	// JobStuckThreshold is how long after its timeout a job that has not
+	// returned counts as stuck. Default 10 s (River's).
+	JobStuckThreshold time.Duration
 }
 
 // QueueConfig configures one queue.
@@ -317,6 +327,12 @@ func (cfg *Config) withDefaults() (*Config, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	c.plugins = plugins
+	switch {
+	case c.JobStuckThreshold == 0:
+		c.JobStuckThreshold = DefaultJobStuckThreshold
+	case c.JobStuckThreshold < 0:
+		return bad("JobStuckThreshold %s must not be negative", c.JobStuckThreshold)
+	}
 	return &c, nil
 }
 

@@ -79,6 +79,7 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 	var cancel context.CancelFunc = func() {}
 	if timeout > 0 {
 		jobCtx, cancel = context.WithTimeout(jobCtx, timeout)
+		cancel = c.watchStuck(jobCtx, row, timeout, cancel)
 	}
 	panicVal, trace, workErr := c.runWorker(jobCtx, row, unit)
 	cancel()

@@ -232,6 +232,7 @@ func newJobsCmd(g *globalFlags) *cobra.Command {
 			return c.JobDelete(ctx, id)
 		}, (*client.Client[pgx.Tx]).JobDeleteMany)
 	cmd.AddCommand(list, get, cancel, retry, del)
+	cmd.AddCommand(newJobLogsCmd(g))
 	return cmd
 }
 
