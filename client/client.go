@@ -41,6 +41,10 @@ type Client[TTx any] struct {
 	maintainer *maintenance.Maintainer
 	producers  map[string]*producer.Producer
 	workCancel context.CancelCauseFunc
+
+	// completedInTx hands the row JobCompleteTx left from execute to
+	// workJob, keyed by the job's outcome (see noteCompletedInTx).
+	completedInTx sync.Map
 }
 
 // New returns a client on a driver. It validates the whole config and
