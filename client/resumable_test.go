@@ -22,8 +22,8 @@ import (
 type funcUnit func(ctx context.Context) error
 
 func (f funcUnit) work(ctx context.Context) error { return f(ctx) }
-func (funcUnit) timeout() time.Duration          { return 0 }
-func (funcUnit) nextRetry() time.Time            { return time.Time{} }
+func (funcUnit) timeout() time.Duration           { return 0 }
+func (funcUnit) nextRetry() time.Time             { return time.Time{} }
 
 // attemptResult is what one attempt of a resumable job did.
 type attemptResult struct {
