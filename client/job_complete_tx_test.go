@@ -229,6 +229,8 @@ func TestJobCompleteTxErrors(t *testing.T) {
 		return nil
 	}))
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers})
+	events, unsubscribe := c.Subscribe()
+	defer unsubscribe()
 	start(t, c)
 	res, err := c.Insert(ctx, completeTxArgs{}, nil)
 	if err != nil {
@@ -248,6 +250,10 @@ func TestJobCompleteTxErrors(t *testing.T) {
 		}
 	}
 	jobCtx := recv(t, kept, "the job's context")
+	// The event comes once the outcome is recorded, so after Work returned.
+	if ev := waitEvent(t, events); ev.Kind != EventKindJobCompleted || ev.Job.ID != res.Job.ID {
+		t.Errorf("event %s for job %d", ev.Kind, ev.Job.ID)
+	}
 	job := waitState(t, db, res.Job.ID, millracetype.JobStateCompleted)
 	if len(job.Errors) != 0 {
 		t.Errorf("errors %v", job.Errors)
