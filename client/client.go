@@ -45,6 +45,10 @@ type Client[TTx any] struct {
 	// stuck counts the jobs running past their timeout plus
 	// JobStuckThreshold (see stuck.go).
 	stuck stuckJobs
+
+	// completedInTx hands the row JobCompleteTx left from execute to
+	// workJob, keyed by the job's outcome (see noteCompletedInTx).
+	completedInTx sync.Map
 }
 
 // New returns a client on a driver. It validates the whole config and

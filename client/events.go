@@ -107,13 +107,21 @@ func (c *Client[TTx]) onWritten(results []completer.Result) {
 	}
 	for _, r := range results {
 		meta, _ := r.Meta.(*jobMeta)
-		if meta == nil || meta.kind == "" || r.Job == nil {
+		if meta == nil {
 			continue
 		}
-		kind := meta.kind
-		if r.Job.State == millracetype.JobStateCancelled {
+		job, kind := r.Job, meta.kind
+		if job == nil && meta.completedInTx != nil {
+			// The worker's own transaction completed the job and committed:
+			// the outcome changed nothing.
+			job, kind = meta.completedInTx, EventKindJobCompleted
+		}
+		if kind == "" || job == nil {
+			continue
+		}
+		if job.State == millracetype.JobStateCancelled {
 			kind = EventKindJobCancelled // the cancel override applied
 		}
-		c.emit(&Event{Kind: kind, Job: r.Job, Stats: meta.stats})
+		c.emit(&Event{Kind: kind, Job: job, Stats: meta.stats})
 	}
 }

@@ -28,6 +28,8 @@ var errStopAndCancel = errors.New("client is stopping: job cancelled by StopAndC
 type jobMeta struct {
 	kind  EventKind
 	stats *JobStatistics
+	// completedInTx is the job as JobCompleteTx completed it, if it did.
+	completedInTx *millracetype.JobRow
 }
 
 // workJob runs one fetched job and hands its outcome to the completer. It
@@ -53,7 +55,8 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 	}
 	// Recording the outcome must survive the client's stop: use a context
 	// without the job's cancellation.
-	if err := c.completer.Complete(context.WithoutCancel(ctx), outcome, &jobMeta{kind: kind, stats: stats}); err != nil {
+	meta := &jobMeta{kind: kind, stats: stats, completedInTx: c.takeCompletedInTx(outcome)}
+	if err := c.completer.Complete(context.WithoutCancel(ctx), outcome, meta); err != nil {
 		c.config.Logger.Error("millrace: could not record job outcome; the job stays running until rescued",
 			"job_id", row.ID, "error", err)
 	}
@@ -61,7 +64,7 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 }
 
 // execute runs the worker and turns what happened into an outcome.
-func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, start time.Time) (*driver.JobSetState, EventKind) {
+func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, start time.Time) (outcome *driver.JobSetState, kind EventKind) {
 	info := c.config.Workers.lookup(row.Kind)
 	if info == nil {
 		return c.unknownKind(row, start), EventKindJobFailed
@@ -76,12 +79,13 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 		timeout = c.config.JobTimeout
 	}
 	jobCtx := withJobState(ctx, c)
+	defer func() { c.noteCompletedInTx(jobCtx, outcome) }()
 	var cancel context.CancelFunc = func() {}
 	if timeout > 0 {
 		jobCtx, cancel = context.WithTimeout(jobCtx, timeout)
 		cancel = c.watchStuck(jobCtx, row, timeout, cancel)
 	}
-	panicVal, trace, workErr := c.runWorker(jobCtx, row, unit)
+	panicVal, trace, workErr := c.runJob(jobCtx, row, unit)
 	cancel()
 	updates := metadataUpdates(jobCtx)
 

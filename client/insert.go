@@ -302,7 +302,7 @@ func validateMetadata(raw []byte) ([]byte, error) {
 	}
 	for k := range m {
 		if strings.HasPrefix(k, "river:") {
-			return nil, fmt.Errorf("metadata key %q: keys starting with \"river:\" are reserved", k)
+			return nil, fmt.Errorf("metadata key %q: %w", k, ErrReservedMetadataKey)
 		}
 	}
 	var buf bytes.Buffer

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
+
+	"github.com/millrace/millrace/millracetype"
 )
 
 // MaxOutputSize is the largest output RecordOutput accepts (32 MB).
@@ -20,10 +23,36 @@ type jobState struct {
 	client  any
 	mu      sync.Mutex
 	updates map[string]json.RawMessage
+
+	// row is the job being run; set before the worker is called.
+	row *millracetype.JobRow
+	// finished is set once the worker has returned: the helpers that act
+	// on the running job refuse to act after that.
+	finished bool
+	// completedInTx is the row as JobCompleteTx left it, once a call
+	// succeeded (its transaction may still roll back).
+	completedInTx *millracetype.JobRow
+	// resumable holds the progress of resumable steps; nil until a step
+	// runs or saved progress is found in the job's metadata.
+	resumable *resumableState
 }
 
 func withJobState[TTx any](ctx context.Context, c *Client[TTx]) context.Context {
 	return context.WithValue(ctx, jobStateKey{}, &jobState{client: c})
+}
+
+// jobStateFrom returns the state of the job whose context ctx is, or nil.
+func jobStateFrom(ctx context.Context) *jobState {
+	st, _ := ctx.Value(jobStateKey{}).(*jobState)
+	return st
+}
+
+// setUpdate records one metadata update; the caller holds st.mu.
+func (st *jobState) setUpdate(key string, value json.RawMessage) {
+	if st.updates == nil {
+		st.updates = map[string]json.RawMessage{}
+	}
+	st.updates[key] = value
 }
 
 // metadataUpdates returns the updates recorded in ctx as one JSON object,
@@ -57,33 +86,49 @@ func RecordOutput(ctx context.Context, v any) error {
 	if st == nil {
 		return fmt.Errorf("record output: %w", ErrNotInWorker)
 	}
-	b, err := json.Marshal(v)
+	b, err := encodeOutput(v)
 	if err != nil {
-		return fmt.Errorf("record output: encode %T: %w", v, err)
-	}
-	if len(b) > MaxOutputSize {
-		return fmt.Errorf("record output: %d bytes is over the %d byte limit", len(b), MaxOutputSize)
+		return fmt.Errorf("record output: %w", err)
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.updates == nil {
-		st.updates = map[string]json.RawMessage{}
-	}
-	st.updates["output"] = b
+	st.setUpdate("output", b)
 	return nil
 }
 
+// encodeOutput encodes an output value and checks its size.
+func encodeOutput(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %T: %w", v, err)
+	}
+	if len(b) > MaxOutputSize {
+		return nil, fmt.Errorf("%d bytes is over the %d byte limit", len(b), MaxOutputSize)
+	}
+	return b, nil
+}
+
 // ClientFromContext returns the client running the job whose context ctx
-// is, to insert follow-up jobs; it errors when ctx is not a job's context
-// or the client's transaction type is not TTx.
-func ClientFromContext[TTx any](ctx context.Context) (*Client[TTx], error) {
+// is, for a worker to insert follow-up jobs (InsertTx puts them in the
+// worker's own transaction). It returns nil, and never panics, when ctx is
+// not a job's context or the client's transaction type is not TTx; use
+// ClientFromContextSafely to learn which.
+func ClientFromContext[TTx any](ctx context.Context) *Client[TTx] {
+	c, _ := ClientFromContextSafely[TTx](ctx)
+	return c
+}
+
+// ClientFromContextSafely is ClientFromContext returning an error instead
+// of nil: one wrapping ErrNotInWorker when ctx is not a job's context, or
+// one naming both types when the client's transaction type is not TTx.
+func ClientFromContextSafely[TTx any](ctx context.Context) (*Client[TTx], error) {
 	st, _ := ctx.Value(jobStateKey{}).(*jobState)
 	if st == nil {
 		return nil, fmt.Errorf("client from context: %w", ErrNotInWorker)
 	}
 	c, ok := st.client.(*Client[TTx])
-	if !ok {
-		return nil, fmt.Errorf("client from context: the client is a %T, not a *Client[%T]", st.client, *new(TTx))
+	if !ok || c == nil {
+		return nil, fmt.Errorf("client from context: the client is a %T, not a *client.Client[%v]", st.client, reflect.TypeFor[TTx]())
 	}
 	return c, nil
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -227,11 +228,17 @@ func TestClientFromContext(t *testing.T) {
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error {
 		if job.Args.N == 0 {
-			_, err := ClientFromContext[struct{}](ctx)
+			if ClientFromContext[struct{}](ctx) != nil {
+				return errors.New("ClientFromContext with the wrong type returned a client")
+			}
+			_, err := ClientFromContextSafely[struct{}](ctx)
 			wrongType <- err
-			c, err := ClientFromContext[pgx.Tx](ctx)
-			if err != nil {
-				return err
+			c := ClientFromContext[pgx.Tx](ctx)
+			if c == nil {
+				return errors.New("ClientFromContext returned nil in a worker")
+			}
+			if safe, err := ClientFromContextSafely[pgx.Tx](ctx); err != nil || safe != c {
+				return fmt.Errorf("ClientFromContextSafely: %v, %v", safe, err)
 			}
 			if _, err := c.Insert(ctx, noopArgs{N: 1}, nil); err != nil {
 				return err
@@ -250,12 +257,16 @@ func TestClientFromContext(t *testing.T) {
 	if !slices.Equal(got, []int{0, 1}) {
 		t.Errorf("jobs run: %v", got)
 	}
-	if err := recv(t, wrongType, "the worker's check"); err == nil || !strings.Contains(err.Error(), "not a *Client") {
-		t.Errorf("ClientFromContext with the wrong type: %v", err)
+	if err := recv(t, wrongType, "the worker's check"); err == nil ||
+		!strings.Contains(err.Error(), "not a *client.Client[struct {}]") || !strings.Contains(err.Error(), "*client.Client[github.com/jackc/pgx/v5.Tx]") {
+		t.Errorf("ClientFromContextSafely with the wrong type: %v", err)
 	}
 
-	if _, err := ClientFromContext[pgx.Tx](ctx); !errors.Is(err, ErrNotInWorker) {
-		t.Errorf("ClientFromContext outside a worker: %v", err)
+	if c := ClientFromContext[pgx.Tx](ctx); c != nil {
+		t.Errorf("ClientFromContext outside a worker: %v", c)
+	}
+	if _, err := ClientFromContextSafely[pgx.Tx](ctx); !errors.Is(err, ErrNotInWorker) {
+		t.Errorf("ClientFromContextSafely outside a worker: %v", err)
 	}
 	if err := RecordOutput(ctx, 1); !errors.Is(err, ErrNotInWorker) {
 		t.Errorf("RecordOutput outside a worker: %v", err)

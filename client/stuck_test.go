@@ -63,7 +63,7 @@ func TestJobStuck(t *testing.T) {
 	c := newClient(t, db, &Config{Queues: oneQueue(2), Workers: workers, Logger: logs.logger(),
 		JobTimeout: 50 * time.Millisecond, JobStuckThreshold: 50 * time.Millisecond,
 		JobStuckHandler: func(ctx context.Context, stuck *JobStuck) {
-			if got, err := ClientFromContext[pgx.Tx](ctx); err != nil || got == nil {
+			if got, err := ClientFromContextSafely[pgx.Tx](ctx); err != nil || got == nil {
 				t.Errorf("handler's context is not the job's: %v", err)
 			}
 			if ctx.Err() != nil {

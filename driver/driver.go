@@ -191,6 +191,10 @@ type Executor interface {
 	// one statement and returns the changed rows in the list order. Unknown
 	// IDs as for JobDeleteMany.
 	JobRetryMany(ctx context.Context, params *JobRetryManyParams) ([]*millracetype.JobRow, error)
+
+	// JobUpdate changes one job from outside its run (or from its worker,
+	// in the worker's transaction): see JobUpdateParams.
+	JobUpdate(ctx context.Context, params *JobUpdateParams) (*millracetype.JobRow, error)
 }
 
 // ExecutorTx is an Executor inside a transaction.
@@ -392,6 +396,13 @@ type JobSetState struct {
 	// again since, must not overwrite the new run's row when its outcome
 	// arrives late. 0 matches any running attempt.
 	Attempt int
+	// OnlyIfRunning, when set, writes nothing at all unless the row is
+	// still running (the attempt given): MetadataUpdates are not merged
+	// into a row that moved on either. The outcome of a job its worker
+	// completed in its own transaction is sent this way: if that
+	// transaction committed, the row stays exactly as it left it; if it
+	// rolled back, the outcome applies as usual.
+	OnlyIfRunning bool
 }
 
 // JobSetStateIfRunningManyParams is a batch of outcomes.

@@ -21,6 +21,11 @@ var ErrNotFound = errors.New("not found")
 // job because it is running, such as deleting it.
 var ErrJobRunning = errors.New("job is running")
 
+// ErrJobNotRunning is returned (wrapped) when an operation meant for a job
+// in the middle of its run (completing it in a transaction, recording a
+// resumable step) finds it no longer running that attempt.
+var ErrJobNotRunning = errors.New("job is not running")
+
 // JobState is the state of a job, stored in the river_job_state enum.
 type JobState string
 

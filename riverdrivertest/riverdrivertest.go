@@ -101,6 +101,8 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobDeleteMany", s.testJobDeleteMany},
 		{"JobCancelMany", s.testJobCancelMany},
 		{"JobRetryMany", s.testJobRetryMany},
+		{"JobUpdate", s.testJobUpdate},
+		{"JobSetStateOnlyIfRunning", s.testJobSetStateOnlyIfRunning},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package interop checks millrace against River v0.51.2 itself on one
 // Postgres: migrations, jobs inserted by one and worked by the other,
-// unique keys, a shared queue, leader election and control notifications.
+// unique keys, a shared queue, leader election, control notifications and
+// resumable jobs resumed by the other system.
 // Each test gets a schema of its own, dropped at cleanup.
 package interop
 

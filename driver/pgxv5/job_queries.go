@@ -99,9 +99,10 @@ UPDATE {{schema}}river_job AS j SET
             ELSE '{}'::jsonb END
         END
 FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::boolean[],
-        $7::boolean[], $8::text[], $9::integer[])
-    AS u(id, state, finalized_at, scheduled_at, error, attempt_decrement, snooze_increment, metadata_updates, attempt)
-WHERE j.id = u.id AND ({{ours}} OR u.metadata_updates IS NOT NULL)
+        $7::boolean[], $8::text[], $9::integer[], $10::boolean[])
+    AS u(id, state, finalized_at, scheduled_at, error, attempt_decrement, snooze_increment, metadata_updates, attempt,
+        only_if_running)
+WHERE j.id = u.id AND ({{ours}} OR (u.metadata_updates IS NOT NULL AND NOT u.only_if_running))
 RETURNING `+jobColsJ, "{{ours}}", "(j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt))")
 
 func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error) {
@@ -119,6 +120,7 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		snoozeIncrement  = make([]bool, n)
 		metadataUpdates  = make([]*string, n)
 		attempts         = make([]int32, n)
+		onlyIfRunning    = make([]bool, n)
 	)
 	for i, j := range p.Jobs {
 		if !j.State.Valid() {
@@ -145,9 +147,10 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 			metadataUpdates[i] = &s
 		}
 		attempts[i] = int32(j.Attempt)
+		onlyIfRunning[i] = j.OnlyIfRunning
 	}
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningMany),
-		ids, states, finalizedAt, scheduledAt, errs, attemptDecrement, snoozeIncrement, metadataUpdates, attempts)
+		ids, states, finalizedAt, scheduledAt, errs, attemptDecrement, snoozeIncrement, metadataUpdates, attempts, onlyIfRunning)
 	if err != nil {
 		return nil, err
 	}
