@@ -97,6 +97,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobDeleteBefore", s.testJobDeleteBefore},
 		{"Leader", s.testLeader},
 		{"Queue", s.testQueue},
+		{"QueueAdmin", s.testQueueAdmin},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
