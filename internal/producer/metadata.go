@@ -1,0 +1,57 @@
+package producer
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+)
+
+// Metadata returns the queue's metadata as last seen: read when the
+// producer started, then kept up to date by metadata_changed notifications
+// and the periodic read of the queue row. Nil before Start.
+func (p *Producer) Metadata() json.RawMessage {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.metadata
+}
+
+// setMetadata records the queue's metadata and reports a change to
+// OnMetadataChanged. The same metadata arrives in different spellings (the
+// notification carries what the updater sent, compacted; the row comes back
+// as Postgres prints jsonb), so the comparison is by JSON value: a read of
+// the row that only confirms a notification is not a second change.
+// Metadata that is missing or not valid JSON is ignored.
+func (p *Producer) setMetadata(metadata json.RawMessage) {
+	if len(metadata) == 0 || !json.Valid(metadata) {
+		return
+	}
+	p.mu.Lock()
+	if sameJSON(p.metadata, metadata) {
+		p.mu.Unlock()
+		return
+	}
+	p.metadata = bytes.Clone(metadata)
+	p.mu.Unlock()
+	if p.cfg.OnMetadataChanged != nil {
+		p.cfg.OnMetadataChanged(bytes.Clone(metadata))
+	}
+}
+
+// sameJSON reports whether two JSON documents hold the same value (numbers
+// compared by their text, so no precision is lost).
+func sameJSON(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	va, errA := decodeJSON(a)
+	vb, errB := decodeJSON(b)
+	return errA == nil && errB == nil && reflect.DeepEqual(va, vb)
+}
+
+func decodeJSON(raw []byte) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	err := d.Decode(&v)
+	return v, err
+}
