@@ -55,3 +55,16 @@ func decodeJSON(raw []byte) (any, error) {
 	err := d.Decode(&v)
 	return v, err
 }
+
+// SetMetadata applies a change of the queue's metadata at once, as the
+// metadata_changed notification would (used by the client for its own
+// QueueUpdate, so that it does not depend on the notification's round
+// trip or on polling).
+func (p *Producer) SetMetadata(metadata json.RawMessage) {
+	select {
+	case p.control <- controlMessage{Action: "metadata_changed", Queue: p.cfg.Queue, Metadata: bytes.Clone(metadata)}:
+	default:
+		// The loop is far behind; the periodic read of the queue row
+		// catches up.
+	}
+}
