@@ -38,10 +38,12 @@ func (c *Client[TTx]) QueueUpdate(ctx context.Context, name string, params *Queu
 		return nil, err
 	}
 	// Do not wait for our own notification (or, in poll-only mode, the next
-	// poll) to reach this client's producer.
+	// poll) to reach this client's producer. It gets the metadata as the
+	// notification carries it, so whichever comes first, the event is the
+	// same.
 	if params != nil && len(params.Metadata) > 0 {
 		if p := c.producer(name); p != nil {
-			p.SetMetadata(q.Metadata)
+			p.SetMetadata(params.Metadata)
 		}
 	}
 	return q, nil

@@ -15,26 +15,38 @@ func (p *Producer) Metadata() json.RawMessage {
 	return p.metadata
 }
 
-// setMetadata records the queue's metadata and reports a change to
-// OnMetadataChanged. The same metadata arrives in different spellings (the
-// notification carries what the updater sent, compacted; the row comes back
-// as Postgres prints jsonb), so the comparison is by JSON value: a read of
-// the row that only confirms a notification is not a second change.
-// Metadata that is missing or not valid JSON is ignored.
+// setMetadata records the queue's metadata (compacted) and reports a
+// change to OnMetadataChanged. The same metadata arrives in different
+// spellings (the notification carries what the updater sent, compacted;
+// the row comes back as Postgres prints jsonb, keys reordered), so the
+// comparison is by JSON value: a read of the row that only confirms a
+// notification is not a second change. Metadata that is missing or not
+// valid JSON is ignored.
 func (p *Producer) setMetadata(metadata json.RawMessage) {
-	if len(metadata) == 0 || !json.Valid(metadata) {
+	var buf bytes.Buffer
+	if len(metadata) == 0 || json.Compact(&buf, metadata) != nil {
 		return
 	}
+	metadata = buf.Bytes()
 	p.mu.Lock()
 	if sameJSON(p.metadata, metadata) {
 		p.mu.Unlock()
 		return
 	}
-	p.metadata = bytes.Clone(metadata)
+	p.metadata = metadata
 	p.mu.Unlock()
 	if p.cfg.OnMetadataChanged != nil {
 		p.cfg.OnMetadataChanged(bytes.Clone(metadata))
 	}
+}
+
+// compactJSON returns raw compacted, or as it is when it is not JSON.
+func compactJSON(raw []byte) json.RawMessage {
+	var buf bytes.Buffer
+	if json.Compact(&buf, raw) != nil {
+		return raw
+	}
+	return buf.Bytes()
 }
 
 // sameJSON reports whether two JSON documents hold the same value (numbers

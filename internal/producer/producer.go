@@ -186,7 +186,7 @@ func (p *Producer) Start(ctx context.Context) error {
 	}
 	p.setPaused(queue.PausedAt != nil)
 	p.mu.Lock()
-	p.metadata = queue.Metadata
+	p.metadata = compactJSON(queue.Metadata)
 	p.mu.Unlock()
 
 	var subs []*notifier.Subscription
