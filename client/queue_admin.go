@@ -79,10 +79,13 @@ func (c *Client[TTx]) queueUpdate(ctx context.Context, exec driver.Executor, nam
 // not counted), read together in one statement. A queue with no row gives
 // an error wrapping ErrNotFound.
 //
-// Cost: the counts come from the index on (state, queue, ...), so the read
-// grows with the number of the queue's unfinished jobs (roughly 10 ms per
-// 100,000 of them), not with finished ones. Fine for dashboards and admin
-// tools polling every few seconds; not for a hot path.
+// Cost: the counts come from an index-only scan of the job table's index
+// on (state, queue, ...), so the read grows with the queue's unfinished
+// jobs and not with its finished ones: measured on a 2-core machine with
+// Postgres 15, about 3 ms for 1,000 unfinished jobs and 150 ms for 1.1
+// million (another million completed ones in the table changed nothing).
+// Fine for dashboards and admin tools polling every few seconds; not for
+// a hot path.
 func (c *Client[TTx]) QueueGetWithCounts(ctx context.Context, name string) (*millracetype.QueueWithCounts, error) {
 	return c.queueGetWithCounts(ctx, c.driver.GetExecutor(), name)
 }
