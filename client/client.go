@@ -87,6 +87,10 @@ func (c *Client[TTx]) ID() string { return c.config.ID }
 // is registered and fetching; on any failure it stops what it started and
 // returns the error, and Start may be called again. The client stops when
 // Stop is called or ctx ends. Start on a started client does nothing.
+//
+// A client with no queues (an insert-only client) does not start: Start
+// returns ErrNoQueues and runs nothing (no producer, notifier or leader
+// election). Give it queues with Queues().Add to make it a working client.
 func (c *Client[TTx]) Start(ctx context.Context) error {
 	if c.queueCount() == 0 {
 		return ErrNoQueues

@@ -32,7 +32,7 @@ type Config struct {
 	Schema string
 
 	// Queues to work, by name, each with its worker count. None makes an
-	// insert-only client.
+	// insert-only client. Client.Queues adds and removes queues later.
 	Queues map[string]QueueConfig
 
 	// Workers run jobs by kind. Required when Queues is set. The client
