@@ -131,13 +131,12 @@ func ExampleClient_QueueListWithCounts() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// Start registers the queues, then pausing them keeps the jobs below
-	// waiting so the counts are stable.
+	// Starting registers the queues; once stopped, the client leaves the
+	// jobs inserted below waiting, so the counts hold still.
 	if err := c.Start(ctx); err != nil {
 		log.Fatal(err)
 	}
-	defer c.Stop(ctx) //nolint:errcheck // shown in ExampleClient_Stop
-	if err := c.QueuePause(ctx, "*"); err != nil {
+	if err := c.Stop(ctx); err != nil {
 		log.Fatal(err)
 	}
 	for _, name := range []string{"a", "b", "c"} {
