@@ -96,7 +96,8 @@ func (b *QueueBundle[TTx]) Add(name string, cfg QueueConfig) error {
 // from the client's configuration and its producer keeps draining in the
 // background. Call Remove again to wait for it, or Stop, which always
 // waits for it. A queue that is neither configured nor draining gives an
-// error wrapping ErrQueueNotFound.
+// error wrapping ErrQueueNotFound. A job must not remove its own queue: the
+// call would wait for the job itself until ctx ends.
 func (b *QueueBundle[TTx]) Remove(ctx context.Context, name string) error {
 	c := b.c
 	c.queuesMu.Lock()
