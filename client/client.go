@@ -49,6 +49,15 @@ type Client[TTx any] struct {
 	// completedInTx hands the row JobCompleteTx left from execute to
 	// workJob, keyed by the job's outcome (see noteCompletedInTx).
 	completedInTx sync.Map
+
+	// Runtime queue management (queue_bundle.go). queuesMu serializes
+	// Queues().Add and Remove with each other, with Start's creation of
+	// the producers and with shutdown's collection of them; it guards
+	// config.Queues, prodRun and draining, and is taken before mu.
+	queuesMu sync.Mutex
+	prodRun  *producerRun         // nil while producers cannot be added
+	draining []*producer.Producer // removed, maybe still finishing jobs
+	workCtx  context.Context      // the run's WorkCtx (guarded by mu)
 }
 
 // New returns a client on a driver. It validates the whole config and
@@ -86,14 +95,21 @@ func (c *Client[TTx]) ID() string { return c.config.ID }
 // is registered and fetching; on any failure it stops what it started and
 // returns the error, and Start may be called again. The client stops when
 // Stop is called or ctx ends. Start on a started client does nothing.
+//
+// A client with no queues (an insert-only client) does not start: Start
+// returns ErrNoQueues and runs nothing (no producer, notifier or leader
+// election). Give it queues with Queues().Add to make it a working client.
 func (c *Client[TTx]) Start(ctx context.Context) error {
-	if len(c.config.Queues) == 0 {
+	if c.queueCount() == 0 {
 		return ErrNoQueues
 	}
 	runCtx, shouldStart, started, stopped := c.StartInit(ctx)
 	if !shouldStart {
 		return nil
 	}
+	// Queues added or removed meanwhile wait until the producers are up.
+	c.queuesMu.Lock()
+	defer c.queuesMu.Unlock()
 	background, producers, err := c.buildServices()
 	if err != nil {
 		c.StartFailed(stopped)
@@ -111,6 +127,7 @@ func (c *Client[TTx]) Start(ctx context.Context) error {
 		c.startFailed(stopped, err)
 		return fmt.Errorf("start client %s: %w", c.config.ID, err)
 	}
+	c.openProducers(runCtx)
 	go func() {
 		defer stopped()
 		started()
@@ -135,6 +152,7 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 	exec := c.driver.GetExecutor()
 	workCtx, workCancel := context.WithCancelCause(context.Background())
 	c.workCancel = workCancel
+	c.workCtx = workCtx
 	c.completer = completer.New(exec, &completer.Config{Schema: c.config.Schema, Logger: c.config.Logger, OnWritten: c.onWritten})
 	background = []startstop.Service{c.completer}
 	c.notifier = nil
@@ -148,27 +166,14 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 		workCancel(err)
 		return nil, nil, err
 	}
-	// The maintainer subscribes to the elector before it can win.
-	background = append(background, c.maintainer, c.elector)
+	// The maintainer subscribes to the elector before it can win. A
+	// client that opted out of leadership never starts either.
+	if !c.config.LeaderElectionDisabled {
+		background = append(background, c.maintainer, c.elector)
+	}
 	c.producers = map[string]*producer.Producer{}
-	// Producers fetch only the kinds this client has workers for: another
-	// client (millrace or River) sharing the database may work the others.
-	kinds := c.config.Workers.kinds()
-	slices.Sort(kinds)
 	for _, name := range slices.Sorted(maps.Keys(c.config.Queues)) {
-		q := c.config.Queues[name]
-		p, err := producer.New(exec, &producer.Config{
-			Queue: name, MaxWorkers: q.MaxWorkers, Schema: c.config.Schema, ClientID: c.config.ID, Kinds: kinds,
-			Logger: c.config.Logger, Notifier: c.notifier, FetchCooldown: c.config.FetchCooldown,
-			FetchPollInterval: c.config.FetchPollInterval, WorkCtx: workCtx, Work: c.workJob,
-			OnPaused: func(paused bool) {
-				kind := EventKindQueueResumed
-				if paused {
-					kind = EventKindQueuePaused
-				}
-				c.emit(&Event{Kind: kind, Queue: name})
-			},
-		})
+		p, err := c.newProducer(exec, name, c.config.Queues[name], workCtx)
 		if err != nil {
 			workCancel(err)
 			return nil, nil, fmt.Errorf("start client %s: %w", c.config.ID, err)
@@ -182,16 +187,14 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 // shutdown stops fetching, waits for running jobs, writes their outcomes,
 // then stops the notifier. It runs once the run context ends.
 func (c *Client[TTx]) shutdown() {
+	producers := c.closeProducers()
 	c.mu.Lock()
-	producers := slices.Collect(maps.Values(c.producers))
 	comp, notif, workCancel := c.completer, c.notifier, c.workCancel
 	// Leadership goes at once (maintenance stops first, then the resign
 	// lets another client take over), while producers drain.
 	services := []startstop.Service{c.elector, c.maintainer}
 	c.mu.Unlock()
-	for _, p := range producers {
-		services = append(services, p)
-	}
+	services = append(services, producers...)
 	startstop.StopAllParallel(services...)
 	comp.Stop()
 	if notif != nil {

@@ -32,7 +32,7 @@ type Config struct {
 	Schema string
 
 	// Queues to work, by name, each with its worker count. None makes an
-	// insert-only client.
+	// insert-only client. Client.Queues adds and removes queues later.
 	Queues map[string]QueueConfig
 
 	// Workers run jobs by kind. Required when Queues is set. The client
@@ -141,6 +141,31 @@ type Config struct {
 	// JobStuckThreshold is how long after its timeout a job that has not
 	// returned counts as stuck. Default 10 s (River's).
 	JobStuckThreshold time.Duration
+
+	// Insert-only and worker-only clients (see also Queues: a client
+	// without queues only inserts; its Start returns ErrNoQueues and it
+	// runs no producer, no notifier and no leader election).
+
+	// LeaderElectionDisabled keeps this client out of leader election: it
+	// works its queues but never leads, so it never runs the maintenance
+	// services (scheduler, rescuer, cleaners, periodic jobs, reindexer).
+	// Some other client on the same database and schema (millrace or River)
+	// must be able to lead, or scheduled jobs and retries are never made
+	// available and stuck jobs are never rescued. PeriodicJobs must be
+	// empty. Default false, as in River.
+	LeaderElectionDisabled bool
+
+	// FetchUnknownKinds makes producers fetch every job of their queues,
+	// also those of kinds this client has no worker for. Such a job gets
+	// an error recorded ("job kind ... is not registered in client ...")
+	// and is retried at the retry policy's time; the attempt is given back
+	// and the job is never discarded for it, so a client that has the
+	// worker can still run it later. Default false: producers fetch only
+	// the kinds registered in Workers (as of Start or Queues().Add) and
+	// leave other kinds untouched for the clients that work them. (River
+	// fetches every kind by default, counts the attempt, and eventually
+	// discards the job; its FetchOnlyKnownKinds is millrace's default.)
+	FetchUnknownKinds bool
 }
 
 // QueueConfig configures one queue.
@@ -299,13 +324,13 @@ func (cfg *Config) withDefaults() (*Config, error) {
 	}
 	queues := make(map[string]QueueConfig, len(c.Queues))
 	for name, q := range c.Queues {
-		if err := validateQueueName(name); err != nil {
+		if err := q.validate(name); err != nil {
 			return bad("%v", err)
 		}
-		if q.MaxWorkers < 1 || q.MaxWorkers > MaxQueueWorkers {
-			return bad("queue %q: MaxWorkers %d out of range 1..%d", name, q.MaxWorkers, MaxQueueWorkers)
-		}
 		queues[name] = q
+	}
+	if c.LeaderElectionDisabled && len(c.PeriodicJobs) > 0 {
+		return bad("PeriodicJobs need a client that can lead: LeaderElectionDisabled is set")
 	}
 	c.Queues = queues
 	if len(c.Queues) > 0 && c.Workers == nil {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"encoding/json"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,9 @@ type Event struct {
 	Stats *JobStatistics
 	// Queue is the queue (queue events).
 	Queue string
+	// QueueMetadata is the queue's new metadata
+	// (EventKindQueueMetadataChanged).
+	QueueMetadata json.RawMessage
 }
 
 // JobStatistics are a job's timings.

@@ -113,6 +113,9 @@ func (b *PeriodicJobBundle[TTx]) Add(job *PeriodicJob) (PeriodicJobHandle, error
 	if len(job.opts.ID) > 128 {
 		return 0, fmt.Errorf("%w: periodic job ID longer than 128 characters", ErrInvalidArgs)
 	}
+	if b.c.config.LeaderElectionDisabled {
+		return 0, fmt.Errorf("%w: periodic jobs need a client that can lead (LeaderElectionDisabled is set)", ErrInvalidConfig)
+	}
 	c := b.c
 	return c.periodic.Add(&maintenance.PeriodicJob{
 		Next:       job.schedule.Next,

@@ -108,13 +108,19 @@ func AddWorker[T JobArgs](workers *Workers, worker Worker[T]) {
 // AddWorkerSafely registers a worker, returning an error for a nil worker,
 // an invalid or empty kind, or a kind already registered.
 func AddWorkerSafely[T JobArgs](workers *Workers, worker Worker[T]) error {
+	var zero T
+	return addWorker(workers, zero, worker)
+}
+
+// addWorker registers a worker for the kind of the given args value (the
+// zero value for AddWorker, the caller's for AddWorkerArgs).
+func addWorker[T JobArgs](workers *Workers, zero T, worker Worker[T]) error {
 	if workers == nil {
 		return errors.New("add worker: workers is nil (make it with client.NewWorkers)")
 	}
 	if worker == nil {
 		return errors.New("add worker: worker is nil")
 	}
-	var zero T
 	kind, err := kindOf(zero)
 	if err != nil {
 		return fmt.Errorf("add worker for %T: %w", zero, err)
@@ -131,6 +137,7 @@ func AddWorkerSafely[T JobArgs](workers *Workers, worker Worker[T]) error {
 		if err := json.Unmarshal(row.Args, &args); err != nil {
 			return nil, fmt.Errorf("decode args of job %d (kind %q) into %T: %w", row.ID, row.Kind, args, err)
 		}
+		setRowKind(&args, row.Kind)
 		return &typedUnit[T]{worker: worker, job: &Job[T]{JobRow: row, Args: args}}, nil
 	}}
 	// A kind's Hooks, too, must work on the zero value and be valid

@@ -195,6 +195,21 @@ type Executor interface {
 	// JobUpdate changes one job from outside its run (or from its worker,
 	// in the worker's transaction): see JobUpdateParams.
 	JobUpdate(ctx context.Context, params *JobUpdateParams) (*millracetype.JobRow, error)
+
+	// Runtime queue management (see queue_admin.go for the params).
+
+	// QueueUpdate changes a queue's settings: its metadata when
+	// MetadataDoUpdate is set (then, in the same statement, a
+	// metadata_changed control notification), and always updated_at. A
+	// missing queue gives an error wrapping millracetype.ErrNotFound and
+	// changes nothing.
+	QueueUpdate(ctx context.Context, params *QueueUpdateParams) (*millracetype.Queue, error)
+	// QueueGetWithCounts is QueueGet plus the counts of the queue's jobs in
+	// every state that is not final, read in one statement.
+	QueueGetWithCounts(ctx context.Context, params *QueueGetParams) (*millracetype.QueueWithCounts, error)
+	// QueueListWithCounts is QueueList plus each queue's counts, in one
+	// statement.
+	QueueListWithCounts(ctx context.Context, params *QueueListParams) ([]*millracetype.QueueWithCounts, error)
 }
 
 // ExecutorTx is an Executor inside a transaction.

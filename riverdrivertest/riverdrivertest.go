@@ -103,6 +103,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobRetryMany", s.testJobRetryMany},
 		{"JobUpdate", s.testJobUpdate},
 		{"JobSetStateOnlyIfRunning", s.testJobSetStateOnlyIfRunning},
+		{"QueueAdmin", s.testQueueAdmin},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -81,11 +81,16 @@ type Completer struct {
 	space   chan struct{} // signalled when pending shrinks
 	// inFlight counts outcomes handed to Complete and not yet written.
 	inFlight sync.WaitGroup
+	// queued and done count outcomes handed to Complete and outcomes
+	// written (or given up on), in order; progress is closed and replaced
+	// whenever done grows (see Flush). Guarded by mu.
+	queued, done uint64
+	progress     chan struct{}
 }
 
 // New returns a completer writing through exec.
 func New(exec driver.Executor, cfg *Config) *Completer {
-	c := &Completer{exec: exec, wake: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+	c := &Completer{exec: exec, wake: make(chan struct{}, 1), space: make(chan struct{}, 1), progress: make(chan struct{})}
 	if cfg != nil {
 		c.cfg = *cfg
 	}
@@ -121,6 +126,7 @@ func (c *Completer) Complete(ctx context.Context, s *driver.JobSetState, meta an
 		c.mu.Lock()
 		if len(c.pending) < c.cfg.MaxPending {
 			c.pending = append(c.pending, item{s, meta})
+			c.queued++
 			c.inFlight.Add(1)
 			c.mu.Unlock()
 			signal(c.wake)
@@ -199,6 +205,7 @@ func (c *Completer) writeAll(ctx context.Context) {
 		signal(c.space)
 
 		c.writeBatch(ctx, batch)
+		c.advance(len(batch))
 		for range batch {
 			c.inFlight.Done()
 		}

@@ -102,6 +102,10 @@ type Config struct {
 	// OnPaused is called with true or false when the queue's paused state
 	// changes (from the producer's goroutine).
 	OnPaused func(paused bool)
+	// OnMetadataChanged is called with the queue's new metadata when a
+	// metadata_changed control notification (or the periodic read of the
+	// queue row) shows that it changed (from the producer's goroutine).
+	OnMetadataChanged func(metadata json.RawMessage)
 }
 
 // Producer runs one queue; see the package doc.
@@ -120,15 +124,17 @@ type Producer struct {
 	// down or comes back.
 	listenerChanged chan struct{}
 
-	mu      sync.Mutex
-	running map[int64]context.CancelCauseFunc
-	paused  bool
+	mu       sync.Mutex
+	running  map[int64]context.CancelCauseFunc
+	paused   bool
+	metadata json.RawMessage // the queue's metadata as last seen
 }
 
 type controlMessage struct {
-	Action string `json:"action"`
-	JobID  int64  `json:"job_id"`
-	Queue  string `json:"queue"`
+	Action   string          `json:"action"`
+	JobID    int64           `json:"job_id"`
+	Metadata json.RawMessage `json:"metadata"`
+	Queue    string          `json:"queue"`
 }
 
 // New returns a producer for one queue; Start runs it.
@@ -179,6 +185,9 @@ func (p *Producer) Start(ctx context.Context) error {
 		return fmt.Errorf("producer %q: register queue: %w", p.cfg.Queue, err)
 	}
 	p.setPaused(queue.PausedAt != nil)
+	p.mu.Lock()
+	p.metadata = compactJSON(queue.Metadata)
+	p.mu.Unlock()
 
 	var subs []*notifier.Subscription
 	stopStatus := func() {}
@@ -393,6 +402,8 @@ func (p *Producer) run(ctx context.Context) {
 			case "resume":
 				p.setPaused(false)
 				wantFetch = true
+			case "metadata_changed":
+				p.setMetadata(msg.Metadata)
 			}
 		case <-p.listenerChanged:
 			// The listener went down or came back: either way
@@ -486,6 +497,7 @@ func (p *Producer) pollControl(ctx context.Context) {
 		}
 	default:
 		p.setPaused(queue.PausedAt != nil)
+		p.setMetadata(queue.Metadata)
 	}
 
 	p.mu.Lock()
