@@ -249,18 +249,25 @@ func newQueuesCmd(g *globalFlags) *cobra.Command {
 	var limit int
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List queues",
+		Short: "List queues with the counts of their unfinished jobs by state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 1 || limit > 10000 {
 				return usagef("--limit %d out of range 1..10000", limit)
 			}
 			return withAdmin(cmd, g, func(ctx context.Context, c *client.Client[pgx.Tx], _ *pgxv5.Driver) error {
-				qs, err := c.QueueList(ctx, limit)
+				qs, err := c.QueueListWithCounts(ctx, limit)
 				if err != nil {
 					return err
 				}
 				if g.json {
+					type countsJSON struct {
+						Available int64 `json:"available"`
+						Pending   int64 `json:"pending"`
+						Retryable int64 `json:"retryable"`
+						Running   int64 `json:"running"`
+						Scheduled int64 `json:"scheduled"`
+					}
 					type queueJSON struct {
 						Name      string     `json:"name"`
 						Paused    bool       `json:"paused"`
@@ -268,17 +275,22 @@ func newQueuesCmd(g *globalFlags) *cobra.Command {
 						CreatedAt time.Time  `json:"created_at"`
 						UpdatedAt time.Time  `json:"updated_at"`
 						Metadata  rawJSON    `json:"metadata"`
+						Counts    countsJSON `json:"counts"`
 					}
 					out := []queueJSON{}
 					for _, q := range qs {
-						out = append(out, queueJSON{q.Name, q.PausedAt != nil, q.PausedAt, q.CreatedAt, q.UpdatedAt, rawJSON(q.Metadata)})
+						n := q.Counts
+						out = append(out, queueJSON{q.Name, q.PausedAt != nil, q.PausedAt, q.CreatedAt, q.UpdatedAt, rawJSON(q.Metadata),
+							countsJSON{n.Available, n.Pending, n.Retryable, n.Running, n.Scheduled}})
 					}
 					return writeJSON(cmd.OutOrStdout(), out)
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tPAUSED\tUPDATED")
+				fmt.Fprintln(tw, "NAME\tPAUSED\tAVAILABLE\tRUNNING\tSCHEDULED\tRETRYABLE\tPENDING\tUPDATED")
 				for _, q := range qs {
-					fmt.Fprintf(tw, "%s\t%v\t%s\n", q.Name, q.PausedAt != nil, q.UpdatedAt.Format(time.RFC3339))
+					n := q.Counts
+					fmt.Fprintf(tw, "%s\t%v\t%d\t%d\t%d\t%d\t%d\t%s\n", q.Name, q.PausedAt != nil,
+						n.Available, n.Running, n.Scheduled, n.Retryable, n.Pending, q.UpdatedAt.Format(time.RFC3339))
 				}
 				return tw.Flush()
 			})

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,9 +156,26 @@ func TestAdminCommands(t *testing.T) {
 	var queues []struct {
 		Name   string `json:"name"`
 		Paused bool   `json:"paused"`
+		Counts struct {
+			Available int64 `json:"available"`
+			Running   int64 `json:"running"`
+		} `json:"counts"`
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &queues) != nil || len(queues) != 1 || !queues[0].Paused {
 		t.Fatalf("queues list: %d %s", code, out)
+	}
+	// The counts are the queue's jobs as the table has them.
+	var available, nRunning int64
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'available'), count(*) FILTER (WHERE state = 'running')
+		FROM `+db.Schema+`.river_job WHERE queue = 'mail'`).Scan(&available, &nRunning); err != nil {
+		t.Fatal(err)
+	}
+	if available == 0 || queues[0].Counts.Available != available || queues[0].Counts.Running != nRunning {
+		t.Fatalf("queues list counts %+v, table has available %d running %d", queues[0].Counts, available, nRunning)
+	}
+	code, out, _ = run("queues", "list")
+	if code != 0 || !strings.Contains(out, "AVAILABLE") || !strings.Contains(out, fmt.Sprintf("mail  true    %d", available)) {
+		t.Fatalf("queues list (table): %d %s", code, out)
 	}
 	code, out, _ = run("queues", "resume", "*", "--json")
 	if code != 0 || !strings.Contains(out, `"paused": false`) {
