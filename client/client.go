@@ -153,7 +153,8 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 	workCtx, workCancel := context.WithCancelCause(context.Background())
 	c.workCancel = workCancel
 	c.workCtx = workCtx
-	c.completer = completer.New(exec, &completer.Config{Schema: c.config.Schema, Logger: c.config.Logger, OnWritten: c.onWritten})
+	c.completer = completer.New(exec, &completer.Config{Schema: c.config.Schema, Logger: c.config.Logger, OnWritten: c.onWritten,
+		WantRows: c.events.hasSubscribers})
 	background = []startstop.Service{c.completer}
 	c.notifier = nil
 	if !c.config.PollOnly && c.driver.SupportsListener() {

@@ -55,7 +55,13 @@ type subscription struct {
 type eventHub struct {
 	mu   sync.Mutex
 	subs map[*subscription]struct{}
+	// n is len(subs), read without the lock on the hot path: with no
+	// subscriber the completer does not read written rows back.
+	n atomic.Int64
 }
+
+// hasSubscribers reports whether anyone subscribes to events.
+func (h *eventHub) hasSubscribers() bool { return h.n.Load() > 0 }
 
 // Subscribe returns a channel of this client's events of the given kinds
 // (all kinds when none are given) and a function that ends the
@@ -72,12 +78,14 @@ func (c *Client[TTx]) Subscribe(kinds ...EventKind) (<-chan *Event, func()) {
 		c.events.subs = map[*subscription]struct{}{}
 	}
 	c.events.subs[sub] = struct{}{}
+	c.events.n.Store(int64(len(c.events.subs)))
 	c.events.mu.Unlock()
 	var once sync.Once
 	return sub.ch, func() {
 		once.Do(func() {
 			c.events.mu.Lock()
 			delete(c.events.subs, sub)
+			c.events.n.Store(int64(len(c.events.subs)))
 			c.events.mu.Unlock()
 			close(sub.ch)
 		})

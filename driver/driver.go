@@ -424,6 +424,10 @@ type JobSetState struct {
 type JobSetStateIfRunningManyParams struct {
 	Schema string
 	Jobs   []*JobSetState
+	// NoRows skips returning the changed rows (the call returns nil): the
+	// statement then neither sends nor decodes them, which is most of its
+	// cost on the client. For callers that do not look at the rows.
+	NoRows bool
 }
 
 // JobGetByIDParams names a job.

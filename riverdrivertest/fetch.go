@@ -232,7 +232,20 @@ func (s *suite[TTx]) testJobGetAvailable(t *testing.T) {
 }
 
 func (s *suite[TTx]) testJobSetStateIfRunningMany(t *testing.T) {
-	s.run(t, "Outcomes", func(t *testing.T, e *env[TTx]) {
+	// The outcomes table, reading the changed rows back and (NoRows) not:
+	// the rows written must be the same.
+	for _, noRows := range []bool{false, true} {
+		name := "Outcomes"
+		if noRows {
+			name = "OutcomesNoRows"
+		}
+		s.testJobSetStateOutcomes(t, name, noRows)
+	}
+	s.testJobSetStateIfRunningManyMore(t)
+}
+
+func (s *suite[TTx]) testJobSetStateOutcomes(t *testing.T, name string, noRows bool) {
+	s.run(t, name, func(t *testing.T, e *env[TTx]) {
 		base := now()
 		startedAt := base.Add(-time.Minute)
 		finalizedAt := base.Add(-time.Second)
@@ -346,9 +359,13 @@ func (s *suite[TTx]) testJobSetStateIfRunningMany(t *testing.T) {
 		}
 		before := now()
 		// All outcomes in one call.
-		changed, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema, Jobs: outcomes})
+		changed, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema, Jobs: outcomes,
+			NoRows: noRows})
 		after := now()
 		requireNoError(t, err, "JobSetStateIfRunningMany")
+		if noRows && changed != nil {
+			t.Fatalf("NoRows: got %d rows back, want none", len(changed))
+		}
 		returned := map[int64]*millracetype.JobRow{}
 		for _, j := range changed {
 			returned[j.ID] = j
@@ -361,7 +378,9 @@ func (s *suite[TTx]) testJobSetStateIfRunningMany(t *testing.T) {
 			t.Run(c.name, func(t *testing.T) {
 				was, w := initial[i], c.want
 				job := e.getJob(t, was.ID)
-				if r, ok := returned[was.ID]; ok == w.unreturned {
+				if r, ok := returned[was.ID]; noRows {
+					// Nothing returned to compare.
+				} else if ok == w.unreturned {
 					t.Fatalf("returned = %v, want %v (only changed rows are returned)", ok, !w.unreturned)
 				} else if ok {
 					requireSameJob(t, r, job, "returned row against the stored row")
@@ -399,7 +418,9 @@ func (s *suite[TTx]) testJobSetStateIfRunningMany(t *testing.T) {
 			})
 		}
 	})
+}
 
+func (s *suite[TTx]) testJobSetStateIfRunningManyMore(t *testing.T) {
 	s.run(t, "ErrorStoredInRiversShape", func(t *testing.T, e *env[TTx]) {
 		job := e.insertFull(t, running(now().Add(-time.Minute)))
 		errs := []millracetype.AttemptError{

@@ -102,8 +102,12 @@ FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::
         $7::boolean[], $8::text[], $9::integer[], $10::boolean[])
     AS u(id, state, finalized_at, scheduled_at, error, attempt_decrement, snooze_increment, metadata_updates, attempt,
         only_if_running)
-WHERE j.id = u.id AND ({{ours}} OR (u.metadata_updates IS NOT NULL AND NOT u.only_if_running))
-RETURNING `+jobColsJ, "{{ours}}", "(j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt))")
+WHERE j.id = u.id AND ({{ours}} OR (u.metadata_updates IS NOT NULL AND NOT u.only_if_running))`, "{{ours}}", "(j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt))")
+
+// sqlJobSetStateIfRunningManyRows is the completer's statement returning
+// the changed rows.
+var sqlJobSetStateIfRunningManyRows = sqlJobSetStateIfRunningMany + `
+RETURNING ` + jobColsJ
 
 func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error) {
 	n := len(p.Jobs)
@@ -149,8 +153,12 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		attempts[i] = int32(j.Attempt)
 		onlyIfRunning[i] = j.OnlyIfRunning
 	}
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningMany),
-		ids, states, finalizedAt, scheduledAt, errs, attemptDecrement, snoozeIncrement, metadataUpdates, attempts, onlyIfRunning)
+	args := []any{ids, states, finalizedAt, scheduledAt, errs, attemptDecrement, snoozeIncrement, metadataUpdates, attempts, onlyIfRunning}
+	if p.NoRows {
+		_, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningMany), args...)
+		return nil, err
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningManyRows), args...)
 	if err != nil {
 		return nil, err
 	}

@@ -59,6 +59,11 @@ type Config struct {
 	// OnWritten, if set, is called after each successful write with its
 	// results, from the completer's goroutine. It must not block for long.
 	OnWritten func(results []Result)
+	// WantRows, if set, is asked before each write whether OnWritten needs
+	// the written rows; when it says no, the rows are not read back (a
+	// large part of a write's cost) and OnWritten is not called for that
+	// write. Default: the rows are read whenever OnWritten is set.
+	WantRows func() bool
 	// RetryBackoff is the first wait after a failed write (default 100 ms);
 	// it doubles up to 5 s.
 	RetryBackoff time.Duration
@@ -221,9 +226,13 @@ func (c *Completer) writeBatch(ctx context.Context, batch []item) {
 	}
 	wait := c.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
-		rows, err := c.exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: c.cfg.Schema, Jobs: states})
+		wantRows := c.cfg.OnWritten != nil && (c.cfg.WantRows == nil || c.cfg.WantRows())
+		rows, err := c.exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: c.cfg.Schema, Jobs: states,
+			NoRows: !wantRows})
 		if err == nil {
-			c.report(batch, rows)
+			if wantRows {
+				c.report(batch, rows)
+			}
 			return
 		}
 		if ctx.Err() != nil {
@@ -244,9 +253,6 @@ func (c *Completer) writeBatch(ctx context.Context, batch []item) {
 }
 
 func (c *Completer) report(batch []item, rows []*millracetype.JobRow) {
-	if c.cfg.OnWritten == nil {
-		return
-	}
 	byID := make(map[int64]*millracetype.JobRow, len(rows))
 	for _, r := range rows {
 		byID[r.ID] = r

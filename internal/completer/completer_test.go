@@ -237,3 +237,52 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// WantRows false: outcomes are written without reading rows back and
+// OnWritten is not called; true again: it is.
+func TestWantRows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	db.InsertJobs(t, 4, "k", "default")
+	jobs := fetchAll(t, db, 4)
+	var want atomic.Bool
+	var reported atomic.Int64
+	c := New(db.Exec(), &Config{Schema: db.Schema, WantRows: want.Load, OnWritten: func(r []Result) {
+		for _, res := range r {
+			if res.Job == nil || res.Job.State != millracetype.JobStateCompleted {
+				t.Errorf("result for job %d: %+v", res.SetState.ID, res.Job)
+			}
+		}
+		reported.Add(int64(len(r)))
+	}})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	for _, j := range jobs[:2] {
+		if err := c.Complete(ctx, completed(j.ID), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitIdle()
+	if n := reported.Load(); n != 0 {
+		t.Fatalf("%d results reported while WantRows says no", n)
+	}
+	if counts := db.CountByState(t); counts[millracetype.JobStateCompleted] != 2 {
+		t.Fatalf("states after writing without rows: %v", counts)
+	}
+	want.Store(true)
+	for _, j := range jobs[2:] {
+		if err := c.Complete(ctx, completed(j.ID), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitIdle()
+	if n := reported.Load(); n != 2 {
+		t.Fatalf("%d results reported once WantRows says yes, want 2", n)
+	}
+	if counts := db.CountByState(t); counts[millracetype.JobStateCompleted] != 4 {
+		t.Fatalf("states: %v", counts)
+	}
+}
