@@ -120,6 +120,12 @@ type Producer struct {
 	inserted chan struct{}
 	control  chan controlMessage
 	done     chan int64
+	// work hands a job to an idle worker goroutine (unbuffered: a send
+	// succeeds only when one waits); workers counts the goroutines. Worker
+	// goroutines live until the producer stops, so a busy queue does not
+	// start (and grow the stack of) a goroutine per job.
+	work    chan task
+	workers sync.WaitGroup
 	// listenerChanged is signalled when the notifier's connection goes
 	// down or comes back.
 	listenerChanged chan struct{}
@@ -128,6 +134,12 @@ type Producer struct {
 	running  map[int64]context.CancelCauseFunc
 	paused   bool
 	metadata json.RawMessage // the queue's metadata as last seen
+}
+
+// task is one fetched job and its context, for a worker goroutine.
+type task struct {
+	ctx context.Context
+	job *millracetype.JobRow
 }
 
 type controlMessage struct {
@@ -167,6 +179,7 @@ func New(exec driver.Executor, cfg *Config) (*Producer, error) {
 		inserted:        make(chan struct{}, 1),
 		control:         make(chan controlMessage, 64),
 		done:            make(chan int64, c.MaxWorkers),
+		work:            make(chan task),
 		listenerChanged: make(chan struct{}, 1),
 		running:         map[int64]context.CancelCauseFunc{},
 	}, nil
@@ -381,6 +394,16 @@ func (p *Producer) run(ctx context.Context) {
 			return
 		case id := <-p.done:
 			p.finish(id)
+			// Take every other finished job too before deciding to fetch,
+			// so a fetch asks for all the free slots at once.
+			for more := true; more; {
+				select {
+				case id := <-p.done:
+					p.finish(id)
+				default:
+					more = false
+				}
+			}
 		case <-p.inserted:
 			wantFetch = true
 			if trailing == nil {
@@ -452,10 +475,28 @@ func (p *Producer) startJob(job *millracetype.JobRow) {
 	p.mu.Lock()
 	p.running[job.ID] = cancel
 	p.mu.Unlock()
-	go func() {
-		defer func() { p.done <- job.ID }()
-		p.cfg.Work(jobCtx, job)
-	}()
+	t := task{jobCtx, job}
+	select {
+	case p.work <- t: // an idle worker took it
+	default:
+		p.workers.Add(1)
+		go p.worker(t)
+	}
+}
+
+// worker runs t, then every job handed to it, until drain closes p.work.
+// There are never more workers than jobs running at once, so at most
+// MaxWorkers.
+func (p *Producer) worker(t task) {
+	defer p.workers.Done()
+	for {
+		p.cfg.Work(t.ctx, t.job)
+		p.done <- t.job.ID
+		var ok bool
+		if t, ok = <-p.work; !ok {
+			return
+		}
+	}
 }
 
 func (p *Producer) finish(id int64) {
@@ -479,6 +520,9 @@ func (p *Producer) drain() {
 			// CancelJob directly.
 		}
 	}
+	// Every job is done: the idle workers wait on p.work.
+	close(p.work)
+	p.workers.Wait()
 }
 
 // pollControl reads what a lost notification may have missed: the queue's
