@@ -132,7 +132,9 @@ func childMain(specJSON string) error {
 	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
 		return fmt.Errorf("decode child spec: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	// 20 minutes, and more for the biggest burndowns (a million jobs may
+	// take many minutes on a small machine).
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute+time.Duration(spec.Jobs)*2*time.Millisecond)
 	defer cancel()
 	res, err := childRun(ctx, &spec)
 	if err != nil {

@@ -56,7 +56,7 @@ func TestEnvBool(t *testing.T) {
 
 func TestReadSettingsScale(t *testing.T) {
 	for _, kv := range [][2]string{{"BENCH_SCALE_SIZES", "2000,20000"}, {"BENCH_SCALE_FINALIZED", "0"},
-		{"BENCH_SCALE_RIVER", "1"}, {"BENCH_SCENARIOS", "scale"}, {"BENCH_MIXED_BULK", "500"}} {
+		{"BENCH_SCALE_RIVER", "1"}, {"BENCH_SCENARIOS", "scale"}, {"BENCH_MIXED_BULK", "500"}, {"BENCH_ROUNDS", "5"}} {
 		t.Setenv(kv[0], kv[1])
 	}
 	s, err := readSettings()
@@ -64,8 +64,12 @@ func TestReadSettingsScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !slices.Equal(s.scaleSizes, []int{2000, 20000}) || s.scaleFinalized != 0 || !s.scaleRiver || s.mixedBulk != 500 ||
-		s.scaleFinalizedJobs != 100000 || !slices.Equal(s.scenarios, []string{"scale"}) {
+		s.scaleFinalizedJobs != 100000 || !slices.Equal(s.scenarios, []string{"scale"}) || s.scaleRounds != 1 {
 		t.Errorf("settings = %+v", s)
+	}
+	t.Setenv("BENCH_SCALE_ROUNDS", "3")
+	if s, err := readSettings(); err != nil || s.scaleRounds != 3 || s.rounds != 5 {
+		t.Errorf("BENCH_SCALE_ROUNDS=3: %+v, %v", s, err)
 	}
 	t.Setenv("BENCH_SCALE_FINALIZED", "-1")
 	if _, err := readSettings(); err == nil {

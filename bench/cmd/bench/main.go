@@ -13,7 +13,7 @@
 // (separate or same: who inserts in latency and mixed; default separate),
 // BENCH_MIXED_BULK (100000: the burndown next to mixed's stream),
 // BENCH_SCALE_SIZES, BENCH_SCALE_FINALIZED, BENCH_SCALE_FINALIZED_JOBS and
-// BENCH_SCALE_RIVER (the scale scenario), BENCH_PROFILE (a directory for
+// BENCH_SCALE_RIVER, BENCH_SCALE_ROUNDS (the scale scenario), BENCH_PROFILE (a directory for
 // CPU and allocation profiles of every run), BENCH_OUT (out/results.json).
 package main
 
@@ -87,6 +87,7 @@ type settings struct {
 	scaleFinalized     int
 	scaleFinalizedJobs int
 	scaleRiver         bool
+	scaleRounds        int
 }
 
 func envInt(name string, def int) (int, error) {
@@ -153,6 +154,7 @@ func readSettings() (*settings, error) {
 		dst  *int
 	}{{"BENCH_JOBS", 100000, &s.jobs}, {"BENCH_ROUNDS", 3, &s.rounds}, {"BENCH_MILLRACE_WORKERS", defaultWorkers, &s.millraceWorkers},
 		{"BENCH_MIXED_BULK", 100000, &s.mixedBulk}, {"BENCH_SCALE_FINALIZED_JOBS", 100000, &s.scaleFinalizedJobs}}
+
 	for _, x := range ints {
 		if *x.dst, err = envInt(x.name, x.def); err != nil {
 			return nil, err
@@ -186,6 +188,11 @@ func readSettings() (*settings, error) {
 		}
 	}
 	if s.scaleRiver, err = envBool("BENCH_SCALE_RIVER", false); err != nil {
+		return nil, err
+	}
+	// One round per point unless told: a point of a million jobs alone
+	// can take many minutes.
+	if s.scaleRounds, err = envInt("BENCH_SCALE_ROUNDS", 1); err != nil {
 		return nil, err
 	}
 	s.scenarios = defaultScenarios
@@ -296,7 +303,19 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("configs:  millrace at its defaults (queue MaxWorkers %d); River tuned (MaxWorkers %d, FetchCooldown %s, FetchPollInterval %s); River at defaults (MaxWorkers %d)\n",
 		s.millraceWorkers, riverTunedWorkers, riverTunedCooldown, riverTunedPoll, defaultWorkers)
-	fmt.Printf("          each client on its own pgx pool of at most %d connections, each run in a process of its own\n\n", s.poolConns)
+	fmt.Printf("          each client on its own pgx pool of at most %d connections, each run in a process of its own\n", s.poolConns)
+	if slices.Contains(s.scenarios, "scale") {
+		var pts []string
+		for _, p := range scalePoints(s.scaleSizes, s.scaleFinalized, s.scaleFinalizedJobs) {
+			pts = append(pts, p.String())
+		}
+		who := "millrace only (BENCH_SCALE_RIVER=1 adds River tuned)"
+		if s.scaleRiver {
+			who = "millrace and River tuned"
+		}
+		fmt.Printf("scale:    %s; %s; %d rounds per point\n", strings.Join(pts, "; "), who, s.scaleRounds)
+	}
+	fmt.Println()
 
 	want := func(name string) bool { return slices.Contains(s.scenarios, name) }
 	if want("insert_many_fast") {
@@ -397,13 +416,18 @@ func run(ctx context.Context) error {
 // contender runs once, the order rotating from round to round so no system
 // always goes first. pre is written into each fresh schema first.
 func (b *bench) scenario(ctx context.Context, name string, contenders []contender, pre prefill, spec runSpec) error {
-	for round := range b.s.rounds {
+	return b.scenarioRounds(ctx, name, contenders, pre, spec, b.s.rounds)
+}
+
+// scenarioRounds is scenario with a number of rounds of its own.
+func (b *bench) scenarioRounds(ctx context.Context, name string, contenders []contender, pre prefill, spec runSpec, rounds int) error {
+	for round := range rounds {
 		order := slices.Clone(contenders)
 		for range round % len(order) {
 			order = append(order[1:], order[0])
 		}
 		for _, c := range order {
-			if _, err := b.runOne(ctx, name, c, round, pre, spec); err != nil {
+			if _, err := b.runOne(ctx, name, c, round, rounds, pre, spec); err != nil {
 				return err
 			}
 		}
@@ -423,7 +447,7 @@ func resultKey(scenario, point string) string {
 // runOne measures one contender once, on a fresh schema dropped afterwards.
 // A negative round is a tuning run of the ceiling's sweep: printed, not
 // kept.
-func (b *bench) runOne(ctx context.Context, name string, c contender, round int, pre prefill, spec runSpec) (*runResult, error) {
+func (b *bench) runOne(ctx context.Context, name string, c contender, round, rounds int, pre prefill, spec runSpec) (*runResult, error) {
 	schema, err := freshSchema(ctx, b.admin, c.system)
 	if err != nil {
 		return nil, err
@@ -435,7 +459,7 @@ func (b *bench) runOne(ctx context.Context, name string, c contender, round int,
 			fmt.Fprintf(os.Stderr, "bench: drop schema %s: %v\n", schema, err)
 		}
 	}()
-	roundLabel := fmt.Sprintf("round %d/%d", round+1, b.s.rounds)
+	roundLabel := fmt.Sprintf("round %d/%d", round+1, rounds)
 	roundTag := fmt.Sprintf("r%d", round+1)
 	if round < 0 {
 		roundLabel = fmt.Sprintf("tuning %dx%d", spec.Loops, spec.Batch)
@@ -546,7 +570,7 @@ func (b *bench) ceiling(ctx context.Context, name string, c contender) error {
 		best := 0.0
 		for _, l := range []int{1, 2, 4} {
 			for _, bt := range []int{1000, 2000, 4000} {
-				res, err := b.runOne(ctx, name, c, -1, prefill{Available: n}, runSpec{Jobs: n, Loops: l, Batch: bt})
+				res, err := b.runOne(ctx, name, c, -1, 0, prefill{Available: n}, runSpec{Jobs: n, Loops: l, Batch: bt})
 				if err != nil {
 					return err
 				}
@@ -560,7 +584,7 @@ func (b *bench) ceiling(ctx context.Context, name string, c contender) error {
 	b.ceilingShapes[name] = fmt.Sprintf("%dx%d", loops, batch)
 	b.note(fmt.Sprintf("%s: %d concurrent loops, %d jobs per round trip", name, loops, batch))
 	for round := range b.s.rounds {
-		if _, err := b.runOne(ctx, name, c, round, prefill{Available: b.s.jobs}, runSpec{Jobs: b.s.jobs, Loops: loops, Batch: batch}); err != nil {
+		if _, err := b.runOne(ctx, name, c, round, b.s.rounds, prefill{Available: b.s.jobs}, runSpec{Jobs: b.s.jobs, Loops: loops, Batch: batch}); err != nil {
 			return err
 		}
 	}

@@ -118,6 +118,9 @@ func (b *bench) report(machine, pg string) *output {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Println()
 	fmt.Printf("medians of %d rounds; ratio > 1 means millrace is ahead\n", b.s.rounds)
+	if len(b.scalePoints) > 0 && b.s.scaleRounds != b.s.rounds {
+		fmt.Printf("(scale: medians of %d rounds per point)\n", b.s.scaleRounds)
+	}
 	// Names left-aligned, numbers right-aligned.
 	row := func(cells ...string) {
 		for i := 2; i < len(cells); i++ {

@@ -44,7 +44,7 @@ func scalePoints(sizes []int, finalized, finalizedJobs int) []scalePoint {
 }
 
 // scale runs the burndown at every point of the curve, millrace (and River
-// tuned with BENCH_SCALE_RIVER), BENCH_ROUNDS rounds per point.
+// tuned with BENCH_SCALE_RIVER), BENCH_SCALE_ROUNDS rounds per point.
 func (b *bench) scale(ctx context.Context) error {
 	contenders := []contender{millraceDefaults}
 	if b.s.scaleRiver {
@@ -53,7 +53,7 @@ func (b *bench) scale(ctx context.Context) error {
 	b.scalePoints = scalePoints(b.s.scaleSizes, b.s.scaleFinalized, b.s.scaleFinalizedJobs)
 	for _, p := range b.scalePoints {
 		pre := prefill{Available: p.Jobs, Finalized: p.Finalized}
-		if err := b.scenario(ctx, "scale", contenders, pre, runSpec{Jobs: p.Jobs, Finalized: p.Finalized, Point: p.key()}); err != nil {
+		if err := b.scenarioRounds(ctx, "scale", contenders, pre, runSpec{Jobs: p.Jobs, Finalized: p.Finalized, Point: p.key()}, b.s.scaleRounds); err != nil {
 			return err
 		}
 	}
