@@ -58,7 +58,8 @@ demo:
 	else $(ENSURE_PG) >&2; fi; \
 	DATABASE_URL="$$url" $(GO) run ./cmd/millrace demo
 
-## bench: the core's Go benchmarks (briefly), then millrace side by side with River (bench/, ~11 min; see bench/README.md)
+## bench: the core's Go benchmarks (briefly), then millrace side by side with River (bench/, ~13 min; see bench/README.md;
+## BENCH_SCENARIOS=scale, the cost-as-work-grows curve, runs only when named)
 bench:
 	@url="$${DATABASE_URL:-}"; \
 	if [ -z "$$url" ]; then url=$$($(ENSURE_PG) | tee /dev/stderr | sed -n 's/^ensure-postgres: ready: //p' | tail -n1); \

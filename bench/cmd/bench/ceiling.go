@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -40,11 +39,42 @@ UPDATE %[1]s SET state = 'running', attempt = attempt + 1, attempted_at = now(),
 WHERE id = ANY(ARRAY(SELECT id FROM locked))
 RETURNING id, kind, args, attempt`
 
+// ceilingDeleteSQL is ceilingSQL for jobs deleted on completion: the first
+// part deletes the finished batch (still only rows in running) instead of
+// marking it completed. The fetch is the same.
+const ceilingDeleteSQL = `
+WITH completed AS (
+	DELETE FROM %[1]s
+	WHERE id = ANY($1::bigint[]) AND state = 'running'
+	RETURNING id
+), locked AS (
+	SELECT id FROM %[1]s
+	WHERE state = 'available' AND queue = $2 AND scheduled_at <= now()
+	ORDER BY priority, scheduled_at, id
+	LIMIT $3
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE %[1]s SET state = 'running', attempt = attempt + 1, attempted_at = now(),
+	attempted_by = array_append(attempted_by, $4::text)
+WHERE id = ANY(ARRAY(SELECT id FROM locked))
+RETURNING id, kind, args, attempt`
+
 // childCeiling runs spec.Loops concurrent fetch/complete loops, each
 // fetching spec.Batch jobs per round trip, over the jobs the parent
-// inserted, and times them to the last completion.
-func childCeiling(ctx context.Context, spec *runSpec, pool *pgxpool.Pool) (*runResult, error) {
-	q := fmt.Sprintf(ceilingSQL, pgx.Identifier{spec.Schema, "river_job"}.Sanitize())
+// inserted, and times them to the last completion. sql_ceiling_delete
+// deletes the finished jobs instead of completing them.
+func childCeiling(ctx context.Context, spec *runSpec, db *childDB, prof *profiler) (*runResult, error) {
+	pool := db.sys
+	deleting := spec.Scenario == "sql_ceiling_delete"
+	stmt := ceilingSQL
+	if deleting {
+		stmt = ceilingDeleteSQL
+	}
+	q := fmt.Sprintf(stmt, pgx.Identifier{spec.Schema, "river_job"}.Sanitize())
+	window := db.costWindow()
+	if err := window.begin(ctx); err != nil {
+		return nil, err
+	}
 	var worked atomic.Int64
 	start := time.Now()
 	stopProgress := make(chan struct{})
@@ -101,8 +131,25 @@ func childCeiling(ctx context.Context, spec *runSpec, pool *pgxpool.Pool) (*runR
 	if err != nil {
 		return nil, err
 	}
-	if err := checkCompleted(ctx, pool, spec.Schema, spec.Jobs); err != nil {
+	if err := prof.stop(); err != nil {
 		return nil, err
 	}
-	return &runResult{JobsPerS: float64(spec.Jobs) / elapsed.Seconds(), Seconds: elapsed.Seconds(), Count: spec.Jobs}, nil
+	pool.Close()
+	if deleting {
+		// A job fetched twice would have been counted twice.
+		var left int
+		if err := db.monitor.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{spec.Schema, "river_job"}.Sanitize()).Scan(&left); err != nil {
+			return nil, fmt.Errorf("check outcome: %w", err)
+		}
+		if w := worked.Load(); w != int64(spec.Jobs) || left != 0 {
+			return nil, fmt.Errorf("check outcome: %d jobs fetched and %d rows left; want %d and 0", w, left, spec.Jobs)
+		}
+	} else if err := checkCompleted(ctx, db.monitor, spec.Schema, spec.Jobs, 0); err != nil {
+		return nil, err
+	}
+	cost, err := window.end(ctx, spec.Jobs)
+	if err != nil {
+		return nil, err
+	}
+	return &runResult{JobsPerS: float64(spec.Jobs) / elapsed.Seconds(), Seconds: elapsed.Seconds(), Count: spec.Jobs, Cost: cost}, nil
 }

@@ -5,13 +5,16 @@
 // from bench/). See bench/README.md.
 //
 // Environment: DATABASE_URL (default
-// postgres://postgres@127.0.0.1:5432/postgres), BENCH_JOBS (default
+// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable), BENCH_JOBS (default
 // 100000), BENCH_ROUNDS (3), BENCH_SCENARIOS (a comma-separated subset),
 // BENCH_LATENCY_SECONDS (20), BENCH_MIXED_SECONDS (30),
 // BENCH_MILLRACE_WORKERS (200), BENCH_POOL_CONNS (20), BENCH_CEILING
 // ("LOOPSxBATCH" to skip the ceiling's tuning sweep), BENCH_INSERTER
 // (separate or same: who inserts in latency and mixed; default separate),
-// BENCH_OUT (out/results.json).
+// BENCH_MIXED_BULK (100000: the burndown next to mixed's stream),
+// BENCH_SCALE_SIZES, BENCH_SCALE_FINALIZED, BENCH_SCALE_FINALIZED_JOBS and
+// BENCH_SCALE_RIVER, BENCH_SCALE_ROUNDS (the scale scenario), BENCH_PROFILE (a directory for
+// CPU and allocation profiles of every run), BENCH_OUT (out/results.json).
 package main
 
 import (
@@ -34,9 +37,16 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-const defaultURL = "postgres://postgres@127.0.0.1:5432/postgres"
+const defaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
-var allScenarios = []string{"insert_many_fast", "insert_single", "burndown", "sql_ceiling", "latency", "latency_same_client", "mixed", "memory"}
+// defaultScenarios run when BENCH_SCENARIOS is unset; knownScenarios adds
+// those that run only when named: scale (long: see README.md) and
+// ephemeral (until millrace can delete jobs on completion).
+var (
+	defaultScenarios = []string{"insert_many_fast", "insert_single", "burndown", "sql_ceiling", "sql_ceiling_delete",
+		"latency", "latency_same_client", "mixed", "memory"}
+	knownScenarios = append(slices.Clone(defaultScenarios), "scale", "ephemeral")
+)
 
 func main() {
 	if spec := os.Getenv(childEnv); spec != "" {
@@ -67,6 +77,17 @@ type settings struct {
 	inserter        string
 	out             string
 	scenarios       []string
+	mixedBulk       int
+	profileDir      string
+	// The scale scenario: burndowns of each of scaleSizes jobs, then one
+	// of scaleFinalizedJobs jobs behind scaleFinalized completed rows (no
+	// such point when scaleFinalized is 0); River tuned too with
+	// scaleRiver.
+	scaleSizes         []int
+	scaleFinalized     int
+	scaleFinalizedJobs int
+	scaleRiver         bool
+	scaleRounds        int
 }
 
 func envInt(name string, def int) (int, error) {
@@ -81,9 +102,38 @@ func envInt(name string, def int) (int, error) {
 	return n, nil
 }
 
+// parseSizes reads a comma-separated list of positive job counts, such as
+// "10000,100000,1000000" (underscores allowed as digit separators).
+func parseSizes(name, v string) ([]int, error) {
+	var sizes []int
+	for _, f := range strings.Split(v, ",") {
+		f = strings.ReplaceAll(strings.TrimSpace(f), "_", "")
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s=%q: want a comma-separated list of positive integers", name, v)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, nil
+}
+
+// envBool reads 1/true/yes or 0/false/no (or nothing: def).
+func envBool(name string, def bool) (bool, error) {
+	switch v := strings.ToLower(os.Getenv(name)); v {
+	case "":
+		return def, nil
+	case "1", "true", "yes":
+		return true, nil
+	case "0", "false", "no":
+		return false, nil
+	default:
+		return false, fmt.Errorf("%s=%q: want 1 or 0", name, v)
+	}
+}
+
 func readSettings() (*settings, error) {
 	s := &settings{url: os.Getenv("DATABASE_URL"), ceiling: os.Getenv("BENCH_CEILING"), out: os.Getenv("BENCH_OUT"),
-		inserter: os.Getenv("BENCH_INSERTER")}
+		inserter: os.Getenv("BENCH_INSERTER"), profileDir: os.Getenv("BENCH_PROFILE")}
 	switch s.inserter {
 	case "":
 		s.inserter = "separate"
@@ -102,7 +152,9 @@ func readSettings() (*settings, error) {
 		name string
 		def  int
 		dst  *int
-	}{{"BENCH_JOBS", 100000, &s.jobs}, {"BENCH_ROUNDS", 3, &s.rounds}, {"BENCH_MILLRACE_WORKERS", defaultWorkers, &s.millraceWorkers}}
+	}{{"BENCH_JOBS", 100000, &s.jobs}, {"BENCH_ROUNDS", 3, &s.rounds}, {"BENCH_MILLRACE_WORKERS", defaultWorkers, &s.millraceWorkers},
+		{"BENCH_MIXED_BULK", 100000, &s.mixedBulk}, {"BENCH_SCALE_FINALIZED_JOBS", 100000, &s.scaleFinalizedJobs}}
+
 	for _, x := range ints {
 		if *x.dst, err = envInt(x.name, x.def); err != nil {
 			return nil, err
@@ -122,18 +174,50 @@ func readSettings() (*settings, error) {
 		return nil, err
 	}
 	s.latencyDur, s.mixedDur = time.Duration(lat)*time.Second, time.Duration(mixed)*time.Second
-	s.scenarios = allScenarios
+	s.scaleSizes = []int{10000, 100000, 1000000}
+	if v := os.Getenv("BENCH_SCALE_SIZES"); v != "" {
+		if s.scaleSizes, err = parseSizes("BENCH_SCALE_SIZES", v); err != nil {
+			return nil, err
+		}
+	}
+	s.scaleFinalized = 5000000
+	if v := os.Getenv("BENCH_SCALE_FINALIZED"); v != "" {
+		// 0 leaves the point out.
+		if s.scaleFinalized, err = strconv.Atoi(v); err != nil || s.scaleFinalized < 0 {
+			return nil, fmt.Errorf("BENCH_SCALE_FINALIZED=%q: want a count of rows, or 0 for none", v)
+		}
+	}
+	if s.scaleRiver, err = envBool("BENCH_SCALE_RIVER", false); err != nil {
+		return nil, err
+	}
+	// One round per point unless told: a point of a million jobs alone
+	// can take many minutes.
+	if s.scaleRounds, err = envInt("BENCH_SCALE_ROUNDS", 1); err != nil {
+		return nil, err
+	}
+	s.scenarios = defaultScenarios
 	if v := os.Getenv("BENCH_SCENARIOS"); v != "" {
-		s.scenarios = nil
-		for _, name := range strings.Split(v, ",") {
-			name = strings.TrimSpace(name)
-			if !slices.Contains(allScenarios, name) {
-				return nil, fmt.Errorf("BENCH_SCENARIOS: unknown scenario %q (known: %s)", name, strings.Join(allScenarios, ", "))
-			}
-			s.scenarios = append(s.scenarios, name)
+		if s.scenarios, err = parseScenarios(v); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// parseScenarios reads BENCH_SCENARIOS: known names, comma-separated, each
+// once.
+func parseScenarios(v string) ([]string, error) {
+	var out []string
+	for _, name := range strings.Split(v, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(knownScenarios, name) {
+			return nil, fmt.Errorf("BENCH_SCENARIOS: unknown scenario %q (known: %s)", name, strings.Join(knownScenarios, ", "))
+		}
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }
 
 // contender is one system in one configuration.
@@ -142,10 +226,12 @@ type contender struct {
 }
 
 var (
-	millraceDefaults = contender{"millrace", variantDefaults, "millrace"}
-	riverTuned       = contender{"river", variantTuned, "river (tuned)"}
-	riverDefaults    = contender{"river", variantDefaults, "river (defaults)"}
-	sqlLoop          = contender{"sql", "", "sql loop"}
+	millraceDefaults  = contender{"millrace", variantDefaults, "millrace"}
+	millraceEphemeral = contender{"millrace", variantEphemeral, "millrace (ephemeral)"}
+	riverTuned        = contender{"river", variantTuned, "river (tuned)"}
+	riverDefaults     = contender{"river", variantDefaults, "river (defaults)"}
+	sqlLoop           = contender{"sql", "update", "sql loop"}
+	sqlDeleteLoop     = contender{"sql", "delete", "sql loop (delete)"}
 )
 
 type bench struct {
@@ -154,8 +240,21 @@ type bench struct {
 	exe     string
 	started time.Time
 	notes   []string
-	// results by scenario, then by contender label: one per round.
+	// results by scenario (or "scale/<point>"), then by contender label:
+	// one per round.
 	results map[string]map[string][]*runResult
+	pg      []pgSetting
+	// scalePoints are the scale scenario's points, in order.
+	scalePoints []scalePoint
+	// ceilingShapes holds the loop shape each ceiling scenario ran with.
+	ceilingShapes map[string]string
+}
+
+// note adds a line under the table, once.
+func (b *bench) note(line string) {
+	if !slices.Contains(b.notes, line) {
+		b.notes = append(b.notes, line)
+	}
 }
 
 func run(ctx context.Context) error {
@@ -175,30 +274,61 @@ func run(ctx context.Context) error {
 	if err := admin.Ping(ctx); err != nil {
 		return fmt.Errorf("connect to %s: %w", s.url, err)
 	}
-	pg, err := serverInfo(ctx, admin)
+	if slices.Contains(s.scenarios, "ephemeral") {
+		// Refuse at once rather than after the other scenarios.
+		if err := ephemeralSupported(); err != nil {
+			return err
+		}
+	}
+	pgs, err := readPGSettings(ctx, admin)
 	if err != nil {
 		return err
 	}
-	b := &bench{s: s, admin: admin, exe: exe, started: time.Now(), results: map[string]map[string][]*runResult{}}
+	pg := settingsLine(pgs)
+	b := &bench{s: s, admin: admin, exe: exe, started: time.Now(), results: map[string]map[string][]*runResult{}, pg: pgs,
+		ceilingShapes: map[string]string{}}
 	machine := machineInfo()
 	fmt.Printf("millrace vs River v0.51.2: %d jobs, %d rounds each, alternating, fresh schema per round\n", s.jobs, s.rounds)
 	fmt.Printf("machine:  %s\ngo:       %s\npostgres: %s\n", machine, runtime.Version(), pg)
+	fmt.Println("server settings:")
+	for _, line := range formatSettings(pgs, "          ", 110) {
+		fmt.Println(line)
+	}
+	for _, w := range settingsWarnings(pgs) {
+		fmt.Println("warning:  " + w)
+		b.note(w)
+	}
+	if s.profileDir != "" {
+		fmt.Printf("profiles: every run writes a CPU and an allocation profile into %s (profiling costs some throughput)\n", s.profileDir)
+	}
 	fmt.Printf("configs:  millrace at its defaults (queue MaxWorkers %d); River tuned (MaxWorkers %d, FetchCooldown %s, FetchPollInterval %s); River at defaults (MaxWorkers %d)\n",
 		s.millraceWorkers, riverTunedWorkers, riverTunedCooldown, riverTunedPoll, defaultWorkers)
-	fmt.Printf("          each client on its own pgx pool of at most %d connections, each run in a process of its own\n\n", s.poolConns)
+	fmt.Printf("          each client on its own pgx pool of at most %d connections, each run in a process of its own\n", s.poolConns)
+	if slices.Contains(s.scenarios, "scale") {
+		var pts []string
+		for _, p := range scalePoints(s.scaleSizes, s.scaleFinalized, s.scaleFinalizedJobs) {
+			pts = append(pts, p.String())
+		}
+		who := "millrace only (BENCH_SCALE_RIVER=1 adds River tuned)"
+		if s.scaleRiver {
+			who = "millrace and River tuned"
+		}
+		fmt.Printf("scale:    %s; %s; %d rounds per point\n", strings.Join(pts, "; "), who, s.scaleRounds)
+	}
+	fmt.Println()
 
 	want := func(name string) bool { return slices.Contains(s.scenarios, name) }
 	if want("insert_many_fast") {
 		// Inserting gains nothing from River's tuned fetch settings (its
 		// insert notifications would only come more often), so River
 		// inserts at its defaults, as millrace does.
-		if err := b.scenario(ctx, "insert_many_fast", []contender{millraceDefaults, riverDefaults}, 0,
+		if err := b.scenario(ctx, "insert_many_fast", []contender{millraceDefaults, riverDefaults}, prefill{},
 			runSpec{Jobs: s.jobs, Batch: 5000}); err != nil {
 			return err
 		}
 	}
 	if want("insert_single") {
-		if err := b.scenario(ctx, "insert_single", []contender{millraceDefaults, riverDefaults}, 0,
+		if err := b.scenario(ctx, "insert_single", []contender{millraceDefaults, riverDefaults}, prefill{},
 			runSpec{Jobs: 5000}); err != nil {
 			return err
 		}
@@ -208,17 +338,30 @@ func run(ctx context.Context) error {
 		if want("burndown") {
 			contenders = append(contenders, riverDefaults)
 		}
-		if err := b.scenario(ctx, "burndown", contenders, s.jobs, runSpec{Jobs: s.jobs}); err != nil {
+		if err := b.scenario(ctx, "burndown", contenders, prefill{Available: s.jobs}, runSpec{Jobs: s.jobs}); err != nil {
 			return err
 		}
 	}
 	if want("sql_ceiling") {
-		if err := b.ceiling(ctx); err != nil {
+		if err := b.ceiling(ctx, "sql_ceiling", sqlLoop); err != nil {
+			return err
+		}
+	}
+	if want("ephemeral") {
+		// River (OSS) keeps every row, so its comparison is its normal
+		// burndown, run again here in alternation with millrace's.
+		if err := b.scenario(ctx, "ephemeral", []contender{millraceEphemeral, riverTuned}, prefill{Available: s.jobs},
+			runSpec{Jobs: s.jobs}); err != nil {
+			return err
+		}
+	}
+	if want("sql_ceiling_delete") {
+		if err := b.ceiling(ctx, "sql_ceiling_delete", sqlDeleteLoop); err != nil {
 			return err
 		}
 	}
 	if want("latency") {
-		if err := b.scenario(ctx, "latency", []contender{millraceDefaults, riverTuned}, 0,
+		if err := b.scenario(ctx, "latency", []contender{millraceDefaults, riverTuned}, prefill{},
 			runSpec{Rate: 500, Duration: s.latencyDur, Inserter: s.inserter}); err != nil {
 			return err
 		}
@@ -226,21 +369,34 @@ func run(ctx context.Context) error {
 	if want("latency_same_client") {
 		// Not one of issue 8's scenarios: the latency scenario again, with
 		// the working client inserting its own jobs, for half as long.
-		if err := b.scenario(ctx, "latency_same_client", []contender{millraceDefaults, riverTuned}, 0,
+		if err := b.scenario(ctx, "latency_same_client", []contender{millraceDefaults, riverTuned}, prefill{},
 			runSpec{Rate: 500, Duration: s.latencyDur / 2, Inserter: "same"}); err != nil {
 			return err
 		}
 	}
 	if want("mixed") {
-		if err := b.scenario(ctx, "mixed", []contender{millraceDefaults, riverTuned}, 0,
-			runSpec{Rate: 1000, Duration: s.mixedDur, WorkFor: 10 * time.Millisecond, Inserter: s.inserter}); err != nil {
+		// The stream on queue, while a burndown of s.mixedBulk jobs on
+		// bulkQueue (paused until the stream starts) saturates the same
+		// client.
+		if err := b.scenario(ctx, "mixed", []contender{millraceDefaults, riverTuned},
+			prefill{Available: s.mixedBulk, Queue: bulkQueue, PauseQueue: true},
+			runSpec{Rate: 1000, Duration: s.mixedDur, WorkFor: 10 * time.Millisecond, Inserter: s.inserter, BulkJobs: s.mixedBulk}); err != nil {
+			return err
+		}
+	}
+	if want("scale") {
+		if err := b.scale(ctx); err != nil {
 			return err
 		}
 	}
 	if s.latencyDur != 20*time.Second || s.mixedDur != 30*time.Second {
-		b.notes = append(b.notes, fmt.Sprintf("latency ran %s and mixed %s (issue 8: 20 s and 30 s)", s.latencyDur, s.mixedDur))
+		b.note(fmt.Sprintf("latency ran %s and mixed %s (issue 8: 20 s and 30 s)", s.latencyDur, s.mixedDur))
+	}
+	if want("mixed") && s.mixedBulk != 100000 {
+		b.note(fmt.Sprintf("mixed's burndown on the other queue had %d jobs (the issue: 100,000)", s.mixedBulk))
 	}
 	out := b.report(machine, pg)
+	out.PostgresSettings = pgs
 	fmt.Printf("\ntotal time: %s\n", time.Since(b.started).Round(time.Second))
 	if err := os.MkdirAll(filepath.Dir(s.out), 0o755); err != nil {
 		return err
@@ -258,16 +414,20 @@ func run(ctx context.Context) error {
 
 // scenario runs s.rounds rounds of one scenario; in each round every
 // contender runs once, the order rotating from round to round so no system
-// always goes first. prefill > 0 fills each fresh schema with that many
-// available jobs first.
-func (b *bench) scenario(ctx context.Context, name string, contenders []contender, prefill int, spec runSpec) error {
-	for round := range b.s.rounds {
+// always goes first. pre is written into each fresh schema first.
+func (b *bench) scenario(ctx context.Context, name string, contenders []contender, pre prefill, spec runSpec) error {
+	return b.scenarioRounds(ctx, name, contenders, pre, spec, b.s.rounds)
+}
+
+// scenarioRounds is scenario with a number of rounds of its own.
+func (b *bench) scenarioRounds(ctx context.Context, name string, contenders []contender, pre prefill, spec runSpec, rounds int) error {
+	for round := range rounds {
 		order := slices.Clone(contenders)
 		for range round % len(order) {
 			order = append(order[1:], order[0])
 		}
 		for _, c := range order {
-			if _, err := b.runOne(ctx, name, c, round, prefill, spec); err != nil {
+			if _, err := b.runOne(ctx, name, c, round, rounds, pre, spec); err != nil {
 				return err
 			}
 		}
@@ -275,8 +435,19 @@ func (b *bench) scenario(ctx context.Context, name string, contenders []contende
 	return nil
 }
 
+// resultKey is where a run's result is kept: the scenario, or
+// "scenario/point" for one point of the scale scenario.
+func resultKey(scenario, point string) string {
+	if point == "" {
+		return scenario
+	}
+	return scenario + "/" + point
+}
+
 // runOne measures one contender once, on a fresh schema dropped afterwards.
-func (b *bench) runOne(ctx context.Context, name string, c contender, round, prefill int, spec runSpec) (*runResult, error) {
+// A negative round is a tuning run of the ceiling's sweep: printed, not
+// kept.
+func (b *bench) runOne(ctx context.Context, name string, c contender, round, rounds int, pre prefill, spec runSpec) (*runResult, error) {
 	schema, err := freshSchema(ctx, b.admin, c.system)
 	if err != nil {
 		return nil, err
@@ -288,22 +459,37 @@ func (b *bench) runOne(ctx context.Context, name string, c contender, round, pre
 			fmt.Fprintf(os.Stderr, "bench: drop schema %s: %v\n", schema, err)
 		}
 	}()
-	if prefill > 0 {
-		if err := preInsert(ctx, b.admin, schema, prefill); err != nil {
+	roundLabel := fmt.Sprintf("round %d/%d", round+1, rounds)
+	roundTag := fmt.Sprintf("r%d", round+1)
+	if round < 0 {
+		roundLabel = fmt.Sprintf("tuning %dx%d", spec.Loops, spec.Batch)
+		roundTag = fmt.Sprintf("tune-%dx%d", spec.Loops, spec.Batch)
+	}
+	scenarioLabel := name
+	if spec.Point != "" {
+		scenarioLabel += " " + spec.Point
+	}
+	spec.Label = fmt.Sprintf("%s %s %s", scenarioLabel, roundLabel, c.label)
+	if !pre.empty() {
+		what, took, err := preInsert(ctx, b.admin, schema, pre, settingValue(b.pg, "autovacuum") == "on")
+		if err != nil {
 			return nil, err
+		}
+		if what != "" {
+			fmt.Printf("[%6s] %s: %s (%s)\n", b.elapsed(), spec.Label, what, took)
+			b.note(fmt.Sprintf("%s: before each run the bench %s", scenarioLabel, what))
 		}
 	}
 	if err := checkpoint(ctx, b.admin); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	roundLabel := fmt.Sprintf("round %d/%d", round+1, b.s.rounds)
-	if round < 0 {
-		roundLabel = fmt.Sprintf("tuning %dx%d", spec.Loops, spec.Batch)
-	}
 	spec.Scenario = name
 	spec.System, spec.Variant = c.system, c.variant
 	spec.Schema, spec.URL, spec.PoolConns, spec.MillraceWorkers = schema, b.s.url, b.s.poolConns, b.s.millraceWorkers
-	spec.Label = fmt.Sprintf("%s %s %s", name, roundLabel, c.label)
+	if b.s.profileDir != "" {
+		spec.ProfileDir = b.s.profileDir
+		spec.ProfileName = profileName(name, spec.Point, c.system, c.variant, roundTag)
+	}
 	fmt.Printf("[%6s] %s ...\n", b.elapsed(), spec.Label)
 	res, err := b.child(ctx, &spec)
 	if err != nil {
@@ -311,10 +497,11 @@ func (b *bench) runOne(ctx context.Context, name string, c contender, round, pre
 	}
 	fmt.Printf("[%6s] %s: %s\n", b.elapsed(), spec.Label, describe(name, res))
 	if round >= 0 {
-		if b.results[name] == nil {
-			b.results[name] = map[string][]*runResult{}
+		key := resultKey(name, spec.Point)
+		if b.results[key] == nil {
+			b.results[key] = map[string][]*runResult{}
 		}
-		b.results[name][c.label] = append(b.results[name][c.label], res)
+		b.results[key][c.label] = append(b.results[key][c.label], res)
 	}
 	return res, nil
 }
@@ -346,22 +533,33 @@ func (b *bench) child(ctx context.Context, spec *runSpec) (*runResult, error) {
 }
 
 func describe(name string, r *runResult) string {
+	var d string
 	switch name {
 	case "latency", "latency_same_client":
 		return fmt.Sprintf("p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.1f ms (%d jobs)", r.P50, r.P90, r.P99, r.Max, r.Count)
 	case "mixed":
-		return fmt.Sprintf("%s jobs/s, p50 %.2f ms, p99 %.2f ms, max %.1f ms (%d jobs)", thousands(r.JobsPerS), r.P50, r.P99, r.Max, r.Count)
-	case "burndown":
-		return fmt.Sprintf("%s jobs/s (%.2f s; %.0f allocs, %.0f B per job; peak RSS %.0f MB)",
+		d = fmt.Sprintf("%s jobs/s, p50 %.2f ms, p99 %.2f ms, max %.1f ms (%d jobs)", thousands(r.JobsPerS), r.P50, r.P99, r.Max, r.Count)
+		if r.BulkJobsPerS > 0 {
+			d += fmt.Sprintf("; during the other queue's burndown (%s jobs/s, %.1f s): p50 %.2f ms, p99 %.2f ms, max %.1f ms (%d jobs)",
+				thousands(r.BulkJobsPerS), r.BulkSeconds, r.LoadP50, r.LoadP99, r.LoadMax, r.LoadCount)
+		}
+		return d
+	case "burndown", "scale", "ephemeral":
+		d = fmt.Sprintf("%s jobs/s (%.2f s; %.0f allocs, %.0f B per job; peak RSS %.0f MB)",
 			thousands(r.JobsPerS), r.Seconds, r.AllocsPerJob, r.BytesPerJob, r.PeakRSSMB)
+	default:
+		d = fmt.Sprintf("%s jobs/s (%.2f s)", thousands(r.JobsPerS), r.Seconds)
 	}
-	return fmt.Sprintf("%s jobs/s (%.2f s)", thousands(r.JobsPerS), r.Seconds)
+	if c := r.Cost; c != nil {
+		d += fmt.Sprintf("; per job: %.0f B WAL, %.3f round trips, %.3f commits", c.WALBytesPerJob, c.RoundTripsPerJob, c.CommitsPerJob)
+	}
+	return d
 }
 
 // ceiling finds the best loop count and batch size for the hand-written
-// SQL loop on a smaller job count (unless BENCH_CEILING fixes them), then
+// SQL loop c on a smaller job count (unless BENCH_CEILING fixes them), then
 // measures that configuration like any other contender.
-func (b *bench) ceiling(ctx context.Context) error {
+func (b *bench) ceiling(ctx context.Context, name string, c contender) error {
 	loops, batch := 0, 0
 	if b.s.ceiling != "" {
 		if _, err := fmt.Sscanf(b.s.ceiling, "%dx%d", &loops, &batch); err != nil || loops < 1 || batch < 1 {
@@ -372,7 +570,7 @@ func (b *bench) ceiling(ctx context.Context) error {
 		best := 0.0
 		for _, l := range []int{1, 2, 4} {
 			for _, bt := range []int{1000, 2000, 4000} {
-				res, err := b.runOne(ctx, "sql_ceiling", sqlLoop, -1, n, runSpec{Jobs: n, Loops: l, Batch: bt})
+				res, err := b.runOne(ctx, name, c, -1, 0, prefill{Available: n}, runSpec{Jobs: n, Loops: l, Batch: bt})
 				if err != nil {
 					return err
 				}
@@ -381,11 +579,12 @@ func (b *bench) ceiling(ctx context.Context) error {
 				}
 			}
 		}
-		fmt.Printf("[%6s] sql_ceiling: best of the sweep on %d jobs: %d loops x %d jobs per round trip\n", b.elapsed(), n, loops, batch)
+		fmt.Printf("[%6s] %s: best of the sweep on %d jobs: %d loops x %d jobs per round trip\n", b.elapsed(), name, n, loops, batch)
 	}
-	b.notes = append(b.notes, fmt.Sprintf("sql_ceiling: %d concurrent loops, %d jobs per round trip", loops, batch))
+	b.ceilingShapes[name] = fmt.Sprintf("%dx%d", loops, batch)
+	b.note(fmt.Sprintf("%s: %d concurrent loops, %d jobs per round trip", name, loops, batch))
 	for round := range b.s.rounds {
-		if _, err := b.runOne(ctx, "sql_ceiling", sqlLoop, round, b.s.jobs, runSpec{Jobs: b.s.jobs, Loops: loops, Batch: batch}); err != nil {
+		if _, err := b.runOne(ctx, name, c, round, b.s.rounds, prefill{Available: b.s.jobs}, runSpec{Jobs: b.s.jobs, Loops: loops, Batch: batch}); err != nil {
 			return err
 		}
 	}
@@ -428,8 +627,8 @@ func machineInfo() string {
 var errNoResults = errors.New("no results")
 
 // medianOf takes one field's median over a contender's rounds.
-func (b *bench) medianOf(scenario, label string, field func(*runResult) float64) (float64, error) {
-	runs := b.results[scenario][label]
+func (b *bench) medianOf(key, label string, field func(*runResult) float64) (float64, error) {
+	runs := b.results[key][label]
 	if len(runs) == 0 {
 		return 0, errNoResults
 	}

@@ -13,11 +13,15 @@ import (
 
 // The results.json format of issue 8.
 type output struct {
-	Machine   string        `json:"machine"`
-	Go        string        `json:"go"`
-	Postgres  string        `json:"postgres"`
-	Jobs      int           `json:"jobs"`
-	Scenarios []scenarioOut `json:"scenarios"`
+	Machine  string `json:"machine"`
+	Go       string `json:"go"`
+	Postgres string `json:"postgres"`
+	Jobs     int    `json:"jobs"`
+	// PostgresSettings are the server settings the run saw, in the order
+	// of reportedSettings.
+	PostgresSettings []pgSetting   `json:"postgres_settings"`
+	Scenarios        []scenarioOut `json:"scenarios"`
+	Notes            []string      `json:"notes,omitempty"`
 }
 
 type scenarioOut struct {
@@ -27,6 +31,31 @@ type scenarioOut struct {
 	RiverDefaults any     `json:"river_defaults,omitempty"`
 	Ceiling       any     `json:"ceiling,omitempty"`
 	Ratio         float64 `json:"ratio"`
+	// DBCost is each contender's database cost per job (medians of the
+	// rounds), by contender label.
+	DBCost map[string]*dbCost `json:"db_cost,omitempty"`
+	// Points is the scale scenario's curve.
+	Points []scalePointOut `json:"points,omitempty"`
+	// Shape is a ceiling loop's "LOOPSxBATCH".
+	Shape string `json:"shape,omitempty"`
+}
+
+// scalePointOut is one point of the scale curve.
+type scalePointOut struct {
+	Name      string        `json:"name"`
+	Jobs      int           `json:"jobs"`
+	Finalized int           `json:"finalized"`
+	Millrace  *scaleFigures `json:"millrace"`
+	River     *scaleFigures `json:"river,omitempty"`
+}
+
+type scaleFigures struct {
+	JobsPerS float64 `json:"jobs_per_s"`
+	// VsFirst is jobs/s over the first point's; VsSameQueued, for the
+	// point with history, over the point of as many jobs without it.
+	VsFirst      float64 `json:"vs_first"`
+	VsSameQueued float64 `json:"vs_same_queued,omitempty"`
+	DBCost       *dbCost `json:"db_cost,omitempty"`
 }
 
 type throughputOut struct {
@@ -46,6 +75,15 @@ type mixedOut struct {
 	P90      float64 `json:"p90_ms"`
 	P99      float64 `json:"p99_ms"`
 	Max      float64 `json:"max_ms"`
+	// The stream's jobs inserted while the other queue's burndown ran.
+	LoadCount int     `json:"load_count"`
+	LoadP50   float64 `json:"load_p50_ms"`
+	LoadP90   float64 `json:"load_p90_ms"`
+	LoadP99   float64 `json:"load_p99_ms"`
+	LoadMax   float64 `json:"load_max_ms"`
+	// The other queue's burndown.
+	BulkJobs     int     `json:"bulk_jobs"`
+	BulkJobsPerS float64 `json:"bulk_jobs_per_s"`
 }
 
 type memoryOut struct {
@@ -80,6 +118,9 @@ func (b *bench) report(machine, pg string) *output {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Println()
 	fmt.Printf("medians of %d rounds; ratio > 1 means millrace is ahead\n", b.s.rounds)
+	if len(b.scalePoints) > 0 && b.s.scaleRounds != b.s.rounds {
+		fmt.Printf("(scale: medians of %d rounds per point)\n", b.s.scaleRounds)
+	}
 	// Names left-aligned, numbers right-aligned.
 	row := func(cells ...string) {
 		for i := 2; i < len(cells); i++ {
@@ -94,7 +135,8 @@ func (b *bench) report(machine, pg string) *output {
 		m, r := med("burndown", millraceDefaults.label, jobsPerS), med("burndown", riverTuned.label, jobsPerS)
 		burndownM = m
 		if slices.Contains(b.s.scenarios, "burndown") {
-			sc := scenarioOut{Name: "burndown", Millrace: throughputOut{round(m, 4)}, River: throughputOut{round(r, 4)}, Ratio: ratio(m, r)}
+			sc := scenarioOut{Name: "burndown", Millrace: throughputOut{round(m, 4)}, River: throughputOut{round(r, 4)}, Ratio: ratio(m, r),
+				DBCost: b.costMedians("burndown", millraceDefaults, riverTuned, riverDefaults)}
 			row("burndown", "jobs/s vs River tuned", thousands(m), thousands(r), fmtRatio(m/r))
 			if have("burndown", riverDefaults.label) {
 				d := med("burndown", riverDefaults.label, jobsPerS)
@@ -124,21 +166,55 @@ func (b *bench) report(machine, pg string) *output {
 	if have("mixed", millraceDefaults.label) {
 		lm, lr := b.latencyMedians("mixed", millraceDefaults.label), b.latencyMedians("mixed", riverTuned.label)
 		tm, tr := med("mixed", millraceDefaults.label, jobsPerS), med("mixed", riverTuned.label, jobsPerS)
-		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "mixed",
-			Millrace: mixedOut{round(tm, 4), lm.P50, lm.P90, lm.P99, lm.Max},
-			River:    mixedOut{round(tr, 4), lr.P50, lr.P90, lr.P99, lr.Max},
-			Ratio:    ratio(lr.P50, lm.P50)})
+		xm, xr := b.mixedMedians(millraceDefaults.label), b.mixedMedians(riverTuned.label)
+		xm.JobsPerS, xm.P50, xm.P90, xm.P99, xm.Max = round(tm, 4), lm.P50, lm.P90, lm.P99, lm.Max
+		xr.JobsPerS, xr.P50, xr.P90, xr.P99, xr.Max = round(tr, 4), lr.P50, lr.P90, lr.P99, lr.Max
+		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "mixed", Millrace: xm, River: xr, Ratio: ratio(lr.P50, lm.P50)})
 		row("mixed", "p50 ms (1000/s x 10 ms)", fmtMS(lm.P50), fmtMS(lr.P50), fmtRatio(lr.P50/lm.P50))
 		row("", "p90 ms", fmtMS(lm.P90), fmtMS(lr.P90), fmtRatio(lr.P90/lm.P90))
 		row("", "p99 ms", fmtMS(lm.P99), fmtMS(lr.P99), fmtRatio(lr.P99/lm.P99))
 		row("", "max ms", fmtMS(lm.Max), fmtMS(lr.Max), fmtRatio(lr.Max/lm.Max))
 		row("", "jobs/s", thousands(tm), thousands(tr), fmtRatio(tm/tr))
+		if xm.BulkJobs > 0 {
+			bulk := thousands(float64(xm.BulkJobs))
+			row("", "p50 ms during "+bulk+"-job burndown", fmtMS(xm.LoadP50), fmtMS(xr.LoadP50), fmtRatio(xr.LoadP50/xm.LoadP50))
+			row("", "p99 ms during burndown", fmtMS(xm.LoadP99), fmtMS(xr.LoadP99), fmtRatio(xr.LoadP99/xm.LoadP99))
+			row("", "max ms during burndown", fmtMS(xm.LoadMax), fmtMS(xr.LoadMax), fmtRatio(xr.LoadMax/xm.LoadMax))
+			row("", "jobs inserted during burndown", thousands(float64(xm.LoadCount)), thousands(float64(xr.LoadCount)), "")
+			row("", "burndown jobs/s (other queue)", thousands(xm.BulkJobsPerS), thousands(xr.BulkJobsPerS), fmtRatio(xm.BulkJobsPerS/xr.BulkJobsPerS))
+		}
 	}
 	if have("sql_ceiling", sqlLoop.label) && !math.IsNaN(burndownM) {
 		c := med("sql_ceiling", sqlLoop.label, jobsPerS)
 		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "sql_ceiling", Millrace: throughputOut{round(burndownM, 4)},
-			River: nil, Ceiling: throughputOut{round(c, 4)}, Ratio: ratio(burndownM, c)})
+			River: nil, Ceiling: throughputOut{round(c, 4)}, Ratio: ratio(burndownM, c),
+			DBCost: b.costMedians("sql_ceiling", sqlLoop), Shape: b.ceilingShapes["sql_ceiling"]})
 		row("sql_ceiling", "burndown jobs/s vs SQL loop", thousands(burndownM), thousands(c), fmtRatio(burndownM/c))
+	}
+	ephemeralM := math.NaN()
+	if have("ephemeral", millraceEphemeral.label) {
+		m, r := med("ephemeral", millraceEphemeral.label, jobsPerS), med("ephemeral", riverTuned.label, jobsPerS)
+		ephemeralM = m
+		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "ephemeral", Millrace: throughputOut{round(m, 4)},
+			River: throughputOut{round(r, 4)}, Ratio: ratio(m, r), DBCost: b.costMedians("ephemeral", millraceEphemeral, riverTuned)})
+		row("ephemeral", "jobs/s vs River tuned (keeps rows)", thousands(m), thousands(r), fmtRatio(m/r))
+	}
+	if have("sql_ceiling_delete", sqlDeleteLoop.label) {
+		c := med("sql_ceiling_delete", sqlDeleteLoop.label, jobsPerS)
+		sc := scenarioOut{Name: "sql_ceiling_delete", Ceiling: throughputOut{round(c, 4)},
+			DBCost: b.costMedians("sql_ceiling_delete", sqlDeleteLoop), Shape: b.ceilingShapes["sql_ceiling_delete"]}
+		if !math.IsNaN(ephemeralM) {
+			sc.Millrace, sc.Ratio = throughputOut{round(ephemeralM, 4)}, ratio(ephemeralM, c)
+		}
+		out.Scenarios = append(out.Scenarios, sc)
+		row("sql_ceiling_delete", "ephemeral jobs/s vs SQL delete loop", thousands(ephemeralM), thousands(c), fmtRatio(ephemeralM/c))
+	}
+	if len(b.scalePoints) > 0 {
+		sc, rows := b.scaleReport()
+		out.Scenarios = append(out.Scenarios, sc)
+		for _, r := range rows {
+			row(r...)
+		}
 	}
 	if slices.Contains(b.s.scenarios, "memory") && have("burndown", millraceDefaults.label) {
 		mm, mr := b.memoryMedians(millraceDefaults.label), b.memoryMedians(riverTuned.label)
@@ -162,16 +238,23 @@ func (b *bench) report(machine, pg string) *output {
 		row("", "max ms", fmtMS(lm.Max), fmtMS(lr.Max), fmtRatio(lr.Max/lm.Max))
 	}
 	tw.Flush()
+	b.costTable()
 	fmt.Println()
 	fmt.Println("River is tuned (MaxWorkers 2000, FetchCooldown 2 ms, FetchPollInterval 20 ms) for burndown, latency,")
 	fmt.Println("mixed and memory, and at its defaults for the insert scenarios (its tuning only adds insert notifications).")
 	fmt.Printf("latency and mixed: a %s client inserts; latency_same_client: the working client inserts its own jobs.\n",
 		map[string]string{"separate": "separate (not started)", "same": "the working"}[b.s.inserter])
 	fmt.Println("latency/mixed ratios are River's p50 over millrace's; memory's is River's allocs/job over millrace's;")
-	fmt.Println("sql_ceiling's is millrace's burndown over the hand-written SQL loop.")
+	fmt.Println("sql_ceiling's is millrace's burndown over the hand-written SQL loop (sql_ceiling_delete's: millrace's")
+	fmt.Println("ephemeral burndown over the loop that deletes); scale's are each system's own rate at a point over the first point's.")
+	if slices.Contains(b.s.scenarios, "mixed") {
+		fmt.Println("mixed: the stream runs on one queue while the other queue of the same client burns down a backlog (paused until")
+		fmt.Println("the stream starts); \"during burndown\" counts the stream's jobs inserted before that backlog was worked off.")
+	}
 	for _, n := range b.notes {
 		fmt.Println("note: " + n)
 	}
+	out.Notes = b.notes
 	return out
 }
 

@@ -26,12 +26,18 @@ func (noopArgs) Kind() string { return jobKind }
 const (
 	jobKind = "bench_noop"
 	queue   = "default"
+	// bulkQueue holds mixed's burndown, next to queue's stream.
+	bulkQueue = "bulk"
 )
 
 // The configurations the bench compares (see README.md).
 const (
 	variantDefaults = "defaults" // millrace as shipped; River as shipped (200 workers)
 	variantTuned    = "tuned"    // River tuned for throughput, as issue 8 states
+	// variantEphemeral is millrace at its defaults with its queue deleting
+	// jobs on completion instead of keeping their rows (see
+	// configureEphemeral).
+	variantEphemeral = "ephemeral"
 )
 
 // riverTunedWorkers, riverTunedCooldown and riverTunedPoll are River's
@@ -56,15 +62,17 @@ type system interface {
 	Insert(ctx context.Context, args noopArgs) (int64, error)
 	InsertMany(ctx context.Context, args []noopArgs) ([]int64, error)
 	InsertManyFast(ctx context.Context, args []noopArgs) (int, error)
+	QueueResume(ctx context.Context, name string) error
 }
 
-// newSystem builds a client of the named system on pool.
-func newSystem(name, variant string, pool *pgxpool.Pool, schema string, millraceWorkers int, work workFunc, logger *slog.Logger) (system, error) {
+// newSystem builds a client of the named system on pool, working queues
+// (each of the same size).
+func newSystem(name, variant string, pool *pgxpool.Pool, schema string, queues []string, millraceWorkers int, work workFunc, logger *slog.Logger) (system, error) {
 	switch name {
 	case "millrace":
-		return newMillrace(pool, schema, millraceWorkers, work, logger)
+		return newMillrace(pool, schema, variant, queues, millraceWorkers, work, logger)
 	case "river":
-		return newRiver(pool, schema, variant, work, logger)
+		return newRiver(pool, schema, variant, queues, work, logger)
 	}
 	return nil, fmt.Errorf("unknown system %q", name)
 }
@@ -73,19 +81,32 @@ type millraceSystem struct {
 	c *client.Client[pgx.Tx]
 }
 
-func newMillrace(pool *pgxpool.Pool, schema string, maxWorkers int, work workFunc, logger *slog.Logger) (*millraceSystem, error) {
+func newMillrace(pool *pgxpool.Pool, schema, variant string, queues []string, maxWorkers int, work workFunc, logger *slog.Logger) (*millraceSystem, error) {
 	workers := client.NewWorkers()
 	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[noopArgs]) error {
 		return work(ctx, job.ID)
 	}))
-	// millrace at its defaults: only the queue (which has no default size)
-	// is set.
-	c, err := client.New(pgxv5.New(pool), &client.Config{
+	// millrace at its defaults: only the queues (which have no default
+	// size) are set.
+	cfg := &client.Config{
 		Schema:  schema,
 		Logger:  logger,
-		Queues:  map[string]client.QueueConfig{queue: {MaxWorkers: maxWorkers}},
+		Queues:  map[string]client.QueueConfig{},
 		Workers: workers,
-	})
+	}
+	for _, q := range queues {
+		cfg.Queues[q] = client.QueueConfig{MaxWorkers: maxWorkers}
+	}
+	switch variant {
+	case variantDefaults:
+	case variantEphemeral:
+		if err := configureEphemeral(cfg); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown millrace variant %q", variant)
+	}
+	c, err := client.New(pgxv5.New(pool), cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +115,10 @@ func newMillrace(pool *pgxpool.Pool, schema string, maxWorkers int, work workFun
 
 func (m *millraceSystem) Start(ctx context.Context) error { return m.c.Start(ctx) }
 func (m *millraceSystem) Stop(ctx context.Context) error  { return m.c.Stop(ctx) }
+
+func (m *millraceSystem) QueueResume(ctx context.Context, name string) error {
+	return m.c.QueueResume(ctx, name)
+}
 
 func (m *millraceSystem) Insert(ctx context.Context, args noopArgs) (int64, error) {
 	res, err := m.c.Insert(ctx, args, nil)
@@ -131,7 +156,7 @@ type riverSystem struct {
 	c *river.Client[pgx.Tx]
 }
 
-func newRiver(pool *pgxpool.Pool, schema, variant string, work workFunc, logger *slog.Logger) (*riverSystem, error) {
+func newRiver(pool *pgxpool.Pool, schema, variant string, queues []string, work workFunc, logger *slog.Logger) (*riverSystem, error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[noopArgs]) error {
 		return work(ctx, job.ID)
@@ -139,17 +164,21 @@ func newRiver(pool *pgxpool.Pool, schema, variant string, work workFunc, logger 
 	cfg := &river.Config{
 		Schema:  schema,
 		Logger:  logger,
-		Queues:  map[string]river.QueueConfig{queue: {MaxWorkers: defaultWorkers}},
+		Queues:  map[string]river.QueueConfig{},
 		Workers: workers,
 	}
+	size := defaultWorkers
 	switch variant {
 	case variantTuned:
-		cfg.Queues = map[string]river.QueueConfig{queue: {MaxWorkers: riverTunedWorkers}}
+		size = riverTunedWorkers
 		cfg.FetchCooldown = riverTunedCooldown
 		cfg.FetchPollInterval = riverTunedPoll
 	case variantDefaults:
 	default:
 		return nil, fmt.Errorf("unknown River variant %q", variant)
+	}
+	for _, q := range queues {
+		cfg.Queues[q] = river.QueueConfig{MaxWorkers: size}
 	}
 	c, err := river.NewClient(riverpgxv5.New(pool), cfg)
 	if err != nil {
@@ -160,6 +189,10 @@ func newRiver(pool *pgxpool.Pool, schema, variant string, work workFunc, logger 
 
 func (r *riverSystem) Start(ctx context.Context) error { return r.c.Start(ctx) }
 func (r *riverSystem) Stop(ctx context.Context) error  { return r.c.Stop(ctx) }
+
+func (r *riverSystem) QueueResume(ctx context.Context, name string) error {
+	return r.c.QueueResume(ctx, name, nil)
+}
 
 func (r *riverSystem) Insert(ctx context.Context, args noopArgs) (int64, error) {
 	res, err := r.c.Insert(ctx, args, nil)

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestParseSizes(t *testing.T) {
+	got, err := parseSizes("X", " 10000, 100_000 ,1000000")
+	if err != nil || !slices.Equal(got, []int{10000, 100000, 1000000}) {
+		t.Fatalf("parseSizes = %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "10,,20", "0", "-5", "1e6", "ten"} {
+		if _, err := parseSizes("BENCH_SCALE_SIZES", bad); err == nil || !strings.Contains(err.Error(), "BENCH_SCALE_SIZES") {
+			t.Errorf("parseSizes(%q): err = %v, want one naming the variable", bad, err)
+		}
+	}
+}
+
+func TestParseScenarios(t *testing.T) {
+	got, err := parseScenarios("burndown, scale,burndown,ephemeral")
+	if err != nil || !slices.Equal(got, []string{"burndown", "scale", "ephemeral"}) {
+		t.Fatalf("parseScenarios = %v, %v", got, err)
+	}
+	if _, err := parseScenarios("burndown,nope"); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("unknown scenario: err = %v", err)
+	}
+	// The long and the not-yet-possible scenarios run only when named.
+	for _, name := range []string{"scale", "ephemeral"} {
+		if slices.Contains(defaultScenarios, name) || !slices.Contains(knownScenarios, name) {
+			t.Errorf("%s: want known but not default", name)
+		}
+	}
+	if !slices.Contains(defaultScenarios, "sql_ceiling_delete") {
+		t.Error("sql_ceiling_delete should run by default")
+	}
+}
+
+func TestEnvBool(t *testing.T) {
+	for v, want := range map[string]bool{"": true, "1": true, "yes": true, "TRUE": true, "0": false, "no": false, "false": false} {
+		t.Setenv("BENCH_TEST_BOOL", v)
+		if got, err := envBool("BENCH_TEST_BOOL", true); err != nil || got != want {
+			t.Errorf("envBool(%q) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	t.Setenv("BENCH_TEST_BOOL", "maybe")
+	if _, err := envBool("BENCH_TEST_BOOL", false); err == nil {
+		t.Error("envBool(maybe): no error")
+	}
+}
+
+func TestReadSettingsScale(t *testing.T) {
+	for _, kv := range [][2]string{{"BENCH_SCALE_SIZES", "2000,20000"}, {"BENCH_SCALE_FINALIZED", "0"},
+		{"BENCH_SCALE_RIVER", "1"}, {"BENCH_SCENARIOS", "scale"}, {"BENCH_MIXED_BULK", "500"}, {"BENCH_ROUNDS", "5"}} {
+		t.Setenv(kv[0], kv[1])
+	}
+	s, err := readSettings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.scaleSizes, []int{2000, 20000}) || s.scaleFinalized != 0 || !s.scaleRiver || s.mixedBulk != 500 ||
+		s.scaleFinalizedJobs != 100000 || !slices.Equal(s.scenarios, []string{"scale"}) || s.scaleRounds != 1 {
+		t.Errorf("settings = %+v", s)
+	}
+	t.Setenv("BENCH_SCALE_ROUNDS", "3")
+	if s, err := readSettings(); err != nil || s.scaleRounds != 3 || s.rounds != 5 {
+		t.Errorf("BENCH_SCALE_ROUNDS=3: %+v, %v", s, err)
+	}
+	t.Setenv("BENCH_SCALE_FINALIZED", "-1")
+	if _, err := readSettings(); err == nil {
+		t.Error("BENCH_SCALE_FINALIZED=-1: no error")
+	}
+}
+
+func TestSettingsReport(t *testing.T) {
+	settings := []pgSetting{{"server_version", "15.20"}, {"autovacuum", "off"}, {"fsync", "on"},
+		{"synchronous_commit", "off"}, {"shared_buffers", "128MB"}, {connectionSSLSetting, "on"}}
+	if got := settingValue(settings, "shared_buffers"); got != "128MB" {
+		t.Errorf("settingValue = %q", got)
+	}
+	if got := settingValue(settings, "jit"); got != "" {
+		t.Errorf("settingValue(missing) = %q", got)
+	}
+	lines := formatSettings(settings, "  ", 40)
+	joined := strings.Join(lines, "\n")
+	for _, s := range settings {
+		if !strings.Contains(joined, s.Name+"="+s.Value) {
+			t.Errorf("formatted settings lack %s: %q", s.Name, joined)
+		}
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "  ") || (len(l) > 40 && strings.Contains(l, ", ")) {
+			t.Errorf("line %q: want the indent and at most 40 characters unless one pair is longer", l)
+		}
+	}
+	w := strings.Join(settingsWarnings(settings), "\n")
+	for _, want := range []string{"autovacuum is off", "synchronous_commit is off", "TLS"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings lack %q: %q", want, w)
+		}
+	}
+	if strings.Contains(w, "fsync") {
+		t.Errorf("warned about fsync, which is on: %q", w)
+	}
+	if got := settingsLine(settings); !strings.HasPrefix(got, "PostgreSQL 15.20 (autovacuum=off, fsync=on, synchronous_commit=off") {
+		t.Errorf("settingsLine = %q", got)
+	}
+}
+
+func TestProfileName(t *testing.T) {
+	for _, tc := range []struct{ scenario, point, system, variant, round, want string }{
+		{"burndown", "", "millrace", "defaults", "r1", "burndown_millrace-defaults_r1"},
+		{"scale", "n100000_f5000000", "river", "tuned", "r3", "scale_n100000_f5000000_river-tuned_r3"},
+		{"sql_ceiling", "", "sql", "update", "tune-2x2000", "sql_ceiling_sql-update_tune-2x2000"},
+		{"x y/z", "", "a", "", "r1", "x_y_z_a_r1"},
+	} {
+		if got := profileName(tc.scenario, tc.point, tc.system, tc.variant, tc.round); got != tc.want {
+			t.Errorf("profileName(%q...) = %q, want %q", tc.scenario, got, tc.want)
+		}
+	}
+}
+
+func TestQueryCounter(t *testing.T) {
+	var q queryCounter
+	ctx := context.Background()
+	for range 3 {
+		q.TraceQueryStart(ctx, nil, pgx.TraceQueryStartData{})
+	}
+	q.TraceBatchStart(ctx, nil, pgx.TraceBatchStartData{})
+	for range 4 {
+		q.TraceBatchQuery(ctx, nil, pgx.TraceBatchQueryData{})
+	}
+	q.TraceCopyFromStart(ctx, nil, pgx.TraceCopyFromStartData{})
+	if got := q.snapshot(); got != (queryCounts{RoundTrips: 5, Statements: 8}) {
+		t.Errorf("snapshot = %+v, want 5 round trips (3 queries, a batch, a COPY), 8 statements", got)
+	}
+}
+
+func TestCostPerJob(t *testing.T) {
+	before := serverCounters{walLSN: 1000, walRecords: 10, walFPI: 1, commits: 50, rollbacks: 2}
+	after := serverCounters{walLSN: 21000, walRecords: 210, walFPI: 11, commits: 350, rollbacks: 4}
+	c := costPerJob(before, after, queryCounts{1, 2}, queryCounts{101, 202}, 100, 100)
+	want := dbCost{WALBytesPerJob: 200, WALRecordsPerJob: 2, WALFPIPerJob: 0.1, RoundTripsPerJob: 1, StatementsPerJob: 2,
+		CommitsPerJob: 2, RollbacksPerJob: 0.02}
+	if *c != want {
+		t.Errorf("costPerJob = %+v, want %+v", *c, want)
+	}
+	// More monitoring statements than commits (a stale counter) is no
+	// negative cost.
+	if c := costPerJob(before, after, queryCounts{}, queryCounts{}, 1000, 10); c.CommitsPerJob != 0 {
+		t.Errorf("commits per job = %v, want 0", c.CommitsPerJob)
+	}
+	if c := costPerJob(before, after, queryCounts{}, queryCounts{}, 0, 0); *c != (dbCost{}) {
+		t.Errorf("no jobs: %+v", *c)
+	}
+}
+
+func TestMedianCost(t *testing.T) {
+	if medianCost(nil) != nil {
+		t.Error("median of no costs is not nil")
+	}
+	m := medianCost([]*dbCost{{WALBytesPerJob: 300, RoundTripsPerJob: 0.5}, {WALBytesPerJob: 100, RoundTripsPerJob: 0.1},
+		{WALBytesPerJob: 200, RoundTripsPerJob: 0.9}})
+	if m.WALBytesPerJob != 200 || m.RoundTripsPerJob != 0.5 {
+		t.Errorf("median cost = %+v", *m)
+	}
+}
+
+func TestScaleCurve(t *testing.T) {
+	pts := scalePoints([]int{10000, 100000, 1000000}, 5000000, 100000)
+	keys := make([]string, len(pts))
+	for i, p := range pts {
+		keys[i] = p.key()
+	}
+	if !slices.Equal(keys, []string{"n10000", "n100000", "n1000000", "n100000_f5000000"}) {
+		t.Fatalf("keys = %v", keys)
+	}
+	if got := pts[3].String(); got != "100,000 queued + 5,000,000 finalized" {
+		t.Errorf("String = %q", got)
+	}
+	c := curve(pts, []float64{20000, 19000, 16000, 15200})
+	for i, want := range []float64{1, 0.95, 0.8, 0.76} {
+		if math.Abs(c.VsFirst[i]-want) > 1e-9 {
+			t.Errorf("VsFirst[%d] = %v, want %v", i, c.VsFirst[i], want)
+		}
+	}
+	if c.SameQueuedIdx[3] != 1 || math.Abs(c.VsSameQueued[3]-0.8) > 1e-9 {
+		t.Errorf("history point vs 100,000 queued: idx %d, %v", c.SameQueuedIdx[3], c.VsSameQueued[3])
+	}
+	for i := range 3 {
+		if c.SameQueuedIdx[i] != -1 || !math.IsNaN(c.VsSameQueued[i]) {
+			t.Errorf("point %d has a same-queued comparison", i)
+		}
+	}
+	// No point without history of the same size: no comparison.
+	c = curve(scalePoints([]int{10000}, 50, 200), []float64{100, 50})
+	if c.SameQueuedIdx[1] != -1 {
+		t.Errorf("compared with a point of another size")
+	}
+	// A missing first point gives NaN, which the table shows as "-".
+	c = curve(pts[:2], []float64{math.NaN(), 10})
+	if fmtRatio(c.VsFirst[1]) != "-" {
+		t.Errorf("ratio to a missing point = %s", fmtRatio(c.VsFirst[1]))
+	}
+}
+
+// TestEphemeralGuard pins the guard: until the core can delete jobs on
+// completion, the scenario refuses with this message. Whoever wires
+// configureEphemeral replaces this test with a small ephemeral burndown
+// (as TestChildRuns runs the others).
+func TestEphemeralGuard(t *testing.T) {
+	err := ephemeralSupported()
+	if err == nil || err.Error() != "ephemeral: millrace has no delete-on-completion option yet" {
+		t.Errorf("err = %v", err)
+	}
+}
