@@ -15,6 +15,13 @@ import (
 
 // The fetch: lock due jobs in priority order, skipping rows others hold,
 // and mark them running in the same statement.
+//
+// The update finds the locked rows with id = ANY(ARRAY(...)), not by joining
+// the CTE: the statement is prepared, and Postgres's generic plan for it
+// assumes LIMIT $3 takes a tenth of the rows; for a join that means a merge
+// join over the whole primary key index, once per fetch (a table of a
+// million jobs fetched at a tenth of the speed). The array form is an index
+// lookup per locked row whatever the estimate.
 var sqlJobGetAvailable = `
 WITH locked AS (
     SELECT id FROM {{schema}}river_job
@@ -31,7 +38,7 @@ WITH locked AS (
         attempted_by = CASE WHEN cardinality(j.attempted_by) >= 100
             THEN j.attempted_by[cardinality(j.attempted_by) - 98:] || $4::text
             ELSE array_append(j.attempted_by, $4::text) END
-    FROM locked WHERE j.id = locked.id
+    WHERE j.id = ANY(ARRAY(SELECT id FROM locked))
     RETURNING ` + jobColsJ + `
 )
 SELECT * FROM updated ORDER BY priority, scheduled_at, id`
