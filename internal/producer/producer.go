@@ -126,6 +126,9 @@ type Producer struct {
 	// start (and grow the stack of) a goroutine per job.
 	work    chan task
 	workers sync.WaitGroup
+	// fetched receives the results of fetches running in their own
+	// goroutines (see run).
+	fetched chan fetchResult
 	// listenerChanged is signalled when the notifier's connection goes
 	// down or comes back.
 	listenerChanged chan struct{}
@@ -180,6 +183,7 @@ func New(exec driver.Executor, cfg *Config) (*Producer, error) {
 		control:         make(chan controlMessage, 64),
 		done:            make(chan int64, c.MaxWorkers),
 		work:            make(chan task),
+		fetched:         make(chan fetchResult, maxFetchesInFlight),
 		listenerChanged: make(chan struct{}, 1),
 		running:         map[int64]context.CancelCauseFunc{},
 	}, nil
@@ -371,27 +375,52 @@ func (p *Producer) run(ctx context.Context) {
 		}
 	}()
 
+	// Fetches run in their own goroutines, at most maxFetchesInFlight at a
+	// time, so the loop keeps counting finished jobs while a fetch runs and
+	// can ask for the slots they free without waiting for it: on a busy
+	// queue one fetch's statement runs while the previous one's jobs are
+	// worked. reserved is the slots asked for by fetches in flight.
+	inFlight, reserved := 0, 0
 	for {
-		free := p.cfg.MaxWorkers - p.Running()
-		if retryC == nil && !p.Paused() && free > 0 && (wantFetch || (drainMode && free >= threshold)) {
-			n, err := p.fetch(ctx, free)
-			switch {
-			case err != nil:
-				failures++
-				wait := min(p.cfg.FetchPollInterval, time.Duration(1<<min(failures, 10))*10*time.Millisecond)
-				p.cfg.Logger.Warn("producer: fetch failed; retrying", "queue", p.cfg.Queue, "retry_in", wait, "error", err)
-				retryC = time.After(wait)
-			default:
-				failures = 0
-				wantFetch = false
-				drainMode = n == free
-			}
+		free := p.cfg.MaxWorkers - p.Running() - reserved
+		if retryC == nil && inFlight < maxFetchesInFlight && !p.Paused() && free > 0 &&
+			(wantFetch || (drainMode && free >= threshold)) {
+			inFlight++
+			reserved += free
+			wantFetch = false
+			go func(limit int) {
+				jobs, err := p.fetch(ctx, limit)
+				p.fetched <- fetchResult{jobs: jobs, err: err, asked: limit}
+			}(free)
 		}
 
 		select {
 		case <-ctx.Done():
+			// Jobs a fetch in flight locks are running in the database:
+			// start them, then wait for all.
+			for ; inFlight > 0; inFlight-- {
+				for _, job := range (<-p.fetched).jobs {
+					p.startJob(job)
+				}
+			}
 			p.drain()
 			return
+		case r := <-p.fetched:
+			inFlight--
+			reserved -= r.asked
+			if r.err != nil {
+				failures++
+				wait := min(p.cfg.FetchPollInterval, time.Duration(1<<min(failures, 10))*10*time.Millisecond)
+				p.cfg.Logger.Warn("producer: fetch failed; retrying", "queue", p.cfg.Queue, "retry_in", wait, "error", r.err)
+				retryC = time.After(wait)
+				wantFetch = true // once the backoff is over
+				break
+			}
+			failures = 0
+			for _, job := range r.jobs {
+				p.startJob(job)
+			}
+			drainMode = len(r.jobs) == r.asked
 		case id := <-p.done:
 			p.finish(id)
 			// Take every other finished job too before deciding to fetch,
@@ -451,23 +480,28 @@ func (p *Producer) run(ctx context.Context) {
 // fetchTimeout bounds one fetch.
 const fetchTimeout = 30 * time.Second
 
-// fetch locks up to limit jobs and starts them; it returns how many.
+// maxFetchesInFlight bounds concurrent fetches of one producer. Two keep
+// a busy queue's jobs flowing while a statement runs; more only make the
+// statements contend for the same index pages.
+const maxFetchesInFlight = 2
+
+// fetchResult is what a fetch goroutine hands back to the loop.
+type fetchResult struct {
+	jobs  []*millracetype.JobRow
+	err   error
+	asked int
+}
+
+// fetch locks up to limit jobs (marking them running) and returns them.
 //
 // The fetch does not use the service context: a Stop arriving while the
 // statement runs must not abandon jobs the database has already marked
 // running. They are started like any others and drained by the stop.
-func (p *Producer) fetch(ctx context.Context, limit int) (int, error) {
+func (p *Producer) fetch(ctx context.Context, limit int) ([]*millracetype.JobRow, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
-	jobs, err := p.exec.JobGetAvailable(ctx, &driver.JobGetAvailableParams{
+	return p.exec.JobGetAvailable(ctx, &driver.JobGetAvailableParams{
 		Schema: p.cfg.Schema, Queue: p.cfg.Queue, Max: limit, ClientID: p.cfg.ClientID, Kinds: p.cfg.Kinds})
-	if err != nil {
-		return 0, err
-	}
-	for _, job := range jobs {
-		p.startJob(job)
-	}
-	return len(jobs), nil
 }
 
 func (p *Producer) startJob(job *millracetype.JobRow) {

@@ -666,3 +666,67 @@ func TestWorkCtxCancelsJobs(t *testing.T) {
 	}
 	p.Stop()
 }
+
+// TestFetchesOverlap: while a fetch is slow, slots freed meanwhile are
+// asked for by a second fetch at once (never more than two in flight, and
+// never more jobs than MaxWorkers running or asked for).
+func TestFetchesOverlap(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	const maxWorkers, n = 4, 12
+	db.InsertJobs(t, n, "k", "default")
+	exec := &wrapExec{Executor: db.Exec()}
+	var calls, inFlight, peakInFlight atomic.Int64
+	unblock := make(chan struct{})
+	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+		cur := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			old := peakInFlight.Load()
+			if cur <= old || peakInFlight.CompareAndSwap(old, cur) {
+				break
+			}
+		}
+		if calls.Add(1) == 2 {
+			<-unblock // the second fetch is slow
+		}
+		return exec.Executor.JobGetAvailable(ctx, p)
+	}
+	var running, peak atomic.Int64
+	release := make(chan struct{}, n)
+	p := newProducer(t, db, exec, Config{MaxWorkers: maxWorkers, FetchPollInterval: time.Hour,
+		Work: func(ctx context.Context, job *millracetype.JobRow) {
+			cur := running.Add(1)
+			for {
+				old := peak.Load()
+				if cur <= old || peak.CompareAndSwap(old, cur) {
+					break
+				}
+			}
+			<-release
+			complete(t, db, job)
+			running.Add(-1)
+		}})
+	startProducer(t, p)
+	waitFor(t, "the first fetch's jobs", func() bool { return running.Load() == maxWorkers })
+	// Two jobs finish: the second fetch asks for their slots and hangs.
+	release <- struct{}{}
+	release <- struct{}{}
+	waitFor(t, "the second fetch", func() bool { return inFlight.Load() == 1 && calls.Load() == 2 })
+	// Two more finish while it hangs: a third fetch runs beside it.
+	release <- struct{}{}
+	release <- struct{}{}
+	waitFor(t, "a third fetch beside the slow one", func() bool { return calls.Load() >= 3 })
+	waitFor(t, "the third fetch's jobs", func() bool { return running.Load() == 2 })
+	close(unblock)
+	for range n - 4 {
+		release <- struct{}{}
+	}
+	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	if got := peakInFlight.Load(); got != 2 {
+		t.Errorf("at most %d fetches ran at once, want 2", got)
+	}
+	if got := peak.Load(); got > maxWorkers {
+		t.Errorf("%d jobs ran at once with %d workers", got, maxWorkers)
+	}
+}
