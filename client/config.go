@@ -172,6 +172,14 @@ type Config struct {
 type QueueConfig struct {
 	// MaxWorkers is how many of the queue's jobs run at once, 1..10000.
 	MaxWorkers int
+
+	// Ephemeral deletes every job this client completes in the queue
+	// instead of keeping it completed; failures, snoozes and cancels keep
+	// their rows. See JobArgsWithEphemeral (the same per kind) for what is
+	// kept and what is dropped. It is this client's setting: another
+	// client working the same queue (or a River client) keeps or deletes
+	// what it completes by its own. Default false.
+	Ephemeral bool
 }
 
 // RetryPolicy decides when a job that just failed runs again.

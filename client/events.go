@@ -27,7 +27,9 @@ const (
 // Event is one thing that happened in this client.
 type Event struct {
 	Kind EventKind
-	// Job is the job's row after its outcome was written (job events).
+	// Job is the job's row after its outcome was written (job events); for
+	// an ephemeral job, deleted on completion, the row as the completion
+	// would have left it.
 	Job *millracetype.JobRow
 	// Stats has timings (job events).
 	Stats *JobStatistics

@@ -100,7 +100,7 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 	if workErr == nil {
 		now := c.config.clock().UTC()
 		return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateCompleted, FinalizedAt: &now,
-			MetadataUpdates: updates}, EventKindJobCompleted
+			MetadataUpdates: updates, Delete: jobIsEphemeral(ctx, info)}, EventKindJobCompleted
 	}
 
 	var snooze *JobSnoozeError

@@ -25,6 +25,10 @@ var ErrJobNotRunning = millracetype.ErrJobNotRunning
 // EventKindJobCompleted; metadata set after the call is then not stored.
 // If tx rolls back, Work's result applies as usual.
 //
+// An ephemeral job (JobArgsWithEphemeral, QueueConfig.Ephemeral) is
+// deleted in tx instead, with its metadata updates; the job returned is
+// the row as the completion would have left it (state completed).
+//
 // Errors (each wrapped): ErrJobNotRunning when the job is not running this
 // attempt (already completed, cancelled and rescued, ...); ErrNotFound when
 // it was deleted; ErrNotInWorker outside a worker or after Work returned;
@@ -39,7 +43,8 @@ func JobCompleteTx[TTx any, TArgs JobArgs](ctx context.Context, tx TTx, job *Job
 	exec := c.driver.UnwrapExecutor(tx)
 	rows, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: c.config.Schema,
 		Jobs: []*driver.JobSetState{{ID: job.ID, State: millracetype.JobStateCompleted, FinalizedAt: &now,
-			MetadataUpdates: metadataUpdates(ctx), Attempt: row.Attempt, OnlyIfRunning: true}}})
+			MetadataUpdates: metadataUpdates(ctx), Attempt: row.Attempt, OnlyIfRunning: true,
+			Delete: jobIsEphemeral(ctx, c.config.Workers.lookup(row.Kind))}}})
 	if err != nil {
 		return nil, fmt.Errorf("complete job %d in transaction: %w", job.ID, err)
 	}

@@ -78,6 +78,9 @@ type workerInfo struct {
 	kind string
 	// unit decodes a row for this worker.
 	unit func(row *millracetype.JobRow) (workUnit, error)
+	// ephemeral: the kind's jobs are deleted once completed
+	// (JobArgsWithEphemeral).
+	ephemeral bool
 }
 
 // workUnit is one decoded job ready to run.
@@ -143,6 +146,10 @@ func addWorker[T JobArgs](workers *Workers, zero T, worker Worker[T]) error {
 	// A kind's Hooks, too, must work on the zero value and be valid
 	// (hooks.go).
 	if _, err := argsHooks(zero); err != nil {
+		return fmt.Errorf("add worker for %T: %w", zero, err)
+	}
+	// A kind's Ephemeral setting is read once, here (ephemeral.go).
+	if info.ephemeral, err = argsEphemeral(zero); err != nil {
 		return fmt.Errorf("add worker for %T: %w", zero, err)
 	}
 	// A kind's InsertOpts must be callable on the zero value; find out now

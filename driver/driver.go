@@ -112,7 +112,7 @@ type Executor interface {
 	JobGetAvailable(ctx context.Context, params *JobGetAvailableParams) ([]*millracetype.JobRow, error)
 	// JobSetStateIfRunningMany records the outcomes of many jobs in one
 	// statement; see JobSetState for the rules. It returns the rows it
-	// changed.
+	// changed, and those it deleted (JobSetState.Delete) as completed.
 	JobSetStateIfRunningMany(ctx context.Context, params *JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error)
 	// JobGetByID returns one job, or an error wrapping
 	// millracetype.ErrNotFound.
@@ -418,6 +418,16 @@ type JobSetState struct {
 	// transaction committed, the row stays exactly as it left it; if it
 	// rolled back, the outcome applies as usual.
 	OnlyIfRunning bool
+
+	// Delete, valid only with State completed, deletes the row instead of
+	// writing it completed (an ephemeral job), in the same statement as
+	// the other outcomes: a row still running (the attempt given) is
+	// deleted, metadata updates and all; any other row (rescued,
+	// cancelled, finalized meanwhile) is treated as for any outcome whose
+	// row moved on and is never deleted. When rows are returned, a deleted
+	// row comes back as the completion would have left it: state
+	// completed, FinalizedAt, MetadataUpdates merged.
+	Delete bool
 }
 
 // JobSetStateIfRunningManyParams is a batch of outcomes.

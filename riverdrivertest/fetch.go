@@ -233,18 +233,23 @@ func (s *suite[TTx]) testJobGetAvailable(t *testing.T) {
 
 func (s *suite[TTx]) testJobSetStateIfRunningMany(t *testing.T) {
 	// The outcomes table, reading the changed rows back and (NoRows) not:
-	// the rows written must be the same.
+	// the rows written must be the same. Each also runs with ephemeral
+	// outcomes (Delete) added to the batch, which takes another statement.
 	for _, noRows := range []bool{false, true} {
 		name := "Outcomes"
 		if noRows {
 			name = "OutcomesNoRows"
 		}
-		s.testJobSetStateOutcomes(t, name, noRows)
+		s.testJobSetStateOutcomes(t, name, noRows, false)
+		s.testJobSetStateOutcomes(t, name+"Ephemeral", noRows, true)
 	}
 	s.testJobSetStateIfRunningManyMore(t)
+	s.testJobSetStateEphemeral(t) // job_set_state_delete.go
 }
 
-func (s *suite[TTx]) testJobSetStateOutcomes(t *testing.T, name string, noRows bool) {
+// testJobSetStateOutcomes writes every kind of outcome in one call and
+// checks each row; ephemeral adds outcomes that delete their rows.
+func (s *suite[TTx]) testJobSetStateOutcomes(t *testing.T, name string, noRows, ephemeral bool) {
 	s.run(t, name, func(t *testing.T, e *env[TTx]) {
 		base := now()
 		startedAt := base.Add(-time.Minute)
@@ -269,6 +274,9 @@ func (s *suite[TTx]) testJobSetStateOutcomes(t *testing.T, name string, noRows b
 			errors      int
 			metadata    map[string]any
 			unreturned  bool // not changed, so not returned
+			// deleted: the row is gone (an ephemeral completion), and
+			// returned as completed with the fields above.
+			deleted bool
 		}
 		cases := []struct {
 			name    string
@@ -348,6 +356,62 @@ func (s *suite[TTx]) testJobSetStateOutcomes(t *testing.T, name string, noRows b
 				check{state: millracetype.JobStateDiscarded, finalizedAt: &finalizedAt, attempt: 1, errors: 1,
 					metadata: map[string]any{"cancel_attempted_at": cancelAttemptedAt, "other": "kept"}}},
 		}
+		if ephemeral {
+			completedDelete := func(o driver.JobSetState) driver.JobSetState {
+				o.State, o.FinalizedAt, o.Delete = millracetype.JobStateCompleted, &finalizedAt, true
+				return o
+			}
+			rescued := withMeta(running(startedAt), `{}`)
+			rescued.State = millracetype.JobStateRetryable
+			cases = append(cases, []struct {
+				name    string
+				initial *driver.JobInsertFullParams
+				outcome driver.JobSetState
+				want    check
+			}{
+				{"EphemeralCompleted", running(startedAt), completedDelete(driver.JobSetState{}),
+					check{deleted: true, finalizedAt: &finalizedAt, attempt: 1, metadata: map[string]any{}}},
+				{"EphemeralAttemptGiven", running(startedAt), completedDelete(driver.JobSetState{Attempt: 1}),
+					check{deleted: true, finalizedAt: &finalizedAt, attempt: 1, metadata: map[string]any{}}},
+				// The updates are dropped with the row, but the returned
+				// row shows them merged, as the completion would have.
+				{"EphemeralMetadataMerged", withMeta(running(startedAt), `{"a":1,"b":{"c":1}}`),
+					completedDelete(driver.JobSetState{MetadataUpdates: []byte(`{"b":{"d":2},"output":{"r":1}}`)}),
+					check{deleted: true, finalizedAt: &finalizedAt, attempt: 1,
+						metadata: map[string]any{"a": 1, "b": map[string]any{"d": 2}, "output": map[string]any{"r": 1}}}},
+				// A completion is written completed whatever
+				// cancel_attempted_at says: so it deletes.
+				{"EphemeralCancelAttempted", withMeta(running(startedAt), cancelled), completedDelete(driver.JobSetState{}),
+					check{deleted: true, finalizedAt: &finalizedAt, attempt: 1,
+						metadata: map[string]any{"cancel_attempted_at": cancelAttemptedAt, "other": "kept"}}},
+				{"EphemeralOnlyIfRunning", running(startedAt), completedDelete(driver.JobSetState{Attempt: 1, OnlyIfRunning: true}),
+					check{deleted: true, finalizedAt: &finalizedAt, attempt: 1, metadata: map[string]any{}}},
+				{"EphemeralOddMetadataKept", withMeta(running(startedAt), `{"n":[1,2]}`), completedDelete(driver.JobSetState{}),
+					check{deleted: true, finalizedAt: &finalizedAt, attempt: 1, metadata: map[string]any{"n": []any{1, 2}}}},
+				// Rows that are not ours are never deleted: they get what
+				// any late outcome gets.
+				{"EphemeralOtherAttemptKept", running(startedAt),
+					completedDelete(driver.JobSetState{Attempt: 2, MetadataUpdates: []byte(`{"output":"late"}`)}),
+					check{state: millracetype.JobStateRunning, attempt: 1, metadata: map[string]any{"output": "late"}}},
+				{"EphemeralRescuedKept", rescued, completedDelete(driver.JobSetState{MetadataUpdates: []byte(`{"output":1}`)}),
+					check{state: millracetype.JobStateRetryable, attempt: 1, metadata: map[string]any{"output": 1}}},
+				{"EphemeralDiscardedKept", withMeta(finalized(millracetype.JobStateDiscarded, startedAt), `{"a":1}`),
+					completedDelete(driver.JobSetState{MetadataUpdates: []byte(`{"output":"late"}`)}),
+					check{state: millracetype.JobStateDiscarded, finalizedAt: &startedAt, attempt: 1, metadata: map[string]any{"a": 1, "output": "late"}}},
+				{"EphemeralCancelledKept", withMeta(finalized(millracetype.JobStateCancelled, startedAt), cancelled),
+					completedDelete(driver.JobSetState{}),
+					check{state: millracetype.JobStateCancelled, finalizedAt: &startedAt, attempt: 1,
+						metadata: map[string]any{"cancel_attempted_at": cancelAttemptedAt, "other": "kept"}, unreturned: true}},
+				{"EphemeralNotRunningUntouched", &driver.JobInsertFullParams{State: millracetype.JobStateAvailable},
+					completedDelete(driver.JobSetState{}),
+					check{state: millracetype.JobStateAvailable, attempt: 0, metadata: map[string]any{}, unreturned: true}},
+				// Completed in the worker's transaction, which committed.
+				{"EphemeralOnlyIfRunningCompletedInTx", withMeta(finalized(millracetype.JobStateCompleted, startedAt), `{"done":"in tx"}`),
+					completedDelete(driver.JobSetState{Attempt: 1, OnlyIfRunning: true, MetadataUpdates: []byte(`{"output":"x"}`)}),
+					check{state: millracetype.JobStateCompleted, finalizedAt: &startedAt, attempt: 1,
+						metadata: map[string]any{"done": "in tx"}, unreturned: true}},
+			}...)
+		}
 
 		initial := make([]*millracetype.JobRow, len(cases))
 		outcomes := make([]*driver.JobSetState, len(cases))
@@ -377,6 +441,22 @@ func (s *suite[TTx]) testJobSetStateOutcomes(t *testing.T, name string, noRows b
 		for i, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				was, w := initial[i], c.want
+				if w.deleted {
+					e.requireGone(t, was.ID)
+					if noRows {
+						return
+					}
+					r, ok := returned[was.ID]
+					if !ok {
+						t.Fatal("a deleted row was not returned")
+					}
+					// Returned as the completion would have left it.
+					requireJSON(t, r.Metadata, w.metadata, "metadata of the returned row")
+					want := *was
+					want.State, want.FinalizedAt, want.Metadata = millracetype.JobStateCompleted, w.finalizedAt, r.Metadata
+					requireSameJob(t, r, &want, "returned row of a deleted job")
+					return
+				}
 				job := e.getJob(t, was.ID)
 				if r, ok := returned[was.ID]; noRows {
 					// Nothing returned to compare.

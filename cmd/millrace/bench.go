@@ -22,6 +22,7 @@ import (
 // schema. The side-by-side comparison with River is `make bench`.
 func newBenchCmd(g *globalFlags) *cobra.Command {
 	var jobs, workers, samples int
+	var ephemeral bool
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Quick throughput and latency check of millrace on a database (scratch schema, dropped after)",
@@ -30,12 +31,13 @@ func newBenchCmd(g *globalFlags) *cobra.Command {
 			if jobs < 1 || jobs > 10_000_000 || workers < 1 || workers > client.MaxQueueWorkers || samples < 1 || samples > 100_000 {
 				return usagef("--jobs 1..10000000, --workers 1..%d, --samples 1..100000", client.MaxQueueWorkers)
 			}
-			return runBench(cmd, g, jobs, workers, samples)
+			return runBench(cmd, g, jobs, workers, samples, ephemeral)
 		},
 	}
 	cmd.Flags().IntVar(&jobs, "jobs", 50000, "jobs for the burn-down")
 	cmd.Flags().IntVar(&workers, "workers", 200, "workers")
 	cmd.Flags().IntVar(&samples, "samples", 200, "single inserts timed for latency")
+	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "make the queue ephemeral: completed jobs are deleted instead of kept")
 	return cmd
 }
 
@@ -46,7 +48,7 @@ type benchResult struct {
 	LatencyP99MS     float64 `json:"latency_p99_ms"`
 }
 
-func runBench(cmd *cobra.Command, g *globalFlags, n, workers, samples int) error {
+func runBench(cmd *cobra.Command, g *globalFlags, n, workers, samples int, ephemeral bool) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 	pool, err := connect(ctx, g)
@@ -91,7 +93,7 @@ func runBench(cmd *cobra.Command, g *globalFlags, n, workers, samples int) error
 		return nil
 	}))
 	c, err := client.New(drv, &client.Config{Schema: schema, Workers: workersSet,
-		Queues: map[string]client.QueueConfig{client.QueueDefault: {MaxWorkers: workers}},
+		Queues: map[string]client.QueueConfig{client.QueueDefault: {MaxWorkers: workers, Ephemeral: ephemeral}},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err

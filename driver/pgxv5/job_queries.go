@@ -121,6 +121,10 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 	if n == 0 {
 		return nil, nil
 	}
+	deletes, err := jobSetStateDeletes(p.Jobs) // ephemeral jobs: job_set_state_delete.go
+	if err != nil {
+		return nil, err
+	}
 	var (
 		ids              = make([]int64, n)
 		states           = make([]string, n)
@@ -161,6 +165,9 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		onlyIfRunning[i] = j.OnlyIfRunning
 	}
 	args := []any{ids, states, finalizedAt, scheduledAt, errs, attemptDecrement, snoozeIncrement, metadataUpdates, attempts, onlyIfRunning}
+	if deletes != nil {
+		return e.jobSetStateDeleting(ctx, p, append(args, deletes))
+	}
 	if p.NoRows {
 		_, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningMany), args...)
 		return nil, err

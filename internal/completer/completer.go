@@ -37,7 +37,8 @@ const (
 
 // Result is handed to the subscriber after a batch is written: the outcome
 // asked for and the row as it is now (nil if the update did not touch it,
-// e.g. the job was deleted meanwhile).
+// e.g. the job was deleted meanwhile; for an outcome that deleted the row,
+// driver.JobSetState.Delete, the row as completed).
 type Result struct {
 	SetState *driver.JobSetState
 	// Meta is what the caller passed to Complete with the outcome.

@@ -1,0 +1,128 @@
+package pgxv5
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// Ephemeral jobs: a successful completion that deletes the row
+// (driver.JobSetState.Delete) instead of updating it. A DELETE costs
+// Postgres a fraction of the completing UPDATE (which, state being
+// indexed, is never a HOT update and writes every index again).
+//
+// A batch with at least one such outcome is written by the completer's
+// statement (sqlJobSetStateIfRunningMany) behind a data-modifying CTE:
+//
+//   - the CTE deletes the rows whose outcome asks for it and that are
+//     still ours (running, the outcome's attempt), the same condition
+//     the UPDATE uses;
+//   - the UPDATE then leaves out every row the CTE deleted. It reads the
+//     CTE's result, so it runs only once the deletes are known, and the
+//     two never act on one row. An outcome asking for a delete whose row
+//     is no longer ours (rescued, cancelled, finalized meanwhile) is not
+//     deleted and gets the UPDATE's treatment of such rows (its metadata
+//     updates merged, unless OnlyIfRunning).
+//
+// Both statements lock and judge each row as it is now (a row changed by
+// a transaction that commits while the statement waits for it is judged
+// again), so a job rescued meanwhile is never deleted. A batch without
+// deletes uses the plain statement: ephemeral jobs cost nothing to those
+// who do not use them.
+
+// jobSetStateDeletes validates the Delete flags of a batch and returns
+// them as the statement's parameter, or nil when no outcome deletes.
+func jobSetStateDeletes(jobs []*driver.JobSetState) ([]bool, error) {
+	var deletes []bool
+	for i, j := range jobs {
+		if !j.Delete {
+			continue
+		}
+		if j.State != millracetype.JobStateCompleted {
+			return nil, fmt.Errorf("job %d: Delete is only valid with state completed (got state %q)", j.ID, j.State)
+		}
+		if deletes == nil {
+			deletes = make([]bool, len(jobs))
+		}
+		deletes[i] = true
+	}
+	return deletes, nil
+}
+
+// sqlJobSetStateDeleteCTE deletes the rows of ephemeral outcomes that are
+// still ours; {{returning}} is what it returns.
+const sqlJobSetStateDeleteCTE = `
+WITH deleted AS (
+    DELETE FROM {{schema}}river_job AS j
+    USING unnest($1::bigint[], $9::integer[], $11::boolean[], $3::timestamptz[], $8::text[])
+        AS d(id, attempt, del, finalized_at, metadata_updates)
+    WHERE j.id = d.id AND d.del AND j.state = 'running' AND (d.attempt = 0 OR j.attempt = d.attempt)
+    RETURNING {{returning}}
+)`
+
+// sqlJobSetStateSkipDeleted, appended to the completer's UPDATE (whose
+// WHERE clause ends its text), leaves out the rows the CTE deleted. NOT IN
+// (ids are never NULL) makes Postgres hash the deleted ids once; NOT
+// EXISTS would be planned as a nested loop over the CTE, quadratic in the
+// batch size.
+const sqlJobSetStateSkipDeleted = `
+    AND j.id NOT IN (SELECT id FROM deleted)`
+
+// deletedJobCols is the column list of a deleted row as the completion
+// would have left it (scan order, as jobColumns).
+var deletedJobCols = func() string {
+	cols := make([]string, len(jobColumnNames))
+	for i, c := range jobColumnNames {
+		switch c {
+		case "state":
+			cols[i] = "'completed'::text AS state"
+		case "finalized_at":
+			cols[i] = "d.finalized_at AS finalized_at"
+		case "metadata":
+			// Merged as the UPDATE merges: nothing to merge leaves the
+			// metadata as it is.
+			cols[i] = "CASE WHEN d.metadata_updates IS NULL THEN j.metadata ELSE j.metadata || d.metadata_updates::jsonb END AS metadata"
+		case "unique_states":
+			cols[i] = "j.unique_states::integer AS unique_states"
+		default:
+			cols[i] = "j." + c
+		}
+	}
+	return strings.Join(cols, ", ")
+}()
+
+var (
+	// sqlJobSetStateDeleting is the completer's statement for a batch with
+	// deletes, returning nothing.
+	sqlJobSetStateDeleting = strings.Replace(sqlJobSetStateDeleteCTE, "{{returning}}", "j.id", 1) +
+		sqlJobSetStateIfRunningMany + sqlJobSetStateSkipDeleted
+
+	// sqlJobSetStateDeletingRows is the same returning the updated rows
+	// and the deleted ones (as completed).
+	sqlJobSetStateDeletingRows = strings.Replace(sqlJobSetStateDeleteCTE, "{{returning}}", deletedJobCols, 1) +
+		`, updated AS (` + sqlJobSetStateIfRunningMany + sqlJobSetStateSkipDeleted + `
+    RETURNING ` + jobColsJ + `
+)
+SELECT * FROM updated
+UNION ALL
+SELECT * FROM deleted`
+)
+
+// jobSetStateDeleting writes a batch with deletes; args are the plain
+// statement's parameters followed by the Delete flags.
+func (e *executor) jobSetStateDeleting(ctx context.Context, p *driver.JobSetStateIfRunningManyParams, args []any) ([]*millracetype.JobRow, error) {
+	if p.NoRows {
+		_, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobSetStateDeleting), args...)
+		return nil, err
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobSetStateDeletingRows), args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanJob)
+}

@@ -1,0 +1,209 @@
+package riverdrivertest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// testJobSetStateEphemeral checks outcomes that delete their rows
+// (JobSetState.Delete) beyond the outcomes table: bad input, unique keys,
+// big mixed batches and rows that change while the statement waits.
+func (s *suite[TTx]) testJobSetStateEphemeral(t *testing.T) {
+	completedDelete := func(id int64) *driver.JobSetState {
+		return &driver.JobSetState{ID: id, State: millracetype.JobStateCompleted, FinalizedAt: ptr(now()), Attempt: 1, Delete: true}
+	}
+
+	s.run(t, "EphemeralInvalid", func(t *testing.T, e *env[TTx]) {
+		for _, state := range []millracetype.JobState{millracetype.JobStateAvailable, millracetype.JobStateRetryable,
+			millracetype.JobStateScheduled, millracetype.JobStateDiscarded, millracetype.JobStateCancelled} {
+			t.Run(string(state), func(t *testing.T) {
+				good := e.insertFull(t, running(now()))
+				bad := e.insertFull(t, running(now()))
+				o := &driver.JobSetState{ID: bad.ID, State: state, Delete: true, ScheduledAt: ptr(now())}
+				if state.Finalized() {
+					o.ScheduledAt, o.FinalizedAt = nil, ptr(now())
+				}
+				_, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema,
+					Jobs: []*driver.JobSetState{completedDelete(good.ID), o}})
+				if err == nil {
+					t.Fatalf("Delete with state %s accepted", state)
+				}
+				requireSameJob(t, e.getJob(t, bad.ID), bad, "job of the invalid outcome")
+				requireSameJob(t, e.getJob(t, good.ID), good, "job of the valid outcome in the refused call")
+			})
+		}
+	})
+
+	// A completed unique job holds its key (completed is among the default
+	// unique states); a deleted one frees it at once.
+	s.run(t, "EphemeralFreesUniqueKey", func(t *testing.T, e *env[TTx]) {
+		unique := func(key string) *driver.JobInsertParams {
+			return jobParams(func(p *driver.JobInsertParams) {
+				p.UniqueKey, p.UniqueStates = []byte(key), defaultUniqueStates
+			})
+		}
+		for _, del := range []bool{false, true} {
+			key := fmt.Sprintf("unique-key-delete-%v", del)
+			first := e.insertMany(t, unique(key))[0].Job
+			fetched := e.fetch(t, "default", 1)
+			requireIDs(t, fetched, []int64{first.ID}, "fetched")
+			o := completedDelete(first.ID)
+			o.Delete = del
+			_, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema,
+				Jobs: []*driver.JobSetState{o}, NoRows: true})
+			requireNoError(t, err, "JobSetStateIfRunningMany")
+			again := e.insertMany(t, unique(key))[0]
+			requireEqual(t, again.UniqueSkippedAsDuplicate, !del, fmt.Sprintf("duplicate of a job completed with Delete=%v", del))
+			if del {
+				e.requireGone(t, first.ID)
+				if again.Job.ID == first.ID {
+					t.Fatal("the new job has the deleted job's id")
+				}
+			} else {
+				requireEqual(t, again.Job.ID, first.ID, "the duplicate's existing job")
+			}
+			// Leave the queue empty for the next round.
+			_, err = e.exec.JobDelete(e.ctx, &driver.JobDeleteParams{Schema: e.schema, ID: again.Job.ID})
+			requireNoError(t, err, "JobDelete")
+		}
+	})
+
+	// A batch as big as the completer's (2000), mixing deletes, plain
+	// completions and failures, rows returned and not.
+	s.run(t, "EphemeralLargeMixedBatch", func(t *testing.T, e *env[TTx]) {
+		for _, noRows := range []bool{false, true} {
+			const n = 2000
+			jobs := make([]*driver.JobInsertParams, n)
+			for i := range jobs {
+				jobs[i] = jobParams()
+			}
+			e.insertMany(t, jobs...)
+			fetched := e.fetch(t, "default", n)
+			requireEqual(t, len(fetched), n, "fetched")
+			outcomes := make([]*driver.JobSetState, n)
+			wantState := map[int64]millracetype.JobState{}
+			for i, job := range fetched {
+				switch i % 3 {
+				case 0:
+					outcomes[i] = completedDelete(job.ID)
+					wantState[job.ID] = ""
+				case 1:
+					outcomes[i] = &driver.JobSetState{ID: job.ID, State: millracetype.JobStateCompleted, FinalizedAt: ptr(now()), Attempt: 1}
+					wantState[job.ID] = millracetype.JobStateCompleted
+				default:
+					outcomes[i] = &driver.JobSetState{ID: job.ID, State: millracetype.JobStateRetryable, ScheduledAt: ptr(now().Add(time.Hour)),
+						Error: &millracetype.AttemptError{At: now(), Attempt: 1, Error: "boom"}, Attempt: 1}
+					wantState[job.ID] = millracetype.JobStateRetryable
+				}
+			}
+			rows, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema,
+				Jobs: outcomes, NoRows: noRows})
+			requireNoError(t, err, "JobSetStateIfRunningMany")
+			if noRows {
+				requireEqual(t, len(rows), 0, "rows returned with NoRows")
+			} else {
+				requireEqual(t, len(rows), n, "rows returned")
+				for _, r := range rows {
+					want := wantState[r.ID]
+					if want == "" {
+						want = millracetype.JobStateCompleted
+					}
+					requireEqual(t, r.State, want, fmt.Sprintf("returned state of job %d", r.ID))
+				}
+			}
+			left := map[int64]millracetype.JobState{}
+			for _, j := range e.allJobs(t) {
+				left[j.ID] = j.State
+			}
+			for id, want := range wantState {
+				got, ok := left[id]
+				if want == "" {
+					if ok {
+						t.Fatalf("job %d: %s, want deleted", id, got)
+					}
+					continue
+				}
+				requireEqual(t, got, want, fmt.Sprintf("state of job %d", id))
+			}
+			// Clear the schema for the next round.
+			e.rawExec(t, `DELETE FROM `+e.table("river_job"))
+		}
+	})
+
+	// A row locked by another transaction is judged as it is once that
+	// transaction ends: rescued meanwhile (committed), it is kept and
+	// treated as any row that moved on; if the rescue rolls back, it is
+	// still ours and deleted.
+	for _, commit := range []bool{true, false} {
+		name := "EphemeralRescuedWhileWaitingRolledBack"
+		if commit {
+			name = "EphemeralRescuedWhileWaitingCommitted"
+		}
+		s.run(t, name, func(t *testing.T, e *env[TTx]) {
+			job := e.insertFull(t, running(now().Add(-time.Hour)))
+			tx, err := e.exec.Begin(e.ctx)
+			requireNoError(t, err, "Begin")
+			defer func() { _ = tx.Rollback(context.WithoutCancel(e.ctx)) }()
+			requireNoError(t, tx.Exec(e.ctx, `UPDATE `+e.table("river_job")+` SET state = 'retryable', scheduled_at = now()
+				WHERE id = $1`, job.ID), "rescue in a transaction")
+
+			type result struct {
+				rows []*millracetype.JobRow
+				err  error
+			}
+			done := make(chan result, 1)
+			go func() {
+				o := completedDelete(job.ID)
+				o.MetadataUpdates = []byte(`{"output":"late"}`)
+				rows, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema,
+					Jobs: []*driver.JobSetState{o}})
+				done <- result{rows, err}
+			}()
+			// Wait until the statement waits for the row lock.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				n := e.rawString(t, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+					AND position($1 IN query) > 0`, `DELETE FROM "`+e.name+`".river_job`)
+				if n != "0" {
+					break
+				}
+				select {
+				case r := <-done:
+					t.Fatalf("the statement did not wait for the locked row: rows %v, error %v", jobIDs(r.rows), r.err)
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the statement never waited for the locked row")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if commit {
+				requireNoError(t, tx.Commit(e.ctx), "Commit")
+			} else {
+				requireNoError(t, tx.Rollback(e.ctx), "Rollback")
+			}
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the statement did not finish once the row was released")
+			}
+			requireNoError(t, r.err, "JobSetStateIfRunningMany")
+			requireEqual(t, len(r.rows), 1, "rows returned")
+			if !commit {
+				e.requireGone(t, job.ID)
+				requireEqual(t, r.rows[0].State, millracetype.JobStateCompleted, "state of the returned row")
+				return
+			}
+			got := e.getJob(t, job.ID)
+			requireEqual(t, got.State, millracetype.JobStateRetryable, "state of the row rescued meanwhile")
+			requireJSON(t, got.Metadata, map[string]any{"output": "late"}, "metadata of the row rescued meanwhile")
+			requireSameJob(t, r.rows[0], got, "returned row")
+		})
+	}
+}
