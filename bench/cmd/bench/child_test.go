@@ -176,6 +176,17 @@ func TestChildBurndown(t *testing.T) {
 	}
 }
 
+// TestChildEphemeral: the ephemeral burndown works every job once and
+// leaves no row behind (the child checks both).
+func TestChildEphemeral(t *testing.T) {
+	const n = 300
+	if err := ephemeralSupported(); err != nil {
+		t.Fatal(err)
+	}
+	res := runChild(t, "ephemeral", millraceEphemeral, prefill{Available: n}, runSpec{Jobs: n})
+	checkCost(t, res, n)
+}
+
 func TestChildScaleWithHistory(t *testing.T) {
 	const n, finalized = 200, 1000
 	res := runChild(t, "scale", millraceDefaults, prefill{Available: n, Finalized: finalized},

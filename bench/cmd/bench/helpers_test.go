@@ -30,14 +30,14 @@ func TestParseScenarios(t *testing.T) {
 	if _, err := parseScenarios("burndown,nope"); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("unknown scenario: err = %v", err)
 	}
-	// The long and the not-yet-possible scenarios run only when named.
-	for _, name := range []string{"scale", "ephemeral"} {
-		if slices.Contains(defaultScenarios, name) || !slices.Contains(knownScenarios, name) {
-			t.Errorf("%s: want known but not default", name)
-		}
+	// The long scenario runs only when named.
+	if slices.Contains(defaultScenarios, "scale") || !slices.Contains(knownScenarios, "scale") {
+		t.Errorf("scale: want known but not default")
 	}
-	if !slices.Contains(defaultScenarios, "sql_ceiling_delete") {
-		t.Error("sql_ceiling_delete should run by default")
+	for _, name := range []string{"sql_ceiling_delete", "ephemeral"} {
+		if !slices.Contains(defaultScenarios, name) {
+			t.Errorf("%s should run by default", name)
+		}
 	}
 }
 
@@ -206,16 +206,5 @@ func TestScaleCurve(t *testing.T) {
 	c = curve(pts[:2], []float64{math.NaN(), 10})
 	if fmtRatio(c.VsFirst[1]) != "-" {
 		t.Errorf("ratio to a missing point = %s", fmtRatio(c.VsFirst[1]))
-	}
-}
-
-// TestEphemeralGuard pins the guard: until the core can delete jobs on
-// completion, the scenario refuses with this message. Whoever wires
-// configureEphemeral replaces this test with a small ephemeral burndown
-// (as TestChildRuns runs the others).
-func TestEphemeralGuard(t *testing.T) {
-	err := ephemeralSupported()
-	if err == nil || err.Error() != "ephemeral: millrace has no delete-on-completion option yet" {
-		t.Errorf("err = %v", err)
 	}
 }

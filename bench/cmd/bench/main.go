@@ -40,12 +40,11 @@ import (
 const defaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 // defaultScenarios run when BENCH_SCENARIOS is unset; knownScenarios adds
-// those that run only when named: scale (long: see README.md) and
-// ephemeral (until millrace can delete jobs on completion).
+// scale, which runs only when named (long: see README.md).
 var (
-	defaultScenarios = []string{"insert_many_fast", "insert_single", "burndown", "sql_ceiling", "sql_ceiling_delete",
-		"latency", "latency_same_client", "mixed", "memory"}
-	knownScenarios = append(slices.Clone(defaultScenarios), "scale", "ephemeral")
+	defaultScenarios = []string{"insert_many_fast", "insert_single", "burndown", "sql_ceiling", "ephemeral",
+		"sql_ceiling_delete", "latency", "latency_same_client", "mixed", "memory"}
+	knownScenarios = append(slices.Clone(defaultScenarios), "scale")
 )
 
 func main() {
