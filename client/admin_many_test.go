@@ -624,16 +624,23 @@ func testStablePagination(t *testing.T, by JobListOrderBy, desc bool) {
 		}
 		return r
 	}
+	// Inserts stop once the walk has passed every job there from the
+	// start: a walk that has caught up with the inserts (ascending by id,
+	// new jobs sort last) would otherwise find the previous page's batch on
+	// every page and end only when a batch happened to commit before the
+	// page that shows it was read.
+	existingIDs := map[int64]bool{}
+	for _, j := range existing.Jobs {
+		existingIDs[j.ID] = true
+	}
+	existingLeft := len(existingIDs)
 	var walked []*millracetype.JobRow
 	var after *JobListCursor
 	for page := 0; ; page++ {
 		if page > 1000 {
 			t.Fatal("pagination does not end")
 		}
-		// Inserts run across the first pages only: a walk in id order
-		// would otherwise meet the newest inserts on every page and end
-		// only when a page happened to be read before its batch committed.
-		inserting := page < 12
+		inserting := existingLeft > 0
 		if inserting {
 			insert <- struct{}{}
 		}
@@ -651,6 +658,11 @@ func testStablePagination(t *testing.T, by JobListOrderBy, desc bool) {
 			break
 		}
 		walked = append(walked, res.Jobs...)
+		for _, j := range res.Jobs {
+			if existingIDs[j.ID] {
+				existingLeft--
+			}
+		}
 		// Continue from the cursor's text form, as a caller across requests would.
 		after, err = ParseJobListCursor(res.LastCursor.String())
 		if err != nil {

@@ -19,36 +19,45 @@ const (
 	crashJobTimeout  = 5 * time.Second
 )
 
-// crashAccounting checks what a crash may and may not explain: a job whose
-// Work succeeded twice must have been held by the killed process (its
-// outcome was never written), and there cannot be more of them than jobs
-// the dead process left running. Every job it left running is rescued.
-func crashAccounting(e *env, row tally, killed string, stranded int) string {
+// crashAccounting checks what a crash may and may not explain, job by job.
+// stranded are the jobs the killed process left running (strandedBy after
+// helper.kill). Each of them is rescued: nothing else moves a running job
+// whose client is dead. A job whose Work succeeded twice must be one of
+// them: the dead process worked it but its outcome was never written.
+func crashAccounting(e *env, row tally, killed string, stranded []int64) string {
 	t := e.t
 	t.Helper()
-	var unexplained, rescued int
-	e.scan(`SELECT count(*) FROM (SELECT job_id FROM `+e.wlog.table+` WHERE outcome = 'ok' GROUP BY job_id HAVING count(*) > 1) d
-		JOIN `+e.job()+` j ON j.id = d.job_id WHERE NOT $1 = ANY(j.attempted_by)`, []any{killed}, &unexplained)
-	e.scan(`SELECT count(*) FROM `+e.job()+` j WHERE EXISTS (SELECT 1 FROM unnest(j.errors) e WHERE e->>'error' = 'Stuck job rescued by JobRescuer')`,
-		nil, &rescued)
-	if unexplained != 0 {
-		t.Errorf("%d jobs worked twice that the killed process %s never held", unexplained, killed)
+	var unexplained, notRescued []int64
+	e.scan(`SELECT coalesce(array_agg(job_id ORDER BY job_id), '{}') FROM (SELECT job_id FROM `+e.wlog.table+
+		` WHERE outcome = 'ok' GROUP BY job_id HAVING count(*) > 1) d WHERE NOT job_id = ANY($1)`, []any{stranded}, &unexplained)
+	e.scan(`SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM unnest($1::bigint[]) AS s(id)
+		WHERE NOT EXISTS (SELECT 1 FROM `+e.job()+` j, unnest(j.errors) e WHERE j.id = s.id AND e->>'error' = 'Stuck job rescued by JobRescuer')`,
+		[]any{stranded}, &notRescued)
+	if len(unexplained) != 0 {
+		t.Errorf("%d jobs worked twice that the killed process %s did not leave running: %v", len(unexplained), killed, sample(unexplained))
 	}
-	if row.Duplicated > stranded {
-		t.Errorf("%d jobs worked twice, more than the %d the killed process left running", row.Duplicated, stranded)
+	if row.Duplicated > len(stranded) {
+		t.Errorf("%d jobs worked twice, more than the %d the killed process left running", row.Duplicated, len(stranded))
 	}
-	if rescued < stranded {
-		t.Errorf("the killed process left %d jobs running but only %d were rescued", stranded, rescued)
+	rescued := len(stranded) - len(notRescued)
+	if len(notRescued) != 0 {
+		t.Errorf("the killed process left %d jobs running but only %d were rescued; never rescued: %v", len(stranded), rescued, sample(notRescued))
 	}
-	return fmt.Sprintf("SIGKILL left %d jobs running; %d rescued; %d duplicates, all held by the killed process", stranded, rescued, row.Duplicated)
+	return fmt.Sprintf("SIGKILL left %d jobs running; %d rescued; %d duplicates, all left running by the killed process", len(stranded), rescued, row.Duplicated)
 }
 
-// strandedBy counts the jobs left running by a client (its ID last in
-// attempted_by).
-func (e *env) strandedBy(id string) int {
-	var n int
-	e.scan("SELECT count(*) FROM "+e.job()+" WHERE state = 'running' AND attempted_by[cardinality(attempted_by)] = $1", []any{id}, &n)
-	return n
+// sample returns the first IDs of a list, for an error message.
+func sample(ids []int64) []int64 {
+	return ids[:min(len(ids), 20)]
+}
+
+// strandedBy returns the jobs left running by a client (its ID last in
+// attempted_by). For a killed helper, call it once helper.kill returned:
+// before, statements the process sent before it died may still commit.
+func (e *env) strandedBy(id string) []int64 {
+	var ids []int64
+	e.scan("SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM "+e.job()+" WHERE state = 'running' AND attempted_by[cardinality(attempted_by)] = $1", []any{id}, &ids)
+	return ids
 }
 
 // Scenario 4: a worker process is SIGKILLed mid-load. Another process (the
@@ -62,11 +71,11 @@ func scenarioWorkerCrash(t *testing.T, sz sizes) tally {
 	a := e.startHelper(helperOpts{id: "crash-a", rescueAfter: crashRescueAfter, jobTimeout: crashJobTimeout})
 	e.insertJobs(sz.jobs, nil)
 	e.waitOK(sz.jobs*3/10, 3*time.Minute)
-	if !waitFor(30*time.Second, func() bool { return e.strandedBy("crash-a") > 0 }) {
+	if !waitFor(30*time.Second, func() bool { return len(e.strandedBy("crash-a")) > 0 }) {
 		t.Fatal("the worker process to kill runs no job")
 	}
-	a.kill()
 	killedAt := time.Now()
+	a.kill() // returns once its sessions have ended too
 	stranded := e.strandedBy("crash-a")
 	if !e.waitFinished(3 * time.Minute) {
 		t.Errorf("not finished 3 min after the crash: %v", e.states())
@@ -94,8 +103,8 @@ func scenarioLeaderCrash(t *testing.T, sz sizes) tally {
 	b := e.startHelper(opts)
 	e.insertJobs(sz.jobs, nil)
 	e.waitOK(sz.jobs*3/10, 3*time.Minute)
-	a.kill()
 	killedAt := time.Now()
+	a.kill() // returns once its sessions have ended too
 	stranded := e.strandedBy("leader-a")
 
 	// Jobs due beyond the insert look-ahead are inserted scheduled: only a

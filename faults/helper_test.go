@@ -162,8 +162,14 @@ type helperOpts struct {
 
 // helper is a running helper process, seen from the test.
 type helper struct {
-	t     *testing.T
-	id    string
+	t  *testing.T
+	e  *env
+	id string
+	// app names the helper's database sessions in pg_stat_activity: its
+	// listener is app, its pools' connections app+"_pool". It is the
+	// helper's own (not the scenario's env.appName), so that the sessions
+	// of one process can be told from the others'.
+	app   string
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	out   *helperOutput
@@ -222,18 +228,24 @@ func (h *helper) waitLine(prefix string, timeout time.Duration) bool {
 func (e *env) startHelper(o helperOpts) *helper {
 	e.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	// Short enough for application_name (63 bytes, longer is cut), unique
+	// on a server shared with other test runs.
+	app := "mrfh_" + randomHex(4) + "_" + o.id
+	if len(app+"_pool") > 63 {
+		e.t.Fatalf("helper ID %q is too long for an application_name", o.id)
+	}
 	cmd.Env = append(os.Environ(),
 		envHelper+"=1",
 		helperURL+"="+e.url,
 		helperSchema+"="+e.schema,
 		helperID+"="+o.id,
-		helperApp+"="+e.appName,
+		helperApp+"="+app,
 		helperWorkers+"="+strconv.Itoa(e.sz.workers),
 		helperJobTimeout+"="+durationEnv(o.jobTimeout),
 		helperRescueAfter+"="+durationEnv(o.rescueAfter),
 		helperPeriodic+"="+durationEnv(o.periodic),
 	)
-	h := &helper{t: e.t, id: o.id, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
+	h := &helper{t: e.t, e: e, id: o.id, app: app, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -260,6 +272,11 @@ func (e *env) startHelper(o helperOpts) *helper {
 	if !h.waitLine("helper-ready", 60*time.Second) {
 		e.t.Fatalf("helper %s did not start: %v\n%s", o.id, h.exitState(), h.out.String())
 	}
+	// kill waits for the helper's sessions to end, which proves nothing
+	// unless they can be seen: a started client holds some.
+	if !waitFor(30*time.Second, func() bool { return h.sessions() > 0 }) {
+		e.t.Fatalf("helper %s started, but pg_stat_activity shows no session named %q", o.id, app)
+	}
 	return h
 }
 
@@ -279,7 +296,21 @@ func (h *helper) exitState() string {
 	}
 }
 
-// kill sends SIGKILL to the helper's PID and waits until it is gone.
+// sessions counts the helper's database sessions (pool connections and
+// listener) that the server still runs.
+func (h *helper) sessions() int {
+	var n int
+	h.e.scan("SELECT count(*) FROM pg_stat_activity WHERE application_name IN ($1, $1 || '_pool')", []any{h.app}, &n)
+	return n
+}
+
+// kill sends SIGKILL to the helper's PID and waits until it is gone, and
+// its database sessions too. A session can outlive its process: a backend
+// that had received a statement before the kill (a completer batch, a
+// fetch) runs it to the end and may commit it, though no one will read the
+// result. Until every session has ended, the dead process may still move
+// jobs, so what it left behind (its jobs still running) can be counted only
+// after kill returns.
 func (h *helper) kill() {
 	h.t.Helper()
 	pid := h.cmd.Process.Pid
@@ -294,6 +325,11 @@ func (h *helper) kill() {
 	var exitErr *exec.ExitError
 	if !errors.As(h.err, &exitErr) || exitErr.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		h.t.Errorf("helper %s ended with %v, not by SIGKILL", h.id, h.err)
+	}
+	// The server notices a closed connection when the backend next reads
+	// from it: at once when idle, after the statement it runs otherwise.
+	if !waitFor(30*time.Second, func() bool { return h.sessions() == 0 }) {
+		h.t.Fatalf("helper %s (PID %d) was killed 30 s ago but %d of its database sessions still run", h.id, pid, h.sessions())
 	}
 }
 
