@@ -2,6 +2,7 @@ package pgxv5
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -58,6 +59,93 @@ func TestFetchGenericPlanIsIndexLookups(t *testing.T) {
 	for _, bad := range []string{"Join", "Seq Scan"} {
 		if strings.Contains(plan, bad) {
 			t.Fatalf("the fetch's generic plan has a %s:\n%s", bad, plan)
+		}
+	}
+}
+
+// The completer's statements, plain and with deletes (ephemeral jobs),
+// must find their rows by primary key whatever plan Postgres picks: a
+// scan of the state index's running range (which, until a vacuum, holds an
+// entry for every job that ever ran) or a join that compares every outcome
+// with every row makes each batch cost more than the last.
+func TestCompleterPlansAreKeyLookups(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema, pool := testdb.NewSchema(t)
+	drv := New(pool)
+	m, err := migrate.New[pgx.Tx](drv, &migrate.Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
+		t.Fatal(err)
+	}
+	// 50,000 jobs ran and were deleted (their dead index entries remain),
+	// 200 run now, 50,000 wait.
+	table := pgx.Identifier{schema, "river_job"}.Sanitize()
+	if _, err := pool.Exec(ctx, `INSERT INTO `+table+` (kind, args, queue) SELECT 'k', '{}', 'default' FROM generate_series(1, 100000);
+		ANALYZE `+table+`;
+		UPDATE `+table+` SET state = 'running', attempt = 1 WHERE id <= 50000;
+		DELETE FROM `+table+` WHERE id <= 49800`); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "DEALLOCATE ALL; RESET plan_cache_mode") }()
+
+	const n = 200
+	cols := make([][]string, 11)
+	for i := range n {
+		for c, v := range []string{fmt.Sprint(49801 + i), "completed", `"2026-01-01T00:00:00Z"`, "NULL", "NULL", "f", "f", "NULL", "1", "f", "t"} {
+			cols[c] = append(cols[c], v)
+		}
+	}
+	args := make([]string, len(cols))
+	for c := range cols {
+		args[c] = "'{" + strings.Join(cols[c], ",") + "}'"
+	}
+	for _, st := range []struct {
+		name  string
+		sql   *string
+		nargs int
+	}{{"plain", &sqlJobSetStateIfRunningMany, 10}, {"deleting", &sqlJobSetStateDeleting, 11}} {
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			t.Run(st.name+"_"+mode, func(t *testing.T) {
+				if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
+					t.Fatal(err)
+				}
+				name := "completer_plan_" + st.name + "_" + mode
+				if _, err := conn.Conn().Prepare(ctx, name, drv.sql.get(schema, st.sql)); err != nil {
+					t.Fatal(err)
+				}
+				// Run for real in a transaction rolled back afterwards.
+				tx, err := conn.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+				rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE "+name+"("+strings.Join(args[:st.nargs], ", ")+")",
+					pgx.QueryExecModeSimpleProtocol)
+				if err != nil {
+					t.Fatal(err)
+				}
+				lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+				if err != nil {
+					t.Fatal(err)
+				}
+				plan := strings.Join(lines, "\n")
+				for _, bad := range []string{"prioritized_fetching_index", "Seq Scan on river_job", "Rows Removed by Join Filter"} {
+					if strings.Contains(plan, bad) {
+						t.Fatalf("plan has %q:\n%s", bad, plan)
+					}
+				}
+				if !strings.Contains(plan, "river_job_pkey") {
+					t.Fatalf("plan does not use the primary key:\n%s", plan)
+				}
+			})
 		}
 	}
 }
