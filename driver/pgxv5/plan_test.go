@@ -7,10 +7,27 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/internal/testdb"
 	"github.com/millrace/millrace/migrate"
 )
+
+// migratedSchema is a fresh schema at the latest migration, with its pool
+// and a driver on it.
+func migratedSchema(t *testing.T) (string, *pgxpool.Pool, *Driver) {
+	t.Helper()
+	schema, pool := testdb.NewSchema(t)
+	drv := New(pool)
+	m, err := migrate.New[pgx.Tx](drv, &migrate.Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Migrate(context.Background(), migrate.DirectionUp, nil); err != nil {
+		t.Fatal(err)
+	}
+	return schema, pool, drv
+}
 
 // The fetch is a prepared statement, so after a few runs Postgres may use
 // its generic plan, which cannot see LIMIT's value and assumes a tenth of
@@ -20,15 +37,7 @@ import (
 func TestFetchGenericPlanIsIndexLookups(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	schema, pool := testdb.NewSchema(t)
-	drv := New(pool)
-	m, err := migrate.New[pgx.Tx](drv, &migrate.Config{Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
-		t.Fatal(err)
-	}
+	schema, pool, drv := migratedSchema(t)
 	table := pgx.Identifier{schema, "river_job"}.Sanitize()
 	if _, err := pool.Exec(ctx, `INSERT INTO `+table+` (kind, args, queue) SELECT 'k', '{}', 'default' FROM generate_series(1, 50000);
 		ANALYZE `+table); err != nil {
@@ -71,15 +80,7 @@ func TestFetchGenericPlanIsIndexLookups(t *testing.T) {
 func TestCompleterPlansAreKeyLookups(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	schema, pool := testdb.NewSchema(t)
-	drv := New(pool)
-	m, err := migrate.New[pgx.Tx](drv, &migrate.Config{Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
-		t.Fatal(err)
-	}
+	schema, pool, drv := migratedSchema(t)
 	// 50,000 jobs ran and were deleted (their dead index entries remain),
 	// 200 run now, 50,000 wait.
 	table := pgx.Identifier{schema, "river_job"}.Sanitize()
