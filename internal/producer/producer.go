@@ -124,8 +124,9 @@ type Producer struct {
 	// succeeds only when one waits); workers counts the goroutines. Worker
 	// goroutines live until the producer stops, so a busy queue does not
 	// start (and grow the stack of) a goroutine per job.
-	work    chan task
-	workers sync.WaitGroup
+	work     chan task
+	workers  sync.WaitGroup
+	nWorkers int // worker goroutines started (only the run loop's goroutine touches it)
 	// fetched receives the results of fetches running in their own
 	// goroutines (see run).
 	fetched chan fetchResult
@@ -375,11 +376,27 @@ func (p *Producer) run(ctx context.Context) {
 		}
 	}()
 
-	// Fetches run in their own goroutines, at most maxFetchesInFlight at a
-	// time, so the loop keeps counting finished jobs while a fetch runs and
-	// can ask for the slots they free without waiting for it: on a busy
-	// queue one fetch's statement runs while the previous one's jobs are
-	// worked. reserved is the slots asked for by fetches in flight.
+	// Fetches run in maxFetchesInFlight fetcher goroutines, so the loop
+	// keeps counting finished jobs while a fetch runs and can ask for the
+	// slots they free without waiting for it: on a busy queue one fetch's
+	// statement runs while the previous one's jobs are worked. The
+	// fetchers live as long as the loop (a goroutine per fetch would grow
+	// a new stack through the driver every time). reserved is the slots
+	// asked for by fetches in flight.
+	fetchReqs := make(chan int)
+	var fetchers sync.WaitGroup
+	for range maxFetchesInFlight {
+		fetchers.Go(func() {
+			for limit := range fetchReqs {
+				jobs, err := p.fetch(ctx, limit)
+				p.fetched <- fetchResult{jobs: jobs, err: err, asked: limit}
+			}
+		})
+	}
+	defer func() {
+		close(fetchReqs)
+		fetchers.Wait()
+	}()
 	inFlight, reserved := 0, 0
 	for {
 		free := p.cfg.MaxWorkers - p.Running() - reserved
@@ -388,10 +405,7 @@ func (p *Producer) run(ctx context.Context) {
 			inFlight++
 			reserved += free
 			wantFetch = false
-			go func(limit int) {
-				jobs, err := p.fetch(ctx, limit)
-				p.fetched <- fetchResult{jobs: jobs, err: err, asked: limit}
-			}(free)
+			fetchReqs <- free
 		}
 
 		select {
@@ -513,14 +527,20 @@ func (p *Producer) startJob(job *millracetype.JobRow) {
 	select {
 	case p.work <- t: // an idle worker took it
 	default:
-		p.workers.Add(1)
-		go p.worker(t)
+		if p.nWorkers < p.cfg.MaxWorkers {
+			p.nWorkers++
+			p.workers.Add(1)
+			go p.worker(t)
+			return
+		}
+		// Every worker exists and none waits yet: one whose job finished
+		// (freeing the slot this job took) is on its way back.
+		p.work <- t
 	}
 }
 
 // worker runs t, then every job handed to it, until drain closes p.work.
-// There are never more workers than jobs running at once, so at most
-// MaxWorkers.
+// There are at most MaxWorkers workers (nWorkers counts them).
 func (p *Producer) worker(t task) {
 	defer p.workers.Done()
 	for {
