@@ -377,6 +377,19 @@ type JobGetAvailableParams struct {
 	// kinds the client has workers for), leaving the others for clients
 	// that have workers for them.
 	Kinds []string
+	// After, when set, fetches only jobs ordered after it (by priority,
+	// scheduled_at, id: the fetch order): a producer draining a deep queue
+	// continues after the last job it took instead of walking again, from
+	// the front of the index range, the entries of every job already
+	// taken (dead until a vacuum removes them).
+	After *JobFetchKey
+}
+
+// JobFetchKey is a job's place in the fetch order.
+type JobFetchKey struct {
+	Priority    int
+	ScheduledAt time.Time
+	ID          int64
 }
 
 // JobSetState is the outcome of one job. Only a row still running is moved

@@ -109,6 +109,32 @@ func (s *suite[TTx]) testJobGetAvailable(t *testing.T) {
 		requireIDs(t, e.fetch(t, "default", 10), []int64{other.ID}, "jobs fetched without kinds")
 	})
 
+	s.run(t, "After", func(t *testing.T, e *env[TTx]) {
+		base := now()
+		at := func(d time.Duration) *time.Time { return ptr(base.Add(d)) }
+		job := func(priority int, scheduledAt *time.Time) *millracetype.JobRow {
+			return e.insertFull(t, &driver.JobInsertFullParams{Priority: priority, ScheduledAt: scheduledAt})
+		}
+		// In fetch order: a, b and c tie on priority and scheduled_at.
+		a := job(1, at(-3*time.Minute))
+		b := job(1, at(-2*time.Minute))
+		c := job(1, at(-2*time.Minute))
+		d := job(1, at(-time.Minute))
+		f := job(2, at(-time.Hour))
+		after := func(j *millracetype.JobRow) []*millracetype.JobRow {
+			jobs, err := e.exec.JobGetAvailable(e.ctx, &driver.JobGetAvailableParams{Schema: e.schema, Queue: "default", Max: 2,
+				ClientID: clientID, After: &driver.JobFetchKey{Priority: j.Priority, ScheduledAt: j.ScheduledAt, ID: j.ID}})
+			requireNoError(t, err, "JobGetAvailable after a key")
+			return jobs
+		}
+		// After b: c (same priority and time, larger id), then d; a is
+		// ahead of the key and stays available.
+		requireIDs(t, after(b), []int64{c.ID, d.ID}, "jobs after b")
+		requireIDs(t, after(b), []int64{f.ID}, "jobs after b once c and d run (priority 2 comes after)")
+		requireIDs(t, after(f), nil, "jobs after the last")
+		requireIDs(t, e.fetch(t, "default", 10), []int64{a.ID, b.ID}, "a full fetch takes what is ahead of the key")
+	})
+
 	s.run(t, "Now", func(t *testing.T, e *env[TTx]) {
 		later := now().Add(time.Hour)
 		job := e.insertFull(t, &driver.JobInsertFullParams{ScheduledAt: &later})

@@ -43,6 +43,13 @@ WITH locked AS (
 )
 SELECT * FROM updated ORDER BY priority, scheduled_at, id`
 
+// sqlJobGetAvailableAfter is the fetch continuing after a job: the row
+// comparison is an index condition on (state, queue, priority,
+// scheduled_at, id), so the scan starts there.
+var sqlJobGetAvailableAfter = strings.Replace(sqlJobGetAvailable,
+	"AND ($5::text[] IS NULL OR kind = ANY($5::text[]))",
+	"AND ($5::text[] IS NULL OR kind = ANY($5::text[]))\n        AND (priority, scheduled_at, id) > ($6::smallint, $7::timestamptz, $8::bigint)", 1)
+
 func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
 	if p.Max <= 0 {
 		return nil, nil
@@ -50,6 +57,14 @@ func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailabl
 	var kinds []string
 	if len(p.Kinds) > 0 {
 		kinds = p.Kinds
+	}
+	if a := p.After; a != nil {
+		rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetAvailableAfter), p.Queue, p.Now, p.Max, p.ClientID, kinds,
+			int16(a.Priority), a.ScheduledAt, a.ID)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, scanJob)
 	}
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetAvailable), p.Queue, p.Now, p.Max, p.ClientID, kinds)
 	if err != nil {

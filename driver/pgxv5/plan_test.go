@@ -3,6 +3,7 @@ package pgxv5
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -69,6 +70,25 @@ func TestFetchGenericPlanIsIndexLookups(t *testing.T) {
 		if strings.Contains(plan, bad) {
 			t.Fatalf("the fetch's generic plan has a %s:\n%s", bad, plan)
 		}
+	}
+
+	// The fetch continuing after a key starts its index scan at the key:
+	// the row comparison is part of the index condition, not a filter.
+	if _, err := conn.Conn().Prepare(ctx, "fetch_after_plan_test", drv.sql.get(schema, &sqlJobGetAvailableAfter)); err != nil {
+		t.Fatal(err)
+	}
+	rows, err = conn.Query(ctx, `EXPLAIN EXECUTE fetch_after_plan_test('default', NULL, 200, 'test', '{k}', 1, now(), 25000)`,
+		pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	plan = strings.Join(lines, "\n")
+	if strings.Contains(plan, "Join") || strings.Contains(plan, "Seq Scan") ||
+		!regexp.MustCompile(`Index Cond: .*ROW\(priority, scheduled_at, id\) >`).MatchString(plan) {
+		t.Fatalf("the continued fetch's generic plan does not start at the key:\n%s", plan)
 	}
 }
 

@@ -127,6 +127,9 @@ type Producer struct {
 	work     chan task
 	workers  sync.WaitGroup
 	nWorkers int // worker goroutines started (only the run loop's goroutine touches it)
+	// onFetchRequest, set by tests before Start, sees each fetch request
+	// in the order the loop makes them.
+	onFetchRequest func(fetchRequest)
 	// fetched receives the results of fetches running in their own
 	// goroutines (see run).
 	fetched chan fetchResult
@@ -383,13 +386,13 @@ func (p *Producer) run(ctx context.Context) {
 	// fetchers live as long as the loop (a goroutine per fetch would grow
 	// a new stack through the driver every time). reserved is the slots
 	// asked for by fetches in flight.
-	fetchReqs := make(chan int)
+	fetchReqs := make(chan fetchRequest)
 	var fetchers sync.WaitGroup
 	for range maxFetchesInFlight {
 		fetchers.Go(func() {
-			for limit := range fetchReqs {
-				jobs, err := p.fetch(ctx, limit)
-				p.fetched <- fetchResult{jobs: jobs, err: err, asked: limit}
+			for req := range fetchReqs {
+				jobs, err := p.fetch(ctx, req)
+				p.fetched <- fetchResult{jobs: jobs, err: err, asked: req.limit, continued: req.after != nil}
 			}
 		})
 	}
@@ -398,14 +401,29 @@ func (p *Producer) run(ctx context.Context) {
 		fetchers.Wait()
 	}()
 	inFlight, reserved := 0, 0
+	// While the queue drains, fetches continue after the last job taken
+	// (see fetchRequest.after); fromFront forces the next one to scan from
+	// the front of the queue, and sinceFront counts continued fetches.
+	var lastKey *driver.JobFetchKey
+	fromFront, sinceFront := true, 0
 	for {
 		free := p.cfg.MaxWorkers - p.Running() - reserved
 		if retryC == nil && inFlight < maxFetchesInFlight && !p.Paused() && free > 0 &&
 			(wantFetch || (drainMode && free >= threshold)) {
+			req := fetchRequest{limit: free}
+			if wantFetch || fromFront || lastKey == nil || sinceFront >= fetchesBetweenFullScans {
+				fromFront, sinceFront = false, 0
+			} else {
+				req.after = lastKey
+				sinceFront++
+			}
 			inFlight++
 			reserved += free
 			wantFetch = false
-			fetchReqs <- free
+			if p.onFetchRequest != nil {
+				p.onFetchRequest(req)
+			}
+			fetchReqs <- req
 		}
 
 		select {
@@ -435,6 +453,16 @@ func (p *Producer) run(ctx context.Context) {
 				p.startJob(job)
 			}
 			drainMode = len(r.jobs) == r.asked
+			if n := len(r.jobs); n > 0 {
+				last := r.jobs[n-1]
+				lastKey = &driver.JobFetchKey{Priority: last.Priority, ScheduledAt: last.ScheduledAt, ID: last.ID}
+			}
+			if r.continued && !drainMode {
+				// The continued scan came up short: jobs may wait ahead
+				// of the cursor (inserted or come due since). Look from
+				// the front at once.
+				fromFront, wantFetch = true, true
+			}
 		case id := <-p.done:
 			p.finish(id)
 			// Take every other finished job too before deciding to fetch,
@@ -499,23 +527,45 @@ const fetchTimeout = 30 * time.Second
 // statements contend for the same index pages.
 const maxFetchesInFlight = 2
 
-// fetchResult is what a fetch goroutine hands back to the loop.
-type fetchResult struct {
-	jobs  []*millracetype.JobRow
-	err   error
-	asked int
+// fetchesBetweenFullScans: while a queue drains, at most this many fetches
+// in a row continue after the last job taken before one scans the queue
+// from the front again.
+const fetchesBetweenFullScans = 8
+
+// fetchRequest asks a fetcher for up to limit jobs.
+type fetchRequest struct {
+	limit int
+	// after, when set, continues after the last job the previous fetch
+	// took. Without a vacuum, the front of the queue's index range holds
+	// an entry for every job taken so far, and a scan from the front walks
+	// them all again on every fetch: draining a million jobs in fetches of
+	// a few hundred that walk is most of the cost. A fetch asked for by a
+	// notification, a poll or a resume, one after a continued fetch that
+	// came up short, and every fetchesBetweenFullScans-th one scan from the
+	// front, so a job inserted (or come due) ahead of the cursor waits for
+	// at most that many fetches of a draining queue.
+	after *driver.JobFetchKey
 }
 
-// fetch locks up to limit jobs (marking them running) and returns them.
+// fetchResult is what a fetcher hands back to the loop.
+type fetchResult struct {
+	jobs      []*millracetype.JobRow
+	err       error
+	asked     int
+	continued bool // the fetch continued after a cursor
+}
+
+// fetch locks up to req.limit jobs (marking them running) and returns them.
 //
 // The fetch does not use the service context: a Stop arriving while the
 // statement runs must not abandon jobs the database has already marked
 // running. They are started like any others and drained by the stop.
-func (p *Producer) fetch(ctx context.Context, limit int) ([]*millracetype.JobRow, error) {
+func (p *Producer) fetch(ctx context.Context, req fetchRequest) ([]*millracetype.JobRow, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
 	return p.exec.JobGetAvailable(ctx, &driver.JobGetAvailableParams{
-		Schema: p.cfg.Schema, Queue: p.cfg.Queue, Max: limit, ClientID: p.cfg.ClientID, Kinds: p.cfg.Kinds})
+		Schema: p.cfg.Schema, Queue: p.cfg.Queue, Max: req.limit, ClientID: p.cfg.ClientID, Kinds: p.cfg.Kinds,
+		After: req.after})
 }
 
 func (p *Producer) startJob(job *millracetype.JobRow) {

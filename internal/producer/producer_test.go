@@ -730,3 +730,61 @@ func TestFetchesOverlap(t *testing.T) {
 		t.Errorf("%d jobs ran at once with %d workers", got, maxWorkers)
 	}
 }
+
+// TestDrainContinuesAfterCursor: a draining queue's fetches continue after
+// the last job taken, scanning from the front on the first fetch and at
+// least every fetchesBetweenFullScans+1 fetches; a job inserted ahead of the
+// cursor meanwhile is still worked without a poll or a notification.
+func TestDrainContinuesAfterCursor(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	const n = 120
+	db.InsertJobs(t, n, "k", "default")
+	exec := &wrapExec{Executor: db.Exec()}
+	var mu sync.Mutex
+	var afters []*driver.JobFetchKey
+	var early *millracetype.JobRow
+	fetches := 0
+	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+		mu.Lock()
+		if fetches++; fetches == 3 {
+			// Ahead of every cursor: due long ago.
+			past := time.Now().Add(-time.Hour)
+			early = db.InsertJob(t, &driver.JobInsertFullParams{Kind: "k", Queue: "default", ScheduledAt: &past})
+		}
+		mu.Unlock()
+		return exec.Executor.JobGetAvailable(ctx, p)
+	}
+	p := newProducer(t, db, exec, Config{MaxWorkers: 4, FetchPollInterval: time.Hour})
+	// The requests in the order the loop makes them (two fetchers may call
+	// the database in the other order).
+	p.onFetchRequest = func(req fetchRequest) {
+		mu.Lock()
+		afters = append(afters, req.after)
+		mu.Unlock()
+	}
+	startProducer(t, p)
+	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n+1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if early == nil || db.Job(t, early.ID).State != millracetype.JobStateCompleted {
+		t.Fatal("the job inserted ahead of the cursor was not worked")
+	}
+	if afters[0] != nil {
+		t.Error("the first fetch continued after a cursor")
+	}
+	continued, run := 0, 0
+	for i, a := range afters {
+		if a == nil {
+			run = 0
+			continue
+		}
+		continued++
+		if run++; run > fetchesBetweenFullScans {
+			t.Errorf("fetch %d: %d continued fetches in a row", i, run)
+		}
+	}
+	if continued == 0 {
+		t.Errorf("no fetch continued after a cursor in %d fetches", len(afters))
+	}
+}
