@@ -20,6 +20,17 @@
 //     running jobs) is read at once too, and from then on every 2 s while
 //     the connection is down.
 //
+// Fetches run in two long-lived fetcher goroutines, so while one fetch's
+// statement runs the loop keeps counting finished jobs and may ask for the
+// slots they free with a second one; the slots asked for are reserved, so
+// running jobs plus reserved slots never exceed MaxWorkers. While a queue
+// drains, a fetch continues after the last job taken (see
+// fetchRequest.after) instead of walking again the index entries of every
+// job already taken.
+//
+// Jobs run in worker goroutines that live until the producer stops (at
+// most MaxWorkers of them), not in a goroutine per job.
+//
 // A failed fetch is logged and retried after a backoff; it never stops the
 // producer.
 //
