@@ -417,6 +417,44 @@ func (p *Producer) run(ctx context.Context) {
 	// the front of the queue, and sinceFront counts continued fetches.
 	var lastKey *driver.JobFetchKey
 	fromFront, sinceFront := true, 0
+	// handle takes one fetch's result: its jobs start, and the drain state
+	// and cursor follow it.
+	handle := func(r fetchResult) {
+		inFlight--
+		reserved -= r.asked
+		if r.err != nil {
+			failures++
+			wait := min(p.cfg.FetchPollInterval, time.Duration(1<<min(failures, 10))*10*time.Millisecond)
+			p.cfg.Logger.Warn("producer: fetch failed; retrying", "queue", p.cfg.Queue, "retry_in", wait, "error", r.err)
+			retryC = time.After(wait)
+			wantFetch = true // once the backoff is over
+			return
+		}
+		failures = 0
+		for _, job := range r.jobs {
+			p.startJob(job)
+		}
+		drainMode = len(r.jobs) == r.asked
+		if n := len(r.jobs); n > 0 {
+			last := r.jobs[n-1]
+			lastKey = &driver.JobFetchKey{Priority: last.Priority, ScheduledAt: last.ScheduledAt, ID: last.ID}
+		}
+		if r.continued && !drainMode {
+			// The continued scan came up short: jobs may wait ahead
+			// of the cursor (inserted or come due since). Look from
+			// the front at once.
+			fromFront, wantFetch = true, true
+		}
+	}
+	// pause waits for the fetches in flight (their jobs were locked before
+	// the pause took effect here and start), then pauses: from the paused
+	// event on, this producer takes no job of the queue.
+	pause := func() {
+		for inFlight > 0 {
+			handle(<-p.fetched)
+		}
+		p.setPaused(true)
+	}
 	for {
 		free := p.cfg.MaxWorkers - p.Running() - reserved
 		if retryC == nil && inFlight < maxFetchesInFlight && !p.Paused() && free > 0 &&
@@ -449,31 +487,7 @@ func (p *Producer) run(ctx context.Context) {
 			p.drain()
 			return
 		case r := <-p.fetched:
-			inFlight--
-			reserved -= r.asked
-			if r.err != nil {
-				failures++
-				wait := min(p.cfg.FetchPollInterval, time.Duration(1<<min(failures, 10))*10*time.Millisecond)
-				p.cfg.Logger.Warn("producer: fetch failed; retrying", "queue", p.cfg.Queue, "retry_in", wait, "error", r.err)
-				retryC = time.After(wait)
-				wantFetch = true // once the backoff is over
-				break
-			}
-			failures = 0
-			for _, job := range r.jobs {
-				p.startJob(job)
-			}
-			drainMode = len(r.jobs) == r.asked
-			if n := len(r.jobs); n > 0 {
-				last := r.jobs[n-1]
-				lastKey = &driver.JobFetchKey{Priority: last.Priority, ScheduledAt: last.ScheduledAt, ID: last.ID}
-			}
-			if r.continued && !drainMode {
-				// The continued scan came up short: jobs may wait ahead
-				// of the cursor (inserted or come due since). Look from
-				// the front at once.
-				fromFront, wantFetch = true, true
-			}
+			handle(r)
 		case id := <-p.done:
 			p.finish(id)
 			// Take every other finished job too before deciding to fetch,
@@ -503,7 +517,7 @@ func (p *Producer) run(ctx context.Context) {
 		case msg := <-p.control:
 			switch msg.Action {
 			case "pause":
-				p.setPaused(true)
+				pause()
 			case "resume":
 				p.setPaused(false)
 				wantFetch = true
@@ -517,10 +531,10 @@ func (p *Producer) run(ctx context.Context) {
 			// interval that fits (2 s without a listener, 1 min with one)
 			// rather than finishing the interval of the old state.
 			wantFetch = true
-			p.pollControl(ctx)
+			p.pollControl(ctx, pause)
 			controlPoll.Reset(p.controlPollInterval())
 		case <-controlPoll.C:
-			p.pollControl(ctx)
+			p.pollControl(ctx, pause)
 			controlPoll.Reset(p.controlPollInterval())
 		case <-reportTicker.C:
 			if _, err := p.exec.QueueCreateOrSetUpdatedAt(ctx, &driver.QueueCreateParams{Schema: p.cfg.Schema, Name: p.cfg.Queue}); err != nil {
@@ -642,7 +656,7 @@ func (p *Producer) drain() {
 
 // pollControl reads what a lost notification may have missed: the queue's
 // paused state and cancels of jobs running here.
-func (p *Producer) pollControl(ctx context.Context) {
+func (p *Producer) pollControl(ctx context.Context, pause func()) {
 	queue, err := p.exec.QueueGet(ctx, &driver.QueueGetParams{Schema: p.cfg.Schema, Name: p.cfg.Queue})
 	switch {
 	case errors.Is(err, millracetype.ErrNotFound):
@@ -655,7 +669,11 @@ func (p *Producer) pollControl(ctx context.Context) {
 			p.cfg.Logger.Warn("producer: reading queue settings failed", "queue", p.cfg.Queue, "error", err)
 		}
 	default:
-		p.setPaused(queue.PausedAt != nil)
+		if queue.PausedAt != nil {
+			pause()
+		} else {
+			p.setPaused(false)
+		}
 		p.setMetadata(queue.Metadata)
 	}
 

@@ -788,3 +788,51 @@ func TestDrainContinuesAfterCursor(t *testing.T) {
 		t.Errorf("no fetch continued after a cursor in %d fetches", len(afters))
 	}
 }
+
+// TestPauseWaitsForFetchInFlight: a pause that arrives while a fetch runs
+// takes effect (and is reported) once that fetch is back, and from then on
+// nothing is fetched, even with jobs inserted and polls due.
+func TestPauseWaitsForFetchInFlight(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	exec := &wrapExec{Executor: db.Exec()}
+	var calls atomic.Int64
+	entered := make(chan struct{}, 1)
+	unblock := make(chan struct{})
+	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+		if calls.Add(1) == 2 {
+			entered <- struct{}{}
+			<-unblock // the second fetch (a poll's) is slow
+		}
+		return exec.Executor.JobGetAvailable(ctx, p)
+	}
+	pausedAt := make(chan int64, 1)
+	p := newProducer(t, db, exec, Config{FetchPollInterval: 20 * time.Millisecond, OnPaused: func(paused bool) {
+		if paused {
+			pausedAt <- calls.Load()
+		}
+	}})
+	var once sync.Once
+	release := func() { once.Do(func() { close(unblock) }) }
+	t.Cleanup(release) // before the producer's Stop, should the test fail first
+	startProducer(t, p)
+	recv(t, entered, "the slow fetch")
+	p.SetPaused(true)
+	select {
+	case <-pausedAt:
+		t.Fatal("paused while a fetch was still running")
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	n := recv(t, pausedAt, "the pause")
+	job := db.InsertJobs(t, 1, "k", "default")[0]
+	for range 10 { // several poll intervals
+		time.Sleep(20 * time.Millisecond)
+		if got := calls.Load(); got != n {
+			t.Fatalf("%d fetches after the pause took effect", got-n)
+		}
+	}
+	if st := db.Job(t, job.ID).State; st != millracetype.JobStateAvailable {
+		t.Fatalf("job in the paused queue is %s", st)
+	}
+}
