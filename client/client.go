@@ -46,10 +46,6 @@ type Client[TTx any] struct {
 	// JobStuckThreshold (see stuck.go).
 	stuck stuckJobs
 
-	// completedInTx hands the row JobCompleteTx left from execute to
-	// workJob, keyed by the job's outcome (see noteCompletedInTx).
-	completedInTx sync.Map
-
 	// Runtime queue management (queue_bundle.go). queuesMu serializes
 	// Queues().Add and Remove with each other, with Start's creation of
 	// the producers and with shutdown's collection of them; it guards

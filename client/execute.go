@@ -37,7 +37,7 @@ type jobMeta struct {
 // recovered and recorded.
 func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 	start := c.config.clock()
-	outcome, kind := c.execute(ctx, row, start)
+	outcome, kind, completedInTx := c.execute(ctx, row, start)
 	// The outcome is for this attempt only: if the job was rescued and runs
 	// again elsewhere by the time it is written, it must not touch that run.
 	outcome.Attempt = row.Attempt
@@ -55,7 +55,7 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 	}
 	// Recording the outcome must survive the client's stop: use a context
 	// without the job's cancellation.
-	meta := &jobMeta{kind: kind, stats: stats, completedInTx: c.takeCompletedInTx(outcome)}
+	meta := &jobMeta{kind: kind, stats: stats, completedInTx: completedInTx}
 	if err := c.completer.Complete(context.WithoutCancel(ctx), outcome, meta); err != nil {
 		c.config.Logger.Error("millrace: could not record job outcome; the job stays running until rescued",
 			"job_id", row.ID, "error", err)
@@ -63,15 +63,18 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 	c.emitMetrics(ctx, row, outcome, kind, stats)
 }
 
-// execute runs the worker and turns what happened into an outcome.
-func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, start time.Time) (outcome *driver.JobSetState, kind EventKind) {
+// execute runs the worker and turns what happened into an outcome. When
+// the worker completed the job in its own transaction (JobCompleteTx),
+// completedInTx is the row as that left it.
+func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, start time.Time) (outcome *driver.JobSetState, kind EventKind, completedInTx *millracetype.JobRow) {
 	info := c.config.Workers.lookup(row.Kind)
 	if info == nil {
-		return c.unknownKind(row, start), EventKindJobFailed
+		return c.unknownKind(row, start), EventKindJobFailed, nil
 	}
 	unit, err := info.unit(row)
 	if err != nil {
-		return c.failed(row, start, err, "", nil, nil, nil)
+		outcome, kind = c.failed(row, start, err, "", nil, nil, nil)
+		return
 	}
 
 	timeout := c.safeTimeout(unit)
@@ -79,7 +82,7 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 		timeout = c.config.JobTimeout
 	}
 	jobCtx := withJobState(ctx, c)
-	defer func() { c.noteCompletedInTx(jobCtx, outcome) }()
+	defer func() { completedInTx = c.noteCompletedInTx(jobCtx, outcome) }()
 	var cancel context.CancelFunc = func() {}
 	if timeout > 0 {
 		jobCtx, cancel = context.WithTimeout(jobCtx, timeout)
@@ -95,19 +98,21 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 		if h := c.config.ErrorHandler; h != nil {
 			res = c.safeHandler(func() *ErrorHandlerResult { return h.HandlePanic(ctx, row, panicVal, trace) })
 		}
-		return c.failed(row, start, err, trace, res, unit, updates)
+		outcome, kind = c.failed(row, start, err, trace, res, unit, updates)
+		return
 	}
 	if workErr == nil {
 		now := c.config.clock().UTC()
 		return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateCompleted, FinalizedAt: &now,
-			MetadataUpdates: updates, Delete: jobIsEphemeral(ctx, info)}, EventKindJobCompleted
+			MetadataUpdates: updates, Delete: jobIsEphemeral(ctx, info)}, EventKindJobCompleted, nil
 	}
 
 	var snooze *JobSnoozeError
 	if errors.As(workErr, &snooze) {
 		d := snooze.Duration
 		if d < 0 {
-			return c.failed(row, start, fmt.Errorf("JobSnooze with negative duration %s", d), "", nil, unit, updates)
+			outcome, kind = c.failed(row, start, fmt.Errorf("JobSnooze with negative duration %s", d), "", nil, unit, updates)
+			return
 		}
 		at := c.config.clock().UTC().Add(d)
 		state := millracetype.JobStateAvailable
@@ -115,26 +120,27 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 			state = millracetype.JobStateScheduled
 		}
 		return &driver.JobSetState{ID: row.ID, State: state, ScheduledAt: &at, AttemptDecrement: true,
-			SnoozeIncrement: true, MetadataUpdates: updates}, EventKindJobSnoozed
+			SnoozeIncrement: true, MetadataUpdates: updates}, EventKindJobSnoozed, nil
 	}
 	var cancelErr *JobCancelError
 	if errors.As(workErr, &cancelErr) {
-		return c.cancelled(row, start, workErr.Error(), updates), EventKindJobCancelled
+		return c.cancelled(row, start, workErr.Error(), updates), EventKindJobCancelled, nil
 	}
 	switch context.Cause(ctx) {
 	case errStopAndCancel:
 		// Interrupted by shutdown: back to available, attempt given back.
 		now := c.config.clock().UTC()
 		return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateAvailable, ScheduledAt: &now,
-			AttemptDecrement: true, MetadataUpdates: updates}, ""
+			AttemptDecrement: true, MetadataUpdates: updates}, "", nil
 	case producer.ErrJobCancelledRemotely:
-		return c.cancelled(row, start, "JobCancelError: "+producer.ErrJobCancelledRemotely.Error(), updates), EventKindJobCancelled
+		return c.cancelled(row, start, "JobCancelError: "+producer.ErrJobCancelledRemotely.Error(), updates), EventKindJobCancelled, nil
 	}
 	var res *ErrorHandlerResult
 	if h := c.config.ErrorHandler; h != nil {
 		res = c.safeHandler(func() *ErrorHandlerResult { return h.HandleError(ctx, row, workErr) })
 	}
-	return c.failed(row, start, workErr, "", res, unit, updates)
+	outcome, kind = c.failed(row, start, workErr, "", res, unit, updates)
+	return
 }
 
 // runWorker calls the worker through the middleware, recovering a panic.

@@ -65,30 +65,18 @@ func JobCompleteTx[TTx any, TArgs JobArgs](ctx context.Context, tx TTx, job *Job
 // noteCompletedInTx runs once a job's outcome is decided. If the worker
 // completed the job in its own transaction, the outcome is sent so that
 // it changes nothing should that transaction have committed, and the
-// completed row is kept for the job's event.
-func (c *Client[TTx]) noteCompletedInTx(jobCtx context.Context, outcome *driver.JobSetState) {
+// completed row is returned, for the job's event; otherwise it returns nil.
+func (c *Client[TTx]) noteCompletedInTx(jobCtx context.Context, outcome *driver.JobSetState) *millracetype.JobRow {
 	st := jobStateFrom(jobCtx)
 	if st == nil || outcome == nil {
-		return
+		return nil
 	}
 	st.mu.Lock()
 	st.finished = true
 	done := st.completedInTx
 	st.mu.Unlock()
-	if done == nil {
-		return
+	if done != nil {
+		outcome.OnlyIfRunning = true
 	}
-	outcome.OnlyIfRunning = true
-	c.completedInTx.Store(outcome, done)
-}
-
-// takeCompletedInTx returns (and forgets) the row JobCompleteTx left for
-// an outcome, or nil.
-func (c *Client[TTx]) takeCompletedInTx(outcome *driver.JobSetState) *millracetype.JobRow {
-	v, ok := c.completedInTx.LoadAndDelete(outcome)
-	if !ok {
-		return nil
-	}
-	row, _ := v.(*millracetype.JobRow)
-	return row
+	return done
 }
