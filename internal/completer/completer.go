@@ -85,8 +85,6 @@ type Completer struct {
 	pending []item
 	wake    chan struct{} // signalled when pending grows
 	space   chan struct{} // signalled when pending shrinks
-	// inFlight counts outcomes handed to Complete and not yet written.
-	inFlight sync.WaitGroup
 	// queued and done count outcomes handed to Complete and outcomes
 	// written (or given up on), in order; progress is closed and replaced
 	// whenever done grows (see Flush). Guarded by mu.
@@ -133,7 +131,6 @@ func (c *Completer) Complete(ctx context.Context, s *driver.JobSetState, meta an
 		if len(c.pending) < c.cfg.MaxPending {
 			c.pending = append(c.pending, item{s, meta})
 			c.queued++
-			c.inFlight.Add(1)
 			c.mu.Unlock()
 			signal(c.wake)
 			return nil
@@ -163,7 +160,7 @@ func (c *Completer) Start(ctx context.Context) error {
 
 // WaitIdle blocks until every outcome queued so far is written (or given
 // up on at Stop).
-func (c *Completer) WaitIdle() { c.inFlight.Wait() }
+func (c *Completer) WaitIdle() { _ = c.Flush(context.Background()) }
 
 func (c *Completer) run(ctx context.Context) {
 	// Writes never use the service context: a Stop must not cut a write in
@@ -212,9 +209,6 @@ func (c *Completer) writeAll(ctx context.Context) {
 
 		c.writeBatch(ctx, batch)
 		c.advance(len(batch))
-		for range batch {
-			c.inFlight.Done()
-		}
 	}
 }
 
