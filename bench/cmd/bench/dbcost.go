@@ -118,6 +118,14 @@ type dbCost struct {
 	// xact_rollback's delta.
 	CommitsPerJob   float64 `json:"commits_per_job"`
 	RollbacksPerJob float64 `json:"rollbacks_per_job"`
+	// ClientCPUMicrosPerJob is the CPU time (user and system) of the
+	// child process that ran the system, from the start of the run to the
+	// end of its checks; ServerCPUMicrosPerJob is that of every postgres
+	// process on this machine over the same window (see readCPU), or -1
+	// when the server is not visible from here. The checks after the run
+	// add well under a microsecond per job.
+	ClientCPUMicrosPerJob float64 `json:"client_cpu_us_per_job"`
+	ServerCPUMicrosPerJob float64 `json:"server_cpu_us_per_job"`
 }
 
 // costWindow measures a run's database cost, from begin (just before the
@@ -132,6 +140,7 @@ type costWindow struct {
 	appNames       []string // application_name of the system's and the monitor's connections
 
 	before        serverCounters
+	cpuBefore     cpuReading
 	systemBefore  queryCounts
 	monitorBefore queryCounts
 	begun         bool
@@ -147,6 +156,7 @@ func (w *costWindow) begin(ctx context.Context) error {
 		return err
 	}
 	w.before, w.systemBefore, w.begun = c, w.system.snapshot(), true
+	w.cpuBefore = readCPU()
 	return nil
 }
 
@@ -171,11 +181,14 @@ func (w *costWindow) end(ctx context.Context, jobs int) (*dbCost, error) {
 	if err := waitBackendsGone(ctx, conn, w.appNames); err != nil {
 		return nil, err
 	}
+	cpuAfter := readCPU()
 	after, err := readServerCounters(ctx, conn)
 	if err != nil {
 		return nil, err
 	}
-	return costPerJob(w.before, after, w.systemBefore, system, monitorStatements, jobs), nil
+	cost := costPerJob(w.before, after, w.systemBefore, system, monitorStatements, jobs)
+	cost.ClientCPUMicrosPerJob, cost.ServerCPUMicrosPerJob = cpuPerJob(w.cpuBefore, cpuAfter, jobs)
+	return cost, nil
 }
 
 // costPerJob turns two readings of the counters into per-job figures.

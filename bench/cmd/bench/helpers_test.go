@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -206,5 +207,41 @@ func TestScaleCurve(t *testing.T) {
 	c = curve(pts[:2], []float64{math.NaN(), 10})
 	if fmtRatio(c.VsFirst[1]) != "-" {
 		t.Errorf("ratio to a missing point = %s", fmtRatio(c.VsFirst[1]))
+	}
+}
+
+func TestReadCPU(t *testing.T) {
+	before := readCPU()
+	// Burn some CPU in this process.
+	x := uint64(1)
+	for deadline := time.Now().Add(50 * time.Millisecond); time.Now().Before(deadline); {
+		for range 10000 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	after := readCPU()
+	if x == 0 {
+		t.Log("unreachable; keeps the loop")
+	}
+	if d := after.client - before.client; d < 20*time.Millisecond {
+		t.Errorf("client CPU grew by %s over 50 ms of spinning, want at least 20 ms", d)
+	}
+	if before.serverSeen && after.server < before.server {
+		t.Errorf("server CPU went back from %s to %s", before.server, after.server)
+	}
+}
+
+func TestCPUPerJob(t *testing.T) {
+	before := cpuReading{client: time.Second, server: 2 * time.Second, serverSeen: true}
+	after := cpuReading{client: 3 * time.Second, server: 7 * time.Second, serverSeen: true}
+	if c, s := cpuPerJob(before, after, 1000); c != 2000 || s != 5000 {
+		t.Errorf("cpuPerJob = %v, %v µs; want 2000, 5000", c, s)
+	}
+	after.serverSeen = false
+	if _, s := cpuPerJob(before, after, 1000); s != -1 {
+		t.Errorf("server not seen: %v, want -1", s)
+	}
+	if serverCPU(-1) != "-" || serverCPU(12.34) != "12.3" {
+		t.Errorf("serverCPU formats %q and %q", serverCPU(-1), serverCPU(12.34))
 	}
 }

@@ -550,7 +550,8 @@ func describe(name string, r *runResult) string {
 		d = fmt.Sprintf("%s jobs/s (%.2f s)", thousands(r.JobsPerS), r.Seconds)
 	}
 	if c := r.Cost; c != nil {
-		d += fmt.Sprintf("; per job: %.0f B WAL, %.3f round trips, %.3f commits", c.WALBytesPerJob, c.RoundTripsPerJob, c.CommitsPerJob)
+		d += fmt.Sprintf("; per job: %.0f B WAL, %.3f round trips, %.3f commits, CPU %.1f µs client + %s µs server",
+			c.WALBytesPerJob, c.RoundTripsPerJob, c.CommitsPerJob, c.ClientCPUMicrosPerJob, serverCPU(c.ServerCPUMicrosPerJob))
 	}
 	return d
 }

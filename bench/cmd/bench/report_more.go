@@ -33,13 +33,15 @@ func medianCost(costs []*dbCost) *dbCost {
 		return round(median(xs), 4)
 	}
 	return &dbCost{
-		WALBytesPerJob:   m(func(c *dbCost) float64 { return c.WALBytesPerJob }),
-		WALRecordsPerJob: m(func(c *dbCost) float64 { return c.WALRecordsPerJob }),
-		WALFPIPerJob:     m(func(c *dbCost) float64 { return c.WALFPIPerJob }),
-		RoundTripsPerJob: m(func(c *dbCost) float64 { return c.RoundTripsPerJob }),
-		StatementsPerJob: m(func(c *dbCost) float64 { return c.StatementsPerJob }),
-		CommitsPerJob:    m(func(c *dbCost) float64 { return c.CommitsPerJob }),
-		RollbacksPerJob:  m(func(c *dbCost) float64 { return c.RollbacksPerJob }),
+		WALBytesPerJob:        m(func(c *dbCost) float64 { return c.WALBytesPerJob }),
+		WALRecordsPerJob:      m(func(c *dbCost) float64 { return c.WALRecordsPerJob }),
+		WALFPIPerJob:          m(func(c *dbCost) float64 { return c.WALFPIPerJob }),
+		RoundTripsPerJob:      m(func(c *dbCost) float64 { return c.RoundTripsPerJob }),
+		StatementsPerJob:      m(func(c *dbCost) float64 { return c.StatementsPerJob }),
+		CommitsPerJob:         m(func(c *dbCost) float64 { return c.CommitsPerJob }),
+		RollbacksPerJob:       m(func(c *dbCost) float64 { return c.RollbacksPerJob }),
+		ClientCPUMicrosPerJob: m(func(c *dbCost) float64 { return c.ClientCPUMicrosPerJob }),
+		ServerCPUMicrosPerJob: m(func(c *dbCost) float64 { return c.ServerCPUMicrosPerJob }),
 	}
 }
 
@@ -183,12 +185,21 @@ func (b *bench) costTable() {
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
-	line("run", "system", "jobs/s", "WAL bytes", "WAL FPI", "round trips", "statements", "commits")
+	line("run", "system", "jobs/s", "WAL bytes", "WAL FPI", "round trips", "statements", "commits", "client µs", "server µs")
 	for _, r := range rows {
 		line(r.run, r.system, thousands(r.jobsPerS),
 			fmt.Sprintf("%.0f", r.cost.WALBytesPerJob), fmt.Sprintf("%.3f", r.cost.WALFPIPerJob),
 			fmt.Sprintf("%.4f", r.cost.RoundTripsPerJob), fmt.Sprintf("%.4f", r.cost.StatementsPerJob),
-			fmt.Sprintf("%.4f", r.cost.CommitsPerJob))
+			fmt.Sprintf("%.4f", r.cost.CommitsPerJob), fmt.Sprintf("%.1f", r.cost.ClientCPUMicrosPerJob),
+			serverCPU(r.cost.ServerCPUMicrosPerJob))
 	}
 	tw.Flush()
+}
+
+// serverCPU formats the server's CPU per job, "-" when it was not visible.
+func serverCPU(us float64) string {
+	if us < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", us)
 }
