@@ -3,11 +3,16 @@
 // statement (driver.Executor.JobSetStateIfRunningMany), so the number of
 // round trips per job falls as load rises.
 //
-// Batching is natural rather than timed: while one batch is being written,
-// new outcomes queue up and form the next batch, so an idle system writes
-// each outcome at once and a busy one writes thousands per statement.
+// Batching is natural, with a floor: while one batch is being written, new
+// outcomes queue up and form the next batch, and two writes start at
+// least MinWriteInterval (5 ms) apart unless a full batch waits. An idle
+// system writes an outcome at once; a busy one writes hundreds or
+// thousands per statement instead of the few that arrive during one
+// short write.
+//
 // Back-pressure: when MaxPending outcomes wait, Complete blocks, which
-// keeps a worker's slot busy until the database catches up.
+// keeps a worker's slot busy until the database catches up; every
+// blocked Complete wakes when a batch is taken for writing.
 //
 // Stop writes everything still pending before it returns, retrying a failed
 // write, so a graceful shutdown leaves no finished job in running.
@@ -28,11 +33,12 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultMaxBatch       = 2000
-	DefaultMaxPending     = 10000
-	DefaultRetryBackoff   = 100 * time.Millisecond
-	DefaultMaxRetryWait   = 5 * time.Second
-	DefaultStopFlushLimit = 30 * time.Second
+	DefaultMaxBatch         = 2000
+	DefaultMaxPending       = 10000
+	DefaultMinWriteInterval = 5 * time.Millisecond
+	DefaultRetryBackoff     = 100 * time.Millisecond
+	DefaultMaxRetryWait     = 5 * time.Second
+	DefaultStopFlushLimit   = 30 * time.Second
 )
 
 // Result is handed to the subscriber after a batch is written: the outcome
@@ -65,6 +71,10 @@ type Config struct {
 	// large part of a write's cost) and OnWritten is not called for that
 	// write. Default: the rows are read whenever OnWritten is set.
 	WantRows func() bool
+	// MinWriteInterval is the shortest time between the starts of two
+	// writes, unless MaxBatch outcomes wait (default 5 ms; negative: none).
+	// A write that follows a quiet spell starts at once.
+	MinWriteInterval time.Duration
 	// RetryBackoff is the first wait after a failed write (default 100 ms);
 	// it doubles up to 5 s.
 	RetryBackoff time.Duration
@@ -84,7 +94,11 @@ type Completer struct {
 	mu      sync.Mutex
 	pending []item
 	wake    chan struct{} // signalled when pending grows
-	space   chan struct{} // signalled when pending shrinks
+	// space, when not nil, is closed (and set to nil) when pending
+	// shrinks: every Complete blocked on a full completer waits on it, and
+	// all of them must wake, since a batch written makes room for many.
+	// Guarded by mu.
+	space chan struct{}
 	// queued and done count outcomes handed to Complete and outcomes
 	// written (or given up on), in order; progress is closed and replaced
 	// whenever done grows (see Flush). Guarded by mu.
@@ -94,7 +108,7 @@ type Completer struct {
 
 // New returns a completer writing through exec.
 func New(exec driver.Executor, cfg *Config) *Completer {
-	c := &Completer{exec: exec, wake: make(chan struct{}, 1), space: make(chan struct{}, 1), progress: make(chan struct{})}
+	c := &Completer{exec: exec, wake: make(chan struct{}, 1), progress: make(chan struct{})}
 	if cfg != nil {
 		c.cfg = *cfg
 	}
@@ -106,6 +120,9 @@ func New(exec driver.Executor, cfg *Config) *Completer {
 	}
 	if c.cfg.MaxPending <= 0 {
 		c.cfg.MaxPending = DefaultMaxPending
+	}
+	if c.cfg.MinWriteInterval == 0 {
+		c.cfg.MinWriteInterval = DefaultMinWriteInterval
 	}
 	if c.cfg.RetryBackoff <= 0 {
 		c.cfg.RetryBackoff = DefaultRetryBackoff
@@ -135,9 +152,13 @@ func (c *Completer) Complete(ctx context.Context, s *driver.JobSetState, meta an
 			signal(c.wake)
 			return nil
 		}
+		if c.space == nil {
+			c.space = make(chan struct{})
+		}
+		space := c.space
 		c.mu.Unlock()
 		select {
-		case <-c.space:
+		case <-space:
 		case <-ctx.Done():
 			return fmt.Errorf("complete job %d: %w", s.ID, context.Cause(ctx))
 		}
@@ -178,38 +199,82 @@ func (c *Completer) run(ctx context.Context) {
 			t.Stop()
 		}
 	}()
+	// Writes start at least MinWriteInterval apart unless a full batch
+	// waits: a write right after another would carry only the few outcomes
+	// that arrived while the first ran, and a statement's fixed cost is
+	// most of the cost of a small batch.
+	interval := time.NewTimer(time.Hour)
+	interval.Stop()
+	defer interval.Stop()
+	var lastWrite time.Time
+	armed := false
 	for {
 		select {
 		case <-c.wake:
-			c.writeAll(writeCtx)
+		case <-interval.C:
+			armed = false
 		case <-ctx.Done():
 			c.writeAll(writeCtx)
 			return
 		}
+		// Write batch after batch while full ones wait or the interval
+		// allows; what is left waits for the timer (or for more outcomes
+		// to make a full batch).
+		for {
+			n := c.pendingLen()
+			if n == 0 {
+				break
+			}
+			if wait := c.cfg.MinWriteInterval - time.Since(lastWrite); wait > 0 && n < c.cfg.MaxBatch {
+				if !armed {
+					interval.Reset(wait)
+					armed = true
+				}
+				break
+			}
+			lastWrite = time.Now()
+			c.writeOne(writeCtx)
+		}
 	}
+}
+
+// pendingLen returns how many outcomes wait to be written.
+func (c *Completer) pendingLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
 }
 
 // writeAll writes batches until nothing is pending.
 func (c *Completer) writeAll(ctx context.Context) {
-	for {
-		c.mu.Lock()
-		n := min(len(c.pending), c.cfg.MaxBatch)
-		if n == 0 {
-			c.mu.Unlock()
-			return
-		}
-		batch := make([]item, n)
-		copy(batch, c.pending)
-		c.pending = c.pending[n:]
-		if len(c.pending) == 0 {
-			c.pending = nil // let the backing array go
-		}
-		c.mu.Unlock()
-		signal(c.space)
-
-		c.writeBatch(ctx, batch)
-		c.advance(len(batch))
+	for c.writeOne(ctx) {
 	}
+}
+
+// writeOne writes one batch of what is pending (at most MaxBatch); it
+// reports false when nothing was pending.
+func (c *Completer) writeOne(ctx context.Context) bool {
+	c.mu.Lock()
+	n := min(len(c.pending), c.cfg.MaxBatch)
+	if n == 0 {
+		c.mu.Unlock()
+		return false
+	}
+	batch := make([]item, n)
+	copy(batch, c.pending)
+	c.pending = c.pending[n:]
+	if len(c.pending) == 0 {
+		c.pending = nil // let the backing array go
+	}
+	if c.space != nil {
+		close(c.space)
+		c.space = nil
+	}
+	c.mu.Unlock()
+
+	c.writeBatch(ctx, batch)
+	c.advance(len(batch))
+	return true
 }
 
 // writeBatch writes one batch, retrying with backoff while the database

@@ -286,3 +286,124 @@ func TestWantRows(t *testing.T) {
 		t.Fatalf("states: %v", counts)
 	}
 }
+
+// TestMinWriteInterval: after a quiet spell an outcome is written at once;
+// one right after waits for MinWriteInterval since the previous write
+// began, unless a full batch waits.
+func TestMinWriteInterval(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	db.InsertJobs(t, 12, "k", "default")
+	jobs := fetchAll(t, db, 12)
+	writes := make(chan time.Time, 20)
+	const interval = 300 * time.Millisecond
+	c := New(db.Exec(), &Config{Schema: db.Schema, MaxBatch: 10, MinWriteInterval: interval,
+		OnWritten: func([]Result) { writes <- time.Now() }})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	recvWrite := func(what string) time.Time {
+		t.Helper()
+		select {
+		case at := <-writes:
+			return at
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out waiting for %s", what)
+			return time.Time{}
+		}
+	}
+	began := time.Now()
+	if err := c.Complete(ctx, completed(jobs[0].ID), nil); err != nil {
+		t.Fatal(err)
+	}
+	first := recvWrite("the first write")
+	if d := first.Sub(began); d >= interval {
+		t.Errorf("the first outcome after a quiet spell took %s to be written", d)
+	}
+	if err := c.Complete(ctx, completed(jobs[1].ID), nil); err != nil {
+		t.Fatal(err)
+	}
+	second := recvWrite("the second write")
+	// The second write began at least interval after the first began,
+	// which was before began+d; OnWritten runs after the write ends.
+	if d := second.Sub(began); d < interval {
+		t.Errorf("the second write came %s after the first outcome, want at least %s", d, interval)
+	}
+
+	// A full batch does not wait: set a long interval's worth of outcomes
+	// at once, right after a write.
+	c2 := New(db.Exec(), &Config{Schema: db.Schema, MaxBatch: 10, MinWriteInterval: time.Hour,
+		OnWritten: func([]Result) { writes <- time.Now() }})
+	if err := c2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Stop()
+	db.InsertJobs(t, 11, "k", "default")
+	more := fetchAll(t, db, 11)
+	if err := c2.Complete(ctx, completed(more[0].ID), nil); err != nil {
+		t.Fatal(err)
+	}
+	recvWrite("c2's first write")
+	for _, j := range more[1:] {
+		if err := c2.Complete(ctx, completed(j.ID), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recvWrite("the full batch's write, without waiting for the hour")
+	if counts := db.CountByState(t); counts[millracetype.JobStateCompleted] != 13 {
+		t.Errorf("states: %v, want 13 completed", counts)
+	}
+}
+
+// TestBackPressureReleasesAllWaiters: when a write makes room for many
+// outcomes, every Complete blocked on the full completer goes through, not
+// one per write.
+func TestBackPressureReleasesAllWaiters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	db.InsertJobs(t, 9, "k", "default")
+	jobs := fetchAll(t, db, 9)
+	exec := &flakyExec{Executor: db.Exec(), gate: make(chan struct{})}
+	c := New(exec, &Config{Schema: db.Schema, MaxPending: 4, MaxBatch: 4, MinWriteInterval: -1})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		close(exec.gate)
+		c.Stop()
+	}()
+	// The first outcome goes into a write held at the gate; four more fill
+	// the queue; four Completes then block.
+	if err := c.Complete(ctx, completed(jobs[0].ID), nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return exec.calls.Load() == 1 })
+	for i := 1; i <= 4; i++ {
+		if err := c.Complete(ctx, completed(jobs[i].ID), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var returned atomic.Int64
+	var wg sync.WaitGroup
+	for i := 5; i <= 8; i++ {
+		wg.Go(func() {
+			if err := c.Complete(ctx, completed(jobs[i].ID), nil); err != nil {
+				t.Error(err)
+			}
+			returned.Add(1)
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := returned.Load(); n != 0 {
+		t.Fatalf("%d Completes returned on a full completer", n)
+	}
+	// One write passes the gate; the next takes the four queued outcomes
+	// (and waits at the gate): there is room for all four blocked ones.
+	exec.gate <- struct{}{}
+	waitFor(t, func() bool { return exec.calls.Load() == 2 })
+	waitFor(t, func() bool { return returned.Load() == 4 })
+	wg.Wait()
+}
