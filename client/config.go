@@ -48,7 +48,9 @@ type Config struct {
 	// inserted by another client start within milliseconds, while a burst
 	// of inserts still sends at most 500 notifications a second per queue.
 	// (River's default is 100 ms, which puts up to 100 ms between an insert
-	// and its start.)
+	// and its start.) It is also how long a busy queue (its last fetch
+	// took all it asked for) lets fewer than half its slots sit free
+	// before it fetches for them: half the slots free make a fetch at once.
 	FetchCooldown time.Duration
 
 	// FetchPollInterval is how often a producer fetches when no

@@ -10,9 +10,13 @@
 //     more FetchCooldown later, to pick up jobs inserted while the inserting
 //     client's notifications were being debounced;
 //   - after a fetch that filled every slot it asked for (more are probably
-//     waiting), as soon as enough slots are free again (a tenth of
-//     MaxWorkers, at least one), so a busy queue is drained back to back
-//     without waiting for notifications;
+//     waiting), as soon as half of MaxWorkers (at least one) are free
+//     again, or, when fewer are free, FetchCooldown after the first of
+//     them freed up; so a busy queue is drained back to back without
+//     waiting for notifications, in fetches big enough that a statement's
+//     fixed cost is shared by many jobs (fetches of a few jobs each cost
+//     Postgres and the client several times as much per job), while a
+//     queue of slow jobs still refills a freed slot within FetchCooldown;
 //   - every FetchPollInterval (plus up to 10% jitter), the fallback when
 //     notifications are off or lost;
 //   - when the notifier's connection goes down or comes back (notifications
@@ -93,7 +97,9 @@ type Config struct {
 	// Notifier, when set, delivers insert and control notifications; nil
 	// means poll only.
 	Notifier *notifier.Notifier
-	// FetchCooldown: see the package doc (default 100 ms).
+	// FetchCooldown: see the package doc (default 100 ms): the delay of
+	// the fetch after a notification's, and how long a draining queue's
+	// free slots wait for more to free up.
 	FetchCooldown time.Duration
 	// FetchPollInterval: see the package doc (default 1 s).
 	FetchPollInterval time.Duration
@@ -370,17 +376,25 @@ func jitter(d time.Duration) time.Duration {
 
 func (p *Producer) run(ctx context.Context) {
 	var (
-		wantFetch    = true  // fetch as soon as possible
-		drainMode    = false // the last fetch was full: fetch when enough slots free up
-		failures     = 0
-		trailing     *time.Timer
-		trailingC    <-chan time.Time
-		retryC       <-chan time.Time
-		threshold    = max(1, p.cfg.MaxWorkers/10)
+		wantFetch = true  // fetch as soon as possible
+		drainMode = false // the last fetch was full: fetch when enough slots free up
+		failures  = 0
+		trailing  *time.Timer
+		trailingC <-chan time.Time
+		retryC    <-chan time.Time
+		threshold = max(1, p.cfg.MaxWorkers/2)
+		// drainTimer runs while a draining queue has free slots, but fewer
+		// than threshold: when it fires (drainDue), they are fetched
+		// anyway.
+		drainTimer   = time.NewTimer(time.Hour)
+		drainArmed   = false
+		drainDue     = false
 		poll         = time.NewTimer(jitter(p.cfg.FetchPollInterval))
 		controlPoll  = time.NewTimer(p.controlPollInterval())
 		reportTicker = time.NewTicker(DefaultQueueReportInterval)
 	)
+	drainTimer.Stop()
+	defer drainTimer.Stop()
 	defer poll.Stop()
 	defer controlPoll.Stop()
 	defer reportTicker.Stop()
@@ -457,8 +471,17 @@ func (p *Producer) run(ctx context.Context) {
 	}
 	for {
 		free := p.cfg.MaxWorkers - p.Running() - reserved
-		if retryC == nil && inFlight < maxFetchesInFlight && !p.Paused() && free > 0 &&
-			(wantFetch || (drainMode && free >= threshold)) {
+		canFetch := retryC == nil && inFlight < maxFetchesInFlight && !p.Paused() && free > 0
+		if canFetch && drainMode && !wantFetch && free < threshold && !drainArmed && !drainDue {
+			drainTimer.Reset(p.cfg.FetchCooldown)
+			drainArmed = true
+		}
+		if canFetch && (wantFetch || (drainMode && (free >= threshold || drainDue))) {
+			if drainArmed {
+				drainTimer.Stop()
+				drainArmed = false
+			}
+			drainDue = false
 			req := fetchRequest{limit: free}
 			if wantFetch || fromFront || lastKey == nil || sinceFront >= fetchesBetweenFullScans {
 				fromFront, sinceFront = false, 0
@@ -511,6 +534,8 @@ func (p *Producer) run(ctx context.Context) {
 			wantFetch = true
 		case <-retryC:
 			retryC = nil
+		case <-drainTimer.C:
+			drainArmed, drainDue = false, true
 		case <-poll.C:
 			wantFetch = true
 			poll.Reset(jitter(p.cfg.FetchPollInterval))

@@ -836,3 +836,76 @@ func TestPauseWaitsForFetchInFlight(t *testing.T) {
 		t.Fatalf("job in the paused queue is %s", st)
 	}
 }
+
+// TestDrainFetchesInBatches: while a queue drains, a slot or two freeing
+// up does not make a fetch of their own until FetchCooldown has passed,
+// and half of MaxWorkers freeing up makes one at once, asking for them
+// all.
+func TestDrainFetchesInBatches(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	const maxWorkers, n = 10, 40
+	db.InsertJobs(t, n, "k", "default")
+	release := make(chan struct{}, n)
+	reqs := make(chan fetchRequest, 100)
+	p := newProducer(t, db, nil, Config{MaxWorkers: maxWorkers, FetchPollInterval: time.Hour, FetchCooldown: time.Hour,
+		Work: func(ctx context.Context, job *millracetype.JobRow) {
+			<-release
+			complete(t, db, job)
+		}})
+	p.onFetchRequest = func(req fetchRequest) { reqs <- req }
+	startProducer(t, p)
+	if req := recv(t, reqs, "the first fetch"); req.limit != maxWorkers {
+		t.Fatalf("first fetch asked for %d, want %d", req.limit, maxWorkers)
+	}
+	waitFor(t, "every slot busy", func() bool { return p.Running() == maxWorkers })
+	// Four slots free (less than half): no fetch, the cooldown being an hour.
+	for range 4 {
+		release <- struct{}{}
+	}
+	waitFor(t, "four jobs done", func() bool { return p.Running() == maxWorkers-4 })
+	select {
+	case req := <-reqs:
+		t.Fatalf("fetched %d with 4 of %d slots free before the cooldown", req.limit, maxWorkers)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// The fifth makes half: one fetch for all five.
+	release <- struct{}{}
+	if req := recv(t, reqs, "the fetch at half the slots"); req.limit != maxWorkers/2 {
+		t.Fatalf("fetch asked for %d, want %d", req.limit, maxWorkers/2)
+	}
+	for range n {
+		release <- struct{}{}
+	}
+	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+}
+
+// TestDrainRefillsSlotAfterCooldown: a draining queue whose jobs are slow
+// refills a single freed slot FetchCooldown later, without a poll or a
+// notification.
+func TestDrainRefillsSlotAfterCooldown(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	const maxWorkers, n = 10, 30
+	db.InsertJobs(t, n, "k", "default")
+	release := make(chan struct{}, n)
+	reqs := make(chan fetchRequest, 100)
+	p := newProducer(t, db, nil, Config{MaxWorkers: maxWorkers, FetchPollInterval: time.Hour, FetchCooldown: 20 * time.Millisecond,
+		Work: func(ctx context.Context, job *millracetype.JobRow) {
+			<-release
+			complete(t, db, job)
+		}})
+	p.onFetchRequest = func(req fetchRequest) { reqs <- req }
+	startProducer(t, p)
+	recv(t, reqs, "the first fetch")
+	waitFor(t, "every slot busy", func() bool { return p.Running() == maxWorkers })
+	release <- struct{}{}
+	if req := recv(t, reqs, "the fetch for one freed slot"); req.limit != 1 {
+		t.Fatalf("fetch asked for %d, want 1", req.limit)
+	}
+	waitFor(t, "the freed slot refilled", func() bool { return p.Running() == maxWorkers })
+	for range n {
+		release <- struct{}{}
+	}
+	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+}
