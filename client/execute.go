@@ -53,10 +53,12 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 			time.AfterFunc(time.Until(*outcome.ScheduledAt)+time.Millisecond, p.Poke)
 		}
 	}
-	// Recording the outcome must survive the client's stop: use a context
-	// without the job's cancellation.
+	// Recording the outcome must survive the client's stop and the job's
+	// cancellation: Complete gets a context that never ends (it only
+	// waits while the completer is full, and the completer drains before
+	// it stops).
 	meta := &jobMeta{kind: kind, stats: stats, completedInTx: completedInTx}
-	if err := c.completer.Complete(context.WithoutCancel(ctx), outcome, meta); err != nil {
+	if err := c.completer.Complete(context.Background(), outcome, meta); err != nil {
 		c.config.Logger.Error("millrace: could not record job outcome; the job stays running until rescued",
 			"job_id", row.ID, "error", err)
 	}

@@ -129,19 +129,24 @@ func addWorker[T JobArgs](workers *Workers, zero T, worker Worker[T]) error {
 		return fmt.Errorf("add worker for %T: %w", zero, err)
 	}
 	info := &workerInfo{kind: kind, unit: func(row *millracetype.JobRow) (_ workUnit, err error) {
-		var args T
+		// One allocation holds the unit, the Job and its args, which are
+		// decoded in place.
+		u := &typedUnit[T]{worker: worker}
+		u.jobValue.JobRow = row
+		args := &u.jobValue.Args
 		// An args type's own UnmarshalJSON may panic on bad input: that
 		// is this job's decode error, not a crash of the client.
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("decode args of job %d (kind %q) into %T: panic: %v", row.ID, row.Kind, args, r)
+				err = fmt.Errorf("decode args of job %d (kind %q) into %T: panic: %v", row.ID, row.Kind, *args, r)
 			}
 		}()
-		if err := json.Unmarshal(row.Args, &args); err != nil {
-			return nil, fmt.Errorf("decode args of job %d (kind %q) into %T: %w", row.ID, row.Kind, args, err)
+		if err := json.Unmarshal(row.Args, args); err != nil {
+			return nil, fmt.Errorf("decode args of job %d (kind %q) into %T: %w", row.ID, row.Kind, *args, err)
 		}
-		setRowKind(&args, row.Kind)
-		return &typedUnit[T]{worker: worker, job: &Job[T]{JobRow: row, Args: args}}, nil
+		setRowKind(args, row.Kind)
+		u.job = &u.jobValue
+		return u, nil
 	}}
 	// A kind's Hooks, too, must work on the zero value and be valid
 	// (hooks.go).
@@ -219,7 +224,9 @@ func (w *Workers) kinds() []string {
 
 type typedUnit[T JobArgs] struct {
 	worker Worker[T]
-	job    *Job[T]
+	job    *Job[T] // &jobValue
+	// jobValue is the job handed to the worker, allocated with the unit.
+	jobValue Job[T]
 }
 
 func (u *typedUnit[T]) work(ctx context.Context) error { return u.worker.Work(ctx, u.job) }
