@@ -8,7 +8,7 @@ STATICCHECK_VERSION ?= v0.8.2
 MODULES := $(patsubst %/,%,$(dir $(wildcard go.mod */go.mod)))
 ENSURE_PG := bash scripts/ensure-postgres.sh
 
-.PHONY: all test test-faults soak fuzz demo bench lint db-up db-down ensure-postgres
+.PHONY: all test test-faults soak soak-faults fuzz demo bench lint db-up db-down ensure-postgres
 
 all: test
 
@@ -32,11 +32,24 @@ test-faults: ensure-postgres
 	cd faults && MILLRACE_FAULTS=full $(GO) test -race -count=1 -timeout 60m
 	@$(MAKE) --no-print-directory fuzz
 
-## soak: scenarios 1, 4 and 6 of the fault suite in a loop for DURATION
-## (default 10m), at SIZES (full or reduced; default full)
+## soak: one millrace client working a steady stream (RATE jobs/s, default
+## 2000, inserted by a second client) for DURATION (default 10m), its RSS,
+## heap and goroutines sampled every 10 s, then compared start to end
+## (bench/ scenario soak; see bench/README.md)
 DURATION ?= 10m
+RATE ?= 2000
 SIZES ?= full
-soak: ensure-postgres
+soak:
+	@url="$${DATABASE_URL:-}"; \
+	if [ -z "$$url" ]; then url=$$($(ENSURE_PG) | tee /dev/stderr | sed -n 's/^ensure-postgres: ready: //p' | tail -n1); \
+	else $(ENSURE_PG) >&2; fi; \
+	set -e; \
+	cd bench && DATABASE_URL="$$url" BENCH_SCENARIOS=soak BENCH_SOAK_DURATION=$(DURATION) BENCH_SOAK_RATE=$(RATE) \
+		BENCH_OUT=out/soak.json $(GO) run ./cmd/bench
+
+## soak-faults: scenarios 1, 4 and 6 of the fault suite in a loop for
+## DURATION (default 10m), at SIZES (full or reduced; default full)
+soak-faults: ensure-postgres
 	cd faults && MILLRACE_FAULTS=$(SIZES) MILLRACE_FAULTS_SOAK=$(DURATION) $(GO) test -race -count=1 -timeout 0 -run '^TestFaults$$'
 
 ## fuzz: each fuzz test for FUZZTIME runs (default 200000x) on top of its

@@ -23,7 +23,7 @@
 //
 //	MILLRACE_FAULTS=full|reduced  sizes (default reduced, which make test runs;
 //	                              make test-faults runs full: 20,000 jobs, 500 workers)
-//	MILLRACE_FAULTS_SOAK=10m      loop scenarios 1, 4 and 6 for that long (make soak)
+//	MILLRACE_FAULTS_SOAK=10m      loop scenarios 1, 4 and 6 for that long (make soak-faults)
 //	MILLRACE_FAULTS_LOG=1         print the clients' logs as they happen
 //
 // The crash scenarios run this package's test binary again as a worker

@@ -86,6 +86,9 @@ type runResult struct {
 	LoadMax      float64 `json:"load_max_ms"`
 	BulkJobsPerS float64 `json:"bulk_jobs_per_s"`
 	BulkSeconds  float64 `json:"bulk_seconds"`
+	// For soak: the memory samples and their summary.
+	Soak        []soakSample `json:"soak,omitempty"`
+	SoakSummary *soakSummary `json:"soak_summary,omitempty"`
 }
 
 // childDB is a child's database access: the system's pool, traced so that
@@ -166,6 +169,8 @@ func childRun(ctx context.Context, spec *runSpec) (*runResult, error) {
 		res, err = childLatency(ctx, spec, db.sys)
 	case "sql_ceiling", "sql_ceiling_delete":
 		res, err = childCeiling(ctx, spec, db, prof)
+	case "soak":
+		res, err = childSoak(ctx, spec, db.sys)
 	default:
 		err = fmt.Errorf("unknown scenario %q", spec.Scenario)
 	}

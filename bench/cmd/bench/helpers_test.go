@@ -245,3 +245,37 @@ func TestCPUPerJob(t *testing.T) {
 		t.Errorf("serverCPU formats %q and %q", serverCPU(-1), serverCPU(12.34))
 	}
 }
+
+func TestSummarizeSoak(t *testing.T) {
+	if summarizeSoak(nil) != nil {
+		t.Error("summary of no samples is not nil")
+	}
+	// 10 minutes sampled every 10 s: the first minute is warm-up (RSS
+	// climbing), then flat at 20 MB but for the last fifth at 22 MB.
+	var samples []soakSample
+	for i := 0; i <= 60; i++ {
+		s := soakSample{Seconds: float64(10 * i), RSSMB: 20, HeapMB: 4, Goroutines: 200}
+		switch {
+		case i < 6:
+			s.RSSMB, s.Goroutines = float64(10+i), 15
+		case i > 60-11:
+			s.RSSMB = 22
+		}
+		samples = append(samples, s)
+	}
+	m := summarizeSoak(samples)
+	if m.WarmupSamples != 6 {
+		t.Errorf("warm-up samples %d, want 6 (before 60 s)", m.WarmupSamples)
+	}
+	if m.FirstRSSMB != 20 || m.LastRSSMB != 22 || m.MaxRSSMB != 22 {
+		t.Errorf("RSS first %.1f last %.1f max %.1f, want 20, 22, 22", m.FirstRSSMB, m.LastRSSMB, m.MaxRSSMB)
+	}
+	if m.FirstGor != 200 || m.LastGor != 200 {
+		t.Errorf("goroutines %d -> %d, want 200 -> 200", m.FirstGor, m.LastGor)
+	}
+	// A short run keeps its first fifth as warm-up.
+	short := summarizeSoak(samples[:7]) // 0-60 s
+	if short.WarmupSamples != 2 {
+		t.Errorf("short run: warm-up samples %d, want 2 (before 12 s)", short.WarmupSamples)
+	}
+}

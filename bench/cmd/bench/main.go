@@ -40,11 +40,11 @@ import (
 const defaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 // defaultScenarios run when BENCH_SCENARIOS is unset; knownScenarios adds
-// scale, which runs only when named (long: see README.md).
+// scale and soak, which run only when named (long: see README.md).
 var (
 	defaultScenarios = []string{"insert_many_fast", "insert_single", "burndown", "sql_ceiling", "ephemeral",
 		"sql_ceiling_delete", "latency", "latency_same_client", "mixed", "memory"}
-	knownScenarios = append(slices.Clone(defaultScenarios), "scale")
+	knownScenarios = append(slices.Clone(defaultScenarios), "scale", "soak")
 )
 
 func main() {
@@ -87,6 +87,11 @@ type settings struct {
 	scaleFinalizedJobs int
 	scaleRiver         bool
 	scaleRounds        int
+	// soak: how long, how many jobs a second, and whether River tuned
+	// soaks too.
+	soakDur   time.Duration
+	soakRate  int
+	soakRiver bool
 }
 
 func envInt(name string, def int) (int, error) {
@@ -173,6 +178,19 @@ func readSettings() (*settings, error) {
 		return nil, err
 	}
 	s.latencyDur, s.mixedDur = time.Duration(lat)*time.Second, time.Duration(mixed)*time.Second
+	if v := os.Getenv("BENCH_SOAK_DURATION"); v != "" {
+		if s.soakDur, err = time.ParseDuration(v); err != nil || s.soakDur < soakInterval {
+			return nil, fmt.Errorf("BENCH_SOAK_DURATION=%q: want a duration of at least %s, e.g. 10m", v, soakInterval)
+		}
+	} else {
+		s.soakDur = 10 * time.Minute
+	}
+	if s.soakRate, err = envInt("BENCH_SOAK_RATE", 2000); err != nil {
+		return nil, err
+	}
+	if s.soakRiver, err = envBool("BENCH_SOAK_RIVER", false); err != nil {
+		return nil, err
+	}
 	s.scaleSizes = []int{10000, 100000, 1000000}
 	if v := os.Getenv("BENCH_SCALE_SIZES"); v != "" {
 		if s.scaleSizes, err = parseSizes("BENCH_SCALE_SIZES", v); err != nil {
@@ -388,6 +406,17 @@ func run(ctx context.Context) error {
 			return err
 		}
 	}
+	if want("soak") {
+		contenders := []contender{millraceDefaults}
+		if s.soakRiver {
+			contenders = append(contenders, riverTuned)
+		}
+		// One round: a soak is long, and what it shows is a trend within
+		// the run.
+		if err := b.scenarioRounds(ctx, "soak", contenders, prefill{}, runSpec{Rate: s.soakRate, Duration: s.soakDur}, 1); err != nil {
+			return err
+		}
+	}
 	if s.latencyDur != 20*time.Second || s.mixedDur != 30*time.Second {
 		b.note(fmt.Sprintf("latency ran %s and mixed %s (issue 8: 20 s and 30 s)", s.latencyDur, s.mixedDur))
 	}
@@ -534,6 +563,12 @@ func (b *bench) child(ctx context.Context, spec *runSpec) (*runResult, error) {
 func describe(name string, r *runResult) string {
 	var d string
 	switch name {
+	case "soak":
+		if m := r.SoakSummary; m != nil {
+			return fmt.Sprintf("%s jobs/s worked for %.0f s; RSS %.1f MB in the first fifth, %.1f MB in the last (max %.1f); heap %.1f -> %.1f MB; goroutines %d -> %d",
+				thousands(r.JobsPerS), r.Seconds, m.FirstRSSMB, m.LastRSSMB, m.MaxRSSMB, m.FirstHeap, m.LastHeap, m.FirstGor, m.LastGor)
+		}
+		return fmt.Sprintf("%s jobs/s worked for %.0f s", thousands(r.JobsPerS), r.Seconds)
 	case "latency", "latency_same_client":
 		return fmt.Sprintf("p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.1f ms (%d jobs)", r.P50, r.P90, r.P99, r.Max, r.Count)
 	case "mixed":

@@ -216,6 +216,33 @@ func (b *bench) report(machine, pg string) *output {
 			row(r...)
 		}
 	}
+	for _, c := range []contender{millraceDefaults, riverTuned} {
+		rs := b.results["soak"][c.label]
+		if len(rs) == 0 || rs[0].SoakSummary == nil {
+			continue
+		}
+		r, m := rs[0], rs[0].SoakSummary
+		sc := scenarioOut{Name: "soak " + c.label, Ratio: round(m.LastRSSMB/m.FirstRSSMB, 3)}
+		figures := map[string]any{"jobs_per_s": round(r.JobsPerS, 4), "seconds": round(r.Seconds, 4), "summary": m, "samples": r.Soak}
+		if c.system == "millrace" {
+			sc.Millrace = figures
+		} else {
+			sc.River = figures
+		}
+		out.Scenarios = append(out.Scenarios, sc)
+		// The figure goes in its system's column; the ratio is the end's
+		// over the start's (1.00x: flat).
+		cell := func(v float64) []string {
+			if c.system == "millrace" {
+				return []string{fmt.Sprintf("%.1f", v), ""}
+			}
+			return []string{"", fmt.Sprintf("%.1f", v)}
+		}
+		rss, heap := cell(m.LastRSSMB), cell(m.LastHeap)
+		row("soak "+c.system, fmt.Sprintf("RSS MB, last fifth (first: %.1f; %.0f s, %s jobs/s)", m.FirstRSSMB, r.Seconds, thousands(r.JobsPerS)),
+			rss[0], rss[1], fmtRatio(m.LastRSSMB/m.FirstRSSMB))
+		row("", fmt.Sprintf("heap MB, last fifth (first: %.1f)", m.FirstHeap), heap[0], heap[1], fmtRatio(m.LastHeap/m.FirstHeap))
+	}
 	if slices.Contains(b.s.scenarios, "memory") && have("burndown", millraceDefaults.label) {
 		mm, mr := b.memoryMedians(millraceDefaults.label), b.memoryMedians(riverTuned.label)
 		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "memory", Millrace: mm, River: mr, Ratio: ratio(mr.AllocsPerJob, mm.AllocsPerJob)})
