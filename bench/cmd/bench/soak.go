@@ -50,7 +50,8 @@ const soakInterval = 10 * time.Second
 
 // childSoak works a steady stream of spec.Rate jobs a second, inserted in
 // batches by a second client of the same system, for spec.Duration, and
-// samples the working client's memory every soakInterval. The result's
+// samples the working client's memory every soakInterval (after a forced
+// collection, so the heap figure is the live heap). The result's
 // jobs/s is the rate worked; the samples show whether memory stays flat.
 func childSoak(ctx context.Context, spec *runSpec, pool *pgxpool.Pool) (*runResult, error) {
 	var worked, inserted atomic.Int64
@@ -84,10 +85,13 @@ func childSoak(ctx context.Context, spec *runSpec, pool *pgxpool.Pool) (*runResu
 	start := time.Now()
 	var samples []soakSample
 	take := func() {
+		// A collection first, so the heap figure is what is live rather
+		// than wherever the GC cycle happened to be.
+		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		samples = append(samples, soakSample{Seconds: time.Since(start).Seconds(), RSSMB: currentRSSMB(),
-			HeapMB: float64(ms.HeapInuse) / (1 << 20), StackMB: float64(ms.StackInuse) / (1 << 20),
+			HeapMB: float64(ms.HeapAlloc) / (1 << 20), StackMB: float64(ms.StackInuse) / (1 << 20),
 			Goroutines: runtime.NumGoroutine(), Worked: worked.Load(), Behind: inserted.Load() - worked.Load(),
 			NumGC: ms.NumGC, TotalAlloc: float64(ms.TotalAlloc) / (1 << 20)})
 		s := samples[len(samples)-1]
