@@ -297,7 +297,7 @@ func TestMinWriteInterval(t *testing.T) {
 	db.InsertJobs(t, 12, "k", "default")
 	jobs := fetchAll(t, db, 12)
 	writes := make(chan time.Time, 20)
-	const interval = 300 * time.Millisecond
+	const interval = time.Second
 	c := New(db.Exec(), &Config{Schema: db.Schema, MaxBatch: 10, MinWriteInterval: interval,
 		OnWritten: func([]Result) { writes <- time.Now() }})
 	if err := c.Start(ctx); err != nil {
