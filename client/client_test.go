@@ -638,3 +638,47 @@ func TestInsertLatency(t *testing.T) {
 		t.Logf("insert->start latency, %s, %d jobs: p50 %s, p90 %s, max %s", tc.name, n, lat[n/2], lat[n*9/10], lat[n-1])
 	}
 }
+
+// TestTrailingInsertNotification: an insert that goes without a
+// notification because another was sent within the inserting client's
+// FetchCooldown is followed by one at the end of that window, so a worker
+// whose trailing fetch came earlier still starts it without a poll.
+func TestTrailingInsertNotification(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := dbtest.New(t)
+	got := make(chan int64, 10)
+	workers := NewWorkers()
+	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { got <- job.ID; return nil }))
+	// The worker's own trailing fetch comes 2 ms after a notification; the
+	// inserter's window is 300 ms; nothing polls.
+	worker := newClient(t, db, &Config{Queues: oneQueue(2), Workers: workers, FetchPollInterval: time.Hour,
+		FetchCooldown: 2 * time.Millisecond})
+	start(t, worker)
+	inserter := newClient(t, db, &Config{FetchCooldown: 300 * time.Millisecond})
+	expect := func(want int64) {
+		t.Helper()
+		select {
+		case id := <-got:
+			if id != want {
+				t.Fatalf("worked job %d, want %d", id, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("job %d not worked", want)
+		}
+	}
+	first, err := inserter.Insert(ctx, noopArgs{N: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(first.Job.ID) // through the window's leading notification
+	second, err := inserter.Insert(ctx, noopArgs{N: 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	expect(second.Job.ID) // only a trailing notification can start it
+	if d := time.Since(began); d > 2*time.Second {
+		t.Errorf("the second job started %s after its insert", d)
+	}
+}

@@ -103,13 +103,15 @@ func (c *Client[TTx]) insertMany(ctx context.Context, exec driver.Executor, inTx
 	}
 	return c.runInsertMiddleware(ctx, prepared, func(ctx context.Context) ([]*InsertResult, error) {
 		jobs := toDriverParams(prepared)
+		notify, suppressed := c.notifyQueues(prepared, inTx)
 		res, err := exec.JobInsertMany(ctx, &driver.JobInsertManyParams{
-			Schema: c.config.Schema, Jobs: jobs, NotifyQueues: c.notifyQueues(prepared, inTx)})
+			Schema: c.config.Schema, Jobs: jobs, NotifyQueues: notify})
 		if err != nil {
 			return nil, fmt.Errorf("insert jobs: %w", err)
 		}
 		if !inTx {
 			c.pokeProducers(prepared)
+			c.notifyTrailing(suppressed)
 		}
 		out := make([]*InsertResult, len(res))
 		for i, r := range res {
@@ -126,13 +128,15 @@ func (c *Client[TTx]) insertManyFast(ctx context.Context, exec driver.Executor, 
 	}
 	var count int
 	_, err = c.runInsertMiddleware(ctx, prepared, func(ctx context.Context) ([]*InsertResult, error) {
+		notify, suppressed := c.notifyQueues(prepared, inTx)
 		n, err := exec.JobInsertCopy(ctx, &driver.JobInsertManyParams{
-			Schema: c.config.Schema, Jobs: toDriverParams(prepared), NotifyQueues: c.notifyQueues(prepared, inTx)})
+			Schema: c.config.Schema, Jobs: toDriverParams(prepared), NotifyQueues: notify})
 		if err != nil {
 			return nil, fmt.Errorf("insert jobs with COPY: %w", err)
 		}
 		if !inTx {
 			c.pokeProducers(prepared)
+			c.notifyTrailing(suppressed)
 		}
 		count = n
 		return nil, nil
@@ -323,11 +327,14 @@ func firstNonZero[T comparable](vals ...T) T {
 }
 
 // notifyLimiter sends at most one insert notification per queue per
-// FetchCooldown (leading edge).
+// FetchCooldown (leading edge), and one more at the end of a window in
+// which an insert went without one (trailing edge): see notifyQueues.
 type notifyLimiter struct {
 	mu     sync.Mutex
 	window time.Duration
 	last   map[string]time.Time
+	// trailing holds the queues with a trailing notification scheduled.
+	trailing map[string]bool
 }
 
 func (l *notifyLimiter) allow(queue string, now time.Time) bool {
@@ -340,15 +347,40 @@ func (l *notifyLimiter) allow(queue string, now time.Time) bool {
 	return true
 }
 
-// notifyQueues lists the queues of available jobs that get a notification.
+// trailingDue schedules a trailing notification for queue, unless one is
+// already scheduled: it returns how long to wait for the end of the
+// current window, and false when nothing needs scheduling.
+func (l *notifyLimiter) trailingDue(queue string, now time.Time) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.trailing[queue] {
+		return 0, false
+	}
+	if l.trailing == nil {
+		l.trailing = map[string]bool{}
+	}
+	l.trailing[queue] = true
+	return max(0, l.last[queue].Add(l.window).Sub(now)), true
+}
+
+// trailingSent records the trailing notification sent at now: it opens a
+// window of its own, as a leading one would.
+func (l *notifyLimiter) trailingSent(queue string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.trailing, queue)
+	l.last[queue] = now
+}
+
+// notifyQueues lists the queues of available jobs that get a notification,
+// and those that go without one (suppressed).
 // Inserts on the pool are committed when they return, so their
 // notifications are debounced (one per queue per FetchCooldown). Inserts in
 // a caller's transaction always notify: the transaction may roll back, and
 // a notification it takes with it must not silence the next ones (Postgres
 // folds identical notifications of one transaction into one).
-func (c *Client[TTx]) notifyQueues(jobs []*JobInsertParams, inTx bool) []string {
+func (c *Client[TTx]) notifyQueues(jobs []*JobInsertParams, inTx bool) (queues, suppressed []string) {
 	now := time.Now()
-	var queues []string
 	seen := map[string]bool{}
 	for _, j := range jobs {
 		if j.State != millracetype.JobStateAvailable || seen[j.Queue] {
@@ -357,9 +389,40 @@ func (c *Client[TTx]) notifyQueues(jobs []*JobInsertParams, inTx bool) []string 
 		seen[j.Queue] = true
 		if inTx || c.notifyLimit.allow(j.Queue, now) {
 			queues = append(queues, j.Queue)
+		} else {
+			suppressed = append(suppressed, j.Queue)
 		}
 	}
-	return queues
+	return queues, suppressed
+}
+
+// notifyTrailing makes sure an insert that went without a notification
+// (suppressed, committed by now) is followed by one. A producer that took
+// the window's leading notification fetches once more FetchCooldown later,
+// but an insert whose commit came after that fetch would otherwise wait
+// for the next notification or poll (up to FetchPollInterval when it was
+// the last insert of a burst). At the end of the window, a notification
+// goes out for every queue whose inserts went without one; it counts as
+// the next window's leading one, so a steady stream still sends one per
+// window.
+func (c *Client[TTx]) notifyTrailing(suppressed []string) {
+	for _, queue := range suppressed {
+		wait, ok := c.notifyLimit.trailingDue(queue, time.Now())
+		if !ok {
+			continue
+		}
+		time.AfterFunc(wait, func() {
+			c.notifyLimit.trailingSent(queue, time.Now())
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := c.driver.GetExecutor().NotifyMany(ctx, &driver.NotifyManyParams{Schema: c.config.Schema,
+				Topic: driver.TopicInsert, Payloads: []string{driver.InsertNotifyPayload(queue)}})
+			if err != nil {
+				c.config.Logger.Warn("millrace: sending an insert notification failed; producers find the jobs at their next poll",
+					"queue", queue, "error", err)
+			}
+		})
+	}
 }
 
 // pokeProducers wakes this client's own producers of the queues that just

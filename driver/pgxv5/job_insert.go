@@ -231,7 +231,7 @@ func (e *executor) JobInsertCopy(ctx context.Context, p *driver.JobInsertManyPar
 func queuePayloads(queues []string) []string {
 	out := make([]string, len(queues))
 	for i, q := range queues {
-		out[i] = `{"queue": ` + quoteJSON(q) + `}`
+		out[i] = driver.InsertNotifyPayload(q)
 	}
 	return out
 }

@@ -2,7 +2,6 @@ package pgxv5
 
 import (
 	"context"
-	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -173,10 +172,4 @@ func utcPtr(t *time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
-}
-
-// quoteJSON renders a string as a JSON string.
-func quoteJSON(s string) string {
-	b, _ := stdjson.Marshal(s)
-	return string(b)
 }
