@@ -42,9 +42,11 @@ type Config struct {
 	Workers *Workers
 
 	// FetchCooldown is the window in which this client sends at most one
-	// insert notification per queue (leading edge), and after an insert
-	// notification a producer fetches once more this long later to pick up
-	// jobs inserted within another client's window. Default 2 ms: jobs
+	// insert notification per queue (leading edge; an insert that went
+	// without one is followed by one at the window's end, which opens the
+	// next window), and after an insert notification a producer fetches
+	// once more this long later to pick up jobs inserted within another
+	// client's window. Default 2 ms: jobs
 	// inserted by another client start within milliseconds, while a burst
 	// of inserts still sends at most 500 notifications a second per queue.
 	// (River's default is 100 ms, which puts up to 100 ms between an insert
