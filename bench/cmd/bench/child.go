@@ -382,7 +382,14 @@ func checkDeleted(ctx context.Context, pool *pgxpool.Pool, schema string, finali
 }
 
 // peakRSSMB reads the process's high-water resident set size (Linux).
-func peakRSSMB() float64 {
+func peakRSSMB() float64 { return procStatusMB("VmHWM") }
+
+// currentRSSMB reads the process's resident set size (Linux).
+func currentRSSMB() float64 { return procStatusMB("VmRSS") }
+
+// procStatusMB reads a "NAME:   N kB" line of /proc/self/status in MB; 0
+// when /proc is not there or the line is missing.
+func procStatusMB(name string) float64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0
@@ -390,7 +397,7 @@ func peakRSSMB() float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), name+":"); ok {
 			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
 			if err != nil {
 				return 0

@@ -287,3 +287,13 @@ func TestSummarizeSoak(t *testing.T) {
 		t.Errorf("short run: warm-up samples %d, want 2 (before 12 s)", short.WarmupSamples)
 	}
 }
+
+func TestProcStatusMB(t *testing.T) {
+	rss, peak := currentRSSMB(), peakRSSMB()
+	if rss <= 0 || peak < rss {
+		t.Errorf("VmRSS %.1f MB, VmHWM %.1f MB: want 0 < RSS <= peak", rss, peak)
+	}
+	if procStatusMB("NoSuchField") != 0 {
+		t.Error("a missing field is not 0")
+	}
+}
