@@ -643,6 +643,27 @@ func (p *Producer) startJob(job *millracetype.JobRow) {
 // There are at most MaxWorkers workers (nWorkers counts them).
 func (p *Producer) worker(t task) {
 	defer p.workers.Done()
+	var reserve [workerStackReserve]byte
+	p.workLoop(t, &reserve)
+}
+
+// workerStackReserve is stack a worker keeps in use while it waits for
+// its next job. The garbage collector halves a goroutine's stack when
+// less than a quarter of it is in use; an idle worker uses almost none,
+// so without the reserve every collection shrank the workers' stacks and
+// the next job (decoding its args is deep enough) grew them back, copying
+// them each time: about a tenth of the client's CPU in a burn-down of
+// no-op jobs. With 2 kB in use, an 8 kB stack is never shrunk. (Measured
+// in bench burndown: 36.2 and 36.3 µs of client CPU per job before, 30.8
+// and 32.3 after; a 4 kB reserve did no better.)
+const workerStackReserve = 2048
+
+// workLoop is the worker's loop, run in a frame below the reserve. It
+// must not be inlined into worker, or the reserve could be dropped.
+//
+//go:noinline
+func (p *Producer) workLoop(t task, reserve *[workerStackReserve]byte) {
+	reserve[0] = 1 // the reserve is used, so it stays in worker's frame
 	for {
 		p.cfg.Work(t.ctx, t.job)
 		p.done <- t.job.ID
