@@ -32,16 +32,31 @@ type jobMeta struct {
 	completedInTx *millracetype.JobRow
 }
 
+// jobRun holds what one run of a job needs besides its row, so that a run
+// costs one allocation rather than one per piece: the job's context value
+// and state, its stuck watch, the outcome of a run that completed, and
+// the statistics and event metadata that go to the completer with it.
+type jobRun struct {
+	ctx       jobValueCtx
+	stuck     stuckWatch
+	completed driver.JobSetState
+	now       time.Time
+	stats     JobStatistics
+	meta      jobMeta
+}
+
 // workJob runs one fetched job and hands its outcome to the completer. It
 // is the producers' Work function. It never panics: a panicking worker is
 // recovered and recorded.
 func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
+	run := &jobRun{}
 	start := c.config.clock()
-	outcome, kind, completedInTx := c.execute(ctx, row, start)
+	outcome, kind, completedInTx := c.execute(ctx, run, row, start)
 	// The outcome is for this attempt only: if the job was rescued and runs
 	// again elsewhere by the time it is written, it must not touch that run.
 	outcome.Attempt = row.Attempt
-	stats := &JobStatistics{RunDuration: c.config.clock().Sub(start)}
+	stats := &run.stats
+	stats.RunDuration = c.config.clock().Sub(start)
 	if row.AttemptedAt != nil {
 		stats.QueueWaitDuration = row.AttemptedAt.Sub(row.ScheduledAt)
 	}
@@ -57,7 +72,8 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 	// cancellation: Complete gets a context that never ends (it only
 	// waits while the completer is full, and the completer drains before
 	// it stops).
-	meta := &jobMeta{kind: kind, stats: stats, completedInTx: completedInTx}
+	meta := &run.meta
+	*meta = jobMeta{kind: kind, stats: stats, completedInTx: completedInTx}
 	if err := c.completer.Complete(context.Background(), outcome, meta); err != nil {
 		c.config.Logger.Error("millrace: could not record job outcome; the job stays running until rescued",
 			"job_id", row.ID, "error", err)
@@ -68,7 +84,7 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 // execute runs the worker and turns what happened into an outcome. When
 // the worker completed the job in its own transaction (JobCompleteTx),
 // completedInTx is the row as that left it.
-func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, start time.Time) (outcome *driver.JobSetState, kind EventKind, completedInTx *millracetype.JobRow) {
+func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetype.JobRow, start time.Time) (outcome *driver.JobSetState, kind EventKind, completedInTx *millracetype.JobRow) {
 	info := c.config.Workers.lookup(row.Kind)
 	if info == nil {
 		return c.unknownKind(row, start), EventKindJobFailed, nil
@@ -83,15 +99,18 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 	if timeout == 0 {
 		timeout = c.config.JobTimeout
 	}
-	jobCtx := withJobState(ctx, c)
+	jobCtx := withJobState(run, ctx, c)
 	defer func() { completedInTx = c.noteCompletedInTx(jobCtx, outcome) }()
-	var cancel context.CancelFunc = func() {}
+	var cancel context.CancelFunc
 	if timeout > 0 {
 		jobCtx, cancel = context.WithTimeout(jobCtx, timeout)
-		cancel = c.watchStuck(jobCtx, row, timeout, cancel)
+		c.watchStuck(&run.stuck, jobCtx, row, timeout)
 	}
 	panicVal, trace, workErr := c.runJob(jobCtx, row, unit)
-	cancel()
+	if cancel != nil {
+		cancel()
+		c.endStuckWatch(&run.stuck, row, timeout)
+	}
 	updates := metadataUpdates(jobCtx)
 
 	if panicVal != nil {
@@ -104,9 +123,10 @@ func (c *Client[TTx]) execute(ctx context.Context, row *millracetype.JobRow, sta
 		return
 	}
 	if workErr == nil {
-		now := c.config.clock().UTC()
-		return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateCompleted, FinalizedAt: &now,
-			MetadataUpdates: updates, Delete: jobIsEphemeral(ctx, info)}, EventKindJobCompleted, nil
+		run.now = c.config.clock().UTC()
+		run.completed = driver.JobSetState{ID: row.ID, State: millracetype.JobStateCompleted, FinalizedAt: &run.now,
+			MetadataUpdates: updates, Delete: jobIsEphemeral(ctx, info)}
+		return &run.completed, EventKindJobCompleted, nil
 	}
 
 	var snooze *JobSnoozeError

@@ -37,8 +37,31 @@ type jobState struct {
 	resumable *resumableState
 }
 
-func withJobState[TTx any](ctx context.Context, c *Client[TTx]) context.Context {
-	return context.WithValue(ctx, jobStateKey{}, &jobState{client: c})
+// jobValueCtx is a running job's context below its timeout: the context
+// the producer gave the job, plus the job's state under jobStateKey. It
+// is part of the job's jobRun (one allocation per run) rather than a
+// context.WithValue of its own; like that, it only answers Value and
+// passes Deadline, Done and Err through.
+type jobValueCtx struct {
+	context.Context
+	state jobState
+}
+
+func (c *jobValueCtx) Value(key any) any {
+	if key == (jobStateKey{}) {
+		return &c.state
+	}
+	return c.Context.Value(key)
+}
+
+func (c *jobValueCtx) String() string { return "millrace job context" }
+
+// withJobState makes parent, with a fresh state for client c, the context
+// of the run r.
+func withJobState[TTx any](r *jobRun, parent context.Context, c *Client[TTx]) context.Context {
+	r.ctx.Context = parent
+	r.ctx.state.client = c
+	return &r.ctx
 }
 
 // jobStateFrom returns the state of the job whose context ctx is, or nil.

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,30 +62,41 @@ type JobStuck struct {
 // stuckJobs counts a client's stuck jobs.
 type stuckJobs struct{ n atomic.Int64 }
 
-// watchStuck watches a job running with a timeout (ctx is its context): if
-// it has not returned JobStuckThreshold after the timeout, jobStuck
-// reports it. It returns the cancel function to call once the worker has
-// returned: it ends the watch (waiting for a report in progress, so no
-// goroutine outlives the job), logs the return of a stuck job, then calls
-// cancel.
-func (c *Client[TTx]) watchStuck(ctx context.Context, row *millracetype.JobRow, timeout time.Duration, cancel context.CancelFunc) context.CancelFunc {
-	began := time.Now()
-	reported := make(chan struct{})
-	timer := time.AfterFunc(timeout+c.config.JobStuckThreshold, func() {
-		defer close(reported)
-		c.jobStuck(context.WithoutCancel(ctx), row, timeout, time.Since(began))
+// stuckWatch is the stuck watch of one run (part of its jobRun).
+type stuckWatch struct {
+	began time.Time
+	timer *time.Timer
+	// report counts the report the timer's function makes; endStuckWatch
+	// waits for it, so no report outlives the job.
+	report sync.WaitGroup
+}
+
+// watchStuck starts w watching a job running with a timeout (ctx is its
+// context): if it has not returned JobStuckThreshold after the timeout,
+// jobStuck reports it. Once the worker has returned (and the context has
+// been cancelled), endStuckWatch must be called.
+func (c *Client[TTx]) watchStuck(w *stuckWatch, ctx context.Context, row *millracetype.JobRow, timeout time.Duration) {
+	w.began = time.Now()
+	w.report.Add(1)
+	w.timer = time.AfterFunc(timeout+c.config.JobStuckThreshold, func() {
+		defer w.report.Done()
+		c.jobStuck(context.WithoutCancel(ctx), row, timeout, time.Since(w.began))
 	})
-	return func() {
-		cancel()
-		if timer.Stop() {
-			return
-		}
-		<-reported
-		n := c.stuck.n.Add(-1)
-		c.config.Logger.Info("millrace: stuck job returned; recording its outcome",
-			"job_id", row.ID, "kind", row.Kind, "queue", row.Queue, "timeout", timeout,
-			"elapsed", time.Since(began), "stuck_jobs", n)
+}
+
+// endStuckWatch ends w's watch: it stops the timer or, if the job was
+// reported stuck, waits for the report to finish and logs the job's
+// return.
+func (c *Client[TTx]) endStuckWatch(w *stuckWatch, row *millracetype.JobRow, timeout time.Duration) {
+	if w.timer.Stop() {
+		w.report.Done() // the report will never run
+		return
 	}
+	w.report.Wait()
+	n := c.stuck.n.Add(-1)
+	c.config.Logger.Info("millrace: stuck job returned; recording its outcome",
+		"job_id", row.ID, "kind", row.Kind, "queue", row.Queue, "timeout", timeout,
+		"elapsed", time.Since(w.began), "stuck_jobs", n)
 }
 
 // jobStuck logs a stuck job and calls the handler.
