@@ -59,18 +59,10 @@ func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailabl
 		kinds = p.Kinds
 	}
 	if a := p.After; a != nil {
-		rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetAvailableAfter), p.Queue, p.Now, p.Max, p.ClientID, kinds,
+		return e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobGetAvailableAfter), p.Queue, p.Now, p.Max, p.ClientID, kinds,
 			int16(a.Priority), a.ScheduledAt, a.ID)
-		if err != nil {
-			return nil, err
-		}
-		return pgx.CollectRows(rows, scanJob)
 	}
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetAvailable), p.Queue, p.Now, p.Max, p.ClientID, kinds)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, scanJob)
+	return e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobGetAvailable), p.Queue, p.Now, p.Max, p.ClientID, kinds)
 }
 
 // metadataCount is the SQL for a counter kept in a metadata key (snoozes,
@@ -184,14 +176,9 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		return e.jobSetStateDeleting(ctx, p, append(args, deletes))
 	}
 	if p.NoRows {
-		_, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningMany), args...)
-		return nil, err
+		return nil, e.hotQuery(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningMany), args, nil)
 	}
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningManyRows), args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, scanJob)
+	return e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningManyRows), args...)
 }
 
 var sqlJobGetByID = `SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1`

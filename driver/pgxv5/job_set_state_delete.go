@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/millracetype"
 )
@@ -123,12 +121,7 @@ SELECT * FROM deleted`
 // statement's parameters followed by the Delete flags.
 func (e *executor) jobSetStateDeleting(ctx context.Context, p *driver.JobSetStateIfRunningManyParams, args []any) ([]*millracetype.JobRow, error) {
 	if p.NoRows {
-		_, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobSetStateDeleting), args...)
-		return nil, err
+		return nil, e.hotQuery(ctx, e.sql.get(p.Schema, &sqlJobSetStateDeleting), args, nil)
 	}
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobSetStateDeletingRows), args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, scanJob)
+	return e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobSetStateDeletingRows), args...)
 }

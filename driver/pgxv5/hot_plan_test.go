@@ -1,0 +1,222 @@
+package pgxv5
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// TestHotStatementsPlannedByIndexOnEmptyAnalyzedTable: on a table ANALYZEd
+// while empty, the generic plans of the fetch and of the completer's
+// statements, made under the hot statements' setting, read no table
+// sequentially (without it, Postgres 15 plans sequential scans there,
+// which stay cached as the table grows).
+func TestHotStatementsPlannedByIndexOnEmptyAnalyzedTable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema, pool, drv := migratedSchema(t)
+	if _, err := pool.Exec(ctx, "ANALYZE "+pgx.Identifier{schema, "river_job"}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "DEALLOCATE ALL; RESET plan_cache_mode") }()
+	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	outcomes := "'{1}', '{completed}', '{2026-01-01T00:00:00Z}', '{NULL}', '{NULL}', '{f}', '{f}', '{NULL}', '{1}', '{f}'"
+	for _, st := range []struct {
+		name string
+		sql  *string
+		args string
+	}{
+		{"fetch", &sqlJobGetAvailable, "'default', NULL, 200, 'test', '{k}'"},
+		{"fetch_after", &sqlJobGetAvailableAfter, "'default', NULL, 200, 'test', '{k}', 1, now(), 25000"},
+		{"complete", &sqlJobSetStateIfRunningMany, outcomes},
+		{"complete_deleting", &sqlJobSetStateDeleting, outcomes + ", '{t}'"},
+	} {
+		plan := func(setting string) string {
+			t.Helper()
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+			if setting != "" {
+				if _, err := tx.Exec(ctx, setting); err != nil {
+					t.Fatal(err)
+				}
+			}
+			name := fmt.Sprintf("hot_plan_%s_%t", st.name, setting != "")
+			if _, err := tx.Prepare(ctx, name, drv.sql.get(schema, st.sql)); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := tx.Query(ctx, "EXPLAIN (COSTS OFF) EXECUTE "+name+"("+st.args+")", pgx.QueryExecModeSimpleProtocol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.Join(lines, "\n")
+		}
+		if p := plan(""); strings.Contains(p, "Seq Scan on river_job") {
+			t.Logf("%s: without %q the generic plan reads the table sequentially", st.name, sqlNoSeqScan)
+		}
+		if p := plan(sqlNoSeqScan); strings.Contains(p, "Seq Scan on river_job") {
+			t.Errorf("%s: with %q the generic plan still reads the table sequentially:\n%s", st.name, sqlNoSeqScan, p)
+		}
+	}
+}
+
+// batchRecorder records the statements of each batch a pool sends.
+type batchRecorder struct {
+	mu      sync.Mutex
+	cur     []string
+	batches [][]string
+}
+
+func (r *batchRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (r *batchRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *batchRecorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (r *batchRecorder) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cur = append(r.cur, d.SQL)
+}
+func (r *batchRecorder) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batches = append(r.batches, r.cur)
+	r.cur = nil
+}
+
+func (r *batchRecorder) take() [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.batches
+	r.batches = nil
+	return b
+}
+
+// TestHotStatementsRunWithoutSeqScan: on a pool, the fetch and the
+// completer's writes go out as one batch, the setting then the statement;
+// they do their work; and the setting does not outlive them on the pool's
+// connection.
+func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema, base, _ := migratedSchema(t)
+	cfg := base.Config()
+	rec := &batchRecorder{}
+	cfg.ConnConfig.Tracer = rec
+	cfg.MaxConns = 1 // one connection: the SHOW below sees the one the statements ran on
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	exec := New(pool).GetExecutor()
+	if _, err := pool.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "river_job"}.Sanitize()+
+		` (kind, args, queue) SELECT 'k', '{}', 'default' FROM generate_series(1, 3)`); err != nil {
+		t.Fatal(err)
+	}
+	wantBatch := func(what string, stmt *string) {
+		t.Helper()
+		batches := rec.take()
+		want := []string{sqlNoSeqScan, New(pool).sql.get(schema, stmt)}
+		if len(batches) != 1 || strings.Join(batches[0], "\x00") != strings.Join(want, "\x00") {
+			t.Fatalf("%s sent batches %q; want one: %q", what, batches, want)
+		}
+	}
+
+	jobs, err := exec.JobGetAvailable(ctx, &driver.JobGetAvailableParams{Schema: schema, Queue: "default", Max: 10, ClientID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 3 || jobs[0].State != millracetype.JobStateRunning {
+		t.Fatalf("fetched %d jobs (first %+v); want 3 running", len(jobs), jobs[0])
+	}
+	wantBatch("the fetch", &sqlJobGetAvailable)
+
+	now := time.Now()
+	done := func(i int, del bool) []*driver.JobSetState {
+		return []*driver.JobSetState{{ID: jobs[i].ID, State: millracetype.JobStateCompleted, FinalizedAt: &now, Attempt: 1, Delete: del}}
+	}
+	if _, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, Jobs: done(0, false), NoRows: true}); err != nil {
+		t.Fatal(err)
+	}
+	wantBatch("the completer's write", &sqlJobSetStateIfRunningMany)
+	rows, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, Jobs: done(1, false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].State != millracetype.JobStateCompleted {
+		t.Fatalf("the completer's write returned %+v; want the job completed", rows)
+	}
+	wantBatch("the completer's write returning rows", &sqlJobSetStateIfRunningManyRows)
+	if _, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, Jobs: done(2, true), NoRows: true}); err != nil {
+		t.Fatal(err)
+	}
+	wantBatch("the completer's deleting write", &sqlJobSetStateDeleting)
+
+	var states []string
+	if err := pool.QueryRow(ctx, `SELECT array_agg(state::text ORDER BY id) FROM `+pgx.Identifier{schema, "river_job"}.Sanitize()).Scan(&states); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(states, ",") != "completed,completed" {
+		t.Errorf("states after the writes: %v; want two completed (the third deleted)", states)
+	}
+	var setting string
+	if err := pool.QueryRow(ctx, "SHOW enable_seqscan").Scan(&setting); err != nil {
+		t.Fatal(err)
+	}
+	if setting != "on" {
+		t.Errorf("enable_seqscan is %q on the pool's connection after the hot statements; want on", setting)
+	}
+}
+
+// TestPipelinedSetLocalReachesNextStatement checks what hotQuery relies
+// on: in a pgx batch, the statements share one implicit transaction, so a
+// SET LOCAL applies to the statement after it, and ends with the batch.
+func TestPipelinedSetLocalReachesNextStatement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, pool, _ := migratedSchema(t)
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	var inside, after string
+	b := &pgx.Batch{}
+	b.Queue(sqlNoSeqScan)
+	b.Queue("SHOW enable_seqscan").QueryRow(func(r pgx.Row) error { return r.Scan(&inside) })
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, "SHOW enable_seqscan").Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if inside != "off" || after != "on" || conn.Conn().PgConn().TxStatus() != 'I' {
+		t.Errorf("enable_seqscan in the batch %q, after it %q, transaction status %c; want off, on, I",
+			inside, after, conn.Conn().PgConn().TxStatus())
+	}
+}
