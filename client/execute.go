@@ -32,13 +32,23 @@ type jobMeta struct {
 	completedInTx *millracetype.JobRow
 }
 
-// jobRun holds what one run of a job needs besides its row, so that a run
-// costs one allocation rather than one per piece: the job's context value
-// and state, its stuck watch, the outcome of a run that completed, and
-// the statistics and event metadata that go to the completer with it.
+// jobRun holds what one run of a job needs besides its row while it runs,
+// in one allocation: the job's context value and state, and its stuck
+// watch. It holds the row (the state does) and the job's contexts, so
+// nothing the completer keeps may point into it: its done part is an
+// allocation of its own, which goes to the completer.
 type jobRun struct {
-	ctx       jobValueCtx
-	stuck     stuckWatch
+	ctx   jobValueCtx
+	stuck stuckWatch
+	done  *jobDone
+}
+
+func newJobRun() *jobRun { return &jobRun{done: &jobDone{}} }
+
+// jobDone is what goes to the completer with a job's outcome, in one
+// allocation: the outcome of a run that completed, its statistics and its
+// event metadata.
+type jobDone struct {
 	completed driver.JobSetState
 	now       time.Time
 	stats     JobStatistics
@@ -49,13 +59,13 @@ type jobRun struct {
 // is the producers' Work function. It never panics: a panicking worker is
 // recovered and recorded.
 func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
-	run := &jobRun{}
+	run := newJobRun()
 	start := c.config.clock()
 	outcome, kind, completedInTx := c.execute(ctx, run, row, start)
 	// The outcome is for this attempt only: if the job was rescued and runs
 	// again elsewhere by the time it is written, it must not touch that run.
 	outcome.Attempt = row.Attempt
-	stats := &run.stats
+	stats := &run.done.stats
 	stats.RunDuration = c.config.clock().Sub(start)
 	if row.AttemptedAt != nil {
 		stats.QueueWaitDuration = row.AttemptedAt.Sub(row.ScheduledAt)
@@ -72,7 +82,7 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 	// cancellation: Complete gets a context that never ends (it only
 	// waits while the completer is full, and the completer drains before
 	// it stops).
-	meta := &run.meta
+	meta := &run.done.meta
 	*meta = jobMeta{kind: kind, stats: stats, completedInTx: completedInTx}
 	if err := c.completer.Complete(context.Background(), outcome, meta); err != nil {
 		c.config.Logger.Error("millrace: could not record job outcome; the job stays running until rescued",
@@ -123,10 +133,11 @@ func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetyp
 		return
 	}
 	if workErr == nil {
-		run.now = c.config.clock().UTC()
-		run.completed = driver.JobSetState{ID: row.ID, State: millracetype.JobStateCompleted, FinalizedAt: &run.now,
+		d := run.done
+		d.now = c.config.clock().UTC()
+		d.completed = driver.JobSetState{ID: row.ID, State: millracetype.JobStateCompleted, FinalizedAt: &d.now,
 			MetadataUpdates: updates, Delete: jobIsEphemeral(ctx, info)}
-		return &run.completed, EventKindJobCompleted, nil
+		return &d.completed, EventKindJobCompleted, nil
 	}
 
 	var snooze *JobSnoozeError

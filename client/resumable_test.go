@@ -46,7 +46,7 @@ func attemptResumable(t *testing.T, metadata string, work func(ctx context.Conte
 		t.Fatal(err)
 	}
 	row := &millracetype.JobRow{ID: 1, Attempt: 1, MaxAttempts: 5, State: millracetype.JobStateRunning, Metadata: []byte(metadata)}
-	ctx := withJobState(&jobRun{}, context.Background(), c)
+	ctx := withJobState(newJobRun(), context.Background(), c)
 	panicVal, _, err := c.runJob(ctx, row, funcUnit(work))
 	if panicVal != nil {
 		err = fmt.Errorf("panic: %v", panicVal)
