@@ -27,12 +27,7 @@ func TestHotStatementsPlannedByIndexOnEmptyAnalyzedTable(t *testing.T) {
 	if _, err := pool.Exec(ctx, "ANALYZE "+pgx.Identifier{schema, "river_job"}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "DEALLOCATE ALL; RESET plan_cache_mode") }()
+	conn := planConn(t, pool)
 	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
 		t.Fatal(err)
 	}
@@ -63,15 +58,7 @@ func TestHotStatementsPlannedByIndexOnEmptyAnalyzedTable(t *testing.T) {
 			if _, err := tx.Prepare(ctx, name, drv.sql.get(schema, st.sql)); err != nil {
 				t.Fatal(err)
 			}
-			rows, err := tx.Query(ctx, "EXPLAIN (COSTS OFF) EXECUTE "+name+"("+st.args+")", pgx.QueryExecModeSimpleProtocol)
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				t.Fatal(err)
-			}
-			return strings.Join(lines, "\n")
+			return explain(t, tx, "EXPLAIN (COSTS OFF) EXECUTE "+name+"("+st.args+")")
 		}
 		if p := plan(""); strings.Contains(p, "Seq Scan on river_job") {
 			t.Logf("%s: without %q the generic plan reads the table sequentially", st.name, sqlNoSeqScan)

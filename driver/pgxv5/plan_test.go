@@ -30,6 +30,38 @@ func migratedSchema(t *testing.T) (string, *pgxpool.Pool, *Driver) {
 	return schema, pool, drv
 }
 
+// planConn acquires a connection of pool for plan tests; at cleanup it
+// drops what they prepared and resets plan_cache_mode, so nothing is left
+// behind on a pooled connection, and goes back to the pool.
+func planConn(t *testing.T, pool *pgxpool.Pool) *pgxpool.Conn {
+	t.Helper()
+	conn, err := pool.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = conn.Exec(context.Background(), "DEALLOCATE ALL; RESET plan_cache_mode")
+		conn.Release()
+	})
+	return conn
+}
+
+// explain runs an EXPLAIN statement on q and returns the plan's text.
+func explain(t *testing.T, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, sql string) string {
+	t.Helper()
+	rows, err := q.Query(context.Background(), sql, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
+}
+
 // The fetch is a prepared statement, so after a few runs Postgres may use
 // its generic plan, which cannot see LIMIT's value and assumes a tenth of
 // the table. The plan must still find the locked rows by index lookups, not
@@ -44,28 +76,14 @@ func TestFetchGenericPlanIsIndexLookups(t *testing.T) {
 		ANALYZE `+table); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	// Leave no prepared statement or setting behind on a pooled connection.
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "DEALLOCATE ALL; RESET plan_cache_mode") }()
+	conn := planConn(t, pool)
 	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.Conn().Prepare(ctx, "fetch_plan_test", drv.sql.get(schema, &sqlJobGetAvailable)); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := conn.Query(ctx, `EXPLAIN EXECUTE fetch_plan_test('default', NULL, 200, 'test', '{k}')`, pgx.QueryExecModeSimpleProtocol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := strings.Join(lines, "\n")
+	plan := explain(t, conn, `EXPLAIN EXECUTE fetch_plan_test('default', NULL, 200, 'test', '{k}')`)
 	for _, bad := range []string{"Join", "Seq Scan"} {
 		if strings.Contains(plan, bad) {
 			t.Fatalf("the fetch's generic plan has a %s:\n%s", bad, plan)
@@ -77,15 +95,7 @@ func TestFetchGenericPlanIsIndexLookups(t *testing.T) {
 	if _, err := conn.Conn().Prepare(ctx, "fetch_after_plan_test", drv.sql.get(schema, &sqlJobGetAvailableAfter)); err != nil {
 		t.Fatal(err)
 	}
-	rows, err = conn.Query(ctx, `EXPLAIN EXECUTE fetch_after_plan_test('default', NULL, 200, 'test', '{k}', 1, now(), 25000)`,
-		pgx.QueryExecModeSimpleProtocol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if lines, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-		t.Fatal(err)
-	}
-	plan = strings.Join(lines, "\n")
+	plan = explain(t, conn, `EXPLAIN EXECUTE fetch_after_plan_test('default', NULL, 200, 'test', '{k}', 1, now(), 25000)`)
 	if strings.Contains(plan, "Join") || strings.Contains(plan, "Seq Scan") ||
 		!regexp.MustCompile(`Index Cond: .*ROW\(priority, scheduled_at, id\) >`).MatchString(plan) {
 		t.Fatalf("the continued fetch's generic plan does not start at the key:\n%s", plan)
@@ -110,12 +120,7 @@ func TestCompleterPlansAreKeyLookups(t *testing.T) {
 		DELETE FROM `+table+` WHERE id <= 49800`); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "DEALLOCATE ALL; RESET plan_cache_mode") }()
+	conn := planConn(t, pool)
 
 	const n = 200
 	cols := make([][]string, 11)
@@ -148,16 +153,7 @@ func TestCompleterPlansAreKeyLookups(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-				rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE "+name+"("+strings.Join(args[:st.nargs], ", ")+")",
-					pgx.QueryExecModeSimpleProtocol)
-				if err != nil {
-					t.Fatal(err)
-				}
-				lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-				if err != nil {
-					t.Fatal(err)
-				}
-				plan := strings.Join(lines, "\n")
+				plan := explain(t, tx, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE "+name+"("+strings.Join(args[:st.nargs], ", ")+")")
 				for _, bad := range []string{"prioritized_fetching_index", "Seq Scan on river_job", "Rows Removed by Join Filter"} {
 					if strings.Contains(plan, bad) {
 						t.Fatalf("plan has %q:\n%s", bad, plan)

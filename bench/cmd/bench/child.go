@@ -525,17 +525,11 @@ func childLatency(ctx context.Context, spec *runSpec, pool *pgxpool.Pool) (*runR
 	}
 	inserter := sys
 	if spec.Inserter == "separate" {
-		poolCfg := pool.Config().Copy()
-		insPool, err := pgxpool.NewWithConfig(ctx, poolCfg)
-		if err != nil {
+		var closePool func()
+		if inserter, closePool, err = newSeparateInserter(ctx, spec, pool); err != nil {
 			return nil, err
 		}
-		defer insPool.Close()
-		inserter, err = newSystem(spec.System, spec.Variant, insPool, spec.Schema, []string{queue}, spec.MillraceWorkers,
-			func(context.Context, int64) error { return errors.New("the inserting client works nothing") }, logger())
-		if err != nil {
-			return nil, err
-		}
+		defer closePool()
 	}
 	if err := sys.Start(ctx); err != nil {
 		return nil, err
@@ -661,4 +655,21 @@ func childLatency(ctx context.Context, spec *runSpec, pool *pgxpool.Pool) (*runR
 			bulkQueue, bulk, bulkSecs, len(underLoad))
 	}
 	return res, nil
+}
+
+// newSeparateInserter makes a client of spec's system that only inserts
+// (it is never started), on a pool of its own configured like pool.
+// closePool closes that pool once the client is done with.
+func newSeparateInserter(ctx context.Context, spec *runSpec, pool *pgxpool.Pool) (inserter system, closePool func(), err error) {
+	insPool, err := pgxpool.NewWithConfig(ctx, pool.Config().Copy())
+	if err != nil {
+		return nil, nil, err
+	}
+	inserter, err = newSystem(spec.System, spec.Variant, insPool, spec.Schema, []string{queue}, spec.MillraceWorkers,
+		func(context.Context, int64) error { return errors.New("the inserting client works nothing") }, logger())
+	if err != nil {
+		insPool.Close()
+		return nil, nil, err
+	}
+	return inserter, insPool.Close, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -56,16 +55,11 @@ func childSoak(ctx context.Context, spec *runSpec, pool *pgxpool.Pool) (*runResu
 	if err != nil {
 		return nil, err
 	}
-	insPool, err := pgxpool.NewWithConfig(ctx, pool.Config().Copy())
+	inserter, closePool, err := newSeparateInserter(ctx, spec, pool)
 	if err != nil {
 		return nil, err
 	}
-	defer insPool.Close()
-	inserter, err := newSystem(spec.System, spec.Variant, insPool, spec.Schema, []string{queue}, spec.MillraceWorkers,
-		func(context.Context, int64) error { return errors.New("the inserting client works nothing") }, logger())
-	if err != nil {
-		return nil, err
-	}
+	defer closePool()
 	if err := sys.Start(ctx); err != nil {
 		return nil, err
 	}
