@@ -54,6 +54,12 @@ type Client[TTx any] struct {
 	prodRun  *producerRun         // nil while producers cannot be added
 	draining []*producer.Producer // removed, maybe still finishing jobs
 	workCtx  context.Context      // the run's WorkCtx (guarded by mu)
+
+	// stopMu guards stopping, which is true while a Stop holds the
+	// lifecycle lock (between its StopInit and its finalizeStop). See
+	// stopInit.
+	stopMu   sync.Mutex
+	stopping bool
 }
 
 // New returns a client on a driver. It validates the whole config and
@@ -181,8 +187,11 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 	return background, producers, nil
 }
 
-// shutdown stops fetching, waits for running jobs, writes their outcomes,
-// then stops the notifier. It runs once the run context ends.
+// shutdown stops fetching, waits for running jobs (cancelling them once
+// SoftStopTimeout has passed), writes their outcomes, then stops the
+// notifier. It runs once the run context ends, whatever ended it (Stop,
+// StopAndCancel, the Start context), and the run's stopped function is
+// called only after it returns.
 func (c *Client[TTx]) shutdown() {
 	producers := c.closeProducers()
 	c.mu.Lock()
@@ -191,6 +200,10 @@ func (c *Client[TTx]) shutdown() {
 	// lets another client take over), while producers drain.
 	services := []startstop.Service{c.elector, c.maintainer}
 	c.mu.Unlock()
+	if d := c.config.SoftStopTimeout; d > 0 {
+		soft := time.AfterFunc(d, func() { workCancel(errSoftStopTimeout) })
+		defer soft.Stop()
+	}
 	services = append(services, producers...)
 	startstop.StopAllParallel(services...)
 	comp.Stop()
@@ -200,33 +213,67 @@ func (c *Client[TTx]) shutdown() {
 	workCancel(startstop.ErrStop)
 }
 
-// Stop stops the client gracefully: no new jobs are fetched, running jobs
-// finish and their outcomes are written, then the client's connections are
-// released. If ctx ends first, Stop returns ctx's error and the shutdown
-// goes on in the background (call Stop again to wait for it, or
-// StopAndCancel to interrupt the jobs). Stop on a client that is not
-// running returns nil.
+// Stop stops the client gracefully, in the style of net/http's
+// Server.Shutdown: no new jobs are fetched, running jobs finish (or, once
+// Config.SoftStopTimeout has passed, are cancelled as StopAndCancel would)
+// and their outcomes are written, then the client's services stop and its
+// connections are released.
+//
+// ctx bounds only how long Stop waits. If ctx ends first, Stop returns an
+// error wrapping ctx's cause and the shutdown goes on in the background:
+// call Stop again to wait for it, or StopAndCancel to interrupt the jobs.
+// Stops may be called concurrently; each returns when the client has
+// stopped or its own ctx ends, whichever is first. Stop on a client that is
+// not running returns nil. A stopped client can be started again.
+//
+// The channel from Stopped, taken before Stop, closes when the shutdown is
+// complete, however it was started.
 func (c *Client[TTx]) Stop(ctx context.Context) error {
+	if err := startstop.StopWithin(ctx, stopIniterFunc(c.stopInit)); err != nil {
+		return fmt.Errorf("stop client %s: %w", c.config.ID, err)
+	}
+	return nil
+}
+
+// stopInit is the client's StopInit. The first Stop takes BaseStartStop's
+// StopInit, which cancels the run context (shutdown starts) and holds the
+// lifecycle lock until the run has stopped or that Stop gives up. A Stop
+// that comes meanwhile must not queue for that lock, since the wait would
+// ignore its own context: it waits on the same run's stopped channel, which
+// StoppedUnsafe returns while the lock is held, and finalizes nothing.
+func (c *Client[TTx]) stopInit() (bool, <-chan struct{}, func(bool)) {
+	c.stopMu.Lock()
+	defer c.stopMu.Unlock()
+	if c.stopping {
+		return true, c.StoppedUnsafe(), func(bool) {}
+	}
+	// Only a Stop (under stopMu, which it leaves with stopping set) holds
+	// the lifecycle lock for long, so StopInit waits here at most for a
+	// StartInit.
 	shouldStop, stopped, finalize := c.StopInit()
 	if !shouldStop {
-		return nil
+		return false, nil, finalize
 	}
-	// StopInit holds the lifecycle lock until finalize; StoppedUnsafe reads
-	// the run's channel without it.
-	select {
-	case <-stopped:
-		finalize(true)
-		return nil
-	case <-ctx.Done():
-		finalize(false)
-		return fmt.Errorf("stop client %s: %w", c.config.ID, context.Cause(ctx))
+	c.stopping = true
+	return true, stopped, func(didStop bool) {
+		c.stopMu.Lock()
+		defer c.stopMu.Unlock()
+		c.stopping = false
+		finalize(didStop)
 	}
 }
 
+// stopIniterFunc adapts a function to startstop.StopIniter.
+type stopIniterFunc func() (bool, <-chan struct{}, func(bool))
+
+func (f stopIniterFunc) StopInit() (bool, <-chan struct{}, func(bool)) { return f() }
+
 // StopAndCancel cancels every running job's context (cause: the client is
 // stopping), then stops as Stop does. Jobs that return an error because of
-// it go back to available without using an attempt; jobs that complete
-// anyway are recorded completed.
+// it go back to available without using an attempt (and are reported with
+// EventKindJobInterrupted); jobs that complete anyway are recorded
+// completed. It may be called while a Stop is waiting, to cut that Stop
+// short.
 func (c *Client[TTx]) StopAndCancel(ctx context.Context) error {
 	c.mu.Lock()
 	if c.workCancel != nil {
@@ -235,6 +282,35 @@ func (c *Client[TTx]) StopAndCancel(ctx context.Context) error {
 	c.mu.Unlock()
 	return c.Stop(ctx)
 }
+
+// Started returns a channel that is closed once Start has brought every
+// service up (or a failed Start has rolled back). It may be taken before
+// Start.
+func (c *Client[TTx]) Started() <-chan struct{} { return c.BaseStartStop.Started() }
+
+// Stopped returns a channel that is closed once the client has completely
+// stopped: producers drained, every outcome written, the notifier, elector
+// and maintenance services stopped and leadership given up. It may be taken
+// before Start, while running, or during a Stop; take it before calling
+// Stop to observe that Stop (once a Stop has completed, a new call returns
+// the channel of the next run).
+func (c *Client[TTx]) Stopped() <-chan struct{} { return c.BaseStartStop.Stopped() }
+
+// AsService returns the client as a startstop.Service, to compose it with
+// other services: startstop.StartAll(ctx, server, c.AsService()) starts
+// both or neither, and StopAllParallel and WaitAllStarted work on it. The
+// service's Start is the client's Start; its Stop is a graceful Stop
+// without a deadline (bound how long it waits for running jobs with
+// Config.SoftStopTimeout).
+func (c *Client[TTx]) AsService() startstop.Service { return clientService[TTx]{c} }
+
+type clientService[TTx any] struct{ c *Client[TTx] }
+
+func (s clientService[TTx]) Start(ctx context.Context) error { return s.c.Start(ctx) }
+func (s clientService[TTx]) Started() <-chan struct{}        { return s.c.Started() }
+
+// Stop cannot fail: its context never ends.
+func (s clientService[TTx]) Stop() { _ = s.c.Stop(context.Background()) }
 
 // producer returns the running producer of a queue, or nil.
 func (c *Client[TTx]) producer(queue string) *producer.Producer {

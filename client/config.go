@@ -111,6 +111,19 @@ type Config struct {
 	// millrace leaves the choice to the operator, since a rebuild adds load.)
 	ReindexerSchedule PeriodicSchedule
 
+	// SoftStopTimeout bounds how long a stopping client lets running jobs
+	// finish: once it has passed since the shutdown began (Stop, or the
+	// Start context ending), the jobs still running are cancelled as
+	// StopAndCancel would (their context's cause says so), and the stop
+	// goes on waiting for them to return and for their outcomes to be
+	// written. A job that returns an error because of it goes back to
+	// available without using an attempt. Use it to fit a deployment's
+	// termination grace period: SoftStopTimeout a few seconds shorter than
+	// it, so the outcomes are written before the process is killed.
+	// Default 0: no soft timeout (Stop waits for jobs as long as its
+	// context allows). Must not be negative.
+	SoftStopTimeout time.Duration
+
 	// PeriodicJobs are enqueued on their schedules by whichever client
 	// leads; more can be added with Client.PeriodicJobs.
 	PeriodicJobs []*PeriodicJob
@@ -315,6 +328,9 @@ func (cfg *Config) withDefaults() (*Config, error) {
 	}
 	if c.RetryPolicy == nil {
 		c.RetryPolicy = DefaultRetryPolicy{}
+	}
+	if c.SoftStopTimeout < 0 {
+		return bad("SoftStopTimeout %s must not be negative (0 means none)", c.SoftStopTimeout)
 	}
 	if c.SubscribeBufferSize < 0 {
 		return bad("SubscribeBufferSize must not be negative")

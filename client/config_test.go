@@ -96,6 +96,7 @@ func TestNewInvalidConfig(t *testing.T) {
 		{"InsertOpts panics", &Config{Queues: oneQueue(1), Workers: withWorkers(func(w *Workers) {
 			AddWorker(w, WorkFunc(func(context.Context, *Job[panicOptsArgs]) error { return nil }))
 		})}, "InsertOpts() panicked: no options today", nil},
+		{"negative SoftStopTimeout", &Config{SoftStopTimeout: -time.Second}, "SoftStopTimeout -1s must not be negative", nil},
 		// The first AddWorker error is the one reported.
 		{"first error wins", &Config{Queues: oneQueue(1), Workers: withWorkers(func(w *Workers) {
 			AddWorker(w, WorkFunc(func(context.Context, *Job[emptyKindArgs]) error { return nil }))

@@ -20,8 +20,13 @@ const (
 	EventKindJobFailed    EventKind = "job_failed" // an error or panic; retried or discarded
 	EventKindJobCancelled EventKind = "job_cancelled"
 	EventKindJobSnoozed   EventKind = "job_snoozed"
-	EventKindQueuePaused  EventKind = "queue_paused"
-	EventKindQueueResumed EventKind = "queue_resumed"
+	// EventKindJobInterrupted: a stopping client interrupted the job
+	// (StopAndCancel, or Config.SoftStopTimeout passed) and it returned an
+	// error: the job went back to available without using an attempt. Job
+	// is the row as written (state available).
+	EventKindJobInterrupted EventKind = "job_interrupted"
+	EventKindQueuePaused    EventKind = "queue_paused"
+	EventKindQueueResumed   EventKind = "queue_resumed"
 )
 
 // Event is one thing that happened in this client.

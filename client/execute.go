@@ -24,6 +24,11 @@ const soonHorizon = 5 * time.Second
 // without using an attempt.
 var errStopAndCancel = errors.New("client is stopping: job cancelled by StopAndCancel")
 
+// errSoftStopTimeout is the cause given to running jobs' contexts when a
+// stopping client's Config.SoftStopTimeout has passed; such jobs are
+// treated as StopAndCancel's.
+var errSoftStopTimeout = errors.New("client is stopping: job cancelled because SoftStopTimeout passed")
+
 // jobMeta travels with an outcome to the completer and back, for events.
 type jobMeta struct {
 	kind  EventKind
@@ -160,11 +165,11 @@ func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetyp
 		return c.cancelled(row, start, workErr.Error(), updates), EventKindJobCancelled, nil
 	}
 	switch context.Cause(ctx) {
-	case errStopAndCancel:
+	case errStopAndCancel, errSoftStopTimeout:
 		// Interrupted by shutdown: back to available, attempt given back.
 		now := c.config.clock().UTC()
 		return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateAvailable, ScheduledAt: &now,
-			AttemptDecrement: true, MetadataUpdates: updates}, "", nil
+			AttemptDecrement: true, MetadataUpdates: updates}, EventKindJobInterrupted, nil
 	case producer.ErrJobCancelledRemotely:
 		return c.cancelled(row, start, "JobCancelError: "+producer.ErrJobCancelledRemotely.Error(), updates), EventKindJobCancelled, nil
 	}

@@ -172,8 +172,9 @@ const (
 	JobOutcomeCancelled JobOutcome = "cancelled"
 	// JobOutcomeSnoozed: Work returned JobSnooze.
 	JobOutcomeSnoozed JobOutcome = "snoozed"
-	// JobOutcomeInterrupted: StopAndCancel interrupted the job; it goes
-	// back to available without using an attempt.
+	// JobOutcomeInterrupted: a stopping client interrupted the job
+	// (StopAndCancel or Config.SoftStopTimeout); it goes back to available
+	// without using an attempt.
 	JobOutcomeInterrupted JobOutcome = "interrupted"
 )
 
@@ -636,6 +637,8 @@ func jobOutcome(kind EventKind, state millracetype.JobState) JobOutcome {
 			return JobOutcomeDiscarded
 		}
 		return JobOutcomeRetried
+	case EventKindJobInterrupted:
+		return JobOutcomeInterrupted
 	}
 	return JobOutcomeInterrupted
 }

@@ -124,7 +124,7 @@ func (b *QueueBundle[TTx]) Remove(ctx context.Context, name string) error {
 	c.queuesMu.Unlock()
 
 	for _, p := range targets {
-		if err := stopWithin(ctx, p); err != nil {
+		if err := startstop.StopWithin(ctx, p); err != nil {
 			return fmt.Errorf("remove queue %q: %w", name, err)
 		}
 		c.queuesMu.Lock()
@@ -153,26 +153,6 @@ func (b *QueueBundle[TTx]) Names() []string {
 	}
 	slices.Sort(names)
 	return names
-}
-
-// stopWithin stops a service, waiting for it until ctx ends. When ctx ends
-// first the stop goes on (the service's context stays cancelled) and a
-// later Stop waits for it.
-func stopWithin(ctx context.Context, s interface {
-	StopInit() (bool, <-chan struct{}, func(bool))
-}) error {
-	shouldStop, stopped, finalize := s.StopInit()
-	if !shouldStop {
-		return nil
-	}
-	select {
-	case <-stopped:
-		finalize(true)
-		return nil
-	case <-ctx.Done():
-		finalize(false)
-		return context.Cause(ctx)
-	}
 }
 
 // queueCount returns how many queues the client is configured to work.

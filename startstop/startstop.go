@@ -340,6 +340,43 @@ func (s *BaseStartStop) StopInit() (shouldStop bool, stopped <-chan struct{}, fi
 	return true, r.stopped, finalizeStop
 }
 
+// StopIniter is what StopWithin needs of a service: BaseStartStop's
+// StopInit, or a custom one with the same contract.
+type StopIniter interface {
+	StopInit() (shouldStop bool, stopped <-chan struct{}, finalizeStop func(didStop bool))
+}
+
+// StopWithin is Stop bounded by ctx, in the style of net/http's
+// Server.Shutdown: it calls s.StopInit (which cancels the run's context
+// with cause ErrStop) and waits until the run has stopped or ctx ends,
+// whichever comes first.
+//
+// It returns nil once the service has stopped (or if it was not running).
+// If ctx ends first it returns context.Cause(ctx) and abandons the stop
+// with finalizeStop(false): the service stays marked running with its
+// context cancelled, so its shutdown goes on in the background, and a
+// later Stop or StopWithin waits for it to finish.
+func StopWithin(ctx context.Context, s StopIniter) error {
+	shouldStop, stopped, finalizeStop := s.StopInit()
+	if !shouldStop {
+		return nil
+	}
+	select {
+	case <-stopped:
+		finalizeStop(true)
+		return nil
+	case <-ctx.Done():
+		select {
+		case <-stopped: // both ready: the stop finished, report that
+			finalizeStop(true)
+			return nil
+		default:
+		}
+		finalizeStop(false)
+		return context.Cause(ctx)
+	}
+}
+
 // startStopFunc is the Service returned by StartStopFunc.
 type startStopFunc struct {
 	BaseStartStop
