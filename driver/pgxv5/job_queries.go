@@ -210,25 +210,46 @@ func (e *executor) JobGetByIDMany(ctx context.Context, p *driver.JobGetByIDManyP
 	return pgx.CollectRows(rows, scanJob)
 }
 
+// The single-job admin statements (cancel, retry, delete) lock the row
+// first and judge and return it as the lock gives it. Under READ COMMITTED
+// a statement that waits for a row lock held by another call still reads
+// the table with the snapshot it took before the wait; only the locking
+// read (the CTE locked, its SELECT ... FOR UPDATE) gets the row's newest
+// version once the other transaction commits, and no row when it deleted
+// the job. So:
+//
+//   - every condition on the row is a condition on locked (l), never on
+//     the table as the change scans it: a condition there would be judged
+//     on the snapshot's version, and could even drop the row before locked
+//     is read, so that the statement neither waits nor sees the change;
+//   - the change joins the table to locked by id alone, so Postgres
+//     re-reads the newest version for it as it writes (its SET reads
+//     that version);
+//   - the row returned when nothing changed is locked's, never a fresh read
+//     of the table.
+//
+// The call that waited thus acts on, and returns, the row as the winner
+// left it (and finds no job when the winner deleted it).
+
 // The cancel: every non-finalized job gets cancel_attempted_at and a control
 // notification; one that is not running is cancelled at once. A finalized
 // job comes back unchanged (second branch).
 var sqlJobCancel = `
 WITH locked AS (
-    SELECT id FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
+    SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
 ), updated AS (
     UPDATE {{schema}}river_job AS j SET
         state = CASE WHEN j.state = 'running' THEN j.state ELSE 'cancelled' END,
         finalized_at = CASE WHEN j.state = 'running' THEN j.finalized_at ELSE now() END,
         metadata = j.metadata || jsonb_build_object('cancel_attempted_at', $2::text)
-    FROM locked WHERE j.id = locked.id AND j.finalized_at IS NULL
+    FROM locked AS l WHERE j.id = l.id AND l.finalized_at IS NULL
     RETURNING ` + jobColsJ + `
 )
 SELECT *, (SELECT count(pg_notify({{control_channel}},
         json_build_object('action', 'cancel', 'job_id', id, 'queue', queue)::text)) FROM updated)
 FROM updated
 UNION ALL
-SELECT ` + jobCols + `, 0 FROM {{schema}}river_job WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM updated)`
+SELECT *, 0 FROM locked WHERE NOT EXISTS (SELECT 1 FROM updated)`
 
 func (e *executor) JobCancel(ctx context.Context, p *driver.JobCancelParams) (*millracetype.JobRow, error) {
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobCancel), p.ID, p.CancelAttemptedAt.UTC().Format(time.RFC3339Nano))
@@ -249,9 +270,11 @@ func (e *executor) JobCancel(ctx context.Context, p *driver.JobCancelParams) (*m
 	return job, err
 }
 
+// The retry: see the single-job admin statements above for why every
+// condition reads locked.
 var sqlJobRetry = `
 WITH locked AS (
-    SELECT id FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
+    SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
 ), updated AS (
     UPDATE {{schema}}river_job AS j SET
         state = 'available',
@@ -259,14 +282,14 @@ WITH locked AS (
         finalized_at = NULL,
         metadata = j.metadata - 'cancel_attempted_at',
         max_attempts = CASE WHEN j.attempt = j.max_attempts THEN j.max_attempts + 1 ELSE j.max_attempts END
-    FROM locked
-    WHERE j.id = locked.id AND j.state <> 'running'
-        AND NOT (j.state = 'available' AND j.scheduled_at <= coalesce($2::timestamptz, now()))
+    FROM locked AS l
+    WHERE j.id = l.id AND l.state <> 'running'
+        AND NOT (l.state = 'available' AND l.scheduled_at <= coalesce($2::timestamptz, now()))
     RETURNING ` + jobColsJ + `
 )
 SELECT * FROM updated
 UNION ALL
-SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM updated)`
+SELECT * FROM locked WHERE NOT EXISTS (SELECT 1 FROM updated)`
 
 func (e *executor) JobRetry(ctx context.Context, p *driver.JobRetryParams) (*millracetype.JobRow, error) {
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobRetry), p.ID, p.Now)
@@ -276,17 +299,19 @@ func (e *executor) JobRetry(ctx context.Context, p *driver.JobRetryParams) (*mil
 	return oneJob(rows, p.ID)
 }
 
+// The delete: see the single-job admin statements above for why every
+// condition reads locked.
 var sqlJobDelete = `
 WITH locked AS (
-    SELECT id, state FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
+    SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
 ), deleted AS (
-    DELETE FROM {{schema}}river_job AS j USING locked
-    WHERE j.id = locked.id AND locked.state <> 'running'
+    DELETE FROM {{schema}}river_job AS j USING locked AS l
+    WHERE j.id = l.id AND l.state <> 'running'
     RETURNING ` + jobColsJ + `
 )
 SELECT true, * FROM deleted
 UNION ALL
-SELECT false, ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM deleted)`
+SELECT false, * FROM locked WHERE NOT EXISTS (SELECT 1 FROM deleted)`
 
 func (e *executor) JobDelete(ctx context.Context, p *driver.JobDeleteParams) (*millracetype.JobRow, error) {
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobDelete), p.ID)
