@@ -138,8 +138,11 @@ func TestRescuer(t *testing.T) {
 		AttemptedAt: ptr(now.Add(-time.Minute))})
 
 	passes := make(chan struct{}, 1)
-	r := NewRescuer(db.Exec(), &RescuerConfig{Schema: db.Schema, Passes: passes,
+	r, err := NewRescuer(db.Exec(), &RescuerConfig{Schema: db.Schema, Passes: passes,
 		WorkerTimeout: fakeTimeouts{"known": 0, "forever": -1, "slow": 3 * time.Hour}.lookup})
+	if err != nil {
+		t.Fatal(err)
+	}
 	onePass(t, r, passes)
 
 	check := func(job *millracetype.JobRow, state millracetype.JobState, rescues float64) *millracetype.JobRow {

@@ -387,11 +387,17 @@ func (e *executor) JobSchedule(ctx context.Context, p *driver.JobScheduleParams)
 	})
 }
 
+// The rescuer's page of stuck jobs: after the previous page's last id, so
+// a page of jobs the rescuer must leave running is passed over, not read
+// again.
 var sqlJobGetStuck = `SELECT ` + jobCols + ` FROM {{schema}}river_job
-WHERE state = 'running' AND attempted_at < $1 ORDER BY id LIMIT $2`
+WHERE state = 'running' AND attempted_at < $1 AND id > $3 ORDER BY id LIMIT $2`
 
 func (e *executor) JobGetStuck(ctx context.Context, p *driver.JobGetStuckParams) ([]*millracetype.JobRow, error) {
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetStuck), p.StuckHorizon, p.Max)
+	if p.Max <= 0 {
+		return nil, fmt.Errorf("get stuck jobs: max %d must be positive", p.Max)
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetStuck), p.StuckHorizon, p.Max, p.AfterID)
 	if err != nil {
 		return nil, err
 	}
