@@ -104,6 +104,12 @@ func TestScheduler(t *testing.T) {
 		if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
 			t.Fatal(err)
 		}
+		// River's payload byte for byte (a space after the colon), as
+		// driver.InsertNotifyPayload builds it for every other insert
+		// notification.
+		if want := `{"queue": "` + p.Queue + `"}`; n.Payload != want || n.Payload != driver.InsertNotifyPayload(p.Queue) {
+			t.Errorf("insert notification payload %q, want %q (River's form, driver.InsertNotifyPayload)", n.Payload, want)
+		}
 		woken[p.Queue] = time.Now()
 	}
 	if woken["q3"].Before(soon.ScheduledAt.Add(-50 * time.Millisecond)) {
