@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,12 +42,31 @@ WITH locked AS (
 )
 SELECT * FROM updated ORDER BY priority, scheduled_at, id`
 
-// sqlJobGetAvailableAfter is the fetch continuing after a job: the row
-// comparison is an index condition on (state, queue, priority,
-// scheduled_at, id), so the scan starts there.
-var sqlJobGetAvailableAfter = strings.Replace(sqlJobGetAvailable,
-	"AND ($5::text[] IS NULL OR kind = ANY($5::text[]))",
-	"AND ($5::text[] IS NULL OR kind = ANY($5::text[]))\n        AND (priority, scheduled_at, id) > ($6::smallint, $7::timestamptz, $8::bigint)", 1)
+// sqlJobGetAvailableAfter is the fetch continuing after a job: the same
+// statement with one more condition, the row comparison, which is an index
+// condition on (state, queue, priority, scheduled_at, id), so the scan
+// starts there. (Written out: a change to the fetch must be made to both.)
+var sqlJobGetAvailableAfter = `
+WITH locked AS (
+    SELECT id FROM {{schema}}river_job
+    WHERE state = 'available' AND queue = $1 AND scheduled_at <= coalesce($2::timestamptz, now())
+        AND ($5::text[] IS NULL OR kind = ANY($5::text[]))
+        AND (priority, scheduled_at, id) > ($6::smallint, $7::timestamptz, $8::bigint)
+    ORDER BY priority, scheduled_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), updated AS (
+    UPDATE {{schema}}river_job AS j SET
+        state = 'running',
+        attempt = j.attempt + 1,
+        attempted_at = coalesce($2::timestamptz, now()),
+        attempted_by = CASE WHEN cardinality(j.attempted_by) >= 100
+            THEN j.attempted_by[cardinality(j.attempted_by) - 98:] || $4::text
+            ELSE array_append(j.attempted_by, $4::text) END
+    WHERE j.id = ANY(ARRAY(SELECT id FROM locked))
+    RETURNING ` + jobColsJ + `
+)
+SELECT * FROM updated ORDER BY priority, scheduled_at, id`
 
 func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
 	if p.Max <= 0 {
@@ -65,11 +83,12 @@ func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailabl
 	return e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobGetAvailable), p.Queue, p.Now, p.Max, p.ClientID, kinds)
 }
 
-// metadataCount is the SQL for a counter kept in a metadata key (snoozes,
-// river:rescue_count): the key's value when it is a JSON number (whole part),
-// else 0. A row whose metadata holds something else there (a string, an
-// object, metadata that is not an object at all) must not fail the
-// statement, which writes a whole batch of jobs.
+// metadataCount is the SQL for a counter kept in a metadata key
+// (river:rescue_count; the completer's statement writes the same
+// expression out for snoozes): the key's value when it is a JSON number
+// (whole part), else 0. A row whose metadata holds something else there (a
+// string, an object, metadata that is not an object at all) must not fail
+// the statement, which writes a whole batch of jobs.
 func metadataCount(metadata, key string) string {
 	return "(CASE WHEN jsonb_typeof(" + metadata + " -> '" + key + "') = 'number' THEN trunc((" +
 		metadata + " ->> '" + key + "')::numeric) ELSE 0 END)"
@@ -78,49 +97,58 @@ func metadataCount(metadata, key string) string {
 // The completer's statement. Conditions read the row version being updated
 // (not a snapshot taken earlier), so a job rescued or cancelled meanwhile is
 // judged as it is now. A row is the outcome's own ("ours") while it runs the
-// outcome's attempt (any attempt when the outcome gives none).
-var sqlJobSetStateIfRunningMany = strings.ReplaceAll(`
+// outcome's attempt (any attempt when the outcome gives none): the
+// condition (j.state = 'running' AND (u.attempt = 0 OR j.attempt =
+// u.attempt)), written out wherever it applies.
+//
+// The statement's variants (returning rows, deleting: see
+// job_set_state_delete.go) are this text with fixed text around it.
+const sqlJobSetStateUpdate = `
 UPDATE {{schema}}river_job AS j SET
     state = CASE
-        WHEN NOT {{ours}} THEN j.state
+        WHEN NOT (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) THEN j.state
         WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN 'cancelled'
         ELSE u.state::{{schema}}river_job_state END,
     finalized_at = CASE
-        WHEN NOT {{ours}} THEN j.finalized_at
+        WHEN NOT (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) THEN j.finalized_at
         WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN now()
         ELSE u.finalized_at END,
     scheduled_at = CASE
-        WHEN NOT {{ours}} OR u.scheduled_at IS NULL THEN j.scheduled_at
+        WHEN NOT (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) OR u.scheduled_at IS NULL THEN j.scheduled_at
         WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN j.scheduled_at
         ELSE u.scheduled_at END,
     attempt = CASE
-        WHEN {{ours}} AND u.attempt_decrement
+        WHEN (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) AND u.attempt_decrement
             AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at')
         THEN greatest(j.attempt - 1, 0)
         ELSE j.attempt END,
-    errors = CASE WHEN {{ours}} AND u.error IS NOT NULL
+    errors = CASE WHEN (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) AND u.error IS NOT NULL
         THEN array_append(j.errors, u.error::jsonb) ELSE j.errors END,
     metadata = CASE
         -- Nothing to merge: leave the metadata as it is (concatenating an
         -- empty object would wrap metadata that is not an object in an array).
-        WHEN u.metadata_updates IS NULL AND NOT ({{ours}} AND u.snooze_increment
+        WHEN u.metadata_updates IS NULL AND NOT ((j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) AND u.snooze_increment
             AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at'))
         THEN j.metadata
         ELSE j.metadata || coalesce(u.metadata_updates::jsonb, '{}'::jsonb) || CASE
-            WHEN {{ours}} AND u.snooze_increment
+            WHEN (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) AND u.snooze_increment
                 AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at')
-            THEN jsonb_build_object('snoozes', `+metadataCount("j.metadata", "snoozes")+` + 1)
+            THEN jsonb_build_object('snoozes', (CASE WHEN jsonb_typeof(j.metadata -> 'snoozes') = 'number' THEN trunc((j.metadata ->> 'snoozes')::numeric) ELSE 0 END) + 1)
             ELSE '{}'::jsonb END
         END
 FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::boolean[],
         $7::boolean[], $8::text[], $9::integer[], $10::boolean[])
     AS u(id, state, finalized_at, scheduled_at, error, attempt_decrement, snooze_increment, metadata_updates, attempt,
         only_if_running)
-WHERE j.id = u.id AND ({{ours}} OR (u.metadata_updates IS NOT NULL AND NOT u.only_if_running))`, "{{ours}}", "(j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt))")
+WHERE j.id = u.id AND ((j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) OR (u.metadata_updates IS NOT NULL AND NOT u.only_if_running))`
+
+// sqlJobSetStateIfRunningMany is the completer's statement returning
+// nothing.
+var sqlJobSetStateIfRunningMany = sqlJobSetStateUpdate
 
 // sqlJobSetStateIfRunningManyRows is the completer's statement returning
 // the changed rows.
-var sqlJobSetStateIfRunningManyRows = sqlJobSetStateIfRunningMany + `
+var sqlJobSetStateIfRunningManyRows = sqlJobSetStateUpdate + `
 RETURNING ` + jobColsJ
 
 func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error) {
