@@ -346,12 +346,16 @@ func (c *Client[TTx]) buildMaintenance(exec driver.Executor) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	rescuer, err := maintenance.NewRescuer(exec, &maintenance.RescuerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
+		Interval: interval(maintenance.DefaultRescuerInterval), RescueAfter: cfg.RescueStuckJobsAfter,
+		WorkerTimeout: c.workerTimeout, NextRetry: c.safeNextRetry, Now: cfg.clock})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	services := []startstop.Service{
 		maintenance.NewScheduler(exec, &maintenance.SchedulerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
 			Interval: interval(maintenance.DefaultSchedulerInterval), Now: cfg.clock}),
-		maintenance.NewRescuer(exec, &maintenance.RescuerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
-			Interval: interval(maintenance.DefaultRescuerInterval), RescueAfter: cfg.RescueStuckJobsAfter,
-			WorkerTimeout: c.workerTimeout, NextRetry: c.safeNextRetry, Now: cfg.clock}),
+		rescuer,
 		cleaner,
 		maintenance.NewQueueCleaner(exec, &maintenance.QueueCleanerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
 			Interval: interval(maintenance.DefaultQueueCleanerInterval), Now: cfg.clock}),

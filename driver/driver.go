@@ -132,7 +132,8 @@ type Executor interface {
 	// JobSchedule makes due retryable and scheduled jobs available (the
 	// scheduler's query): see JobScheduleParams.
 	JobSchedule(ctx context.Context, params *JobScheduleParams) ([]*JobScheduleResult, error)
-	// JobGetStuck lists running jobs attempted before StuckHorizon, by id.
+	// JobGetStuck lists running jobs attempted before StuckHorizon, by id,
+	// after AfterID: see JobGetStuckParams.
 	JobGetStuck(ctx context.Context, params *JobGetStuckParams) ([]*millracetype.JobRow, error)
 	// JobRescueMany moves stuck jobs on (the rescuer's query): see
 	// JobRescueManyParams.
@@ -562,11 +563,14 @@ type JobScheduleResult struct {
 	ConflictDiscarded bool
 }
 
-// JobGetStuckParams selects running jobs attempted before StuckHorizon.
+// JobGetStuckParams selects running jobs attempted before StuckHorizon:
+// the first Max of them by id, among those with an id above AfterID (a
+// page after the previous page's last job; 0 for the first page).
 type JobGetStuckParams struct {
 	Schema       string
 	StuckHorizon time.Time
 	Max          int
+	AfterID      int64
 }
 
 // JobRescue is the rescuer's verdict on one stuck job.

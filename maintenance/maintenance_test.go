@@ -104,6 +104,12 @@ func TestScheduler(t *testing.T) {
 		if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
 			t.Fatal(err)
 		}
+		// River's payload byte for byte (a space after the colon), as
+		// driver.InsertNotifyPayload builds it for every other insert
+		// notification.
+		if want := `{"queue": "` + p.Queue + `"}`; n.Payload != want || n.Payload != driver.InsertNotifyPayload(p.Queue) {
+			t.Errorf("insert notification payload %q, want %q (River's form, driver.InsertNotifyPayload)", n.Payload, want)
+		}
 		woken[p.Queue] = time.Now()
 	}
 	if woken["q3"].Before(soon.ScheduledAt.Add(-50 * time.Millisecond)) {
@@ -138,8 +144,11 @@ func TestRescuer(t *testing.T) {
 		AttemptedAt: ptr(now.Add(-time.Minute))})
 
 	passes := make(chan struct{}, 1)
-	r := NewRescuer(db.Exec(), &RescuerConfig{Schema: db.Schema, Passes: passes,
+	r, err := NewRescuer(db.Exec(), &RescuerConfig{Schema: db.Schema, Passes: passes,
 		WorkerTimeout: fakeTimeouts{"known": 0, "forever": -1, "slow": 3 * time.Hour}.lookup})
+	if err != nil {
+		t.Fatal(err)
+	}
 	onePass(t, r, passes)
 
 	check := func(job *millracetype.JobRow, state millracetype.JobState, rescues float64) *millracetype.JobRow {

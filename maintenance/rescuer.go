@@ -2,8 +2,10 @@ package maintenance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/millrace/millrace/driver"
@@ -16,6 +18,8 @@ const (
 	DefaultRescuerInterval      = 30 * time.Second
 	DefaultRescueStuckJobsAfter = time.Hour
 	DefaultRescuerBatch         = 10_000
+	// DefaultRescuerMaxPassDuration bounds one pass over the stuck jobs.
+	DefaultRescuerMaxPassDuration = 30 * time.Second
 	// RescueErrorMessage is the error recorded on a rescued job (River's
 	// text).
 	RescueErrorMessage = "Stuck job rescued by JobRescuer"
@@ -29,8 +33,13 @@ type RescuerConfig struct {
 	Interval time.Duration
 	// RescueAfter: running jobs attempted longer ago are stuck. Default 1 h.
 	RescueAfter time.Duration
-	// Batch is the most jobs looked at per statement. Default 10,000.
+	// Batch is the most jobs looked at per statement (a page). Default
+	// 10,000.
 	Batch int
+	// MaxPassDuration bounds a pass: once it has run this long, the pass
+	// stops after the page at hand and the next pass continues after the
+	// last job it looked at. Default 30 s; negative is invalid.
+	MaxPassDuration time.Duration
 	// WorkerTimeout tells a job's timeout as its worker sets it: known is
 	// false when no worker of the kind is registered here; timeout -1
 	// means none. Default: every kind unknown.
@@ -51,15 +60,35 @@ type RescuerConfig struct {
 //
 // Unlike River, a job of a kind this client has no worker for is made
 // retryable, never discarded: another client may be the one that works it.
+//
+// A pass pages through all the stuck jobs by id, however many of them it
+// must leave running (a kind whose timeout has not run out, a kind without
+// timeout), so a job behind them is not starved.
 type Rescuer struct {
 	periodic
 	exec driver.Executor
 	cfg  RescuerConfig
+	// resumeAfter is where the next pass starts: 0, or the last job the
+	// previous pass looked at when it stopped at its time bound. Passes
+	// run one at a time; atomic only for the race detector's sake across
+	// restarts of the loop.
+	resumeAfter atomic.Int64
 }
 
-// NewRescuer returns a rescuer.
-func NewRescuer(exec driver.Executor, cfg *RescuerConfig) *Rescuer {
+// NewRescuer returns a rescuer, or an error for an invalid configuration
+// (a nil cfg, a negative MaxPassDuration).
+func NewRescuer(exec driver.Executor, cfg *RescuerConfig) (*Rescuer, error) {
+	if cfg == nil {
+		return nil, errors.New("rescuer: nil config")
+	}
+	if cfg.MaxPassDuration < 0 {
+		return nil, fmt.Errorf("rescuer: max pass duration %s: must be positive, or 0 for the default (%s)",
+			cfg.MaxPassDuration, DefaultRescuerMaxPassDuration)
+	}
 	c := *cfg
+	if c.MaxPassDuration == 0 {
+		c.MaxPassDuration = DefaultRescuerMaxPassDuration
+	}
 	if c.Interval <= 0 {
 		c.Interval = DefaultRescuerInterval
 	}
@@ -83,24 +112,27 @@ func NewRescuer(exec driver.Executor, cfg *RescuerConfig) *Rescuer {
 	c.Logger = orDiscard(c.Logger)
 	r := &Rescuer{exec: exec, cfg: c}
 	r.periodic = periodic{name: "rescuer", interval: c.Interval, logger: c.Logger, pass: r.pass, passes: c.Passes}
-	return r
+	return r, nil
 }
 
+// pass rescues the stuck jobs it may, a page at a time by id, until the
+// last page or its time bound.
 func (r *Rescuer) pass(ctx context.Context) error {
-	var afterID int64
+	start := time.Now() // the real clock: cfg.Now may be a test's shifted one
+	afterID := r.resumeAfter.Load()
+	r.resumeAfter.Store(0)
 	for {
 		now := r.cfg.Now().UTC()
 		horizon := now.Add(-r.cfg.RescueAfter)
 		stuck, err := r.exec.JobGetStuck(ctx, &driver.JobGetStuckParams{Schema: r.cfg.Schema,
-			StuckHorizon: horizon, Max: r.cfg.Batch})
+			StuckHorizon: horizon, Max: r.cfg.Batch, AfterID: afterID})
 		if err != nil {
-			return fmt.Errorf("find stuck jobs: %w", err)
+			// The next pass starts over: a job skipped meanwhile is
+			// still stuck then.
+			return fmt.Errorf("find stuck jobs after job %d: %w", afterID, err)
 		}
 		var rescues []*driver.JobRescue
 		for _, job := range stuck {
-			if job.ID <= afterID {
-				continue // skipped in an earlier batch of this pass
-			}
 			if rescue := r.verdict(job, now); rescue != nil {
 				rescues = append(rescues, rescue)
 			}
@@ -117,11 +149,13 @@ func (r *Rescuer) pass(ctx context.Context) error {
 		if len(stuck) < r.cfg.Batch {
 			return nil
 		}
+		// A full page, rescued or left alone: the next one starts after
+		// it, so jobs that must stay running never hide those behind them.
 		afterID = stuck[len(stuck)-1].ID
-		if len(rescues) == 0 {
-			// A full batch of jobs that must be skipped: the next query
-			// would return the same ones. Stop here; the next pass tries
-			// again.
+		if elapsed := time.Since(start); elapsed >= r.cfg.MaxPassDuration {
+			r.resumeAfter.Store(afterID)
+			r.cfg.Logger.Warn("maintenance: rescuer pass reached its time bound; the next pass continues after the last job it looked at",
+				"elapsed", elapsed, "max_pass_duration", r.cfg.MaxPassDuration, "after_job_id", afterID)
 			return nil
 		}
 	}

@@ -2,7 +2,6 @@ package maintenance
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -132,10 +131,11 @@ func (s *Scheduler) notify(ctx context.Context, queues []string) {
 	if len(queues) == 0 {
 		return
 	}
+	// The driver builds the payload (River's form, byte for byte), as it
+	// does for the inserts' own notifications.
 	payloads := make([]string, len(queues))
 	for i, q := range queues {
-		b, _ := json.Marshal(map[string]string{"queue": q})
-		payloads[i] = string(b)
+		payloads[i] = driver.InsertNotifyPayload(q)
 	}
 	if err := s.exec.NotifyMany(ctx, &driver.NotifyManyParams{Schema: s.cfg.Schema, Topic: driver.TopicInsert, Payloads: payloads}); err != nil && ctx.Err() == nil {
 		s.cfg.Logger.Warn("maintenance: notifying queues of scheduled jobs failed", "error", err)

@@ -188,6 +188,20 @@ func (s *suite[TTx]) testJobGetStuck(t *testing.T) {
 		requireIDs(t, got, []int64{recent.ID, older.ID}, "stuck jobs, by id")
 		requireSameJob(t, got[1], older, "stuck row")
 		requireIDs(t, get(1), []int64{recent.ID}, "stuck jobs with Max 1")
+
+		after := func(afterID int64) []*millracetype.JobRow {
+			jobs, err := e.exec.JobGetStuck(e.ctx, &driver.JobGetStuckParams{Schema: e.schema, StuckHorizon: horizon,
+				Max: 10, AfterID: afterID})
+			requireNoError(t, err, "JobGetStuck after an id")
+			return jobs
+		}
+		requireIDs(t, after(recent.ID), []int64{older.ID}, "stuck jobs after the first one")
+		requireIDs(t, after(older.ID), nil, "stuck jobs after the last one")
+
+		_, err := e.exec.JobGetStuck(e.ctx, &driver.JobGetStuckParams{Schema: e.schema, StuckHorizon: horizon})
+		if err == nil {
+			t.Fatal("JobGetStuck with Max 0 accepted")
+		}
 	})
 }
 

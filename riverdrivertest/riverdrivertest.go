@@ -91,6 +91,8 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobCancel", s.testJobCancel},
 		{"JobRetry", s.testJobRetry},
 		{"JobDelete", s.testJobDelete},
+		{"AdminRace", s.testAdminRace},
+		{"AdminManyRace", s.testAdminManyRace},
 		{"JobSchedule", s.testJobSchedule},
 		{"JobGetStuck", s.testJobGetStuck},
 		{"JobRescueMany", s.testJobRescueMany},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,12 +42,31 @@ WITH locked AS (
 )
 SELECT * FROM updated ORDER BY priority, scheduled_at, id`
 
-// sqlJobGetAvailableAfter is the fetch continuing after a job: the row
-// comparison is an index condition on (state, queue, priority,
-// scheduled_at, id), so the scan starts there.
-var sqlJobGetAvailableAfter = strings.Replace(sqlJobGetAvailable,
-	"AND ($5::text[] IS NULL OR kind = ANY($5::text[]))",
-	"AND ($5::text[] IS NULL OR kind = ANY($5::text[]))\n        AND (priority, scheduled_at, id) > ($6::smallint, $7::timestamptz, $8::bigint)", 1)
+// sqlJobGetAvailableAfter is the fetch continuing after a job: the same
+// statement with one more condition, the row comparison, which is an index
+// condition on (state, queue, priority, scheduled_at, id), so the scan
+// starts there. (Written out: a change to the fetch must be made to both.)
+var sqlJobGetAvailableAfter = `
+WITH locked AS (
+    SELECT id FROM {{schema}}river_job
+    WHERE state = 'available' AND queue = $1 AND scheduled_at <= coalesce($2::timestamptz, now())
+        AND ($5::text[] IS NULL OR kind = ANY($5::text[]))
+        AND (priority, scheduled_at, id) > ($6::smallint, $7::timestamptz, $8::bigint)
+    ORDER BY priority, scheduled_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), updated AS (
+    UPDATE {{schema}}river_job AS j SET
+        state = 'running',
+        attempt = j.attempt + 1,
+        attempted_at = coalesce($2::timestamptz, now()),
+        attempted_by = CASE WHEN cardinality(j.attempted_by) >= 100
+            THEN j.attempted_by[cardinality(j.attempted_by) - 98:] || $4::text
+            ELSE array_append(j.attempted_by, $4::text) END
+    WHERE j.id = ANY(ARRAY(SELECT id FROM locked))
+    RETURNING ` + jobColsJ + `
+)
+SELECT * FROM updated ORDER BY priority, scheduled_at, id`
 
 func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
 	if p.Max <= 0 {
@@ -65,11 +83,12 @@ func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailabl
 	return e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobGetAvailable), p.Queue, p.Now, p.Max, p.ClientID, kinds)
 }
 
-// metadataCount is the SQL for a counter kept in a metadata key (snoozes,
-// river:rescue_count): the key's value when it is a JSON number (whole part),
-// else 0. A row whose metadata holds something else there (a string, an
-// object, metadata that is not an object at all) must not fail the
-// statement, which writes a whole batch of jobs.
+// metadataCount is the SQL for a counter kept in a metadata key
+// (river:rescue_count; the completer's statement writes the same
+// expression out for snoozes): the key's value when it is a JSON number
+// (whole part), else 0. A row whose metadata holds something else there (a
+// string, an object, metadata that is not an object at all) must not fail
+// the statement, which writes a whole batch of jobs.
 func metadataCount(metadata, key string) string {
 	return "(CASE WHEN jsonb_typeof(" + metadata + " -> '" + key + "') = 'number' THEN trunc((" +
 		metadata + " ->> '" + key + "')::numeric) ELSE 0 END)"
@@ -78,49 +97,58 @@ func metadataCount(metadata, key string) string {
 // The completer's statement. Conditions read the row version being updated
 // (not a snapshot taken earlier), so a job rescued or cancelled meanwhile is
 // judged as it is now. A row is the outcome's own ("ours") while it runs the
-// outcome's attempt (any attempt when the outcome gives none).
-var sqlJobSetStateIfRunningMany = strings.ReplaceAll(`
+// outcome's attempt (any attempt when the outcome gives none): the
+// condition (j.state = 'running' AND (u.attempt = 0 OR j.attempt =
+// u.attempt)), written out wherever it applies.
+//
+// The statement's variants (returning rows, deleting: see
+// job_set_state_delete.go) are this text with fixed text around it.
+const sqlJobSetStateUpdate = `
 UPDATE {{schema}}river_job AS j SET
     state = CASE
-        WHEN NOT {{ours}} THEN j.state
+        WHEN NOT (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) THEN j.state
         WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN 'cancelled'
         ELSE u.state::{{schema}}river_job_state END,
     finalized_at = CASE
-        WHEN NOT {{ours}} THEN j.finalized_at
+        WHEN NOT (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) THEN j.finalized_at
         WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN now()
         ELSE u.finalized_at END,
     scheduled_at = CASE
-        WHEN NOT {{ours}} OR u.scheduled_at IS NULL THEN j.scheduled_at
+        WHEN NOT (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) OR u.scheduled_at IS NULL THEN j.scheduled_at
         WHEN u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at' THEN j.scheduled_at
         ELSE u.scheduled_at END,
     attempt = CASE
-        WHEN {{ours}} AND u.attempt_decrement
+        WHEN (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) AND u.attempt_decrement
             AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at')
         THEN greatest(j.attempt - 1, 0)
         ELSE j.attempt END,
-    errors = CASE WHEN {{ours}} AND u.error IS NOT NULL
+    errors = CASE WHEN (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) AND u.error IS NOT NULL
         THEN array_append(j.errors, u.error::jsonb) ELSE j.errors END,
     metadata = CASE
         -- Nothing to merge: leave the metadata as it is (concatenating an
         -- empty object would wrap metadata that is not an object in an array).
-        WHEN u.metadata_updates IS NULL AND NOT ({{ours}} AND u.snooze_increment
+        WHEN u.metadata_updates IS NULL AND NOT ((j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) AND u.snooze_increment
             AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at'))
         THEN j.metadata
         ELSE j.metadata || coalesce(u.metadata_updates::jsonb, '{}'::jsonb) || CASE
-            WHEN {{ours}} AND u.snooze_increment
+            WHEN (j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) AND u.snooze_increment
                 AND NOT (u.state IN ('available', 'retryable', 'scheduled') AND j.metadata ? 'cancel_attempted_at')
-            THEN jsonb_build_object('snoozes', `+metadataCount("j.metadata", "snoozes")+` + 1)
+            THEN jsonb_build_object('snoozes', (CASE WHEN jsonb_typeof(j.metadata -> 'snoozes') = 'number' THEN trunc((j.metadata ->> 'snoozes')::numeric) ELSE 0 END) + 1)
             ELSE '{}'::jsonb END
         END
 FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::boolean[],
         $7::boolean[], $8::text[], $9::integer[], $10::boolean[])
     AS u(id, state, finalized_at, scheduled_at, error, attempt_decrement, snooze_increment, metadata_updates, attempt,
         only_if_running)
-WHERE j.id = u.id AND ({{ours}} OR (u.metadata_updates IS NOT NULL AND NOT u.only_if_running))`, "{{ours}}", "(j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt))")
+WHERE j.id = u.id AND ((j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) OR (u.metadata_updates IS NOT NULL AND NOT u.only_if_running))`
+
+// sqlJobSetStateIfRunningMany is the completer's statement returning
+// nothing.
+var sqlJobSetStateIfRunningMany = sqlJobSetStateUpdate
 
 // sqlJobSetStateIfRunningManyRows is the completer's statement returning
 // the changed rows.
-var sqlJobSetStateIfRunningManyRows = sqlJobSetStateIfRunningMany + `
+var sqlJobSetStateIfRunningManyRows = sqlJobSetStateUpdate + `
 RETURNING ` + jobColsJ
 
 func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error) {
@@ -210,25 +238,46 @@ func (e *executor) JobGetByIDMany(ctx context.Context, p *driver.JobGetByIDManyP
 	return pgx.CollectRows(rows, scanJob)
 }
 
+// The single-job admin statements (cancel, retry, delete) lock the row
+// first and judge and return it as the lock gives it. Under READ COMMITTED
+// a statement that waits for a row lock held by another call still reads
+// the table with the snapshot it took before the wait; only the locking
+// read (the CTE locked, its SELECT ... FOR UPDATE) gets the row's newest
+// version once the other transaction commits, and no row when it deleted
+// the job. So:
+//
+//   - every condition on the row is a condition on locked (l), never on
+//     the table as the change scans it: a condition there would be judged
+//     on the snapshot's version, and could even drop the row before locked
+//     is read, so that the statement neither waits nor sees the change;
+//   - the change joins the table to locked by id alone, so Postgres
+//     re-reads the newest version for it as it writes (its SET reads
+//     that version);
+//   - the row returned when nothing changed is locked's, never a fresh read
+//     of the table.
+//
+// The call that waited thus acts on, and returns, the row as the winner
+// left it (and finds no job when the winner deleted it).
+
 // The cancel: every non-finalized job gets cancel_attempted_at and a control
 // notification; one that is not running is cancelled at once. A finalized
 // job comes back unchanged (second branch).
 var sqlJobCancel = `
 WITH locked AS (
-    SELECT id FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
+    SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
 ), updated AS (
     UPDATE {{schema}}river_job AS j SET
         state = CASE WHEN j.state = 'running' THEN j.state ELSE 'cancelled' END,
         finalized_at = CASE WHEN j.state = 'running' THEN j.finalized_at ELSE now() END,
         metadata = j.metadata || jsonb_build_object('cancel_attempted_at', $2::text)
-    FROM locked WHERE j.id = locked.id AND j.finalized_at IS NULL
+    FROM locked AS l WHERE j.id = l.id AND l.finalized_at IS NULL
     RETURNING ` + jobColsJ + `
 )
 SELECT *, (SELECT count(pg_notify({{control_channel}},
         json_build_object('action', 'cancel', 'job_id', id, 'queue', queue)::text)) FROM updated)
 FROM updated
 UNION ALL
-SELECT ` + jobCols + `, 0 FROM {{schema}}river_job WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM updated)`
+SELECT *, 0 FROM locked WHERE NOT EXISTS (SELECT 1 FROM updated)`
 
 func (e *executor) JobCancel(ctx context.Context, p *driver.JobCancelParams) (*millracetype.JobRow, error) {
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobCancel), p.ID, p.CancelAttemptedAt.UTC().Format(time.RFC3339Nano))
@@ -249,9 +298,11 @@ func (e *executor) JobCancel(ctx context.Context, p *driver.JobCancelParams) (*m
 	return job, err
 }
 
+// The retry: see the single-job admin statements above for why every
+// condition reads locked.
 var sqlJobRetry = `
 WITH locked AS (
-    SELECT id FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
+    SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
 ), updated AS (
     UPDATE {{schema}}river_job AS j SET
         state = 'available',
@@ -259,14 +310,14 @@ WITH locked AS (
         finalized_at = NULL,
         metadata = j.metadata - 'cancel_attempted_at',
         max_attempts = CASE WHEN j.attempt = j.max_attempts THEN j.max_attempts + 1 ELSE j.max_attempts END
-    FROM locked
-    WHERE j.id = locked.id AND j.state <> 'running'
-        AND NOT (j.state = 'available' AND j.scheduled_at <= coalesce($2::timestamptz, now()))
+    FROM locked AS l
+    WHERE j.id = l.id AND l.state <> 'running'
+        AND NOT (l.state = 'available' AND l.scheduled_at <= coalesce($2::timestamptz, now()))
     RETURNING ` + jobColsJ + `
 )
 SELECT * FROM updated
 UNION ALL
-SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM updated)`
+SELECT * FROM locked WHERE NOT EXISTS (SELECT 1 FROM updated)`
 
 func (e *executor) JobRetry(ctx context.Context, p *driver.JobRetryParams) (*millracetype.JobRow, error) {
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobRetry), p.ID, p.Now)
@@ -276,17 +327,19 @@ func (e *executor) JobRetry(ctx context.Context, p *driver.JobRetryParams) (*mil
 	return oneJob(rows, p.ID)
 }
 
+// The delete: see the single-job admin statements above for why every
+// condition reads locked.
 var sqlJobDelete = `
 WITH locked AS (
-    SELECT id, state FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
+    SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 FOR UPDATE
 ), deleted AS (
-    DELETE FROM {{schema}}river_job AS j USING locked
-    WHERE j.id = locked.id AND locked.state <> 'running'
+    DELETE FROM {{schema}}river_job AS j USING locked AS l
+    WHERE j.id = l.id AND l.state <> 'running'
     RETURNING ` + jobColsJ + `
 )
 SELECT true, * FROM deleted
 UNION ALL
-SELECT false, ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM deleted)`
+SELECT false, * FROM locked WHERE NOT EXISTS (SELECT 1 FROM deleted)`
 
 func (e *executor) JobDelete(ctx context.Context, p *driver.JobDeleteParams) (*millracetype.JobRow, error) {
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobDelete), p.ID)
@@ -362,11 +415,17 @@ func (e *executor) JobSchedule(ctx context.Context, p *driver.JobScheduleParams)
 	})
 }
 
+// The rescuer's page of stuck jobs: after the previous page's last id, so
+// a page of jobs the rescuer must leave running is passed over, not read
+// again.
 var sqlJobGetStuck = `SELECT ` + jobCols + ` FROM {{schema}}river_job
-WHERE state = 'running' AND attempted_at < $1 ORDER BY id LIMIT $2`
+WHERE state = 'running' AND attempted_at < $1 AND id > $3 ORDER BY id LIMIT $2`
 
 func (e *executor) JobGetStuck(ctx context.Context, p *driver.JobGetStuckParams) ([]*millracetype.JobRow, error) {
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetStuck), p.StuckHorizon, p.Max)
+	if p.Max <= 0 {
+		return nil, fmt.Errorf("get stuck jobs: max %d must be positive", p.Max)
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetStuck), p.StuckHorizon, p.Max, p.AfterID)
 	if err != nil {
 		return nil, err
 	}

@@ -53,7 +53,8 @@ func jobSetStateDeletes(jobs []*driver.JobSetState) ([]bool, error) {
 }
 
 // sqlJobSetStateDeleteCTE deletes the rows of ephemeral outcomes that are
-// still ours; {{returning}} is what it returns. The rows must be found by
+// still ours, returning their ids; sqlJobSetStateDeleteCTERows is the same
+// returning the rows (deletedJobCols). The rows must be found by
 // primary key, one lookup per outcome (as the UPDATE finds its rows):
 // given state = 'running' as an index condition, Postgres scans the state
 // index's running range instead, which (until a vacuum) holds an entry for
@@ -66,7 +67,16 @@ WITH deleted AS (
     USING unnest($1::bigint[], $9::integer[], $11::boolean[], $3::timestamptz[], $8::text[])
         AS d(id, attempt, del, finalized_at, metadata_updates)
     WHERE j.id = d.id AND d.del AND j.state::text = 'running' AND (d.attempt = 0 OR j.attempt = d.attempt)
-    RETURNING {{returning}}
+    RETURNING j.id
+)`
+
+var sqlJobSetStateDeleteCTERows = `
+WITH deleted AS (
+    DELETE FROM {{schema}}river_job AS j
+    USING unnest($1::bigint[], $9::integer[], $11::boolean[], $3::timestamptz[], $8::text[])
+        AS d(id, attempt, del, finalized_at, metadata_updates)
+    WHERE j.id = d.id AND d.del AND j.state::text = 'running' AND (d.attempt = 0 OR j.attempt = d.attempt)
+    RETURNING ` + deletedJobCols + `
 )`
 
 // sqlJobSetStateSkipDeleted, appended to the completer's UPDATE (whose
@@ -103,13 +113,12 @@ var deletedJobCols = func() string {
 var (
 	// sqlJobSetStateDeleting is the completer's statement for a batch with
 	// deletes, returning nothing.
-	sqlJobSetStateDeleting = strings.Replace(sqlJobSetStateDeleteCTE, "{{returning}}", "j.id", 1) +
-		sqlJobSetStateIfRunningMany + sqlJobSetStateSkipDeleted
+	sqlJobSetStateDeleting = sqlJobSetStateDeleteCTE + sqlJobSetStateUpdate + sqlJobSetStateSkipDeleted
 
 	// sqlJobSetStateDeletingRows is the same returning the updated rows
 	// and the deleted ones (as completed).
-	sqlJobSetStateDeletingRows = strings.Replace(sqlJobSetStateDeleteCTE, "{{returning}}", deletedJobCols, 1) +
-		`, updated AS (` + sqlJobSetStateIfRunningMany + sqlJobSetStateSkipDeleted + `
+	sqlJobSetStateDeletingRows = sqlJobSetStateDeleteCTERows + `, updated AS (` + sqlJobSetStateUpdate +
+		sqlJobSetStateSkipDeleted + `
     RETURNING ` + jobColsJ + `
 )
 SELECT * FROM updated
