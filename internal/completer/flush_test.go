@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/millracetype"
 )
@@ -52,14 +53,24 @@ func TestFlushWaitsForEarlierOutcomes(t *testing.T) {
 }
 
 // TestFlushUnderLoad: outcomes queued after Flush do not hold it up, so it
-// returns while other work keeps completing (WaitIdle would not).
+// returns while other work keeps completing (WaitIdle would not: the
+// completer never runs out of outcomes to write).
+//
+// What each Flush waits for is the backlog queued before it, which a tight
+// loop of Completes keeps at MaxPending; the test bounds it with a small
+// MaxPending so that its time does not depend on the machine's speed. (It
+// once ran with the default of 10000 and a batch of 3: every Flush waited
+// for some 3300 earlier writes, about 2 s on an idle machine and over the
+// 10 s deadline with both cores busy. The writes here take at least 5 ms
+// each, as on a loaded machine, which made that version fail every time.)
 func TestFlushUnderLoad(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := dbtest.New(t)
 	db.InsertJobs(t, 10, "k", "default")
 	jobs := fetchAll(t, db, 10)
-	c := New(db.Exec(), &Config{Schema: db.Schema, MaxBatch: 3})
+	c := New(&slowExec{Executor: db.Exec(), delay: 5 * time.Millisecond},
+		&Config{Schema: db.Schema, MaxBatch: 3, MaxPending: 12})
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +112,23 @@ func TestFlushUnderLoad(t *testing.T) {
 	if counts := db.CountByState(t); counts[millracetype.JobStateCompleted] != 10 {
 		t.Fatalf("states %v", counts)
 	}
+}
+
+// slowExec makes every write take at least delay, as on a loaded machine.
+type slowExec struct {
+	driver.Executor
+	delay time.Duration
+}
+
+func (s *slowExec) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error) {
+	t := time.NewTimer(s.delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.Executor.JobSetStateIfRunningMany(ctx, p)
 }
 
 // TestFlushContext: a Flush that cannot finish ends with its context.

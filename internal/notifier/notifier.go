@@ -65,11 +65,18 @@ const (
 
 	// stableConnection is how long a connection must have stayed up for
 	// the reconnection backoff to start over at the first attempt. A
-	// connection lost sooner (a server or proxy that keeps cutting it)
-	// continues the backoff where the last reconnection left it, so a
-	// flapping connection is retried less and less often instead of every
-	// 100 ms.
-	stableConnection = backoffMax
+	// connection lost sooner (a server or proxy that cuts it as soon as it
+	// is up) continues the backoff where the last reconnection left it, so
+	// a flapping connection is retried less and less often instead of
+	// every 100 ms. It is short: a connection that served for a second is
+	// not flapping, and losses a few seconds apart (a failover, a
+	// connection killer) must each be followed by a quick reconnection,
+	// because notifications sent meanwhile are lost and subscribers only
+	// catch up (producers fetch) once it is back. With a longer threshold,
+	// losses 3 s apart made the wait grow to seconds by the fifth loss.
+	// However often it is lost, a connection is re-made at most about once
+	// per stableConnection plus the first attempt's delay.
+	stableConnection = time.Second
 )
 
 // Config configures a Notifier. The zero value (or a nil *Config) gives the
@@ -88,7 +95,7 @@ type Config struct {
 
 	// ReconnectBackoff returns how long to wait before reconnection attempt
 	// number attempt (1 for the first attempt after a connection that had
-	// stayed up for 10 s or more was lost; a connection lost sooner than
+	// stayed up for 1 s or more was lost; a connection lost sooner than
 	// that continues the count of the reconnection that made it).
 	// Values below 10 ms are raised to 10 ms. Default:
 	// DefaultReconnectBackoff, exponential from 100 ms to 10 s with jitter.

@@ -453,6 +453,57 @@ func TestFlappingConnectionBacksOff(t *testing.T) {
 	}
 }
 
+// TestStableConnectionStartsBackoffOver: a connection that served for
+// stableConnection before it was lost is reconnected at the first attempt's
+// delay again, while one lost as soon as it was up still continues the
+// count. (With the count continued for every loss sooner than 10 s, losses
+// a few seconds apart made each reconnection, and so the fetch that
+// catches up on the notifications missed meanwhile, wait longer: 1.6 s by
+// the fifth loss, 10 s by the eighth.)
+func TestStableConnectionStartsBackoffOver(t *testing.T) {
+	t.Parallel()
+	attempts := make(chan int, 100)
+	e := newEnv(t, &Config{ReconnectBackoff: func(attempt int) time.Duration {
+		attempts <- attempt
+		return time.Millisecond // raised to the 10 ms minimum
+	}})
+	status := e.onStatus()
+	e.listen("t")
+	e.start()
+	status.expect(t, true)
+	expectAttempt := func(loss, want int) {
+		t.Helper()
+		select {
+		case got := <-attempts:
+			if got != want {
+				t.Fatalf("reconnection after loss %d used backoff attempt %d, want %d", loss, got, want)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("no reconnection after loss %d", loss)
+		}
+	}
+
+	// Two losses right after (re)connecting: the count continues.
+	e.terminate(e.listenerPID())
+	status.expect(t, false, true)
+	expectAttempt(1, 1)
+	e.terminate(e.listenerPID())
+	status.expect(t, false, true)
+	expectAttempt(2, 2)
+
+	// The connection serves for over a second (the scenario, not a wait
+	// for a result): its loss starts the count over.
+	time.Sleep(1100 * time.Millisecond)
+	e.terminate(e.listenerPID())
+	status.expect(t, false, true)
+	expectAttempt(3, 1)
+
+	// And a loss right after that reconnection continues from there.
+	e.terminate(e.listenerPID())
+	status.expect(t, false, true)
+	expectAttempt(4, 2)
+}
+
 func TestFailedPingCountsAsConnectionLoss(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &Config{PingInterval: 20 * time.Millisecond})

@@ -22,7 +22,10 @@
 //   - when the notifier's connection goes down or comes back (notifications
 //     may have been missed), at once; the control state (pause, cancels of
 //     running jobs) is read at once too, and from then on every 2 s while
-//     the connection is down.
+//     the connection is down;
+//   - when the fetch strategy held jobs back (FetchResult.Limited), as soon
+//     as one of the producer's jobs finishes, and when its NextFetch hint
+//     is due (see "Fetch strategies" below).
 //
 // Fetches run in two long-lived fetcher goroutines, so while one fetch's
 // statement runs the loop keeps counting finished jobs and may ask for the
@@ -37,6 +40,39 @@
 //
 // A failed fetch is logged and retried after a backoff; it never stops the
 // producer.
+//
+// # Fetch strategies
+//
+// The loop above decides when to fetch and how many slots are free; which
+// jobs to lock is a FetchStrategy's (Config.Fetch). DefaultFetch, one
+// statement that locks up to the free slots in fetch order, is the only
+// one so far. Other policies are strategies of their own or decorators
+// that wrap another strategy (DefaultFetch in the end), and they plug in
+// through three things without a change to the loop: the request's Max,
+// which a strategy may lower; FetchResult.Limited and NextFetch, which tell
+// the loop that jobs were held back and when to ask again; and
+// JobFinishedObserver, through which a strategy hears of each of its jobs
+// finishing. A strategy that returns all it was asked for and implements no
+// hook costs the loop nothing: the request is reused and the jobs are
+// handed over as the driver returned them.
+//
+// A concurrency limit (at most N jobs of the queue, or of a kind, running
+// on this client) is a decorator that counts the jobs it handed out and
+// has not yet heard finish: it lowers Max to the room left, returns
+// nothing with Limited set when there is none, and releases a place in
+// JobFinished; the loop fetches again when a job finishes. A limit across
+// all clients would instead count running jobs in its statement (a
+// strategy of its own) and set Limited with a NextFetch, since other
+// clients' jobs finish unseen.
+//
+// A rate limit (at most N jobs started per second) is a decorator holding a
+// token bucket: it lowers Max to the tokens available, takes one per job
+// returned, and when the bucket is empty (or ran out part way) returns
+// with Limited set and NextFetch the time until enough tokens are back.
+//
+// Sequences and fairness between partitions (by kind, or by an arg) are
+// strategies with statements of their own that choose among the available
+// jobs, returning them within Max like the default.
 //
 // # Stopping
 //
@@ -123,6 +159,9 @@ type Config struct {
 	// metadata_changed control notification (or the periodic read of the
 	// queue row) shows that it changed (from the producer's goroutine).
 	OnMetadataChanged func(metadata json.RawMessage)
+	// Fetch is how jobs are taken (see "Fetch strategies" in the package
+	// doc). Default: DefaultFetch.
+	Fetch FetchStrategy
 }
 
 // Producer runs one queue; see the package doc.
@@ -131,12 +170,14 @@ type Producer struct {
 
 	exec driver.Executor
 	cfg  Config
+	// finished is cfg.Fetch as a JobFinishedObserver, or nil.
+	finished JobFinishedObserver
 
 	// events from notifications, job goroutines and tests, read by the run
 	// loop.
 	inserted chan struct{}
 	control  chan controlMessage
-	done     chan int64
+	done     chan *millracetype.JobRow
 	// work hands a job to an idle worker goroutine (unbuffered: a send
 	// succeeds only when one waits); workers counts the goroutines. Worker
 	// goroutines live until the producer stops, so a busy queue does not
@@ -197,12 +238,17 @@ func New(exec driver.Executor, cfg *Config) (*Producer, error) {
 	if c.WorkCtx == nil {
 		c.WorkCtx = context.Background()
 	}
+	if c.Fetch == nil {
+		c.Fetch = DefaultFetch{}
+	}
+	finished, _ := c.Fetch.(JobFinishedObserver)
 	return &Producer{
 		exec:            exec,
 		cfg:             c,
+		finished:        finished,
 		inserted:        make(chan struct{}, 1),
 		control:         make(chan controlMessage, 64),
-		done:            make(chan int64, c.MaxWorkers),
+		done:            make(chan *millracetype.JobRow, c.MaxWorkers),
 		work:            make(chan task),
 		fetched:         make(chan fetchResult, maxFetchesInFlight),
 		listenerChanged: make(chan struct{}, 1),
@@ -392,9 +438,16 @@ func (p *Producer) run(ctx context.Context) {
 		poll         = time.NewTimer(jitter(p.cfg.FetchPollInterval))
 		controlPoll  = time.NewTimer(p.controlPollInterval())
 		reportTicker = time.NewTicker(DefaultQueueReportInterval)
+		// fetchOnFinish: the last fetch was held back by the strategy's
+		// own limit (FetchResult.Limited), so a job finishing asks for a
+		// fetch. hintTimer runs for a FetchResult.NextFetch.
+		fetchOnFinish = false
+		hintTimer     = time.NewTimer(time.Hour)
 	)
 	drainTimer.Stop()
 	defer drainTimer.Stop()
+	hintTimer.Stop()
+	defer hintTimer.Stop()
 	defer poll.Stop()
 	defer controlPoll.Stop()
 	defer reportTicker.Stop()
@@ -415,9 +468,15 @@ func (p *Producer) run(ctx context.Context) {
 	var fetchers sync.WaitGroup
 	for range maxFetchesInFlight {
 		fetchers.Go(func() {
-			for req := range fetchReqs {
-				jobs, err := p.fetch(ctx, req)
-				p.fetched <- fetchResult{jobs: jobs, err: err, asked: req.limit, continued: req.after != nil}
+			// One request per fetcher, filled in afresh for each of its
+			// fetches (a decorating strategy may have changed it).
+			req := new(FetchRequest)
+			for r := range fetchReqs {
+				*req = FetchRequest{Schema: p.cfg.Schema, Queue: p.cfg.Queue, ClientID: p.cfg.ClientID, Kinds: p.cfg.Kinds,
+					Max: r.limit, After: r.after}
+				res, err := p.fetch(ctx, req)
+				p.fetched <- fetchResult{jobs: res.Jobs, limited: res.Limited, next: res.NextFetch, err: err,
+					asked: r.limit, continued: r.after != nil}
 			}
 		})
 	}
@@ -436,6 +495,16 @@ func (p *Producer) run(ctx context.Context) {
 	handle := func(r fetchResult) {
 		inFlight--
 		reserved -= r.asked
+		if len(r.jobs) > r.asked {
+			p.cfg.Logger.Error("producer: the fetch strategy returned more jobs than asked for; running them all",
+				"queue", p.cfg.Queue, "asked", r.asked, "got", len(r.jobs))
+		}
+		for _, job := range r.jobs { // locked: they start even if the strategy also failed
+			p.startJob(job)
+		}
+		if r.next > 0 {
+			hintTimer.Reset(r.next)
+		}
 		if r.err != nil {
 			failures++
 			wait := min(p.cfg.FetchPollInterval, time.Duration(1<<min(failures, 10))*10*time.Millisecond)
@@ -445,10 +514,11 @@ func (p *Producer) run(ctx context.Context) {
 			return
 		}
 		failures = 0
-		for _, job := range r.jobs {
-			p.startJob(job)
-		}
-		drainMode = len(r.jobs) == r.asked
+		// A fetch held back by the strategy's limit says nothing about
+		// how deep the queue is; the next one comes when a job finishes
+		// (or at the strategy's NextFetch).
+		drainMode = len(r.jobs) >= r.asked && !r.limited
+		fetchOnFinish = r.limited
 		if n := len(r.jobs); n > 0 {
 			last := r.jobs[n-1]
 			lastKey = &driver.JobFetchKey{Priority: last.Priority, ScheduledAt: last.ScheduledAt, ID: last.ID}
@@ -456,8 +526,9 @@ func (p *Producer) run(ctx context.Context) {
 		if r.continued && !drainMode {
 			// The continued scan came up short: jobs may wait ahead
 			// of the cursor (inserted or come due since). Look from
-			// the front at once.
-			fromFront, wantFetch = true, true
+			// the front, at once unless the strategy held jobs back.
+			fromFront = true
+			wantFetch = wantFetch || !r.limited
 		}
 	}
 	// pause waits for the fetches in flight (their jobs were locked before
@@ -511,17 +582,20 @@ func (p *Producer) run(ctx context.Context) {
 			return
 		case r := <-p.fetched:
 			handle(r)
-		case id := <-p.done:
-			p.finish(id)
+		case job := <-p.done:
+			p.finish(job)
 			// Take every other finished job too before deciding to fetch,
 			// so a fetch asks for all the free slots at once.
 			for more := true; more; {
 				select {
-				case id := <-p.done:
-					p.finish(id)
+				case job := <-p.done:
+					p.finish(job)
 				default:
 					more = false
 				}
+			}
+			if fetchOnFinish {
+				fetchOnFinish, wantFetch = false, true
 			}
 		case <-p.inserted:
 			wantFetch = true
@@ -536,6 +610,8 @@ func (p *Producer) run(ctx context.Context) {
 			retryC = nil
 		case <-drainTimer.C:
 			drainArmed, drainDue = false, true
+		case <-hintTimer.C:
+			wantFetch = true
 		case <-poll.C:
 			wantFetch = true
 			poll.Reset(jitter(p.cfg.FetchPollInterval))
@@ -600,22 +676,23 @@ type fetchRequest struct {
 // fetchResult is what a fetcher hands back to the loop.
 type fetchResult struct {
 	jobs      []*millracetype.JobRow
+	limited   bool          // FetchResult.Limited
+	next      time.Duration // FetchResult.NextFetch
 	err       error
 	asked     int
 	continued bool // the fetch continued after a cursor
 }
 
-// fetch locks up to req.limit jobs (marking them running) and returns them.
+// fetch asks the fetch strategy for up to req.Max jobs (locked, marked
+// running).
 //
 // The fetch does not use the service context: a Stop arriving while the
 // statement runs must not abandon jobs the database has already marked
 // running. They are started like any others and drained by the stop.
-func (p *Producer) fetch(ctx context.Context, req fetchRequest) ([]*millracetype.JobRow, error) {
+func (p *Producer) fetch(ctx context.Context, req *FetchRequest) (FetchResult, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
-	return p.exec.JobGetAvailable(ctx, &driver.JobGetAvailableParams{
-		Schema: p.cfg.Schema, Queue: p.cfg.Queue, Max: req.limit, ClientID: p.cfg.ClientID, Kinds: p.cfg.Kinds,
-		After: req.after})
+	return p.cfg.Fetch.Fetch(ctx, p.exec, req)
 }
 
 func (p *Producer) startJob(job *millracetype.JobRow) {
@@ -666,7 +743,7 @@ func (p *Producer) workLoop(t task, reserve *[workerStackReserve]byte) {
 	reserve[0] = 1 // the reserve is used, so it stays in worker's frame
 	for {
 		p.cfg.Work(t.ctx, t.job)
-		p.done <- t.job.ID
+		p.done <- t.job
 		var ok bool
 		if t, ok = <-p.work; !ok {
 			return
@@ -674,13 +751,17 @@ func (p *Producer) workLoop(t task, reserve *[workerStackReserve]byte) {
 	}
 }
 
-func (p *Producer) finish(id int64) {
+// finish records that job has finished (on the loop's goroutine).
+func (p *Producer) finish(job *millracetype.JobRow) {
 	p.mu.Lock()
-	cancel := p.running[id]
-	delete(p.running, id)
+	cancel := p.running[job.ID]
+	delete(p.running, job.ID)
 	p.mu.Unlock()
 	if cancel != nil {
 		cancel(context.Canceled) // release the context's resources
+	}
+	if p.finished != nil {
+		p.finished.JobFinished(job)
 	}
 }
 
@@ -688,8 +769,8 @@ func (p *Producer) finish(id int64) {
 func (p *Producer) drain() {
 	for p.Running() > 0 {
 		select {
-		case id := <-p.done:
-			p.finish(id)
+		case job := <-p.done:
+			p.finish(job)
 		case <-p.control:
 			// Pause and resume no longer matter; cancels arrive through
 			// CancelJob directly.
