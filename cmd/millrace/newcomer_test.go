@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -179,5 +182,30 @@ func TestJobCommandsSayWhatHappened(t *testing.T) {
 	code, _, errOut := run("queues", "pause", "Bad Queue!")
 	if code != 2 || !strings.HasPrefix(errOut, "millrace: invalid queue name: ") || strings.Contains(errOut, "invalid job") {
 		t.Errorf("pause a bad queue name: exit %d, %q", code, errOut)
+	}
+}
+
+// TestMakeDemoUnreachable: `make demo` with a DATABASE_URL that does not
+// answer stops after ensure-postgres's one error; the demo does not run to
+// fail a second time.
+func TestMakeDemoUnreachable(t *testing.T) {
+	t.Parallel()
+	for _, tool := range []string{"make", "bash", "psql", "pg_isready", "pg_dump"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not found: %v", tool, err)
+		}
+	}
+	cmd := exec.Command("make", "--no-print-directory", "-C", filepath.Join("..", ".."), "demo")
+	cmd.Env = append(os.Environ(), "DATABASE_URL=postgres://postgres@127.0.0.1:1/nowhere?sslmode=disable&connect_timeout=2")
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if err == nil {
+		t.Fatalf("make demo with an unreachable database succeeded:\n%s\n%s", out.String(), errOut.String())
+	}
+	all := out.String() + errOut.String()
+	if strings.Count(strings.ToLower(all), "error") != 2 || !strings.Contains(errOut.String(), "ensure-postgres: error: DATABASE_URL=") ||
+		strings.Contains(all, "millrace:") || strings.Contains(all, "go run") {
+		t.Fatalf("make demo with an unreachable database: want ensure-postgres's error and make's, nothing from the demo:\n%s", all)
 	}
 }
