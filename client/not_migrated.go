@@ -138,7 +138,9 @@ type sqlStater interface{ SQLState() string }
 // types, columns or functions of millrace's schema into a
 // *NotMigratedError, checking the applied versions on the pool (the
 // caller's transaction is aborted by then). Any other error, and one the
-// check finds all versions applied for, is returned unchanged.
+// check finds all versions applied for, is returned unchanged. Without a
+// pool, or when the check fails, a missing river_* table or type (or
+// schema) is enough.
 func (c *Client[TTx]) explainSchemaError(ctx context.Context, err error) error {
 	var st sqlStater
 	if err == nil || !errors.As(err, &st) {
@@ -149,9 +151,7 @@ func (c *Client[TTx]) explainSchemaError(ctx context.Context, err error) error {
 	default:
 		return err
 	}
-	if !strings.Contains(err.Error(), "river") && st.SQLState() != "3F000" {
-		return err
-	}
+	// The versions decide; the check runs only on these errors.
 	if c.driver.PoolIsSet() {
 		checkErr := checkMigrated(ctx, c.driver.GetExecutor(), c.config.Schema)
 		var nm *NotMigratedError
@@ -163,7 +163,8 @@ func (c *Client[TTx]) explainSchemaError(ctx context.Context, err error) error {
 			return err // migrated after all: the error is something else
 		}
 	}
-	if st.SQLState() == "42P01" || st.SQLState() == "42704" || st.SQLState() == "3F000" {
+	// No answer from the versions: trust a missing river_* table or type.
+	if code := st.SQLState(); code == "3F000" || (code == "42P01" || code == "42704") && strings.Contains(err.Error(), "river") {
 		return &NotMigratedError{Schema: c.config.Schema, Cause: err}
 	}
 	return err

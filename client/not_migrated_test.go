@@ -123,3 +123,25 @@ func TestRequiredMigrationVersionIsLatest(t *testing.T) {
 		t.Fatalf("RequiredMigrationVersion = %d, migrate's latest is %d", RequiredMigrationVersion, m.Latest())
 	}
 }
+
+// TestNotMigratedInsertOlderVersion: an insert into a schema at version 5
+// (before unique_states) fails with ErrNotMigrated naming the missing
+// versions, not with the raw "column does not exist".
+func TestNotMigratedInsertOlderVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema, pool := testdb.NewSchema(t)
+	drv := pgxv5.New(pool)
+	m, err := migrate.New[pgx.Tx](drv, &migrate.Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Migrate(ctx, migrate.DirectionUp, &migrate.MigrateOpts{TargetVersion: 5}); err != nil {
+		t.Fatal(err)
+	}
+	c := notMigratedClient(t, drv, schema)
+	_, err = c.Insert(ctx, noopArgs{}, nil)
+	wantNotMigrated(t, "Insert at version 5", err, schema, "lacks versions 6, 7, 8 of migration line main")
+	_, err = c.InsertManyFast(ctx, []InsertManyParams{{Args: noopArgs{}}})
+	wantNotMigrated(t, "InsertManyFast at version 5", err, schema, "lacks versions 6, 7, 8 of migration line main")
+}
