@@ -40,7 +40,7 @@ DURATION ?= 10m
 RATE ?= 2000
 SIZES ?= full
 soak:
-	@url="$${DATABASE_URL:-}"; \
+	@set -eo pipefail; url="$${DATABASE_URL:-}"; \
 	if [ -z "$$url" ]; then url=$$($(ENSURE_PG) | tee /dev/stderr | sed -n 's/^ensure-postgres: ready: //p' | tail -n1); \
 	else $(ENSURE_PG) >&2; fi; \
 	set -e; \
@@ -66,7 +66,7 @@ fuzz:
 
 ## demo: migrate a demo schema, insert and work jobs, with progress output
 demo:
-	@url="$${DATABASE_URL:-}"; \
+	@set -eo pipefail; url="$${DATABASE_URL:-}"; \
 	if [ -z "$$url" ]; then url=$$($(ENSURE_PG) | tee /dev/stderr | sed -n 's/^ensure-postgres: ready: //p' | tail -n1); \
 	else $(ENSURE_PG) >&2; fi; \
 	DATABASE_URL="$$url" $(GO) run ./cmd/millrace demo
@@ -74,7 +74,7 @@ demo:
 ## bench: the core's Go benchmarks (briefly), then millrace side by side with River (bench/, ~13 min; see bench/README.md;
 ## BENCH_SCENARIOS=scale, the cost-as-work-grows curve, runs only when named)
 bench:
-	@url="$${DATABASE_URL:-}"; \
+	@set -eo pipefail; url="$${DATABASE_URL:-}"; \
 	if [ -z "$$url" ]; then url=$$($(ENSURE_PG) | tee /dev/stderr | sed -n 's/^ensure-postgres: ready: //p' | tail -n1); \
 	else $(ENSURE_PG) >&2; fi; \
 	set -e; \

@@ -292,7 +292,7 @@ func (c *Client[TTx]) QueueResumeTx(ctx context.Context, tx TTx, name string) er
 func (c *Client[TTx]) queueSetPaused(ctx context.Context, exec driver.Executor, name string, paused, local bool) error {
 	if name != "*" {
 		if err := validateQueueName(name); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidArgs, err)
+			return fmt.Errorf("%w: %w", ErrInvalidQueue, err)
 		}
 	}
 	p := &driver.QueuePauseParams{Schema: c.config.Schema, Name: name}

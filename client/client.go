@@ -105,6 +105,9 @@ func (c *Client[TTx]) Start(ctx context.Context) error {
 	if c.queueCount() == 0 {
 		return ErrNoQueues
 	}
+	if err := c.checkMigratedOnStart(ctx); err != nil {
+		return fmt.Errorf("start client %s: %w", c.config.ID, err)
+	}
 	runCtx, shouldStart, started, stopped := c.StartInit(ctx)
 	if !shouldStart {
 		return nil

@@ -65,3 +65,16 @@ func (e *JobSnoozeError) Is(target error) bool {
 	_, ok := target.(*JobSnoozeError)
 	return ok
 }
+
+// ErrInvalidQueue wraps errors about a queue name given to the queue admin
+// API (QueuePause, QueueResume, QueueGetWithCounts, QueueUpdate). For
+// callers that test for ErrInvalidArgs, errors.Is(err, ErrInvalidArgs) is
+// also true.
+var ErrInvalidQueue error = invalidQueueError{}
+
+type invalidQueueError struct{}
+
+func (invalidQueueError) Error() string { return "invalid queue name" }
+
+// Is makes ErrInvalidQueue an ErrInvalidArgs too.
+func (invalidQueueError) Is(target error) bool { return target == ErrInvalidArgs }

@@ -107,7 +107,7 @@ func (c *Client[TTx]) insertMany(ctx context.Context, exec driver.Executor, inTx
 		res, err := exec.JobInsertMany(ctx, &driver.JobInsertManyParams{
 			Schema: c.config.Schema, Jobs: jobs, NotifyQueues: notify})
 		if err != nil {
-			return nil, fmt.Errorf("insert jobs: %w", err)
+			return nil, fmt.Errorf("insert jobs: %w", c.explainSchemaError(ctx, err))
 		}
 		if !inTx {
 			c.pokeProducers(prepared)
@@ -132,7 +132,7 @@ func (c *Client[TTx]) insertManyFast(ctx context.Context, exec driver.Executor, 
 		n, err := exec.JobInsertCopy(ctx, &driver.JobInsertManyParams{
 			Schema: c.config.Schema, Jobs: toDriverParams(prepared), NotifyQueues: notify})
 		if err != nil {
-			return nil, fmt.Errorf("insert jobs with COPY: %w", err)
+			return nil, fmt.Errorf("insert jobs with COPY: %w", c.explainSchemaError(ctx, err))
 		}
 		if !inTx {
 			c.pokeProducers(prepared)

@@ -57,7 +57,7 @@ func (c *Client[TTx]) QueueUpdateTx(ctx context.Context, tx TTx, name string, pa
 
 func (c *Client[TTx]) queueUpdate(ctx context.Context, exec driver.Executor, name string, params *QueueUpdateParams) (*millracetype.Queue, error) {
 	if err := validateQueueName(name); err != nil {
-		return nil, fmt.Errorf("update queue: %w: %w", ErrInvalidArgs, err)
+		return nil, fmt.Errorf("update queue: %w: %w", ErrInvalidQueue, err)
 	}
 	p := &driver.QueueUpdateParams{Schema: c.config.Schema, Name: name}
 	if params != nil && len(params.Metadata) > 0 {
@@ -98,7 +98,7 @@ func (c *Client[TTx]) QueueGetWithCountsTx(ctx context.Context, tx TTx, name str
 
 func (c *Client[TTx]) queueGetWithCounts(ctx context.Context, exec driver.Executor, name string) (*millracetype.QueueWithCounts, error) {
 	if err := validateQueueName(name); err != nil {
-		return nil, fmt.Errorf("get queue: %w: %w", ErrInvalidArgs, err)
+		return nil, fmt.Errorf("get queue: %w: %w", ErrInvalidQueue, err)
 	}
 	q, err := exec.QueueGetWithCounts(ctx, &driver.QueueGetParams{Schema: c.config.Schema, Name: name})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -13,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/millrace/millrace/client"
-	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/driver/pgxv5"
 	"github.com/millrace/millrace/migrate"
 	"github.com/millrace/millrace/millracetype"
@@ -30,7 +30,7 @@ func withAdmin(cmd *cobra.Command, g *globalFlags, fn func(ctx context.Context, 
 	}
 	defer pool.Close()
 	drv := pgxv5.New(pool)
-	if err := requireTables(cmd.Context(), drv, g.schema); err != nil {
+	if err := requireMigrated(cmd.Context(), drv, g.schema); err != nil {
 		return err
 	}
 	c, err := client.New[pgx.Tx](drv, &client.Config{Schema: g.schema})
@@ -40,20 +40,35 @@ func withAdmin(cmd *cobra.Command, g *globalFlags, fn func(ctx context.Context, 
 	return fn(cmd.Context(), c, drv)
 }
 
-// requireTables turns "relation does not exist" into advice.
-func requireTables(ctx context.Context, drv *pgxv5.Driver, schema string) error {
-	ok, err := drv.GetExecutor().TableExists(ctx, &driver.TableExistsParams{Schema: schema, Table: "river_job"})
+// requireMigrated checks that the schema holds every migration version
+// this millrace needs, and otherwise says which are missing and how to
+// migrate (an error wrapping client.ErrNotMigrated).
+func requireMigrated(ctx context.Context, drv *pgxv5.Driver, schema string) error {
+	m, err := migrate.New(drv, &migrate.Config{Schema: schema, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
-	if !ok {
-		where := "the default schema"
-		if schema != "" {
-			where = fmt.Sprintf("schema %q", schema)
+	if schema != "" {
+		exists, err := drv.GetExecutor().SchemaExists(ctx, schema)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("no millrace tables in %s (run `millrace migrate up` first, or pass the right --schema)", where)
+		if !exists {
+			return &client.NotMigratedError{Schema: schema, SchemaMissing: true}
+		}
 	}
-	return nil
+	pending, err := m.Pending(ctx)
+	if err != nil {
+		return err
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	nm := &client.NotMigratedError{Schema: schema}
+	for _, v := range pending {
+		nm.Missing = append(nm.Missing, v.Version)
+	}
+	return nm
 }
 
 func parseID(s string) (int64, error) {
@@ -123,7 +138,18 @@ func printJob(cmd *cobra.Command, g *globalFlags, j *millracetype.JobRow) error 
 	fmt.Fprintf(out, "job %d  kind %s  queue %s  state %s  priority %d  attempt %d/%d\n",
 		j.ID, j.Kind, j.Queue, j.State, j.Priority, j.Attempt, j.MaxAttempts)
 	fmt.Fprintf(out, "  args      %s\n  metadata  %s\n", j.Args, j.Metadata)
+	tags := "(none)"
+	if len(j.Tags) > 0 {
+		tags = strings.Join(j.Tags, ", ")
+	}
+	fmt.Fprintf(out, "  tags      %s\n", tags)
 	fmt.Fprintf(out, "  created   %s\n  scheduled %s\n", j.CreatedAt.Format(time.RFC3339Nano), j.ScheduledAt.Format(time.RFC3339Nano))
+	if j.AttemptedAt != nil {
+		fmt.Fprintf(out, "  attempted %s\n", j.AttemptedAt.Format(time.RFC3339Nano))
+	}
+	if len(j.AttemptedBy) > 0 {
+		fmt.Fprintf(out, "  attempted by %s\n", strings.Join(j.AttemptedBy, ", "))
+	}
 	if j.FinalizedAt != nil {
 		fmt.Fprintf(out, "  finalized %s\n", j.FinalizedAt.Format(time.RFC3339Nano))
 	}

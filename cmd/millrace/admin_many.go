@@ -90,6 +90,37 @@ func invalidFilter(err error) error {
 	return err
 }
 
+// actionNote says what `jobs cancel|retry|delete ID` did to a job, given
+// it before and after.
+func actionNote(ctx context.Context, drv *pgxv5.Driver, schema, use, past string, before, after *millracetype.JobRow) string {
+	id := before.ID
+	switch use {
+	case "cancel":
+		switch {
+		case before.FinalizedAt != nil:
+			return fmt.Sprintf("job %d was already %s: nothing changed", id, before.State)
+		case after.State == millracetype.JobStateRunning:
+			_, err := drv.GetExecutor().LeaderGetElected(ctx, schema)
+			if errors.Is(err, millracetype.ErrNotFound) {
+				return fmt.Sprintf("job %d is running: cancel requested, but no client is running now (no leader); "+
+					"the job stays running until a client's leader finds it stuck (Config.RescueStuckJobsAfter, 1 h by default) "+
+					"and cancels it", id)
+			}
+			return fmt.Sprintf("job %d is running: cancel requested; the client running it cancels its work now and "+
+				"records it cancelled if its worker returns an error (a worker that finishes anyway completes it)", id)
+		}
+	case "retry":
+		switch {
+		case before.State == millracetype.JobStateRunning:
+			return fmt.Sprintf("job %d is running: nothing changed (retry it once it has finished)", id)
+		case before.State == millracetype.JobStateAvailable && after.ScheduledAt.Equal(before.ScheduledAt):
+			return fmt.Sprintf("job %d is already available: nothing changed", id)
+		}
+		return fmt.Sprintf("job %d retried: it is available to run now", id)
+	}
+	return fmt.Sprintf("job %d %s", id, past)
+}
+
 // jobActionCmd is `jobs delete|cancel|retry`: one job by ID, or with
 // --many every job the filter flags select, in batches until a batch comes
 // back short. one acts on one job; many is the client's bulk method as a
@@ -118,10 +149,22 @@ func jobActionCmd(g *globalFlags, use, short, past string,
 				if err != nil {
 					return err
 				}
-				return withAdmin(cmd, g, func(ctx context.Context, c *client.Client[pgx.Tx], _ *pgxv5.Driver) error {
+				return withAdmin(cmd, g, func(ctx context.Context, c *client.Client[pgx.Tx], drv *pgxv5.Driver) error {
+					before, err := c.JobGet(ctx, id)
+					if err != nil {
+						return explain(err, fmt.Sprintf("job %d", id))
+					}
 					job, err := one(ctx, c, id)
 					if err != nil {
 						return explain(err, fmt.Sprintf("job %d", id))
+					}
+					// What happened, in words: the row alone does not say
+					// whether anything changed.
+					msg := actionNote(ctx, drv, g.schema, use, past, before, job)
+					if g.json {
+						fmt.Fprintln(cmd.ErrOrStderr(), msg)
+					} else {
+						fmt.Fprintln(cmd.OutOrStdout(), msg)
 					}
 					return printJob(cmd, g, job)
 				})

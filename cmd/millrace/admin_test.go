@@ -265,9 +265,16 @@ func TestDemoInterrupt(t *testing.T) {
 	if err != nil || !signalled {
 		t.Fatalf("demo after Ctrl-C: %v (signalled %v)\n%s\n%s", err, signalled, text, errOut.String())
 	}
-	for _, want := range []string{"interrupted: stopped gracefully", "summary:", "now running: 0", "dropped schema demo_interrupt_test"} {
+	for _, want := range []string{"interrupted: stopped gracefully", "summary:", "now running: 0", "\nworked: ", "dropped schema demo_interrupt_test"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	// Interrupted, the demo did not wait for the scheduled job: its summary
+	// says nothing about that wait.
+	for _, unwanted := range []string{"scheduled job ", "wait for the scheduled job", "burn-down:"} {
+		if strings.Contains(text[strings.Index(text, "summary:"):], unwanted) {
+			t.Errorf("summary after Ctrl-C mentions %q:\n%s", unwanted, text)
 		}
 	}
 	if !regexp.MustCompile(`running\s+0\n`).MatchString(text) {

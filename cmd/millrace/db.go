@@ -11,8 +11,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
+
+// defaultConnectTimeout bounds connecting when the URL sets no
+// connect_timeout.
+const defaultConnectTimeout = 10 * time.Second
 
 // connect opens a pool and checks the server answers, turning the usual
 // failures into one line with a hint.
@@ -24,12 +29,16 @@ func connect(ctx context.Context, g *globalFlags) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, usagef("invalid database URL: %v", redact(err.Error()))
 	}
-	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	// connect_timeout in the URL (or PGCONNECT_TIMEOUT) wins; without
+	// either, give up on a silent server after 10 s.
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", describe(cfg), err)
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnConfig.ConnectTimeout+5*time.Second)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
@@ -55,12 +64,17 @@ func hintFor(err error) string {
 		}
 		return pgErr.Message
 	}
+	var tooLong *pgproto3.ExceededMaxBodyLenErr
+	if errors.As(err, &tooLong) || strings.Contains(err.Error(), "unknown message type") ||
+		strings.Contains(err.Error(), "received unexpected message") || strings.Contains(err.Error(), "invalid message") {
+		return "the server there does not speak PostgreSQL's protocol (is the port right? Postgres listens on 5432 by default)"
+	}
 	var netErr *net.OpError
 	if errors.As(err, &netErr) || strings.Contains(err.Error(), "connection refused") {
 		return "server not reachable: " + lastPart(err) + " (is Postgres running? `make db-up` starts one with Docker; scripts/ensure-postgres.sh sets one up on Debian)"
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "server did not answer in time (check host and port)"
+	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timeout") {
+		return "server did not answer in time (check host and port; connect_timeout in the URL sets how long to wait, 10 s by default)"
 	}
 	return lastPart(err)
 }

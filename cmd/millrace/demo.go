@@ -65,10 +65,20 @@ type demo struct {
 	out     io.Writer
 
 	worked    atomic.Int64 // Work calls
+	working   atomic.Int64 // Work calls in progress
 	failures  atomic.Int64 // errors returned on purpose
 	snoozes   atomic.Int64
 	mu        sync.Mutex
 	latencies []time.Duration // insert (created_at) -> start, first attempts
+
+	laterID int64     // the job scheduled ahead
+	start   time.Time // when the first client started
+
+	// The burn-down: every job but the one scheduled ahead finished.
+	workedBefore time.Duration // clients' working time before the current one
+	burnAt       time.Time     // when the burn-down ended (zero: not yet)
+	burnDone     int           // jobs finished by then
+	burnWork     time.Duration // clients' working time until then
 }
 
 // Demo job kinds.
@@ -94,7 +104,7 @@ type flakyWorker struct {
 }
 
 func (w *flakyWorker) Work(ctx context.Context, job *client.Job[flakyArgs]) error {
-	w.d.track(job.JobRow)
+	defer w.d.track(job.JobRow)()
 	if job.Attempt <= 2 {
 		w.d.failures.Add(1)
 		return fmt.Errorf("demo failure %d of 2", job.Attempt)
@@ -108,13 +118,17 @@ func (w *flakyWorker) NextRetry(*client.Job[flakyArgs]) time.Time {
 	return time.Now().Add(200 * time.Millisecond)
 }
 
-func (d *demo) track(job *millracetype.JobRow) {
+// track counts a Work call as it begins; the function it returns counts
+// its end.
+func (d *demo) track(job *millracetype.JobRow) (end func()) {
 	d.worked.Add(1)
+	d.working.Add(1)
 	if job.Attempt == 1 && job.AttemptedAt != nil {
 		d.mu.Lock()
 		d.latencies = append(d.latencies, job.AttemptedAt.Sub(job.CreatedAt))
 		d.mu.Unlock()
 	}
+	return func() { d.working.Add(-1) }
 }
 
 func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
@@ -126,10 +140,25 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 	}
 	defer pool.Close()
 	ident := pgx.Identifier{d.schema}.Sanitize()
+	// The demo drops its schema at the end: it must not be one holding
+	// anything else, such as a demo kept with --keep or an app's tables.
+	var relations int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1`, d.schema).Scan(&relations); err != nil {
+		return fmt.Errorf("look at schema %s: %w", d.schema, err)
+	}
+	if relations > 0 {
+		return fmt.Errorf("schema %s already holds tables (a demo kept with --keep?); the demo needs an empty schema of its own: "+
+			"drop it (DROP SCHEMA %s CASCADE) or pass another --schema", d.schema, d.schema)
+	}
 	if _, err := pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+ident); err != nil {
 		return fmt.Errorf("create schema %s: %w", d.schema, err)
 	}
-	if !d.keep {
+	if d.keep {
+		// Registered first, so printed last, after the client stopped.
+		defer fmt.Fprintf(d.out, "kept schema %s: look at its jobs with `millrace jobs list --database-url \"$DATABASE_URL\" --schema %s`; DROP SCHEMA %s CASCADE removes it\n",
+			d.schema, d.schema, d.schema)
+	} else {
 		defer func() {
 			if _, err := pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA "+ident+" CASCADE"); err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "millrace: drop demo schema %s: %v\n", d.schema, err)
@@ -151,13 +180,13 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 
 	workers := client.NewWorkers()
 	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[noopArgs]) error {
-		d.track(job.JobRow)
+		defer d.track(job.JobRow)()
 		time.Sleep(time.Duration(job.Args.N%5) * time.Millisecond) // some work
 		return nil
 	}))
 	client.AddWorker(workers, &flakyWorker{d: d})
 	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[sleepArgs]) error {
-		d.track(job.JobRow)
+		defer d.track(job.JobRow)()
 		if !millracetype.MetadataHasKey(job.Metadata, "snoozes") {
 			d.snoozes.Add(1)
 			return client.JobSnooze(100 * time.Millisecond)
@@ -165,15 +194,15 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 		return nil
 	}))
 	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[dailyArgs]) error {
-		d.track(job.JobRow)
+		defer d.track(job.JobRow)()
 		return client.RecordOutput(ctx, map[string]string{"report": "ok for " + job.Args.Day})
 	}))
 	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[laterArgs]) error {
-		d.track(job.JobRow)
+		defer d.track(job.JobRow)()
 		return nil
 	}))
 	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[tickArgs]) error {
-		d.track(job.JobRow)
+		defer d.track(job.JobRow)()
 		return nil
 	}))
 	// A periodic job: hourly, and once whenever a client becomes leader.
@@ -235,13 +264,18 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 	}()
 	current.Store(c)
 	start := time.Now()
+	d.start = start
 	if err := c.Start(ctx); err != nil {
 		return err
 	}
 	fmt.Fprintf(d.out, "3. started client %s with %d workers; working...\n", c.ID(), d.workers)
+	fmt.Fprintf(d.out, "   (jobs/s: over the last second. running: rows in state running, which is more than the jobs in a\n"+
+		"   worker (in Work, at most %d): it also counts jobs fetched but not started yet, and jobs whose worker\n"+
+		"   returned and whose outcome waits for the completer's next batched write, every few ms)\n", d.workers)
 
 	// Work until half is done (or Ctrl-C), then stop gracefully under load.
-	inFlight, interrupted := d.progress(ctx, pool, d.jobs/2)
+	interrupted := d.progress(ctx, pool, d.jobs/2, start)
+	inFlight := d.working.Load()
 	stopStart := time.Now()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -252,7 +286,8 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "4. graceful stop under load: %d job(s) were running; Stop took %s; now running: %d (every started job finished and was recorded, nothing lost)\n",
+	d.workedBefore += time.Since(start)
+	fmt.Fprintf(d.out, "4. graceful stop under load: %d job(s) were in Work; Stop took %s; now running: %d (every started job finished and was recorded, nothing lost)\n",
 		inFlight, time.Since(stopStart).Round(time.Millisecond), counts[millracetype.JobStateRunning])
 	if counts[millracetype.JobStateRunning] != 0 {
 		return fmt.Errorf("demo failed: %d jobs left running after a graceful stop", counts[millracetype.JobStateRunning])
@@ -263,12 +298,13 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 		if err != nil {
 			return err
 		}
+		start2 := time.Now()
 		if err := c2.Start(ctx); err != nil {
 			return err
 		}
 		current.Store(c2)
 		fmt.Fprintf(d.out, "5. started a new client %s to finish the rest (the scheduled job runs when due)\n", c2.ID())
-		_, interrupted = d.progress(ctx, pool, -1)
+		interrupted = d.progress(ctx, pool, -1, start2)
 		if err := c2.Stop(stopCtx); err != nil {
 			return fmt.Errorf("stop: %w", err)
 		}
@@ -309,6 +345,7 @@ func (d *demo) insert(ctx context.Context, c *client.Client[pgx.Tx]) error {
 	if err != nil {
 		return err
 	}
+	d.laterID = later.Job.ID
 	// A unique job inserted twice: the second insert returns the first.
 	unique := &client.InsertOpts{UniqueOpts: client.UniqueOpts{ByArgs: true}}
 	first, err := c.Insert(ctx, dailyArgs{Day: time.Now().Format(time.DateOnly)}, unique)
@@ -323,15 +360,18 @@ func (d *demo) insert(ctx context.Context, c *client.Client[pgx.Tx]) error {
 		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), d.jobs-nFlaky-nSnooze, nFlaky, nSnooze)
 	fmt.Fprintf(d.out, "   unique job inserted twice: job %d, then duplicate=%v (same job %d)\n",
 		first.Job.ID, second.UniqueSkippedAsDuplicate, second.Job.ID)
-	fmt.Fprintf(d.out, "   job %d scheduled for %s (state %s); a periodic job runs whenever a client becomes leader\n",
+	fmt.Fprintf(d.out, "   job %d scheduled for %s (state %s): the leader's scheduler makes it available then\n",
 		later.Job.ID, later.Job.ScheduledAt.Format(time.TimeOnly), later.Job.State)
+	fmt.Fprintf(d.out, "   so %d jobs so far; each client that becomes leader adds one periodic job (demo_periodic, RunOnStart):\n"+
+		"   with the two clients below the total reaches %d\n", d.jobs+2, d.jobs+4)
 	return nil
 }
 
 // progress prints progress until `until` jobs are finalized (-1: until
-// every job in the table is) or ctx ends. It returns how many jobs the
-// database showed running at that moment and whether ctx ended (Ctrl-C).
-func (d *demo) progress(ctx context.Context, pool *pgxpool.Pool, until int) (running int, interrupted bool) {
+// every job in the table is) or ctx ends (Ctrl-C), which it reports. The
+// current client started at clientStart; progress notes when the burn-down
+// (every job but the one scheduled ahead finished) ends.
+func (d *demo) progress(ctx context.Context, pool *pgxpool.Pool, until int, clientStart time.Time) (interrupted bool) {
 	tty := isTerminal(d.out)
 	printEvery := time.Second // a plain line per second when not a terminal
 	if tty {
@@ -339,27 +379,28 @@ func (d *demo) progress(ctx context.Context, pool *pgxpool.Pool, until int) (run
 	}
 	ticker := time.NewTicker(20 * time.Millisecond)
 	defer ticker.Stop()
-	start, lastPrint, base := time.Now(), time.Time{}, -1
+	var lastPrint time.Time
+	var rate rateMeter
 	for {
 		counts, err := stateCounts(ctx, pool, d.schema)
 		if err == nil {
+			now := time.Now()
 			total := 0
 			for _, n := range counts {
 				total += n
 			}
 			done := counts[millracetype.JobStateCompleted] + counts[millracetype.JobStateCancelled] + counts[millracetype.JobStateDiscarded]
-			if base < 0 {
-				base = done
-			}
+			perSec := rate.add(now, done)
+			d.noteBurnDown(ctx, pool, now, done, total, clientStart)
 			finished := (until >= 0 && done >= until) || (until < 0 && done == total)
-			if finished || time.Since(lastPrint) >= printEvery {
-				lastPrint = time.Now()
-				line := fmt.Sprintf("   %s %d/%d done  %.0f jobs/s  available %d  scheduled %d  running %d  retried %d  snoozed %d",
-					bar(done, total, 24), done, total, float64(done-base)/max(time.Since(start).Seconds(), 0.001),
-					counts[millracetype.JobStateAvailable], counts[millracetype.JobStateScheduled]+counts[millracetype.JobStateRetryable],
-					counts[millracetype.JobStateRunning], d.failures.Load(), d.snoozes.Load())
+			if finished || now.Sub(lastPrint) >= printEvery {
+				lastPrint = now
+				line := fmt.Sprintf("   %s %d/%d done  %5.0f jobs/s  available %d  running %d (in Work %d/%d)  scheduled %d  retried %d  snoozed %d",
+					bar(done, total, 20), done, total, perSec, counts[millracetype.JobStateAvailable],
+					counts[millracetype.JobStateRunning], d.working.Load(), d.workers,
+					counts[millracetype.JobStateScheduled]+counts[millracetype.JobStateRetryable], d.failures.Load(), d.snoozes.Load())
 				if tty {
-					fmt.Fprintf(d.out, "\r%-120s", line)
+					fmt.Fprintf(d.out, "\r%-130s", line)
 				} else {
 					fmt.Fprintln(d.out, line)
 				}
@@ -368,7 +409,7 @@ func (d *demo) progress(ctx context.Context, pool *pgxpool.Pool, until int) (run
 				if tty {
 					fmt.Fprintln(d.out)
 				}
-				return counts[millracetype.JobStateRunning], false
+				return false
 			}
 		}
 		select {
@@ -376,14 +417,64 @@ func (d *demo) progress(ctx context.Context, pool *pgxpool.Pool, until int) (run
 			if tty {
 				fmt.Fprintln(d.out)
 			}
-			return 0, true
+			return true
 		case <-ticker.C:
 		}
 	}
 }
 
+// noteBurnDown records the end of the burn-down: every job finished but
+// the one scheduled ahead (which may still wait for its time).
+func (d *demo) noteBurnDown(ctx context.Context, pool *pgxpool.Pool, now time.Time, done, total int, clientStart time.Time) {
+	if !d.burnAt.IsZero() || done < total-1 {
+		return
+	}
+	if done == total-1 {
+		var laterDone bool
+		err := pool.QueryRow(ctx, "SELECT finalized_at IS NOT NULL FROM "+pgx.Identifier{d.schema, "river_job"}.Sanitize()+
+			" WHERE id = $1", d.laterID).Scan(&laterDone)
+		if err != nil || laterDone {
+			return // the one left is another job
+		}
+	}
+	d.burnAt, d.burnDone, d.burnWork = now, done, d.workedBefore+now.Sub(clientStart)
+}
+
+// rateMeter is a current rate: finished jobs per second over about the
+// last second, so it drops to 0 as soon as work stops (a running average
+// since the start would decay slowly instead).
+type rateMeter struct {
+	samples []rateSample
+}
+
+type rateSample struct {
+	at   time.Time
+	done int
+}
+
+// rateWindow is how far back the rate looks.
+const rateWindow = time.Second
+
+// add records done at time at and returns the rate over the window.
+func (r *rateMeter) add(at time.Time, done int) float64 {
+	r.samples = append(r.samples, rateSample{at, done})
+	// Keep one sample at or before the window's start, as its base.
+	drop := 0
+	for drop+1 < len(r.samples) && !r.samples[drop+1].at.After(at.Add(-rateWindow)) {
+		drop++
+	}
+	r.samples = r.samples[drop:]
+	base := r.samples[0]
+	span := at.Sub(base.at).Seconds()
+	if span <= 0 {
+		return 0
+	}
+	return float64(done-base.done) / span
+}
+
 func (d *demo) summary(ctx context.Context, pool *pgxpool.Pool, elapsed time.Duration, interrupted bool) error {
-	counts, err := stateCounts(context.WithoutCancel(ctx), pool, d.schema)
+	ctx = context.WithoutCancel(ctx)
+	counts, err := stateCounts(ctx, pool, d.schema)
 	if err != nil {
 		return err
 	}
@@ -399,9 +490,37 @@ func (d *demo) summary(ctx context.Context, pool *pgxpool.Pool, elapsed time.Dur
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	done := counts[millracetype.JobStateCompleted]
-	fmt.Fprintf(d.out, "throughput: %d jobs completed in %s, including the wait for the scheduled job (%.0f jobs/s, %d worker calls including retries and snoozes)\n",
-		done, elapsed.Round(time.Millisecond), float64(done)/elapsed.Seconds(), d.worked.Load())
+	kinds, err := kindCounts(ctx, pool, d.schema)
+	if err != nil {
+		return err
+	}
+	inserted := kinds[noopArgs{}.Kind()] + kinds[flakyArgs{}.Kind()] + kinds[sleepArgs{}.Kind()]
+	fmt.Fprintf(d.out, "total %d = %d inserted + %d scheduled ahead + %d unique + %d periodic (one per client that became leader)\n",
+		sum, inserted, kinds[laterArgs{}.Kind()], kinds[dailyArgs{}.Kind()], kinds[tickArgs{}.Kind()])
+	calls := d.worked.Load()
+	switch {
+	case !d.burnAt.IsZero():
+		fmt.Fprintf(d.out, "burn-down: %d jobs finished in %s of working time (%.0f jobs/s; %d worker calls with retries and snoozes)\n",
+			d.burnDone, d.burnWork.Round(time.Millisecond), float64(d.burnDone)/d.burnWork.Seconds(), calls)
+	default:
+		work := d.workedBefore
+		fmt.Fprintf(d.out, "worked: %d jobs finished before the stop, in %s of working time (%.0f jobs/s; %d worker calls)\n",
+			counts[millracetype.JobStateCompleted], work.Round(time.Millisecond), float64(counts[millracetype.JobStateCompleted])/max(work.Seconds(), 0.001), calls)
+	}
+	if !interrupted {
+		var due, ran time.Duration
+		err := pool.QueryRow(ctx, "SELECT scheduled_at - created_at, coalesce(attempted_at, now()) - created_at FROM "+
+			pgx.Identifier{d.schema, "river_job"}.Sanitize()+" WHERE id = $1", d.laterID).Scan(&due, &ran)
+		if err != nil {
+			return fmt.Errorf("read the scheduled job: %w", err)
+		}
+		wait := "it ran during the burn-down"
+		if w := d.start.Add(elapsed).Sub(d.burnAt); !d.burnAt.IsZero() && w > 0 {
+			wait = fmt.Sprintf("after the burn-down the demo only waited for it: %s", w.Round(time.Millisecond))
+		}
+		fmt.Fprintf(d.out, "scheduled job %d: due %s after its insert, ran %s after it (%s); the demo took %s in all\n",
+			d.laterID, due.Round(time.Millisecond), ran.Round(time.Millisecond), wait, elapsed.Round(time.Millisecond))
+	}
 	d.mu.Lock()
 	lat := slices.Clone(d.latencies)
 	d.mu.Unlock()
@@ -419,6 +538,21 @@ func (d *demo) summary(ctx context.Context, pool *pgxpool.Pool, elapsed time.Dur
 		return fmt.Errorf("demo failed: %d jobs did not complete", lost)
 	}
 	return nil
+}
+
+func kindCounts(ctx context.Context, pool *pgxpool.Pool, schema string) (map[string]int, error) {
+	rows, err := pool.Query(ctx, "SELECT kind, count(*) FROM "+pgx.Identifier{schema, "river_job"}.Sanitize()+" GROUP BY 1")
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	var kind string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&kind, &n}, func() error {
+		counts[kind] = n
+		return nil
+	})
+	return counts, err
 }
 
 func stateCounts(ctx context.Context, pool *pgxpool.Pool, schema string) (map[millracetype.JobState]int, error) {

@@ -78,6 +78,7 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 
 	root.AddCommand(newMigrateCmd(g), newDemoCmd(g), newJobsCmd(g), newQueuesCmd(g), newLeaderCmd(g), newBenchCmd(g), newVersionCmd(g))
+	strictUsage(root)
 	return root
 }
 
