@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -26,7 +26,7 @@ func waitCond(t *testing.T, what string, cond func() bool) {
 func TestScheduledJobsRun(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	ranAt := make(chan time.Time, 2)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { ranAt <- time.Now(); return nil }))
@@ -67,7 +67,7 @@ func TestScheduledJobsRun(t *testing.T) {
 // stops, the other takes over at once (the resignation is announced).
 func TestOneLeaderAndFailover(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { return nil }))
 	a := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers})
@@ -100,7 +100,7 @@ func TestOneLeaderAndFailover(t *testing.T) {
 // the leader and then worked.
 func TestStuckJobRescued(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	attempted := time.Now().Add(-3 * time.Hour)
 	stuck := db.InsertJob(t, &driver.JobInsertFullParams{Kind: "noop", State: millracetype.JobStateRunning, Attempt: 1,
 		AttemptedAt: &attempted, AttemptedBy: []string{"dead-client"}})

@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 )
 
 type reportArgs struct{}
@@ -22,7 +22,7 @@ func (reportArgs) Kind() string { return "report" }
 
 func TestPeriodicJobAddValidation(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	ctor := func() (JobArgs, *InsertOpts) { return reportArgs{}, nil }
 	for _, tc := range []struct {
@@ -64,7 +64,7 @@ func TestPeriodicJobAddValidation(t *testing.T) {
 func TestPeriodicJobsOncePerPeriodAcrossClients(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[reportArgs]) error { return nil }))
 	job := NewPeriodicJob(PeriodicInterval(time.Second), func() (JobArgs, *InsertOpts) { return reportArgs{}, nil },
@@ -124,7 +124,7 @@ func TestPeriodicJobsOncePerPeriodAcrossClients(t *testing.T) {
 // a constructor that panics is skipped without stopping the others.
 func TestPeriodicJobRunOnStartAndBadConstructor(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	ran := make(chan struct{}, 10)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[reportArgs]) error { ran <- struct{}{}; return nil }))
@@ -150,7 +150,7 @@ func TestPeriodicJobRunOnStartAndBadConstructor(t *testing.T) {
 func TestLeaderLosesDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	role := "r_" + strings.TrimPrefix(db.Schema, "t_")
 	if len(role) > 60 {
 		role = role[:60]

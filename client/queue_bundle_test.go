@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 	"github.com/millrace/millrace/startstop"
 )
@@ -50,7 +50,7 @@ func insertIn(t *testing.T, c *Client[pgx.Tx], queue string, n int) *millracetyp
 // next Start.
 func TestQueuesAddBeforeStart(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Workers: gateWorkers(nil, nil)})
 	if err := c.Start(context.Background()); !errors.Is(err, ErrNoQueues) {
 		t.Fatalf("Start without queues: %v", err)
@@ -71,7 +71,7 @@ func TestQueuesAddBeforeStart(t *testing.T) {
 func TestQueuesAddRunning(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(2), Workers: gateWorkers(nil, nil)})
 	start(t, c)
 	if _, err := c.QueueGet(ctx, "extra"); !errors.Is(err, ErrNotFound) {
@@ -105,7 +105,7 @@ func TestQueuesAddRunning(t *testing.T) {
 // nothing.
 func TestQueuesAddBadInput(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil)})
 	start(t, c)
 	for _, tc := range []struct {
@@ -158,7 +158,7 @@ func TestQueuesAddBadInput(t *testing.T) {
 // the configuration as it was.
 func TestQueuesAddStartFailure(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil)})
 	start(t, c)
 	// The producer's first query fails: its schema's tables are gone.
@@ -187,7 +187,7 @@ func TestQueuesAddStartFailure(t *testing.T) {
 func TestQueuesRemoveRunning(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	started, release := make(chan int64, 1), make(chan struct{})
 	c := newClient(t, db, &Config{Queues: map[string]QueueConfig{"default": {MaxWorkers: 2}, "slow": {MaxWorkers: 2}},
 		Workers: gateWorkers(started, release)})
@@ -233,7 +233,7 @@ func TestQueuesRemoveContext(t *testing.T) {
 	for _, waiter := range []string{"remove again", "stop"} {
 		t.Run(waiter, func(t *testing.T) {
 			t.Parallel()
-			db := dbtest.New(t)
+			db := testfixture.New(t)
 			started, release := make(chan int64, 1), make(chan struct{})
 			c := newClient(t, db, &Config{Queues: map[string]QueueConfig{"default": {MaxWorkers: 1}, "slow": {MaxWorkers: 1}},
 				Workers: gateWorkers(started, release)})
@@ -281,7 +281,7 @@ func TestQueuesRemoveContext(t *testing.T) {
 // being removed.
 func TestQueuesRemoveStopAndCancel(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	started := make(chan int64, 1)
 	c := newClient(t, db, &Config{Queues: map[string]QueueConfig{"default": {MaxWorkers: 1}, "slow": {MaxWorkers: 1}},
 		Workers: gateWorkers(started, nil)}) // never released
@@ -306,7 +306,7 @@ func TestQueuesRemoveStopAndCancel(t *testing.T) {
 // error; before Start it only changes the configuration.
 func TestQueuesRemoveNotRunning(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil)})
 	err := c.Queues().Remove(context.Background(), "nope")
 	if !errors.Is(err, ErrQueueNotFound) || !errors.Is(err, ErrNotFound) {
@@ -338,7 +338,7 @@ func TestQueuesRemoveNotRunning(t *testing.T) {
 func TestQueuesConcurrentWithLifecycle(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(2), Workers: gateWorkers(nil, nil)})
 	var inserted []int64
 	for round := range 8 {

@@ -20,8 +20,8 @@ import (
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 )
 
 // Kinds of the jobs the suite inserts.
@@ -233,7 +233,7 @@ func newLogger(w io.Writer, id string) *slog.Logger {
 type env struct {
 	t       *testing.T
 	sz      sizes
-	db      *dbtest.DB
+	db      *testfixture.DB
 	schema  string
 	url     string // the server's admin URL
 	appName string // application_name of the clients' connections
@@ -249,7 +249,7 @@ type env struct {
 
 func newEnv(t *testing.T, sz sizes) *env {
 	t.Helper()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	e := &env{t: t, sz: sz, db: db, schema: db.Schema, url: testdb.AdminURL(t), appName: "mrf_" + db.Schema,
 		logs: &logSink{}, rng: mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 7))}
 	e.wlog = newWorkLog(db.Pool, db.Schema)

@@ -9,15 +9,15 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
 // fetchAll marks the schema's available jobs running, as a producer would.
-func fetchAll(t *testing.T, db *dbtest.DB, n int) []*millracetype.JobRow {
+func fetchAll(t *testing.T, db *testfixture.DB, n int) []*millracetype.JobRow {
 	t.Helper()
 	jobs, err := db.Exec().JobGetAvailable(context.Background(), &driver.JobGetAvailableParams{
 		Schema: db.Schema, Queue: "default", Max: n, ClientID: "test"})
@@ -38,7 +38,7 @@ func completed(id int64) *driver.JobSetState {
 func TestCompletesManyConcurrently(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 3000
 	db.InsertJobs(t, n, "k", "default")
 	jobs := fetchAll(t, db, n)
@@ -85,7 +85,7 @@ func TestCompletesManyConcurrently(t *testing.T) {
 func TestStopFlushes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 200, "k", "default")
 	jobs := fetchAll(t, db, 200)
 	c := New(db.Exec(), &Config{Schema: db.Schema, MaxBatch: 10})
@@ -134,7 +134,7 @@ func (f *flakyExec) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobS
 func TestRetriesFailedWrites(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 5, "k", "default")
 	jobs := fetchAll(t, db, 5)
 	exec := &flakyExec{Executor: db.Exec()}
@@ -163,7 +163,7 @@ func TestRetriesFailedWrites(t *testing.T) {
 func TestBackPressure(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 10, "k", "default")
 	jobs := fetchAll(t, db, 10)
 	exec := &flakyExec{Executor: db.Exec(), gate: make(chan struct{})}
@@ -205,7 +205,7 @@ func TestBackPressure(t *testing.T) {
 func TestStopGivesUpAfterLimit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 1, "k", "default")
 	jobs := fetchAll(t, db, 1)
 	exec := &flakyExec{Executor: db.Exec()}
@@ -243,7 +243,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestWantRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 4, "k", "default")
 	jobs := fetchAll(t, db, 4)
 	var want atomic.Bool
@@ -293,7 +293,7 @@ func TestWantRows(t *testing.T) {
 func TestMinWriteInterval(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 12, "k", "default")
 	jobs := fetchAll(t, db, 12)
 	writes := make(chan time.Time, 20)
@@ -363,7 +363,7 @@ func TestMinWriteInterval(t *testing.T) {
 func TestBackPressureReleasesAllWaiters(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 9, "k", "default")
 	jobs := fetchAll(t, db, 9)
 	exec := &flakyExec{Executor: db.Exec(), gate: make(chan struct{})}

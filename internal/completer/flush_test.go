@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -16,7 +16,7 @@ import (
 func TestFlushWaitsForEarlierOutcomes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 4, "k", "default")
 	jobs := fetchAll(t, db, 4)
 	gate := make(chan struct{})
@@ -56,7 +56,7 @@ func TestFlushWaitsForEarlierOutcomes(t *testing.T) {
 func TestFlushUnderLoad(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 10, "k", "default")
 	jobs := fetchAll(t, db, 10)
 	c := New(db.Exec(), &Config{Schema: db.Schema, MaxBatch: 3})
@@ -107,7 +107,7 @@ func TestFlushUnderLoad(t *testing.T) {
 func TestFlushContext(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 1, "k", "default")
 	jobs := fetchAll(t, db, 1)
 	gate := make(chan struct{})

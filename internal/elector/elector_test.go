@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/notifier"
+	"github.com/millrace/millrace/internal/testfixture"
 )
 
 func TestNewValidatesAndDefaults(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	exec := db.Exec()
 
 	e, err := New(exec, nil, &Config{ClientID: "c"})
@@ -80,7 +80,7 @@ func TestNewValidatesAndDefaults(t *testing.T) {
 
 func TestSingleElectorLeadsAndResignsAtStop(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := startNotifier(t, db)
 	e := newElector(t, db.Exec(), n, testConfig(db, "solo"))
 	rec := record(e)
@@ -114,7 +114,7 @@ func TestSingleElectorLeadsAndResignsAtStop(t *testing.T) {
 
 func TestReelectExtendsTerm(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	e := newElector(t, db.Exec(), nil, testConfig(db, "keeper"))
 	rec := record(e)
 	start(t, e)
@@ -144,7 +144,7 @@ func TestOneLeaderAmongMany(t *testing.T) {
 	for _, count := range []int{2, 3} {
 		t.Run(clientID("electors", count), func(t *testing.T) {
 			t.Parallel()
-			db := dbtest.New(t)
+			db := testfixture.New(t)
 			var counter leaderCounter
 			electors := make([]*Elector, count)
 			for i := range electors {
@@ -210,7 +210,7 @@ func TestOneLeaderAmongMany(t *testing.T) {
 
 func TestChurnNeverTwoLeaders(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	var counter leaderCounter
 	electors := make([]*Elector, 3)
 	for i := range electors {
@@ -235,7 +235,7 @@ func TestChurnNeverTwoLeaders(t *testing.T) {
 
 func TestLeadershipLostWhenRowDeleted(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	e := newElector(t, db.Exec(), startNotifier(t, db), testConfig(db, "victim"))
 	rec := record(e)
 	start(t, e)
@@ -257,7 +257,7 @@ func TestLeadershipLostWhenRowDeleted(t *testing.T) {
 
 func TestLeadershipLostWhenRowReplaced(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	fx := &flakyExec{Executor: db.Exec()}
 	e := newElector(t, fx, startNotifier(t, db), testConfig(db, "usurped"))
 	rec := record(e)
@@ -295,7 +295,7 @@ func TestRequestResign(t *testing.T) {
 
 	t.Run("another client takes over", func(t *testing.T) {
 		t.Parallel()
-		db := dbtest.New(t)
+		db := testfixture.New(t)
 		cfgA, cfgB := testConfig(db, "first"), testConfig(db, "second")
 		// Long follower intervals: B's take-over within a second comes from
 		// the resigned notification, and A does not try again meanwhile.
@@ -326,7 +326,7 @@ func TestRequestResign(t *testing.T) {
 
 	t.Run("alone, it resigns and is elected again later", func(t *testing.T) {
 		t.Parallel()
-		db := dbtest.New(t)
+		db := testfixture.New(t)
 		cfg := testConfig(db, "lonely")
 		cfg.ElectInterval = 300 * time.Millisecond
 		fx := &flakyExec{Executor: db.Exec()}
@@ -348,7 +348,7 @@ func TestRequestResign(t *testing.T) {
 
 	t.Run("a follower ignores it", func(t *testing.T) {
 		t.Parallel()
-		db := dbtest.New(t)
+		db := testfixture.New(t)
 		insertLeader(t, db, "elsewhere", time.Hour)
 		fx := &flakyExec{Executor: db.Exec()}
 		cfg := testConfig(db, "bystander")
@@ -382,7 +382,7 @@ func TestStepDownWhenDatabaseUnreachable(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			db := dbtest.New(t)
+			db := testfixture.New(t)
 			fx := &flakyExec{Executor: db.Exec()}
 			cfg := testConfig(db, "cut-off")
 			cfg.ElectInterval = time.Minute // no new term after stepping down
@@ -431,7 +431,7 @@ func TestStepDownWhenDatabaseUnreachable(t *testing.T) {
 
 func TestDatabaseErrorsAreRetriedAtTheInterval(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	fx := &flakyExec{Executor: db.Exec()}
 	fx.failElect.Store(true)
 	var logs logBuffer
@@ -461,7 +461,7 @@ func TestDatabaseErrorsAreRetriedAtTheInterval(t *testing.T) {
 
 func TestResignedNotifications(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	insertLeader(t, db, "other", time.Hour)
 	fx := &flakyExec{Executor: db.Exec()}
 	cfg := testConfig(db, "listener")
@@ -497,7 +497,7 @@ func TestTakesOverFromDeadLeader(t *testing.T) {
 
 	t.Run("expired row", func(t *testing.T) {
 		t.Parallel()
-		db := dbtest.New(t)
+		db := testfixture.New(t)
 		insertLeader(t, db, "dead", -time.Second)
 		cfg := testConfig(db, "heir")
 		cfg.ElectInterval = time.Minute // the first attempt must do it
@@ -512,7 +512,7 @@ func TestTakesOverFromDeadLeader(t *testing.T) {
 
 	t.Run("row expiring later", func(t *testing.T) {
 		t.Parallel()
-		db := dbtest.New(t)
+		db := testfixture.New(t)
 		insertLeader(t, db, "dying", 300*time.Millisecond)
 		e := newElector(t, db.Exec(), startNotifier(t, db), testConfig(db, "heir"))
 		rec := record(e)
@@ -526,7 +526,7 @@ func TestTakesOverFromDeadLeader(t *testing.T) {
 
 func TestPollOnly(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const interval = 200 * time.Millisecond
 	var counter leaderCounter
 	mk := func(id string) *Elector {
@@ -564,7 +564,7 @@ func TestPollOnly(t *testing.T) {
 
 func TestStartStopCycles(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := startNotifier(t, db)
 	e := newElector(t, db.Exec(), n, testConfig(db, "cyclist"))
 	rec := record(e)
@@ -594,7 +594,7 @@ func TestStartStopCycles(t *testing.T) {
 
 func TestStartFailure(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := startNotifier(t, db)
 	fx := &flakyExec{Executor: db.Exec()}
 	e := newElector(t, fx, n, testConfig(db, "unlucky"))
@@ -623,7 +623,7 @@ func TestStartFailure(t *testing.T) {
 
 func TestSubscribers(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := startNotifier(t, db)
 	e := newElector(t, db.Exec(), n, testConfig(db, "host"))
 
@@ -711,7 +711,7 @@ func TestSubscribers(t *testing.T) {
 // is applied when it connects.
 func TestNotifierStartedLater(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := notifier.New(func() (driver.Listener, error) { return db.Driver.GetListener(db.Schema) },
 		&notifier.Config{Schema: db.Schema})
 	t.Cleanup(n.Stop) // registered first, so it runs after the elector's Stop

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/notifier"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -46,7 +46,7 @@ func (w *wrapExec) QueueGet(ctx context.Context, p *driver.QueueGetParams) (*mil
 }
 
 // complete records a job completed, as the client's work function would.
-func complete(t *testing.T, db *dbtest.DB, job *millracetype.JobRow) {
+func complete(t *testing.T, db *testfixture.DB, job *millracetype.JobRow) {
 	now := time.Now()
 	if _, err := db.Exec().JobSetStateIfRunningMany(context.Background(), &driver.JobSetStateIfRunningManyParams{
 		Schema: db.Schema, Jobs: []*driver.JobSetState{{ID: job.ID, State: millracetype.JobStateCompleted, FinalizedAt: &now}}}); err != nil {
@@ -56,7 +56,7 @@ func complete(t *testing.T, db *dbtest.DB, job *millracetype.JobRow) {
 
 // newProducer makes a producer on db's default queue with quick polling;
 // cfg's zero fields get test defaults. It is stopped at cleanup.
-func newProducer(t *testing.T, db *dbtest.DB, exec driver.Executor, cfg Config) *Producer {
+func newProducer(t *testing.T, db *testfixture.DB, exec driver.Executor, cfg Config) *Producer {
 	t.Helper()
 	if exec == nil {
 		exec = db.Exec()
@@ -90,7 +90,7 @@ func startProducer(t *testing.T, p *Producer) {
 	}
 }
 
-func newNotifier(t *testing.T, db *dbtest.DB) *notifier.Notifier {
+func newNotifier(t *testing.T, db *testfixture.DB) *notifier.Notifier {
 	t.Helper()
 	n := notifier.New(func() (driver.Listener, error) { return db.Driver.GetListener(db.Schema) }, &notifier.Config{Schema: db.Schema})
 	if err := n.Start(context.Background()); err != nil {
@@ -100,7 +100,7 @@ func newNotifier(t *testing.T, db *dbtest.DB) *notifier.Notifier {
 	return n
 }
 
-func notify(t *testing.T, db *dbtest.DB, topic string, payloads ...string) {
+func notify(t *testing.T, db *testfixture.DB, topic string, payloads ...string) {
 	t.Helper()
 	if err := db.Exec().NotifyMany(context.Background(), &driver.NotifyManyParams{Schema: db.Schema, Topic: topic, Payloads: payloads}); err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestNewValidates(t *testing.T) {
 // fetch asks for no more than the free slots.
 func TestMaxWorkers(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const maxWorkers, n = 3, 20
 	db.InsertJobs(t, n, "k", "default")
 	exec := &wrapExec{Executor: db.Exec()}
@@ -206,7 +206,7 @@ func TestMaxWorkers(t *testing.T) {
 // or a notification.
 func TestBusyQueueDrainsWithoutPolling(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 12
 	db.InsertJobs(t, n, "k", "default")
 	p := newProducer(t, db, nil, Config{MaxWorkers: 2, FetchPollInterval: time.Hour})
@@ -219,7 +219,7 @@ func TestBusyQueueDrainsWithoutPolling(t *testing.T) {
 // fetch (whose notification another client's debounce swallowed).
 func TestTrailingFetch(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	exec := &wrapExec{Executor: db.Exec()}
 	var late, returned atomic.Int64
 	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
@@ -256,7 +256,7 @@ func TestTrailingFetch(t *testing.T) {
 // TestStopDrains: Stop waits for running jobs and fetches nothing more.
 func TestStopDrains(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 4
 	db.InsertJobs(t, n, "k", "default")
 	started := make(chan struct{}, n)
@@ -308,7 +308,7 @@ func TestStopDrains(t *testing.T) {
 // before the result is read.
 func TestStopDuringFetch(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 3
 	db.InsertJobs(t, n, "k", "default")
 	exec := &wrapExec{Executor: db.Exec()}
@@ -363,7 +363,7 @@ func TestStopDuringFetch(t *testing.T) {
 // jobs are ignored.
 func TestCancelJob(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := newNotifier(t, db)
 	jobs := db.InsertJobs(t, 2, "k", "default")
 	type running struct {
@@ -432,7 +432,7 @@ func (r *pauseRecorder) get() []bool {
 func TestPausedAtStart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	if _, err := db.Exec().QueueCreateOrSetUpdatedAt(ctx, &driver.QueueCreateParams{Schema: db.Schema, Name: "default"}); err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +486,7 @@ func (b *syncBuffer) String() string {
 // still works.
 func TestMalformedNotifications(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := newNotifier(t, db)
 	logs := &syncBuffer{}
 	job := db.InsertJobs(t, 1, "k", "default")[0]
@@ -540,7 +540,7 @@ func TestMalformedNotifications(t *testing.T) {
 // the producer recovers, without relying on the poll.
 func TestFetchErrorBackoff(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	job := db.InsertJobs(t, 1, "k", "default")[0]
 	exec := &wrapExec{Executor: db.Exec()}
 	var mu sync.Mutex
@@ -581,7 +581,7 @@ func TestFetchErrorBackoff(t *testing.T) {
 // poll interval.
 func TestFetchBackoffCappedByPollInterval(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	exec := &wrapExec{Executor: db.Exec()}
 	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
 		return nil, errors.New("down (test)")
@@ -601,7 +601,7 @@ func TestFetchBackoffCappedByPollInterval(t *testing.T) {
 func TestPollControlCancels(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	job := db.InsertJobs(t, 1, "k", "default")[0]
 	started := make(chan struct{})
 	cause := make(chan error, 1)
@@ -626,7 +626,7 @@ func TestPollControlCancels(t *testing.T) {
 func TestPollControlRegistersDeletedQueue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	p := newProducer(t, db, nil, Config{ControlPollInterval: 10 * time.Millisecond})
 	startProducer(t, p)
 	if err := db.Exec().Exec(ctx, `DELETE FROM `+db.Schema+`.river_queue`); err != nil {
@@ -642,7 +642,7 @@ func TestPollControlRegistersDeletedQueue(t *testing.T) {
 // its cause.
 func TestWorkCtxCancelsJobs(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 2, "k", "default")
 	workCtx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -672,7 +672,7 @@ func TestWorkCtxCancelsJobs(t *testing.T) {
 // never more jobs than MaxWorkers running or asked for).
 func TestFetchesOverlap(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const maxWorkers, n = 4, 12
 	db.InsertJobs(t, n, "k", "default")
 	exec := &wrapExec{Executor: db.Exec()}
@@ -737,7 +737,7 @@ func TestFetchesOverlap(t *testing.T) {
 // cursor meanwhile is still worked without a poll or a notification.
 func TestDrainContinuesAfterCursor(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 120
 	db.InsertJobs(t, n, "k", "default")
 	exec := &wrapExec{Executor: db.Exec()}
@@ -794,7 +794,7 @@ func TestDrainContinuesAfterCursor(t *testing.T) {
 // nothing is fetched, even with jobs inserted and polls due.
 func TestPauseWaitsForFetchInFlight(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	exec := &wrapExec{Executor: db.Exec()}
 	var calls atomic.Int64
 	entered := make(chan struct{}, 1)
@@ -843,7 +843,7 @@ func TestPauseWaitsForFetchInFlight(t *testing.T) {
 // all.
 func TestDrainFetchesInBatches(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const maxWorkers, n = 10, 40
 	db.InsertJobs(t, n, "k", "default")
 	release := make(chan struct{}, n)
@@ -885,7 +885,7 @@ func TestDrainFetchesInBatches(t *testing.T) {
 // notification.
 func TestDrainRefillsSlotAfterCooldown(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const maxWorkers, n = 10, 30
 	db.InsertJobs(t, n, "k", "default")
 	release := make(chan struct{}, n)

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -32,7 +32,7 @@ func deepFrame() byte {
 // Not parallel: it reads the process's stack memory, which other tests'
 // goroutines would disturb.
 func TestIdleWorkerStacksNotShrunk(t *testing.T) {
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 400
 	var wg sync.WaitGroup
 	wg.Add(n)

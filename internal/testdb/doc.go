@@ -36,4 +36,8 @@
 // usual case: a private schema on the shared server, so tests can run with
 // t.Parallel) or [NewDatabase] (a private database, for tests that need the
 // public schema to themselves).
+//
+// testdb only provides servers, schemas and databases. Most tests want a
+// schema with millrace's tables and the driver on it: internal/testfixture
+// builds that on top of this package.
 package testdb
