@@ -70,6 +70,9 @@ func newProducer(t *testing.T, db *testfixture.DB, exec driver.Executor, cfg Con
 	if cfg.FetchPollInterval == 0 {
 		cfg.FetchPollInterval = 50 * time.Millisecond
 	}
+	if cfg.FetchCooldown == 0 {
+		cfg.FetchCooldown = 100 * time.Millisecond
+	}
 	cfg.Schema = db.Schema
 	cfg.ClientID = "producer_test"
 	if cfg.Work == nil {
@@ -139,6 +142,8 @@ func TestNewValidates(t *testing.T) {
 		{Config{MaxWorkers: 1, Work: work}, "queue name is empty"},
 		{Config{Queue: "q", Work: work}, "MaxWorkers 0 must be at least 1"},
 		{Config{Queue: "q", MaxWorkers: 1}, "Work is nil"},
+		{Config{Queue: "q", MaxWorkers: 1, Work: work, FetchPollInterval: time.Second}, "FetchCooldown 0s and FetchPollInterval 1s must be positive"},
+		{Config{Queue: "q", MaxWorkers: 1, Work: work, FetchCooldown: time.Millisecond}, "FetchCooldown 1ms and FetchPollInterval 0s must be positive"},
 	} {
 		if _, err := New(nil, &tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v): %v, want %q", tc.cfg, err, tc.want)
