@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -79,7 +80,7 @@ func TestLeaderElectionDisabled(t *testing.T) {
 	leader := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil)})
 	leader.config.leaderTTL, leader.config.electInterval = 2*time.Second, 10*time.Millisecond
 	start(t, leader)
-	waitFor(t, "the normal client to lead", leader.IsLeader)
+	testwait.For(t, 10*time.Second, "the normal client to lead", leader.IsLeader)
 	if l, err := db.Exec().LeaderGetElected(ctx, db.Schema); err != nil || l.LeaderID != leader.ID() {
 		t.Fatalf("leader %+v %v", l, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/millrace/millrace/driver/pgxv5"
 	"github.com/millrace/millrace/internal/testdb"
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 type reportArgs struct{}
@@ -83,12 +84,12 @@ func TestPeriodicJobsOncePerPeriodAcrossClients(t *testing.T) {
 		}
 		return nil
 	}
-	waitCond(t, "a leader", func() bool { return leader() != nil })
+	testwait.For(t, 15*time.Second, "a leader", func() bool { return leader() != nil })
 	time.Sleep(2500 * time.Millisecond) // let runs happen: this test is about what accumulates over periods
 	if err := leader().Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitCond(t, "a new leader", func() bool { return leader() != nil })
+	testwait.For(t, 15*time.Second, "a new leader", func() bool { return leader() != nil })
 	time.Sleep(2500 * time.Millisecond)
 
 	rows, err := db.Pool.Query(ctx, `SELECT scheduled_at, count(*), bool_and(metadata @> '{"periodic": true, "river:periodic_job_id": "nightly_report"}')
@@ -182,7 +183,7 @@ func TestLeaderLosesDatabase(t *testing.T) {
 	doomed := newClientOn(t, pgxv5.New(pool), db.Schema, &Config{Queues: oneQueue(1), Workers: workers})
 	doomed.config.leaderTTL, doomed.config.electInterval = ttl, interval
 	start(t, doomed)
-	waitCond(t, "the first client to lead", doomed.IsLeader)
+	testwait.For(t, 15*time.Second, "the first client to lead", doomed.IsLeader)
 	other := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers})
 	other.config.leaderTTL, other.config.electInterval = ttl, interval
 	start(t, other)
@@ -194,11 +195,11 @@ func TestLeaderLosesDatabase(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role); err != nil {
 		t.Fatal(err)
 	}
-	waitCond(t, "the other client to lead", other.IsLeader)
+	testwait.For(t, 15*time.Second, "the other client to lead", other.IsLeader)
 	if took := time.Since(killed); took > ttl+interval+time.Second {
 		t.Fatalf("takeover took %s (TTL %s, interval %s)", took, ttl, interval)
 	}
-	waitCond(t, "the cut-off client to step down", func() bool { return !doomed.IsLeader() })
+	testwait.For(t, 15*time.Second, "the cut-off client to step down", func() bool { return !doomed.IsLeader() })
 	if _, err := db.Pool.Exec(ctx, "ALTER ROLE "+role+" LOGIN"); err != nil {
 		t.Fatal(err)
 	}

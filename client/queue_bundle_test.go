@@ -13,6 +13,7 @@ import (
 
 	"github.com/millrace/millrace/driver/pgxv5"
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 	"github.com/millrace/millrace/startstop"
 )
@@ -198,8 +199,8 @@ func TestQueuesRemoveRunning(t *testing.T) {
 	removed := make(chan error, 1)
 	go func() { removed <- c.Queues().Remove(ctx, "slow") }()
 	// Gone from the configuration at once; no new job of the queue starts.
-	waitFor(t, "the queue to leave the configuration", func() bool { return !slices.Contains(c.Queues().Names(), "slow") })
-	waitFor(t, "the producer to leave the running set", func() bool { return c.producer("slow") == nil })
+	testwait.For(t, 10*time.Second, "the queue to leave the configuration", func() bool { return !slices.Contains(c.Queues().Names(), "slow") })
+	testwait.For(t, 10*time.Second, "the producer to leave the running set", func() bool { return c.producer("slow") == nil })
 	select {
 	case err := <-removed:
 		t.Fatalf("Remove returned (%v) while the queue's job ran", err)
@@ -401,17 +402,5 @@ func TestQueuesConcurrentWithLifecycle(t *testing.T) {
 	}
 	if n := db.CountByState(t)[millracetype.JobStateCompleted]; n != len(inserted) {
 		t.Fatalf("%d completed of %d", n, len(inserted))
-	}
-}
-
-// waitFor polls cond until it holds (10 s at most).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/testdb"
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -177,7 +178,7 @@ func TestBackPressure(t *testing.T) {
 	if err := c.Complete(ctx, completed(jobs[0].ID), nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return exec.calls.Load() == 1 })
+	testwait.For(t, 10*time.Second, "the first write to start", func() bool { return exec.calls.Load() == 1 })
 	for i := 1; i <= 2; i++ {
 		if err := c.Complete(ctx, completed(jobs[i].ID), nil); err != nil {
 			t.Fatal(err)
@@ -224,17 +225,6 @@ func TestStopGivesUpAfterLimit(t *testing.T) {
 	}
 	if job := db.Job(t, jobs[0].ID); job.State != millracetype.JobStateRunning {
 		t.Fatalf("job is %s, want still running", job.State)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 10s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -380,7 +370,7 @@ func TestBackPressureReleasesAllWaiters(t *testing.T) {
 	if err := c.Complete(ctx, completed(jobs[0].ID), nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return exec.calls.Load() == 1 })
+	testwait.For(t, 10*time.Second, "the first write to start", func() bool { return exec.calls.Load() == 1 })
 	for i := 1; i <= 4; i++ {
 		if err := c.Complete(ctx, completed(jobs[i].ID), nil); err != nil {
 			t.Fatal(err)
@@ -403,7 +393,7 @@ func TestBackPressureReleasesAllWaiters(t *testing.T) {
 	// One write passes the gate; the next takes the four queued outcomes
 	// (and waits at the gate): there is room for all four blocked ones.
 	exec.gate <- struct{}{}
-	waitFor(t, func() bool { return exec.calls.Load() == 2 })
-	waitFor(t, func() bool { return returned.Load() == 4 })
+	testwait.For(t, 10*time.Second, "the second write to start", func() bool { return exec.calls.Load() == 2 })
+	testwait.For(t, 10*time.Second, "the four blocked Completes to return", func() bool { return returned.Load() == 4 })
 	wg.Wait()
 }

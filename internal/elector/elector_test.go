@@ -12,6 +12,7 @@ import (
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/notifier"
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 func TestNewValidatesAndDefaults(t *testing.T) {
@@ -124,7 +125,7 @@ func TestReelectExtendsTerm(t *testing.T) {
 	// Each extension moves expires_at on, keeping the term (elected_at).
 	for range 2 {
 		prev := leaderRow(t, db)
-		waitUntil(t, waitTimeout, func() bool {
+		testwait.Until(t, waitTimeout, func() bool {
 			r := leaderRow(t, db)
 			return r != nil && r.ExpiresAt.After(prev.ExpiresAt)
 		}, "expires_at moves past %v", prev.ExpiresAt)
@@ -161,7 +162,7 @@ func TestOneLeaderAmongMany(t *testing.T) {
 
 			running := slices.Clone(electors)
 			for len(running) > 0 {
-				waitUntil(t, waitTimeout, func() bool { return len(leaders(running)) == 1 }, "one of %d electors leads", len(running))
+				testwait.Until(t, waitTimeout, func() bool { return len(leaders(running)) == 1 }, "one of %d electors leads", len(running))
 				leader := leaders(running)[0]
 
 				// Over several extensions: the same one leader, and it is
@@ -187,7 +188,7 @@ func TestOneLeaderAmongMany(t *testing.T) {
 				if len(running) == 0 {
 					break
 				}
-				waitUntil(t, waitTimeout, func() bool { return len(leaders(running)) == 1 }, "a new leader after %s stopped", leader)
+				testwait.Until(t, waitTimeout, func() bool { return len(leaders(running)) == 1 }, "a new leader after %s stopped", leader)
 				failover := time.Since(stoppedAt)
 				t.Logf("failover from %s to %s took %v", leader, leaders(running)[0], failover)
 				if failover > time.Second {
@@ -219,7 +220,7 @@ func TestChurnNeverTwoLeaders(t *testing.T) {
 		start(t, electors[i])
 	}
 	for round := range 8 {
-		waitUntil(t, waitTimeout, func() bool { return len(leaders(electors)) == 1 }, "one leader in round %d", round)
+		testwait.Until(t, waitTimeout, func() bool { return len(leaders(electors)) == 1 }, "one leader in round %d", round)
 		leader := leaders(electors)[0]
 		for _, e := range electors {
 			if e.cfg.ClientID == leader {
@@ -272,7 +273,7 @@ func TestLeadershipLostWhenRowReplaced(t *testing.T) {
 
 	// It follows: it keeps trying, and keeps losing, to the intruder.
 	elects := fx.elects.Load()
-	waitUntil(t, waitTimeout, func() bool { return fx.elects.Load() >= elects+3 }, "three more election attempts")
+	testwait.Until(t, waitTimeout, func() bool { return fx.elects.Load() >= elects+3 }, "three more election attempts")
 	rec.expectNone(t, 0)
 	if id := leaderID(t, db); id != "intruder" {
 		t.Errorf("river_leader has %q, want intruder", id)
@@ -339,7 +340,7 @@ func TestRequestResign(t *testing.T) {
 		notifyLeadership(t, db, `{"action":"request_resign","leader_id":""}`)
 		rec.expect(t, false, waitTimeout)
 		// Subscribers hear false first, then the term is resigned.
-		waitUntil(t, waitTimeout, func() bool { return fx.resigns.Load() == 1 }, "a resignation")
+		testwait.Until(t, waitTimeout, func() bool { return fx.resigns.Load() == 1 }, "a resignation")
 		rec.expect(t, true, waitTimeout)
 		if second := leaderRow(t, db); second == nil || second.ElectedAt.Equal(first.ElectedAt) {
 			t.Errorf("after re-election: got %+v, want a new term", second)
@@ -356,7 +357,7 @@ func TestRequestResign(t *testing.T) {
 		e := newElector(t, fx, startNotifier(t, db), cfg)
 		rec := record(e)
 		start(t, e)
-		waitUntil(t, waitTimeout, func() bool { return fx.electsDone.Load() == 1 }, "the first election attempt")
+		testwait.Until(t, waitTimeout, func() bool { return fx.electsDone.Load() == 1 }, "the first election attempt")
 
 		notifyLeadership(t, db, `{"action":"request_resign","leader_id":""}`)
 		// A follower that took the request as its own would resign, or try
@@ -393,7 +394,7 @@ func TestStepDownWhenDatabaseUnreachable(t *testing.T) {
 			start(t, e)
 			rec.expect(t, true, waitTimeout)
 			// Let a few extensions succeed first.
-			waitUntil(t, waitTimeout, func() bool { return fx.reelects.Load() >= 3 }, "three extensions")
+			testwait.Until(t, waitTimeout, func() bool { return fx.reelects.Load() >= 3 }, "three extensions")
 
 			before := fx.reelects.Load()
 			tc.cut(fx)
@@ -419,8 +420,8 @@ func TestStepDownWhenDatabaseUnreachable(t *testing.T) {
 			}
 			// It tried to give the abandoned term back (the double lets
 			// resignations through), so the row is gone.
-			waitUntil(t, waitTimeout, func() bool { return fx.resigns.Load() == 1 }, "a resignation of the abandoned term")
-			waitUntil(t, waitTimeout, func() bool { return leaderRow(t, db) == nil }, "the abandoned row is deleted")
+			testwait.Until(t, waitTimeout, func() bool { return fx.resigns.Load() == 1 }, "a resignation of the abandoned term")
+			testwait.Until(t, waitTimeout, func() bool { return leaderRow(t, db) == nil }, "the abandoned row is deleted")
 			if !strings.Contains(logs.String(), "stepping down") {
 				t.Errorf("step-down not logged:\n%s", logs.String())
 			}
@@ -441,7 +442,7 @@ func TestDatabaseErrorsAreRetriedAtTheInterval(t *testing.T) {
 	rec := record(e)
 	start(t, e)
 
-	waitUntil(t, waitTimeout, func() bool { return fx.elects.Load() >= 3 }, "three failed election attempts")
+	testwait.Until(t, waitTimeout, func() bool { return fx.elects.Load() >= 3 }, "three failed election attempts")
 	times := fx.electTimes()
 	for i := 1; i < len(times); i++ {
 		if gap := times[i].Sub(times[i-1]); gap < testElectInterval {
@@ -469,7 +470,7 @@ func TestResignedNotifications(t *testing.T) {
 	e := newElector(t, fx, startNotifier(t, db), cfg)
 	rec := record(e)
 	start(t, e)
-	waitUntil(t, waitTimeout, func() bool { return fx.electsDone.Load() == 1 }, "the first election attempt")
+	testwait.Until(t, waitTimeout, func() bool { return fx.electsDone.Load() == 1 }, "the first election attempt")
 
 	// The row goes without a notice; then notices that must not prompt an
 	// attempt: our own resignation, garbage, an unknown action.
@@ -725,7 +726,7 @@ func TestNotifierStartedLater(t *testing.T) {
 	if err := n.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, waitTimeout, func() bool { return n.Connected() && fx.electsDone.Load() == 1 }, "notifier connected and the first election attempt")
+	testwait.Until(t, waitTimeout, func() bool { return n.Connected() && fx.electsDone.Load() == 1 }, "notifier connected and the first election attempt")
 
 	execSQL(t, db, "DELETE FROM "+table(db))
 	notifyLeadership(t, db, `{"leader_id" : "other", "action" : "resigned"}`)

@@ -127,18 +127,6 @@ func insertLeader(t *testing.T, db *testfixture.DB, id string, expiresIn time.Du
 		VALUES ($1, now() - interval '1 hour', now() + $2::float8 * interval '1 second')`, id, expiresIn.Seconds())
 }
 
-// waitUntil polls cond until it holds, failing the test after timeout.
-func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until "+format, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // recorder records what one subscriber hears.
 type recorder struct {
 	ch chan bool

@@ -8,6 +8,7 @@ import (
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 // updateQueue changes the queue's metadata with the driver's QueueUpdate
@@ -83,7 +84,7 @@ func TestMetadataChangedByPoll(t *testing.T) {
 	}
 	// Several more reads of the same row: no further change.
 	reads := exec.queueGets.Load()
-	waitFor(t, "three more reads of the queue row", func() bool { return exec.queueGets.Load() >= reads+3 })
+	testwait.For(t, 10*time.Second, "three more reads of the queue row", func() bool { return exec.queueGets.Load() >= reads+3 })
 	select {
 	case got := <-changes:
 		t.Fatalf("the same metadata reported again: %s", got)

@@ -17,6 +17,7 @@ import (
 	"github.com/millrace/millrace/internal/notifier"
 	"github.com/millrace/millrace/internal/testdb"
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -110,17 +111,6 @@ func notify(t *testing.T, db *testfixture.DB, topic string, payloads ...string) 
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	select {
@@ -197,7 +187,7 @@ func TestMaxWorkers(t *testing.T) {
 		}
 		release <- struct{}{}
 	}
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
 	if peak.Load() != maxWorkers {
 		t.Errorf("peak concurrency %d, want %d", peak.Load(), maxWorkers)
 	}
@@ -216,7 +206,7 @@ func TestBusyQueueDrainsWithoutPolling(t *testing.T) {
 	db.InsertJobs(t, n, "k", "default")
 	p := newProducer(t, db, nil, Config{MaxWorkers: 2, FetchPollInterval: time.Hour})
 	startProducer(t, p)
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
 }
 
 // TestTrailingFetch: after an insert notification, the producer fetches
@@ -245,10 +235,10 @@ func TestTrailingFetch(t *testing.T) {
 	p := newProducer(t, db, exec, Config{FetchPollInterval: time.Hour, FetchCooldown: 20 * time.Millisecond})
 	startProducer(t, p)
 	// The start-up fetch finds nothing; the first job comes with a poke.
-	waitFor(t, "the start-up fetch", func() bool { return returned.Load() == 1 })
+	testwait.For(t, 10*time.Second, "the start-up fetch", func() bool { return returned.Load() == 1 })
 	first := db.InsertJobs(t, 1, "k", "default")[0]
 	p.Poke()
-	waitFor(t, "both jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
+	testwait.For(t, 10*time.Second, "both jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
 	if late.Load() == 0 || late.Load() == first.ID {
 		t.Fatalf("late job %d", late.Load())
 	}
@@ -406,9 +396,9 @@ func TestCancelJob(t *testing.T) {
 	if cause := recv(t, causes, "the job cancelled by notification"); !errors.Is(cause, ErrJobCancelledRemotely) {
 		t.Errorf("cause %v", cause)
 	}
-	waitFor(t, "jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
+	testwait.For(t, 10*time.Second, "jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
 	// The slots free up once the work functions have returned.
-	waitFor(t, "no job running", func() bool { return p.Running() == 0 })
+	testwait.For(t, 10*time.Second, "no job running", func() bool { return p.Running() == 0 })
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
@@ -455,14 +445,14 @@ func TestPausedAtStart(t *testing.T) {
 	}
 	p.Poke()
 	// Several rounds of the loop (each reads the queue row) go by.
-	waitFor(t, "the queue row to be read 5 times", func() bool { return exec.queueGets.Load() >= 5 })
+	testwait.For(t, 10*time.Second, "the queue row to be read 5 times", func() bool { return exec.queueGets.Load() >= 5 })
 	if f := exec.fetches.Load(); f != 0 {
 		t.Fatalf("%d fetches from a paused queue", f)
 	}
 	if err := db.Exec().QueueResume(ctx, &driver.QueuePauseParams{Schema: db.Schema, Name: "default"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the job to complete", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
+	testwait.For(t, 10*time.Second, "the job to complete", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
 	if got := rec.get(); !slices.Equal(got, []bool{true, false}) {
 		t.Errorf("OnPaused calls %v, want [true false]", got)
 	}
@@ -522,7 +512,7 @@ func TestMalformedNotifications(t *testing.T) {
 	)
 	// Notifications are handled in order: once the valid pause is applied,
 	// every payload before it has been handled.
-	waitFor(t, "the valid pause", p.Paused)
+	testwait.For(t, 10*time.Second, "the valid pause", p.Paused)
 	if err := ctx.Err(); err != nil {
 		t.Errorf("a malformed or foreign notification cancelled the job: %v", context.Cause(ctx))
 	}
@@ -533,12 +523,12 @@ func TestMalformedNotifications(t *testing.T) {
 		t.Errorf("%d malformed-notification warnings, want 5:\n%s", got, logs.String())
 	}
 	notify(t, db, driver.TopicControl, `{"action":"resume","queue":"*"}`)
-	waitFor(t, "the resume", func() bool { return !p.Paused() })
+	testwait.For(t, 10*time.Second, "the resume", func() bool { return !p.Paused() })
 	close(release)
 	// The producer still fetches on notifications.
 	next := db.InsertJobs(t, 1, "k", "default")[0]
 	notify(t, db, driver.TopicInsert, `{"queue": "default"}`)
-	waitFor(t, "the next job", func() bool { return db.Job(t, next.ID).State == millracetype.JobStateCompleted })
+	testwait.For(t, 10*time.Second, "the next job", func() bool { return db.Job(t, next.ID).State == millracetype.JobStateCompleted })
 }
 
 // TestFetchErrorBackoff: failed fetches are retried with a growing wait and
@@ -564,7 +554,7 @@ func TestFetchErrorBackoff(t *testing.T) {
 	p := newProducer(t, db, exec, Config{FetchPollInterval: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	startProducer(t, p)
-	waitFor(t, "the job to complete", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
+	testwait.For(t, 10*time.Second, "the job to complete", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(calls) < 5 {
@@ -595,7 +585,7 @@ func TestFetchBackoffCappedByPollInterval(t *testing.T) {
 	startProducer(t, p)
 	// Uncapped, 11 retries would take 20+40+...+10240 ms (about 20 s).
 	begin := time.Now()
-	waitFor(t, "11 fetch attempts", func() bool { return exec.fetches.Load() >= 12 })
+	testwait.For(t, 10*time.Second, "11 fetch attempts", func() bool { return exec.fetches.Load() >= 12 })
 	if took := time.Since(begin); took > 5*time.Second {
 		t.Errorf("11 retries took %s", took)
 	}
@@ -637,7 +627,7 @@ func TestPollControlRegistersDeletedQueue(t *testing.T) {
 	if err := db.Exec().Exec(ctx, `DELETE FROM `+db.Schema+`.river_queue`); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the queue row to come back", func() bool {
+	testwait.For(t, 10*time.Second, "the queue row to come back", func() bool {
 		_, err := db.Exec().QueueGet(ctx, &driver.QueueGetParams{Schema: db.Schema, Name: "default"})
 		return err == nil
 	})
@@ -713,21 +703,21 @@ func TestFetchesOverlap(t *testing.T) {
 			running.Add(-1)
 		}})
 	startProducer(t, p)
-	waitFor(t, "the first fetch's jobs", func() bool { return running.Load() == maxWorkers })
+	testwait.For(t, 10*time.Second, "the first fetch's jobs", func() bool { return running.Load() == maxWorkers })
 	// Two jobs finish: the second fetch asks for their slots and hangs.
 	release <- struct{}{}
 	release <- struct{}{}
-	waitFor(t, "the second fetch", func() bool { return inFlight.Load() == 1 && calls.Load() == 2 })
+	testwait.For(t, 10*time.Second, "the second fetch", func() bool { return inFlight.Load() == 1 && calls.Load() == 2 })
 	// Two more finish while it hangs: a third fetch runs beside it.
 	release <- struct{}{}
 	release <- struct{}{}
-	waitFor(t, "a third fetch beside the slow one", func() bool { return calls.Load() >= 3 })
-	waitFor(t, "the third fetch's jobs", func() bool { return running.Load() == 2 })
+	testwait.For(t, 10*time.Second, "a third fetch beside the slow one", func() bool { return calls.Load() >= 3 })
+	testwait.For(t, 10*time.Second, "the third fetch's jobs", func() bool { return running.Load() == 2 })
 	close(unblock)
 	for range n - 4 {
 		release <- struct{}{}
 	}
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
 	if got := peakInFlight.Load(); got != 2 {
 		t.Errorf("at most %d fetches ran at once, want 2", got)
 	}
@@ -769,7 +759,7 @@ func TestDrainContinuesAfterCursor(t *testing.T) {
 		mu.Unlock()
 	}
 	startProducer(t, p)
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n+1 })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n+1 })
 	mu.Lock()
 	defer mu.Unlock()
 	if early == nil || db.Job(t, early.ID).State != millracetype.JobStateCompleted {
@@ -863,12 +853,12 @@ func TestDrainFetchesInBatches(t *testing.T) {
 	if req := recv(t, reqs, "the first fetch"); req.limit != maxWorkers {
 		t.Fatalf("first fetch asked for %d, want %d", req.limit, maxWorkers)
 	}
-	waitFor(t, "every slot busy", func() bool { return p.Running() == maxWorkers })
+	testwait.For(t, 10*time.Second, "every slot busy", func() bool { return p.Running() == maxWorkers })
 	// Four slots free (less than half): no fetch, the cooldown being an hour.
 	for range 4 {
 		release <- struct{}{}
 	}
-	waitFor(t, "four jobs done", func() bool { return p.Running() == maxWorkers-4 })
+	testwait.For(t, 10*time.Second, "four jobs done", func() bool { return p.Running() == maxWorkers-4 })
 	select {
 	case req := <-reqs:
 		t.Fatalf("fetched %d with 4 of %d slots free before the cooldown", req.limit, maxWorkers)
@@ -882,7 +872,7 @@ func TestDrainFetchesInBatches(t *testing.T) {
 	for range n {
 		release <- struct{}{}
 	}
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
 }
 
 // TestDrainRefillsSlotAfterCooldown: a draining queue whose jobs are slow
@@ -903,14 +893,14 @@ func TestDrainRefillsSlotAfterCooldown(t *testing.T) {
 	p.onFetchRequest = func(req fetchRequest) { reqs <- req }
 	startProducer(t, p)
 	recv(t, reqs, "the first fetch")
-	waitFor(t, "every slot busy", func() bool { return p.Running() == maxWorkers })
+	testwait.For(t, 10*time.Second, "every slot busy", func() bool { return p.Running() == maxWorkers })
 	release <- struct{}{}
 	if req := recv(t, reqs, "the fetch for one freed slot"); req.limit != 1 {
 		t.Fatalf("fetch asked for %d, want 1", req.limit)
 	}
-	waitFor(t, "the freed slot refilled", func() bool { return p.Running() == maxWorkers })
+	testwait.For(t, 10*time.Second, "the freed slot refilled", func() bool { return p.Running() == maxWorkers })
 	for range n {
 		release <- struct{}{}
 	}
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
 }

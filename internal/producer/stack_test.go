@@ -5,8 +5,10 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -53,7 +55,7 @@ func TestIdleWorkerStacksNotShrunk(t *testing.T) {
 	startProducer(t, p)
 	wg.Wait()
 	close(release)
-	waitFor(t, "the workers to be idle", func() bool { return p.Running() == 0 })
+	testwait.For(t, 10*time.Second, "the workers to be idle", func() bool { return p.Running() == 0 })
 
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
