@@ -4,8 +4,10 @@ export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 
 GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
-# Every Go module in the repository (the core, and bench/ once it exists).
-MODULES := $(patsubst %/,%,$(dir $(wildcard go.mod */go.mod)))
+# Every Go module in the repository: the core, bench/, and the container
+# starter of the tests (internal/testdb/containerpg, a module of its own so
+# that testcontainers-go stays out of the core's module graph).
+MODULES := $(patsubst %/,%,$(dir $(wildcard go.mod */go.mod internal/*/*/go.mod)))
 ENSURE_PG := bash scripts/ensure-postgres.sh
 
 .PHONY: all test test-faults soak soak-faults fuzz demo bench lint db-up db-down ensure-postgres

@@ -13,12 +13,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
 // allRows reads every job of the schema, by id.
-func allRows(t *testing.T, db *dbtest.DB) []*millracetype.JobRow {
+func allRows(t *testing.T, db *testfixture.DB) []*millracetype.JobRow {
 	t.Helper()
 	jobs, err := db.Exec().JobList(context.Background(), &driver.JobListParams{Schema: db.Schema, Limit: 10000})
 	if err != nil {
@@ -28,7 +28,7 @@ func allRows(t *testing.T, db *dbtest.DB) []*millracetype.JobRow {
 }
 
 // requireRowsUnchanged fails when the schema's jobs differ from before.
-func requireRowsUnchanged(t *testing.T, db *dbtest.DB, before []*millracetype.JobRow, what string) {
+func requireRowsUnchanged(t *testing.T, db *testfixture.DB, before []*millracetype.JobRow, what string) {
 	t.Helper()
 	after := allRows(t, db)
 	if len(after) != len(before) {
@@ -46,7 +46,7 @@ func requireRowsUnchanged(t *testing.T, db *dbtest.DB, before []*millracetype.Jo
 func TestJobListTagsAndTimeRanges(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	base := time.Now().UTC().Add(time.Hour).Truncate(time.Second)
 	var jobs []*millracetype.JobRow
@@ -89,7 +89,7 @@ func TestJobListTagsAndTimeRanges(t *testing.T) {
 func TestJobFilterInvalid(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	for range 3 {
 		if _, err := c.Insert(ctx, noopArgs{}, &InsertOpts{Tags: []string{"abc"}}); err != nil {
@@ -199,7 +199,7 @@ func blockingWorkers(started chan<- int64, causes chan<- error) *Workers {
 func TestJobDeleteMany(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	started := make(chan int64, 1)
 	causes := make(chan error, 1)
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: blockingWorkers(started, causes), JobTimeout: -1})
@@ -276,7 +276,7 @@ func TestJobDeleteMany(t *testing.T) {
 func TestJobCancelManyRunning(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	started := make(chan int64, 2)
 	causes := make(chan error, 2)
 	worker := newClient(t, db, &Config{Queues: oneQueue(2), Workers: blockingWorkers(started, causes), JobTimeout: -1})
@@ -346,7 +346,7 @@ func TestJobCancelManyRunning(t *testing.T) {
 func TestJobCancelManyOwnClientAndTx(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	started := make(chan int64, 1)
 	causes := make(chan error, 1)
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: blockingWorkers(started, causes), JobTimeout: -1})
@@ -407,7 +407,7 @@ func TestJobCancelManyOwnClientAndTx(t *testing.T) {
 func TestJobRetryMany(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, noopWorker())
 	// No polling to speak of: the retried jobs run because JobRetryMany
@@ -474,7 +474,7 @@ func TestJobRetryMany(t *testing.T) {
 func TestJobManyAtomic(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	schema := pgx.Identifier{db.Schema}.Sanitize()
 	if _, err := db.Pool.Exec(ctx, `CREATE FUNCTION `+schema+`.poison() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -541,7 +541,7 @@ func TestJobListStablePagination(t *testing.T) {
 
 func testStablePagination(t *testing.T, by JobListOrderBy, desc bool) {
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	base := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
 	// row makes the n-th job: values spread over 60 s, so with hundreds of
@@ -703,7 +703,7 @@ func testStablePagination(t *testing.T, by JobListOrderBy, desc bool) {
 func TestJobDeleteManyWhileWorking(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	var mu sync.Mutex
 	started := map[int64]bool{}
 	workers := NewWorkers()

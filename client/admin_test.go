@@ -13,14 +13,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
 func TestJobGet(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	res, err := c.Insert(ctx, noopArgs{N: 3}, &InsertOpts{Tags: []string{"abc"}})
 	if err != nil {
@@ -40,7 +40,7 @@ func TestJobGet(t *testing.T) {
 
 // listFixture inserts jobs with every column the listing filters or orders
 // on varied, with many ties, and returns them as stored.
-func listFixture(t *testing.T, db *dbtest.DB) []*millracetype.JobRow {
+func listFixture(t *testing.T, db *testfixture.DB) []*millracetype.JobRow {
 	t.Helper()
 	base := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	states := []millracetype.JobState{millracetype.JobStateAvailable, millracetype.JobStateCompleted,
@@ -82,7 +82,7 @@ func ids(jobs []*millracetype.JobRow) []int64 {
 func TestJobListFilters(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	jobs := listFixture(t, db)
 	filter := func(keep func(*millracetype.JobRow) bool) []int64 {
@@ -148,7 +148,7 @@ func TestJobListFilters(t *testing.T) {
 func TestJobListOrderAndPages(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	jobs := listFixture(t, db)
 	orders := []struct {
@@ -240,7 +240,7 @@ func TestJobListOrderAndPages(t *testing.T) {
 func TestJobListInvalidParams(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	when := time.Now()
 	tests := []struct {
@@ -278,7 +278,7 @@ func TestJobListInvalidParams(t *testing.T) {
 func TestJobRetryDiscarded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, noopWorker())
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers})
@@ -317,7 +317,7 @@ func TestJobRetryDiscarded(t *testing.T) {
 func TestJobDelete(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	running := make(chan int64, 1)
 	release := make(chan struct{})
 	workers := NewWorkers()
@@ -367,7 +367,7 @@ func TestJobDelete(t *testing.T) {
 func TestJobCancelNotRunning(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	for _, opts := range []*InsertOpts{
 		{ScheduledAt: time.Now().Add(time.Hour)},
@@ -405,7 +405,7 @@ func TestJobCancelNotRunning(t *testing.T) {
 func TestJobCancelRunningSameClient(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	running := make(chan struct{})
 	cause := make(chan error, 1)
 	workers := NewWorkers()
@@ -440,7 +440,7 @@ func TestJobCancelRunningSameClient(t *testing.T) {
 func TestQueueGetAndList(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, noopWorker())
 	c := newClient(t, db, &Config{Queues: map[string]QueueConfig{"default": {MaxWorkers: 1}, "zeta": {MaxWorkers: 1}, "alpha": {MaxWorkers: 1}},
@@ -512,7 +512,7 @@ func nextQueueEvent(t *testing.T, ch <-chan *Event) string {
 func TestQueuePauseFromAnotherClient(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	worked := make(chan int64, 10)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { worked <- job.ID; return nil }))
@@ -612,7 +612,7 @@ func TestQueuePauseFromAnotherClient(t *testing.T) {
 func TestQueuePauseOwnClient(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, noopWorker())
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers})
@@ -660,7 +660,7 @@ func TestQueuePauseOwnClient(t *testing.T) {
 func TestQueuePauseErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	for _, fn := range []func(context.Context, string) error{c.QueuePause, c.QueueResume} {
 		if err := fn(ctx, "nope"); !errors.Is(err, ErrNotFound) {
@@ -681,7 +681,7 @@ func TestQueuePauseErrors(t *testing.T) {
 func TestQueuePausedAtStart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	if _, err := db.Exec().QueueCreateOrSetUpdatedAt(ctx, &driver.QueueCreateParams{Schema: db.Schema, Name: "default"}); err != nil {
 		t.Fatal(err)
 	}
@@ -716,7 +716,7 @@ func TestQueuePausedAtStart(t *testing.T) {
 func TestQueuePauseTx(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, noopWorker())
 	worker := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers})

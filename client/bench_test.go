@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 )
 
 // BenchmarkBurndown measures how fast a client at its defaults (plus 200
@@ -14,7 +14,7 @@ import (
 // side-by-side comparison with River lives in the bench/ module.
 func BenchmarkBurndown(b *testing.B) {
 	ctx := context.Background()
-	db := dbtest.New(b)
+	db := testfixture.New(b)
 	var done atomic.Int64
 	all := make(chan struct{})
 	total := int64(b.N)
@@ -55,7 +55,7 @@ func BenchmarkBurndown(b *testing.B) {
 // BenchmarkInsertManyFast measures COPY inserts in batches of 5000.
 func BenchmarkInsertManyFast(b *testing.B) {
 	ctx := context.Background()
-	db := dbtest.New(b)
+	db := testfixture.New(b)
 	c, err := New(db.Driver, &Config{Schema: db.Schema, Logger: testLogger()})
 	if err != nil {
 		b.Fatal(err)
@@ -76,7 +76,7 @@ func BenchmarkInsertManyFast(b *testing.B) {
 // BenchmarkInsert measures single inserts, one round trip each.
 func BenchmarkInsert(b *testing.B) {
 	ctx := context.Background()
-	db := dbtest.New(b)
+	db := testfixture.New(b)
 	c, err := New(db.Driver, &Config{Schema: db.Schema, Logger: testLogger()})
 	if err != nil {
 		b.Fatal(err)

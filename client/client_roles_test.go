@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -17,7 +18,7 @@ import (
 func TestInsertOnlyClient(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	if err := c.Start(ctx); !errors.Is(err, ErrNoQueues) {
 		t.Fatalf("Start: %v", err)
@@ -55,7 +56,7 @@ func TestInsertOnlyClient(t *testing.T) {
 func TestLeaderElectionDisabled(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	worker := newClient(t, db, &Config{Queues: oneQueue(2), Workers: gateWorkers(nil, nil), LeaderElectionDisabled: true})
 	worker.config.leaderTTL, worker.config.electInterval = 2*time.Second, 10*time.Millisecond
 	start(t, worker)
@@ -79,7 +80,7 @@ func TestLeaderElectionDisabled(t *testing.T) {
 	leader := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil)})
 	leader.config.leaderTTL, leader.config.electInterval = 2*time.Second, 10*time.Millisecond
 	start(t, leader)
-	waitFor(t, "the normal client to lead", leader.IsLeader)
+	testwait.For(t, 10*time.Second, "the normal client to lead", leader.IsLeader)
 	if l, err := db.Exec().LeaderGetElected(ctx, db.Schema); err != nil || l.LeaderID != leader.ID() {
 		t.Fatalf("leader %+v %v", l, err)
 	}
@@ -92,7 +93,7 @@ func TestLeaderElectionDisabled(t *testing.T) {
 // lead.
 func TestLeaderElectionDisabledPeriodic(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	job := NewPeriodicJob(PeriodicInterval(time.Hour), func() (JobArgs, *InsertOpts) { return noopArgs{}, nil }, nil)
 	_, err := New(db.Driver, &Config{Schema: db.Schema, LeaderElectionDisabled: true, PeriodicJobs: []*PeriodicJob{job}})
 	if !errors.Is(err, ErrInvalidConfig) {
@@ -113,7 +114,7 @@ func TestFetchUnknownKinds(t *testing.T) {
 		t.Run(map[bool]string{false: "default", true: "fetch unknown"}[fetchUnknown], func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db := dbtest.New(t)
+			db := testfixture.New(t)
 			c := newClient(t, db, &Config{Queues: oneQueue(2), Workers: gateWorkers(nil, nil), FetchUnknownKinds: fetchUnknown})
 			start(t, c)
 			unknown, err := c.Insert(ctx, unknownArgs{}, &InsertOpts{MaxAttempts: 1})

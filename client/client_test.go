@@ -16,14 +16,14 @@ import (
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
 func TestInsertAndWork(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	got := make(chan int, 1)
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error {
@@ -64,7 +64,7 @@ func TestInsertAndWork(t *testing.T) {
 func TestOutcomes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 
 	type args struct {
 		Mode string `json:"mode"`
@@ -178,7 +178,7 @@ func (unknownArgs) Kind() string { return "nobody_works_this" }
 func TestUnknownKindAndBadArgs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { return nil }))
 	c := newClient(t, db, &Config{Queues: oneQueue(3), Workers: workers})
@@ -259,7 +259,7 @@ func (retryAtWorker) NextRetry(job *Job[outcomeArgs]) time.Time { return time.No
 func TestErrorHandlerAndNextRetry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, outcomeWorker(retryAtWorker{}))
 	h := &handler{}
@@ -290,7 +290,7 @@ func outcomeWorker(w Worker[outcomeArgs]) Worker[outcomeArgs] { return w }
 func TestStopFinishesRunningJobs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 500
 	var started, finished atomic.Int64
 	allStarted := make(chan struct{})
@@ -347,7 +347,7 @@ func TestStopFinishesRunningJobs(t *testing.T) {
 func TestStopAndCancel(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 50
 	var started atomic.Int64
 	allStarted := make(chan struct{})
@@ -396,7 +396,7 @@ func TestStopAndCancel(t *testing.T) {
 func TestStopDeadline(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	release := make(chan struct{})
 	running := make(chan struct{})
 	workers := NewWorkers()
@@ -445,7 +445,7 @@ func (d *failingListenerDriver) GetListener(schema string) (driver.Listener, err
 func TestStartFailureRollsBack(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	drv := &failingListenerDriver{Driver: db.Driver}
 	drv.fail.Store(true)
 	workers := NewWorkers()
@@ -484,7 +484,7 @@ func TestStartFailureRollsBack(t *testing.T) {
 func TestCancelFromAnotherClient(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	running := make(chan struct{})
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error {
@@ -518,7 +518,7 @@ func TestCancelFromAnotherClient(t *testing.T) {
 func TestUniqueInsertsUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	var wg sync.WaitGroup
 	var inserted, dup atomic.Int64
@@ -556,7 +556,7 @@ func TestUniqueInsertsUnderConcurrency(t *testing.T) {
 func TestInsertTx(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	got := make(chan int64, 10)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { got <- job.ID; return nil }))
@@ -607,7 +607,7 @@ func TestInsertTx(t *testing.T) {
 func TestInsertLatency(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	startedAt := make(chan time.Time, 1)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { startedAt <- time.Now(); return nil }))
@@ -646,7 +646,7 @@ func TestInsertLatency(t *testing.T) {
 func TestTrailingInsertNotification(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	got := make(chan int64, 10)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { got <- job.ID; return nil }))

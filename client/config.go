@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/internal/retry"
-	"github.com/millrace/millrace/migrate"
+	"github.com/millrace/millrace/internal/schemaname"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -302,7 +302,7 @@ func (cfg *Config) withDefaults() (*Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if err := migrate.ValidateSchema(c.Schema); err != nil {
+	if err := schemaname.Validate(c.Schema); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.FetchCooldown < 0 || c.FetchPollInterval < 0 {

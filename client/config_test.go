@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/migrate"
 )
 
@@ -154,7 +154,7 @@ func TestNewDoesNotChangeCallersConfig(t *testing.T) {
 	t.Parallel()
 	cfg := &Config{Queues: map[string]QueueConfig{"a": {MaxWorkers: 1}}, Workers: NewWorkers()}
 	AddWorker(cfg.Workers, noopWorker())
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c, err := New(db.Driver, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +260,7 @@ func TestDefaultClientID(t *testing.T) {
 
 func TestInsertOnlyClientStart(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	if err := c.Start(context.Background()); !errors.Is(err, ErrNoQueues) {
 		t.Fatalf("Start of an insert-only client: %v", err)

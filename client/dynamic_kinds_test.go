@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -53,7 +53,7 @@ func (s *seen) get(id int64) string {
 func TestAddWorkerArgs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	var got seen
 	workers := NewWorkers()
 	for _, kind := range []string{"tenant.acme", "tenant.globex"} {
@@ -135,7 +135,7 @@ func TestAddWorkerArgsBadInput(t *testing.T) {
 	bad := NewWorkers()
 	AddWorkerArgs(bad, tenantArgs{}, noop)
 	AddWorkerArgs(nil, tenantArgs{kind: "tenant.c"}, noop) // nothing to remember it in; no panic
-	if _, err := New(dbtest.New(t).Driver, &Config{Workers: bad}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := New(testfixture.New(t).Driver, &Config{Workers: bad}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("New with a bad AddWorkerArgs: %v", err)
 	}
 }
@@ -146,7 +146,7 @@ func TestAddWorkerArgsBadInput(t *testing.T) {
 func TestRawWorker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	var got seen
 	raw := WorkFunc(func(ctx context.Context, job *Job[RawArgs]) error {
 		if job.Args.Kind() != job.Kind {
@@ -229,7 +229,7 @@ func TestRawWorker(t *testing.T) {
 func TestRawWorkerBadInput(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	noop := WorkFunc(func(ctx context.Context, job *Job[RawArgs]) error { return nil })
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { return nil }))

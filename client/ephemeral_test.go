@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -73,7 +73,7 @@ func TestEphemeralRegistration(t *testing.T) {
 		t.Fatal("AddWorkerSafely accepted args whose Ephemeral panics")
 	}
 	AddWorker(workers, WorkFunc(func(context.Context, *Job[panickyEphemeralArgs]) error { return nil }))
-	_, err := New(dbtest.New(t).Driver, &Config{Queues: oneQueue(1), Workers: workers})
+	_, err := New(testfixture.New(t).Driver, &Config{Queues: oneQueue(1), Workers: workers})
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("New with a worker whose args' Ephemeral panics: got %v, want ErrInvalidConfig", err)
 	}
@@ -95,7 +95,7 @@ func TestEphemeralRegistration(t *testing.T) {
 func TestEphemeralKind(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[ephemeralArgs]) error {
 		if err := MetadataSet(ctx, "seen", job.Args.N); err != nil {
@@ -167,7 +167,7 @@ func TestEphemeralKind(t *testing.T) {
 func TestEphemeralKindNoSubscriber(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[ephemeralArgs]) error { return nil }))
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[keptArgs]) error { return nil }))
@@ -214,7 +214,7 @@ func TestEphemeralKindNoSubscriber(t *testing.T) {
 func TestEphemeralQueue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { return nil }))
 	c := newClient(t, db, &Config{Workers: workers, Queues: map[string]QueueConfig{
@@ -259,7 +259,7 @@ func TestEphemeralQueue(t *testing.T) {
 func TestEphemeralFailuresKeepRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	started := make(chan int64, 10)
 	var flakyRuns atomic.Int32
 	workers := NewWorkers()
@@ -357,7 +357,7 @@ func TestEphemeralFailuresKeepRows(t *testing.T) {
 func TestEphemeralRescuedWhileRunning(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	started, release := make(chan int64, 1), make(chan struct{})
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[ephemeralArgs]) error {
@@ -399,7 +399,7 @@ func TestEphemeralRescuedWhileRunning(t *testing.T) {
 func TestEphemeralUniqueKeyFreed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[ephemeralArgs]) error { return nil }))
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[keptArgs]) error { return nil }))
@@ -446,7 +446,7 @@ func TestEphemeralUniqueKeyFreed(t *testing.T) {
 func TestEphemeralJobCompleteTx(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	table := appTable(t, db)
 	returned := make(chan *Job[ephemeralArgs], 3)
 	workers := NewWorkers()

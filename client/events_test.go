@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -16,7 +16,7 @@ import (
 func TestSubscribeKinds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[outcomeArgs]) error {
 		switch job.Args.Mode {
@@ -87,7 +87,7 @@ func TestSubscribeKinds(t *testing.T) {
 func TestSubscribeSlowSubscriber(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, noopWorker())
 	c := newClient(t, db, &Config{Queues: oneQueue(10), Workers: workers, SubscribeBufferSize: 1})
@@ -120,7 +120,7 @@ func TestSubscribeSlowSubscriber(t *testing.T) {
 func TestUnsubscribe(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, noopWorker())
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers})
@@ -148,7 +148,7 @@ func TestUnsubscribe(t *testing.T) {
 // the run duration covers Work.
 func TestEventStats(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const work = 20 * time.Millisecond
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error {

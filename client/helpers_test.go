@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -34,7 +34,7 @@ func testLogger() *slog.Logger {
 
 // newClient makes a client on a fresh schema; cfg may leave Schema and
 // Logger empty. It is stopped at cleanup.
-func newClient(t *testing.T, db *dbtest.DB, cfg *Config) *Client[pgx.Tx] {
+func newClient(t *testing.T, db *testfixture.DB, cfg *Config) *Client[pgx.Tx] {
 	t.Helper()
 	return newClientOn(t, db.Driver, db.Schema, cfg)
 }
@@ -74,7 +74,7 @@ func start(t *testing.T, c *Client[pgx.Tx]) {
 }
 
 // waitJob polls a job until cond holds (10 s at most).
-func waitJob(t *testing.T, db *dbtest.DB, id int64, what string, cond func(*millracetype.JobRow) bool) *millracetype.JobRow {
+func waitJob(t *testing.T, db *testfixture.DB, id int64, what string, cond func(*millracetype.JobRow) bool) *millracetype.JobRow {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -89,7 +89,7 @@ func waitJob(t *testing.T, db *dbtest.DB, id int64, what string, cond func(*mill
 	}
 }
 
-func waitState(t *testing.T, db *dbtest.DB, id int64, state millracetype.JobState) *millracetype.JobRow {
+func waitState(t *testing.T, db *testfixture.DB, id int64, state millracetype.JobState) *millracetype.JobRow {
 	t.Helper()
 	return waitJob(t, db, id, string(state), func(j *millracetype.JobRow) bool { return j.State == state })
 }

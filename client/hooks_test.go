@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -86,7 +86,7 @@ func wrapMiddleware(name string, rec *recorder) WorkerMiddleware {
 func TestHooksOrder(t *testing.T) {
 	// Not parallel with itself: orderRec is shared by the kind's hooks.
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	rec := orderRec
 	rec.mu.Lock()
 	rec.steps = nil // a previous run's (-count)
@@ -177,7 +177,7 @@ var errRejected = errors.New("rejected by hook")
 func TestInsertBeginHookRejects(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	hook := HookInsertBeginFunc(func(ctx context.Context, p *JobInsertParams) error {
 		switch p.Args.(noopArgs).N {
 		case 13:
@@ -291,7 +291,7 @@ func (hookModeArgs) Kind() string { return "hook_mode" }
 func TestWorkHooksOutcomes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	rec := &recorder{}
 	errWork := errors.New("work failed")
 	begin := HookWorkBeginFunc(func(ctx context.Context, job *millracetype.JobRow) error {
@@ -425,7 +425,7 @@ type markerOnlyHook struct{ HookDefaults }
 func TestHooksValidation(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	for _, tc := range []struct {
 		name string
 		cfg  *Config
@@ -485,7 +485,7 @@ func (*nilMiddlewareWorker) Middleware(*Job[noopArgs]) []WorkerMiddleware {
 func TestWorkerMiddlewareNilEntry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, &nilMiddlewareWorker{})
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers})
@@ -559,7 +559,7 @@ func (kindMetricsArgs) Hooks() []Hook {
 func TestMetricsHook(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	metrics := make(chan JobMetrics, 100)
 	var panics atomic.Int32
 	started := make(chan int64, 1)
@@ -686,7 +686,7 @@ func TestMetricsHook(t *testing.T) {
 func TestPeriodicRunsThroughInsertHooks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	tags := make(chan []string, 10)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[reportArgs]) error { tags <- job.Tags; return nil }))
@@ -721,7 +721,7 @@ func TestPeriodicRunsThroughInsertHooks(t *testing.T) {
 func TestHooksNoAllocations(t *testing.T) {
 	// Not parallel: AllocsPerRun refuses to run in parallel tests.
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	// Args with a string: turning their zero value into an interface would
 	// allocate.

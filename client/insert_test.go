@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -71,7 +71,7 @@ func hashOf(preImage string) []byte {
 func TestInsertValidation(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	valid := noopArgs{N: 1}
 	tests := []struct {
@@ -146,7 +146,7 @@ func TestInsertValidation(t *testing.T) {
 func TestInsertManyLimits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	for _, params := range [][]InsertManyParams{nil, {}} {
 		if _, err := c.InsertMany(ctx, params); !errors.Is(err, ErrInvalidArgs) || !strings.Contains(err.Error(), "no jobs to insert") {
@@ -176,7 +176,7 @@ func TestInsertManyLimits(t *testing.T) {
 func TestInsertOptionPrecedence(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{MaxAttempts: 9})
 
 	type want struct {
@@ -250,7 +250,7 @@ func TestInsertOptionPrecedence(t *testing.T) {
 func TestInsertInitialState(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	now := time.Now()
 	c := newClient(t, db, nil)
 
@@ -305,7 +305,7 @@ func TestInsertInitialState(t *testing.T) {
 func TestInsertManyOrderAndDuplicates(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	unique := &InsertOpts{UniqueOpts: UniqueOpts{ByArgs: true}}
 	existing, err := c.Insert(ctx, noopArgs{N: 100}, unique)
@@ -364,7 +364,7 @@ func TestInsertManyOrderAndDuplicates(t *testing.T) {
 func TestInsertTxRollback(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	params := []InsertManyParams{{Args: noopArgs{N: 1}}, {Args: noopArgs{N: 2}}}
 	run := func(commit bool) {
@@ -440,7 +440,7 @@ func TestInsertTxRollback(t *testing.T) {
 func TestUniqueKeys(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	insert := func(args JobArgs, opts *InsertOpts) *InsertResult {
 		t.Helper()
@@ -566,7 +566,7 @@ func (exclArgs) Kind() string { return "excl" }
 func TestInsertNotifiesOtherClients(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	got := make(chan int64, 10)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { got <- job.ID; return nil }))
@@ -595,7 +595,7 @@ func TestInsertNotifiesOtherClients(t *testing.T) {
 func TestInsertMiddlewareCannotAliasCallerTags(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{JobInsertMiddleware: []JobInsertMiddleware{
 		JobInsertMiddlewareFunc(func(ctx context.Context, params []*JobInsertParams, next func(context.Context) ([]*InsertResult, error)) ([]*InsertResult, error) {
 			for _, p := range params {

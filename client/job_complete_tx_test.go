@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -18,7 +18,7 @@ type completeTxArgs struct {
 func (completeTxArgs) Kind() string { return "complete_tx" }
 
 // appTable creates a table for a worker's own writes in the test schema.
-func appTable(t *testing.T, db *dbtest.DB) string {
+func appTable(t *testing.T, db *testfixture.DB) string {
 	t.Helper()
 	name := pgx.Identifier{db.Schema, "app_writes"}.Sanitize()
 	if _, err := db.Pool.Exec(context.Background(), "CREATE TABLE "+name+" (job_id bigint NOT NULL, note text NOT NULL)"); err != nil {
@@ -27,7 +27,7 @@ func appTable(t *testing.T, db *dbtest.DB) string {
 	return name
 }
 
-func appWrites(t *testing.T, db *dbtest.DB, table string, jobID int64) int {
+func appWrites(t *testing.T, db *testfixture.DB, table string, jobID int64) int {
 	t.Helper()
 	var n int
 	if err := db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM "+table+" WHERE job_id = $1", jobID).Scan(&n); err != nil {
@@ -42,7 +42,7 @@ func appWrites(t *testing.T, db *dbtest.DB, table string, jobID int64) int {
 func TestJobCompleteTx(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	table := appTable(t, db)
 	returned := make(chan *Job[completeTxArgs], 4)
 	workers := NewWorkers()
@@ -161,7 +161,7 @@ func TestJobCompleteTx(t *testing.T) {
 func TestJobCompleteTxErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	type result struct {
 		name string
 		err  error

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -19,7 +19,7 @@ import (
 func TestMetadataSet(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	refusals := make(chan []error, 1)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[outcomeArgs]) error {
@@ -80,7 +80,7 @@ func TestMetadataSet(t *testing.T) {
 func TestJobUpdate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	res, err := c.Insert(ctx, noopArgs{}, &InsertOpts{Metadata: []byte(`{"keep":1,"over":"old"}`)})
 	if err != nil {
@@ -170,7 +170,7 @@ func TestJobUpdate(t *testing.T) {
 func TestJobUpdateFromWorker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	stored := make(chan error, 1)
 	release := make(chan struct{})
 	workers := NewWorkers()

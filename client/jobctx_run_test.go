@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/producer"
+	"github.com/millrace/millrace/internal/testfixture"
 )
 
 // ctxSeen is what a worker saw of its context once it ended.
@@ -47,7 +47,7 @@ func ctxWorker(got chan<- ctxSeen) *Workers {
 // context derived from it.
 func TestJobContextTimeout(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	got := make(chan ctxSeen, 1)
 	const timeout = 300 * time.Millisecond
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: ctxWorker(got), JobTimeout: timeout})
@@ -73,7 +73,7 @@ func TestJobContextTimeout(t *testing.T) {
 // from it too.
 func TestJobContextRemoteCancel(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	got := make(chan ctxSeen, 1)
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: ctxWorker(got), JobTimeout: time.Minute})
 	start(t, c)

@@ -16,7 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -133,7 +133,7 @@ func storedLogs(t *testing.T, job *millracetype.JobRow) []JobLogEntry {
 // every line with the job's attributes.
 func TestJobLogMiddleware(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	pass := &logSink{}
 	mw := mustJobLogMiddleware(t, &JobLogConfig{NewHandler: noTime,
 		PassThrough: slog.NewJSONHandler(pass, &slog.HandlerOptions{Level: slog.LevelDebug})})
@@ -204,7 +204,7 @@ func TestJobLogMiddleware(t *testing.T) {
 func TestJobLogOutcomes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	release, late := make(chan struct{}), make(chan struct{})
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[logArgs]) error {
@@ -283,7 +283,7 @@ func TestJobLogOutcomes(t *testing.T) {
 func TestJobLogCaps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	clientLog := &logSink{}
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[logArgs]) error {
@@ -365,7 +365,7 @@ func TestJobLogCaps(t *testing.T) {
 // "river:log" is worked and completed, its metadata left as it was.
 func TestJobLogBadMetadata(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	clientLog := &logSink{}
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[logArgs]) error {
@@ -391,7 +391,7 @@ func TestJobLogBadMetadata(t *testing.T) {
 // NewHandler that starts failing, neither fails the job nor loses its log.
 func TestJobLogHandlerPanics(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	var calls sync.Map
 	mw := mustJobLogMiddleware(t, &JobLogConfig{
 		NewHandler: func(w io.Writer) slog.Handler {
@@ -560,7 +560,7 @@ func TestJobLoggerFallback(t *testing.T) {
 	if JobLogger(context.Background()) != slog.Default() {
 		t.Error("JobLogger outside a job is not slog.Default()")
 	}
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	clientLogger := slog.New(slog.DiscardHandler)
 	got := make(chan *slog.Logger, 1)
 	workers := NewWorkers()

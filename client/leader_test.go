@@ -6,27 +6,17 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
-
-func waitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // TestScheduledJobsRun: the leader's scheduler makes scheduled jobs
 // available, a past one at once and a near one when due.
 func TestScheduledJobsRun(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	ranAt := make(chan time.Time, 2)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { ranAt <- time.Now(); return nil }))
@@ -67,14 +57,14 @@ func TestScheduledJobsRun(t *testing.T) {
 // stops, the other takes over at once (the resignation is announced).
 func TestOneLeaderAndFailover(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { return nil }))
 	a := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers})
 	b := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers})
 	start(t, a)
 	start(t, b)
-	waitCond(t, "a leader", func() bool { return a.IsLeader() || b.IsLeader() })
+	testwait.For(t, 15*time.Second, "a leader", func() bool { return a.IsLeader() || b.IsLeader() })
 	if a.IsLeader() && b.IsLeader() {
 		t.Fatal("two leaders")
 	}
@@ -86,7 +76,7 @@ func TestOneLeaderAndFailover(t *testing.T) {
 	if err := leader.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitCond(t, "the follower to take over", follower.IsLeader)
+	testwait.For(t, 15*time.Second, "the follower to take over", follower.IsLeader)
 	if took := time.Since(stopped); took > time.Second {
 		t.Fatalf("failover took %s (the follower waited for its poll interval)", took)
 	}
@@ -100,7 +90,7 @@ func TestOneLeaderAndFailover(t *testing.T) {
 // the leader and then worked.
 func TestStuckJobRescued(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	attempted := time.Now().Add(-3 * time.Hour)
 	stuck := db.InsertJob(t, &driver.JobInsertFullParams{Kind: "noop", State: millracetype.JobStateRunning, Attempt: 1,
 		AttemptedAt: &attempted, AttemptedBy: []string{"dead-client"}})

@@ -14,7 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 	"github.com/millrace/millrace/startstop"
 )
@@ -67,7 +68,7 @@ func requireNoGoroutinesLeft(t *testing.T, what string) {
 // goroutines are found, and are gone once it has stopped.
 func TestOurGoroutinesSeesAClient(t *testing.T) {
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(2), Workers: gateWorkers(nil, nil)})
 	start(t, c)
 	if n := len(ourGoroutines()); n == 0 {
@@ -150,7 +151,7 @@ func (l *countingListener) Close(ctx context.Context) error {
 }
 
 // leaderOf returns the leader row's client ID, or "" when nobody leads.
-func leaderOf(t *testing.T, db *dbtest.DB) string {
+func leaderOf(t *testing.T, db *testfixture.DB) string {
 	t.Helper()
 	var id string
 	err := db.Pool.QueryRow(context.Background(), "SELECT leader_id FROM river_leader").Scan(&id)
@@ -178,10 +179,10 @@ func leaderOf(t *testing.T, db *dbtest.DB) string {
 func TestStartFailureRollsBackEachService(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		setup func(d *faultDriver, db *dbtest.DB, id string)
+		setup func(d *faultDriver, db *testfixture.DB, id string)
 	}{
-		{"notifier", func(d *faultDriver, _ *dbtest.DB, _ string) { d.failListener.Store(true) }},
-		{"second producer, after the elector took leadership", func(d *faultDriver, db *dbtest.DB, id string) {
+		{"notifier", func(d *faultDriver, _ *testfixture.DB, _ string) { d.failListener.Store(true) }},
+		{"second producer, after the elector took leadership", func(d *faultDriver, db *testfixture.DB, id string) {
 			d.failQueue = "zz_second"
 			d.waitBeforeFail = func(context.Context) {
 				deadline := time.Now().Add(10 * time.Second)
@@ -193,7 +194,7 @@ func TestStartFailureRollsBackEachService(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			db := dbtest.New(t)
+			db := testfixture.New(t)
 			drv := &faultDriver{Driver: db.Driver}
 			var worked atomic.Int64
 			workers := NewWorkers()
@@ -287,7 +288,7 @@ func requireOpenCh(t *testing.T, ch <-chan struct{}, what string) {
 func TestStoppedChannel(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	release := make(chan struct{})
 	running := make(chan struct{}, 1)
 	workers := NewWorkers()
@@ -313,7 +314,7 @@ func TestStoppedChannel(t *testing.T) {
 	go func() { stopErr <- c.Stop(ctx) }()
 	// The stop is under way (the producers no longer fetch) but the job
 	// runs: the channel stays open.
-	waitFor(t, "the stop to begin", func() bool { return c.workCtxOf() != nil && c.stoppingNow() })
+	testwait.For(t, 10*time.Second, "the stop to begin", func() bool { return c.workCtxOf() != nil && c.stoppingNow() })
 	if c.Stopped() != before {
 		t.Fatal("Stopped during Stop is not the run's channel")
 	}
@@ -358,7 +359,7 @@ func (c *Client[TTx]) workCtxOf() context.Context {
 func TestConcurrentStopsHonourTheirContexts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	idle, err := New(db.Driver, &Config{Schema: db.Schema, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -397,7 +398,7 @@ func TestConcurrentStopsHonourTheirContexts(t *testing.T) {
 
 	first := make(chan error, 1)
 	go func() { first <- c.Stop(ctx) }()
-	waitFor(t, "the first Stop to hold the lifecycle", c.stoppingNow)
+	testwait.For(t, 10*time.Second, "the first Stop to hold the lifecycle", c.stoppingNow)
 
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
@@ -456,7 +457,7 @@ func TestConcurrentStopsHonourTheirContexts(t *testing.T) {
 func TestSoftStopTimeout(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const soft = 300 * time.Millisecond
 	quickDone := make(chan struct{})
 	running := make(chan struct{}, 2)
@@ -496,7 +497,7 @@ func TestSoftStopTimeout(t *testing.T) {
 	bounded, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	go func() { stopErr <- c.Stop(bounded) }()
-	waitFor(t, "the stop to begin", c.stoppingNow)
+	testwait.For(t, 10*time.Second, "the stop to begin", c.stoppingNow)
 	close(quickDone)
 	if err := <-stopErr; err != nil {
 		t.Fatalf("Stop with a soft timeout of %s: %v", soft, err)
@@ -534,7 +535,7 @@ func TestSoftStopTimeout(t *testing.T) {
 func TestSoftStopTimeoutWaitsForIgnoringJob(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	release := make(chan struct{})
 	running := make(chan struct{}, 1)
 	workers := NewWorkers()
@@ -555,7 +556,7 @@ func TestSoftStopTimeoutWaitsForIgnoringJob(t *testing.T) {
 	stopErr := make(chan error, 1)
 	go func() { stopErr <- c.Stop(ctx) }()
 	// Wait until the soft timeout has cancelled the job's context.
-	waitFor(t, "the soft timeout to cancel the work", func() bool {
+	testwait.For(t, 10*time.Second, "the soft timeout to cancel the work", func() bool {
 		wc := c.workCtxOf()
 		return wc != nil && context.Cause(wc) == errSoftStopTimeout
 	})
@@ -590,7 +591,7 @@ func (s *failingService) Start(ctx context.Context) error {
 // Not parallel: it counts every millrace goroutine in the process.
 func TestAsServiceInStartAll(t *testing.T) {
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	drv := &faultDriver{Driver: db.Driver}
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { return nil }))

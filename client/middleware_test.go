@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -36,7 +36,7 @@ func (r *recorder) get() []string {
 func TestWorkerMiddleware(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	rec := &recorder{}
 	type ctxKey struct{}
 	named := func(name string) WorkerMiddleware {
@@ -113,7 +113,7 @@ func TestWorkerMiddleware(t *testing.T) {
 func TestWorkerMiddlewarePanic(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, noopWorker())
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers,
@@ -134,7 +134,7 @@ func TestWorkerMiddlewarePanic(t *testing.T) {
 func TestInsertMiddleware(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	rec := &recorder{}
 	addTag := JobInsertMiddlewareFunc(func(ctx context.Context, params []*JobInsertParams, next func(context.Context) ([]*InsertResult, error)) ([]*InsertResult, error) {
 		rec.add("tag>")
@@ -222,7 +222,7 @@ func (blockedArgs) Kind() string { return "blocked" }
 func TestClientFromContext(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	done := make(chan int, 2)
 	wrongType := make(chan error, 1)
 	workers := NewWorkers()
@@ -278,7 +278,7 @@ func TestClientFromContext(t *testing.T) {
 func TestRecordOutput(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	refusals := make(chan []error, 1)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[outcomeArgs]) error {

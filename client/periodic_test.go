@@ -12,8 +12,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 type reportArgs struct{}
@@ -22,7 +23,7 @@ func (reportArgs) Kind() string { return "report" }
 
 func TestPeriodicJobAddValidation(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	ctor := func() (JobArgs, *InsertOpts) { return reportArgs{}, nil }
 	for _, tc := range []struct {
@@ -64,7 +65,7 @@ func TestPeriodicJobAddValidation(t *testing.T) {
 func TestPeriodicJobsOncePerPeriodAcrossClients(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[reportArgs]) error { return nil }))
 	job := NewPeriodicJob(PeriodicInterval(time.Second), func() (JobArgs, *InsertOpts) { return reportArgs{}, nil },
@@ -83,12 +84,12 @@ func TestPeriodicJobsOncePerPeriodAcrossClients(t *testing.T) {
 		}
 		return nil
 	}
-	waitCond(t, "a leader", func() bool { return leader() != nil })
+	testwait.For(t, 15*time.Second, "a leader", func() bool { return leader() != nil })
 	time.Sleep(2500 * time.Millisecond) // let runs happen: this test is about what accumulates over periods
 	if err := leader().Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitCond(t, "a new leader", func() bool { return leader() != nil })
+	testwait.For(t, 15*time.Second, "a new leader", func() bool { return leader() != nil })
 	time.Sleep(2500 * time.Millisecond)
 
 	rows, err := db.Pool.Query(ctx, `SELECT scheduled_at, count(*), bool_and(metadata @> '{"periodic": true, "river:periodic_job_id": "nightly_report"}')
@@ -124,7 +125,7 @@ func TestPeriodicJobsOncePerPeriodAcrossClients(t *testing.T) {
 // a constructor that panics is skipped without stopping the others.
 func TestPeriodicJobRunOnStartAndBadConstructor(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	ran := make(chan struct{}, 10)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[reportArgs]) error { ran <- struct{}{}; return nil }))
@@ -150,7 +151,7 @@ func TestPeriodicJobRunOnStartAndBadConstructor(t *testing.T) {
 func TestLeaderLosesDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	role := "r_" + strings.TrimPrefix(db.Schema, "t_")
 	if len(role) > 60 {
 		role = role[:60]
@@ -182,7 +183,7 @@ func TestLeaderLosesDatabase(t *testing.T) {
 	doomed := newClientOn(t, pgxv5.New(pool), db.Schema, &Config{Queues: oneQueue(1), Workers: workers})
 	doomed.config.leaderTTL, doomed.config.electInterval = ttl, interval
 	start(t, doomed)
-	waitCond(t, "the first client to lead", doomed.IsLeader)
+	testwait.For(t, 15*time.Second, "the first client to lead", doomed.IsLeader)
 	other := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers})
 	other.config.leaderTTL, other.config.electInterval = ttl, interval
 	start(t, other)
@@ -194,11 +195,11 @@ func TestLeaderLosesDatabase(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role); err != nil {
 		t.Fatal(err)
 	}
-	waitCond(t, "the other client to lead", other.IsLeader)
+	testwait.For(t, 15*time.Second, "the other client to lead", other.IsLeader)
 	if took := time.Since(killed); took > ttl+interval+time.Second {
 		t.Fatalf("takeover took %s (TTL %s, interval %s)", took, ttl, interval)
 	}
-	waitCond(t, "the cut-off client to step down", func() bool { return !doomed.IsLeader() })
+	testwait.For(t, 15*time.Second, "the cut-off client to step down", func() bool { return !doomed.IsLeader() })
 	if _, err := db.Pool.Exec(ctx, "ALTER ROLE "+role+" LOGIN"); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -31,7 +31,7 @@ func jsonEq(t *testing.T, got []byte, want string) bool {
 func TestQueueUpdate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	a := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil)})
 	b := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil)})
 	aEvents, unsubA := a.Subscribe(EventKindQueueMetadataChanged)
@@ -91,7 +91,7 @@ func TestQueueUpdate(t *testing.T) {
 // once, without a notification coming back.
 func TestQueueUpdatePollOnly(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil), PollOnly: true})
 	events, unsub := c.Subscribe(EventKindQueueMetadataChanged)
 	defer unsub()
@@ -109,7 +109,7 @@ func TestQueueUpdatePollOnly(t *testing.T) {
 func TestQueueUpdateBadInput(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	if _, err := db.Exec().QueueCreateOrSetUpdatedAt(ctx, &driver.QueueCreateParams{Schema: db.Schema, Name: "q",
 		Metadata: []byte(`{"keep":true}`)}); err != nil {
@@ -152,7 +152,7 @@ func TestQueueUpdateBadInput(t *testing.T) {
 func TestQueueUpdateTx(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil)})
 	events, unsub := c.Subscribe(EventKindQueueMetadataChanged)
 	defer unsub()
@@ -197,7 +197,7 @@ func TestQueueUpdateTx(t *testing.T) {
 func TestQueueGetWithCounts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, nil)
 	for _, name := range []string{"alpha", "beta"} {
 		if _, err := db.Exec().QueueCreateOrSetUpdatedAt(ctx, &driver.QueueCreateParams{Schema: db.Schema, Name: name}); err != nil {

@@ -12,7 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 	"github.com/millrace/millrace/startstop"
 )
@@ -50,7 +51,7 @@ func insertIn(t *testing.T, c *Client[pgx.Tx], queue string, n int) *millracetyp
 // next Start.
 func TestQueuesAddBeforeStart(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Workers: gateWorkers(nil, nil)})
 	if err := c.Start(context.Background()); !errors.Is(err, ErrNoQueues) {
 		t.Fatalf("Start without queues: %v", err)
@@ -71,7 +72,7 @@ func TestQueuesAddBeforeStart(t *testing.T) {
 func TestQueuesAddRunning(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(2), Workers: gateWorkers(nil, nil)})
 	start(t, c)
 	if _, err := c.QueueGet(ctx, "extra"); !errors.Is(err, ErrNotFound) {
@@ -105,7 +106,7 @@ func TestQueuesAddRunning(t *testing.T) {
 // nothing.
 func TestQueuesAddBadInput(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil)})
 	start(t, c)
 	for _, tc := range []struct {
@@ -158,7 +159,7 @@ func TestQueuesAddBadInput(t *testing.T) {
 // the configuration as it was.
 func TestQueuesAddStartFailure(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil)})
 	start(t, c)
 	// The producer's first query fails: its schema's tables are gone.
@@ -187,7 +188,7 @@ func TestQueuesAddStartFailure(t *testing.T) {
 func TestQueuesRemoveRunning(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	started, release := make(chan int64, 1), make(chan struct{})
 	c := newClient(t, db, &Config{Queues: map[string]QueueConfig{"default": {MaxWorkers: 2}, "slow": {MaxWorkers: 2}},
 		Workers: gateWorkers(started, release)})
@@ -198,8 +199,8 @@ func TestQueuesRemoveRunning(t *testing.T) {
 	removed := make(chan error, 1)
 	go func() { removed <- c.Queues().Remove(ctx, "slow") }()
 	// Gone from the configuration at once; no new job of the queue starts.
-	waitFor(t, "the queue to leave the configuration", func() bool { return !slices.Contains(c.Queues().Names(), "slow") })
-	waitFor(t, "the producer to leave the running set", func() bool { return c.producer("slow") == nil })
+	testwait.For(t, 10*time.Second, "the queue to leave the configuration", func() bool { return !slices.Contains(c.Queues().Names(), "slow") })
+	testwait.For(t, 10*time.Second, "the producer to leave the running set", func() bool { return c.producer("slow") == nil })
 	select {
 	case err := <-removed:
 		t.Fatalf("Remove returned (%v) while the queue's job ran", err)
@@ -233,7 +234,7 @@ func TestQueuesRemoveContext(t *testing.T) {
 	for _, waiter := range []string{"remove again", "stop"} {
 		t.Run(waiter, func(t *testing.T) {
 			t.Parallel()
-			db := dbtest.New(t)
+			db := testfixture.New(t)
 			started, release := make(chan int64, 1), make(chan struct{})
 			c := newClient(t, db, &Config{Queues: map[string]QueueConfig{"default": {MaxWorkers: 1}, "slow": {MaxWorkers: 1}},
 				Workers: gateWorkers(started, release)})
@@ -281,7 +282,7 @@ func TestQueuesRemoveContext(t *testing.T) {
 // being removed.
 func TestQueuesRemoveStopAndCancel(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	started := make(chan int64, 1)
 	c := newClient(t, db, &Config{Queues: map[string]QueueConfig{"default": {MaxWorkers: 1}, "slow": {MaxWorkers: 1}},
 		Workers: gateWorkers(started, nil)}) // never released
@@ -306,7 +307,7 @@ func TestQueuesRemoveStopAndCancel(t *testing.T) {
 // error; before Start it only changes the configuration.
 func TestQueuesRemoveNotRunning(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: gateWorkers(nil, nil)})
 	err := c.Queues().Remove(context.Background(), "nope")
 	if !errors.Is(err, ErrQueueNotFound) || !errors.Is(err, ErrNotFound) {
@@ -338,7 +339,7 @@ func TestQueuesRemoveNotRunning(t *testing.T) {
 func TestQueuesConcurrentWithLifecycle(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	c := newClient(t, db, &Config{Queues: oneQueue(2), Workers: gateWorkers(nil, nil)})
 	var inserted []int64
 	for round := range 8 {
@@ -401,17 +402,5 @@ func TestQueuesConcurrentWithLifecycle(t *testing.T) {
 	}
 	if n := db.CountByState(t)[millracetype.JobStateCompleted]; n != len(inserted) {
 		t.Fatalf("%d completed of %d", n, len(inserted))
-	}
-}
-
-// waitFor polls cond until it holds (10 s at most).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 )
 
 // TestPickupAfterRepeatedConnectionLoss: every connection of a client is
@@ -27,7 +27,7 @@ func TestPickupAfterRepeatedConnectionLoss(t *testing.T) {
 	}
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 
 	appName := "mr_" + db.Schema
 	cfg, err := pgxpool.ParseConfig(testdb.AdminURL(t))

@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -20,7 +20,7 @@ import (
 func TestPollOnly(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	worked := make(chan int64, 10)
 	running := make(chan int64, 1)
 	workers := NewWorkers()
@@ -95,7 +95,7 @@ func TestPollOnly(t *testing.T) {
 func TestLostConnections(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 
 	// The client gets a pool of its own with a name that marks its
 	// connections (the listener's too: it copies the pool's config).

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -38,7 +38,7 @@ func (w *resumeWorker) NextRetry(*Job[resumeArgs]) time.Time {
 func TestResumableRetry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	rec := &recorder{}
 	workers := NewWorkers()
 	AddWorker(workers, &resumeWorker{work: func(ctx context.Context, job *Job[resumeArgs]) error {
@@ -123,7 +123,7 @@ func TestResumableRetry(t *testing.T) {
 func TestResumableCheckpointTx(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	table := appTable(t, db)
 	midway := make(chan struct{})
 	resume := make(chan struct{})
@@ -194,7 +194,7 @@ func TestResumableCheckpointTx(t *testing.T) {
 func TestResumableCheckpointTxErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	type result struct {
 		name string
 		err  error

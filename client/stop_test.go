@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -18,7 +18,7 @@ func TestGracefulStopUnderLoad(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	for round := range 3 {
-		db := dbtest.New(t)
+		db := testfixture.New(t)
 		const n = 4000
 		var done atomic.Int64
 		half := make(chan struct{})

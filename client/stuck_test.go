@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -54,7 +54,7 @@ func (w *stuckWorker) Work(ctx context.Context, job *Job[stuckArgs]) error {
 func TestJobStuck(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	logs := &logSink{}
 	reports := make(chan *JobStuck, 10)
 	w := newStuckWorker()
@@ -157,7 +157,7 @@ func TestJobStuckStop(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db := dbtest.New(t)
+			db := testfixture.New(t)
 			logs := &logSink{}
 			var reported atomic.Int32
 			w := newStuckWorker()
@@ -218,7 +218,7 @@ func stopWith[TTx any](c *Client[TTx], name string, ctx context.Context) error {
 func TestJobNotStuck(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	var reported atomic.Int32
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[stuckArgs]) error {

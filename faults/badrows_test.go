@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -267,7 +268,7 @@ func (e *env) waitGood(n int, timeout time.Duration) {
 			[]any{kindJob}, &done)
 		return done
 	}
-	if !waitFor(timeout, func() bool { return count() >= n }) {
+	if !testwait.Poll(timeout, func() bool { return count() >= n }) {
 		e.t.Fatalf("only %d of %d good jobs completed within %v; states %v", count(), n, timeout, e.states())
 	}
 }

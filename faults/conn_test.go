@@ -10,6 +10,7 @@ import (
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 // Connection scenarios use a long RescueStuckJobsAfter: a fetch whose reply
@@ -48,7 +49,7 @@ func scenarioLostConnections(t *testing.T, sz sizes) tally {
 	if !done {
 		t.Errorf("not finished 3 min after the second kill: %v", e.states())
 	}
-	if !waitFor(30*time.Second, func() bool { return e.listeners() == 2 }) {
+	if !testwait.Poll(30*time.Second, func() bool { return e.listeners() == 2 }) {
 		t.Errorf("%d LISTEN connections after the kills, want 2 (the clients re-listen)", e.listeners())
 	}
 	stopClient(t, c1, time.Minute)
@@ -78,7 +79,7 @@ func scenarioNotifierLoss(t *testing.T, sz sizes) tally {
 		t.Errorf("with notifications, jobs waited %v to be fetched (median); want far less than the %v poll", healthy, poll)
 	}
 	long := e.insertOne(jobArgs{Mode: modeLong}, nil)
-	if !waitFor(30*time.Second, func() bool {
+	if !testwait.Poll(30*time.Second, func() bool {
 		var state string
 		e.scan("SELECT state::text FROM "+e.job()+" WHERE id = $1", []any{long}, &state)
 		return state == "running"
@@ -155,7 +156,7 @@ func scenarioNotifierLoss(t *testing.T, sz sizes) tally {
 	if cancelSeen == 0 || cancelSeen > 2500*time.Millisecond {
 		t.Errorf("a running job cancelled while the listener was down had its context cancelled after %v; want within the 2 s poll-only interval", cancelSeen)
 	}
-	if !waitFor(30*time.Second, func() bool {
+	if !testwait.Poll(30*time.Second, func() bool {
 		var state string
 		e.scan("SELECT state::text FROM "+e.job()+" WHERE id = $1", []any{long}, &state)
 		return state == "cancelled"
@@ -165,7 +166,7 @@ func scenarioNotifierLoss(t *testing.T, sz sizes) tally {
 	if len(killed) > 12 {
 		t.Errorf("the listener reconnected %d times in %v: no backoff", len(killed), outage)
 	}
-	if !waitFor(30*time.Second, func() bool { return e.listeners() == 1 }) {
+	if !testwait.Poll(30*time.Second, func() bool { return e.listeners() == 1 }) {
 		t.Fatal("the listener never came back after the outage")
 	}
 	// Listening again: inserts wake the producer at once again.
@@ -203,7 +204,7 @@ func (e *env) pickups(n int) []time.Duration {
 	for range n {
 		id := e.insertOne(jobArgs{}, nil)
 		var secs float64
-		if !waitFor(30*time.Second, func() bool {
+		if !testwait.Poll(30*time.Second, func() bool {
 			e.scan("SELECT coalesce(extract(epoch FROM attempted_at - created_at), -1) FROM "+e.job()+" WHERE id = $1", []any{id}, &secs)
 			return secs >= 0
 		}) {
@@ -252,7 +253,7 @@ func scenarioDatabaseRestart(t *testing.T, sz sizes) tally {
 		t.Errorf("not finished 3 min after the restart: %v", e.states())
 	}
 	recovered := time.Since(begin)
-	if !waitFor(30*time.Second, func() bool { return e.listeners() == 2 }) {
+	if !testwait.Poll(30*time.Second, func() bool { return e.listeners() == 2 }) {
 		t.Errorf("%d LISTEN connections after the restart, want 2", e.listeners())
 	}
 	stopClient(t, c1, time.Minute)

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 // Crash scenarios run their clients in helper processes (this test binary
@@ -65,13 +66,13 @@ func (e *env) strandedBy(id string) []int64 {
 func scenarioWorkerCrash(t *testing.T, sz sizes) tally {
 	e := newEnv(t, sz)
 	b := e.startHelper(helperOpts{id: "crash-b", rescueAfter: crashRescueAfter, jobTimeout: crashJobTimeout})
-	if !waitFor(30*time.Second, func() bool { return e.leader() == "crash-b" }) {
+	if !testwait.Poll(30*time.Second, func() bool { return e.leader() == "crash-b" }) {
 		t.Fatalf("crash-b never became leader (leader %q)", e.leader())
 	}
 	a := e.startHelper(helperOpts{id: "crash-a", rescueAfter: crashRescueAfter, jobTimeout: crashJobTimeout})
 	e.insertJobs(sz.jobs, nil)
 	e.waitOK(sz.jobs*3/10, 3*time.Minute)
-	if !waitFor(30*time.Second, func() bool { return len(e.strandedBy("crash-a")) > 0 }) {
+	if !testwait.Poll(30*time.Second, func() bool { return len(e.strandedBy("crash-a")) > 0 }) {
 		t.Fatal("the worker process to kill runs no job")
 	}
 	killedAt := time.Now()
@@ -96,7 +97,7 @@ func scenarioLeaderCrash(t *testing.T, sz sizes) tally {
 	opts := helperOpts{rescueAfter: crashRescueAfter, jobTimeout: crashJobTimeout, periodic: time.Second}
 	opts.id = "leader-a"
 	a := e.startHelper(opts)
-	if !waitFor(30*time.Second, func() bool { return e.leader() == "leader-a" }) {
+	if !testwait.Poll(30*time.Second, func() bool { return e.leader() == "leader-a" }) {
 		t.Fatalf("leader-a never became leader (leader %q)", e.leader())
 	}
 	opts.id = "leader-b"
@@ -117,7 +118,7 @@ func scenarioLeaderCrash(t *testing.T, sz sizes) tally {
 		t.Errorf("%d jobs scheduled, want at least %d", n, scheduled)
 	}
 	var electedAt time.Time
-	if !waitFor(2*time.Minute, func() bool {
+	if !testwait.Poll(2*time.Minute, func() bool {
 		var id string
 		e.scan("SELECT coalesce(max(leader_id), ''), coalesce(max(elected_at), 'epoch') FROM "+pgx.Identifier{e.schema, "river_leader"}.Sanitize()+" WHERE expires_at > now()",
 			nil, &id, &electedAt)
@@ -127,7 +128,7 @@ func scenarioLeaderCrash(t *testing.T, sz sizes) tally {
 	}
 	failover := time.Since(killedAt)
 	// The new leader enqueues the periodic job.
-	if !waitFor(30*time.Second, func() bool {
+	if !testwait.Poll(30*time.Second, func() bool {
 		var n int
 		e.scan("SELECT count(*) FROM "+e.job()+" WHERE kind = $1 AND created_at > $2", []any{kindPeriodic, electedAt}, &n)
 		return n >= 2

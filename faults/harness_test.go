@@ -20,8 +20,9 @@ import (
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 // Kinds of the jobs the suite inserts.
@@ -233,7 +234,7 @@ func newLogger(w io.Writer, id string) *slog.Logger {
 type env struct {
 	t       *testing.T
 	sz      sizes
-	db      *dbtest.DB
+	db      *testfixture.DB
 	schema  string
 	url     string // the server's admin URL
 	appName string // application_name of the clients' connections
@@ -249,7 +250,7 @@ type env struct {
 
 func newEnv(t *testing.T, sz sizes) *env {
 	t.Helper()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	e := &env{t: t, sz: sz, db: db, schema: db.Schema, url: testdb.AdminURL(t), appName: "mrf_" + db.Schema,
 		logs: &logSink{}, rng: mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 7))}
 	e.wlog = newWorkLog(db.Pool, db.Schema)
@@ -453,25 +454,10 @@ func (e *env) okRuns() int {
 	return n
 }
 
-// waitFor polls cond every 20 ms until it holds or timeout passes, and
-// reports whether it held.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
-}
-
 // waitOK waits until n Work calls succeeded, failing the test after timeout.
 func (e *env) waitOK(n int, timeout time.Duration) {
 	e.t.Helper()
-	if !waitFor(timeout, func() bool { return e.okRuns() >= n }) {
+	if !testwait.Poll(timeout, func() bool { return e.okRuns() >= n }) {
 		e.t.Fatalf("only %d of %d jobs worked within %v; states %v", e.okRuns(), n, timeout, e.states())
 	}
 }
@@ -486,7 +472,7 @@ func (e *env) unfinished() int {
 // waitFinished waits until every job is in a final state; it reports
 // whether that happened within timeout (the accounting tells what did not).
 func (e *env) waitFinished(timeout time.Duration) bool {
-	return waitFor(timeout, func() bool { return e.unfinished() == 0 })
+	return testwait.Poll(timeout, func() bool { return e.unfinished() == 0 })
 }
 
 // states counts jobs by state.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver/pgxv5"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 // The helper process: this test binary run again with MILLRACE_FAULTS_HELPER
@@ -274,7 +275,7 @@ func (e *env) startHelper(o helperOpts) *helper {
 	}
 	// kill waits for the helper's sessions to end, which proves nothing
 	// unless they can be seen: a started client holds some.
-	if !waitFor(30*time.Second, func() bool { return h.sessions() > 0 }) {
+	if !testwait.Poll(30*time.Second, func() bool { return h.sessions() > 0 }) {
 		e.t.Fatalf("helper %s started, but pg_stat_activity shows no session named %q", o.id, app)
 	}
 	return h
@@ -328,7 +329,7 @@ func (h *helper) kill() {
 	}
 	// The server notices a closed connection when the backend next reads
 	// from it: at once when idle, after the statement it runs otherwise.
-	if !waitFor(30*time.Second, func() bool { return h.sessions() == 0 }) {
+	if !testwait.Poll(30*time.Second, func() bool { return h.sessions() == 0 }) {
 		h.t.Fatalf("helper %s (PID %d) was killed 30 s ago but %d of its database sessions still run", h.id, pid, h.sessions())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 // Scenario 1: a graceful Stop in the middle of the load. Every job the
@@ -70,7 +71,7 @@ func scenarioStopAndCancel(t *testing.T, sz sizes) tally {
 	var longRunning atomic.Int64
 	c1, _ := e.startClient(clientOpts{id: "cancel-1", w: &worker{long: time.Minute, onLong: func(int64) { longRunning.Add(1) }}})
 	e.waitOK(sz.jobs/3, 3*time.Minute)
-	if !waitFor(time.Minute, func() bool { return longRunning.Load() >= int64(longJobs/2) }) {
+	if !testwait.Poll(time.Minute, func() bool { return longRunning.Load() >= int64(longJobs/2) }) {
 		t.Fatalf("only %d long jobs started", longRunning.Load())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -165,7 +166,7 @@ func scenarioStopDeadline(t *testing.T, sz sizes) tally {
 
 	// The other jobs the first client had started are recorded; only the
 	// stubborn one is left running, and the client gave up leadership.
-	if !waitFor(30*time.Second, func() bool {
+	if !testwait.Poll(30*time.Second, func() bool {
 		var n int
 		e.scan("SELECT count(*) FROM "+e.job()+" WHERE state = 'running' AND id <> $1", []any{stubborn}, &n)
 		return n == 0
@@ -177,14 +178,14 @@ func scenarioStopDeadline(t *testing.T, sz sizes) tally {
 	if state != "running" {
 		t.Fatalf("stubborn job is %s, want running", state)
 	}
-	if !waitFor(10*time.Second, func() bool { return e.leader() == "" }) {
+	if !testwait.Poll(10*time.Second, func() bool { return e.leader() == "" }) {
 		t.Errorf("the stopping client still leads (%q)", e.leader())
 	}
 
 	// The second client leads at once and rescues the job as soon as it is
 	// older than its RescueStuckJobsAfter and JobTimeout.
 	const rescueAfter, jobTimeout = time.Second, 2 * time.Second
-	if !waitFor(time.Minute, func() bool {
+	if !testwait.Poll(time.Minute, func() bool {
 		var old bool
 		e.scan("SELECT attempted_at < now() - $2::interval FROM "+e.job()+" WHERE id = $1",
 			[]any{stubborn, (jobTimeout + 500*time.Millisecond).String()}, &old)

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 	"github.com/millrace/millrace/startstop"
 )
@@ -46,7 +46,7 @@ func metadata(t *testing.T, job *millracetype.JobRow) map[string]any {
 func TestScheduler(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	now := time.Now().UTC()
 	due := db.InsertJob(t, &driver.JobInsertFullParams{State: millracetype.JobStateScheduled, ScheduledAt: ptr(now.Add(-time.Minute)), Queue: "q1"})
 	retry := db.InsertJob(t, &driver.JobInsertFullParams{State: millracetype.JobStateRetryable, ScheduledAt: ptr(now.Add(-time.Second)), Queue: "q2"})
@@ -127,7 +127,7 @@ func (f fakeTimeouts) lookup(job *millracetype.JobRow) (time.Duration, bool) {
 
 func TestRescuer(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	now := time.Now().UTC()
 	stuckAt := ptr(now.Add(-2 * time.Hour))
 	running := func(kind string, attempt, maxAttempts int, metadata string) *millracetype.JobRow {
@@ -182,7 +182,7 @@ func TestRescuer(t *testing.T) {
 
 func TestCleaner(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	now := time.Now().UTC()
 	final := func(state millracetype.JobState, age time.Duration) *millracetype.JobRow {
 		return db.InsertJob(t, &driver.JobInsertFullParams{State: state, FinalizedAt: ptr(now.Add(-age))})
@@ -220,7 +220,7 @@ func TestCleaner(t *testing.T) {
 func TestQueueCleaner(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	old := time.Now().Add(-48 * time.Hour)
 	for _, q := range []struct {
 		name string
@@ -312,7 +312,7 @@ func TestMaintainerFollowsLeadership(t *testing.T) {
 func TestPeriodicEnqueuersNeverDoubleInsert(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const period = 200 * time.Millisecond
 	job := &PeriodicJob{
 		Next: func(t time.Time) time.Time { return t.Truncate(period).Add(period) },
@@ -368,7 +368,7 @@ func TestPeriodicEnqueuersNeverDoubleInsert(t *testing.T) {
 // TestRunNow: a service asked to run now does not wait for its interval.
 func TestRunNow(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	passes := make(chan struct{}, 1)
 	q := NewQueueCleaner(db.Exec(), &QueueCleanerConfig{Schema: db.Schema, Interval: time.Hour, Passes: passes})
 	onePass(t, q, passes) // starts, first pass, stops
@@ -388,7 +388,7 @@ func TestRunNow(t *testing.T) {
 func TestReindexer(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	// A leftover from an interrupted concurrent rebuild makes that index
 	// skipped; the others are rebuilt (their relfilenode changes).
 	if _, err := db.Pool.Exec(ctx, "CREATE INDEX river_job_kind_ccnew ON "+db.Schema+".river_job (kind)"); err != nil {

@@ -11,13 +11,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
 // insertUnrescuable bulk-inserts n running jobs of kind, stuck since
 // attemptedAt, in one statement.
-func insertUnrescuable(t *testing.T, db *dbtest.DB, n int, kind string, attemptedAt time.Time) {
+func insertUnrescuable(t *testing.T, db *testfixture.DB, n int, kind string, attemptedAt time.Time) {
 	t.Helper()
 	_, err := db.Pool.Exec(context.Background(), `INSERT INTO `+pgx.Identifier{db.Schema, "river_job"}.Sanitize()+`
     (args, kind, state, attempt, attempted_at, attempted_by, max_attempts, priority, queue, scheduled_at)
@@ -34,7 +34,7 @@ FROM generate_series(1, $3)`, kind, attemptedAt, n)
 // rescued nothing.
 func TestRescuerPagesPastUnrescuableJobs(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	stuckAt := time.Now().UTC().Add(-2 * time.Hour)
 	insertUnrescuable(t, db, DefaultRescuerBatch+1, "slow", stuckAt)
 	rescuable := db.InsertJob(t, &driver.JobInsertFullParams{Kind: "known", State: millracetype.JobStateRunning,
@@ -90,7 +90,7 @@ func (h *recordHandler) count(substr string) int {
 // passes too short for one page each reach every stuck job in turn.
 func TestRescuerPassTimeBound(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	stuckAt := time.Now().UTC().Add(-2 * time.Hour)
 	insertUnrescuable(t, db, 6, "slow", stuckAt)
 	rescuable := db.InsertJob(t, &driver.JobInsertFullParams{Kind: "known", State: millracetype.JobStateRunning,

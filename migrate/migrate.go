@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/schemaname"
 )
 
 // LineMain is River's migration line, the only one millrace knows so far.
@@ -49,8 +50,8 @@ var ErrUnknownVersion = errors.New("unknown migration version")
 var ErrDatabaseNewer = errors.New("database is migrated past the newest version this millrace knows")
 
 // ErrInvalidSchema is returned (wrapped) for a schema name that cannot be
-// used.
-var ErrInvalidSchema = errors.New("invalid schema name")
+// used. The client's configuration check returns it too.
+var ErrInvalidSchema = schemaname.ErrInvalid
 
 //go:embed main/*.sql
 var mainFS embed.FS
@@ -136,25 +137,15 @@ type Migrator[TTx any] struct {
 	versions []Version
 }
 
-var schemaRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-
 // MaxSchemaLength is the longest schema name accepted, so that notification
 // channel names ("<schema>.river_leadership") fit Postgres' 63 bytes.
-const MaxSchemaLength = 46
+const MaxSchemaLength = schemaname.MaxLength
 
 // ValidateSchema checks a schema name; the empty name is valid (default
-// schema).
+// schema). A name is at most MaxSchemaLength bytes of ASCII letters, digits
+// and underscores, not starting with a digit.
 func ValidateSchema(schema string) error {
-	if schema == "" {
-		return nil
-	}
-	if len(schema) > MaxSchemaLength {
-		return fmt.Errorf("%w: %q is longer than %d characters", ErrInvalidSchema, schema, MaxSchemaLength)
-	}
-	if !schemaRE.MatchString(schema) {
-		return fmt.Errorf("%w: %q must match %s", ErrInvalidSchema, schema, schemaRE)
-	}
-	return nil
+	return schemaname.Validate(schema)
 }
 
 // New returns a Migrator for the driver.

@@ -13,8 +13,8 @@ import (
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -23,7 +23,7 @@ import (
 func TestJobsManyCommands(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	url := testdb.AdminURL(t)
 	c, err := client.New[pgx.Tx](db.Driver, &client.Config{Schema: db.Schema})
 	if err != nil {

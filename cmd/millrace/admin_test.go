@@ -18,8 +18,8 @@ import (
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -77,7 +77,7 @@ func (cliArgs) Kind() string { return "cli_job" }
 func TestAdminCommands(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	url := testdb.AdminURL(t)
 	c, err := client.New[pgx.Tx](db.Driver, &client.Config{Schema: db.Schema})
 	if err != nil {

@@ -9,14 +9,14 @@ import (
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
 func TestJobLogsCommand(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	url := testdb.AdminURL(t)
 	insert := func(metadata string) string {
 		t.Helper()

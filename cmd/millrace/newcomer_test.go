@@ -15,8 +15,8 @@ import (
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/migrate"
 	"github.com/millrace/millrace/millracetype"
 )
@@ -149,7 +149,7 @@ func TestConnectMessages(t *testing.T) {
 // name".
 func TestJobCommandsSayWhatHappened(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	url := testdb.AdminURL(t)
 	run := func(args ...string) (int, string, string) {
 		t.Helper()

@@ -9,15 +9,16 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
 // fetchAll marks the schema's available jobs running, as a producer would.
-func fetchAll(t *testing.T, db *dbtest.DB, n int) []*millracetype.JobRow {
+func fetchAll(t *testing.T, db *testfixture.DB, n int) []*millracetype.JobRow {
 	t.Helper()
 	jobs, err := db.Exec().JobGetAvailable(context.Background(), &driver.JobGetAvailableParams{
 		Schema: db.Schema, Queue: "default", Max: n, ClientID: "test"})
@@ -38,7 +39,7 @@ func completed(id int64) *driver.JobSetState {
 func TestCompletesManyConcurrently(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 3000
 	db.InsertJobs(t, n, "k", "default")
 	jobs := fetchAll(t, db, n)
@@ -85,7 +86,7 @@ func TestCompletesManyConcurrently(t *testing.T) {
 func TestStopFlushes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 200, "k", "default")
 	jobs := fetchAll(t, db, 200)
 	c := New(db.Exec(), &Config{Schema: db.Schema, MaxBatch: 10})
@@ -134,7 +135,7 @@ func (f *flakyExec) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobS
 func TestRetriesFailedWrites(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 5, "k", "default")
 	jobs := fetchAll(t, db, 5)
 	exec := &flakyExec{Executor: db.Exec()}
@@ -163,7 +164,7 @@ func TestRetriesFailedWrites(t *testing.T) {
 func TestBackPressure(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 10, "k", "default")
 	jobs := fetchAll(t, db, 10)
 	exec := &flakyExec{Executor: db.Exec(), gate: make(chan struct{})}
@@ -177,7 +178,7 @@ func TestBackPressure(t *testing.T) {
 	if err := c.Complete(ctx, completed(jobs[0].ID), nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return exec.calls.Load() == 1 })
+	testwait.For(t, 10*time.Second, "the first write to start", func() bool { return exec.calls.Load() == 1 })
 	for i := 1; i <= 2; i++ {
 		if err := c.Complete(ctx, completed(jobs[i].ID), nil); err != nil {
 			t.Fatal(err)
@@ -205,7 +206,7 @@ func TestBackPressure(t *testing.T) {
 func TestStopGivesUpAfterLimit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 1, "k", "default")
 	jobs := fetchAll(t, db, 1)
 	exec := &flakyExec{Executor: db.Exec()}
@@ -227,23 +228,12 @@ func TestStopGivesUpAfterLimit(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // WantRows false: outcomes are written without reading rows back and
 // OnWritten is not called; true again: it is.
 func TestWantRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 4, "k", "default")
 	jobs := fetchAll(t, db, 4)
 	var want atomic.Bool
@@ -293,7 +283,7 @@ func TestWantRows(t *testing.T) {
 func TestMinWriteInterval(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 12, "k", "default")
 	jobs := fetchAll(t, db, 12)
 	writes := make(chan time.Time, 20)
@@ -363,7 +353,7 @@ func TestMinWriteInterval(t *testing.T) {
 func TestBackPressureReleasesAllWaiters(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 9, "k", "default")
 	jobs := fetchAll(t, db, 9)
 	exec := &flakyExec{Executor: db.Exec(), gate: make(chan struct{})}
@@ -380,7 +370,7 @@ func TestBackPressureReleasesAllWaiters(t *testing.T) {
 	if err := c.Complete(ctx, completed(jobs[0].ID), nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return exec.calls.Load() == 1 })
+	testwait.For(t, 10*time.Second, "the first write to start", func() bool { return exec.calls.Load() == 1 })
 	for i := 1; i <= 4; i++ {
 		if err := c.Complete(ctx, completed(jobs[i].ID), nil); err != nil {
 			t.Fatal(err)
@@ -403,7 +393,7 @@ func TestBackPressureReleasesAllWaiters(t *testing.T) {
 	// One write passes the gate; the next takes the four queued outcomes
 	// (and waits at the gate): there is room for all four blocked ones.
 	exec.gate <- struct{}{}
-	waitFor(t, func() bool { return exec.calls.Load() == 2 })
-	waitFor(t, func() bool { return returned.Load() == 4 })
+	testwait.For(t, 10*time.Second, "the second write to start", func() bool { return exec.calls.Load() == 2 })
+	testwait.For(t, 10*time.Second, "the four blocked Completes to return", func() bool { return returned.Load() == 4 })
 	wg.Wait()
 }

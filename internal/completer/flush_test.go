@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -17,7 +17,7 @@ import (
 func TestFlushWaitsForEarlierOutcomes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 4, "k", "default")
 	jobs := fetchAll(t, db, 4)
 	gate := make(chan struct{})
@@ -66,7 +66,7 @@ func TestFlushWaitsForEarlierOutcomes(t *testing.T) {
 func TestFlushUnderLoad(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 10, "k", "default")
 	jobs := fetchAll(t, db, 10)
 	c := New(&slowExec{Executor: db.Exec(), delay: 5 * time.Millisecond},
@@ -135,7 +135,7 @@ func (s *slowExec) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 func TestFlushContext(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 1, "k", "default")
 	jobs := fetchAll(t, db, 1)
 	gate := make(chan struct{})

@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/notifier"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 func TestNewValidatesAndDefaults(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	exec := db.Exec()
 
 	e, err := New(exec, nil, &Config{ClientID: "c"})
@@ -80,7 +81,7 @@ func TestNewValidatesAndDefaults(t *testing.T) {
 
 func TestSingleElectorLeadsAndResignsAtStop(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := startNotifier(t, db)
 	e := newElector(t, db.Exec(), n, testConfig(db, "solo"))
 	rec := record(e)
@@ -114,7 +115,7 @@ func TestSingleElectorLeadsAndResignsAtStop(t *testing.T) {
 
 func TestReelectExtendsTerm(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	e := newElector(t, db.Exec(), nil, testConfig(db, "keeper"))
 	rec := record(e)
 	start(t, e)
@@ -124,7 +125,7 @@ func TestReelectExtendsTerm(t *testing.T) {
 	// Each extension moves expires_at on, keeping the term (elected_at).
 	for range 2 {
 		prev := leaderRow(t, db)
-		waitUntil(t, waitTimeout, func() bool {
+		testwait.Until(t, waitTimeout, func() bool {
 			r := leaderRow(t, db)
 			return r != nil && r.ExpiresAt.After(prev.ExpiresAt)
 		}, "expires_at moves past %v", prev.ExpiresAt)
@@ -144,7 +145,7 @@ func TestOneLeaderAmongMany(t *testing.T) {
 	for _, count := range []int{2, 3} {
 		t.Run(clientID("electors", count), func(t *testing.T) {
 			t.Parallel()
-			db := dbtest.New(t)
+			db := testfixture.New(t)
 			var counter leaderCounter
 			electors := make([]*Elector, count)
 			for i := range electors {
@@ -161,7 +162,7 @@ func TestOneLeaderAmongMany(t *testing.T) {
 
 			running := slices.Clone(electors)
 			for len(running) > 0 {
-				waitUntil(t, waitTimeout, func() bool { return len(leaders(running)) == 1 }, "one of %d electors leads", len(running))
+				testwait.Until(t, waitTimeout, func() bool { return len(leaders(running)) == 1 }, "one of %d electors leads", len(running))
 				leader := leaders(running)[0]
 
 				// Over several extensions: the same one leader, and it is
@@ -187,7 +188,7 @@ func TestOneLeaderAmongMany(t *testing.T) {
 				if len(running) == 0 {
 					break
 				}
-				waitUntil(t, waitTimeout, func() bool { return len(leaders(running)) == 1 }, "a new leader after %s stopped", leader)
+				testwait.Until(t, waitTimeout, func() bool { return len(leaders(running)) == 1 }, "a new leader after %s stopped", leader)
 				failover := time.Since(stoppedAt)
 				t.Logf("failover from %s to %s took %v", leader, leaders(running)[0], failover)
 				if failover > time.Second {
@@ -210,7 +211,7 @@ func TestOneLeaderAmongMany(t *testing.T) {
 
 func TestChurnNeverTwoLeaders(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	var counter leaderCounter
 	electors := make([]*Elector, 3)
 	for i := range electors {
@@ -219,7 +220,7 @@ func TestChurnNeverTwoLeaders(t *testing.T) {
 		start(t, electors[i])
 	}
 	for round := range 8 {
-		waitUntil(t, waitTimeout, func() bool { return len(leaders(electors)) == 1 }, "one leader in round %d", round)
+		testwait.Until(t, waitTimeout, func() bool { return len(leaders(electors)) == 1 }, "one leader in round %d", round)
 		leader := leaders(electors)[0]
 		for _, e := range electors {
 			if e.cfg.ClientID == leader {
@@ -235,7 +236,7 @@ func TestChurnNeverTwoLeaders(t *testing.T) {
 
 func TestLeadershipLostWhenRowDeleted(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	e := newElector(t, db.Exec(), startNotifier(t, db), testConfig(db, "victim"))
 	rec := record(e)
 	start(t, e)
@@ -257,7 +258,7 @@ func TestLeadershipLostWhenRowDeleted(t *testing.T) {
 
 func TestLeadershipLostWhenRowReplaced(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	fx := &flakyExec{Executor: db.Exec()}
 	e := newElector(t, fx, startNotifier(t, db), testConfig(db, "usurped"))
 	rec := record(e)
@@ -272,7 +273,7 @@ func TestLeadershipLostWhenRowReplaced(t *testing.T) {
 
 	// It follows: it keeps trying, and keeps losing, to the intruder.
 	elects := fx.elects.Load()
-	waitUntil(t, waitTimeout, func() bool { return fx.elects.Load() >= elects+3 }, "three more election attempts")
+	testwait.Until(t, waitTimeout, func() bool { return fx.elects.Load() >= elects+3 }, "three more election attempts")
 	rec.expectNone(t, 0)
 	if id := leaderID(t, db); id != "intruder" {
 		t.Errorf("river_leader has %q, want intruder", id)
@@ -295,7 +296,7 @@ func TestRequestResign(t *testing.T) {
 
 	t.Run("another client takes over", func(t *testing.T) {
 		t.Parallel()
-		db := dbtest.New(t)
+		db := testfixture.New(t)
 		cfgA, cfgB := testConfig(db, "first"), testConfig(db, "second")
 		// Long follower intervals: B's take-over within a second comes from
 		// the resigned notification, and A does not try again meanwhile.
@@ -326,7 +327,7 @@ func TestRequestResign(t *testing.T) {
 
 	t.Run("alone, it resigns and is elected again later", func(t *testing.T) {
 		t.Parallel()
-		db := dbtest.New(t)
+		db := testfixture.New(t)
 		cfg := testConfig(db, "lonely")
 		cfg.ElectInterval = 300 * time.Millisecond
 		fx := &flakyExec{Executor: db.Exec()}
@@ -339,7 +340,7 @@ func TestRequestResign(t *testing.T) {
 		notifyLeadership(t, db, `{"action":"request_resign","leader_id":""}`)
 		rec.expect(t, false, waitTimeout)
 		// Subscribers hear false first, then the term is resigned.
-		waitUntil(t, waitTimeout, func() bool { return fx.resigns.Load() == 1 }, "a resignation")
+		testwait.Until(t, waitTimeout, func() bool { return fx.resigns.Load() == 1 }, "a resignation")
 		rec.expect(t, true, waitTimeout)
 		if second := leaderRow(t, db); second == nil || second.ElectedAt.Equal(first.ElectedAt) {
 			t.Errorf("after re-election: got %+v, want a new term", second)
@@ -348,7 +349,7 @@ func TestRequestResign(t *testing.T) {
 
 	t.Run("a follower ignores it", func(t *testing.T) {
 		t.Parallel()
-		db := dbtest.New(t)
+		db := testfixture.New(t)
 		insertLeader(t, db, "elsewhere", time.Hour)
 		fx := &flakyExec{Executor: db.Exec()}
 		cfg := testConfig(db, "bystander")
@@ -356,7 +357,7 @@ func TestRequestResign(t *testing.T) {
 		e := newElector(t, fx, startNotifier(t, db), cfg)
 		rec := record(e)
 		start(t, e)
-		waitUntil(t, waitTimeout, func() bool { return fx.electsDone.Load() == 1 }, "the first election attempt")
+		testwait.Until(t, waitTimeout, func() bool { return fx.electsDone.Load() == 1 }, "the first election attempt")
 
 		notifyLeadership(t, db, `{"action":"request_resign","leader_id":""}`)
 		// A follower that took the request as its own would resign, or try
@@ -382,7 +383,7 @@ func TestStepDownWhenDatabaseUnreachable(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			db := dbtest.New(t)
+			db := testfixture.New(t)
 			fx := &flakyExec{Executor: db.Exec()}
 			cfg := testConfig(db, "cut-off")
 			cfg.ElectInterval = time.Minute // no new term after stepping down
@@ -393,7 +394,7 @@ func TestStepDownWhenDatabaseUnreachable(t *testing.T) {
 			start(t, e)
 			rec.expect(t, true, waitTimeout)
 			// Let a few extensions succeed first.
-			waitUntil(t, waitTimeout, func() bool { return fx.reelects.Load() >= 3 }, "three extensions")
+			testwait.Until(t, waitTimeout, func() bool { return fx.reelects.Load() >= 3 }, "three extensions")
 
 			before := fx.reelects.Load()
 			tc.cut(fx)
@@ -419,8 +420,8 @@ func TestStepDownWhenDatabaseUnreachable(t *testing.T) {
 			}
 			// It tried to give the abandoned term back (the double lets
 			// resignations through), so the row is gone.
-			waitUntil(t, waitTimeout, func() bool { return fx.resigns.Load() == 1 }, "a resignation of the abandoned term")
-			waitUntil(t, waitTimeout, func() bool { return leaderRow(t, db) == nil }, "the abandoned row is deleted")
+			testwait.Until(t, waitTimeout, func() bool { return fx.resigns.Load() == 1 }, "a resignation of the abandoned term")
+			testwait.Until(t, waitTimeout, func() bool { return leaderRow(t, db) == nil }, "the abandoned row is deleted")
 			if !strings.Contains(logs.String(), "stepping down") {
 				t.Errorf("step-down not logged:\n%s", logs.String())
 			}
@@ -431,7 +432,7 @@ func TestStepDownWhenDatabaseUnreachable(t *testing.T) {
 
 func TestDatabaseErrorsAreRetriedAtTheInterval(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	fx := &flakyExec{Executor: db.Exec()}
 	fx.failElect.Store(true)
 	var logs logBuffer
@@ -441,7 +442,7 @@ func TestDatabaseErrorsAreRetriedAtTheInterval(t *testing.T) {
 	rec := record(e)
 	start(t, e)
 
-	waitUntil(t, waitTimeout, func() bool { return fx.elects.Load() >= 3 }, "three failed election attempts")
+	testwait.Until(t, waitTimeout, func() bool { return fx.elects.Load() >= 3 }, "three failed election attempts")
 	times := fx.electTimes()
 	for i := 1; i < len(times); i++ {
 		if gap := times[i].Sub(times[i-1]); gap < testElectInterval {
@@ -461,7 +462,7 @@ func TestDatabaseErrorsAreRetriedAtTheInterval(t *testing.T) {
 
 func TestResignedNotifications(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	insertLeader(t, db, "other", time.Hour)
 	fx := &flakyExec{Executor: db.Exec()}
 	cfg := testConfig(db, "listener")
@@ -469,7 +470,7 @@ func TestResignedNotifications(t *testing.T) {
 	e := newElector(t, fx, startNotifier(t, db), cfg)
 	rec := record(e)
 	start(t, e)
-	waitUntil(t, waitTimeout, func() bool { return fx.electsDone.Load() == 1 }, "the first election attempt")
+	testwait.Until(t, waitTimeout, func() bool { return fx.electsDone.Load() == 1 }, "the first election attempt")
 
 	// The row goes without a notice; then notices that must not prompt an
 	// attempt: our own resignation, garbage, an unknown action.
@@ -497,7 +498,7 @@ func TestTakesOverFromDeadLeader(t *testing.T) {
 
 	t.Run("expired row", func(t *testing.T) {
 		t.Parallel()
-		db := dbtest.New(t)
+		db := testfixture.New(t)
 		insertLeader(t, db, "dead", -time.Second)
 		cfg := testConfig(db, "heir")
 		cfg.ElectInterval = time.Minute // the first attempt must do it
@@ -512,7 +513,7 @@ func TestTakesOverFromDeadLeader(t *testing.T) {
 
 	t.Run("row expiring later", func(t *testing.T) {
 		t.Parallel()
-		db := dbtest.New(t)
+		db := testfixture.New(t)
 		insertLeader(t, db, "dying", 300*time.Millisecond)
 		e := newElector(t, db.Exec(), startNotifier(t, db), testConfig(db, "heir"))
 		rec := record(e)
@@ -526,7 +527,7 @@ func TestTakesOverFromDeadLeader(t *testing.T) {
 
 func TestPollOnly(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const interval = 200 * time.Millisecond
 	var counter leaderCounter
 	mk := func(id string) *Elector {
@@ -564,7 +565,7 @@ func TestPollOnly(t *testing.T) {
 
 func TestStartStopCycles(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := startNotifier(t, db)
 	e := newElector(t, db.Exec(), n, testConfig(db, "cyclist"))
 	rec := record(e)
@@ -594,7 +595,7 @@ func TestStartStopCycles(t *testing.T) {
 
 func TestStartFailure(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := startNotifier(t, db)
 	fx := &flakyExec{Executor: db.Exec()}
 	e := newElector(t, fx, n, testConfig(db, "unlucky"))
@@ -623,7 +624,7 @@ func TestStartFailure(t *testing.T) {
 
 func TestSubscribers(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := startNotifier(t, db)
 	e := newElector(t, db.Exec(), n, testConfig(db, "host"))
 
@@ -711,7 +712,7 @@ func TestSubscribers(t *testing.T) {
 // is applied when it connects.
 func TestNotifierStartedLater(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := notifier.New(func() (driver.Listener, error) { return db.Driver.GetListener(db.Schema) },
 		&notifier.Config{Schema: db.Schema})
 	t.Cleanup(n.Stop) // registered first, so it runs after the elector's Stop
@@ -725,7 +726,7 @@ func TestNotifierStartedLater(t *testing.T) {
 	if err := n.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, waitTimeout, func() bool { return n.Connected() && fx.electsDone.Load() == 1 }, "notifier connected and the first election attempt")
+	testwait.Until(t, waitTimeout, func() bool { return n.Connected() && fx.electsDone.Load() == 1 }, "notifier connected and the first election attempt")
 
 	execSQL(t, db, "DELETE FROM "+table(db))
 	notifyLeadership(t, db, `{"leader_id" : "other", "action" : "resigned"}`)

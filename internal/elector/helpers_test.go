@@ -13,9 +13,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/notifier"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -36,7 +36,7 @@ const (
 var errUnreachable = errors.New("test: database unreachable")
 
 // testConfig returns a fast configuration for a client of db.
-func testConfig(db *dbtest.DB, clientID string) *Config {
+func testConfig(db *testfixture.DB, clientID string) *Config {
 	return &Config{
 		Schema:          db.Schema,
 		ClientID:        clientID,
@@ -48,7 +48,7 @@ func testConfig(db *dbtest.DB, clientID string) *Config {
 
 // startNotifier starts a notifier on db's schema, as a client would have
 // one, and stops it at cleanup (after electors registered later).
-func startNotifier(t *testing.T, db *dbtest.DB) *notifier.Notifier {
+func startNotifier(t *testing.T, db *testfixture.DB) *notifier.Notifier {
 	t.Helper()
 	n := notifier.New(func() (driver.Listener, error) { return db.Driver.GetListener(db.Schema) },
 		&notifier.Config{Schema: db.Schema})
@@ -78,7 +78,7 @@ func start(t *testing.T, e *Elector) {
 }
 
 // leaderRow reads river_leader directly, expired or not; nil when empty.
-func leaderRow(t *testing.T, db *dbtest.DB) *millracetype.Leader {
+func leaderRow(t *testing.T, db *testfixture.DB) *millracetype.Leader {
 	t.Helper()
 	var l millracetype.Leader
 	err := db.Pool.QueryRow(context.Background(),
@@ -92,7 +92,7 @@ func leaderRow(t *testing.T, db *dbtest.DB) *millracetype.Leader {
 	return &l
 }
 
-func leaderID(t *testing.T, db *dbtest.DB) string {
+func leaderID(t *testing.T, db *testfixture.DB) string {
 	t.Helper()
 	if l := leaderRow(t, db); l != nil {
 		return l.LeaderID
@@ -100,12 +100,12 @@ func leaderID(t *testing.T, db *dbtest.DB) string {
 	return ""
 }
 
-func table(db *dbtest.DB) string {
+func table(db *testfixture.DB) string {
 	return pgx.Identifier{db.Schema, "river_leader"}.Sanitize()
 }
 
 // execSQL runs a statement on db's pool.
-func execSQL(t *testing.T, db *dbtest.DB, sql string, args ...any) {
+func execSQL(t *testing.T, db *testfixture.DB, sql string, args ...any) {
 	t.Helper()
 	if _, err := db.Pool.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("exec %q: %v", sql, err)
@@ -114,29 +114,17 @@ func execSQL(t *testing.T, db *dbtest.DB, sql string, args ...any) {
 
 // notifyLeadership sends a payload on the schema's leadership channel, as
 // River or an operator would.
-func notifyLeadership(t *testing.T, db *dbtest.DB, payload string) {
+func notifyLeadership(t *testing.T, db *testfixture.DB, payload string) {
 	t.Helper()
 	execSQL(t, db, "SELECT pg_notify($1, $2)", db.Schema+"."+driver.TopicLeadership, payload)
 }
 
 // insertLeader writes a leader row by hand whose term expires after
 // expiresIn (negative: already expired).
-func insertLeader(t *testing.T, db *dbtest.DB, id string, expiresIn time.Duration) {
+func insertLeader(t *testing.T, db *testfixture.DB, id string, expiresIn time.Duration) {
 	t.Helper()
 	execSQL(t, db, "INSERT INTO "+table(db)+` (leader_id, elected_at, expires_at)
 		VALUES ($1, now() - interval '1 hour', now() + $2::float8 * interval '1 second')`, id, expiresIn.Seconds())
-}
-
-// waitUntil polls cond until it holds, failing the test after timeout.
-func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until "+format, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // recorder records what one subscriber hears.

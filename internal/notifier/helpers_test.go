@@ -357,21 +357,6 @@ func ctxFor(t *testing.T) context.Context {
 	return ctx
 }
 
-// waitUntil polls cond every few milliseconds until it is true, failing the
-// test after waitTimeout. Only for conditions outside the notifier's
-// synchronisation (a row in pg_stat_activity, a statement recorded by the
-// listener wrapper).
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", waitTimeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // syncBuffer is a bytes.Buffer safe for concurrent writers.
 type syncBuffer struct {
 	mu  sync.Mutex

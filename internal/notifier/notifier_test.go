@@ -12,6 +12,7 @@ import (
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 func TestDeliversToTheTopicsSubscribersInOrder(t *testing.T) {
@@ -257,9 +258,9 @@ func TestListenContextEndsBeforeListen(t *testing.T) {
 	// Once the LISTEN goes through, the notifier UNLISTENs again.
 	e.c.listenGate.Store(nil)
 	close(gate)
-	waitUntil(t, "the abandoned topic is unlistened", func() bool {
+	testwait.Until(t, waitTimeout, func() bool {
 		return slices.Contains(e.c.recorded(), "unlisten slow")
-	})
+	}, "the abandoned topic is unlistened")
 	_, check := e.listen("check")
 	e.notify("slow", "lost")
 	e.notify("check", "ok")

@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -32,13 +33,13 @@ func (r *recordingFetch) Fetch(ctx context.Context, exec driver.Executor, req *F
 // Config.Fetch, asking for its queue, kinds, client ID and free slots.
 func TestFetchStrategyGetsTheRequest(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 2, "k", "default")
 	db.InsertJobs(t, 1, "other", "default")
 	strategy := &recordingFetch{}
 	p := newProducer(t, db, nil, Config{MaxWorkers: 3, Kinds: []string{"k"}, Fetch: strategy, FetchPollInterval: time.Hour})
 	startProducer(t, p)
-	waitFor(t, "the jobs of kind k completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
+	testwait.For(t, 10*time.Second, "the jobs of kind k completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
 
 	strategy.mu.Lock()
 	defer strategy.mu.Unlock()
@@ -99,7 +100,7 @@ func (c *concurrencyLimit) JobFinished(*millracetype.JobRow) {
 // back by the limit is made again when a job finishes, not in a busy loop.
 func TestConcurrencyLimitStrategy(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const jobs = 7
 	db.InsertJobs(t, jobs, "k", "default")
 	limit := &concurrencyLimit{inner: DefaultFetch{}, limit: 2}
@@ -114,7 +115,7 @@ func TestConcurrencyLimitStrategy(t *testing.T) {
 			running.Add(-1)
 		}})
 	startProducer(t, p)
-	waitFor(t, "every job completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == jobs })
+	testwait.For(t, 10*time.Second, "every job completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == jobs })
 	if m := most.Load(); m > 2 {
 		t.Errorf("%d jobs ran at once, over the limit of 2", m)
 	}
@@ -144,12 +145,12 @@ func (h *hintFetch) Fetch(ctx context.Context, exec driver.Executor, req *FetchR
 // an hour apart and no notifications.
 func TestFetchHint(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	job := db.InsertJobs(t, 1, "k", "default")[0]
 	strategy := &hintFetch{holdFor: 2, next: 20 * time.Millisecond}
 	p := newProducer(t, db, nil, Config{Fetch: strategy, FetchPollInterval: time.Hour})
 	startProducer(t, p)
-	waitFor(t, "the job completed", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
+	testwait.For(t, 10*time.Second, "the job completed", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
 	if n := strategy.calls.Load(); n != 3 {
 		t.Errorf("the strategy was asked %d times, want 3 (two held back, then the job)", n)
 	}

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 )
 
 // updateQueue changes the queue's metadata with the driver's QueueUpdate
 // (which also sends the metadata_changed notification).
-func updateQueue(t *testing.T, db *dbtest.DB, name, metadata string) {
+func updateQueue(t *testing.T, db *testfixture.DB, name, metadata string) {
 	t.Helper()
 	if _, err := db.Exec().QueueUpdate(context.Background(), &driver.QueueUpdateParams{Schema: db.Schema, Name: name,
 		MetadataDoUpdate: true, Metadata: []byte(metadata)}); err != nil {
@@ -26,7 +27,7 @@ func updateQueue(t *testing.T, db *dbtest.DB, name, metadata string) {
 // real change once.
 func TestMetadataChangedNotification(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := newNotifier(t, db)
 	if _, err := db.Exec().QueueCreateOrSetUpdatedAt(context.Background(), &driver.QueueCreateParams{Schema: db.Schema,
 		Name: "default", Metadata: []byte(`{"v": 0}`)}); err != nil {
@@ -71,7 +72,7 @@ func TestMetadataChangedNotification(t *testing.T) {
 // the same value again on the next reads.
 func TestMetadataChangedByPoll(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	changes := make(chan json.RawMessage, 10)
 	exec := &wrapExec{Executor: db.Exec()}
 	p := newProducer(t, db, exec, Config{ControlPollInterval: 10 * time.Millisecond,
@@ -83,7 +84,7 @@ func TestMetadataChangedByPoll(t *testing.T) {
 	}
 	// Several more reads of the same row: no further change.
 	reads := exec.queueGets.Load()
-	waitFor(t, "three more reads of the queue row", func() bool { return exec.queueGets.Load() >= reads+3 })
+	testwait.For(t, 10*time.Second, "three more reads of the queue row", func() bool { return exec.queueGets.Load() >= reads+3 })
 	select {
 	case got := <-changes:
 		t.Fatalf("the same metadata reported again: %s", got)

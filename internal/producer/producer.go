@@ -101,10 +101,10 @@ import (
 // cancelled with JobCancel (from this client or any other).
 var ErrJobCancelledRemotely = errors.New("job cancelled remotely")
 
-// Defaults for Config.
+// Defaults for Config. FetchCooldown and FetchPollInterval have none here:
+// the client passes its own Config's, whose defaults are
+// client.DefaultFetchCooldown and client.DefaultFetchPollInterval.
 const (
-	DefaultFetchCooldown       = 100 * time.Millisecond
-	DefaultFetchPollInterval   = time.Second
 	DefaultQueueReportInterval = 10 * time.Minute
 	// DefaultControlPollInterval is how often queue settings and cancels of
 	// running jobs are read from the database while notifications work; a
@@ -133,11 +133,11 @@ type Config struct {
 	// Notifier, when set, delivers insert and control notifications; nil
 	// means poll only.
 	Notifier *notifier.Notifier
-	// FetchCooldown: see the package doc (default 100 ms): the delay of
-	// the fetch after a notification's, and how long a draining queue's
-	// free slots wait for more to free up.
+	// FetchCooldown: see the package doc: the delay of the fetch after a
+	// notification's, and how long a draining queue's free slots wait for
+	// more to free up. Required (positive).
 	FetchCooldown time.Duration
-	// FetchPollInterval: see the package doc (default 1 s).
+	// FetchPollInterval: see the package doc. Required (positive).
 	FetchPollInterval time.Duration
 	// ControlPollInterval overrides the intervals of reading queue settings
 	// and running jobs' cancels (default 1 min with notifications, 2 s
@@ -229,11 +229,8 @@ func New(exec driver.Executor, cfg *Config) (*Producer, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.FetchCooldown <= 0 {
-		c.FetchCooldown = DefaultFetchCooldown
-	}
-	if c.FetchPollInterval <= 0 {
-		c.FetchPollInterval = DefaultFetchPollInterval
+	if c.FetchCooldown <= 0 || c.FetchPollInterval <= 0 {
+		return nil, fmt.Errorf("producer: queue %q: FetchCooldown %v and FetchPollInterval %v must be positive", c.Queue, c.FetchCooldown, c.FetchPollInterval)
 	}
 	if c.WorkCtx == nil {
 		c.WorkCtx = context.Background()

@@ -14,9 +14,10 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/notifier"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -46,7 +47,7 @@ func (w *wrapExec) QueueGet(ctx context.Context, p *driver.QueueGetParams) (*mil
 }
 
 // complete records a job completed, as the client's work function would.
-func complete(t *testing.T, db *dbtest.DB, job *millracetype.JobRow) {
+func complete(t *testing.T, db *testfixture.DB, job *millracetype.JobRow) {
 	now := time.Now()
 	if _, err := db.Exec().JobSetStateIfRunningMany(context.Background(), &driver.JobSetStateIfRunningManyParams{
 		Schema: db.Schema, Jobs: []*driver.JobSetState{{ID: job.ID, State: millracetype.JobStateCompleted, FinalizedAt: &now}}}); err != nil {
@@ -56,7 +57,7 @@ func complete(t *testing.T, db *dbtest.DB, job *millracetype.JobRow) {
 
 // newProducer makes a producer on db's default queue with quick polling;
 // cfg's zero fields get test defaults. It is stopped at cleanup.
-func newProducer(t *testing.T, db *dbtest.DB, exec driver.Executor, cfg Config) *Producer {
+func newProducer(t *testing.T, db *testfixture.DB, exec driver.Executor, cfg Config) *Producer {
 	t.Helper()
 	if exec == nil {
 		exec = db.Exec()
@@ -69,6 +70,9 @@ func newProducer(t *testing.T, db *dbtest.DB, exec driver.Executor, cfg Config) 
 	}
 	if cfg.FetchPollInterval == 0 {
 		cfg.FetchPollInterval = 50 * time.Millisecond
+	}
+	if cfg.FetchCooldown == 0 {
+		cfg.FetchCooldown = 100 * time.Millisecond
 	}
 	cfg.Schema = db.Schema
 	cfg.ClientID = "producer_test"
@@ -90,7 +94,7 @@ func startProducer(t *testing.T, p *Producer) {
 	}
 }
 
-func newNotifier(t *testing.T, db *dbtest.DB) *notifier.Notifier {
+func newNotifier(t *testing.T, db *testfixture.DB) *notifier.Notifier {
 	t.Helper()
 	n := notifier.New(func() (driver.Listener, error) { return db.Driver.GetListener(db.Schema) }, &notifier.Config{Schema: db.Schema})
 	if err := n.Start(context.Background()); err != nil {
@@ -100,21 +104,10 @@ func newNotifier(t *testing.T, db *dbtest.DB) *notifier.Notifier {
 	return n
 }
 
-func notify(t *testing.T, db *dbtest.DB, topic string, payloads ...string) {
+func notify(t *testing.T, db *testfixture.DB, topic string, payloads ...string) {
 	t.Helper()
 	if err := db.Exec().NotifyMany(context.Background(), &driver.NotifyManyParams{Schema: db.Schema, Topic: topic, Payloads: payloads}); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -139,6 +132,8 @@ func TestNewValidates(t *testing.T) {
 		{Config{MaxWorkers: 1, Work: work}, "queue name is empty"},
 		{Config{Queue: "q", Work: work}, "MaxWorkers 0 must be at least 1"},
 		{Config{Queue: "q", MaxWorkers: 1}, "Work is nil"},
+		{Config{Queue: "q", MaxWorkers: 1, Work: work, FetchPollInterval: time.Second}, "FetchCooldown 0s and FetchPollInterval 1s must be positive"},
+		{Config{Queue: "q", MaxWorkers: 1, Work: work, FetchCooldown: time.Millisecond}, "FetchCooldown 1ms and FetchPollInterval 0s must be positive"},
 	} {
 		if _, err := New(nil, &tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v): %v, want %q", tc.cfg, err, tc.want)
@@ -150,7 +145,7 @@ func TestNewValidates(t *testing.T) {
 // fetch asks for no more than the free slots.
 func TestMaxWorkers(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const maxWorkers, n = 3, 20
 	db.InsertJobs(t, n, "k", "default")
 	exec := &wrapExec{Executor: db.Exec()}
@@ -192,7 +187,7 @@ func TestMaxWorkers(t *testing.T) {
 		}
 		release <- struct{}{}
 	}
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
 	if peak.Load() != maxWorkers {
 		t.Errorf("peak concurrency %d, want %d", peak.Load(), maxWorkers)
 	}
@@ -206,12 +201,12 @@ func TestMaxWorkers(t *testing.T) {
 // or a notification.
 func TestBusyQueueDrainsWithoutPolling(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 12
 	db.InsertJobs(t, n, "k", "default")
 	p := newProducer(t, db, nil, Config{MaxWorkers: 2, FetchPollInterval: time.Hour})
 	startProducer(t, p)
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
 }
 
 // TestTrailingFetch: after an insert notification, the producer fetches
@@ -219,7 +214,7 @@ func TestBusyQueueDrainsWithoutPolling(t *testing.T) {
 // fetch (whose notification another client's debounce swallowed).
 func TestTrailingFetch(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	exec := &wrapExec{Executor: db.Exec()}
 	var late, returned atomic.Int64
 	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
@@ -240,10 +235,10 @@ func TestTrailingFetch(t *testing.T) {
 	p := newProducer(t, db, exec, Config{FetchPollInterval: time.Hour, FetchCooldown: 20 * time.Millisecond})
 	startProducer(t, p)
 	// The start-up fetch finds nothing; the first job comes with a poke.
-	waitFor(t, "the start-up fetch", func() bool { return returned.Load() == 1 })
+	testwait.For(t, 10*time.Second, "the start-up fetch", func() bool { return returned.Load() == 1 })
 	first := db.InsertJobs(t, 1, "k", "default")[0]
 	p.Poke()
-	waitFor(t, "both jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
+	testwait.For(t, 10*time.Second, "both jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
 	if late.Load() == 0 || late.Load() == first.ID {
 		t.Fatalf("late job %d", late.Load())
 	}
@@ -256,7 +251,7 @@ func TestTrailingFetch(t *testing.T) {
 // TestStopDrains: Stop waits for running jobs and fetches nothing more.
 func TestStopDrains(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 4
 	db.InsertJobs(t, n, "k", "default")
 	started := make(chan struct{}, n)
@@ -308,7 +303,7 @@ func TestStopDrains(t *testing.T) {
 // before the result is read.
 func TestStopDuringFetch(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 3
 	db.InsertJobs(t, n, "k", "default")
 	exec := &wrapExec{Executor: db.Exec()}
@@ -363,7 +358,7 @@ func TestStopDuringFetch(t *testing.T) {
 // jobs are ignored.
 func TestCancelJob(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := newNotifier(t, db)
 	jobs := db.InsertJobs(t, 2, "k", "default")
 	type running struct {
@@ -401,9 +396,9 @@ func TestCancelJob(t *testing.T) {
 	if cause := recv(t, causes, "the job cancelled by notification"); !errors.Is(cause, ErrJobCancelledRemotely) {
 		t.Errorf("cause %v", cause)
 	}
-	waitFor(t, "jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
+	testwait.For(t, 10*time.Second, "jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == 2 })
 	// The slots free up once the work functions have returned.
-	waitFor(t, "no job running", func() bool { return p.Running() == 0 })
+	testwait.For(t, 10*time.Second, "no job running", func() bool { return p.Running() == 0 })
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
@@ -432,7 +427,7 @@ func (r *pauseRecorder) get() []bool {
 func TestPausedAtStart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	if _, err := db.Exec().QueueCreateOrSetUpdatedAt(ctx, &driver.QueueCreateParams{Schema: db.Schema, Name: "default"}); err != nil {
 		t.Fatal(err)
 	}
@@ -450,14 +445,14 @@ func TestPausedAtStart(t *testing.T) {
 	}
 	p.Poke()
 	// Several rounds of the loop (each reads the queue row) go by.
-	waitFor(t, "the queue row to be read 5 times", func() bool { return exec.queueGets.Load() >= 5 })
+	testwait.For(t, 10*time.Second, "the queue row to be read 5 times", func() bool { return exec.queueGets.Load() >= 5 })
 	if f := exec.fetches.Load(); f != 0 {
 		t.Fatalf("%d fetches from a paused queue", f)
 	}
 	if err := db.Exec().QueueResume(ctx, &driver.QueuePauseParams{Schema: db.Schema, Name: "default"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the job to complete", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
+	testwait.For(t, 10*time.Second, "the job to complete", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
 	if got := rec.get(); !slices.Equal(got, []bool{true, false}) {
 		t.Errorf("OnPaused calls %v, want [true false]", got)
 	}
@@ -486,7 +481,7 @@ func (b *syncBuffer) String() string {
 // still works.
 func TestMalformedNotifications(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	n := newNotifier(t, db)
 	logs := &syncBuffer{}
 	job := db.InsertJobs(t, 1, "k", "default")[0]
@@ -517,7 +512,7 @@ func TestMalformedNotifications(t *testing.T) {
 	)
 	// Notifications are handled in order: once the valid pause is applied,
 	// every payload before it has been handled.
-	waitFor(t, "the valid pause", p.Paused)
+	testwait.For(t, 10*time.Second, "the valid pause", p.Paused)
 	if err := ctx.Err(); err != nil {
 		t.Errorf("a malformed or foreign notification cancelled the job: %v", context.Cause(ctx))
 	}
@@ -528,19 +523,19 @@ func TestMalformedNotifications(t *testing.T) {
 		t.Errorf("%d malformed-notification warnings, want 5:\n%s", got, logs.String())
 	}
 	notify(t, db, driver.TopicControl, `{"action":"resume","queue":"*"}`)
-	waitFor(t, "the resume", func() bool { return !p.Paused() })
+	testwait.For(t, 10*time.Second, "the resume", func() bool { return !p.Paused() })
 	close(release)
 	// The producer still fetches on notifications.
 	next := db.InsertJobs(t, 1, "k", "default")[0]
 	notify(t, db, driver.TopicInsert, `{"queue": "default"}`)
-	waitFor(t, "the next job", func() bool { return db.Job(t, next.ID).State == millracetype.JobStateCompleted })
+	testwait.For(t, 10*time.Second, "the next job", func() bool { return db.Job(t, next.ID).State == millracetype.JobStateCompleted })
 }
 
 // TestFetchErrorBackoff: failed fetches are retried with a growing wait and
 // the producer recovers, without relying on the poll.
 func TestFetchErrorBackoff(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	job := db.InsertJobs(t, 1, "k", "default")[0]
 	exec := &wrapExec{Executor: db.Exec()}
 	var mu sync.Mutex
@@ -559,7 +554,7 @@ func TestFetchErrorBackoff(t *testing.T) {
 	p := newProducer(t, db, exec, Config{FetchPollInterval: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	startProducer(t, p)
-	waitFor(t, "the job to complete", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
+	testwait.For(t, 10*time.Second, "the job to complete", func() bool { return db.Job(t, job.ID).State == millracetype.JobStateCompleted })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(calls) < 5 {
@@ -581,7 +576,7 @@ func TestFetchErrorBackoff(t *testing.T) {
 // poll interval.
 func TestFetchBackoffCappedByPollInterval(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	exec := &wrapExec{Executor: db.Exec()}
 	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
 		return nil, errors.New("down (test)")
@@ -590,7 +585,7 @@ func TestFetchBackoffCappedByPollInterval(t *testing.T) {
 	startProducer(t, p)
 	// Uncapped, 11 retries would take 20+40+...+10240 ms (about 20 s).
 	begin := time.Now()
-	waitFor(t, "11 fetch attempts", func() bool { return exec.fetches.Load() >= 12 })
+	testwait.For(t, 10*time.Second, "11 fetch attempts", func() bool { return exec.fetches.Load() >= 12 })
 	if took := time.Since(begin); took > 5*time.Second {
 		t.Errorf("11 retries took %s", took)
 	}
@@ -601,7 +596,7 @@ func TestFetchBackoffCappedByPollInterval(t *testing.T) {
 func TestPollControlCancels(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	job := db.InsertJobs(t, 1, "k", "default")[0]
 	started := make(chan struct{})
 	cause := make(chan error, 1)
@@ -626,13 +621,13 @@ func TestPollControlCancels(t *testing.T) {
 func TestPollControlRegistersDeletedQueue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	p := newProducer(t, db, nil, Config{ControlPollInterval: 10 * time.Millisecond})
 	startProducer(t, p)
 	if err := db.Exec().Exec(ctx, `DELETE FROM `+db.Schema+`.river_queue`); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the queue row to come back", func() bool {
+	testwait.For(t, 10*time.Second, "the queue row to come back", func() bool {
 		_, err := db.Exec().QueueGet(ctx, &driver.QueueGetParams{Schema: db.Schema, Name: "default"})
 		return err == nil
 	})
@@ -642,7 +637,7 @@ func TestPollControlRegistersDeletedQueue(t *testing.T) {
 // its cause.
 func TestWorkCtxCancelsJobs(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	db.InsertJobs(t, 2, "k", "default")
 	workCtx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -672,7 +667,7 @@ func TestWorkCtxCancelsJobs(t *testing.T) {
 // never more jobs than MaxWorkers running or asked for).
 func TestFetchesOverlap(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const maxWorkers, n = 4, 12
 	db.InsertJobs(t, n, "k", "default")
 	exec := &wrapExec{Executor: db.Exec()}
@@ -708,21 +703,21 @@ func TestFetchesOverlap(t *testing.T) {
 			running.Add(-1)
 		}})
 	startProducer(t, p)
-	waitFor(t, "the first fetch's jobs", func() bool { return running.Load() == maxWorkers })
+	testwait.For(t, 10*time.Second, "the first fetch's jobs", func() bool { return running.Load() == maxWorkers })
 	// Two jobs finish: the second fetch asks for their slots and hangs.
 	release <- struct{}{}
 	release <- struct{}{}
-	waitFor(t, "the second fetch", func() bool { return inFlight.Load() == 1 && calls.Load() == 2 })
+	testwait.For(t, 10*time.Second, "the second fetch", func() bool { return inFlight.Load() == 1 && calls.Load() == 2 })
 	// Two more finish while it hangs: a third fetch runs beside it.
 	release <- struct{}{}
 	release <- struct{}{}
-	waitFor(t, "a third fetch beside the slow one", func() bool { return calls.Load() >= 3 })
-	waitFor(t, "the third fetch's jobs", func() bool { return running.Load() == 2 })
+	testwait.For(t, 10*time.Second, "a third fetch beside the slow one", func() bool { return calls.Load() >= 3 })
+	testwait.For(t, 10*time.Second, "the third fetch's jobs", func() bool { return running.Load() == 2 })
 	close(unblock)
 	for range n - 4 {
 		release <- struct{}{}
 	}
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
 	if got := peakInFlight.Load(); got != 2 {
 		t.Errorf("at most %d fetches ran at once, want 2", got)
 	}
@@ -737,7 +732,7 @@ func TestFetchesOverlap(t *testing.T) {
 // cursor meanwhile is still worked without a poll or a notification.
 func TestDrainContinuesAfterCursor(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 120
 	db.InsertJobs(t, n, "k", "default")
 	exec := &wrapExec{Executor: db.Exec()}
@@ -764,7 +759,7 @@ func TestDrainContinuesAfterCursor(t *testing.T) {
 		mu.Unlock()
 	}
 	startProducer(t, p)
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n+1 })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n+1 })
 	mu.Lock()
 	defer mu.Unlock()
 	if early == nil || db.Job(t, early.ID).State != millracetype.JobStateCompleted {
@@ -794,7 +789,7 @@ func TestDrainContinuesAfterCursor(t *testing.T) {
 // nothing is fetched, even with jobs inserted and polls due.
 func TestPauseWaitsForFetchInFlight(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	exec := &wrapExec{Executor: db.Exec()}
 	var calls atomic.Int64
 	entered := make(chan struct{}, 1)
@@ -843,7 +838,7 @@ func TestPauseWaitsForFetchInFlight(t *testing.T) {
 // all.
 func TestDrainFetchesInBatches(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const maxWorkers, n = 10, 40
 	db.InsertJobs(t, n, "k", "default")
 	release := make(chan struct{}, n)
@@ -858,12 +853,12 @@ func TestDrainFetchesInBatches(t *testing.T) {
 	if req := recv(t, reqs, "the first fetch"); req.limit != maxWorkers {
 		t.Fatalf("first fetch asked for %d, want %d", req.limit, maxWorkers)
 	}
-	waitFor(t, "every slot busy", func() bool { return p.Running() == maxWorkers })
+	testwait.For(t, 10*time.Second, "every slot busy", func() bool { return p.Running() == maxWorkers })
 	// Four slots free (less than half): no fetch, the cooldown being an hour.
 	for range 4 {
 		release <- struct{}{}
 	}
-	waitFor(t, "four jobs done", func() bool { return p.Running() == maxWorkers-4 })
+	testwait.For(t, 10*time.Second, "four jobs done", func() bool { return p.Running() == maxWorkers-4 })
 	select {
 	case req := <-reqs:
 		t.Fatalf("fetched %d with 4 of %d slots free before the cooldown", req.limit, maxWorkers)
@@ -877,7 +872,7 @@ func TestDrainFetchesInBatches(t *testing.T) {
 	for range n {
 		release <- struct{}{}
 	}
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
 }
 
 // TestDrainRefillsSlotAfterCooldown: a draining queue whose jobs are slow
@@ -885,7 +880,7 @@ func TestDrainFetchesInBatches(t *testing.T) {
 // notification.
 func TestDrainRefillsSlotAfterCooldown(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const maxWorkers, n = 10, 30
 	db.InsertJobs(t, n, "k", "default")
 	release := make(chan struct{}, n)
@@ -898,14 +893,14 @@ func TestDrainRefillsSlotAfterCooldown(t *testing.T) {
 	p.onFetchRequest = func(req fetchRequest) { reqs <- req }
 	startProducer(t, p)
 	recv(t, reqs, "the first fetch")
-	waitFor(t, "every slot busy", func() bool { return p.Running() == maxWorkers })
+	testwait.For(t, 10*time.Second, "every slot busy", func() bool { return p.Running() == maxWorkers })
 	release <- struct{}{}
 	if req := recv(t, reqs, "the fetch for one freed slot"); req.limit != 1 {
 		t.Fatalf("fetch asked for %d, want 1", req.limit)
 	}
-	waitFor(t, "the freed slot refilled", func() bool { return p.Running() == maxWorkers })
+	testwait.For(t, 10*time.Second, "the freed slot refilled", func() bool { return p.Running() == maxWorkers })
 	for range n {
 		release <- struct{}{}
 	}
-	waitFor(t, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
+	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
 }

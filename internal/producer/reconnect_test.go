@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/dbtest"
 	"github.com/millrace/millrace/internal/notifier"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -19,7 +20,7 @@ import (
 // poll (an hour away here).
 func TestFetchesWhenListenerReconnects(t *testing.T) {
 	t.Parallel()
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	var down atomic.Bool
 	n := notifier.New(func() (driver.Listener, error) {
 		if down.Load() {
@@ -43,7 +44,7 @@ func TestFetchesWhenListenerReconnects(t *testing.T) {
 	}
 	p := newProducer(t, db, exec, Config{FetchPollInterval: time.Hour, Notifier: n})
 	startProducer(t, p)
-	waitFor(t, "the start-up fetch", func() bool { return returned.Load() == 1 })
+	testwait.For(t, 10*time.Second, "the start-up fetch", func() bool { return returned.Load() == 1 })
 
 	down.Store(true)
 	var killed bool
@@ -53,11 +54,11 @@ func TestFetchesWhenListenerReconnects(t *testing.T) {
 	}
 	// The producer fetches when the connection goes down too; the job is
 	// inserted after that fetch, while nobody listens.
-	waitFor(t, "the fetch when the listener went down", func() bool { return !n.Connected() && returned.Load() == 2 })
+	testwait.For(t, 10*time.Second, "the fetch when the listener went down", func() bool { return !n.Connected() && returned.Load() == 2 })
 	job := db.InsertJobs(t, 1, "k", "default")[0]
 
 	down.Store(false)
-	waitFor(t, "the job inserted while the listener was down completed", func() bool {
+	testwait.For(t, 10*time.Second, "the job inserted while the listener was down completed", func() bool {
 		return db.Job(t, job.ID).State == millracetype.JobStateCompleted
 	})
 	if got := foundBy.Load(); got != 3 {

@@ -5,8 +5,10 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
-	"github.com/millrace/millrace/internal/dbtest"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -32,7 +34,7 @@ func deepFrame() byte {
 // Not parallel: it reads the process's stack memory, which other tests'
 // goroutines would disturb.
 func TestIdleWorkerStacksNotShrunk(t *testing.T) {
-	db := dbtest.New(t)
+	db := testfixture.New(t)
 	const n = 400
 	var wg sync.WaitGroup
 	wg.Add(n)
@@ -53,7 +55,7 @@ func TestIdleWorkerStacksNotShrunk(t *testing.T) {
 	startProducer(t, p)
 	wg.Wait()
 	close(release)
-	waitFor(t, "the workers to be idle", func() bool { return p.Running() == 0 })
+	testwait.For(t, 10*time.Second, "the workers to be idle", func() bool { return p.Running() == 0 })
 
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)

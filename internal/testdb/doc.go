@@ -14,7 +14,12 @@
 //     directory when the test binary ends; a cluster left behind by a binary
 //     that crashed is removed by the next binary that starts one.
 //  4. A container from testcontainers-go's postgres module, when a Docker
-//     engine answers.
+//     engine answers. The code that starts it is the program in
+//     containerpg, a module of its own so that testcontainers-go and the
+//     Docker modules stay out of millrace's module graph (and out of the
+//     go.sum of applications that use millrace). testdb builds it with the
+//     go command, runs it, reads the connection string it prints, and at the
+//     end closes its standard input, on which it terminates the container.
 //
 // If none of these works, the test fails with a message that lists what was
 // tried and how to get PostgreSQL. A line on standard error says which server
@@ -31,4 +36,8 @@
 // usual case: a private schema on the shared server, so tests can run with
 // t.Parallel) or [NewDatabase] (a private database, for tests that need the
 // public schema to themselves).
+//
+// testdb only provides servers, schemas and databases. Most tests want a
+// schema with millrace's tables and the driver on it: internal/testfixture
+// builds that on top of this package.
 package testdb

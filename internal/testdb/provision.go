@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 )
 
 // The ways to get a server, as named by MILLRACE_TESTDB.
@@ -43,9 +42,9 @@ type server struct {
 	url     string // superuser connection string (AdminURL)
 	display string // user@host:port/database, without the password, for messages
 
-	cluster   *cluster                      // set for kindInitdb
-	container *tcpostgres.PostgresContainer // set for kindContainer
-	closed    bool                          // close has run
+	cluster   *cluster    // set for kindInitdb
+	container *helperProc // set for kindContainer: the process keeping the container
+	closed    bool        // close has run
 }
 
 // close stops the throwaway cluster or container, if this binary started

@@ -3,6 +3,7 @@ package testdb
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -11,7 +12,12 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-func TestMain(m *testing.M) { Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(fakeHelperEnv) != "" {
+		os.Exit(fakeHelper())
+	}
+	Main(m)
+}
 
 // validName is what the package promises about schema and database names.
 var validName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)

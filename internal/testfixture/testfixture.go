@@ -1,7 +1,11 @@
-// Package dbtest builds test fixtures on a real Postgres: a fresh schema
+// Package testfixture builds what most tests start from: a fresh schema
 // migrated to River's latest version, with the pgx driver on it, and small
-// helpers to insert jobs. It is for tests only.
-package dbtest
+// helpers to insert and read jobs. It is for tests only.
+//
+// It sits on top of internal/testdb, which provides the PostgreSQL server
+// (finding one or starting a throwaway one) and the empty schemas and
+// databases; testfixture adds millrace's tables and the driver.
+package testfixture
 
 import (
 	"context"
@@ -37,7 +41,7 @@ func New(tb testing.TB) *DB {
 		tb.Fatal(err)
 	}
 	if _, err := m.Migrate(context.Background(), migrate.DirectionUp, nil); err != nil {
-		tb.Fatalf("dbtest: migrate %s: %v", schema, err)
+		tb.Fatalf("testfixture: migrate %s: %v", schema, err)
 	}
 	return &DB{Schema: schema, Pool: pool, Driver: drv}
 }
@@ -53,7 +57,7 @@ func (d *DB) InsertJob(tb testing.TB, p *driver.JobInsertFullParams) *millracety
 	}
 	job, err := d.Exec().JobInsertFull(context.Background(), &cp)
 	if err != nil {
-		tb.Fatalf("dbtest: insert job: %v", err)
+		tb.Fatalf("testfixture: insert job: %v", err)
 	}
 	return job
 }
@@ -68,7 +72,7 @@ func (d *DB) InsertJobs(tb testing.TB, n int, kind, queue string) []*millracetyp
 	}
 	res, err := d.Exec().JobInsertMany(context.Background(), &driver.JobInsertManyParams{Schema: d.Schema, Jobs: params})
 	if err != nil {
-		tb.Fatalf("dbtest: insert %d jobs: %v", n, err)
+		tb.Fatalf("testfixture: insert %d jobs: %v", n, err)
 	}
 	jobs := make([]*millracetype.JobRow, n)
 	for i, r := range res {
@@ -82,7 +86,7 @@ func (d *DB) Job(tb testing.TB, id int64) *millracetype.JobRow {
 	tb.Helper()
 	job, err := d.Exec().JobGetByID(context.Background(), &driver.JobGetByIDParams{Schema: d.Schema, ID: id})
 	if err != nil {
-		tb.Fatalf("dbtest: get job %d: %v", id, err)
+		tb.Fatalf("testfixture: get job %d: %v", id, err)
 	}
 	return job
 }

@@ -1,0 +1,28 @@
+package schemaname
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"", "public", "_x", "My_Schema_2", strings.Repeat("s", MaxLength)} {
+		if err := Validate(ok); err != nil {
+			t.Errorf("Validate(%q) = %v, want nil", ok, err)
+		}
+	}
+	for bad, want := range map[string]string{
+		strings.Repeat("s", MaxLength+1): "longer than 46 characters",
+		"my-schema":                      `"my-schema" must match`,
+		"1abc":                           `"1abc" must match`,
+		"sch ema":                        "must match",
+		`a"b`:                            "must match",
+	} {
+		err := Validate(bad)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate(%q) = %v, want ErrInvalid saying %q", bad, err, want)
+		}
+	}
+}
