@@ -372,6 +372,10 @@ func TestConcurrentStopsHonourTheirContexts(t *testing.T) {
 	}
 
 	ignore := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseIgnoring := func() { releaseOnce.Do(func() { close(ignore) }) }
+	// A failing test must not leave the job holding the cleanup's stop.
+	t.Cleanup(releaseIgnoring)
 	running := make(chan struct{}, 2)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error {
@@ -411,7 +415,7 @@ func TestConcurrentStopsHonourTheirContexts(t *testing.T) {
 			t.Fatalf("second Stop with a deadline returned %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		close(ignore) // lets both Stops end, so the test ends
+		releaseIgnoring() // lets both Stops end, so the test ends
 		t.Fatalf("second Stop with a 100 ms deadline still waits after %s", time.Since(begin))
 	}
 	if took := time.Since(begin); took > 2*time.Second {
@@ -427,8 +431,17 @@ func TestConcurrentStopsHonourTheirContexts(t *testing.T) {
 	// its context; the other still holds the stop.
 	cancelDone := make(chan error, 1)
 	go func() { cancelDone <- c.StopAndCancel(ctx) }()
-	waitState(t, db, honouring.Job.ID, millracetype.JobStateRunning) // still, until written
-	close(ignore)
+	// The interrupted job's outcome is written while the other job still
+	// holds the stops.
+	waitState(t, db, honouring.Job.ID, millracetype.JobStateAvailable)
+	select {
+	case err := <-first:
+		t.Fatalf("first Stop returned (%v) while a job still runs", err)
+	case err := <-cancelDone:
+		t.Fatalf("StopAndCancel returned (%v) while a job still runs", err)
+	default:
+	}
+	releaseIgnoring()
 	for _, ch := range []chan error{first, cancelDone} {
 		select {
 		case err := <-ch:
