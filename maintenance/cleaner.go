@@ -24,11 +24,11 @@ const (
 )
 
 // CleanerConfig configures a Cleaner. For each retention, 0 means the
-// default and -1 keeps jobs of that state forever.
+// default, -1 keeps jobs of that state forever, and below -1 is invalid.
 type CleanerConfig struct {
 	Schema string
 	Logger *slog.Logger
-	// Interval between passes. Default 30 s.
+	// Interval between passes. Default (0) 30 s; negative is invalid.
 	Interval time.Duration
 	// CompletedJobRetention: default 24 h.
 	CompletedJobRetention time.Duration
@@ -37,9 +37,10 @@ type CleanerConfig struct {
 	// DiscardedJobRetention: default 7 days.
 	DiscardedJobRetention time.Duration
 	// Batch is the most jobs deleted per statement, so no statement holds
-	// locks for long. Default 10,000.
+	// locks for long. Default (0) 10,000; negative is invalid.
 	Batch int
-	// StatementTimeout bounds each delete. Default 30 s.
+	// StatementTimeout bounds each delete. Default (0) 30 s; negative is
+	// invalid.
 	StatementTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -54,39 +55,45 @@ type Cleaner struct {
 	cfg  CleanerConfig
 }
 
-// NewCleaner returns a cleaner, or an error for a retention below -1.
+// NewCleaner returns a cleaner, or an error wrapping ErrInvalidConfig for a
+// nil cfg or exec, a retention below -1, or a negative Interval, Batch or
+// StatementTimeout.
 func NewCleaner(exec driver.Executor, cfg *CleanerConfig) (*Cleaner, error) {
+	const name = "cleaner"
+	if cfg == nil {
+		return nil, invalid(name, "nil config")
+	}
 	c := *cfg
-	for name, r := range map[string]*time.Duration{"completed": &c.CompletedJobRetention,
-		"cancelled": &c.CancelledJobRetention, "discarded": &c.DiscardedJobRetention} {
-		if *r < -1 {
-			return nil, fmt.Errorf("cleaner: %s job retention %s: must be positive, 0 for the default, or -1 to keep forever", name, *r)
+	var err error
+	for _, r := range []struct {
+		state string
+		v     *time.Duration
+		def   time.Duration
+	}{{"completed", &c.CompletedJobRetention, DefaultCompletedJobRetention},
+		{"cancelled", &c.CancelledJobRetention, DefaultCancelledJobRetention},
+		{"discarded", &c.DiscardedJobRetention, DefaultDiscardedJobRetention}} {
+		if *r.v, err = retention(name, r.state+" job retention", *r.v, r.def); err != nil {
+			return nil, err
 		}
 	}
-	if c.CompletedJobRetention == 0 {
-		c.CompletedJobRetention = DefaultCompletedJobRetention
+	if c.Interval, err = setting(name, "interval", c.Interval, DefaultCleanerInterval); err != nil {
+		return nil, err
 	}
-	if c.CancelledJobRetention == 0 {
-		c.CancelledJobRetention = DefaultCancelledJobRetention
+	if c.Batch, err = setting(name, "batch", c.Batch, DefaultCleanerBatch); err != nil {
+		return nil, err
 	}
-	if c.DiscardedJobRetention == 0 {
-		c.DiscardedJobRetention = DefaultDiscardedJobRetention
+	if c.StatementTimeout, err = setting(name, "statement timeout", c.StatementTimeout, DefaultCleanerStatementTimeout); err != nil {
+		return nil, err
 	}
-	if c.Interval <= 0 {
-		c.Interval = DefaultCleanerInterval
-	}
-	if c.Batch <= 0 {
-		c.Batch = DefaultCleanerBatch
-	}
-	if c.StatementTimeout <= 0 {
-		c.StatementTimeout = DefaultCleanerStatementTimeout
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
 	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	c.Logger = orDiscard(c.Logger)
 	cl := &Cleaner{exec: exec, cfg: c}
-	cl.periodic = periodic{name: "cleaner", interval: c.Interval, logger: c.Logger, pass: cl.pass, passes: c.Passes}
+	cl.periodic = periodic{name: name, interval: c.Interval, logger: c.Logger, pass: cl.pass, passes: c.Passes}
 	return cl, nil
 }
 
@@ -130,9 +137,10 @@ func (c *Cleaner) pass(ctx context.Context) error {
 type QueueCleanerConfig struct {
 	Schema string
 	Logger *slog.Logger
-	// Interval between passes. Default 1 h.
+	// Interval between passes. Default (0) 1 h; negative is invalid.
 	Interval time.Duration
-	// Retention: queues not reported for this long are deleted. Default 24 h.
+	// Retention: queues not reported for this long are deleted. Default
+	// (0) 24 h; negative is invalid.
 	Retention time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -148,22 +156,32 @@ type QueueCleaner struct {
 	cfg  QueueCleanerConfig
 }
 
-// NewQueueCleaner returns a queue cleaner.
-func NewQueueCleaner(exec driver.Executor, cfg *QueueCleanerConfig) *QueueCleaner {
-	c := *cfg
-	if c.Interval <= 0 {
-		c.Interval = DefaultQueueCleanerInterval
+// NewQueueCleaner returns a queue cleaner, or an error wrapping
+// ErrInvalidConfig for a nil cfg or exec or a negative Interval or
+// Retention.
+func NewQueueCleaner(exec driver.Executor, cfg *QueueCleanerConfig) (*QueueCleaner, error) {
+	const name = "queue_cleaner"
+	if cfg == nil {
+		return nil, invalid(name, "nil config")
 	}
-	if c.Retention <= 0 {
-		c.Retention = DefaultQueueRetention
+	c := *cfg
+	var err error
+	if c.Interval, err = setting(name, "interval", c.Interval, DefaultQueueCleanerInterval); err != nil {
+		return nil, err
+	}
+	if c.Retention, err = setting(name, "retention", c.Retention, DefaultQueueRetention); err != nil {
+		return nil, err
+	}
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
 	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	c.Logger = orDiscard(c.Logger)
 	q := &QueueCleaner{exec: exec, cfg: c}
-	q.periodic = periodic{name: "queue_cleaner", interval: c.Interval, logger: c.Logger, pass: q.pass, passes: c.Passes}
-	return q
+	q.periodic = periodic{name: name, interval: c.Interval, logger: c.Logger, pass: q.pass, passes: c.Passes}
+	return q, nil
 }
 
 func (q *QueueCleaner) pass(ctx context.Context) error {

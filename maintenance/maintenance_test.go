@@ -72,7 +72,10 @@ func TestScheduler(t *testing.T) {
 	}
 
 	passes := make(chan struct{}, 1)
-	s := NewScheduler(db.Exec(), &SchedulerConfig{Schema: db.Schema, Passes: passes})
+	s, err := NewScheduler(db.Exec(), &SchedulerConfig{Schema: db.Schema, Passes: passes})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +234,11 @@ func TestQueueCleaner(t *testing.T) {
 		}
 	}
 	passes := make(chan struct{}, 1)
-	onePass(t, NewQueueCleaner(db.Exec(), &QueueCleanerConfig{Schema: db.Schema, Passes: passes}), passes)
+	q, err := NewQueueCleaner(db.Exec(), &QueueCleanerConfig{Schema: db.Schema, Passes: passes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onePass(t, q, passes)
 	qs, err := db.Exec().QueueList(ctx, &driver.QueueListParams{Schema: db.Schema, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +287,10 @@ func TestMaintainerFollowsLeadership(t *testing.T) {
 		})
 	}
 	leader := &fakeLeader{}
-	m := NewMaintainer(leader, nil, newService(), newService())
+	m, err := NewMaintainer(leader, nil, newService(), newService())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +344,10 @@ func TestPeriodicEnqueuersNeverDoubleInsert(t *testing.T) {
 	}
 	var enqueuers []*PeriodicJobEnqueuer
 	for range 2 {
-		e := NewPeriodicJobEnqueuer(db.Exec(), &PeriodicJobEnqueuerConfig{Schema: db.Schema, Inserted: count})
+		e, err := NewPeriodicJobEnqueuer(db.Exec(), &PeriodicJobEnqueuerConfig{Schema: db.Schema, Inserted: count})
+		if err != nil {
+			t.Fatal(err)
+		}
 		e.Add(job)
 		// A job whose constructor fails is skipped without stopping the rest.
 		e.Add(&PeriodicJob{Next: job.Next, Construct: func(time.Time) (*driver.JobInsertParams, error) { panic("broken") }})
@@ -370,7 +383,10 @@ func TestRunNow(t *testing.T) {
 	t.Parallel()
 	db := dbtest.New(t)
 	passes := make(chan struct{}, 1)
-	q := NewQueueCleaner(db.Exec(), &QueueCleanerConfig{Schema: db.Schema, Interval: time.Hour, Passes: passes})
+	q, err := NewQueueCleaner(db.Exec(), &QueueCleanerConfig{Schema: db.Schema, Interval: time.Hour, Passes: passes})
+	if err != nil {
+		t.Fatal(err)
+	}
 	onePass(t, q, passes) // starts, first pass, stops
 	if err := q.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -406,7 +422,10 @@ func TestReindexer(t *testing.T) {
 		before[idx] = filenode(idx)
 	}
 	passes := make(chan struct{}, 1)
-	r := NewReindexer(db.Exec(), &ReindexerConfig{Schema: db.Schema, Passes: passes})
+	r, err := NewReindexer(db.Exec(), &ReindexerConfig{Schema: db.Schema, Passes: passes})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

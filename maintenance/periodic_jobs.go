@@ -54,14 +54,22 @@ type PeriodicJobEnqueuer struct {
 	changed chan struct{}
 }
 
-// NewPeriodicJobEnqueuer returns an enqueuer with no jobs.
-func NewPeriodicJobEnqueuer(exec driver.Executor, cfg *PeriodicJobEnqueuerConfig) *PeriodicJobEnqueuer {
+// NewPeriodicJobEnqueuer returns an enqueuer with no jobs, or an error
+// wrapping ErrInvalidConfig for a nil cfg or exec.
+func NewPeriodicJobEnqueuer(exec driver.Executor, cfg *PeriodicJobEnqueuerConfig) (*PeriodicJobEnqueuer, error) {
+	const name = "periodic_job_enqueuer"
+	if cfg == nil {
+		return nil, invalid(name, "nil config")
+	}
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
+	}
 	c := *cfg
 	c.Logger = orDiscard(c.Logger)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &PeriodicJobEnqueuer{exec: exec, cfg: c, jobs: map[PeriodicJobHandle]*PeriodicJob{}, changed: make(chan struct{}, 1)}
+	return &PeriodicJobEnqueuer{exec: exec, cfg: c, jobs: map[PeriodicJobHandle]*PeriodicJob{}, changed: make(chan struct{}, 1)}, nil
 }
 
 // Add adds a job and returns its handle.

@@ -26,7 +26,8 @@ type ReindexerConfig struct {
 	Logger *slog.Logger
 	// Next gives the first run after t. Default: daily at 00:00 UTC.
 	Next func(t time.Time) time.Time
-	// Timeout bounds each index's rebuild. Default 1 min.
+	// Timeout bounds each index's rebuild. Default (0) 1 min; negative is
+	// invalid.
 	Timeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -46,20 +47,29 @@ type Reindexer struct {
 	now  chan struct{}
 }
 
-// NewReindexer returns a reindexer.
-func NewReindexer(exec driver.Executor, cfg *ReindexerConfig) *Reindexer {
+// NewReindexer returns a reindexer, or an error wrapping ErrInvalidConfig
+// for a nil cfg or exec or a negative Timeout.
+func NewReindexer(exec driver.Executor, cfg *ReindexerConfig) (*Reindexer, error) {
+	const name = "reindexer"
+	if cfg == nil {
+		return nil, invalid(name, "nil config")
+	}
 	c := *cfg
+	var err error
+	if c.Timeout, err = setting(name, "timeout", c.Timeout, DefaultReindexTimeout); err != nil {
+		return nil, err
+	}
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
+	}
 	c.Logger = orDiscard(c.Logger)
 	if c.Next == nil {
 		c.Next = func(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour) }
 	}
-	if c.Timeout <= 0 {
-		c.Timeout = DefaultReindexTimeout
-	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Reindexer{exec: exec, cfg: c, now: make(chan struct{}, 1)}
+	return &Reindexer{exec: exec, cfg: c, now: make(chan struct{}, 1)}, nil
 }
 
 // RunNow asks for a pass at once.

@@ -2,7 +2,6 @@ package maintenance
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -29,16 +28,17 @@ const (
 type RescuerConfig struct {
 	Schema string
 	Logger *slog.Logger
-	// Interval between passes. Default 30 s.
+	// Interval between passes. Default (0) 30 s; negative is invalid.
 	Interval time.Duration
-	// RescueAfter: running jobs attempted longer ago are stuck. Default 1 h.
+	// RescueAfter: running jobs attempted longer ago are stuck. Default
+	// (0) 1 h; negative is invalid.
 	RescueAfter time.Duration
 	// Batch is the most jobs looked at per statement (a page). Default
-	// 10,000.
+	// (0) 10,000; negative is invalid.
 	Batch int
 	// MaxPassDuration bounds a pass: once it has run this long, the pass
 	// stops after the page at hand and the next pass continues after the
-	// last job it looked at. Default 30 s; negative is invalid.
+	// last job it looked at. Default (0) 30 s; negative is invalid.
 	MaxPassDuration time.Duration
 	// WorkerTimeout tells a job's timeout as its worker sets it: known is
 	// false when no worker of the kind is registered here; timeout -1
@@ -75,28 +75,30 @@ type Rescuer struct {
 	resumeAfter atomic.Int64
 }
 
-// NewRescuer returns a rescuer, or an error for an invalid configuration
-// (a nil cfg, a negative MaxPassDuration).
+// NewRescuer returns a rescuer, or an error wrapping ErrInvalidConfig for
+// a nil cfg or exec or a negative Interval, RescueAfter, Batch or
+// MaxPassDuration.
 func NewRescuer(exec driver.Executor, cfg *RescuerConfig) (*Rescuer, error) {
+	const name = "rescuer"
 	if cfg == nil {
-		return nil, errors.New("rescuer: nil config")
-	}
-	if cfg.MaxPassDuration < 0 {
-		return nil, fmt.Errorf("rescuer: max pass duration %s: must be positive, or 0 for the default (%s)",
-			cfg.MaxPassDuration, DefaultRescuerMaxPassDuration)
+		return nil, invalid(name, "nil config")
 	}
 	c := *cfg
-	if c.MaxPassDuration == 0 {
-		c.MaxPassDuration = DefaultRescuerMaxPassDuration
+	var err error
+	if c.MaxPassDuration, err = setting(name, "max pass duration", c.MaxPassDuration, DefaultRescuerMaxPassDuration); err != nil {
+		return nil, err
 	}
-	if c.Interval <= 0 {
-		c.Interval = DefaultRescuerInterval
+	if c.Interval, err = setting(name, "interval", c.Interval, DefaultRescuerInterval); err != nil {
+		return nil, err
 	}
-	if c.RescueAfter <= 0 {
-		c.RescueAfter = DefaultRescueStuckJobsAfter
+	if c.RescueAfter, err = setting(name, "rescue after", c.RescueAfter, DefaultRescueStuckJobsAfter); err != nil {
+		return nil, err
 	}
-	if c.Batch <= 0 {
-		c.Batch = DefaultRescuerBatch
+	if c.Batch, err = setting(name, "batch", c.Batch, DefaultRescuerBatch); err != nil {
+		return nil, err
+	}
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
 	}
 	if c.WorkerTimeout == nil {
 		c.WorkerTimeout = func(*millracetype.JobRow) (time.Duration, bool) { return 0, false }
@@ -111,7 +113,7 @@ func NewRescuer(exec driver.Executor, cfg *RescuerConfig) (*Rescuer, error) {
 	}
 	c.Logger = orDiscard(c.Logger)
 	r := &Rescuer{exec: exec, cfg: c}
-	r.periodic = periodic{name: "rescuer", interval: c.Interval, logger: c.Logger, pass: r.pass, passes: c.Passes}
+	r.periodic = periodic{name: name, interval: c.Interval, logger: c.Logger, pass: r.pass, passes: c.Passes}
 	return r, nil
 }
 

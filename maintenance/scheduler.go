@@ -22,9 +22,10 @@ type SchedulerConfig struct {
 	Logger *slog.Logger
 	// Interval between passes; also the look-ahead: jobs due within it are
 	// made available now (with their future scheduled_at, which the fetch
-	// waits for). Default 5 s.
+	// waits for). Default (0) 5 s; negative is invalid.
 	Interval time.Duration
-	// Batch is the most jobs moved per statement. Default 10,000.
+	// Batch is the most jobs moved per statement. Default (0) 10,000;
+	// negative is invalid.
 	Batch int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -44,22 +45,31 @@ type Scheduler struct {
 	timers map[*time.Timer]struct{}
 }
 
-// NewScheduler returns a scheduler.
-func NewScheduler(exec driver.Executor, cfg *SchedulerConfig) *Scheduler {
-	c := *cfg
-	if c.Interval <= 0 {
-		c.Interval = DefaultSchedulerInterval
+// NewScheduler returns a scheduler, or an error wrapping ErrInvalidConfig
+// for a nil cfg or exec or a negative Interval or Batch.
+func NewScheduler(exec driver.Executor, cfg *SchedulerConfig) (*Scheduler, error) {
+	const name = "scheduler"
+	if cfg == nil {
+		return nil, invalid(name, "nil config")
 	}
-	if c.Batch <= 0 {
-		c.Batch = DefaultSchedulerBatch
+	c := *cfg
+	var err error
+	if c.Interval, err = setting(name, "interval", c.Interval, DefaultSchedulerInterval); err != nil {
+		return nil, err
+	}
+	if c.Batch, err = setting(name, "batch", c.Batch, DefaultSchedulerBatch); err != nil {
+		return nil, err
+	}
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
 	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	c.Logger = orDiscard(c.Logger)
 	s := &Scheduler{exec: exec, cfg: c, timers: map[*time.Timer]struct{}{}}
-	s.periodic = periodic{name: "scheduler", interval: c.Interval, logger: c.Logger, pass: s.pass, passes: c.Passes}
-	return s
+	s.periodic = periodic{name: name, interval: c.Interval, logger: c.Logger, pass: s.pass, passes: c.Passes}
+	return s, nil
 }
 
 // Stop stops the scheduler and its pending wake-ups.
