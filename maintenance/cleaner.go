@@ -26,7 +26,10 @@ const (
 // CleanerConfig configures a Cleaner. For each retention, 0 means the
 // default, -1 keeps jobs of that state forever, and below -1 is invalid.
 type CleanerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
 	// Interval between passes. Default (0) 30 s; negative is invalid.
 	Interval time.Duration
@@ -88,12 +91,9 @@ func NewCleaner(exec driver.Executor, cfg *CleanerConfig) (*Cleaner, error) {
 	if err := checkExec(name, exec); err != nil {
 		return nil, err
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	c.Logger = orDiscard(c.Logger)
 	cl := &Cleaner{exec: exec, cfg: c}
-	cl.periodic = periodic{name: name, interval: c.Interval, logger: c.Logger, pass: cl.pass, passes: c.Passes}
+	cl.initBase(name, c.Schema, c.Logger, c.Now)
+	cl.periodic.interval, cl.periodic.pass, cl.periodic.passes = c.Interval, cl.pass, c.Passes
 	return cl, nil
 }
 
@@ -106,8 +106,8 @@ func horizon(now time.Time, retention time.Duration) *time.Time {
 }
 
 func (c *Cleaner) pass(ctx context.Context) error {
-	now := c.cfg.Now().UTC()
-	params := &driver.JobDeleteBeforeParams{Schema: c.cfg.Schema, Max: c.cfg.Batch,
+	now := c.now().UTC()
+	params := &driver.JobDeleteBeforeParams{Schema: c.schema, Max: c.cfg.Batch,
 		CompletedFinalizedAtBefore: horizon(now, c.cfg.CompletedJobRetention),
 		CancelledFinalizedAtBefore: horizon(now, c.cfg.CancelledJobRetention),
 		DiscardedFinalizedAtBefore: horizon(now, c.cfg.DiscardedJobRetention)}
@@ -128,14 +128,17 @@ func (c *Cleaner) pass(ctx context.Context) error {
 		}
 	}
 	if total > 0 {
-		c.cfg.Logger.Info("maintenance: deleted finalized jobs past retention", "jobs", total)
+		c.logger.Info("maintenance: deleted finalized jobs past retention", "jobs", total)
 	}
 	return nil
 }
 
 // QueueCleanerConfig configures a QueueCleaner.
 type QueueCleanerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
 	// Interval between passes. Default (0) 1 h; negative is invalid.
 	Interval time.Duration
@@ -175,26 +178,23 @@ func NewQueueCleaner(exec driver.Executor, cfg *QueueCleanerConfig) (*QueueClean
 	if err := checkExec(name, exec); err != nil {
 		return nil, err
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	c.Logger = orDiscard(c.Logger)
 	q := &QueueCleaner{exec: exec, cfg: c}
-	q.periodic = periodic{name: name, interval: c.Interval, logger: c.Logger, pass: q.pass, passes: c.Passes}
+	q.initBase(name, c.Schema, c.Logger, c.Now)
+	q.periodic.interval, q.periodic.pass, q.periodic.passes = c.Interval, q.pass, c.Passes
 	return q, nil
 }
 
 func (q *QueueCleaner) pass(ctx context.Context) error {
 	for {
 		stmtCtx, cancel := context.WithTimeout(ctx, defaultQueueCleanerStatementTime)
-		names, err := q.exec.QueueDeleteExpired(stmtCtx, &driver.QueueDeleteExpiredParams{Schema: q.cfg.Schema,
-			UpdatedAtHorizon: q.cfg.Now().UTC().Add(-q.cfg.Retention), Max: DefaultQueueCleanerBatch})
+		names, err := q.exec.QueueDeleteExpired(stmtCtx, &driver.QueueDeleteExpiredParams{Schema: q.schema,
+			UpdatedAtHorizon: q.now().UTC().Add(-q.cfg.Retention), Max: DefaultQueueCleanerBatch})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("delete expired queues: %w", err)
 		}
 		if len(names) > 0 {
-			q.cfg.Logger.Info("maintenance: deleted queues not reported for a long time", "queues", names)
+			q.logger.Info("maintenance: deleted queues not reported for a long time", "queues", names)
 		}
 		if len(names) < DefaultQueueCleanerBatch {
 			return nil

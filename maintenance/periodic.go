@@ -2,27 +2,22 @@ package maintenance
 
 import (
 	"context"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
-
-	"github.com/millrace/millrace/startstop"
 )
 
 // periodic runs one pass at start and then every interval (plus up to 10%
 // jitter) until stopped. A failed pass is logged and the next one runs at
 // the usual time. Passes signals each completed pass (for tests).
 type periodic struct {
-	startstop.BaseStartStop
+	serviceBase
 
 	once     sync.Once
-	name     string
 	interval time.Duration
-	logger   *slog.Logger
 	pass     func(ctx context.Context) error
 	passes   chan struct{} // optional, receives a value after each pass
-	now      chan struct{} // RunNow's requests
+	wake     chan struct{} // RunNow's requests
 }
 
 // RunNow asks for a pass at once instead of at the next interval (tests,
@@ -31,13 +26,13 @@ type periodic struct {
 func (p *periodic) RunNow() {
 	p.init()
 	select {
-	case p.now <- struct{}{}:
+	case p.wake <- struct{}{}:
 	default:
 	}
 }
 
 func (p *periodic) init() {
-	p.once.Do(func() { p.now = make(chan struct{}, 1) })
+	p.once.Do(func() { p.wake = make(chan struct{}, 1) })
 }
 
 // Start starts the loop.
@@ -57,7 +52,7 @@ func (p *periodic) Start(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-timer.C:
-			case <-p.now:
+			case <-p.wake:
 				timer.Stop()
 			}
 			if err := p.pass(ctx); err != nil && ctx.Err() == nil {
@@ -73,11 +68,4 @@ func (p *periodic) Start(ctx context.Context) error {
 		}
 	}()
 	return nil
-}
-
-func orDiscard(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/startstop"
 )
 
 // PeriodicJob is one job the leader enqueues on a schedule.
@@ -33,7 +32,10 @@ type PeriodicJobHandle int
 
 // PeriodicJobEnqueuerConfig configures a PeriodicJobEnqueuer.
 type PeriodicJobEnqueuerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -44,7 +46,7 @@ type PeriodicJobEnqueuerConfig struct {
 // PeriodicJobEnqueuer inserts periodic jobs when their runs are due. Jobs
 // may be added and removed while it runs.
 type PeriodicJobEnqueuer struct {
-	startstop.BaseStartStop
+	serviceBase
 	exec driver.Executor
 	cfg  PeriodicJobEnqueuerConfig
 
@@ -64,12 +66,9 @@ func NewPeriodicJobEnqueuer(exec driver.Executor, cfg *PeriodicJobEnqueuerConfig
 	if err := checkExec(name, exec); err != nil {
 		return nil, err
 	}
-	c := *cfg
-	c.Logger = orDiscard(c.Logger)
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	return &PeriodicJobEnqueuer{exec: exec, cfg: c, jobs: map[PeriodicJobHandle]*PeriodicJob{}, changed: make(chan struct{}, 1)}, nil
+	e := &PeriodicJobEnqueuer{exec: exec, cfg: *cfg, jobs: map[PeriodicJobHandle]*PeriodicJob{}, changed: make(chan struct{}, 1)}
+	e.initBase(name, cfg.Schema, cfg.Logger, cfg.Now)
+	return e, nil
 }
 
 // Add adds a job and returns its handle.
@@ -122,7 +121,7 @@ func (e *PeriodicJobEnqueuer) Start(ctx context.Context) error {
 
 func (e *PeriodicJobEnqueuer) run(ctx context.Context) {
 	next := map[PeriodicJobHandle]time.Time{}
-	now := e.cfg.Now()
+	now := e.now()
 	var due []PeriodicJobHandle
 	// Initial schedule; RunOnStart jobs run at once with the start time as
 	// their run time.
@@ -138,7 +137,7 @@ func (e *PeriodicJobEnqueuer) run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		now = e.cfg.Now()
+		now = e.now()
 		// Schedule jobs added since, forget removed ones.
 		e.mu.Lock()
 		for h, job := range e.jobs {
@@ -235,7 +234,7 @@ func (e *PeriodicJobEnqueuer) enqueueAt(ctx context.Context, runAts map[Periodic
 		next[h] = safeNext(job, runAt)
 		p, err := safeConstruct(job, runAt)
 		if err != nil {
-			e.cfg.Logger.Error("maintenance: periodic job constructor failed; skipping this run", "run_at", runAt, "error", err)
+			e.logger.Error("maintenance: periodic job constructor failed; skipping this run", "run_at", runAt, "error", err)
 			continue
 		}
 		if p == nil {
@@ -249,10 +248,10 @@ func (e *PeriodicJobEnqueuer) enqueueAt(ctx context.Context, runAts map[Periodic
 	if len(params) == 0 {
 		return
 	}
-	res, err := e.exec.JobInsertMany(ctx, &driver.JobInsertManyParams{Schema: e.cfg.Schema, Jobs: params, NotifyQueues: queues})
+	res, err := e.exec.JobInsertMany(ctx, &driver.JobInsertManyParams{Schema: e.schema, Jobs: params, NotifyQueues: queues})
 	if err != nil {
 		if ctx.Err() == nil {
-			e.cfg.Logger.Error("maintenance: inserting periodic jobs failed; these runs are skipped", "jobs", len(params), "error", err)
+			e.logger.Error("maintenance: inserting periodic jobs failed; these runs are skipped", "jobs", len(params), "error", err)
 		}
 		return
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/startstop"
 )
 
 // ReindexerIndexes are the job table's indexes the reindexer rebuilds.
@@ -22,7 +21,10 @@ const DefaultReindexTimeout = time.Minute
 
 // ReindexerConfig configures a Reindexer.
 type ReindexerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
 	// Next gives the first run after t. Default: daily at 00:00 UTC.
 	Next func(t time.Time) time.Time
@@ -41,10 +43,10 @@ type ReindexerConfig struct {
 // copy (an earlier rebuild that was interrupted) is skipped and logged:
 // drop the leftover by hand.
 type Reindexer struct {
-	startstop.BaseStartStop
+	serviceBase
 	exec driver.Executor
 	cfg  ReindexerConfig
-	now  chan struct{}
+	wake chan struct{} // RunNow's requests
 }
 
 // NewReindexer returns a reindexer, or an error wrapping ErrInvalidConfig
@@ -62,20 +64,18 @@ func NewReindexer(exec driver.Executor, cfg *ReindexerConfig) (*Reindexer, error
 	if err := checkExec(name, exec); err != nil {
 		return nil, err
 	}
-	c.Logger = orDiscard(c.Logger)
 	if c.Next == nil {
 		c.Next = func(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour) }
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	return &Reindexer{exec: exec, cfg: c, now: make(chan struct{}, 1)}, nil
+	r := &Reindexer{exec: exec, cfg: c, wake: make(chan struct{}, 1)}
+	r.initBase(name, c.Schema, c.Logger, c.Now)
+	return r, nil
 }
 
 // RunNow asks for a pass at once.
 func (r *Reindexer) RunNow() {
 	select {
-	case r.now <- struct{}{}:
+	case r.wake <- struct{}{}:
 	default:
 	}
 }
@@ -90,18 +90,18 @@ func (r *Reindexer) Start(ctx context.Context) error {
 		defer stopped()
 		started()
 		for {
-			wait := r.cfg.Next(r.cfg.Now()).Sub(r.cfg.Now())
+			wait := r.cfg.Next(r.now()).Sub(r.now())
 			timer := time.NewTimer(max(wait, 0))
 			select {
 			case <-ctx.Done():
 				timer.Stop()
 				return
 			case <-timer.C:
-			case <-r.now:
+			case <-r.wake:
 				timer.Stop()
 			}
 			if err := r.pass(ctx); err != nil && ctx.Err() == nil {
-				r.cfg.Logger.Warn("maintenance: reindex pass failed", "error", err)
+				r.logger.Warn("maintenance: reindex pass failed", "error", err)
 			}
 			if r.cfg.Passes != nil {
 				select {
@@ -119,25 +119,25 @@ func (r *Reindexer) pass(ctx context.Context) error {
 	for _, index := range ReindexerIndexes {
 		leftover := false
 		for _, suffix := range []string{"_ccnew", "_ccold"} {
-			ok, err := r.exec.IndexExists(ctx, &driver.IndexParams{Schema: r.cfg.Schema, Index: index + suffix})
+			ok, err := r.exec.IndexExists(ctx, &driver.IndexParams{Schema: r.schema, Index: index + suffix})
 			if err != nil {
 				return fmt.Errorf("check for a leftover copy of %s: %w", index, err)
 			}
 			leftover = leftover || ok
 		}
 		if leftover {
-			r.cfg.Logger.Warn("maintenance: skipping reindex: a leftover copy from an interrupted rebuild exists; drop it",
+			r.logger.Warn("maintenance: skipping reindex: a leftover copy from an interrupted rebuild exists; drop it",
 				"index", index)
 			continue
 		}
 		ictx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-		err := r.exec.IndexReindex(ictx, &driver.IndexParams{Schema: r.cfg.Schema, Index: index})
+		err := r.exec.IndexReindex(ictx, &driver.IndexParams{Schema: r.schema, Index: index})
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reindex %s: %w", index, err))
 			continue
 		}
-		r.cfg.Logger.Info("maintenance: reindexed", "index", index)
+		r.logger.Info("maintenance: reindexed", "index", index)
 	}
 	return errors.Join(errs...)
 }

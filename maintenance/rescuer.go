@@ -26,7 +26,10 @@ const (
 
 // RescuerConfig configures a Rescuer.
 type RescuerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
 	// Interval between passes. Default (0) 30 s; negative is invalid.
 	Interval time.Duration
@@ -108,25 +111,22 @@ func NewRescuer(exec driver.Executor, cfg *RescuerConfig) (*Rescuer, error) {
 			return retry.DefaultNextRetry(len(job.Errors)+1, time.Now())
 		}
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	c.Logger = orDiscard(c.Logger)
 	r := &Rescuer{exec: exec, cfg: c}
-	r.periodic = periodic{name: name, interval: c.Interval, logger: c.Logger, pass: r.pass, passes: c.Passes}
+	r.initBase(name, c.Schema, c.Logger, c.Now)
+	r.periodic.interval, r.periodic.pass, r.periodic.passes = c.Interval, r.pass, c.Passes
 	return r, nil
 }
 
 // pass rescues the stuck jobs it may, a page at a time by id, until the
 // last page or its time bound.
 func (r *Rescuer) pass(ctx context.Context) error {
-	start := time.Now() // the real clock: cfg.Now may be a test's shifted one
+	start := time.Now() // the real clock: r.now may be a test's shifted one
 	afterID := r.resumeAfter.Load()
 	r.resumeAfter.Store(0)
 	for {
-		now := r.cfg.Now().UTC()
+		now := r.now().UTC()
 		horizon := now.Add(-r.cfg.RescueAfter)
-		stuck, err := r.exec.JobGetStuck(ctx, &driver.JobGetStuckParams{Schema: r.cfg.Schema,
+		stuck, err := r.exec.JobGetStuck(ctx, &driver.JobGetStuckParams{Schema: r.schema,
 			StuckHorizon: horizon, Max: r.cfg.Batch, AfterID: afterID})
 		if err != nil {
 			// The next pass starts over: a job skipped meanwhile is
@@ -142,11 +142,11 @@ func (r *Rescuer) pass(ctx context.Context) error {
 		if len(rescues) > 0 {
 			// The horizon again: a job that finished and was fetched again
 			// since it was read is not stuck.
-			n, err := r.exec.JobRescueMany(ctx, &driver.JobRescueManyParams{Schema: r.cfg.Schema, Jobs: rescues, StuckHorizon: &horizon})
+			n, err := r.exec.JobRescueMany(ctx, &driver.JobRescueManyParams{Schema: r.schema, Jobs: rescues, StuckHorizon: &horizon})
 			if err != nil {
 				return fmt.Errorf("rescue %d stuck jobs: %w", len(rescues), err)
 			}
-			r.cfg.Logger.Info("maintenance: rescued stuck jobs", "jobs", n)
+			r.logger.Info("maintenance: rescued stuck jobs", "jobs", n)
 		}
 		if len(stuck) < r.cfg.Batch {
 			return nil
@@ -156,7 +156,7 @@ func (r *Rescuer) pass(ctx context.Context) error {
 		afterID = stuck[len(stuck)-1].ID
 		if elapsed := time.Since(start); elapsed >= r.cfg.MaxPassDuration {
 			r.resumeAfter.Store(afterID)
-			r.cfg.Logger.Warn("maintenance: rescuer pass reached its time bound; the next pass continues after the last job it looked at",
+			r.logger.Warn("maintenance: rescuer pass reached its time bound; the next pass continues after the last job it looked at",
 				"elapsed", elapsed, "max_pass_duration", r.cfg.MaxPassDuration, "after_job_id", afterID)
 			return nil
 		}

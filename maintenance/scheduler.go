@@ -18,7 +18,10 @@ const (
 
 // SchedulerConfig configures a Scheduler.
 type SchedulerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
 	// Interval between passes; also the look-ahead: jobs due within it are
 	// made available now (with their future scheduled_at, which the fetch
@@ -63,12 +66,9 @@ func NewScheduler(exec driver.Executor, cfg *SchedulerConfig) (*Scheduler, error
 	if err := checkExec(name, exec); err != nil {
 		return nil, err
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	c.Logger = orDiscard(c.Logger)
 	s := &Scheduler{exec: exec, cfg: c, timers: map[*time.Timer]struct{}{}}
-	s.periodic = periodic{name: name, interval: c.Interval, logger: c.Logger, pass: s.pass, passes: c.Passes}
+	s.initBase(name, c.Schema, c.Logger, c.Now)
+	s.periodic.interval, s.periodic.pass, s.periodic.passes = c.Interval, s.pass, c.Passes
 	return s, nil
 }
 
@@ -85,8 +85,8 @@ func (s *Scheduler) Stop() {
 
 func (s *Scheduler) pass(ctx context.Context) error {
 	for {
-		now := s.cfg.Now().UTC()
-		res, err := s.exec.JobSchedule(ctx, &driver.JobScheduleParams{Schema: s.cfg.Schema, Max: s.cfg.Batch,
+		now := s.now().UTC()
+		res, err := s.exec.JobSchedule(ctx, &driver.JobScheduleParams{Schema: s.schema, Max: s.cfg.Batch,
 			Now: now, Horizon: now.Add(s.cfg.Interval)})
 		if err != nil {
 			return fmt.Errorf("schedule jobs: %w", err)
@@ -104,7 +104,7 @@ func (s *Scheduler) pass(ctx context.Context) error {
 			}
 		}
 		if len(res) > 0 {
-			s.cfg.Logger.Debug("maintenance: scheduled jobs", "available", len(res)-discarded, "discarded_unique_conflict", discarded)
+			s.logger.Debug("maintenance: scheduled jobs", "available", len(res)-discarded, "discarded_unique_conflict", discarded)
 		}
 		s.wake(ctx, due, now)
 		if len(res) < s.cfg.Batch {
@@ -147,7 +147,7 @@ func (s *Scheduler) notify(ctx context.Context, queues []string) {
 	for i, q := range queues {
 		payloads[i] = driver.InsertNotifyPayload(q)
 	}
-	if err := s.exec.NotifyMany(ctx, &driver.NotifyManyParams{Schema: s.cfg.Schema, Topic: driver.TopicInsert, Payloads: payloads}); err != nil && ctx.Err() == nil {
-		s.cfg.Logger.Warn("maintenance: notifying queues of scheduled jobs failed", "error", err)
+	if err := s.exec.NotifyMany(ctx, &driver.NotifyManyParams{Schema: s.schema, Topic: driver.TopicInsert, Payloads: payloads}); err != nil && ctx.Err() == nil {
+		s.logger.Warn("maintenance: notifying queues of scheduled jobs failed", "error", err)
 	}
 }

@@ -1,0 +1,36 @@
+package maintenance
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/millrace/millrace/startstop"
+)
+
+// serviceBase is what every maintenance service shares: its lifecycle,
+// its name (in logs and errors), the schema its statements use, its
+// logger and its clock.
+type serviceBase struct {
+	startstop.BaseStartStop
+
+	name   string
+	schema string
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+// initBase sets the base up; a nil logger discards and a nil clock is
+// time.Now.
+func (b *serviceBase) initBase(name, schema string, logger *slog.Logger, now func() time.Time) {
+	if now == nil {
+		now = time.Now
+	}
+	b.name, b.schema, b.logger, b.now = name, schema, orDiscard(logger), now
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
