@@ -9,7 +9,7 @@ import (
 
 // serviceBase is what every maintenance service shares: its lifecycle,
 // its name (in logs and errors), the schema its statements use, its
-// logger and its clock.
+// logger, its clock, and its loop's wake-up channel (see loop.go).
 type serviceBase struct {
 	startstop.BaseStartStop
 
@@ -17,6 +17,8 @@ type serviceBase struct {
 	schema string
 	logger *slog.Logger
 	now    func() time.Time
+	wake   chan struct{} // requests for a pass at once
+	passes chan struct{} // optional, receives a value after each pass
 }
 
 // initBase sets the base up; a nil logger discards and a nil clock is
@@ -26,6 +28,7 @@ func (b *serviceBase) initBase(name, schema string, logger *slog.Logger, now fun
 		now = time.Now
 	}
 	b.name, b.schema, b.logger, b.now = name, schema, orDiscard(logger), now
+	b.wake = make(chan struct{}, 1)
 }
 
 func orDiscard(l *slog.Logger) *slog.Logger {

@@ -93,7 +93,7 @@ func NewCleaner(exec driver.Executor, cfg *CleanerConfig) (*Cleaner, error) {
 	}
 	cl := &Cleaner{exec: exec, cfg: c}
 	cl.initBase(name, c.Schema, c.Logger, c.Now)
-	cl.periodic.interval, cl.periodic.pass, cl.periodic.passes = c.Interval, cl.pass, c.Passes
+	cl.interval, cl.periodic.pass, cl.passes = c.Interval, cl.pass, c.Passes
 	return cl, nil
 }
 
@@ -180,7 +180,7 @@ func NewQueueCleaner(exec driver.Executor, cfg *QueueCleanerConfig) (*QueueClean
 	}
 	q := &QueueCleaner{exec: exec, cfg: c}
 	q.initBase(name, c.Schema, c.Logger, c.Now)
-	q.periodic.interval, q.periodic.pass, q.periodic.passes = c.Interval, q.pass, c.Passes
+	q.interval, q.periodic.pass, q.passes = c.Interval, q.pass, c.Passes
 	return q, nil
 }
 

@@ -46,7 +46,6 @@ type Reindexer struct {
 	serviceBase
 	exec driver.Executor
 	cfg  ReindexerConfig
-	wake chan struct{} // RunNow's requests
 }
 
 // NewReindexer returns a reindexer, or an error wrapping ErrInvalidConfig
@@ -67,51 +66,20 @@ func NewReindexer(exec driver.Executor, cfg *ReindexerConfig) (*Reindexer, error
 	if c.Next == nil {
 		c.Next = func(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour) }
 	}
-	r := &Reindexer{exec: exec, cfg: c, wake: make(chan struct{}, 1)}
+	r := &Reindexer{exec: exec, cfg: c}
 	r.initBase(name, c.Schema, c.Logger, c.Now)
+	r.passes = c.Passes
 	return r, nil
 }
 
-// RunNow asks for a pass at once.
-func (r *Reindexer) RunNow() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
+// RunNow asks for a pass at once instead of at the next scheduled time.
+// It does not block; requests made while a pass runs fold into one more
+// pass.
+func (r *Reindexer) RunNow() { r.wakeUp() }
 
 // Start waits for each scheduled time and rebuilds the indexes then.
 func (r *Reindexer) Start(ctx context.Context) error {
-	ctx, shouldStart, started, stopped := r.StartInit(ctx)
-	if !shouldStart {
-		return nil
-	}
-	go func() {
-		defer stopped()
-		started()
-		for {
-			wait := r.cfg.Next(r.now()).Sub(r.now())
-			timer := time.NewTimer(max(wait, 0))
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return
-			case <-timer.C:
-			case <-r.wake:
-				timer.Stop()
-			}
-			if err := r.pass(ctx); err != nil && ctx.Err() == nil {
-				r.logger.Warn("maintenance: reindex pass failed", "error", err)
-			}
-			if r.cfg.Passes != nil {
-				select {
-				case r.cfg.Passes <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	return nil
+	return r.startOnSchedule(ctx, r.cfg.Next, r.pass)
 }
 
 func (r *Reindexer) pass(ctx context.Context) error {

@@ -113,7 +113,7 @@ func NewRescuer(exec driver.Executor, cfg *RescuerConfig) (*Rescuer, error) {
 	}
 	r := &Rescuer{exec: exec, cfg: c}
 	r.initBase(name, c.Schema, c.Logger, c.Now)
-	r.periodic.interval, r.periodic.pass, r.periodic.passes = c.Interval, r.pass, c.Passes
+	r.interval, r.periodic.pass, r.passes = c.Interval, r.pass, c.Passes
 	return r, nil
 }
 

@@ -68,7 +68,7 @@ func NewScheduler(exec driver.Executor, cfg *SchedulerConfig) (*Scheduler, error
 	}
 	s := &Scheduler{exec: exec, cfg: c, timers: map[*time.Timer]struct{}{}}
 	s.initBase(name, c.Schema, c.Logger, c.Now)
-	s.periodic.interval, s.periodic.pass, s.periodic.passes = c.Interval, s.pass, c.Passes
+	s.interval, s.periodic.pass, s.passes = c.Interval, s.pass, c.Passes
 	return s, nil
 }
 
