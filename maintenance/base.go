@@ -18,7 +18,9 @@ type serviceBase struct {
 	logger *slog.Logger
 	now    func() time.Time
 	wake   chan struct{} // requests for a pass at once
-	passes chan struct{} // optional, receives a value after each pass
+	// passes, if set, receives a value after each pass: a test signal,
+	// set by the package's tests before Start, never part of the API.
+	passes chan struct{}
 }
 
 // initBase sets the base up; a nil logger discards and a nil clock is

@@ -47,8 +47,6 @@ type CleanerConfig struct {
 	StatementTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Passes, if set, receives a value after each pass (tests).
-	Passes chan struct{}
 }
 
 // Cleaner deletes finalized jobs past their retention, in bounded batches.
@@ -93,7 +91,7 @@ func NewCleaner(exec driver.Executor, cfg *CleanerConfig) (*Cleaner, error) {
 	}
 	cl := &Cleaner{exec: exec, cfg: c}
 	cl.initBase(name, c.Schema, c.Logger, c.Now)
-	cl.interval, cl.periodic.pass, cl.passes = c.Interval, cl.pass, c.Passes
+	cl.interval, cl.periodic.pass = c.Interval, cl.pass
 	return cl, nil
 }
 
@@ -147,8 +145,6 @@ type QueueCleanerConfig struct {
 	Retention time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Passes, if set, receives a value after each pass (tests).
-	Passes chan struct{}
 }
 
 // QueueCleaner deletes river_queue rows no producer has reported for
@@ -180,7 +176,7 @@ func NewQueueCleaner(exec driver.Executor, cfg *QueueCleanerConfig) (*QueueClean
 	}
 	q := &QueueCleaner{exec: exec, cfg: c}
 	q.initBase(name, c.Schema, c.Logger, c.Now)
-	q.interval, q.periodic.pass, q.passes = c.Interval, q.pass, c.Passes
+	q.interval, q.periodic.pass = c.Interval, q.pass
 	return q, nil
 }
 

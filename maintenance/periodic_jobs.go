@@ -39,8 +39,6 @@ type PeriodicJobEnqueuerConfig struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Inserted, if set, receives each run's insert results (tests).
-	Inserted func(results []*driver.JobInsertResult)
 }
 
 // PeriodicJobEnqueuer inserts periodic jobs when their runs are due. Jobs
@@ -53,6 +51,10 @@ type PeriodicJobEnqueuer struct {
 	mu     sync.Mutex
 	jobs   map[PeriodicJobHandle]*PeriodicJob
 	nextID PeriodicJobHandle
+
+	// inserted, if set, receives each run's insert results (a test
+	// signal, set before Start).
+	inserted func(results []*driver.JobInsertResult)
 }
 
 // NewPeriodicJobEnqueuer returns an enqueuer with no jobs, or an error
@@ -235,8 +237,8 @@ func (e *PeriodicJobEnqueuer) enqueueAt(ctx context.Context, runAts map[Periodic
 		}
 		return
 	}
-	if e.cfg.Inserted != nil {
-		e.cfg.Inserted(res)
+	if e.inserted != nil {
+		e.inserted(res)
 	}
 }
 

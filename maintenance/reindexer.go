@@ -33,8 +33,6 @@ type ReindexerConfig struct {
 	Timeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Passes, if set, receives a value after each pass (tests).
-	Passes chan struct{}
 }
 
 // Reindexer rebuilds the job table's indexes with REINDEX INDEX
@@ -68,7 +66,6 @@ func NewReindexer(exec driver.Executor, cfg *ReindexerConfig) (*Reindexer, error
 	}
 	r := &Reindexer{exec: exec, cfg: c}
 	r.initBase(name, c.Schema, c.Logger, c.Now)
-	r.passes = c.Passes
 	return r, nil
 }
 

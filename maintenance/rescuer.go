@@ -52,8 +52,6 @@ type RescuerConfig struct {
 	NextRetry func(job *millracetype.JobRow) time.Time
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Passes, if set, receives a value after each pass (tests).
-	Passes chan struct{}
 }
 
 // Rescuer moves on running jobs whose client has disappeared: after
@@ -113,7 +111,7 @@ func NewRescuer(exec driver.Executor, cfg *RescuerConfig) (*Rescuer, error) {
 	}
 	r := &Rescuer{exec: exec, cfg: c}
 	r.initBase(name, c.Schema, c.Logger, c.Now)
-	r.interval, r.periodic.pass, r.passes = c.Interval, r.pass, c.Passes
+	r.interval, r.periodic.pass = c.Interval, r.pass
 	return r, nil
 }
 

@@ -32,8 +32,6 @@ type SchedulerConfig struct {
 	Batch int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Passes, if set, receives a value after each pass (tests).
-	Passes chan struct{}
 }
 
 // Scheduler makes due retryable and scheduled jobs available, and discards
@@ -68,7 +66,7 @@ func NewScheduler(exec driver.Executor, cfg *SchedulerConfig) (*Scheduler, error
 	}
 	s := &Scheduler{exec: exec, cfg: c, timers: map[*time.Timer]struct{}{}}
 	s.initBase(name, c.Schema, c.Logger, c.Now)
-	s.interval, s.periodic.pass, s.passes = c.Interval, s.pass, c.Passes
+	s.interval, s.periodic.pass = c.Interval, s.pass
 	return s, nil
 }
 
