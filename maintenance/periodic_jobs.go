@@ -46,7 +46,6 @@ type PeriodicJobEnqueuerConfig struct {
 type PeriodicJobEnqueuer struct {
 	serviceBase
 	exec driver.Executor
-	cfg  PeriodicJobEnqueuerConfig
 
 	mu     sync.Mutex
 	jobs   map[PeriodicJobHandle]*PeriodicJob
@@ -67,7 +66,7 @@ func NewPeriodicJobEnqueuer(exec driver.Executor, cfg *PeriodicJobEnqueuerConfig
 	if err := checkExec(name, exec); err != nil {
 		return nil, err
 	}
-	e := &PeriodicJobEnqueuer{exec: exec, cfg: *cfg, jobs: map[PeriodicJobHandle]*PeriodicJob{}}
+	e := &PeriodicJobEnqueuer{exec: exec, jobs: map[PeriodicJobHandle]*PeriodicJob{}}
 	e.initBase(name, cfg.Schema, cfg.Logger, cfg.Now)
 	return e, nil
 }
