@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -80,8 +81,12 @@ func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Client[TTx], error) {
 		driver:      drv,
 		notifyLimit: &notifyLimiter{window: c.FetchCooldown, last: map[string]time.Time{}},
 	}
-	client.periodic = maintenance.NewPeriodicJobEnqueuer(drv.GetExecutor(), &maintenance.PeriodicJobEnqueuerConfig{
+	periodic, err := maintenance.NewPeriodicJobEnqueuer(drv.GetExecutor(), &maintenance.PeriodicJobEnqueuerConfig{
 		Schema: c.Schema, Logger: c.Logger, Now: c.clock})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	client.periodic = periodic
 	for i, job := range c.PeriodicJobs {
 		if _, err := client.PeriodicJobs().Add(job); err != nil {
 			return nil, fmt.Errorf("%w: periodic job %d: %w", ErrInvalidConfig, i, err)
@@ -328,7 +333,9 @@ func (c *Client[TTx]) allProducers() []*producer.Producer {
 	return slices.Collect(maps.Values(c.producers))
 }
 
-// buildMaintenance makes the elector and the leader-only services.
+// buildMaintenance makes the elector and the leader-only services. A
+// maintenance constructor's error wraps both ErrInvalidConfig and
+// maintenance.ErrInvalidConfig.
 func (c *Client[TTx]) buildMaintenance(exec driver.Executor) error {
 	cfg := c.config
 	el, err := elector.New(exec, c.notifier, &elector.Config{Schema: cfg.Schema, ClientID: cfg.ID, Logger: cfg.Logger,
@@ -342,34 +349,35 @@ func (c *Client[TTx]) buildMaintenance(exec driver.Executor) error {
 		}
 		return d
 	}
-	cleaner, err := maintenance.NewCleaner(exec, &maintenance.CleanerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
-		Interval: interval(maintenance.DefaultCleanerInterval), CompletedJobRetention: cfg.CompletedJobRetentionPeriod,
-		CancelledJobRetention: cfg.CancelledJobRetentionPeriod, DiscardedJobRetention: cfg.DiscardedJobRetentionPeriod,
-		Now: cfg.clock})
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-	rescuer, err := maintenance.NewRescuer(exec, &maintenance.RescuerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
-		Interval: interval(maintenance.DefaultRescuerInterval), RescueAfter: cfg.RescueStuckJobsAfter,
-		WorkerTimeout: c.workerTimeout, NextRetry: c.safeNextRetry, Now: cfg.clock})
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	var errs []error
+	build := func(svc startstop.Service, err error) startstop.Service {
+		errs = append(errs, err)
+		return svc
 	}
 	services := []startstop.Service{
-		maintenance.NewScheduler(exec, &maintenance.SchedulerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
-			Interval: interval(maintenance.DefaultSchedulerInterval), Now: cfg.clock}),
-		rescuer,
-		cleaner,
-		maintenance.NewQueueCleaner(exec, &maintenance.QueueCleanerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
-			Interval: interval(maintenance.DefaultQueueCleanerInterval), Now: cfg.clock}),
+		build(maintenance.NewScheduler(exec, &maintenance.SchedulerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
+			Interval: interval(maintenance.DefaultSchedulerInterval), Now: cfg.clock})),
+		build(maintenance.NewRescuer(exec, &maintenance.RescuerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
+			Interval: interval(maintenance.DefaultRescuerInterval), RescueAfter: cfg.RescueStuckJobsAfter,
+			WorkerTimeout: c.workerTimeout, NextRetry: c.safeNextRetry, Now: cfg.clock})),
+		build(maintenance.NewCleaner(exec, &maintenance.CleanerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
+			Interval: interval(maintenance.DefaultCleanerInterval), CompletedJobRetention: cfg.CompletedJobRetentionPeriod,
+			CancelledJobRetention: cfg.CancelledJobRetentionPeriod, DiscardedJobRetention: cfg.DiscardedJobRetentionPeriod,
+			Now: cfg.clock})),
+		build(maintenance.NewQueueCleaner(exec, &maintenance.QueueCleanerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
+			Interval: interval(maintenance.DefaultQueueCleanerInterval), Now: cfg.clock})),
 		c.periodic,
 	}
 	if cfg.ReindexerSchedule != nil {
-		services = append(services, maintenance.NewReindexer(exec, &maintenance.ReindexerConfig{Schema: cfg.Schema,
-			Logger: cfg.Logger, Next: cfg.ReindexerSchedule.Next, Now: cfg.clock}))
+		services = append(services, build(maintenance.NewReindexer(exec, &maintenance.ReindexerConfig{Schema: cfg.Schema,
+			Logger: cfg.Logger, Next: cfg.ReindexerSchedule.Next, Now: cfg.clock})))
+	}
+	maintainer, err := maintenance.NewMaintainer(el, cfg.Logger, services...)
+	if err := errors.Join(append(errs, err)...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	c.elector = el
-	c.maintainer = maintenance.NewMaintainer(el, cfg.Logger, services...)
+	c.maintainer = maintainer
 	return nil
 }
 

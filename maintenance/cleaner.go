@@ -24,11 +24,14 @@ const (
 )
 
 // CleanerConfig configures a Cleaner. For each retention, 0 means the
-// default and -1 keeps jobs of that state forever.
+// default, -1 keeps jobs of that state forever, and below -1 is invalid.
 type CleanerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
-	// Interval between passes. Default 30 s.
+	// Interval between passes. Default (0) 30 s; negative is invalid.
 	Interval time.Duration
 	// CompletedJobRetention: default 24 h.
 	CompletedJobRetention time.Duration
@@ -37,14 +40,13 @@ type CleanerConfig struct {
 	// DiscardedJobRetention: default 7 days.
 	DiscardedJobRetention time.Duration
 	// Batch is the most jobs deleted per statement, so no statement holds
-	// locks for long. Default 10,000.
+	// locks for long. Default (0) 10,000; negative is invalid.
 	Batch int
-	// StatementTimeout bounds each delete. Default 30 s.
+	// StatementTimeout bounds each delete. Default (0) 30 s; negative is
+	// invalid.
 	StatementTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Passes, if set, receives a value after each pass (tests).
-	Passes chan struct{}
 }
 
 // Cleaner deletes finalized jobs past their retention, in bounded batches.
@@ -54,39 +56,42 @@ type Cleaner struct {
 	cfg  CleanerConfig
 }
 
-// NewCleaner returns a cleaner, or an error for a retention below -1.
+// NewCleaner returns a cleaner, or an error wrapping ErrInvalidConfig for a
+// nil cfg or exec, a retention below -1, or a negative Interval, Batch or
+// StatementTimeout.
 func NewCleaner(exec driver.Executor, cfg *CleanerConfig) (*Cleaner, error) {
+	const name = "cleaner"
+	if cfg == nil {
+		return nil, invalid(name, "nil config")
+	}
 	c := *cfg
-	for name, r := range map[string]*time.Duration{"completed": &c.CompletedJobRetention,
-		"cancelled": &c.CancelledJobRetention, "discarded": &c.DiscardedJobRetention} {
-		if *r < -1 {
-			return nil, fmt.Errorf("cleaner: %s job retention %s: must be positive, 0 for the default, or -1 to keep forever", name, *r)
+	var err error
+	for _, r := range []struct {
+		state string
+		v     *time.Duration
+		def   time.Duration
+	}{{"completed", &c.CompletedJobRetention, DefaultCompletedJobRetention},
+		{"cancelled", &c.CancelledJobRetention, DefaultCancelledJobRetention},
+		{"discarded", &c.DiscardedJobRetention, DefaultDiscardedJobRetention}} {
+		if *r.v, err = retention(name, r.state+" job retention", *r.v, r.def); err != nil {
+			return nil, err
 		}
 	}
-	if c.CompletedJobRetention == 0 {
-		c.CompletedJobRetention = DefaultCompletedJobRetention
+	if c.Interval, err = setting(name, "interval", c.Interval, DefaultCleanerInterval); err != nil {
+		return nil, err
 	}
-	if c.CancelledJobRetention == 0 {
-		c.CancelledJobRetention = DefaultCancelledJobRetention
+	if c.Batch, err = setting(name, "batch", c.Batch, DefaultCleanerBatch); err != nil {
+		return nil, err
 	}
-	if c.DiscardedJobRetention == 0 {
-		c.DiscardedJobRetention = DefaultDiscardedJobRetention
+	if c.StatementTimeout, err = setting(name, "statement timeout", c.StatementTimeout, DefaultCleanerStatementTimeout); err != nil {
+		return nil, err
 	}
-	if c.Interval <= 0 {
-		c.Interval = DefaultCleanerInterval
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
 	}
-	if c.Batch <= 0 {
-		c.Batch = DefaultCleanerBatch
-	}
-	if c.StatementTimeout <= 0 {
-		c.StatementTimeout = DefaultCleanerStatementTimeout
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	c.Logger = orDiscard(c.Logger)
 	cl := &Cleaner{exec: exec, cfg: c}
-	cl.periodic = periodic{name: "cleaner", interval: c.Interval, logger: c.Logger, pass: cl.pass, passes: c.Passes}
+	cl.initBase(name, c.Schema, c.Logger, c.Now)
+	cl.interval, cl.periodic.pass = c.Interval, cl.pass
 	return cl, nil
 }
 
@@ -99,8 +104,8 @@ func horizon(now time.Time, retention time.Duration) *time.Time {
 }
 
 func (c *Cleaner) pass(ctx context.Context) error {
-	now := c.cfg.Now().UTC()
-	params := &driver.JobDeleteBeforeParams{Schema: c.cfg.Schema, Max: c.cfg.Batch,
+	now := c.now().UTC()
+	params := &driver.JobDeleteBeforeParams{Schema: c.schema, Max: c.cfg.Batch,
 		CompletedFinalizedAtBefore: horizon(now, c.cfg.CompletedJobRetention),
 		CancelledFinalizedAtBefore: horizon(now, c.cfg.CancelledJobRetention),
 		DiscardedFinalizedAtBefore: horizon(now, c.cfg.DiscardedJobRetention)}
@@ -121,23 +126,25 @@ func (c *Cleaner) pass(ctx context.Context) error {
 		}
 	}
 	if total > 0 {
-		c.cfg.Logger.Info("maintenance: deleted finalized jobs past retention", "jobs", total)
+		c.logger.Info("maintenance: deleted finalized jobs past retention", "jobs", total)
 	}
 	return nil
 }
 
 // QueueCleanerConfig configures a QueueCleaner.
 type QueueCleanerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
-	// Interval between passes. Default 1 h.
+	// Interval between passes. Default (0) 1 h; negative is invalid.
 	Interval time.Duration
-	// Retention: queues not reported for this long are deleted. Default 24 h.
+	// Retention: queues not reported for this long are deleted. Default
+	// (0) 24 h; negative is invalid.
 	Retention time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Passes, if set, receives a value after each pass (tests).
-	Passes chan struct{}
 }
 
 // QueueCleaner deletes river_queue rows no producer has reported for
@@ -148,35 +155,42 @@ type QueueCleaner struct {
 	cfg  QueueCleanerConfig
 }
 
-// NewQueueCleaner returns a queue cleaner.
-func NewQueueCleaner(exec driver.Executor, cfg *QueueCleanerConfig) *QueueCleaner {
+// NewQueueCleaner returns a queue cleaner, or an error wrapping
+// ErrInvalidConfig for a nil cfg or exec or a negative Interval or
+// Retention.
+func NewQueueCleaner(exec driver.Executor, cfg *QueueCleanerConfig) (*QueueCleaner, error) {
+	const name = "queue_cleaner"
+	if cfg == nil {
+		return nil, invalid(name, "nil config")
+	}
 	c := *cfg
-	if c.Interval <= 0 {
-		c.Interval = DefaultQueueCleanerInterval
+	var err error
+	if c.Interval, err = setting(name, "interval", c.Interval, DefaultQueueCleanerInterval); err != nil {
+		return nil, err
 	}
-	if c.Retention <= 0 {
-		c.Retention = DefaultQueueRetention
+	if c.Retention, err = setting(name, "retention", c.Retention, DefaultQueueRetention); err != nil {
+		return nil, err
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
 	}
-	c.Logger = orDiscard(c.Logger)
 	q := &QueueCleaner{exec: exec, cfg: c}
-	q.periodic = periodic{name: "queue_cleaner", interval: c.Interval, logger: c.Logger, pass: q.pass, passes: c.Passes}
-	return q
+	q.initBase(name, c.Schema, c.Logger, c.Now)
+	q.interval, q.periodic.pass = c.Interval, q.pass
+	return q, nil
 }
 
 func (q *QueueCleaner) pass(ctx context.Context) error {
 	for {
 		stmtCtx, cancel := context.WithTimeout(ctx, defaultQueueCleanerStatementTime)
-		names, err := q.exec.QueueDeleteExpired(stmtCtx, &driver.QueueDeleteExpiredParams{Schema: q.cfg.Schema,
-			UpdatedAtHorizon: q.cfg.Now().UTC().Add(-q.cfg.Retention), Max: DefaultQueueCleanerBatch})
+		names, err := q.exec.QueueDeleteExpired(stmtCtx, &driver.QueueDeleteExpiredParams{Schema: q.schema,
+			UpdatedAtHorizon: q.now().UTC().Add(-q.cfg.Retention), Max: DefaultQueueCleanerBatch})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("delete expired queues: %w", err)
 		}
 		if len(names) > 0 {
-			q.cfg.Logger.Info("maintenance: deleted queues not reported for a long time", "queues", names)
+			q.logger.Info("maintenance: deleted queues not reported for a long time", "queues", names)
 		}
 		if len(names) < DefaultQueueCleanerBatch {
 			return nil

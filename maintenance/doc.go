@@ -7,8 +7,14 @@
 //   - QueueCleaner: deletes queues nobody has reported for a long time.
 //
 // Each is a startstop service that runs one pass at start and then at its
-// interval; a Maintainer starts them all when its client becomes leader and
-// stops them when it stops being leader. The package depends on driver and
-// millracetype only: what it needs from the client (worker timeouts, the
-// retry policy) comes in through function fields of the configs.
+// interval (the reindexer and the PeriodicJobEnqueuer at the times of their
+// schedules); a Maintainer starts them all when its client becomes leader
+// and stops them when it stops being leader. They share one small base
+// (lifecycle, name, schema, logger, clock). Every constructor validates its
+// config: a zero value means the documented default, a bad value is an
+// error wrapping ErrInvalidConfig, never replaced by a default.
+//
+// The package depends on driver and millracetype only: what it needs from
+// the client (worker timeouts, the retry policy) comes in through function
+// fields of the configs.
 package maintenance

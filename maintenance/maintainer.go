@@ -29,9 +29,19 @@ type Maintainer struct {
 	running bool
 }
 
-// NewMaintainer returns a maintainer of services.
-func NewMaintainer(leader LeaderSource, logger *slog.Logger, services ...startstop.Service) *Maintainer {
-	return &Maintainer{leader: leader, services: services, logger: orDiscard(logger)}
+// NewMaintainer returns a maintainer of services, or an error wrapping
+// ErrInvalidConfig for a nil leader or service. A nil logger discards.
+func NewMaintainer(leader LeaderSource, logger *slog.Logger, services ...startstop.Service) (*Maintainer, error) {
+	const name = "maintainer"
+	if leader == nil {
+		return nil, invalid(name, "nil leader source")
+	}
+	for i, svc := range services {
+		if svc == nil {
+			return nil, invalid(name, "service %d is nil", i)
+		}
+	}
+	return &Maintainer{leader: leader, services: services, logger: orDiscard(logger)}, nil
 }
 
 // Running reports whether the services are running (the client leads).

@@ -72,7 +72,11 @@ func TestScheduler(t *testing.T) {
 	}
 
 	passes := make(chan struct{}, 1)
-	s := NewScheduler(db.Exec(), &SchedulerConfig{Schema: db.Schema, Passes: passes})
+	s, err := NewScheduler(db.Exec(), &SchedulerConfig{Schema: db.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.passes = passes
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -144,11 +148,12 @@ func TestRescuer(t *testing.T) {
 		AttemptedAt: ptr(now.Add(-time.Minute))})
 
 	passes := make(chan struct{}, 1)
-	r, err := NewRescuer(db.Exec(), &RescuerConfig{Schema: db.Schema, Passes: passes,
+	r, err := NewRescuer(db.Exec(), &RescuerConfig{Schema: db.Schema,
 		WorkerTimeout: fakeTimeouts{"known": 0, "forever": -1, "slow": 3 * time.Hour}.lookup})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.passes = passes
 	onePass(t, r, passes)
 
 	check := func(job *millracetype.JobRow, state millracetype.JobState, rescues float64) *millracetype.JobRow {
@@ -195,10 +200,11 @@ func TestCleaner(t *testing.T) {
 	available := db.InsertJob(t, &driver.JobInsertFullParams{})
 
 	passes := make(chan struct{}, 1)
-	c, err := NewCleaner(db.Exec(), &CleanerConfig{Schema: db.Schema, Passes: passes, CancelledJobRetention: -1, Batch: 1})
+	c, err := NewCleaner(db.Exec(), &CleanerConfig{Schema: db.Schema, CancelledJobRetention: -1, Batch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.passes = passes
 	onePass(t, c, passes)
 	exists := func(j *millracetype.JobRow) bool {
 		_, err := db.Exec().JobGetByID(context.Background(), &driver.JobGetByIDParams{Schema: db.Schema, ID: j.ID})
@@ -231,7 +237,12 @@ func TestQueueCleaner(t *testing.T) {
 		}
 	}
 	passes := make(chan struct{}, 1)
-	onePass(t, NewQueueCleaner(db.Exec(), &QueueCleanerConfig{Schema: db.Schema, Passes: passes}), passes)
+	q, err := NewQueueCleaner(db.Exec(), &QueueCleanerConfig{Schema: db.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.passes = passes
+	onePass(t, q, passes)
 	qs, err := db.Exec().QueueList(ctx, &driver.QueueListParams{Schema: db.Schema, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +291,10 @@ func TestMaintainerFollowsLeadership(t *testing.T) {
 		})
 	}
 	leader := &fakeLeader{}
-	m := NewMaintainer(leader, nil, newService(), newService())
+	m, err := NewMaintainer(leader, nil, newService(), newService())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +348,11 @@ func TestPeriodicEnqueuersNeverDoubleInsert(t *testing.T) {
 	}
 	var enqueuers []*PeriodicJobEnqueuer
 	for range 2 {
-		e := NewPeriodicJobEnqueuer(db.Exec(), &PeriodicJobEnqueuerConfig{Schema: db.Schema, Inserted: count})
+		e, err := NewPeriodicJobEnqueuer(db.Exec(), &PeriodicJobEnqueuerConfig{Schema: db.Schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.inserted = count
 		e.Add(job)
 		// A job whose constructor fails is skipped without stopping the rest.
 		e.Add(&PeriodicJob{Next: job.Next, Construct: func(time.Time) (*driver.JobInsertParams, error) { panic("broken") }})
@@ -370,7 +388,11 @@ func TestRunNow(t *testing.T) {
 	t.Parallel()
 	db := testfixture.New(t)
 	passes := make(chan struct{}, 1)
-	q := NewQueueCleaner(db.Exec(), &QueueCleanerConfig{Schema: db.Schema, Interval: time.Hour, Passes: passes})
+	q, err := NewQueueCleaner(db.Exec(), &QueueCleanerConfig{Schema: db.Schema, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.passes = passes
 	onePass(t, q, passes) // starts, first pass, stops
 	if err := q.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -406,7 +428,11 @@ func TestReindexer(t *testing.T) {
 		before[idx] = filenode(idx)
 	}
 	passes := make(chan struct{}, 1)
-	r := NewReindexer(db.Exec(), &ReindexerConfig{Schema: db.Schema, Passes: passes})
+	r, err := NewReindexer(db.Exec(), &ReindexerConfig{Schema: db.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.passes = passes
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

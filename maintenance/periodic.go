@@ -2,82 +2,26 @@ package maintenance
 
 import (
 	"context"
-	"log/slog"
-	"math/rand/v2"
-	"sync"
 	"time"
-
-	"github.com/millrace/millrace/startstop"
 )
 
-// periodic runs one pass at start and then every interval (plus up to 10%
-// jitter) until stopped. A failed pass is logged and the next one runs at
-// the usual time. Passes signals each completed pass (for tests).
+// periodic is the base of the services that run one pass at start and
+// then every interval (plus up to 10% jitter) until stopped: the
+// scheduler, the rescuer and the cleaners. A failed pass is logged and the
+// next one runs at the usual time.
 type periodic struct {
-	startstop.BaseStartStop
+	serviceBase
 
-	once     sync.Once
-	name     string
 	interval time.Duration
-	logger   *slog.Logger
 	pass     func(ctx context.Context) error
-	passes   chan struct{} // optional, receives a value after each pass
-	now      chan struct{} // RunNow's requests
 }
 
 // RunNow asks for a pass at once instead of at the next interval (tests,
 // and operators who do not want to wait). It does not block; requests made
 // while a pass runs fold into one more pass.
-func (p *periodic) RunNow() {
-	p.init()
-	select {
-	case p.now <- struct{}{}:
-	default:
-	}
-}
+func (p *periodic) RunNow() { p.wakeUp() }
 
-func (p *periodic) init() {
-	p.once.Do(func() { p.now = make(chan struct{}, 1) })
-}
-
-// Start starts the loop.
+// Start starts the loop: a pass at once, then one every interval.
 func (p *periodic) Start(ctx context.Context) error {
-	ctx, shouldStart, started, stopped := p.StartInit(ctx)
-	if !shouldStart {
-		return nil
-	}
-	p.init()
-	go func() {
-		defer stopped()
-		started()
-		timer := time.NewTimer(0)
-		defer timer.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			case <-p.now:
-				timer.Stop()
-			}
-			if err := p.pass(ctx); err != nil && ctx.Err() == nil {
-				p.logger.Warn("maintenance: pass failed; retrying at the next interval", "service", p.name, "error", err)
-			}
-			if p.passes != nil {
-				select {
-				case p.passes <- struct{}{}:
-				default:
-				}
-			}
-			timer.Reset(p.interval + time.Duration(rand.Int64N(int64(p.interval)/10+1)))
-		}
-	}()
-	return nil
-}
-
-func orDiscard(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
+	return p.startEvery(ctx, p.interval, p.pass)
 }

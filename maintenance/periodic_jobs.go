@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/startstop"
 )
 
 // PeriodicJob is one job the leader enqueues on a schedule.
@@ -33,35 +32,43 @@ type PeriodicJobHandle int
 
 // PeriodicJobEnqueuerConfig configures a PeriodicJobEnqueuer.
 type PeriodicJobEnqueuerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Inserted, if set, receives each run's insert results (tests).
-	Inserted func(results []*driver.JobInsertResult)
 }
 
 // PeriodicJobEnqueuer inserts periodic jobs when their runs are due. Jobs
 // may be added and removed while it runs.
 type PeriodicJobEnqueuer struct {
-	startstop.BaseStartStop
+	serviceBase
 	exec driver.Executor
-	cfg  PeriodicJobEnqueuerConfig
 
-	mu      sync.Mutex
-	jobs    map[PeriodicJobHandle]*PeriodicJob
-	nextID  PeriodicJobHandle
-	changed chan struct{}
+	mu     sync.Mutex
+	jobs   map[PeriodicJobHandle]*PeriodicJob
+	nextID PeriodicJobHandle
+
+	// inserted, if set, receives each run's insert results (a test
+	// signal, set before Start).
+	inserted func(results []*driver.JobInsertResult)
 }
 
-// NewPeriodicJobEnqueuer returns an enqueuer with no jobs.
-func NewPeriodicJobEnqueuer(exec driver.Executor, cfg *PeriodicJobEnqueuerConfig) *PeriodicJobEnqueuer {
-	c := *cfg
-	c.Logger = orDiscard(c.Logger)
-	if c.Now == nil {
-		c.Now = time.Now
+// NewPeriodicJobEnqueuer returns an enqueuer with no jobs, or an error
+// wrapping ErrInvalidConfig for a nil cfg or exec.
+func NewPeriodicJobEnqueuer(exec driver.Executor, cfg *PeriodicJobEnqueuerConfig) (*PeriodicJobEnqueuer, error) {
+	const name = "periodic_job_enqueuer"
+	if cfg == nil {
+		return nil, invalid(name, "nil config")
 	}
-	return &PeriodicJobEnqueuer{exec: exec, cfg: c, jobs: map[PeriodicJobHandle]*PeriodicJob{}, changed: make(chan struct{}, 1)}
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
+	}
+	e := &PeriodicJobEnqueuer{exec: exec, jobs: map[PeriodicJobHandle]*PeriodicJob{}}
+	e.initBase(name, cfg.Schema, cfg.Logger, cfg.Now)
+	return e, nil
 }
 
 // Add adds a job and returns its handle.
@@ -71,7 +78,7 @@ func (e *PeriodicJobEnqueuer) Add(job *PeriodicJob) PeriodicJobHandle {
 	h := e.nextID
 	e.jobs[h] = job
 	e.mu.Unlock()
-	e.signal()
+	e.wakeUp()
 	return h
 }
 
@@ -80,7 +87,7 @@ func (e *PeriodicJobEnqueuer) Remove(h PeriodicJobHandle) {
 	e.mu.Lock()
 	delete(e.jobs, h)
 	e.mu.Unlock()
-	e.signal()
+	e.wakeUp()
 }
 
 // Clear removes every job.
@@ -88,94 +95,75 @@ func (e *PeriodicJobEnqueuer) Clear() {
 	e.mu.Lock()
 	clear(e.jobs)
 	e.mu.Unlock()
-	e.signal()
+	e.wakeUp()
 }
 
-func (e *PeriodicJobEnqueuer) signal() {
-	select {
-	case e.changed <- struct{}{}:
-	default:
-	}
-}
-
-// Start runs the schedule until Stop.
+// Start runs the schedule until Stop: the RunOnStart jobs at once (with
+// the start time as their run time), then every job at its run times.
 func (e *PeriodicJobEnqueuer) Start(ctx context.Context) error {
-	ctx, shouldStart, started, stopped := e.StartInit(ctx)
-	if !shouldStart {
-		return nil
-	}
-	go func() {
-		defer stopped()
-		started()
-		e.run(ctx)
-	}()
-	return nil
+	run := &enqueuerRun{next: map[PeriodicJobHandle]time.Time{}}
+	return e.startLoop(ctx, func() time.Duration { return 0 }, func() time.Duration { return run.wait },
+		func(ctx context.Context) { e.pass(ctx, run) })
 }
 
-func (e *PeriodicJobEnqueuer) run(ctx context.Context) {
-	next := map[PeriodicJobHandle]time.Time{}
-	now := e.cfg.Now()
-	var due []PeriodicJobHandle
-	// Initial schedule; RunOnStart jobs run at once with the start time as
-	// their run time.
-	e.mu.Lock()
-	for h, job := range e.jobs {
-		if job.RunOnStart {
-			due = append(due, h)
-		}
-	}
-	e.mu.Unlock()
-	e.enqueue(ctx, due, now, next)
+// enqueuerRun is the state of one run of the enqueuer's loop.
+type enqueuerRun struct {
+	started bool                            // the RunOnStart jobs are in
+	next    map[PeriodicJobHandle]time.Time // each job's next run
+	wait    time.Duration                   // until the earliest next run
+}
 
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		now = e.cfg.Now()
-		// Schedule jobs added since, forget removed ones.
+// pass inserts the runs that are due and sets how long to wait for the
+// next one (0 after inserting, to look again at once with the new next
+// times).
+func (e *PeriodicJobEnqueuer) pass(ctx context.Context, run *enqueuerRun) {
+	if !run.started {
+		run.started = true
+		var onStart []PeriodicJobHandle
+		now := e.now()
 		e.mu.Lock()
 		for h, job := range e.jobs {
-			if _, ok := next[h]; !ok {
-				next[h] = safeNext(job, now)
-			}
-		}
-		for h := range next {
-			if _, ok := e.jobs[h]; !ok {
-				delete(next, h)
+			if job.RunOnStart {
+				onStart = append(onStart, h)
 			}
 		}
 		e.mu.Unlock()
-		// Run what is due, then sleep until the earliest next run.
-		due = due[:0]
-		earliest := time.Time{}
-		for h, at := range next {
-			if !at.After(now) {
-				due = append(due, h)
-				continue
-			}
-			if earliest.IsZero() || at.Before(earliest) {
-				earliest = at
-			}
+		e.enqueue(ctx, onStart, now, run.next)
+	}
+	now := e.now()
+	// Schedule jobs added since, forget removed ones.
+	e.mu.Lock()
+	for h, job := range e.jobs {
+		if _, ok := run.next[h]; !ok {
+			run.next[h] = safeNext(job, now)
 		}
-		if len(due) > 0 {
-			runAts := map[PeriodicJobHandle]time.Time{}
-			for _, h := range due {
-				runAts[h] = next[h]
-			}
-			e.enqueueAt(ctx, runAts, next)
-			continue // recompute with the new next times
+	}
+	for h := range run.next {
+		if _, ok := e.jobs[h]; !ok {
+			delete(run.next, h)
 		}
-		wait := time.Hour
-		if !earliest.IsZero() {
-			wait = earliest.Sub(now)
+	}
+	e.mu.Unlock()
+	// Run what is due, or wait until the earliest next run.
+	runAts := map[PeriodicJobHandle]time.Time{}
+	earliest := time.Time{}
+	for h, at := range run.next {
+		if !at.After(now) {
+			runAts[h] = at
+			continue
 		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		case <-e.changed:
-			timer.Stop()
+		if earliest.IsZero() || at.Before(earliest) {
+			earliest = at
 		}
+	}
+	switch {
+	case len(runAts) > 0:
+		e.enqueueAt(ctx, runAts, run.next)
+		run.wait = 0
+	case earliest.IsZero():
+		run.wait = time.Hour
+	default:
+		run.wait = earliest.Sub(now)
 	}
 }
 
@@ -227,7 +215,7 @@ func (e *PeriodicJobEnqueuer) enqueueAt(ctx context.Context, runAts map[Periodic
 		next[h] = safeNext(job, runAt)
 		p, err := safeConstruct(job, runAt)
 		if err != nil {
-			e.cfg.Logger.Error("maintenance: periodic job constructor failed; skipping this run", "run_at", runAt, "error", err)
+			e.logger.Error("maintenance: periodic job constructor failed; skipping this run", "run_at", runAt, "error", err)
 			continue
 		}
 		if p == nil {
@@ -241,15 +229,15 @@ func (e *PeriodicJobEnqueuer) enqueueAt(ctx context.Context, runAts map[Periodic
 	if len(params) == 0 {
 		return
 	}
-	res, err := e.exec.JobInsertMany(ctx, &driver.JobInsertManyParams{Schema: e.cfg.Schema, Jobs: params, NotifyQueues: queues})
+	res, err := e.exec.JobInsertMany(ctx, &driver.JobInsertManyParams{Schema: e.schema, Jobs: params, NotifyQueues: queues})
 	if err != nil {
 		if ctx.Err() == nil {
-			e.cfg.Logger.Error("maintenance: inserting periodic jobs failed; these runs are skipped", "jobs", len(params), "error", err)
+			e.logger.Error("maintenance: inserting periodic jobs failed; these runs are skipped", "jobs", len(params), "error", err)
 		}
 		return
 	}
-	if e.cfg.Inserted != nil {
-		e.cfg.Inserted(res)
+	if e.inserted != nil {
+		e.inserted(res)
 	}
 }
 

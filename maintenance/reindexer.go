@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/startstop"
 )
 
 // ReindexerIndexes are the job table's indexes the reindexer rebuilds.
@@ -22,16 +21,18 @@ const DefaultReindexTimeout = time.Minute
 
 // ReindexerConfig configures a Reindexer.
 type ReindexerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
 	// Next gives the first run after t. Default: daily at 00:00 UTC.
 	Next func(t time.Time) time.Time
-	// Timeout bounds each index's rebuild. Default 1 min.
+	// Timeout bounds each index's rebuild. Default (0) 1 min; negative is
+	// invalid.
 	Timeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Passes, if set, receives a value after each pass (tests).
-	Passes chan struct{}
 }
 
 // Reindexer rebuilds the job table's indexes with REINDEX INDEX
@@ -40,68 +41,42 @@ type ReindexerConfig struct {
 // copy (an earlier rebuild that was interrupted) is skipped and logged:
 // drop the leftover by hand.
 type Reindexer struct {
-	startstop.BaseStartStop
+	serviceBase
 	exec driver.Executor
 	cfg  ReindexerConfig
-	now  chan struct{}
 }
 
-// NewReindexer returns a reindexer.
-func NewReindexer(exec driver.Executor, cfg *ReindexerConfig) *Reindexer {
+// NewReindexer returns a reindexer, or an error wrapping ErrInvalidConfig
+// for a nil cfg or exec or a negative Timeout.
+func NewReindexer(exec driver.Executor, cfg *ReindexerConfig) (*Reindexer, error) {
+	const name = "reindexer"
+	if cfg == nil {
+		return nil, invalid(name, "nil config")
+	}
 	c := *cfg
-	c.Logger = orDiscard(c.Logger)
+	var err error
+	if c.Timeout, err = setting(name, "timeout", c.Timeout, DefaultReindexTimeout); err != nil {
+		return nil, err
+	}
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
+	}
 	if c.Next == nil {
 		c.Next = func(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour) }
 	}
-	if c.Timeout <= 0 {
-		c.Timeout = DefaultReindexTimeout
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	return &Reindexer{exec: exec, cfg: c, now: make(chan struct{}, 1)}
+	r := &Reindexer{exec: exec, cfg: c}
+	r.initBase(name, c.Schema, c.Logger, c.Now)
+	return r, nil
 }
 
-// RunNow asks for a pass at once.
-func (r *Reindexer) RunNow() {
-	select {
-	case r.now <- struct{}{}:
-	default:
-	}
-}
+// RunNow asks for a pass at once instead of at the next scheduled time.
+// It does not block; requests made while a pass runs fold into one more
+// pass.
+func (r *Reindexer) RunNow() { r.wakeUp() }
 
 // Start waits for each scheduled time and rebuilds the indexes then.
 func (r *Reindexer) Start(ctx context.Context) error {
-	ctx, shouldStart, started, stopped := r.StartInit(ctx)
-	if !shouldStart {
-		return nil
-	}
-	go func() {
-		defer stopped()
-		started()
-		for {
-			wait := r.cfg.Next(r.cfg.Now()).Sub(r.cfg.Now())
-			timer := time.NewTimer(max(wait, 0))
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return
-			case <-timer.C:
-			case <-r.now:
-				timer.Stop()
-			}
-			if err := r.pass(ctx); err != nil && ctx.Err() == nil {
-				r.cfg.Logger.Warn("maintenance: reindex pass failed", "error", err)
-			}
-			if r.cfg.Passes != nil {
-				select {
-				case r.cfg.Passes <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	return nil
+	return r.startOnSchedule(ctx, r.cfg.Next, r.pass)
 }
 
 func (r *Reindexer) pass(ctx context.Context) error {
@@ -109,25 +84,25 @@ func (r *Reindexer) pass(ctx context.Context) error {
 	for _, index := range ReindexerIndexes {
 		leftover := false
 		for _, suffix := range []string{"_ccnew", "_ccold"} {
-			ok, err := r.exec.IndexExists(ctx, &driver.IndexParams{Schema: r.cfg.Schema, Index: index + suffix})
+			ok, err := r.exec.IndexExists(ctx, &driver.IndexParams{Schema: r.schema, Index: index + suffix})
 			if err != nil {
 				return fmt.Errorf("check for a leftover copy of %s: %w", index, err)
 			}
 			leftover = leftover || ok
 		}
 		if leftover {
-			r.cfg.Logger.Warn("maintenance: skipping reindex: a leftover copy from an interrupted rebuild exists; drop it",
+			r.logger.Warn("maintenance: skipping reindex: a leftover copy from an interrupted rebuild exists; drop it",
 				"index", index)
 			continue
 		}
 		ictx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-		err := r.exec.IndexReindex(ictx, &driver.IndexParams{Schema: r.cfg.Schema, Index: index})
+		err := r.exec.IndexReindex(ictx, &driver.IndexParams{Schema: r.schema, Index: index})
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reindex %s: %w", index, err))
 			continue
 		}
-		r.cfg.Logger.Info("maintenance: reindexed", "index", index)
+		r.logger.Info("maintenance: reindexed", "index", index)
 	}
 	return errors.Join(errs...)
 }

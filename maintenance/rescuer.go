@@ -2,7 +2,6 @@ package maintenance
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -27,18 +26,22 @@ const (
 
 // RescuerConfig configures a Rescuer.
 type RescuerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
-	// Interval between passes. Default 30 s.
+	// Interval between passes. Default (0) 30 s; negative is invalid.
 	Interval time.Duration
-	// RescueAfter: running jobs attempted longer ago are stuck. Default 1 h.
+	// RescueAfter: running jobs attempted longer ago are stuck. Default
+	// (0) 1 h; negative is invalid.
 	RescueAfter time.Duration
 	// Batch is the most jobs looked at per statement (a page). Default
-	// 10,000.
+	// (0) 10,000; negative is invalid.
 	Batch int
 	// MaxPassDuration bounds a pass: once it has run this long, the pass
 	// stops after the page at hand and the next pass continues after the
-	// last job it looked at. Default 30 s; negative is invalid.
+	// last job it looked at. Default (0) 30 s; negative is invalid.
 	MaxPassDuration time.Duration
 	// WorkerTimeout tells a job's timeout as its worker sets it: known is
 	// false when no worker of the kind is registered here; timeout -1
@@ -49,8 +52,6 @@ type RescuerConfig struct {
 	NextRetry func(job *millracetype.JobRow) time.Time
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Passes, if set, receives a value after each pass (tests).
-	Passes chan struct{}
 }
 
 // Rescuer moves on running jobs whose client has disappeared: after
@@ -75,28 +76,30 @@ type Rescuer struct {
 	resumeAfter atomic.Int64
 }
 
-// NewRescuer returns a rescuer, or an error for an invalid configuration
-// (a nil cfg, a negative MaxPassDuration).
+// NewRescuer returns a rescuer, or an error wrapping ErrInvalidConfig for
+// a nil cfg or exec or a negative Interval, RescueAfter, Batch or
+// MaxPassDuration.
 func NewRescuer(exec driver.Executor, cfg *RescuerConfig) (*Rescuer, error) {
+	const name = "rescuer"
 	if cfg == nil {
-		return nil, errors.New("rescuer: nil config")
-	}
-	if cfg.MaxPassDuration < 0 {
-		return nil, fmt.Errorf("rescuer: max pass duration %s: must be positive, or 0 for the default (%s)",
-			cfg.MaxPassDuration, DefaultRescuerMaxPassDuration)
+		return nil, invalid(name, "nil config")
 	}
 	c := *cfg
-	if c.MaxPassDuration == 0 {
-		c.MaxPassDuration = DefaultRescuerMaxPassDuration
+	var err error
+	if c.MaxPassDuration, err = setting(name, "max pass duration", c.MaxPassDuration, DefaultRescuerMaxPassDuration); err != nil {
+		return nil, err
 	}
-	if c.Interval <= 0 {
-		c.Interval = DefaultRescuerInterval
+	if c.Interval, err = setting(name, "interval", c.Interval, DefaultRescuerInterval); err != nil {
+		return nil, err
 	}
-	if c.RescueAfter <= 0 {
-		c.RescueAfter = DefaultRescueStuckJobsAfter
+	if c.RescueAfter, err = setting(name, "rescue after", c.RescueAfter, DefaultRescueStuckJobsAfter); err != nil {
+		return nil, err
 	}
-	if c.Batch <= 0 {
-		c.Batch = DefaultRescuerBatch
+	if c.Batch, err = setting(name, "batch", c.Batch, DefaultRescuerBatch); err != nil {
+		return nil, err
+	}
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
 	}
 	if c.WorkerTimeout == nil {
 		c.WorkerTimeout = func(*millracetype.JobRow) (time.Duration, bool) { return 0, false }
@@ -106,25 +109,22 @@ func NewRescuer(exec driver.Executor, cfg *RescuerConfig) (*Rescuer, error) {
 			return retry.DefaultNextRetry(len(job.Errors)+1, time.Now())
 		}
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	c.Logger = orDiscard(c.Logger)
 	r := &Rescuer{exec: exec, cfg: c}
-	r.periodic = periodic{name: "rescuer", interval: c.Interval, logger: c.Logger, pass: r.pass, passes: c.Passes}
+	r.initBase(name, c.Schema, c.Logger, c.Now)
+	r.interval, r.periodic.pass = c.Interval, r.pass
 	return r, nil
 }
 
 // pass rescues the stuck jobs it may, a page at a time by id, until the
 // last page or its time bound.
 func (r *Rescuer) pass(ctx context.Context) error {
-	start := time.Now() // the real clock: cfg.Now may be a test's shifted one
+	start := time.Now() // the real clock: r.now may be a test's shifted one
 	afterID := r.resumeAfter.Load()
 	r.resumeAfter.Store(0)
 	for {
-		now := r.cfg.Now().UTC()
+		now := r.now().UTC()
 		horizon := now.Add(-r.cfg.RescueAfter)
-		stuck, err := r.exec.JobGetStuck(ctx, &driver.JobGetStuckParams{Schema: r.cfg.Schema,
+		stuck, err := r.exec.JobGetStuck(ctx, &driver.JobGetStuckParams{Schema: r.schema,
 			StuckHorizon: horizon, Max: r.cfg.Batch, AfterID: afterID})
 		if err != nil {
 			// The next pass starts over: a job skipped meanwhile is
@@ -140,11 +140,11 @@ func (r *Rescuer) pass(ctx context.Context) error {
 		if len(rescues) > 0 {
 			// The horizon again: a job that finished and was fetched again
 			// since it was read is not stuck.
-			n, err := r.exec.JobRescueMany(ctx, &driver.JobRescueManyParams{Schema: r.cfg.Schema, Jobs: rescues, StuckHorizon: &horizon})
+			n, err := r.exec.JobRescueMany(ctx, &driver.JobRescueManyParams{Schema: r.schema, Jobs: rescues, StuckHorizon: &horizon})
 			if err != nil {
 				return fmt.Errorf("rescue %d stuck jobs: %w", len(rescues), err)
 			}
-			r.cfg.Logger.Info("maintenance: rescued stuck jobs", "jobs", n)
+			r.logger.Info("maintenance: rescued stuck jobs", "jobs", n)
 		}
 		if len(stuck) < r.cfg.Batch {
 			return nil
@@ -154,7 +154,7 @@ func (r *Rescuer) pass(ctx context.Context) error {
 		afterID = stuck[len(stuck)-1].ID
 		if elapsed := time.Since(start); elapsed >= r.cfg.MaxPassDuration {
 			r.resumeAfter.Store(afterID)
-			r.cfg.Logger.Warn("maintenance: rescuer pass reached its time bound; the next pass continues after the last job it looked at",
+			r.logger.Warn("maintenance: rescuer pass reached its time bound; the next pass continues after the last job it looked at",
 				"elapsed", elapsed, "max_pass_duration", r.cfg.MaxPassDuration, "after_job_id", afterID)
 			return nil
 		}

@@ -41,11 +41,12 @@ func TestRescuerPagesPastUnrescuableJobs(t *testing.T) {
 		Attempt: 1, MaxAttempts: 5, AttemptedAt: &stuckAt})
 
 	passes := make(chan struct{}, 1)
-	r, err := NewRescuer(db.Exec(), &RescuerConfig{Schema: db.Schema, Passes: passes,
+	r, err := NewRescuer(db.Exec(), &RescuerConfig{Schema: db.Schema,
 		WorkerTimeout: fakeTimeouts{"known": 0, "slow": 3 * time.Hour}.lookup})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.passes = passes
 	onePass(t, r, passes)
 
 	if got := db.Job(t, rescuable.ID); got.State != millracetype.JobStateRetryable {
@@ -100,12 +101,13 @@ func TestRescuerPassTimeBound(t *testing.T) {
 	passes := make(chan struct{}, 1)
 	// Pages of 2 and a bound every pass reaches after its first page:
 	// pages [slow, slow] three times, then [known].
-	r, err := NewRescuer(db.Exec(), &RescuerConfig{Schema: db.Schema, Passes: passes, Logger: slog.New(logs),
+	r, err := NewRescuer(db.Exec(), &RescuerConfig{Schema: db.Schema, Logger: slog.New(logs),
 		Interval: time.Hour, Batch: 2, MaxPassDuration: time.Nanosecond,
 		WorkerTimeout: fakeTimeouts{"known": 0, "slow": 3 * time.Hour}.lookup})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.passes = passes
 	if err := r.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -18,18 +18,20 @@ const (
 
 // SchedulerConfig configures a Scheduler.
 type SchedulerConfig struct {
+	// Schema holds the job tables; empty means the connection's
+	// search_path.
 	Schema string
+	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
 	// Interval between passes; also the look-ahead: jobs due within it are
 	// made available now (with their future scheduled_at, which the fetch
-	// waits for). Default 5 s.
+	// waits for). Default (0) 5 s; negative is invalid.
 	Interval time.Duration
-	// Batch is the most jobs moved per statement. Default 10,000.
+	// Batch is the most jobs moved per statement. Default (0) 10,000;
+	// negative is invalid.
 	Batch int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Passes, if set, receives a value after each pass (tests).
-	Passes chan struct{}
 }
 
 // Scheduler makes due retryable and scheduled jobs available, and discards
@@ -44,22 +46,28 @@ type Scheduler struct {
 	timers map[*time.Timer]struct{}
 }
 
-// NewScheduler returns a scheduler.
-func NewScheduler(exec driver.Executor, cfg *SchedulerConfig) *Scheduler {
+// NewScheduler returns a scheduler, or an error wrapping ErrInvalidConfig
+// for a nil cfg or exec or a negative Interval or Batch.
+func NewScheduler(exec driver.Executor, cfg *SchedulerConfig) (*Scheduler, error) {
+	const name = "scheduler"
+	if cfg == nil {
+		return nil, invalid(name, "nil config")
+	}
 	c := *cfg
-	if c.Interval <= 0 {
-		c.Interval = DefaultSchedulerInterval
+	var err error
+	if c.Interval, err = setting(name, "interval", c.Interval, DefaultSchedulerInterval); err != nil {
+		return nil, err
 	}
-	if c.Batch <= 0 {
-		c.Batch = DefaultSchedulerBatch
+	if c.Batch, err = setting(name, "batch", c.Batch, DefaultSchedulerBatch); err != nil {
+		return nil, err
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if err := checkExec(name, exec); err != nil {
+		return nil, err
 	}
-	c.Logger = orDiscard(c.Logger)
 	s := &Scheduler{exec: exec, cfg: c, timers: map[*time.Timer]struct{}{}}
-	s.periodic = periodic{name: "scheduler", interval: c.Interval, logger: c.Logger, pass: s.pass, passes: c.Passes}
-	return s
+	s.initBase(name, c.Schema, c.Logger, c.Now)
+	s.interval, s.periodic.pass = c.Interval, s.pass
+	return s, nil
 }
 
 // Stop stops the scheduler and its pending wake-ups.
@@ -75,8 +83,8 @@ func (s *Scheduler) Stop() {
 
 func (s *Scheduler) pass(ctx context.Context) error {
 	for {
-		now := s.cfg.Now().UTC()
-		res, err := s.exec.JobSchedule(ctx, &driver.JobScheduleParams{Schema: s.cfg.Schema, Max: s.cfg.Batch,
+		now := s.now().UTC()
+		res, err := s.exec.JobSchedule(ctx, &driver.JobScheduleParams{Schema: s.schema, Max: s.cfg.Batch,
 			Now: now, Horizon: now.Add(s.cfg.Interval)})
 		if err != nil {
 			return fmt.Errorf("schedule jobs: %w", err)
@@ -94,7 +102,7 @@ func (s *Scheduler) pass(ctx context.Context) error {
 			}
 		}
 		if len(res) > 0 {
-			s.cfg.Logger.Debug("maintenance: scheduled jobs", "available", len(res)-discarded, "discarded_unique_conflict", discarded)
+			s.logger.Debug("maintenance: scheduled jobs", "available", len(res)-discarded, "discarded_unique_conflict", discarded)
 		}
 		s.wake(ctx, due, now)
 		if len(res) < s.cfg.Batch {
@@ -137,7 +145,7 @@ func (s *Scheduler) notify(ctx context.Context, queues []string) {
 	for i, q := range queues {
 		payloads[i] = driver.InsertNotifyPayload(q)
 	}
-	if err := s.exec.NotifyMany(ctx, &driver.NotifyManyParams{Schema: s.cfg.Schema, Topic: driver.TopicInsert, Payloads: payloads}); err != nil && ctx.Err() == nil {
-		s.cfg.Logger.Warn("maintenance: notifying queues of scheduled jobs failed", "error", err)
+	if err := s.exec.NotifyMany(ctx, &driver.NotifyManyParams{Schema: s.schema, Topic: driver.TopicInsert, Payloads: payloads}); err != nil && ctx.Err() == nil {
+		s.logger.Warn("maintenance: notifying queues of scheduled jobs failed", "error", err)
 	}
 }
