@@ -2,6 +2,8 @@ package maintenance
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -53,11 +55,40 @@ func (b *serviceBase) startEvery(ctx context.Context, interval time.Duration, pa
 
 // startOnSchedule runs pass at each time next gives after the clock's
 // now, the first one included. A failed pass is logged and the next one
-// runs at its scheduled time.
+// runs at its scheduled time. next is the user's schedule: if it panics, or
+// gives a time that is not after now (which would run passes back to back),
+// the error is logged and no more passes are scheduled (wakeUp still runs
+// one).
 func (b *serviceBase) startOnSchedule(ctx context.Context, next func(time.Time) time.Time, pass func(ctx context.Context) error) error {
-	untilNext := func() time.Duration { return next(b.now()).Sub(b.now()) }
+	untilNext := func() time.Duration {
+		now := b.now()
+		at, err := safeSchedule(next, now)
+		if err != nil {
+			b.logger.Error("maintenance: schedule failed; no more scheduled passes", "service", b.name, "error", err)
+			return never
+		}
+		return at.Sub(now)
+	}
 	return b.startLoop(ctx, untilNext, untilNext,
 		func(ctx context.Context) { b.logFailure(ctx, pass(ctx), "retrying at the next scheduled time") })
+}
+
+// never is a wait that outlasts any service.
+const never = time.Duration(math.MaxInt64)
+
+// safeSchedule calls a schedule, turning a panic, or a time not after now,
+// into an error.
+func safeSchedule(next func(time.Time) time.Time, now time.Time) (at time.Time, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("schedule panicked: %v", r)
+		}
+	}()
+	at = next(now)
+	if !at.After(now) {
+		return at, fmt.Errorf("schedule gave %s, not after now (%s)", at.Format(time.RFC3339Nano), now.Format(time.RFC3339Nano))
+	}
+	return at, nil
 }
 
 // wakeUp asks the loop for a pass at once. It does not block; requests

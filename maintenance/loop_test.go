@@ -72,3 +72,37 @@ func TestLoopOnSchedule(t *testing.T) {
 		t.Fatalf("%d passes, want 2", got)
 	}
 }
+
+// A schedule that panics or does not advance stops scheduling passes
+// (logged) instead of crashing the process or running passes back to
+// back; wakeUp still runs one.
+func TestLoopOnBrokenSchedule(t *testing.T) {
+	t.Parallel()
+	for name, next := range map[string]func(time.Time) time.Time{
+		"panics":        func(time.Time) time.Time { panic("bad schedule") },
+		"in the past":   func(now time.Time) time.Time { return now.Add(-time.Minute) },
+		"does not move": func(now time.Time) time.Time { return now },
+		"zero":          func(time.Time) time.Time { return time.Time{} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b, passes, n, pass := loopService(t)
+			if err := b.startOnSchedule(context.Background(), next, pass); err != nil {
+				t.Fatal(err)
+			}
+			defer b.Stop()
+			select {
+			case <-passes:
+				t.Fatalf("a pass ran on a broken schedule (%d passes)", n.Load())
+			case <-time.After(200 * time.Millisecond):
+			}
+			b.wakeUp()
+			waitPass(t, passes, "woken")
+			select {
+			case <-passes:
+				t.Fatalf("passes ran back to back after the wake-up (%d passes)", n.Load())
+			case <-time.After(200 * time.Millisecond):
+			}
+		})
+	}
+}
