@@ -454,3 +454,35 @@ func TestLineBadInput(t *testing.T) {
 		t.Errorf("millrace up on a newer database: %v", err)
 	}
 }
+
+// TestMainDownKeepsOtherLines records a line millrace does not know and
+// checks that line main's version 5 down refuses to drop its records (as
+// River's does), leaving main at 5, and goes through once they are gone.
+func TestMainDownKeepsOtherLines(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, pool := freshDatabase(t)
+	main := lineMigrator(t, pool, "", migrate.LineMain)
+	if _, err := main.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "INSERT INTO river_migration (line, version) VALUES ('workflow', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := main.Migrate(ctx, migrate.DirectionDown, &migrate.MigrateOpts{TargetVersion: -1})
+	if err == nil || !strings.Contains(err.Error(), "line main version 5 cannot be reverted while river_migration records other lines (workflow)") {
+		t.Fatalf("main down to 0 with line workflow recorded: %v", err)
+	}
+	if got := versionsOf(t, main); !slices.Equal(got, []int{1, 2, 3, 4, 5}) {
+		t.Fatalf("main after the refused version 5 down: %v", got)
+	}
+	if got := migrationRows(t, pool, "public"); !slices.Contains(got, "workflow:1") {
+		t.Fatalf("line workflow's record is gone: %v", got)
+	}
+	if _, err := pool.Exec(ctx, "DELETE FROM river_migration WHERE line = 'workflow'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := main.Migrate(ctx, migrate.DirectionDown, &migrate.MigrateOpts{TargetVersion: -1}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -14,9 +14,9 @@
 // line in dependency order, which is what `millrace migrate up` does. Line
 // main cannot be migrated below the version another line needs while that
 // line has versions applied: migrate the dependent line down first
-// (MigrateAll does). River's own migrator does not know about the millrace
-// line: migrating line main below version 5 with River's tool forgets the
-// millrace line's records and leaves its tables behind.
+// (MigrateAll does). River's own migrator knows nothing of line millrace
+// but agrees: its version 5 down refuses while river_migration records any
+// line but main, and so does millrace's, for lines it does not know either.
 //
 // Each version runs in its own transaction together with its river_migration
 // row, under a transaction-level advisory lock shared by all lines of a
