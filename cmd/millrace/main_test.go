@@ -49,14 +49,15 @@ func TestMigrateCommands(t *testing.T) {
 	}
 	code, out, _ = millrace(t, append([]string{"migrate", "list", "--json"}, db...)...)
 	var rows []struct {
-		Version int  `json:"version"`
-		Applied bool `json:"applied"`
+		Line    string `json:"line"`
+		Version int    `json:"version"`
+		Applied bool   `json:"applied"`
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 8 {
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 9 {
 		t.Fatalf("migrate list: code %d, %s", code, out)
 	}
 	for _, r := range rows {
-		if r.Applied != (r.Version <= 3) {
+		if r.Applied != (r.Line == "main" && r.Version <= 3) {
 			t.Fatalf("version %d applied=%v after migrating to 3", r.Version, r.Applied)
 		}
 	}
@@ -64,7 +65,7 @@ func TestMigrateCommands(t *testing.T) {
 	var res struct {
 		Versions []struct{ Version int } `json:"versions"`
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Versions) != 5 {
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Versions) != 6 { // main 4..8, millrace 1
 		t.Fatalf("migrate up: code %d, %s", code, out)
 	}
 	code, out, _ = millrace(t, append([]string{"migrate", "up"}, db...)...)
@@ -72,7 +73,7 @@ func TestMigrateCommands(t *testing.T) {
 		t.Fatalf("second migrate up: code %d, %s", code, out)
 	}
 	code, out, _ = millrace(t, append([]string{"migrate", "down"}, db...)...)
-	if code != 0 || !strings.Contains(out, "version 008") {
+	if code != 0 || !strings.Contains(out, "version 001 millrace_client (line millrace") {
 		t.Fatalf("migrate down: code %d, %s", code, out)
 	}
 	code, out, _ = millrace(t, append([]string{"migrate", "down", "--all"}, db...)...)
