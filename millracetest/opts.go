@@ -35,11 +35,13 @@ type RequireInsertedOpts struct {
 	// directions. Default 0: equal to the database's precision (a
 	// microsecond).
 	ScheduledAtWithin time.Duration
-	// ScheduledFrom and ScheduledTo, when set, bound the job's
-	// scheduled_at (both inclusive); either may be set alone. They may be
-	// combined with ScheduledAt.
+	// ScheduledFrom, when set, is the earliest scheduled_at the job may
+	// have (inclusive). It may be set without ScheduledTo, and combined
+	// with ScheduledAt.
 	ScheduledFrom time.Time
-	ScheduledTo   time.Time
+	// ScheduledTo, when set, is the latest scheduled_at the job may have
+	// (inclusive). It may be set without ScheduledFrom.
+	ScheduledTo time.Time
 
 	// Tags, when not nil, are exactly the job's tags, in any order (an
 	// empty, non-nil slice requires a job without tags).
