@@ -11,6 +11,7 @@ import (
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/completer"
 	"github.com/millrace/millrace/internal/elector"
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/internal/notifier"
 	"github.com/millrace/millrace/internal/producer"
 	"github.com/millrace/millrace/maintenance"
@@ -32,6 +33,8 @@ type Client[TTx any] struct {
 	notifyLimit *notifyLimiter
 	events      eventHub
 	periodic    *maintenance.PeriodicJobEnqueuer
+	// exec runs the fetched jobs (internal/jobexec; wiring in execute.go).
+	exec *jobexec.Executor
 
 	// mu guards the services of the current run.
 	mu         sync.Mutex
@@ -79,6 +82,7 @@ func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Client[TTx], error) {
 		config:      c,
 		driver:      drv,
 		notifyLimit: &notifyLimiter{window: c.FetchCooldown, last: map[string]time.Time{}},
+		exec:        newExecutor(c),
 	}
 	client.periodic = maintenance.NewPeriodicJobEnqueuer(drv.GetExecutor(), &maintenance.PeriodicJobEnqueuerConfig{
 		Schema: c.Schema, Logger: c.Logger, Now: c.clock})
@@ -392,7 +396,7 @@ func (c *Client[TTx]) safeTimeout(unit workUnit) (d time.Duration) {
 			d = 0
 		}
 	}()
-	return unit.timeout()
+	return unit.Timeout()
 }
 
 // IsLeader reports whether this client currently leads (and runs the

@@ -9,15 +9,36 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/internal/producer"
-	"github.com/millrace/millrace/internal/retry"
 	"github.com/millrace/millrace/millracetype"
 )
 
-// soonHorizon is how far ahead a retry or snooze may be and still be
-// written available (the scheduler's look-ahead); later ones are written
-// retryable or scheduled for the scheduler to promote.
-const soonHorizon = 5 * time.Second
+// soonHorizon is how far ahead a retry, snooze or scheduled insert may
+// be and still be written available (the scheduler's look-ahead).
+const soonHorizon = jobexec.SoonHorizon
+
+// newExecutor makes the job executor of a client whose config is cfg.
+func newExecutor(cfg *Config) *jobexec.Executor {
+	return jobexec.New(&jobexec.Config{ClientID: cfg.ID, Logger: cfg.Logger, Now: cfg.clock, RetryPolicy: cfg.RetryPolicy})
+}
+
+// eventKinds names the executor's outcome kinds as events do.
+var eventKinds = [...]EventKind{
+	jobexec.KindCompleted:   EventKindJobCompleted,
+	jobexec.KindFailed:      EventKindJobFailed,
+	jobexec.KindCancelled:   EventKindJobCancelled,
+	jobexec.KindSnoozed:     EventKindJobSnoozed,
+	jobexec.KindInterrupted: EventKindJobInterrupted,
+}
+
+// eventKind names an outcome kind as events do ("" for none).
+func eventKind(k jobexec.Kind) EventKind {
+	if int(k) < len(eventKinds) {
+		return eventKinds[k]
+	}
+	return ""
+}
 
 // errStopAndCancel is the cause given to running jobs' contexts by
 // StopAndCancel: a job that then returns an error goes back to available
@@ -102,12 +123,12 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetype.JobRow, start time.Time) (outcome *driver.JobSetState, kind EventKind, completedInTx *millracetype.JobRow) {
 	info := c.config.Workers.lookup(row.Kind)
 	if info == nil {
-		return c.unknownKind(row, start), EventKindJobFailed, nil
+		return c.exec.UnknownKind(row, start), EventKindJobFailed, nil
 	}
 	unit, err := info.unit(row)
 	if err != nil {
-		outcome, kind = c.failed(row, start, err, "", nil, nil, nil)
-		return
+		outcome, k := c.exec.Failed(row, start, err, "", false, nil, nil)
+		return outcome, eventKind(k), nil
 	}
 
 	timeout := c.safeTimeout(unit)
@@ -134,8 +155,8 @@ func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetyp
 		if h := c.config.ErrorHandler; h != nil {
 			res = c.safeHandler(func() *ErrorHandlerResult { return h.HandlePanic(ctx, row, panicVal, trace) })
 		}
-		outcome, kind = c.failed(row, start, err, trace, res, unit, updates)
-		return
+		outcome, k := c.exec.Failed(row, start, err, trace, res != nil && res.SetCancelled, unit, updates)
+		return outcome, eventKind(k), nil
 	}
 	if workErr == nil {
 		d := run.done
@@ -149,36 +170,28 @@ func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetyp
 	if errors.As(workErr, &snooze) {
 		d := snooze.Duration
 		if d < 0 {
-			outcome, kind = c.failed(row, start, fmt.Errorf("JobSnooze with negative duration %s", d), "", nil, unit, updates)
-			return
+			outcome, k := c.exec.Failed(row, start, fmt.Errorf("JobSnooze with negative duration %s", d), "", false, unit, updates)
+			return outcome, eventKind(k), nil
 		}
-		at := c.config.clock().UTC().Add(d)
-		state := millracetype.JobStateAvailable
-		if d > soonHorizon {
-			state = millracetype.JobStateScheduled
-		}
-		return &driver.JobSetState{ID: row.ID, State: state, ScheduledAt: &at, AttemptDecrement: true,
-			SnoozeIncrement: true, MetadataUpdates: updates}, EventKindJobSnoozed, nil
+		return c.exec.Snoozed(row, d, updates), EventKindJobSnoozed, nil
 	}
 	var cancelErr *JobCancelError
 	if errors.As(workErr, &cancelErr) {
-		return c.cancelled(row, start, workErr.Error(), updates), EventKindJobCancelled, nil
+		return c.exec.Cancelled(row, start, workErr.Error(), updates), EventKindJobCancelled, nil
 	}
 	switch context.Cause(ctx) {
 	case errStopAndCancel, errSoftStopTimeout:
 		// Interrupted by shutdown: back to available, attempt given back.
-		now := c.config.clock().UTC()
-		return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateAvailable, ScheduledAt: &now,
-			AttemptDecrement: true, MetadataUpdates: updates}, EventKindJobInterrupted, nil
+		return c.exec.Interrupted(row, updates), EventKindJobInterrupted, nil
 	case producer.ErrJobCancelledRemotely:
-		return c.cancelled(row, start, "JobCancelError: "+producer.ErrJobCancelledRemotely.Error(), updates), EventKindJobCancelled, nil
+		return c.exec.Cancelled(row, start, "JobCancelError: "+producer.ErrJobCancelledRemotely.Error(), updates), EventKindJobCancelled, nil
 	}
 	var res *ErrorHandlerResult
 	if h := c.config.ErrorHandler; h != nil {
 		res = c.safeHandler(func() *ErrorHandlerResult { return h.HandleError(ctx, row, workErr) })
 	}
-	outcome, kind = c.failed(row, start, workErr, "", res, unit, updates)
-	return
+	outcome, k := c.exec.Failed(row, start, workErr, "", res != nil && res.SetCancelled, unit, updates)
+	return outcome, eventKind(k), nil
 }
 
 // runWorker calls the worker through the middleware, recovering a panic.
@@ -221,83 +234,8 @@ func (c *Client[TTx]) safeHandler(fn func() *ErrorHandlerResult) (res *ErrorHand
 	return fn()
 }
 
-func (c *Client[TTx]) cancelled(row *millracetype.JobRow, start time.Time, msg string, updates []byte) *driver.JobSetState {
-	now := c.config.clock().UTC()
-	return &driver.JobSetState{ID: row.ID, State: millracetype.JobStateCancelled, FinalizedAt: &now,
-		Error:           &millracetype.AttemptError{At: start.UTC(), Attempt: row.Attempt, Error: msg},
-		MetadataUpdates: updates}
-}
-
-// failed records an error and decides between retry and discard: the
-// error handler may cancel the job; a job out of attempts is discarded;
-// otherwise scheduleRetry chooses the time.
-func (c *Client[TTx]) failed(row *millracetype.JobRow, start time.Time, err error, trace string, res *ErrorHandlerResult, unit workUnit, updates []byte) (*driver.JobSetState, EventKind) {
-	if res != nil && res.SetCancelled {
-		return c.cancelled(row, start, err.Error(), updates), EventKindJobCancelled
-	}
-	now := c.config.clock().UTC()
-	s := &driver.JobSetState{ID: row.ID,
-		Error:           &millracetype.AttemptError{At: start.UTC(), Attempt: row.Attempt, Error: err.Error(), Trace: trace},
-		MetadataUpdates: updates}
-	if row.Attempt >= row.MaxAttempts {
-		s.State, s.FinalizedAt = millracetype.JobStateDiscarded, &now
-		return s, EventKindJobFailed
-	}
-	c.scheduleRetry(s, row, unit, now)
-	return s, EventKindJobFailed
-}
-
-// unknownKind is the outcome of a job whose kind has no worker in this
-// client. Another client may have one, so the job is never discarded: the
-// error is recorded, the attempt given back (this client could not try
-// the job), and the job retried at the retry policy's time, whatever its
-// max_attempts.
-func (c *Client[TTx]) unknownKind(row *millracetype.JobRow, start time.Time) *driver.JobSetState {
-	s := &driver.JobSetState{ID: row.ID, AttemptDecrement: true,
-		Error: &millracetype.AttemptError{At: start.UTC(), Attempt: row.Attempt,
-			Error: fmt.Sprintf("job kind %q is not registered in client %s", row.Kind, c.config.ID)}}
-	c.scheduleRetry(s, row, nil, c.config.clock().UTC())
-	return s
-}
-
-// scheduleRetry sets a failed job's next run: the worker's NextRetry (unit
-// may be nil when the job could not be decoded), else the retry policy,
-// else the default policy chooses the time; due soon means available.
-func (c *Client[TTx]) scheduleRetry(s *driver.JobSetState, row *millracetype.JobRow, unit workUnit, now time.Time) {
-	var next time.Time
-	if unit != nil {
-		next = c.safeUnitNextRetry(row, unit)
-	}
-	if next.IsZero() {
-		next = c.safeNextRetry(row)
-	}
-	if next.IsZero() || next.Before(now) {
-		next = retry.DefaultNextRetry(len(row.Errors)+1, now)
-	}
-	next = next.UTC()
-	s.ScheduledAt = &next
-	s.State = millracetype.JobStateRetryable
-	if next.Sub(now) <= soonHorizon {
-		s.State = millracetype.JobStateAvailable
-	}
-}
-
-func (c *Client[TTx]) safeNextRetry(row *millracetype.JobRow) (t time.Time) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.config.Logger.Error("millrace: retry policy panicked; using the default", "job_id", row.ID, "panic", r)
-			t = time.Time{}
-		}
-	}()
-	return c.config.RetryPolicy.NextRetry(row)
-}
-
-func (c *Client[TTx]) safeUnitNextRetry(row *millracetype.JobRow, unit workUnit) (t time.Time) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.config.Logger.Error("millrace: worker NextRetry panicked; using the retry policy", "job_id", row.ID, "panic", r)
-			t = time.Time{}
-		}
-	}()
-	return unit.nextRetry()
+// safeNextRetry asks the retry policy when row runs again (a panic
+// means the default policy); the rescuer uses it.
+func (c *Client[TTx]) safeNextRetry(row *millracetype.JobRow) time.Time {
+	return c.exec.PolicyNextRetry(row)
 }

@@ -573,7 +573,7 @@ func (c *Client[TTx]) workThrough(ctx context.Context, row *millracetype.JobRow,
 func (c *Client[TTx]) workWithHooks(ctx context.Context, row *millracetype.JobRow, unit workUnit, kindSet *hookSet) error {
 	global := &c.config.plugins.global
 	if kindSet == nil && len(global.workBegin) == 0 && len(global.workEnd) == 0 {
-		return unit.work(ctx)
+		return unit.Work(ctx)
 	}
 	for _, list := range [2][]HookWorkBegin{global.workBegin, kindSet.workBeginOrNil()} {
 		for _, h := range list {
@@ -582,7 +582,7 @@ func (c *Client[TTx]) workWithHooks(ctx context.Context, row *millracetype.JobRo
 			}
 		}
 	}
-	err := unit.work(ctx)
+	err := unit.Work(ctx)
 	for _, list := range [2][]HookWorkEnd{global.workEnd, kindSet.workEndOrNil()} {
 		for _, h := range list {
 			err = h.WorkEnd(ctx, row, err)
