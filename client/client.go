@@ -45,10 +45,6 @@ type Client[TTx any] struct {
 	producers  map[string]*producer.Producer
 	workCancel context.CancelCauseFunc
 
-	// stuck counts the jobs running past their timeout plus
-	// JobStuckThreshold (see stuck.go).
-	stuck stuckJobs
-
 	// Runtime queue management (queue_bundle.go). queuesMu serializes
 	// Queues().Add and Remove with each other, with Start's creation of
 	// the producers and with shutdown's collection of them; it guards
@@ -82,8 +78,8 @@ func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Client[TTx], error) {
 		config:      c,
 		driver:      drv,
 		notifyLimit: &notifyLimiter{window: c.FetchCooldown, last: map[string]time.Time{}},
-		exec:        newExecutor(c),
 	}
+	client.exec = newExecutor(client)
 	client.periodic = maintenance.NewPeriodicJobEnqueuer(drv.GetExecutor(), &maintenance.PeriodicJobEnqueuerConfig{
 		Schema: c.Schema, Logger: c.Logger, Now: c.clock})
 	for i, job := range c.PeriodicJobs {

@@ -18,9 +18,27 @@ import (
 // be and still be written available (the scheduler's look-ahead).
 const soonHorizon = jobexec.SoonHorizon
 
-// newExecutor makes the job executor of a client whose config is cfg.
-func newExecutor(cfg *Config) *jobexec.Executor {
-	return jobexec.New(&jobexec.Config{ClientID: cfg.ID, Logger: cfg.Logger, Now: cfg.clock, RetryPolicy: cfg.RetryPolicy})
+// newExecutor makes the job executor of client c, whose config is
+// complete.
+func newExecutor[TTx any](c *Client[TTx]) *jobexec.Executor {
+	cfg := c.config
+	return jobexec.New(&jobexec.Config{ClientID: cfg.ID, Logger: cfg.Logger, Now: cfg.clock, RetryPolicy: cfg.RetryPolicy,
+		StuckThreshold: cfg.JobStuckThreshold, StuckHandler: cfg.JobStuckHandler}, (*execSink[TTx])(c))
+}
+
+// execSink is a client as its executor's jobexec.Sink: the one way back
+// from the executor into the client. Its methods are not part of the
+// client's API.
+type execSink[TTx any] Client[TTx]
+
+// QueueLoad implements jobexec.Sink.
+func (s *execSink[TTx]) QueueLoad(queue string) (running, maxWorkers int, ok bool) {
+	c := (*Client[TTx])(s)
+	p := c.producer(queue)
+	if p == nil {
+		return 0, 0, false
+	}
+	return p.Running(), c.config.Queues[queue].MaxWorkers, true
 }
 
 // eventKinds names the executor's outcome kinds as events do.
@@ -65,7 +83,7 @@ type jobMeta struct {
 // allocation of its own, which goes to the completer.
 type jobRun struct {
 	ctx   jobValueCtx
-	stuck stuckWatch
+	stuck jobexec.StuckWatch
 	done  *jobDone
 }
 
@@ -140,12 +158,12 @@ func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetyp
 	var cancel context.CancelFunc
 	if timeout > 0 {
 		jobCtx, cancel = context.WithTimeout(jobCtx, timeout)
-		c.watchStuck(&run.stuck, jobCtx, row, timeout)
+		c.exec.WatchStuck(&run.stuck, jobCtx, row, timeout)
 	}
 	panicVal, trace, workErr := c.runJob(jobCtx, row, unit)
 	if cancel != nil {
 		cancel()
-		c.endStuckWatch(&run.stuck, row, timeout)
+		c.exec.EndStuckWatch(&run.stuck, row, timeout)
 	}
 	updates := metadataUpdates(jobCtx)
 

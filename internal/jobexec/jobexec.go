@@ -71,19 +71,34 @@ type Config struct {
 	Now func() time.Time
 	// RetryPolicy chooses a failed job's next run when its worker does not.
 	RetryPolicy RetryPolicy
+	// StuckThreshold is how long past its timeout a job may run before it
+	// is reported stuck.
+	StuckThreshold time.Duration
+	// StuckHandler, when not nil, is told of each stuck job (the client's
+	// Config.JobStuckHandler).
+	StuckHandler func(ctx context.Context, stuck *JobStuck)
+}
+
+// Sink is how the executor tells its client what it cannot return: the
+// one way back from the executor into the client.
+type Sink interface {
+	// QueueLoad reports how many jobs a queue runs now and at most, or
+	// false when the client does not work the queue.
+	QueueLoad(queue string) (running, maxWorkers int, ok bool)
 }
 
 // Executor runs a client's jobs. Make it with New.
 type Executor struct {
-	cfg Config
+	cfg  Config
+	sink Sink
 	// stuck counts the jobs running past their timeout plus the stuck
 	// threshold (stuck.go).
 	stuck atomic.Int64
 }
 
-// New returns an executor for cfg (copied).
-func New(cfg *Config) *Executor {
-	return &Executor{cfg: *cfg}
+// New returns an executor for cfg (copied) reporting to sink.
+func New(cfg *Config, sink Sink) *Executor {
+	return &Executor{cfg: *cfg, sink: sink}
 }
 
 // Cancelled is the outcome of a cancelled attempt that began at start.

@@ -25,7 +25,7 @@ func (u retryUnit) NextRetry() time.Time     { return u.next }
 
 func newTestExecutor(policy RetryPolicy) *Executor {
 	return New(&Config{ClientID: "c1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now: func() time.Time { return testNow }, RetryPolicy: policy})
+		Now: func() time.Time { return testNow }, RetryPolicy: policy}, nil)
 }
 
 // TestFailedRetryTimes: the worker's NextRetry wins over the policy, the
