@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/internal/retry"
 	"github.com/millrace/millrace/migrate"
 	"github.com/millrace/millrace/millracetype"
@@ -238,9 +239,10 @@ type JobInsertMiddleware interface {
 }
 
 // WorkerMiddleware wraps a job's Work: call next to run it.
-type WorkerMiddleware interface {
-	Work(ctx context.Context, job *millracetype.JobRow, next func(ctx context.Context) error) error
-}
+//
+// Its one method is Work(ctx context.Context, job *millracetype.JobRow,
+// next func(ctx context.Context) error) error.
+type WorkerMiddleware = jobexec.WorkerMiddleware
 
 // JobInsertMiddlewareFunc makes a JobInsertMiddleware of a function.
 type JobInsertMiddlewareFunc func(ctx context.Context, params []*JobInsertParams, next func(ctx context.Context) ([]*InsertResult, error)) ([]*InsertResult, error)

@@ -23,7 +23,8 @@ const soonHorizon = jobexec.SoonHorizon
 func newExecutor[TTx any](c *Client[TTx]) *jobexec.Executor {
 	cfg := c.config
 	return jobexec.New(&jobexec.Config{ClientID: cfg.ID, Logger: cfg.Logger, Now: cfg.clock, RetryPolicy: cfg.RetryPolicy,
-		StuckThreshold: cfg.JobStuckThreshold, StuckHandler: cfg.JobStuckHandler}, (*execSink[TTx])(c))
+		StuckThreshold: cfg.JobStuckThreshold, StuckHandler: cfg.JobStuckHandler,
+		Hooks: cfg.plugins.global.work, WorkerMiddleware: cfg.WorkerMiddleware, KindHooks: cfg.plugins}, (*execSink[TTx])(c))
 }
 
 // execSink is a client as its executor's jobexec.Sink: the one way back
@@ -127,26 +128,26 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 	// waits while the completer is full, and the completer drains before
 	// it stops).
 	meta := &run.done.meta
-	*meta = jobMeta{kind: kind, stats: stats, completedInTx: completedInTx}
+	*meta = jobMeta{kind: eventKind(kind), stats: stats, completedInTx: completedInTx}
 	if err := c.completer.Complete(context.Background(), outcome, meta); err != nil {
 		c.config.Logger.Error("millrace: could not record job outcome; the job stays running until rescued",
 			"job_id", row.ID, "error", err)
 	}
-	c.emitMetrics(ctx, row, outcome, kind, stats)
+	c.exec.EmitMetrics(ctx, row, outcome, kind, stats.QueueWaitDuration, stats.RunDuration)
 }
 
 // execute runs the worker and turns what happened into an outcome. When
 // the worker completed the job in its own transaction (JobCompleteTx),
 // completedInTx is the row as that left it.
-func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetype.JobRow, start time.Time) (outcome *driver.JobSetState, kind EventKind, completedInTx *millracetype.JobRow) {
+func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetype.JobRow, start time.Time) (outcome *driver.JobSetState, kind jobexec.Kind, completedInTx *millracetype.JobRow) {
 	info := c.config.Workers.lookup(row.Kind)
 	if info == nil {
-		return c.exec.UnknownKind(row, start), EventKindJobFailed, nil
+		return c.exec.UnknownKind(row, start), jobexec.KindFailed, nil
 	}
 	unit, err := info.unit(row)
 	if err != nil {
 		outcome, k := c.exec.Failed(row, start, err, "", false, nil, nil)
-		return outcome, eventKind(k), nil
+		return outcome, k, nil
 	}
 
 	timeout := c.safeTimeout(unit)
@@ -174,14 +175,14 @@ func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetyp
 			res = c.safeHandler(func() *ErrorHandlerResult { return h.HandlePanic(ctx, row, panicVal, trace) })
 		}
 		outcome, k := c.exec.Failed(row, start, err, trace, res != nil && res.SetCancelled, unit, updates)
-		return outcome, eventKind(k), nil
+		return outcome, k, nil
 	}
 	if workErr == nil {
 		d := run.done
 		d.now = c.config.clock().UTC()
 		d.completed = driver.JobSetState{ID: row.ID, State: millracetype.JobStateCompleted, FinalizedAt: &d.now,
 			MetadataUpdates: updates, Delete: jobIsEphemeral(ctx, info)}
-		return &d.completed, EventKindJobCompleted, nil
+		return &d.completed, jobexec.KindCompleted, nil
 	}
 
 	var snooze *JobSnoozeError
@@ -189,27 +190,27 @@ func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetyp
 		d := snooze.Duration
 		if d < 0 {
 			outcome, k := c.exec.Failed(row, start, fmt.Errorf("JobSnooze with negative duration %s", d), "", false, unit, updates)
-			return outcome, eventKind(k), nil
+			return outcome, k, nil
 		}
-		return c.exec.Snoozed(row, d, updates), EventKindJobSnoozed, nil
+		return c.exec.Snoozed(row, d, updates), jobexec.KindSnoozed, nil
 	}
 	var cancelErr *JobCancelError
 	if errors.As(workErr, &cancelErr) {
-		return c.exec.Cancelled(row, start, workErr.Error(), updates), EventKindJobCancelled, nil
+		return c.exec.Cancelled(row, start, workErr.Error(), updates), jobexec.KindCancelled, nil
 	}
 	switch context.Cause(ctx) {
 	case errStopAndCancel, errSoftStopTimeout:
 		// Interrupted by shutdown: back to available, attempt given back.
-		return c.exec.Interrupted(row, updates), EventKindJobInterrupted, nil
+		return c.exec.Interrupted(row, updates), jobexec.KindInterrupted, nil
 	case producer.ErrJobCancelledRemotely:
-		return c.exec.Cancelled(row, start, "JobCancelError: "+producer.ErrJobCancelledRemotely.Error(), updates), EventKindJobCancelled, nil
+		return c.exec.Cancelled(row, start, "JobCancelError: "+producer.ErrJobCancelledRemotely.Error(), updates), jobexec.KindCancelled, nil
 	}
 	var res *ErrorHandlerResult
 	if h := c.config.ErrorHandler; h != nil {
 		res = c.safeHandler(func() *ErrorHandlerResult { return h.HandleError(ctx, row, workErr) })
 	}
 	outcome, k := c.exec.Failed(row, start, workErr, "", res != nil && res.SetCancelled, unit, updates)
-	return outcome, eventKind(k), nil
+	return outcome, k, nil
 }
 
 // runWorker calls the worker through the middleware, recovering a panic.
@@ -222,7 +223,7 @@ func (c *Client[TTx]) runWorker(ctx context.Context, row *millracetype.JobRow, u
 			}
 		}
 	}()
-	return nil, "", c.workThrough(ctx, row, unit) // middleware and hooks: hooks.go
+	return nil, "", c.exec.WorkThrough(ctx, row, unit) // middleware and hooks
 }
 
 // stackTrace renders the current goroutine's stack, one "func\n\tfile:line\n"

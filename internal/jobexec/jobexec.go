@@ -77,6 +77,12 @@ type Config struct {
 	// StuckHandler, when not nil, is told of each stuck job (the client's
 	// Config.JobStuckHandler).
 	StuckHandler func(ctx context.Context, stuck *JobStuck)
+	// Hooks are the global work hooks (the client's Config.Hooks).
+	Hooks WorkHooks
+	// WorkerMiddleware is the global worker middleware, outermost first.
+	WorkerMiddleware []WorkerMiddleware
+	// KindHooks gives the hooks of each job's kind.
+	KindHooks KindHooks
 }
 
 // Sink is how the executor tells its client what it cannot return: the
