@@ -2,15 +2,10 @@ package client
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"runtime"
-	"strings"
 	"time"
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/jobexec"
-	"github.com/millrace/millrace/internal/producer"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -24,7 +19,8 @@ func newExecutor[TTx any](c *Client[TTx]) *jobexec.Executor {
 	cfg := c.config
 	return jobexec.New(&jobexec.Config{ClientID: cfg.ID, Logger: cfg.Logger, Now: cfg.clock, RetryPolicy: cfg.RetryPolicy,
 		StuckThreshold: cfg.JobStuckThreshold, StuckHandler: cfg.JobStuckHandler,
-		Hooks: cfg.plugins.global.work, WorkerMiddleware: cfg.WorkerMiddleware, KindHooks: cfg.plugins}, (*execSink[TTx])(c))
+		Hooks: cfg.plugins.global.work, WorkerMiddleware: cfg.WorkerMiddleware, KindHooks: cfg.plugins,
+		ErrorHandler: cfg.ErrorHandler}, (*execSink[TTx])(c))
 }
 
 // execSink is a client as its executor's jobexec.Sink: the one way back
@@ -62,12 +58,12 @@ func eventKind(k jobexec.Kind) EventKind {
 // errStopAndCancel is the cause given to running jobs' contexts by
 // StopAndCancel: a job that then returns an error goes back to available
 // without using an attempt.
-var errStopAndCancel = errors.New("client is stopping: job cancelled by StopAndCancel")
+var errStopAndCancel = jobexec.ErrStopAndCancel
 
 // errSoftStopTimeout is the cause given to running jobs' contexts when a
 // stopping client's Config.SoftStopTimeout has passed; such jobs are
 // treated as StopAndCancel's.
-var errSoftStopTimeout = errors.New("client is stopping: job cancelled because SoftStopTimeout passed")
+var errSoftStopTimeout = jobexec.ErrSoftStopTimeout
 
 // jobMeta travels with an outcome to the completer and back, for events.
 type jobMeta struct {
@@ -168,89 +164,17 @@ func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetyp
 	}
 	updates := metadataUpdates(jobCtx)
 
-	if panicVal != nil {
-		err := fmt.Errorf("%v", panicVal)
-		var res *ErrorHandlerResult
-		if h := c.config.ErrorHandler; h != nil {
-			res = c.safeHandler(func() *ErrorHandlerResult { return h.HandlePanic(ctx, row, panicVal, trace) })
-		}
-		outcome, k := c.exec.Failed(row, start, err, trace, res != nil && res.SetCancelled, unit, updates)
-		return outcome, k, nil
-	}
-	if workErr == nil {
+	if panicVal == nil && workErr == nil {
 		d := run.done
-		d.now = c.config.clock().UTC()
-		d.completed = driver.JobSetState{ID: row.ID, State: millracetype.JobStateCompleted, FinalizedAt: &d.now,
-			MetadataUpdates: updates, Delete: jobIsEphemeral(ctx, info)}
-		return &d.completed, jobexec.KindCompleted, nil
+		return c.exec.Completed(&d.completed, &d.now, row, updates, jobIsEphemeral(ctx, info)), jobexec.KindCompleted, nil
 	}
-
-	var snooze *JobSnoozeError
-	if errors.As(workErr, &snooze) {
-		d := snooze.Duration
-		if d < 0 {
-			outcome, k := c.exec.Failed(row, start, fmt.Errorf("JobSnooze with negative duration %s", d), "", false, unit, updates)
-			return outcome, k, nil
-		}
-		return c.exec.Snoozed(row, d, updates), jobexec.KindSnoozed, nil
-	}
-	var cancelErr *JobCancelError
-	if errors.As(workErr, &cancelErr) {
-		return c.exec.Cancelled(row, start, workErr.Error(), updates), jobexec.KindCancelled, nil
-	}
-	switch context.Cause(ctx) {
-	case errStopAndCancel, errSoftStopTimeout:
-		// Interrupted by shutdown: back to available, attempt given back.
-		return c.exec.Interrupted(row, updates), jobexec.KindInterrupted, nil
-	case producer.ErrJobCancelledRemotely:
-		return c.exec.Cancelled(row, start, "JobCancelError: "+producer.ErrJobCancelledRemotely.Error(), updates), jobexec.KindCancelled, nil
-	}
-	var res *ErrorHandlerResult
-	if h := c.config.ErrorHandler; h != nil {
-		res = c.safeHandler(func() *ErrorHandlerResult { return h.HandleError(ctx, row, workErr) })
-	}
-	outcome, k := c.exec.Failed(row, start, workErr, "", res != nil && res.SetCancelled, unit, updates)
-	return outcome, k, nil
+	outcome, kind = c.exec.Unsuccessful(ctx, row, start, unit, panicVal, trace, workErr, updates)
+	return outcome, kind, nil
 }
 
 // runWorker calls the worker through the middleware, recovering a panic.
 func (c *Client[TTx]) runWorker(ctx context.Context, row *millracetype.JobRow, unit workUnit) (panicVal any, trace string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			panicVal, trace = r, stackTrace(3)
-			if panicVal == nil {
-				panicVal = "panic(nil)"
-			}
-		}
-	}()
-	return nil, "", c.exec.WorkThrough(ctx, row, unit) // middleware and hooks
-}
-
-// stackTrace renders the current goroutine's stack, one "func\n\tfile:line\n"
-// per frame, at most 100 frames.
-func stackTrace(skip int) string {
-	pcs := make([]uintptr, 100)
-	n := runtime.Callers(skip, pcs)
-	frames := runtime.CallersFrames(pcs[:n])
-	var b strings.Builder
-	for {
-		f, more := frames.Next()
-		fmt.Fprintf(&b, "%s\n\t%s:%d\n", f.Function, f.File, f.Line)
-		if !more {
-			break
-		}
-	}
-	return b.String()
-}
-
-func (c *Client[TTx]) safeHandler(fn func() *ErrorHandlerResult) (res *ErrorHandlerResult) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.config.Logger.Error("millrace: error handler panicked; keeping the normal outcome", "panic", r)
-			res = nil
-		}
-	}()
-	return fn()
+	return c.exec.RunWorker(ctx, row, unit)
 }
 
 // safeNextRetry asks the retry policy when row runs again (a panic

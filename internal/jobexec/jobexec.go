@@ -83,6 +83,9 @@ type Config struct {
 	WorkerMiddleware []WorkerMiddleware
 	// KindHooks gives the hooks of each job's kind.
 	KindHooks KindHooks
+	// ErrorHandler, when not nil, is told of errors and panics and may
+	// cancel the job.
+	ErrorHandler ErrorHandler
 }
 
 // Sink is how the executor tells its client what it cannot return: the
