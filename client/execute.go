@@ -28,6 +28,22 @@ func newExecutor[TTx any](c *Client[TTx]) *jobexec.Executor {
 // client's API.
 type execSink[TTx any] Client[TTx]
 
+// Complete implements jobexec.Sink: the outcome goes to the completer.
+// Recording it must survive the client's stop and the job's
+// cancellation: Complete gets a context that never ends (it only waits
+// while the completer is full, and the completer drains before it stops).
+func (s *execSink[TTx]) Complete(outcome *driver.JobSetState, meta any) error {
+	return (*Client[TTx])(s).completer.Complete(context.Background(), outcome, meta)
+}
+
+// Poke implements jobexec.Sink: the queue's producer, if this client
+// works the queue, fetches again just after at.
+func (s *execSink[TTx]) Poke(queue string, at time.Time) {
+	if p := (*Client[TTx])(s).producer(queue); p != nil {
+		time.AfterFunc(time.Until(at)+time.Millisecond, p.Poke)
+	}
+}
+
 // QueueLoad implements jobexec.Sink.
 func (s *execSink[TTx]) QueueLoad(queue string) (running, maxWorkers int, ok bool) {
 	c := (*Client[TTx])(s)
@@ -103,33 +119,14 @@ func (c *Client[TTx]) workJob(ctx context.Context, row *millracetype.JobRow) {
 	run := newJobRun()
 	start := c.config.clock()
 	outcome, kind, completedInTx := c.execute(ctx, run, row, start)
-	// The outcome is for this attempt only: if the job was rescued and runs
-	// again elsewhere by the time it is written, it must not touch that run.
-	outcome.Attempt = row.Attempt
 	stats := &run.done.stats
 	stats.RunDuration = c.config.clock().Sub(start)
 	if row.AttemptedAt != nil {
 		stats.QueueWaitDuration = row.AttemptedAt.Sub(row.ScheduledAt)
 	}
-	// A retry or snooze due soon is written available with a future
-	// scheduled_at; no notification will announce it, so wake this
-	// client's producer when it is due instead of waiting for a poll.
-	if outcome.State == millracetype.JobStateAvailable && outcome.ScheduledAt != nil {
-		if p := c.producer(row.Queue); p != nil {
-			time.AfterFunc(time.Until(*outcome.ScheduledAt)+time.Millisecond, p.Poke)
-		}
-	}
-	// Recording the outcome must survive the client's stop and the job's
-	// cancellation: Complete gets a context that never ends (it only
-	// waits while the completer is full, and the completer drains before
-	// it stops).
 	meta := &run.done.meta
 	*meta = jobMeta{kind: eventKind(kind), stats: stats, completedInTx: completedInTx}
-	if err := c.completer.Complete(context.Background(), outcome, meta); err != nil {
-		c.config.Logger.Error("millrace: could not record job outcome; the job stays running until rescued",
-			"job_id", row.ID, "error", err)
-	}
-	c.exec.EmitMetrics(ctx, row, outcome, kind, stats.QueueWaitDuration, stats.RunDuration)
+	c.exec.Finish(ctx, row, outcome, kind, meta, stats.QueueWaitDuration, stats.RunDuration)
 }
 
 // execute runs the worker and turns what happened into an outcome. When

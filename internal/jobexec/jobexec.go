@@ -94,6 +94,14 @@ type Sink interface {
 	// QueueLoad reports how many jobs a queue runs now and at most, or
 	// false when the client does not work the queue.
 	QueueLoad(queue string) (running, maxWorkers int, ok bool)
+	// Complete hands an attempt's outcome over to be written, with meta
+	// (the client's, for its events) travelling with it. It must not
+	// give up because the job's or the client's context ended.
+	Complete(outcome *driver.JobSetState, meta any) error
+	// Poke wakes the client's producer of queue at at, if the client
+	// works the queue: a retry or snooze written available with a
+	// future scheduled_at, which no notification will announce.
+	Poke(queue string, at time.Time)
 }
 
 // Executor runs a client's jobs. Make it with New.
@@ -214,4 +222,22 @@ func (e *Executor) safeUnitNextRetry(row *millracetype.JobRow, unit Unit) (t tim
 		}
 	}()
 	return unit.NextRetry()
+}
+
+// Finish hands the outcome of an attempt of row over: it stamps the
+// attempt on it (the outcome is for this attempt only: if the job was
+// rescued and runs again elsewhere by the time it is written, it must not
+// touch that run), has the producer poked when a retry or snooze due soon
+// comes due, gives the outcome and meta to the sink to be written, and
+// tells the metrics hooks. ctx is the context the producer gave the job.
+func (e *Executor) Finish(ctx context.Context, row *millracetype.JobRow, outcome *driver.JobSetState, kind Kind, meta any, queueWait, runDuration time.Duration) {
+	outcome.Attempt = row.Attempt
+	if outcome.State == millracetype.JobStateAvailable && outcome.ScheduledAt != nil {
+		e.sink.Poke(row.Queue, *outcome.ScheduledAt)
+	}
+	if err := e.sink.Complete(outcome, meta); err != nil {
+		e.cfg.Logger.Error("millrace: could not record job outcome; the job stays running until rescued",
+			"job_id", row.ID, "error", err)
+	}
+	e.EmitMetrics(ctx, row, outcome, kind, queueWait, runDuration)
 }

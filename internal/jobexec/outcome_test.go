@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -85,3 +86,49 @@ func TestUnknownKindAndSnooze(t *testing.T) {
 		t.Errorf("long snooze: %+v", s)
 	}
 }
+
+// recordSink records what Finish hands over.
+type recordSink struct {
+	fakeSink
+	completed []*driver.JobSetState
+	metas     []any
+	pokes     []time.Time
+}
+
+func (s *recordSink) Complete(outcome *driver.JobSetState, meta any) error {
+	s.completed, s.metas = append(s.completed, outcome), append(s.metas, meta)
+	return nil
+}
+
+func (s *recordSink) Poke(queue string, at time.Time) {
+	if queue == "q" {
+		s.pokes = append(s.pokes, at)
+	}
+}
+
+// TestFinish: the outcome is stamped with the attempt and handed to the
+// sink with its meta; only an available outcome with a run time pokes
+// the producer.
+func TestFinish(t *testing.T) {
+	t.Parallel()
+	sink := &recordSink{}
+	e := New(&Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return testNow },
+		KindHooks: noKindHooks{}}, sink)
+	row := &millracetype.JobRow{ID: 7, Queue: "q", Attempt: 2, MaxAttempts: 3}
+	meta := new(int)
+	e.Finish(context.Background(), row, e.Snoozed(row, time.Second, nil), KindSnoozed, meta, 0, 0)
+	e.Finish(context.Background(), row, e.Snoozed(row, time.Hour, nil), KindSnoozed, meta, 0, 0)
+	e.Finish(context.Background(), row, e.Interrupted(row, nil), KindInterrupted, meta, 0, 0)
+	if len(sink.completed) != 3 || sink.completed[0].Attempt != 2 || sink.metas[0] != meta {
+		t.Fatalf("completed %+v, metas %v", sink.completed, sink.metas)
+	}
+	if len(sink.pokes) != 2 || !sink.pokes[0].Equal(testNow.Add(time.Second)) || !sink.pokes[1].Equal(testNow) {
+		t.Errorf("pokes %v, want the short snooze's and the interruption's", sink.pokes)
+	}
+}
+
+// noKindHooks: no kind has hooks.
+type noKindHooks struct{}
+
+func (noKindHooks) ForUnit(string, Unit) (*WorkHooks, error) { return nil, nil }
+func (noKindHooks) ForMetrics(string) *WorkHooks             { return nil }

@@ -3,6 +3,7 @@ package jobexec
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -11,15 +12,20 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/millracetype"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fakeSink reports one queue's load.
+// fakeSink reports one queue's load and accepts nothing else.
 type fakeSink struct{}
 
 func (fakeSink) QueueLoad(queue string) (int, int, bool) { return 2, 2, queue == "q" }
+
+func (fakeSink) Complete(*driver.JobSetState, any) error { return errors.New("not here") }
+
+func (fakeSink) Poke(string, time.Time) {}
 
 // syncBuffer is a log destination safe for the timer's goroutine.
 type syncBuffer struct {
