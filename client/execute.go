@@ -6,6 +6,7 @@ import (
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/jobexec"
+	"github.com/millrace/millrace/internal/producer"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -20,7 +21,7 @@ func newExecutor[TTx any](c *Client[TTx]) *jobexec.Executor {
 	return jobexec.New(&jobexec.Config{ClientID: cfg.ID, Logger: cfg.Logger, Now: cfg.clock, RetryPolicy: cfg.RetryPolicy,
 		StuckThreshold: cfg.JobStuckThreshold, StuckHandler: cfg.JobStuckHandler,
 		Hooks: cfg.plugins.global.work, WorkerMiddleware: cfg.WorkerMiddleware, KindHooks: cfg.plugins,
-		ErrorHandler: cfg.ErrorHandler}, (*execSink[TTx])(c))
+		ErrorHandler: cfg.ErrorHandler, RemoteCancelCause: producer.ErrJobCancelledRemotely}, (*execSink[TTx])(c))
 }
 
 // execSink is a client as its executor's jobexec.Sink: the one way back

@@ -86,6 +86,10 @@ type Config struct {
 	// ErrorHandler, when not nil, is told of errors and panics and may
 	// cancel the job.
 	ErrorHandler ErrorHandler
+	// RemoteCancelCause is the cause the producer gives a running job's
+	// context when the job is cancelled from outside; such a job is
+	// recorded cancelled whatever it returns.
+	RemoteCancelCause error
 }
 
 // Sink is how the executor tells its client what it cannot return: the

@@ -132,3 +132,34 @@ type noKindHooks struct{}
 
 func (noKindHooks) ForUnit(string, Unit) (*WorkHooks, error) { return nil, nil }
 func (noKindHooks) ForMetrics(string) *WorkHooks             { return nil }
+
+// TestUnsuccessfulCauses: a job whose context a stop interrupted goes
+// back to available, one cancelled from outside is cancelled, whatever
+// error it returned; without a cause the error is a failure.
+func TestUnsuccessfulCauses(t *testing.T) {
+	t.Parallel()
+	remote := errors.New("job cancelled remotely")
+	e := New(&Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return testNow },
+		RetryPolicy: policyFunc(func(*millracetype.JobRow) time.Time { return time.Time{} }), RemoteCancelCause: remote}, nil)
+	row := &millracetype.JobRow{ID: 7, Queue: "q", Attempt: 1, MaxAttempts: 3}
+	for _, tc := range []struct {
+		cause error
+		kind  Kind
+		state millracetype.JobState
+	}{
+		{nil, KindFailed, millracetype.JobStateAvailable},
+		{ErrStopAndCancel, KindInterrupted, millracetype.JobStateAvailable},
+		{ErrSoftStopTimeout, KindInterrupted, millracetype.JobStateAvailable},
+		{remote, KindCancelled, millracetype.JobStateCancelled},
+	} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		if tc.cause != nil {
+			cancel(tc.cause)
+		}
+		s, k := e.Unsuccessful(ctx, row, testNow, nil, nil, "", errors.New("boom"), nil)
+		cancel(nil)
+		if k != tc.kind || s.State != tc.state {
+			t.Errorf("cause %v: %v %s, want %v %s", tc.cause, k, s.State, tc.kind, tc.state)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/driver"
-	"github.com/millrace/millrace/internal/producer"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -145,8 +144,10 @@ func (e *Executor) Unsuccessful(ctx context.Context, row *millracetype.JobRow, s
 	case ErrStopAndCancel, ErrSoftStopTimeout:
 		// Interrupted by shutdown: back to available, attempt given back.
 		return e.Interrupted(row, updates), KindInterrupted
-	case producer.ErrJobCancelledRemotely:
-		return e.Cancelled(row, start, "JobCancelError: "+producer.ErrJobCancelledRemotely.Error(), updates), KindCancelled
+	case nil:
+		// Not cancelled (nor a RemoteCancelCause left unset).
+	case e.cfg.RemoteCancelCause:
+		return e.Cancelled(row, start, "JobCancelError: "+e.cfg.RemoteCancelCause.Error(), updates), KindCancelled
 	}
 	var res *ErrorHandlerResult
 	if h := e.cfg.ErrorHandler; h != nil {
