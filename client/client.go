@@ -12,6 +12,7 @@ import (
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/completer"
 	"github.com/millrace/millrace/internal/elector"
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/internal/notifier"
 	"github.com/millrace/millrace/internal/producer"
 	"github.com/millrace/millrace/maintenance"
@@ -33,6 +34,8 @@ type Client[TTx any] struct {
 	notifyLimit *notifyLimiter
 	events      eventHub
 	periodic    *maintenance.PeriodicJobEnqueuer
+	// exec runs the fetched jobs (internal/jobexec; wiring in execute.go).
+	exec *jobexec.Executor
 
 	// mu guards the services of the current run.
 	mu         sync.Mutex
@@ -42,10 +45,6 @@ type Client[TTx any] struct {
 	maintainer *maintenance.Maintainer
 	producers  map[string]*producer.Producer
 	workCancel context.CancelCauseFunc
-
-	// stuck counts the jobs running past their timeout plus
-	// JobStuckThreshold (see stuck.go).
-	stuck stuckJobs
 
 	// Runtime queue management (queue_bundle.go). queuesMu serializes
 	// Queues().Add and Remove with each other, with Start's creation of
@@ -81,6 +80,7 @@ func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Client[TTx], error) {
 		driver:      drv,
 		notifyLimit: &notifyLimiter{window: c.FetchCooldown, last: map[string]time.Time{}},
 	}
+	client.exec = newExecutor(client)
 	periodic, err := maintenance.NewPeriodicJobEnqueuer(drv.GetExecutor(), &maintenance.PeriodicJobEnqueuerConfig{
 		Schema: c.Schema, Logger: c.Logger, Now: c.clock})
 	if err != nil {
@@ -403,7 +403,7 @@ func (c *Client[TTx]) safeTimeout(unit workUnit) (d time.Duration) {
 			d = 0
 		}
 	}()
-	return unit.timeout()
+	return unit.Timeout()
 }
 
 // IsLeader reports whether this client currently leads (and runs the

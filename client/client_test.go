@@ -221,8 +221,8 @@ func TestUnknownKindNeverDiscarded(t *testing.T) {
 	}
 	row := &millracetype.JobRow{ID: 7, Kind: "nobody_works_this", Attempt: 1, MaxAttempts: 1, Args: []byte(`{}`)}
 	s, kind, _ := c.execute(context.Background(), newJobRun(), row, time.Now())
-	if s.State.Finalized() || !s.AttemptDecrement || s.Error == nil || s.ScheduledAt == nil || kind != EventKindJobFailed {
-		t.Fatalf("outcome %+v (%s); want a retry with the attempt given back and an error", s, kind)
+	if s.State.Finalized() || !s.AttemptDecrement || s.Error == nil || s.ScheduledAt == nil || eventKind(kind) != EventKindJobFailed {
+		t.Fatalf("outcome %+v (%s); want a retry with the attempt given back and an error", s, eventKind(kind))
 	}
 	if !strings.Contains(s.Error.Error, `job kind "nobody_works_this" is not registered`) {
 		t.Errorf("error %q", s.Error.Error)

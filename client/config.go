@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/internal/retry"
 	"github.com/millrace/millrace/internal/schemaname"
 	"github.com/millrace/millrace/millracetype"
@@ -217,19 +218,19 @@ func (DefaultRetryPolicy) NextRetry(job *millracetype.JobRow) time.Time {
 }
 
 // ErrorHandler is told of job errors and panics and may change the outcome.
-type ErrorHandler interface {
-	// HandleError is called when Work returns an error (not a cancel or
-	// snooze). A nil result keeps the normal outcome.
-	HandleError(ctx context.Context, job *millracetype.JobRow, err error) *ErrorHandlerResult
-	// HandlePanic is called when Work panics, with the value and the stack.
-	HandlePanic(ctx context.Context, job *millracetype.JobRow, panicVal any, trace string) *ErrorHandlerResult
-}
+// Its methods:
+//
+//   - HandleError(ctx context.Context, job *millracetype.JobRow, err error)
+//     *ErrorHandlerResult is called when Work returns an error (not a
+//     cancel or snooze). A nil result keeps the normal outcome.
+//   - HandlePanic(ctx context.Context, job *millracetype.JobRow, panicVal
+//     any, trace string) *ErrorHandlerResult is called when Work panics,
+//     with the value and the stack.
+type ErrorHandler = jobexec.ErrorHandler
 
-// ErrorHandlerResult changes a failed job's outcome.
-type ErrorHandlerResult struct {
-	// SetCancelled cancels the job instead of retrying it.
-	SetCancelled bool
-}
+// ErrorHandlerResult changes a failed job's outcome. Its field
+// SetCancelled, when true, cancels the job instead of retrying it.
+type ErrorHandlerResult = jobexec.ErrorHandlerResult
 
 // JobInsertMiddleware wraps inserts: call next to insert (possibly after
 // changing params); whatever it returns is returned to the caller.
@@ -238,9 +239,10 @@ type JobInsertMiddleware interface {
 }
 
 // WorkerMiddleware wraps a job's Work: call next to run it.
-type WorkerMiddleware interface {
-	Work(ctx context.Context, job *millracetype.JobRow, next func(ctx context.Context) error) error
-}
+//
+// Its one method is Work(ctx context.Context, job *millracetype.JobRow,
+// next func(ctx context.Context) error) error.
+type WorkerMiddleware = jobexec.WorkerMiddleware
 
 // JobInsertMiddlewareFunc makes a JobInsertMiddleware of a function.
 type JobInsertMiddlewareFunc func(ctx context.Context, params []*JobInsertParams, next func(ctx context.Context) ([]*InsertResult, error)) ([]*InsertResult, error)

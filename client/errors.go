@@ -2,9 +2,10 @@ package client
 
 import (
 	"errors"
-	"fmt"
-	"github.com/millrace/millrace/millracetype"
 	"time"
+
+	"github.com/millrace/millrace/internal/jobexec"
+	"github.com/millrace/millrace/millracetype"
 )
 
 // ErrNotFound is returned (wrapped) when a job or queue does not exist.
@@ -27,22 +28,13 @@ func JobCancel(err error) error {
 	if err == nil {
 		err = errors.New("cancelled by worker")
 	}
-	return &JobCancelError{err: err}
+	return jobexec.NewJobCancelError(err)
 }
 
-// JobCancelError is the error JobCancel returns.
-type JobCancelError struct{ err error }
-
-func (e *JobCancelError) Error() string { return "JobCancelError: " + e.err.Error() }
-
-// Unwrap returns the reason given to JobCancel.
-func (e *JobCancelError) Unwrap() error { return e.err }
-
-// Is makes errors.Is(err, &JobCancelError{}) true for any cancel error.
-func (e *JobCancelError) Is(target error) bool {
-	_, ok := target.(*JobCancelError)
-	return ok
-}
+// JobCancelError is the error JobCancel returns. errors.Is(err,
+// &JobCancelError{}) is true for any cancel error, and Unwrap returns the
+// reason given to JobCancel.
+type JobCancelError = jobexec.JobCancelError
 
 // JobSnooze returns an error that, returned from Work, runs the job again
 // after d without using an attempt and without recording an error. d must
@@ -52,19 +44,10 @@ func JobSnooze(d time.Duration) error {
 	return &JobSnoozeError{Duration: d}
 }
 
-// JobSnoozeError is the error JobSnooze returns.
-type JobSnoozeError struct {
-	// Duration is how long the job sleeps.
-	Duration time.Duration
-}
-
-func (e *JobSnoozeError) Error() string { return fmt.Sprintf("JobSnoozeError: %s", e.Duration) }
-
-// Is makes errors.Is(err, &JobSnoozeError{}) true for any snooze.
-func (e *JobSnoozeError) Is(target error) bool {
-	_, ok := target.(*JobSnoozeError)
-	return ok
-}
+// JobSnoozeError is the error JobSnooze returns; its field Duration is
+// how long the job sleeps. errors.Is(err, &JobSnoozeError{}) is true for
+// any snooze.
+type JobSnoozeError = jobexec.JobSnoozeError
 
 // ErrInvalidQueue wraps errors about a queue name given to the queue admin
 // API (QueuePause, QueueResume, QueueGetWithCounts, QueueUpdate). For

@@ -9,9 +9,8 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -24,10 +23,10 @@ import (
 // A hook runs at its step and returns; unlike middleware it does not wrap
 // the step, so it cannot hand a context to what follows. Prefer a hook
 // when that is all you need: it keeps stacks short and costs less.
-type Hook interface {
-	// IsHook marks the type as a hook on purpose (its result is not used).
-	IsHook() bool
-}
+//
+// Its one method, IsHook() bool, marks the type as a hook on purpose (its
+// result is not used).
+type Hook = jobexec.Hook
 
 // HookDefaults implements Hook; embed it in a hook struct.
 type HookDefaults struct{}
@@ -49,42 +48,38 @@ type HookInsertBegin interface {
 
 // HookWorkBegin is a hook called before a job's Work, inside the worker
 // middleware and under the job's timeout.
-type HookWorkBegin interface {
-	Hook
-	// WorkBegin gets the job as fetched. An error fails the attempt just as
-	// an error from Work would (retried, discarded or, for JobCancel and
-	// JobSnooze errors, cancelled or snoozed); Work and the hooks after
-	// this one do not run, nor do the WorkEnd hooks. A panic is recorded
-	// as the job's panic.
-	WorkBegin(ctx context.Context, job *millracetype.JobRow) error
-}
+//
+// Its method WorkBegin(ctx context.Context, job *millracetype.JobRow) error
+// gets the job as fetched. An error fails the attempt just as an error
+// from Work would (retried, discarded or, for JobCancel and JobSnooze
+// errors, cancelled or snoozed); Work and the hooks after this one do not
+// run, nor do the WorkEnd hooks. A panic is recorded as the job's panic.
+type HookWorkBegin = jobexec.HookWorkBegin
 
 // HookWorkEnd is a hook called after a job's Work returns, inside the
 // worker middleware.
-type HookWorkEnd interface {
-	Hook
-	// WorkEnd gets Work's error (nil on success) and returns the error to
-	// go on with: return err unchanged to keep it, or another error (or
-	// nil) to replace it. Each WorkEnd hook gets what the one before it
-	// returned, and the last one's result decides the outcome. The job is
-	// the row as fetched: its state and errors are not yet updated. WorkEnd
-	// hooks do not run when Work panics (the panic is recorded) or when a
-	// WorkBegin hook failed.
-	WorkEnd(ctx context.Context, job *millracetype.JobRow, err error) error
-}
+//
+// Its method WorkEnd(ctx context.Context, job *millracetype.JobRow, err
+// error) error gets Work's error (nil on success) and returns the error to
+// go on with: return err unchanged to keep it, or another error (or nil)
+// to replace it. Each WorkEnd hook gets what the one before it returned,
+// and the last one's result decides the outcome. The job is the row as
+// fetched: its state and errors are not yet updated. WorkEnd hooks do not
+// run when Work panics (the panic is recorded) or when a WorkBegin hook
+// failed.
+type HookWorkEnd = jobexec.HookWorkEnd
 
 // HookWorkMetrics is a hook told of every finished attempt: its outcome and
 // timings. It is how to feed a metrics system (Prometheus, OpenTelemetry,
 // statsd) without the core depending on one.
-type HookWorkMetrics interface {
-	Hook
-	// WorkMetrics is called once per attempt, in the job's goroutine, after
-	// the outcome is decided and handed over to be written. It must be fast
-	// (an increment, a histogram observation): the job's worker slot is
-	// held until it returns. ctx may already be cancelled (StopAndCancel).
-	// A panic is logged and otherwise ignored.
-	WorkMetrics(ctx context.Context, m JobMetrics)
-}
+//
+// Its method WorkMetrics(ctx context.Context, m JobMetrics) is called once
+// per attempt, in the job's goroutine, after the outcome is decided and
+// handed over to be written. It must be fast (an increment, a histogram
+// observation): the job's worker slot is held until it returns. ctx may
+// already be cancelled (StopAndCancel). A panic is logged and otherwise
+// ignored.
+type HookWorkMetrics = jobexec.HookWorkMetrics
 
 // HookInsertBeginFunc makes a HookInsertBegin of a function.
 type HookInsertBeginFunc func(ctx context.Context, params *JobInsertParams) error
@@ -155,54 +150,47 @@ type WorkerWithMiddleware[T JobArgs] interface {
 }
 
 // JobOutcome is how an attempt ended, as JobMetrics reports it.
-type JobOutcome string
+type JobOutcome = jobexec.JobOutcome
 
 // The outcomes of an attempt.
 const (
 	// JobOutcomeCompleted: Work succeeded.
-	JobOutcomeCompleted JobOutcome = "completed"
+	JobOutcomeCompleted = jobexec.JobOutcomeCompleted
 	// JobOutcomeRetried: Work failed (an error or a panic) and the job will
 	// run again (also for a job whose kind this client has no worker for,
 	// or whose args could not be decoded).
-	JobOutcomeRetried JobOutcome = "retried"
+	JobOutcomeRetried = jobexec.JobOutcomeRetried
 	// JobOutcomeDiscarded: Work failed on the job's last attempt.
-	JobOutcomeDiscarded JobOutcome = "discarded"
+	JobOutcomeDiscarded = jobexec.JobOutcomeDiscarded
 	// JobOutcomeCancelled: the job was cancelled (JobCancel, JobCancel from
 	// outside, or the ErrorHandler).
-	JobOutcomeCancelled JobOutcome = "cancelled"
+	JobOutcomeCancelled = jobexec.JobOutcomeCancelled
 	// JobOutcomeSnoozed: Work returned JobSnooze.
-	JobOutcomeSnoozed JobOutcome = "snoozed"
+	JobOutcomeSnoozed = jobexec.JobOutcomeSnoozed
 	// JobOutcomeInterrupted: a stopping client interrupted the job
 	// (StopAndCancel or Config.SoftStopTimeout); it goes back to available
 	// without using an attempt.
-	JobOutcomeInterrupted JobOutcome = "interrupted"
+	JobOutcomeInterrupted = jobexec.JobOutcomeInterrupted
 )
 
 // JobMetrics are one attempt's outcome and timings, given to
 // HookWorkMetrics hooks. The timings are the ones Subscribe's events carry
 // (JobStatistics).
-type JobMetrics struct {
-	// JobID, Kind, Queue and Attempt identify the attempt (Attempt counts
-	// from 1).
-	JobID   int64
-	Kind    string
-	Queue   string
-	Attempt int
-	// Outcome is how the attempt ended.
-	Outcome JobOutcome
-	// State is the state the outcome writes (completed, available,
-	// retryable, scheduled, discarded or cancelled). A job cancelled from
-	// outside while it ran is written cancelled whatever this says.
-	State millracetype.JobState
-	// Panicked is true when Work (or its middleware or hooks) panicked.
-	Panicked bool
-	// QueueWait is how long the job waited to be fetched once due
-	// (attempted_at minus scheduled_at).
-	QueueWait time.Duration
-	// RunDuration is how long the attempt ran, decoding, middleware and
-	// hooks included.
-	RunDuration time.Duration
-}
+//
+// Its fields:
+//
+//   - JobID, Kind, Queue and Attempt identify the attempt (Attempt counts
+//     from 1).
+//   - Outcome is how the attempt ended.
+//   - State is the state the outcome writes (completed, available,
+//     retryable, scheduled, discarded or cancelled). A job cancelled from
+//     outside while it ran is written cancelled whatever this says.
+//   - Panicked is true when Work (or its middleware or hooks) panicked.
+//   - QueueWait is how long the job waited to be fetched once due
+//     (attempted_at minus scheduled_at).
+//   - RunDuration is how long the attempt ran, decoding, middleware and
+//     hooks included.
+type JobMetrics = jobexec.JobMetrics
 
 // ErrHookPanic is wrapped by the error of an insert whose HookInsertBegin
 // hook or insert middleware panicked. (Work-side panics are recorded on
@@ -212,9 +200,8 @@ var ErrHookPanic = errors.New("hook or middleware panicked")
 // hookSet is a list of hooks sorted by step, in their configured order.
 type hookSet struct {
 	insertBegin []HookInsertBegin
-	workBegin   []HookWorkBegin
-	workEnd     []HookWorkEnd
-	metrics     []HookWorkMetrics
+	// work are the work-side hooks, as the executor runs them.
+	work jobexec.WorkHooks
 }
 
 // newHookSet validates hooks and sorts them by step. what names the list in
@@ -230,13 +217,13 @@ func newHookSet(hooks []Hook, what string) (*hookSet, error) {
 			s.insertBegin, known = append(s.insertBegin, x), true
 		}
 		if x, ok := h.(HookWorkBegin); ok {
-			s.workBegin, known = append(s.workBegin, x), true
+			s.work.Begin, known = append(s.work.Begin, x), true
 		}
 		if x, ok := h.(HookWorkEnd); ok {
-			s.workEnd, known = append(s.workEnd, x), true
+			s.work.End, known = append(s.work.End, x), true
 		}
 		if x, ok := h.(HookWorkMetrics); ok {
-			s.metrics, known = append(s.metrics, x), true
+			s.work.Metrics, known = append(s.work.Metrics, x), true
 		}
 		if !known {
 			return nil, fmt.Errorf("%s[%d] (%T) implements none of HookInsertBegin, HookWorkBegin, HookWorkEnd, HookWorkMetrics", what, i, h)
@@ -247,16 +234,7 @@ func newHookSet(hooks []Hook, what string) (*hookSet, error) {
 
 // isNilValue reports whether v is nil or a typed nil (a nil pointer or
 // func in an interface), whose methods would panic or misbehave.
-func isNilValue(v any) bool {
-	if v == nil {
-		return true
-	}
-	switch rv := reflect.ValueOf(v); rv.Kind() {
-	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Slice, reflect.Chan, reflect.Interface:
-		return rv.IsNil()
-	}
-	return false
-}
+func isNilValue(v any) bool { return jobexec.IsNilValue(v) }
 
 // plugins is a client's hooks: the global set and a per-kind cache of the
 // sets args types give (JobArgsWithHooks).
@@ -308,7 +286,7 @@ func argsHooks(args JobArgs) (set *hookSet, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("args %T: %w", args, err)
 	}
-	if len(set.insertBegin)+len(set.workBegin)+len(set.workEnd)+len(set.metrics) == 0 {
+	if len(set.insertBegin)+len(set.work.Begin)+len(set.work.End)+len(set.work.Metrics) == 0 {
 		return nil, nil
 	}
 	return set, nil
@@ -340,7 +318,7 @@ func (p *plugins) kindHooks(kind string, args JobArgs) (*hookSet, error) {
 	maps.Copy(m, old)
 	m[kind] = set
 	p.byKind.Store(&m)
-	if set != nil && len(set.metrics) > 0 {
+	if set != nil && len(set.work.Metrics) > 0 {
 		p.kindMetrics.Store(true)
 	}
 	return set, nil
@@ -434,27 +412,6 @@ func (s *hookSet) insertBeginOrNil() []HookInsertBegin {
 	return s.insertBegin
 }
 
-func (s *hookSet) workBeginOrNil() []HookWorkBegin {
-	if s == nil {
-		return nil
-	}
-	return s.workBegin
-}
-
-func (s *hookSet) workEndOrNil() []HookWorkEnd {
-	if s == nil {
-		return nil
-	}
-	return s.workEnd
-}
-
-func (s *hookSet) metricsOrNil() []HookWorkMetrics {
-	if s == nil {
-		return nil
-	}
-	return s.metrics
-}
-
 func callInsertBegin(ctx context.Context, h HookInsertBegin, p *JobInsertParams) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -508,14 +465,18 @@ func isJSONObject(b []byte) bool {
 	return len(b) > 0 && b[0] == '{' && json.Valid(b)
 }
 
-// pluggableUnit is what a work unit offers hooks and middleware: its args
-// type's zero value (for the kind's hooks) and its worker's middleware.
+// pluggableUnit is what a work unit offers its kind's hooks: its args
+// type's zero value. (Its worker's middleware it offers the executor, as
+// a jobexec.PluggableUnit.)
 type pluggableUnit interface {
 	zeroArgs() JobArgs
-	middleware() []WorkerMiddleware
 }
 
-var _ pluggableUnit = (*typedUnit[noHookArgs])(nil)
+var (
+	_ pluggableUnit         = (*typedUnit[noHookArgs])(nil)
+	_ jobexec.PluggableUnit = (*typedUnit[noHookArgs])(nil)
+	_ jobexec.KindHooks     = (*plugins)(nil)
+)
 
 type noHookArgs struct{}
 
@@ -526,119 +487,45 @@ func (u *typedUnit[T]) zeroArgs() JobArgs {
 	return zero
 }
 
-func (u *typedUnit[T]) middleware() []WorkerMiddleware {
+// Middleware implements jobexec.PluggableUnit: the worker's own
+// middleware for the job.
+func (u *typedUnit[T]) Middleware() []WorkerMiddleware {
 	if w, ok := u.worker.(WorkerWithMiddleware[T]); ok {
 		return w.Middleware(u.job)
 	}
 	return nil
 }
 
-// workThrough runs a job's Work through the global worker middleware, the
-// worker's own middleware and the work hooks. With none of them it calls
-// Work directly; without middleware it builds no closures. Panics are the
-// caller's to recover.
-func (c *Client[TTx]) workThrough(ctx context.Context, row *millracetype.JobRow, unit workUnit) error {
-	var kindSet *hookSet
-	var own []WorkerMiddleware
-	if pu, ok := unit.(pluggableUnit); ok {
-		var known bool
-		if kindSet, known = c.config.plugins.knownKindHooks(row.Kind); !known {
-			// The first job of its kind here (zeroArgs may allocate).
-			var err error
-			if kindSet, err = c.config.plugins.kindHooks(row.Kind, pu.zeroArgs()); err != nil {
-				return err
-			}
-		}
-		own = pu.middleware()
+// ForUnit implements jobexec.KindHooks: the hooks of a job's kind,
+// worked out from the unit's args type on the kind's first job here.
+func (p *plugins) ForUnit(kind string, unit workUnit) (*jobexec.WorkHooks, error) {
+	pu, ok := unit.(pluggableUnit)
+	if !ok {
+		return nil, nil
 	}
-	global := c.config.WorkerMiddleware
-	if len(global) == 0 && len(own) == 0 {
-		return c.workWithHooks(ctx, row, unit, kindSet)
-	}
-	next := func(ctx context.Context) error { return c.workWithHooks(ctx, row, unit, kindSet) }
-	for _, list := range [2][]WorkerMiddleware{own, global} {
-		for i := len(list) - 1; i >= 0; i-- {
-			mw, inner := list[i], next
-			if isNilValue(mw) {
-				return fmt.Errorf("worker middleware %d of kind %q is nil", i, row.Kind)
-			}
-			next = func(ctx context.Context) error { return mw.Work(ctx, row, inner) }
+	set, known := p.knownKindHooks(kind)
+	if !known {
+		// The first job of its kind here (zeroArgs may allocate).
+		var err error
+		if set, err = p.kindHooks(kind, pu.zeroArgs()); err != nil {
+			return nil, err
 		}
 	}
-	return next(ctx)
+	if set == nil {
+		return nil, nil
+	}
+	return &set.work, nil
 }
 
-// workWithHooks calls the WorkBegin hooks, Work, then the WorkEnd hooks;
-// global hooks before the kind's.
-func (c *Client[TTx]) workWithHooks(ctx context.Context, row *millracetype.JobRow, unit workUnit, kindSet *hookSet) error {
-	global := &c.config.plugins.global
-	if kindSet == nil && len(global.workBegin) == 0 && len(global.workEnd) == 0 {
-		return unit.work(ctx)
+// ForMetrics implements jobexec.KindHooks: the hooks of a kind, once any
+// kind has HookWorkMetrics hooks and this one's are known.
+func (p *plugins) ForMetrics(kind string) *jobexec.WorkHooks {
+	if !p.kindMetrics.Load() {
+		return nil
 	}
-	for _, list := range [2][]HookWorkBegin{global.workBegin, kindSet.workBeginOrNil()} {
-		for _, h := range list {
-			if err := h.WorkBegin(ctx, row); err != nil {
-				return err
-			}
-		}
+	set, _ := p.knownKindHooks(kind)
+	if set == nil {
+		return nil
 	}
-	err := unit.work(ctx)
-	for _, list := range [2][]HookWorkEnd{global.workEnd, kindSet.workEndOrNil()} {
-		for _, h := range list {
-			err = h.WorkEnd(ctx, row, err)
-		}
-	}
-	return err
-}
-
-// emitMetrics tells the HookWorkMetrics hooks (global, then the kind's) of
-// an attempt's outcome. It does nothing, and allocates nothing, when there
-// are none.
-func (c *Client[TTx]) emitMetrics(ctx context.Context, row *millracetype.JobRow, outcome *driver.JobSetState, kind EventKind, stats *JobStatistics) {
-	pl := c.config.plugins
-	var kindSet *hookSet
-	if pl.kindMetrics.Load() {
-		kindSet, _ = pl.knownKindHooks(row.Kind)
-	}
-	if len(pl.global.metrics) == 0 && len(kindSet.metricsOrNil()) == 0 {
-		return
-	}
-	m := JobMetrics{JobID: row.ID, Kind: row.Kind, Queue: row.Queue, Attempt: row.Attempt,
-		Outcome: jobOutcome(kind, outcome.State), State: outcome.State,
-		Panicked:  outcome.Error != nil && outcome.Error.Trace != "",
-		QueueWait: stats.QueueWaitDuration, RunDuration: stats.RunDuration}
-	for _, list := range [2][]HookWorkMetrics{pl.global.metrics, kindSet.metricsOrNil()} {
-		for _, h := range list {
-			c.callMetrics(ctx, h, m)
-		}
-	}
-}
-
-func (c *Client[TTx]) callMetrics(ctx context.Context, h HookWorkMetrics, m JobMetrics) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.config.Logger.Error("millrace: metrics hook panicked", "hook", fmt.Sprintf("%T", h), "job_id", m.JobID, "panic", r)
-		}
-	}()
-	h.WorkMetrics(ctx, m)
-}
-
-// jobOutcome names an outcome from its event kind and the state written.
-func jobOutcome(kind EventKind, state millracetype.JobState) JobOutcome {
-	switch kind {
-	case EventKindJobCompleted:
-		return JobOutcomeCompleted
-	case EventKindJobCancelled:
-		return JobOutcomeCancelled
-	case EventKindJobSnoozed:
-		return JobOutcomeSnoozed
-	case EventKindJobFailed:
-		if state == millracetype.JobStateDiscarded {
-			return JobOutcomeDiscarded
-		}
-		return JobOutcomeRetried
-	case EventKindJobInterrupted:
-		return JobOutcomeInterrupted
-	}
-	return JobOutcomeInterrupted
+	return &set.work
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -743,15 +744,14 @@ func TestHooksNoAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 		if n := testing.AllocsPerRun(100, func() {
-			if err := c.workThrough(ctx, row, unit); err != nil {
+			if err := c.exec.WorkThrough(ctx, row, unit); err != nil {
 				t.Fatal(err)
 			}
 		}); n != 0 {
 			t.Errorf("%s: workThrough allocates %.0f times per job", tc.name, n)
 		}
 		outcome := &driver.JobSetState{ID: 1, State: millracetype.JobStateCompleted}
-		stats := &JobStatistics{}
-		if n := testing.AllocsPerRun(100, func() { c.emitMetrics(ctx, row, outcome, EventKindJobCompleted, stats) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { c.exec.EmitMetrics(ctx, row, outcome, jobexec.KindCompleted, 0, 0) }); n != 0 {
 			t.Errorf("%s: emitMetrics allocates %.0f times per job", tc.name, n)
 		}
 	}

@@ -21,9 +21,9 @@ import (
 // funcUnit is a decoded job whose work is a function.
 type funcUnit func(ctx context.Context) error
 
-func (f funcUnit) work(ctx context.Context) error { return f(ctx) }
-func (funcUnit) timeout() time.Duration           { return 0 }
-func (funcUnit) nextRetry() time.Time             { return time.Time{} }
+func (f funcUnit) Work(ctx context.Context) error { return f(ctx) }
+func (funcUnit) Timeout() time.Duration           { return 0 }
+func (funcUnit) NextRetry() time.Time             { return time.Time{} }
 
 // attemptResult is what one attempt of a resumable job did.
 type attemptResult struct {

@@ -133,7 +133,7 @@ func TestJobStuck(t *testing.T) {
 	if len(reports) != 0 {
 		t.Errorf("%d more reports", len(reports))
 	}
-	if n := c.stuck.n.Load(); n != 0 {
+	if n := c.exec.StuckCount(); n != 0 {
 		t.Errorf("%d jobs still counted stuck", n)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -83,12 +84,9 @@ type workerInfo struct {
 	ephemeral bool
 }
 
-// workUnit is one decoded job ready to run.
-type workUnit interface {
-	work(ctx context.Context) error
-	timeout() time.Duration
-	nextRetry() time.Time
-}
+// workUnit is one decoded job ready to run, its type erased for the
+// executor.
+type workUnit = jobexec.Unit
 
 var kindRE = regexp.MustCompile(`\A[\w][\w\-\[\]<>\/.·:+]+\z`)
 
@@ -229,16 +227,16 @@ type typedUnit[T JobArgs] struct {
 	jobValue Job[T]
 }
 
-func (u *typedUnit[T]) work(ctx context.Context) error { return u.worker.Work(ctx, u.job) }
+func (u *typedUnit[T]) Work(ctx context.Context) error { return u.worker.Work(ctx, u.job) }
 
-func (u *typedUnit[T]) timeout() time.Duration {
+func (u *typedUnit[T]) Timeout() time.Duration {
 	if w, ok := u.worker.(WorkerWithTimeout[T]); ok {
 		return w.Timeout(u.job)
 	}
 	return 0
 }
 
-func (u *typedUnit[T]) nextRetry() time.Time {
+func (u *typedUnit[T]) NextRetry() time.Time {
 	if w, ok := u.worker.(WorkerWithNextRetry[T]); ok {
 		return w.NextRetry(u.job)
 	}
