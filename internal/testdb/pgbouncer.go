@@ -99,6 +99,16 @@ func findOrInstallPgBouncer(tb testing.TB) (string, error) {
 	if _, err := exec.LookPath("apt-get"); err != nil {
 		return "", errors.New("pgbouncer is not installed and there is no apt-get to install it with; install PgBouncer")
 	}
+	// Tests of several packages (and parallel tests of one) may get here
+	// at once: one installs, the others wait and find it.
+	unlock, err := lockFile(filepath.Join(os.TempDir(), "millrace-pgbouncer-install.lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if p := find(); p != "" {
+		return p, nil
+	}
 	tb.Logf("testdb: pgbouncer is missing; installing Debian's pgbouncer package")
 	out, err := aptGet("install", "-y", "--no-install-recommends", "pgbouncer")
 	if err != nil {
