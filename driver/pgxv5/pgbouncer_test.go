@@ -340,3 +340,38 @@ func countState(t *testing.T, db *testfixture.DB, state millracetype.JobState) i
 	}
 	return n
 }
+
+// TestPgBouncerHotBatch checks what the hot statements rely on behind
+// PgBouncer in transaction mode: a pipelined batch (one Sync) is one
+// implicit transaction, so its SET LOCAL holds for the statement after it
+// on the same server connection, and is gone after the batch.
+func TestPgBouncerHotBatch(t *testing.T) {
+	t.Parallel()
+	url := testdb.PgBouncer(t)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		t.Run(mode.String(), func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			pool := bouncerPool(t, url, mode, 2)
+			for range 5 {
+				b := &pgx.Batch{}
+				b.Queue("SET LOCAL enable_seqscan = off")
+				var inBatch string
+				b.Queue("SELECT current_setting('enable_seqscan')").QueryRow(func(row pgx.Row) error { return row.Scan(&inBatch) })
+				if err := pool.SendBatch(ctx, b).Close(); err != nil {
+					t.Fatal(err)
+				}
+				if inBatch != "off" {
+					t.Fatalf("enable_seqscan is %q inside the batch, want off", inBatch)
+				}
+				var after string
+				if err := pool.QueryRow(ctx, "SELECT current_setting('enable_seqscan')").Scan(&after); err != nil {
+					t.Fatal(err)
+				}
+				if after != "on" {
+					t.Fatalf("enable_seqscan is %q after the batch, want on", after)
+				}
+			}
+		})
+	}
+}
