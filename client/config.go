@@ -76,9 +76,12 @@ type Config struct {
 	// outcome. Default: none.
 	ErrorHandler ErrorHandler
 
-	// PollOnly disables LISTEN (for PgBouncer in transaction mode):
-	// producers poll every FetchPollInterval. Insert notifications are still
-	// sent for other clients. Default false.
+	// PollOnly disables LISTEN: producers poll every FetchPollInterval.
+	// Insert notifications are still sent for other clients. Default
+	// false. Behind PgBouncer in transaction mode, make the driver with
+	// pgxv5.NewWithOptions and Options.Pooler instead (and a direct
+	// listener connection, or Options.PollOnly, which has the same effect
+	// as this): see driver/pgxv5's documentation.
 	PollOnly bool
 
 	// JobInsertMiddleware wraps every insert, outermost first.

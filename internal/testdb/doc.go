@@ -37,6 +37,10 @@
 // t.Parallel) or [NewDatabase] (a private database, for tests that need the
 // public schema to themselves).
 //
+// [PgBouncer] puts a PgBouncer in transaction pooling mode in front of the
+// test server (installing Debian's package first when it is missing and the
+// tests run as root), for the tests of millrace behind a pooler.
+//
 // testdb only provides servers, schemas and databases. Most tests want a
 // schema with millrace's tables and the driver on it: internal/testfixture
 // builds that on top of this package.
