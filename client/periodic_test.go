@@ -188,9 +188,20 @@ func TestLeaderLosesDatabase(t *testing.T) {
 	other.config.leaderTTL, other.config.electInterval = ttl, interval
 	start(t, other)
 
+	// Cut the leader off. Once NOLOGIN has committed no new connection of
+	// the role can log in, but one whose login was checked just before is
+	// only listed in pg_stat_activity at the end of its startup: a sweep of
+	// pg_terminate_backend made meanwhile misses it, and the leader keeps
+	// extending its term through it (its pool grows while it starts its
+	// maintenance services, just when the cut happens). So sweep only once
+	// its pool has no connection under construction: every connection that
+	// logged in is then listed. (The notifier's connection was made at
+	// Start; nothing has broken it, so it is not being remade now.)
 	if _, err := db.Pool.Exec(ctx, "ALTER ROLE "+role+" NOLOGIN"); err != nil {
 		t.Fatal(err)
 	}
+	testwait.For(t, 15*time.Second, "the cut-off client's pool to finish its connection attempts",
+		func() bool { return pool.Stat().ConstructingConns() == 0 })
 	killed := time.Now()
 	if _, err := db.Pool.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role); err != nil {
 		t.Fatal(err)
