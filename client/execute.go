@@ -20,7 +20,7 @@ func newExecutor[TTx any](c *Client[TTx]) *jobexec.Executor {
 	cfg := c.config
 	return jobexec.New(&jobexec.Config{ClientID: cfg.ID, Logger: cfg.Logger, Now: cfg.clock, RetryPolicy: cfg.RetryPolicy,
 		StuckThreshold: cfg.JobStuckThreshold, StuckHandler: cfg.JobStuckHandler,
-		Hooks: cfg.plugins.global.work, WorkerMiddleware: cfg.WorkerMiddleware, KindHooks: cfg.plugins,
+		Hooks: cfg.plugins.global.work, WorkerMiddleware: cfg.WorkerMiddleware,
 		ErrorHandler: cfg.ErrorHandler, RemoteCancelCause: producer.ErrJobCancelledRemotely}, (*execSink[TTx])(c))
 }
 
@@ -53,6 +53,17 @@ func (s *execSink[TTx]) QueueLoad(queue string) (running, maxWorkers int, ok boo
 		return 0, 0, false
 	}
 	return p.Running(), c.config.Queues[queue].MaxWorkers, true
+}
+
+// KindHooks implements jobexec.Sink: the hooks of a job's kind.
+func (s *execSink[TTx]) KindHooks(kind string, unit jobexec.Unit) (*jobexec.WorkHooks, error) {
+	return (*Client[TTx])(s).config.plugins.workHooksFor(kind, unit)
+}
+
+// KindMetricsHooks implements jobexec.Sink: the hooks of a kind known to
+// have metrics hooks.
+func (s *execSink[TTx]) KindMetricsHooks(kind string) *jobexec.WorkHooks {
+	return (*Client[TTx])(s).config.plugins.metricsHooksFor(kind)
 }
 
 // eventKinds names the executor's outcome kinds as events do.

@@ -81,8 +81,6 @@ type Config struct {
 	Hooks WorkHooks
 	// WorkerMiddleware is the global worker middleware, outermost first.
 	WorkerMiddleware []WorkerMiddleware
-	// KindHooks gives the hooks of each job's kind.
-	KindHooks KindHooks
 	// ErrorHandler, when not nil, is told of errors and panics and may
 	// cancel the job.
 	ErrorHandler ErrorHandler
@@ -106,6 +104,13 @@ type Sink interface {
 	// works the queue: a retry or snooze written available with a
 	// future scheduled_at, which no notification will announce.
 	Poke(queue string, at time.Time)
+	// KindHooks returns the hooks of the kind of a job that unit (a
+	// PluggableUnit) runs, working them out on the kind's first job (nil:
+	// none).
+	KindHooks(kind string, unit Unit) (*WorkHooks, error)
+	// KindMetricsHooks returns the hooks of a kind known to have metrics
+	// hooks, or nil; it never works hooks out.
+	KindMetricsHooks(kind string) *WorkHooks
 }
 
 // Executor runs a client's jobs. Make it with New.
