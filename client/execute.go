@@ -107,7 +107,7 @@ type jobMeta struct {
 // nothing the completer keeps may point into it: its done part is an
 // allocation of its own, which goes to the completer.
 type jobRun struct {
-	ctx   jobValueCtx
+	ctx   jobexec.ValueCtx
 	stuck jobexec.StuckWatch
 	done  *jobDone
 }
@@ -160,18 +160,18 @@ func (c *Client[TTx]) execute(ctx context.Context, run *jobRun, row *millracetyp
 		timeout = c.config.JobTimeout
 	}
 	jobCtx := withJobState(run, ctx, c)
-	defer func() { completedInTx = c.noteCompletedInTx(jobCtx, outcome) }()
+	defer func() { completedInTx = jobexec.NoteCompletedInTx(jobCtx, outcome) }()
 	var cancel context.CancelFunc
 	if timeout > 0 {
 		jobCtx, cancel = context.WithTimeout(jobCtx, timeout)
 		c.exec.WatchStuck(&run.stuck, jobCtx, row, timeout)
 	}
-	panicVal, trace, workErr := c.runJob(jobCtx, row, unit)
+	panicVal, trace, workErr := c.exec.RunJob(jobCtx, row, unit)
 	if cancel != nil {
 		cancel()
 		c.exec.EndStuckWatch(&run.stuck, row, timeout)
 	}
-	updates := metadataUpdates(jobCtx)
+	updates := jobexec.MetadataUpdates(jobCtx)
 
 	if panicVal == nil && workErr == nil {
 		d := run.done
