@@ -15,12 +15,6 @@ const MaxOutputSize = 32 * 1024 * 1024
 // jobState is what a running job's context carries (jobexec.State).
 type jobState = jobexec.State
 
-// withJobState makes parent, with a fresh state for client c, the context
-// of the run r.
-func withJobState[TTx any](r *jobRun, parent context.Context, c *Client[TTx]) context.Context {
-	return r.ctx.Bind(parent, c)
-}
-
 // jobStateFrom returns the state of the job whose context ctx is, or nil.
 func jobStateFrom(ctx context.Context) *jobState { return jobexec.StateFrom(ctx) }
 

@@ -47,7 +47,7 @@ func attemptResumable(t *testing.T, metadata string, work func(ctx context.Conte
 		t.Fatal(err)
 	}
 	row := &millracetype.JobRow{ID: 1, Attempt: 1, MaxAttempts: 5, State: millracetype.JobStateRunning, Metadata: []byte(metadata)}
-	ctx := withJobState(newJobRun(), context.Background(), c)
+	ctx := jobexec.NewJobContext(context.Background(), c)
 	panicVal, _, err := c.exec.RunJob(ctx, row, funcUnit(work))
 	if panicVal != nil {
 		err = fmt.Errorf("panic: %v", panicVal)

@@ -67,6 +67,12 @@ func (c *ValueCtx) Bind(parent context.Context, client any) context.Context {
 	return c
 }
 
+// NewJobContext returns a job's context below parent with a fresh state
+// for client, as a run makes it (for tests of the helpers that use it).
+func NewJobContext(parent context.Context, client any) context.Context {
+	return new(ValueCtx).Bind(parent, client)
+}
+
 // StateFrom returns the state of the job whose context ctx is, or nil.
 func StateFrom(ctx context.Context) *State {
 	st, _ := ctx.Value(stateKey{}).(*State)
