@@ -389,21 +389,12 @@ func (c *Client[TTx]) workerTimeout(job *millracetype.JobRow) (time.Duration, bo
 	}
 	timeout := time.Duration(0)
 	if unit, err := info.unit(job); err == nil {
-		timeout = c.safeTimeout(unit)
+		timeout = jobexec.SafeTimeout(unit)
 	}
 	if timeout == 0 {
 		timeout = c.config.JobTimeout
 	}
 	return timeout, true
-}
-
-func (c *Client[TTx]) safeTimeout(unit workUnit) (d time.Duration) {
-	defer func() {
-		if r := recover(); r != nil {
-			d = 0
-		}
-	}()
-	return unit.Timeout()
 }
 
 // IsLeader reports whether this client currently leads (and runs the

@@ -220,7 +220,7 @@ func TestUnknownKindNeverDiscarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	row := &millracetype.JobRow{ID: 7, Kind: "nobody_works_this", Attempt: 1, MaxAttempts: 1, Args: []byte(`{}`)}
-	s, kind, _ := c.execute(context.Background(), newJobRun(), row, time.Now())
+	s, kind := c.exec.Execute(context.Background(), row, time.Now())
 	if s.State.Finalized() || !s.AttemptDecrement || s.Error == nil || s.ScheduledAt == nil || eventKind(kind) != EventKindJobFailed {
 		t.Fatalf("outcome %+v (%s); want a retry with the attempt given back and an error", s, eventKind(kind))
 	}

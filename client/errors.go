@@ -16,7 +16,7 @@ var (
 	// ErrInvalidConfig wraps every configuration error New returns.
 	ErrInvalidConfig = errors.New("invalid client config")
 	// ErrInvalidArgs wraps errors about an insert's args or options.
-	ErrInvalidArgs = errors.New("invalid job")
+	ErrInvalidArgs = millracetype.ErrInvalidArgs
 	// ErrNoQueues is returned when an insert-only client is asked to work.
 	ErrNoQueues = errors.New("client has no queues configured: it can insert but not work jobs")
 )

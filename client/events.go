@@ -5,9 +5,9 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/millrace/millrace/internal/completer"
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -45,13 +45,9 @@ type Event struct {
 	QueueMetadata json.RawMessage
 }
 
-// JobStatistics are a job's timings.
-type JobStatistics struct {
-	// QueueWaitDuration is from when the job was due to when it was fetched.
-	QueueWaitDuration time.Duration
-	// RunDuration is how long Work took.
-	RunDuration time.Duration
-}
+// JobStatistics are a job's timings: QueueWaitDuration is from when the
+// job was due to when it was fetched, RunDuration how long Work took.
+type JobStatistics = jobexec.JobStatistics
 
 type subscription struct {
 	kinds   []EventKind
@@ -125,15 +121,15 @@ func (c *Client[TTx]) onWritten(results []completer.Result) {
 		return
 	}
 	for _, r := range results {
-		meta, _ := r.Meta.(*jobMeta)
+		meta, _ := r.Meta.(*jobexec.Done)
 		if meta == nil {
 			continue
 		}
-		job, kind := r.Job, meta.kind
-		if job == nil && meta.completedInTx != nil {
+		job, kind := r.Job, eventKind(meta.Kind)
+		if job == nil && meta.CompletedInTx != nil {
 			// The worker's own transaction completed the job and committed:
 			// the outcome changed nothing.
-			job, kind = meta.completedInTx, EventKindJobCompleted
+			job, kind = meta.CompletedInTx, EventKindJobCompleted
 		}
 		if kind == "" || job == nil {
 			continue
@@ -141,6 +137,6 @@ func (c *Client[TTx]) onWritten(results []completer.Result) {
 		if job.State == millracetype.JobStateCancelled {
 			kind = EventKindJobCancelled // the cancel override applied
 		}
-		c.emit(&Event{Kind: kind, Job: job, Stats: meta.stats})
+		c.emit(&Event{Kind: kind, Job: job, Stats: &meta.Stats})
 	}
 }

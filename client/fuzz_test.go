@@ -80,7 +80,7 @@ func FuzzArgsDecode(f *testing.F) {
 		got = nil
 		row := &millracetype.JobRow{ID: 42, Kind: "fuzz_args", Args: args,
 			Attempt: 1 + int(attempt%5), MaxAttempts: 1 + int(maxAttempts%5)}
-		s, _, _ := c.execute(context.Background(), newJobRun(), row, time.Now())
+		s, _ := c.exec.Execute(context.Background(), row, time.Now())
 
 		var want fuzzArgs
 		decodeErr := func() (err error) {

@@ -475,7 +475,6 @@ type pluggableUnit interface {
 var (
 	_ pluggableUnit         = (*typedUnit[noHookArgs])(nil)
 	_ jobexec.PluggableUnit = (*typedUnit[noHookArgs])(nil)
-	_ jobexec.KindHooks     = (*plugins)(nil)
 )
 
 type noHookArgs struct{}
@@ -496,9 +495,10 @@ func (u *typedUnit[T]) Middleware() []WorkerMiddleware {
 	return nil
 }
 
-// ForUnit implements jobexec.KindHooks: the hooks of a job's kind,
-// worked out from the unit's args type on the kind's first job here.
-func (p *plugins) ForUnit(kind string, unit workUnit) (*jobexec.WorkHooks, error) {
+// workHooksFor is the hooks of a job's kind (the executor asks through
+// execSink.KindHooks), worked out from the unit's args type on the kind's
+// first job here.
+func (p *plugins) workHooksFor(kind string, unit workUnit) (*jobexec.WorkHooks, error) {
 	pu, ok := unit.(pluggableUnit)
 	if !ok {
 		return nil, nil
@@ -517,9 +517,10 @@ func (p *plugins) ForUnit(kind string, unit workUnit) (*jobexec.WorkHooks, error
 	return &set.work, nil
 }
 
-// ForMetrics implements jobexec.KindHooks: the hooks of a kind, once any
-// kind has HookWorkMetrics hooks and this one's are known.
-func (p *plugins) ForMetrics(kind string) *jobexec.WorkHooks {
+// metricsHooksFor is the hooks of a kind (the executor asks through
+// execSink.KindMetricsHooks), once any kind has HookWorkMetrics hooks and
+// this one's are known.
+func (p *plugins) metricsHooksFor(kind string) *jobexec.WorkHooks {
 	if !p.kindMetrics.Load() {
 		return nil
 	}

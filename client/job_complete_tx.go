@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -43,7 +44,7 @@ func JobCompleteTx[TTx any, TArgs JobArgs](ctx context.Context, tx TTx, job *Job
 	exec := c.driver.UnwrapExecutor(tx)
 	rows, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: c.config.Schema,
 		Jobs: []*driver.JobSetState{{ID: job.ID, State: millracetype.JobStateCompleted, FinalizedAt: &now,
-			MetadataUpdates: metadataUpdates(ctx), Attempt: row.Attempt, OnlyIfRunning: true,
+			MetadataUpdates: jobexec.MetadataUpdates(ctx), Attempt: row.Attempt, OnlyIfRunning: true,
 			Delete: jobIsEphemeral(ctx, c.config.Workers.lookup(row.Kind))}}})
 	if err != nil {
 		return nil, fmt.Errorf("complete job %d in transaction: %w", job.ID, err)
@@ -56,27 +57,8 @@ func JobCompleteTx[TTx any, TArgs JobArgs](ctx context.Context, tx TTx, job *Job
 		return nil, fmt.Errorf("complete job %d in transaction: it is %s at attempt %d, not running attempt %d: %w",
 			job.ID, cur.State, cur.Attempt, row.Attempt, ErrJobNotRunning)
 	}
-	st.mu.Lock()
-	st.completedInTx = rows[0]
-	st.mu.Unlock()
+	st.Mu.Lock()
+	st.CompletedInTx = rows[0]
+	st.Mu.Unlock()
 	return &Job[TArgs]{JobRow: rows[0], Args: job.Args}, nil
-}
-
-// noteCompletedInTx runs once a job's outcome is decided. If the worker
-// completed the job in its own transaction, the outcome is sent so that
-// it changes nothing should that transaction have committed, and the
-// completed row is returned, for the job's event; otherwise it returns nil.
-func (c *Client[TTx]) noteCompletedInTx(jobCtx context.Context, outcome *driver.JobSetState) *millracetype.JobRow {
-	st := jobStateFrom(jobCtx)
-	if st == nil || outcome == nil {
-		return nil
-	}
-	st.mu.Lock()
-	st.finished = true
-	done := st.completedInTx
-	st.mu.Unlock()
-	if done != nil {
-		outcome.OnlyIfRunning = true
-	}
-	return done
 }

@@ -38,12 +38,12 @@ func MetadataSet(ctx context.Context, key string, value any) error {
 	if err != nil {
 		return fmt.Errorf("metadata set %q: encode %T: %w", key, value, err)
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.finished {
+	st.Mu.Lock()
+	defer st.Mu.Unlock()
+	if st.Finished {
 		return fmt.Errorf("metadata set %q: the job's run has ended: %w", key, ErrNotInWorker)
 	}
-	st.setUpdate(key, b)
+	st.SetUpdate(key, b)
 	return nil
 }
 
@@ -124,11 +124,11 @@ func jobUpdateMerge(ctx context.Context, id int64, params *JobUpdateParams) ([]b
 	default:
 		// From the job's own worker: the output recorded so far.
 		if st := jobStateFrom(ctx); st != nil {
-			st.mu.Lock()
-			if st.row != nil && st.row.ID == id {
-				output = st.updates["output"]
+			st.Mu.Lock()
+			if st.Row != nil && st.Row.ID == id {
+				output = st.Updates["output"]
 			}
-			st.mu.Unlock()
+			st.Mu.Unlock()
 		}
 	}
 	if output != nil {

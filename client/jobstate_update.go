@@ -12,16 +12,13 @@ import (
 // for millrace's own features. It reports false when ctx is not a job's
 // context.
 func jobStateSetUpdate(ctx context.Context, key string, value json.RawMessage) bool {
-	st, _ := ctx.Value(jobStateKey{}).(*jobState)
+	st := jobStateFrom(ctx)
 	if st == nil {
 		return false
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.updates == nil {
-		st.updates = map[string]json.RawMessage{}
-	}
-	st.updates[key] = value
+	st.Mu.Lock()
+	defer st.Mu.Unlock()
+	st.SetUpdate(key, value)
 	return true
 }
 
@@ -36,11 +33,11 @@ func (c *Client[TTx]) clientLogger() *slog.Logger { return c.config.Logger }
 // jobClientLogger returns the logger of the client running the job whose
 // context ctx is, or nil.
 func jobClientLogger(ctx context.Context) *slog.Logger {
-	st, _ := ctx.Value(jobStateKey{}).(*jobState)
+	st := jobStateFrom(ctx)
 	if st == nil {
 		return nil
 	}
-	if cl, ok := st.client.(clientLogger); ok {
+	if cl, ok := st.Client.(clientLogger); ok {
 		return cl.clientLogger()
 	}
 	return nil

@@ -203,7 +203,7 @@ func (c *Client[TTx]) newProducer(exec driver.Executor, name string, q QueueConf
 	return producer.New(exec, &producer.Config{
 		Queue: name, MaxWorkers: q.MaxWorkers, Schema: c.config.Schema, ClientID: c.config.ID, Kinds: kinds,
 		Logger: c.config.Logger, Notifier: c.notifier, FetchCooldown: c.config.FetchCooldown,
-		FetchPollInterval: c.config.FetchPollInterval, WorkCtx: ephemeralQueueContext(workCtx, q), Work: c.workJob,
+		FetchPollInterval: c.config.FetchPollInterval, WorkCtx: ephemeralQueueContext(workCtx, q), Work: c.exec.Work,
 		OnPaused: func(paused bool) {
 			kind := EventKindQueueResumed
 			if paused {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver/pgxv5"
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -46,14 +47,14 @@ func attemptResumable(t *testing.T, metadata string, work func(ctx context.Conte
 		t.Fatal(err)
 	}
 	row := &millracetype.JobRow{ID: 1, Attempt: 1, MaxAttempts: 5, State: millracetype.JobStateRunning, Metadata: []byte(metadata)}
-	ctx := withJobState(newJobRun(), context.Background(), c)
-	panicVal, _, err := c.runJob(ctx, row, funcUnit(work))
+	ctx := jobexec.NewJobContext(context.Background(), c)
+	panicVal, _, err := c.exec.RunJob(ctx, row, funcUnit(work))
 	if panicVal != nil {
 		err = fmt.Errorf("panic: %v", panicVal)
 	}
 	res := attemptResult{err: err, metadata: map[string]any{}}
 	_ = json.Unmarshal([]byte(metadata), &res.metadata)
-	if b := metadataUpdates(ctx); b != nil {
+	if b := jobexec.MetadataUpdates(ctx); b != nil {
 		if err := json.Unmarshal(b, &res.updates); err != nil {
 			t.Fatalf("updates %s: %v", b, err)
 		}

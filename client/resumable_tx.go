@@ -7,6 +7,7 @@ import (
 	"maps"
 
 	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -51,29 +52,29 @@ func resumableSetStepTx[TTx any, TArgs JobArgs](ctx context.Context, tx TTx, job
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	st.mu.Lock()
-	r := st.resumable
+	st.Mu.Lock()
+	r := st.Resumable
 	switch {
-	case r == nil || r.active == "":
-		st.mu.Unlock()
+	case r == nil || r.Active == "":
+		st.Mu.Unlock()
 		return nil, fmt.Errorf("%s: %w", what, ErrResumableNotInStep)
-	case cursor != nil && !r.activeCursor:
-		st.mu.Unlock()
-		return nil, fmt.Errorf("%s: step %q is not a cursor step: %w", what, r.active, ErrResumableNotInStep)
-	case len(r.pending) > 0:
-		st.mu.Unlock()
-		return nil, fmt.Errorf("%s: step %q: %w", what, r.pending[0], ErrResumableCursorPending)
+	case cursor != nil && !r.ActiveCursor:
+		st.Mu.Unlock()
+		return nil, fmt.Errorf("%s: step %q is not a cursor step: %w", what, r.Active, ErrResumableNotInStep)
+	case len(r.Pending) > 0:
+		st.Mu.Unlock()
+		return nil, fmt.Errorf("%s: step %q: %w", what, r.Pending[0], ErrResumableCursorPending)
 	}
-	step := r.active
-	cursors := maps.Clone(r.cursors)
+	step := r.Active
+	cursors := maps.Clone(r.Cursors)
 	if cursor != nil {
 		cursors[step] = cursor
 	}
-	st.mu.Unlock()
+	st.Mu.Unlock()
 
-	merge := map[string]any{metadataKeyResumableStep: step, metadataKeyResumableCursor: nil}
+	merge := map[string]any{jobexec.MetadataKeyResumableStep: step, jobexec.MetadataKeyResumableCursor: nil}
 	if len(cursors) > 0 {
-		merge[metadataKeyResumableCursor] = cursors
+		merge[jobexec.MetadataKeyResumableCursor] = cursors
 	}
 	b, err := json.Marshal(merge)
 	if err != nil {
@@ -86,9 +87,9 @@ func resumableSetStepTx[TTx any, TArgs JobArgs](ctx context.Context, tx TTx, job
 	}
 	// The database now holds this checkpoint (and rolls it back with tx):
 	// only progress made after it belongs in the attempt's own update.
-	st.mu.Lock()
-	r.completed, r.cursors, r.cursorsDirty = "", cursors, false
-	st.mu.Unlock()
+	st.Mu.Lock()
+	r.Completed, r.Cursors, r.CursorsDirty = "", cursors, false
+	st.Mu.Unlock()
 	return &Job[TArgs]{JobRow: updated, Args: job.Args}, nil
 }
 
@@ -113,9 +114,9 @@ func runningJobTx[TTx any, TArgs JobArgs](ctx context.Context, tx TTx, job *Job[
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	st.mu.Lock()
-	row, finished := st.row, st.finished
-	st.mu.Unlock()
+	st.Mu.Lock()
+	row, finished := st.Row, st.Finished
+	st.Mu.Unlock()
 	if row == nil || finished {
 		return nil, nil, nil, fmt.Errorf("the job's run has ended: %w", ErrNotInWorker)
 	}

@@ -17,6 +17,10 @@ import (
 // that does not exist. Test for it with errors.Is.
 var ErrNotFound = errors.New("not found")
 
+// ErrInvalidArgs is returned (wrapped) for invalid job args, options or
+// parameters (client.ErrInvalidArgs).
+var ErrInvalidArgs = errors.New("invalid job")
+
 // ErrJobRunning is returned (wrapped) when an operation refuses to touch a
 // job because it is running, such as deleting it.
 var ErrJobRunning = errors.New("job is running")

@@ -109,17 +109,6 @@ func (h *WorkHooks) metricsOrNil() []HookWorkMetrics {
 	return h.Metrics
 }
 
-// KindHooks gives the executor the hooks of a job's kind. The client's
-// per-kind cache implements it.
-type KindHooks interface {
-	// ForUnit returns the hooks of the kind of a job that unit runs,
-	// working them out on the kind's first job (nil: none).
-	ForUnit(kind string, unit Unit) (*WorkHooks, error)
-	// ForMetrics returns the hooks of a kind known to have metrics hooks,
-	// or nil; it never works hooks out.
-	ForMetrics(kind string) *WorkHooks
-}
-
 // PluggableUnit is a unit whose worker may bring middleware of its own.
 type PluggableUnit interface {
 	Unit
@@ -149,7 +138,7 @@ func (e *Executor) WorkThrough(ctx context.Context, row *millracetype.JobRow, un
 	var own []WorkerMiddleware
 	if pu, ok := unit.(PluggableUnit); ok {
 		var err error
-		if kindSet, err = e.cfg.KindHooks.ForUnit(row.Kind, unit); err != nil {
+		if kindSet, err = e.sink.KindHooks(row.Kind, unit); err != nil {
 			return err
 		}
 		own = pu.Middleware()
@@ -198,7 +187,7 @@ func (e *Executor) workWithHooks(ctx context.Context, row *millracetype.JobRow, 
 // an attempt's outcome. It does nothing, and allocates nothing, when there
 // are none.
 func (e *Executor) EmitMetrics(ctx context.Context, row *millracetype.JobRow, outcome *driver.JobSetState, kind Kind, queueWait, runDuration time.Duration) {
-	kindSet := e.cfg.KindHooks.ForMetrics(row.Kind)
+	kindSet := e.sink.KindMetricsHooks(row.Kind)
 	if len(e.cfg.Hooks.Metrics) == 0 && len(kindSet.metricsOrNil()) == 0 {
 		return
 	}

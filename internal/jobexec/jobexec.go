@@ -81,31 +81,44 @@ type Config struct {
 	Hooks WorkHooks
 	// WorkerMiddleware is the global worker middleware, outermost first.
 	WorkerMiddleware []WorkerMiddleware
-	// KindHooks gives the hooks of each job's kind.
-	KindHooks KindHooks
 	// ErrorHandler, when not nil, is told of errors and panics and may
 	// cancel the job.
 	ErrorHandler ErrorHandler
+	// Client is the client itself, opaque here: a job's context carries
+	// it for the client's helpers (ClientFromContext and the like).
+	Client any
+	// JobTimeout is the timeout of a job whose worker sets none (0 or
+	// less: none).
+	JobTimeout time.Duration
 	// RemoteCancelCause is the cause the producer gives a running job's
 	// context when the job is cancelled from outside; such a job is
 	// recorded cancelled whatever it returns.
 	RemoteCancelCause error
 }
 
-// Sink is how the executor tells its client what it cannot return: the
-// one way back from the executor into the client.
+// Sink is how the executor tells its client what it cannot return, and
+// asks it for a job's worker and hooks: the one way back from the
+// executor into the client.
 type Sink interface {
+	UnitSource
 	// QueueLoad reports how many jobs a queue runs now and at most, or
 	// false when the client does not work the queue.
 	QueueLoad(queue string) (running, maxWorkers int, ok bool)
 	// Complete hands an attempt's outcome over to be written, with meta
-	// (the client's, for its events) travelling with it. It must not
+	// (a *Done, for the client's events) travelling with it. It must not
 	// give up because the job's or the client's context ended.
 	Complete(outcome *driver.JobSetState, meta any) error
 	// Poke wakes the client's producer of queue at at, if the client
 	// works the queue: a retry or snooze written available with a
 	// future scheduled_at, which no notification will announce.
 	Poke(queue string, at time.Time)
+	// KindHooks returns the hooks of the kind of a job that unit (a
+	// PluggableUnit) runs, working them out on the kind's first job (nil:
+	// none).
+	KindHooks(kind string, unit Unit) (*WorkHooks, error)
+	// KindMetricsHooks returns the hooks of a kind known to have metrics
+	// hooks, or nil; it never works hooks out.
+	KindMetricsHooks(kind string) *WorkHooks
 }
 
 // Executor runs a client's jobs. Make it with New.

@@ -112,8 +112,7 @@ func (s *recordSink) Poke(queue string, at time.Time) {
 func TestFinish(t *testing.T) {
 	t.Parallel()
 	sink := &recordSink{}
-	e := New(&Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return testNow },
-		KindHooks: noKindHooks{}}, sink)
+	e := New(&Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return testNow }}, sink)
 	row := &millracetype.JobRow{ID: 7, Queue: "q", Attempt: 2, MaxAttempts: 3}
 	meta := new(int)
 	e.Finish(context.Background(), row, e.Snoozed(row, time.Second, nil), KindSnoozed, meta, 0, 0)
@@ -126,12 +125,6 @@ func TestFinish(t *testing.T) {
 		t.Errorf("pokes %v, want the short snooze's and the interruption's", sink.pokes)
 	}
 }
-
-// noKindHooks: no kind has hooks.
-type noKindHooks struct{}
-
-func (noKindHooks) ForUnit(string, Unit) (*WorkHooks, error) { return nil, nil }
-func (noKindHooks) ForMetrics(string) *WorkHooks             { return nil }
 
 // TestUnsuccessfulCauses: a job whose context a stop interrupted goes
 // back to available, one cancelled from outside is cancelled, whatever

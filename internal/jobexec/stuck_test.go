@@ -27,6 +27,14 @@ func (fakeSink) Complete(*driver.JobSetState, any) error { return errors.New("no
 
 func (fakeSink) Poke(string, time.Time) {}
 
+func (fakeSink) KindHooks(string, Unit) (*WorkHooks, error) { return nil, nil }
+
+func (fakeSink) KindMetricsHooks(string) *WorkHooks { return nil }
+
+func (fakeSink) Unit(context.Context, *millracetype.JobRow) (Unit, bool, bool, error) {
+	return nil, false, false, nil
+}
+
 // syncBuffer is a log destination safe for the timer's goroutine.
 type syncBuffer struct {
 	mu sync.Mutex
