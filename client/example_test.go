@@ -2,22 +2,18 @@ package client_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log"
 	"log/slog"
-	"os"
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/migrate"
+	"github.com/millrace/millrace/internal/testfixture"
 )
 
 // WelcomeEmailArgs are the args of a job that sends a welcome email. The
@@ -259,37 +255,6 @@ func ExampleClient_Subscribe() {
 // database of a local server), creates a schema of its own and migrates it.
 // cleanup drops the schema and closes the pool.
 func exampleDatabase(ctx context.Context) (pool *pgxpool.Pool, schema string, cleanup func()) {
-	url := os.Getenv("TEST_DATABASE_URL")
-	if url == "" {
-		url = "postgres://postgres@127.0.0.1:5432/postgres"
-	}
-	suffix := make([]byte, 8)
-	if _, err := rand.Read(suffix); err != nil {
-		log.Fatal(err)
-	}
-	schema = "millrace_example_" + hex.EncodeToString(suffix)
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		pool.Close()
-		log.Fatalf("example database at %s: %v", url, err)
-	}
-	cleanup = func() {
-		if _, err := pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			log.Printf("drop example schema %s: %v", schema, err)
-		}
-		pool.Close()
-	}
-	m, err := migrate.New(pgxv5.New(pool), &migrate.Config{Schema: schema})
-	if err != nil {
-		cleanup()
-		log.Fatal(err)
-	}
-	if _, err := m.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
-		cleanup()
-		log.Fatal(err)
-	}
+	pool, schema, cleanup = testfixture.ExampleDatabase(ctx, "millrace_example_")
 	return pool, schema, cleanup
 }

@@ -2,8 +2,6 @@ package millracetest_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log"
 	"log/slog"
@@ -17,7 +15,7 @@ import (
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver/pgxv5"
-	"github.com/millrace/millrace/migrate"
+	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetest"
 )
 
@@ -151,38 +149,7 @@ func runPrinting(fn func(tb testing.TB)) {
 // exampleDatabase makes a fresh schema migrated to the latest version on
 // TEST_DATABASE_URL (default: postgres on 127.0.0.1:5432).
 func exampleDatabase(ctx context.Context) (pool *pgxpool.Pool, schema string, cleanup func()) {
-	url := os.Getenv("TEST_DATABASE_URL")
-	if url == "" {
-		url = "postgres://postgres@127.0.0.1:5432/postgres"
-	}
-	suffix := make([]byte, 8)
-	if _, err := rand.Read(suffix); err != nil {
-		log.Fatal(err)
-	}
-	schema = "millracetest_example_" + hex.EncodeToString(suffix)
+	pool, schema, cleanup = testfixture.ExampleDatabase(ctx, "millracetest_example_")
 	exampleSchema = schema
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		pool.Close()
-		log.Fatalf("example database at %s: %v", url, err)
-	}
-	cleanup = func() {
-		if _, err := pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			log.Printf("drop example schema %s: %v", schema, err)
-		}
-		pool.Close()
-	}
-	m, err := migrate.New(pgxv5.New(pool), &migrate.Config{Schema: schema})
-	if err != nil {
-		cleanup()
-		log.Fatal(err)
-	}
-	if _, err := m.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
-		cleanup()
-		log.Fatal(err)
-	}
 	return pool, schema, cleanup
 }
