@@ -97,13 +97,19 @@ func TestHelperFailures(t *testing.T) {
 		want    []string
 	}{
 		{"fail", time.Minute, []string{"ended without printing a connection string", "exit status 1", "fake helper: no Docker here"}},
-		{"hang", 500 * time.Millisecond, []string{"printed no connection string within 500ms", "killed", "fake helper: thinking"}},
+		// A shell, not the re-executed test binary: a race-enabled binary
+		// can take longer than the timeout just to start on a loaded
+		// machine, and then it has not printed its line yet.
+		{"hang", 2 * time.Second, []string{"printed no connection string within 2s", "killed", "fake helper: thinking"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
 			t.Parallel()
 			cleaned := false
 			cmd := fakeHelperCmd(t, tt.mode, filepath.Join(t.TempDir(), "mark"))
+			if tt.mode == "hang" {
+				cmd = exec.Command("/bin/sh", "-c", `echo "fake helper: thinking" >&2; exec sleep 3600`)
+			}
 			p, url, err := startHelper(cmd, tt.timeout, func() { cleaned = true })
 			if err == nil {
 				p.stop(time.Minute)
