@@ -539,7 +539,14 @@ func (p *Producer) run(ctx context.Context) {
 	}
 	for {
 		free := p.cfg.MaxWorkers - p.Running() - reserved
-		canFetch := retryC == nil && inFlight < maxFetchesInFlight && !p.Paused() && free > 0
+		// Nothing is fetched once the producer is stopping or the work
+		// context has ended (StopAndCancel ends it before the producers
+		// stop): a job would start with its context already cancelled,
+		// and a job just interrupted, back to available, would be taken
+		// again and run again while its first run was still being
+		// counted.
+		canFetch := retryC == nil && inFlight < maxFetchesInFlight && !p.Paused() && free > 0 &&
+			ctx.Err() == nil && p.cfg.WorkCtx.Err() == nil
 		if canFetch && drainMode && !wantFetch && free < threshold && !drainArmed && !drainDue {
 			drainTimer.Reset(p.cfg.FetchCooldown)
 			drainArmed = true

@@ -904,3 +904,49 @@ func TestDrainRefillsSlotAfterCooldown(t *testing.T) {
 	}
 	testwait.For(t, 10*time.Second, "all jobs completed", func() bool { return db.CountByState(t)[millracetype.JobStateCompleted] == n })
 }
+
+// TestNoFetchOnceWorkCtxEnds: once the work context has ended (the client's
+// StopAndCancel cancels it before it stops the producers), the producer
+// fetches nothing more. An interrupted job goes back to available at once;
+// fetched again, it would run again with a context already cancelled, and
+// the same job ID running twice made drain miscount the running jobs and
+// leave a worker behind (TestMetricsHook's StopAndCancel under load).
+func TestNoFetchOnceWorkCtxEnds(t *testing.T) {
+	t.Parallel()
+	db := testfixture.New(t)
+	db.InsertJobs(t, 1, "k", "default")
+	workCtx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	var runs atomic.Int64
+	started := make(chan struct{}, 100)
+	returned := make(chan struct{}, 100)
+	// One worker: while the job runs no fetch can be in flight, so none
+	// can have been asked for before the cancel and find the job
+	// available after it.
+	p := newProducer(t, db, nil, Config{WorkCtx: workCtx, MaxWorkers: 1, FetchPollInterval: 5 * time.Millisecond,
+		Work: func(ctx context.Context, job *millracetype.JobRow) {
+			runs.Add(1)
+			started <- struct{}{}
+			<-ctx.Done()
+			// Interrupted: back to available, as the client's outcome for
+			// a job cancelled by StopAndCancel is.
+			now := time.Now()
+			if _, err := db.Exec().JobSetStateIfRunningMany(context.Background(), &driver.JobSetStateIfRunningManyParams{
+				Schema: db.Schema, Jobs: []*driver.JobSetState{{ID: job.ID, State: millracetype.JobStateAvailable,
+					ScheduledAt: &now, AttemptDecrement: true, Attempt: job.Attempt}}}); err != nil {
+				t.Errorf("interrupt job %d: %v", job.ID, err)
+			}
+			returned <- struct{}{}
+		}})
+	startProducer(t, p)
+	recv(t, started, "the job")
+	cancel(errors.New("stop and cancel (test)"))
+	recv(t, returned, "the interrupted job")
+	// Many poll intervals with the job available and the producer still
+	// running: it must not be fetched again.
+	time.Sleep(300 * time.Millisecond)
+	p.Stop()
+	if n := runs.Load(); n != 1 {
+		t.Errorf("the job ran %d times, want 1 (fetched again after the work context ended)", n)
+	}
+}
