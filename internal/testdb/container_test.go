@@ -15,8 +15,8 @@ import (
 // fakeHelperEnv makes this test binary act as a stand-in for the container
 // starter (see TestMain): it speaks containerpg's protocol without Docker.
 // Its value says how: "ok" prints a connection string and waits for standard
-// input to close, "fail" exits 1 without printing one, "hang" prints nothing
-// and never exits on its own.
+// input to close, "fail" exits 1 without printing one. (A helper that hangs
+// is a shell: see TestHelperFailures.)
 const fakeHelperEnv = "MILLRACE_TESTDB_FAKE_HELPER"
 
 // fakeHelperMarkEnv names a file the fake writes once it has seen its
@@ -40,9 +40,6 @@ func fakeHelper() int {
 	case "fail":
 		fmt.Fprintln(os.Stderr, "fake helper: no Docker here")
 		return 1
-	case "hang":
-		fmt.Fprintln(os.Stderr, "fake helper: thinking")
-		time.Sleep(time.Hour)
 	}
 	return 2
 }
@@ -106,9 +103,11 @@ func TestHelperFailures(t *testing.T) {
 		t.Run(tt.mode, func(t *testing.T) {
 			t.Parallel()
 			cleaned := false
-			cmd := fakeHelperCmd(t, tt.mode, filepath.Join(t.TempDir(), "mark"))
+			var cmd *exec.Cmd
 			if tt.mode == "hang" {
 				cmd = exec.Command("/bin/sh", "-c", `echo "fake helper: thinking" >&2; exec sleep 3600`)
+			} else {
+				cmd = fakeHelperCmd(t, tt.mode, filepath.Join(t.TempDir(), "mark"))
 			}
 			p, url, err := startHelper(cmd, tt.timeout, func() { cleaned = true })
 			if err == nil {
