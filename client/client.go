@@ -13,6 +13,7 @@ import (
 	"github.com/millrace/millrace/internal/completer"
 	"github.com/millrace/millrace/internal/elector"
 	"github.com/millrace/millrace/internal/jobexec"
+	"github.com/millrace/millrace/internal/liveness"
 	"github.com/millrace/millrace/internal/notifier"
 	"github.com/millrace/millrace/internal/producer"
 	"github.com/millrace/millrace/maintenance"
@@ -40,6 +41,7 @@ type Client[TTx any] struct {
 	// mu guards the services of the current run.
 	mu         sync.Mutex
 	completer  *completer.Completer
+	liveness   *liveness.Service
 	notifier   *notifier.Notifier
 	elector    *elector.Elector
 	maintainer *maintenance.Maintainer
@@ -165,7 +167,14 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 	c.workCtx = workCtx
 	c.completer = completer.New(exec, &completer.Config{Schema: c.config.Schema, Logger: c.config.Logger, OnWritten: c.onWritten,
 		WantRows: c.events.hasSubscribers})
-	background = []startstop.Service{c.completer}
+	lv, err := c.newLiveness(exec)
+	if err != nil {
+		workCancel(err)
+		return nil, nil, err
+	}
+	c.liveness = lv
+	// The lease is taken before anything is fetched, and given back last.
+	background = []startstop.Service{c.liveness, c.completer}
 	c.notifier = nil
 	if !c.config.PollOnly && c.driver.SupportsListener() {
 		schema := c.config.Schema
@@ -203,7 +212,7 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 func (c *Client[TTx]) shutdown() {
 	producers := c.closeProducers()
 	c.mu.Lock()
-	comp, notif, workCancel := c.completer, c.notifier, c.workCancel
+	comp, notif, lv, workCancel := c.completer, c.notifier, c.liveness, c.workCancel
 	// Leadership goes at once (maintenance stops first, then the resign
 	// lets another client take over), while producers drain.
 	services := []startstop.Service{c.elector, c.maintainer}
@@ -218,6 +227,13 @@ func (c *Client[TTx]) shutdown() {
 	if notif != nil {
 		notif.Stop()
 	}
+	// The heartbeat goes last, once every outcome is written. Outcomes
+	// given up on leave their jobs running: the row then stays, so that
+	// other clients see it dead and rescue them within seconds.
+	if comp.Abandoned() > 0 {
+		lv.KeepOnStop()
+	}
+	lv.Stop()
 	workCancel(startstop.ErrStop)
 }
 
@@ -359,7 +375,7 @@ func (c *Client[TTx]) buildMaintenance(exec driver.Executor) error {
 			Interval: interval(maintenance.DefaultSchedulerInterval), Now: cfg.clock})),
 		build(maintenance.NewRescuer(exec, &maintenance.RescuerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
 			Interval: interval(maintenance.DefaultRescuerInterval), RescueAfter: cfg.RescueStuckJobsAfter,
-			WorkerTimeout: c.workerTimeout, NextRetry: c.safeNextRetry, Now: cfg.clock})),
+			WorkerTimeout: c.workerTimeout, NextRetry: c.safeNextRetry, Now: cfg.clock, SkipLiveClients: true})),
 		build(maintenance.NewCleaner(exec, &maintenance.CleanerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
 			Interval: interval(maintenance.DefaultCleanerInterval), CompletedJobRetention: cfg.CompletedJobRetentionPeriod,
 			CancelledJobRetention: cfg.CancelledJobRetentionPeriod, DiscardedJobRetention: cfg.DiscardedJobRetentionPeriod,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/internal/jobexec"
+	"github.com/millrace/millrace/internal/liveness"
 	"github.com/millrace/millrace/internal/retry"
 	"github.com/millrace/millrace/internal/schemaname"
 	"github.com/millrace/millrace/millracetype"
@@ -98,6 +99,24 @@ type Config struct {
 	// out of attempts. Default 1 h plus JobTimeout when that is positive. A
 	// job whose worker Timeout has not elapsed, or is -1, is left alone.
 	RescueStuckJobsAfter time.Duration
+
+	// HeartbeatInterval is how often a working client proves it is alive
+	// (its row in the millrace line's table millrace_client, stamped with
+	// the database's clock). Default 1 s.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout: a client whose last heartbeat is older than this,
+	// by the database's clock, is dead, and other clients rescue its
+	// running jobs at once (retried, or discarded when out of attempts),
+	// instead of after RescueStuckJobsAfter. A client's own heartbeat
+	// that has not succeeded for this long makes it cancel its running
+	// jobs, since they are about to be rescued; their late outcomes are
+	// dropped by the database if the jobs moved on. Jobs of a live client
+	// are never rescued, however long they run. Default 5 s; at least
+	// twice HeartbeatInterval.
+	//
+	// Jobs worked by clients that keep no heartbeat (River's clients,
+	// older millrace versions) keep River's rule, RescueStuckJobsAfter.
+	HeartbeatTimeout time.Duration
 
 	// CompletedJobRetentionPeriod: completed jobs are deleted this long
 	// after they finish. Default 24 h; -1 keeps them forever.
@@ -348,6 +367,18 @@ func (cfg *Config) withDefaults() (*Config, error) {
 	}
 	if c.RescueStuckJobsAfter == 0 {
 		c.RescueStuckJobsAfter = time.Hour + max(c.JobTimeout, 0)
+	}
+	if c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 {
+		return bad("HeartbeatInterval %s and HeartbeatTimeout %s must not be negative (0 means the default)", c.HeartbeatInterval, c.HeartbeatTimeout)
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = liveness.DefaultInterval
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = max(liveness.DefaultDeadAfter, 2*c.HeartbeatInterval)
+	}
+	if c.HeartbeatTimeout < 2*c.HeartbeatInterval {
+		return bad("HeartbeatTimeout %s must be at least twice HeartbeatInterval %s", c.HeartbeatTimeout, c.HeartbeatInterval)
 	}
 	for name, r := range map[string]time.Duration{"CompletedJobRetentionPeriod": c.CompletedJobRetentionPeriod,
 		"CancelledJobRetentionPeriod": c.CancelledJobRetentionPeriod, "DiscardedJobRetentionPeriod": c.DiscardedJobRetentionPeriod} {

@@ -21,8 +21,17 @@ var ErrNotMigrated = errors.New("database is not migrated")
 // It equals migrate's latest version.
 const RequiredMigrationVersion = 8
 
-// migrationLineMain is River's migration line, as the migrate package names it.
-const migrationLineMain = "main"
+// RequiredMillraceMigrationVersion is the version of millrace's own
+// migration line "millrace" a working client needs (its heartbeat table and
+// what later versions add): every version from 1 to it must be applied.
+// Inserting needs only line main.
+const RequiredMillraceMigrationVersion = 2
+
+// The migration lines, as the migrate package names them.
+const (
+	migrationLineMain     = "main"
+	migrationLineMillrace = "millrace"
+)
 
 // NotMigratedError says which schema is not migrated and what it lacks.
 // errors.Is(err, ErrNotMigrated) is true for it.
@@ -34,6 +43,9 @@ type NotMigratedError struct {
 	// Missing lists the versions of line "main" not applied, ascending;
 	// empty when they could not be read.
 	Missing []int
+	// MissingMillrace lists the versions of line "millrace" not applied
+	// (checked when a client starts working), ascending.
+	MissingMillrace []int
 	// Cause is the database error that revealed it, if any.
 	Cause error
 }
@@ -56,11 +68,14 @@ func (e *NotMigratedError) Error() string {
 	case len(e.Missing) > 0:
 		fmt.Fprintf(&b, "%s lacks version%s %s of migration line main (this millrace needs 1 to %d); migrate it",
 			where, plural(len(e.Missing)), joinInts(e.Missing), RequiredMigrationVersion)
+	case len(e.MissingMillrace) > 0:
+		fmt.Fprintf(&b, "%s lacks version%s %s of migration line millrace (a working client needs 1 to %d: its heartbeat table and more); migrate it",
+			where, plural(len(e.MissingMillrace)), joinInts(e.MissingMillrace), RequiredMillraceMigrationVersion)
 	default:
 		fmt.Fprintf(&b, "%s lacks millrace's tables or some of their versions; migrate it", where)
 	}
 	fmt.Fprintf(&b, " with `millrace migrate up --database-url URL%s`, or from Go with "+
-		"migrate.New(driver, &migrate.Config{Schema: %q}) and Migrate(ctx, migrate.DirectionUp, nil)", flag, e.Schema)
+		"migrate.MigrateAll(ctx, driver, &migrate.Config{Schema: %q}, migrate.DirectionUp, nil)", flag, e.Schema)
 	if e.Cause != nil {
 		fmt.Fprintf(&b, " (%v)", e.Cause)
 	}
@@ -88,29 +103,46 @@ func joinInts(v []int) string {
 	return strings.Join(s, ", ")
 }
 
-// checkMigrated reads the applied versions through exec and returns a
-// *NotMigratedError when any of 1..RequiredMigrationVersion is missing, nil
-// when all are there, or the error of the query itself.
-func checkMigrated(ctx context.Context, exec driver.Executor, schema string) error {
-	applied, err := exec.MigrationGetAll(ctx, &driver.MigrationParams{Schema: schema, Line: migrationLineMain})
+// missingVersions reads a line's applied versions and returns those of
+// 1..required that are not, and how many are applied.
+func missingVersions(ctx context.Context, exec driver.Executor, schema, line string, required int) ([]int, int, error) {
+	applied, err := exec.MigrationGetAll(ctx, &driver.MigrationParams{Schema: schema, Line: line})
 	if err != nil {
-		return fmt.Errorf("read applied migrations: %w", err)
+		return nil, 0, fmt.Errorf("read applied migrations of line %s: %w", line, err)
 	}
 	have := make(map[int]bool, len(applied))
 	for _, m := range applied {
 		have[m.Version] = true
 	}
 	var missing []int
-	for v := 1; v <= RequiredMigrationVersion; v++ {
+	for v := 1; v <= required; v++ {
 		if !have[v] {
 			missing = append(missing, v)
 		}
 	}
-	if len(missing) == 0 {
+	return missing, len(applied), nil
+}
+
+// checkMigrated reads the applied versions through exec and returns a
+// *NotMigratedError when any of 1..RequiredMigrationVersion is missing (and,
+// with working set, any of 1..RequiredMillraceMigrationVersion of line
+// millrace), nil when all are there, or the error of the query itself.
+func checkMigrated(ctx context.Context, exec driver.Executor, schema string, working bool) error {
+	missing, applied, err := missingVersions(ctx, exec, schema, migrationLineMain, RequiredMigrationVersion)
+	if err != nil {
+		return err
+	}
+	var missingMillrace []int
+	if working && len(missing) == 0 {
+		if missingMillrace, _, err = missingVersions(ctx, exec, schema, migrationLineMillrace, RequiredMillraceMigrationVersion); err != nil {
+			return err
+		}
+	}
+	if len(missing) == 0 && len(missingMillrace) == 0 {
 		return nil
 	}
-	nm := &NotMigratedError{Schema: schema, Missing: missing}
-	if len(applied) == 0 && schema != "" {
+	nm := &NotMigratedError{Schema: schema, Missing: missing, MissingMillrace: missingMillrace}
+	if applied == 0 && schema != "" {
 		if exists, err := exec.SchemaExists(ctx, schema); err == nil && !exists {
 			nm.SchemaMissing = true
 		}
@@ -123,7 +155,7 @@ func checkMigrated(ctx context.Context, exec driver.Executor, schema string) err
 // database is down, say), it is logged and Start goes on as before, its
 // services retrying.
 func (c *Client[TTx]) checkMigratedOnStart(ctx context.Context) error {
-	err := checkMigrated(ctx, c.driver.GetExecutor(), c.config.Schema)
+	err := checkMigrated(ctx, c.driver.GetExecutor(), c.config.Schema, true)
 	if err == nil || errors.Is(err, ErrNotMigrated) {
 		return err
 	}
@@ -153,7 +185,7 @@ func (c *Client[TTx]) explainSchemaError(ctx context.Context, err error) error {
 	}
 	// The versions decide; the check runs only on these errors.
 	if c.driver.PoolIsSet() {
-		checkErr := checkMigrated(ctx, c.driver.GetExecutor(), c.config.Schema)
+		checkErr := checkMigrated(ctx, c.driver.GetExecutor(), c.config.Schema, false)
 		var nm *NotMigratedError
 		if errors.As(checkErr, &nm) {
 			nm.Cause = err

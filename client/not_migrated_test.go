@@ -92,6 +92,19 @@ func TestNotMigratedOlderVersion(t *testing.T) {
 	if _, err := m.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Line main complete, line millrace missing: a working client needs
+	// it (its heartbeat table); inserting does not.
+	err = c.Start(ctx)
+	wantNotMigrated(t, "Start without the millrace line", err, schema, "lacks versions 1, 2 of migration line millrace")
+	if !errors.As(err, &nm) || len(nm.Missing) != 0 || len(nm.MissingMillrace) != RequiredMillraceMigrationVersion || nm.MissingMillrace[0] != 1 {
+		t.Fatalf("NotMigratedError without the millrace line: %+v", nm)
+	}
+	if _, err := c.Insert(ctx, noopArgs{}, nil); err != nil {
+		t.Fatalf("Insert without the millrace line: %v", err)
+	}
+	if _, err := migrate.MigrateAll[pgx.Tx](ctx, drv, &migrate.Config{Schema: schema}, migrate.DirectionUp, nil); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("Start once migrated: %v", err)
 	}

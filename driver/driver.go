@@ -138,6 +138,27 @@ type Executor interface {
 	// JobRescueMany moves stuck jobs on (the rescuer's query): see
 	// JobRescueManyParams.
 	JobRescueMany(ctx context.Context, params *JobRescueManyParams) (int, error)
+	// JobGetRunningBy lists running jobs whose current attempt belongs to
+	// given clients, by id: see JobGetRunningByParams.
+	JobGetRunningBy(ctx context.Context, params *JobGetRunningByParams) ([]*millracetype.JobRow, error)
+
+	// Client liveness (the millrace line's millrace_client table; see
+	// client_liveness.go).
+
+	// ClientRegister inserts or replaces a client's row and returns its
+	// lease.
+	ClientRegister(ctx context.Context, params *ClientRegisterParams) (*ClientRegisterResult, error)
+	// ClientHeartbeat refreshes a lease that is still alive and tells
+	// whether any row is dead, in one statement.
+	ClientHeartbeat(ctx context.Context, params *ClientHeartbeatParams) (*ClientHeartbeatResult, error)
+	// ClientLockDead locks dead rows (FOR UPDATE SKIP LOCKED: rows another
+	// transaction works on are skipped) and returns them, oldest
+	// heartbeat first. Call it in a transaction.
+	ClientLockDead(ctx context.Context, params *ClientLockDeadParams) ([]*DeadClient, error)
+	// ClientDelete deletes one incarnation's row and reports whether it
+	// existed.
+	ClientDelete(ctx context.Context, params *ClientDeleteParams) (bool, error)
+
 	// JobDeleteBefore deletes finalized jobs past their retention (the
 	// cleaner's query) and returns how many it deleted.
 	JobDeleteBefore(ctx context.Context, params *JobDeleteBeforeParams) (int, error)
@@ -427,7 +448,10 @@ type JobSetState struct {
 	Attempt int
 	// OnlyIfRunning, when set, writes nothing at all unless the row is
 	// still running (the attempt given): MetadataUpdates are not merged
-	// into a row that moved on either. The outcome of a job its worker
+	// into a row that moved on either. Without it, MetadataUpdates are
+	// merged into a row that moved on during the same attempt (cancelled,
+	// rescued, finalized meanwhile: River records a late output so), never
+	// into a row that has run another attempt since. The outcome of a job its worker
 	// completed in its own transaction is sent this way: if that
 	// transaction committed, the row stays exactly as it left it; if it
 	// rolled back, the outcome applies as usual.
@@ -452,6 +476,11 @@ type JobSetStateIfRunningManyParams struct {
 	// statement then neither sends nor decodes them, which is most of its
 	// cost on the client. For callers that do not look at the rows.
 	NoRows bool
+	// Applied, when not nil, receives how many outcomes were written
+	// (rows changed, or deleted): an outcome whose row moved on (rescued
+	// and fetched again, cancelled, deleted) is not counted. It is -1
+	// when the driver cannot tell: a batch with deletes and NoRows.
+	Applied *int
 }
 
 // JobGetByIDParams names a job.
@@ -566,11 +595,18 @@ type JobScheduleResult struct {
 // JobGetStuckParams selects running jobs attempted before StuckHorizon:
 // the first Max of them by id, among those with an id above AfterID (a
 // page after the previous page's last job; 0 for the first page).
+//
+// SkipLiveClients, when set, leaves out jobs whose client (the last
+// element of attempted_by) has a live row in millrace_client: a client
+// that proves it is alive is never rescued, however long its job runs.
+// Jobs of clients without a row (River clients, older millrace) are
+// selected as before. Unset, only river_job is read.
 type JobGetStuckParams struct {
-	Schema       string
-	StuckHorizon time.Time
-	Max          int
-	AfterID      int64
+	Schema          string
+	StuckHorizon    time.Time
+	Max             int
+	AfterID         int64
+	SkipLiveClients bool
 }
 
 // JobRescue is the rescuer's verdict on one stuck job.
@@ -580,6 +616,9 @@ type JobRescue struct {
 	ScheduledAt time.Time
 	FinalizedAt *time.Time
 	Error       millracetype.AttemptError
+	// Attempt, when not 0, is the attempt the verdict was made for: the
+	// row is moved only while it still runs that attempt.
+	Attempt int
 }
 
 // JobRescueManyParams moves stuck jobs that are still running: each gets its

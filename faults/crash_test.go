@@ -9,6 +9,7 @@ import (
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/internal/testwait"
+	"github.com/millrace/millrace/maintenance"
 )
 
 // Crash scenarios run their clients in helper processes (this test binary
@@ -31,9 +32,11 @@ func crashAccounting(e *env, row tally, killed string, stranded []int64) string 
 	var unexplained, notRescued []int64
 	e.scan(`SELECT coalesce(array_agg(job_id ORDER BY job_id), '{}') FROM (SELECT job_id FROM `+e.wlog.table+
 		` WHERE outcome = 'ok' GROUP BY job_id HAVING count(*) > 1) d WHERE NOT job_id = ANY($1)`, []any{stranded}, &unexplained)
+	// Rescued by the dead client's missing heartbeat (within seconds), or
+	// by River's rule (the leader's rescuer).
 	e.scan(`SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM unnest($1::bigint[]) AS s(id)
-		WHERE NOT EXISTS (SELECT 1 FROM `+e.job()+` j, unnest(j.errors) e WHERE j.id = s.id AND e->>'error' = 'Stuck job rescued by JobRescuer')`,
-		[]any{stranded}, &notRescued)
+		WHERE NOT EXISTS (SELECT 1 FROM `+e.job()+` j, unnest(j.errors) e WHERE j.id = s.id AND e->>'error' IN ($2, $3))`,
+		[]any{stranded, maintenance.RescueErrorMessage, client.HeartbeatRescueMessage}, &notRescued)
 	if len(unexplained) != 0 {
 		t.Errorf("%d jobs worked twice that the killed process %s did not leave running: %v", len(unexplained), killed, sample(unexplained))
 	}

@@ -46,6 +46,11 @@ const (
 	helperJobTimeout  = "MILLRACE_FAULTS_HELPER_JOB_TIMEOUT"
 	helperRescueAfter = "MILLRACE_FAULTS_HELPER_RESCUE_AFTER"
 	helperPeriodic    = "MILLRACE_FAULTS_HELPER_PERIODIC"
+	// helperLong is how long modeLong (and modeStubborn) jobs run;
+	// helperStubborn makes modeStubborn jobs run that long ignoring their
+	// context, then succeed.
+	helperLong     = "MILLRACE_FAULTS_HELPER_LONG"
+	helperStubborn = "MILLRACE_FAULTS_HELPER_STUBBORN"
 )
 
 // helperMain runs the helper process and returns its exit code.
@@ -70,8 +75,12 @@ func helperMain() int {
 	jobTimeout, err1 := duration(helperJobTimeout)
 	rescueAfter, err2 := duration(helperRescueAfter)
 	periodic, err3 := duration(helperPeriodic)
-	if err := errors.Join(err1, err2, err3); err != nil {
+	long, err4 := duration(helperLong)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return fail(err)
+	}
+	if long == 0 {
+		long = time.Minute
 	}
 	schema := os.Getenv(helperSchema)
 	newPool := func() (*pgxpool.Pool, error) {
@@ -92,7 +101,14 @@ func helperMain() int {
 	}
 	defer logPool.Close()
 
-	w := &worker{clientID: id, log: newWorkLog(logPool, schema), long: time.Minute}
+	w := &worker{clientID: id, log: newWorkLog(logPool, schema), long: long}
+	if os.Getenv(helperStubborn) != "" {
+		w.stubborn = func(_ context.Context, job *client.Job[jobArgs]) error {
+			time.Sleep(long) // deaf to its context
+			fmt.Println("helper-stubborn-done", job.ID)
+			return w.log.record(job.ID, job.Attempt, w.clientID, outcomeOK)
+		}
+	}
 	var stopPeriodic atomic.Bool
 	cfg := &client.Config{
 		ID: id, Schema: schema, Logger: logger,
@@ -159,6 +175,14 @@ type helperOpts struct {
 	jobTimeout  time.Duration
 	rescueAfter time.Duration
 	periodic    time.Duration
+	// workers replaces the scenario's MaxWorkers when set.
+	workers int
+	// long is how long modeLong jobs run (default 1 min); with stubborn,
+	// modeStubborn jobs run that long deaf to their context.
+	long     time.Duration
+	stubborn bool
+	// url replaces the server's URL (a proxy in front of it).
+	url string
 }
 
 // helper is a running helper process, seen from the test.
@@ -235,16 +259,29 @@ func (e *env) startHelper(o helperOpts) *helper {
 	if len(app+"_pool") > 63 {
 		e.t.Fatalf("helper ID %q is too long for an application_name", o.id)
 	}
+	url, workers := e.url, e.sz.workers
+	if o.url != "" {
+		url = o.url
+	}
+	if o.workers > 0 {
+		workers = o.workers
+	}
+	stubborn := ""
+	if o.stubborn {
+		stubborn = "1"
+	}
 	cmd.Env = append(os.Environ(),
 		envHelper+"=1",
-		helperURL+"="+e.url,
+		helperURL+"="+url,
 		helperSchema+"="+e.schema,
 		helperID+"="+o.id,
 		helperApp+"="+app,
-		helperWorkers+"="+strconv.Itoa(e.sz.workers),
+		helperWorkers+"="+strconv.Itoa(workers),
 		helperJobTimeout+"="+durationEnv(o.jobTimeout),
 		helperRescueAfter+"="+durationEnv(o.rescueAfter),
 		helperPeriodic+"="+durationEnv(o.periodic),
+		helperLong+"="+durationEnv(o.long),
+		helperStubborn+"="+stubborn,
 	)
 	h := &helper{t: e.t, e: e, id: o.id, app: app, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out

@@ -115,10 +115,12 @@ func scenarioStopAndCancel(t *testing.T, sz sizes) tally {
 }
 
 // Scenario 3: Stop with a deadline while a worker ignores its context. Stop
-// returns the deadline's error on time; the job stays running until
-// another client's rescuer rescues it, and that client works it. When the
-// stubborn worker finally returns (with an error), its late outcome must
-// not touch the job, which is running again elsewhere.
+// returns the deadline's error on time; the job stays running, and another
+// client's rescuer leaves it alone while its client lives (it heartbeats
+// while its shutdown waits), however old the job gets. When the stubborn
+// worker finally returns (with an error), its outcome is written and the
+// other client retries the job. (Late outcomes of a client presumed dead
+// are fenced: faults/heartbeat_test.go.)
 func scenarioStopDeadline(t *testing.T, sz sizes) tally {
 	e := newEnv(t, sz)
 	releaseX := make(chan struct{})
@@ -182,8 +184,12 @@ func scenarioStopDeadline(t *testing.T, sz sizes) tally {
 		t.Errorf("the stopping client still leads (%q)", e.leader())
 	}
 
-	// The second client leads at once and rescues the job as soon as it is
-	// older than its RescueStuckJobsAfter and JobTimeout.
+	// The second client leads at once. Its rescuer leaves the stubborn
+	// job alone although it is older than RescueStuckJobsAfter and
+	// JobTimeout: the first client is alive (it heartbeats while its
+	// shutdown waits for the job), and a live client's jobs are never
+	// rescued (issue 22). Its rescuer passes as it becomes leader; the
+	// job must still be the first client's a while after that.
 	const rescueAfter, jobTimeout = time.Second, 2 * time.Second
 	if !testwait.Poll(time.Minute, func() bool {
 		var old bool
@@ -193,26 +199,35 @@ func scenarioStopDeadline(t *testing.T, sz sizes) tally {
 	}) {
 		t.Fatal("stubborn job's attempted_at never got old enough")
 	}
-	rescueBegin := time.Now()
 	y, _ := e.startClient(clientOpts{id: "deadline-y", w: wy, tweak: func(cfg *client.Config) {
 		cfg.RescueStuckJobsAfter, cfg.JobTimeout = rescueAfter, jobTimeout
 	}})
 	t.Cleanup(freeY)
-	recvID(t, yStarted, "the rescued job to run in the second client")
-	rescuedAfter := time.Since(rescueBegin)
-
-	// Now the stubborn worker returns: the first client finishes its
-	// shutdown and writes its stale outcome.
-	freeX()
-	stopClient(t, x, time.Minute)
+	if !testwait.Poll(30*time.Second, func() bool { return e.leader() == "deadline-y" }) {
+		t.Fatalf("deadline-y never became leader (leader %q)", e.leader())
+	}
+	select {
+	case id := <-yStarted:
+		t.Fatalf("the second client rescued and ran job %d while the first client, alive, still ran it", id)
+	case <-time.After(3 * time.Second): // the absence of a rescue can only be waited for
+	}
 	var attempt int
 	var lastBy string
 	e.scan("SELECT state::text, attempt, attempted_by[cardinality(attempted_by)] FROM "+e.job()+" WHERE id = $1",
 		[]any{stubborn}, &state, &attempt, &lastBy)
-	if state != "running" || attempt != 2 || lastBy != "deadline-y" {
-		t.Errorf("after the first client's late outcome, the job the second client runs is %s (attempt %d, last attempted by %s); want running, attempt 2, deadline-y",
+	if state != "running" || attempt != 1 || lastBy != "deadline-x" {
+		t.Errorf("the stubborn job of a live client is %s (attempt %d, last attempted by %s); want running, attempt 1, deadline-x",
 			state, attempt, lastBy)
 	}
+
+	// Now the stubborn worker returns (an error): the first client writes
+	// its outcome, finishes its shutdown and removes its row; the job is
+	// retried, by the second client.
+	freeX()
+	stopClient(t, x, time.Minute)
+	retriedAt := time.Now()
+	recvID(t, yStarted, "the retried job to run in the second client")
+	retriedAfter := time.Since(retriedAt)
 	freeY()
 	e.waitFinished(time.Minute)
 	stopClient(t, y, time.Minute)
@@ -220,11 +235,12 @@ func scenarioStopDeadline(t *testing.T, sz sizes) tally {
 	var errs []string
 	e.scan("SELECT state::text, coalesce(array_agg(e->>'error') FILTER (WHERE e IS NOT NULL), '{}') FROM "+e.job()+
 		" j LEFT JOIN LATERAL unnest(j.errors) e ON true WHERE j.id = $1 GROUP BY j.state", []any{stubborn}, &state, &errs)
-	if state != "completed" || len(errs) != 1 || errs[0] != "Stuck job rescued by JobRescuer" {
-		t.Errorf("stubborn job ended %s with errors %q; want completed with only the rescue recorded", state, errs)
+	if state != "completed" || len(errs) != 1 || errs[0] != "fault: the stubborn worker gave up late" {
+		t.Errorf("stubborn job ended %s with errors %q; want completed with only the first client's error recorded", state, errs)
 	}
-	row, _ := e.finish(fmt.Sprintf("Stop returned the deadline error after %v (deadline %v); stuck job rescued and running again %v after the next leader started",
-		took.Round(time.Millisecond), deadline, rescuedAfter.Round(100*time.Millisecond)))
+	row, _ := e.finish(fmt.Sprintf("Stop returned the deadline error after %v (deadline %v); the stuck job of the live client left alone, "+
+		"its late error recorded, retried by the other client %v after",
+		took.Round(time.Millisecond), deadline, retriedAfter.Round(100*time.Millisecond)))
 	e.noDuplicates(row)
 	return row
 }

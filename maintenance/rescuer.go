@@ -52,6 +52,12 @@ type RescuerConfig struct {
 	NextRetry func(job *millracetype.JobRow) time.Time
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// SkipLiveClients leaves alone the jobs of clients alive in
+	// millrace_client (the millrace line; by the database's clock): a
+	// client that proves it is alive is never rescued. Their jobs, once
+	// the client is dead, are rescued by internal/liveness within seconds.
+	// Unset keeps River's rule for every job.
+	SkipLiveClients bool
 }
 
 // Rescuer moves on running jobs whose client has disappeared: after
@@ -125,7 +131,7 @@ func (r *Rescuer) pass(ctx context.Context) error {
 		now := r.now().UTC()
 		horizon := now.Add(-r.cfg.RescueAfter)
 		stuck, err := r.exec.JobGetStuck(ctx, &driver.JobGetStuckParams{Schema: r.schema,
-			StuckHorizon: horizon, Max: r.cfg.Batch, AfterID: afterID})
+			StuckHorizon: horizon, Max: r.cfg.Batch, AfterID: afterID, SkipLiveClients: r.cfg.SkipLiveClients})
 		if err != nil {
 			// The next pass starts over: a job skipped meanwhile is
 			// still stuck then.
@@ -170,12 +176,21 @@ func (r *Rescuer) verdict(job *millracetype.JobRow, now time.Time) *driver.JobRe
 	if known && timeout > 0 && job.AttemptedAt != nil && job.AttemptedAt.Add(timeout).After(now) {
 		return nil
 	}
+	return RescueVerdict(job, now, RescueErrorMessage, r.cfg.NextRetry)
+}
+
+// RescueVerdict is River's rescue rule for a running job whose worker is
+// gone, at now: cancelled when a cancel was asked (metadata
+// cancel_attempted_at), discarded when out of attempts, else retryable at
+// nextRetry(job) (River's default policy when nextRetry is nil or gives a
+// time before now). The attempt's error records message.
+func RescueVerdict(job *millracetype.JobRow, now time.Time, message string, nextRetry func(*millracetype.JobRow) time.Time) *driver.JobRescue {
 	at := now
 	if job.AttemptedAt != nil {
 		at = *job.AttemptedAt
 	}
 	rescue := &driver.JobRescue{ID: job.ID, ScheduledAt: now,
-		Error: millracetype.AttemptError{At: at, Attempt: job.Attempt, Error: RescueErrorMessage}}
+		Error: millracetype.AttemptError{At: at, Attempt: job.Attempt, Error: message}}
 	switch {
 	case millracetype.MetadataHasKey(job.Metadata, "cancel_attempted_at"):
 		rescue.State, rescue.FinalizedAt = millracetype.JobStateCancelled, &now
@@ -183,7 +198,10 @@ func (r *Rescuer) verdict(job *millracetype.JobRow, now time.Time) *driver.JobRe
 		rescue.State, rescue.FinalizedAt = millracetype.JobStateDiscarded, &now
 	default:
 		rescue.State = millracetype.JobStateRetryable
-		next := r.cfg.NextRetry(job)
+		var next time.Time
+		if nextRetry != nil {
+			next = nextRetry(job)
+		}
 		if next.IsZero() || next.Before(now) {
 			next = retry.DefaultNextRetry(len(job.Errors)+1, now)
 		}

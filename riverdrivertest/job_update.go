@@ -99,6 +99,11 @@ func (s *suite[TTx]) testJobSetStateOnlyIfRunning(t *testing.T) {
 			FinalizedAt: &at, Metadata: []byte(`{"done":"in tx"}`)})
 		// A plain late outcome for comparison: it merges its metadata.
 		plain := e.insertFull(t, finalized(millracetype.JobStateCompleted, at))
+		// A plain late outcome of an attempt the row has moved past (it
+		// was rescued and runs again): nothing at all.
+		plainOtherAttempt := e.insertFull(t, running(at))
+		e.rawExec(t, `UPDATE `+e.table("river_job")+` SET attempt = 2 WHERE id = $1::bigint`, plainOtherAttempt.ID)
+		plainOtherAttempt = e.getJob(t, plainOtherAttempt.ID)
 
 		outcome := func(id int64, only bool) *driver.JobSetState {
 			return &driver.JobSetState{ID: id, State: millracetype.JobStateRetryable, ScheduledAt: ptr(now().Add(time.Hour)),
@@ -107,7 +112,7 @@ func (s *suite[TTx]) testJobSetStateOnlyIfRunning(t *testing.T) {
 		}
 		changed, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema,
 			Jobs: []*driver.JobSetState{outcome(stillRunning.ID, true), outcome(otherAttempt.ID, true),
-				outcome(completed.ID, true), outcome(plain.ID, false)}})
+				outcome(completed.ID, true), outcome(plain.ID, false), outcome(plainOtherAttempt.ID, false)}})
 		requireNoError(t, err, "JobSetStateIfRunningMany")
 		requireEqual(t, sortedIDs(jobIDs(changed)), sortedIDs([]int64{stillRunning.ID, plain.ID}), "changed rows")
 
@@ -118,5 +123,6 @@ func (s *suite[TTx]) testJobSetStateOnlyIfRunning(t *testing.T) {
 		requireSameJob(t, e.getJob(t, otherAttempt.ID), otherAttempt, "a row running another attempt")
 		requireSameJob(t, e.getJob(t, completed.ID), completed, "a row completed meanwhile")
 		requireJSON(t, e.getJob(t, plain.ID).Metadata, map[string]any{"output": "late"}, "metadata of the plain late outcome")
+		requireSameJob(t, e.getJob(t, plainOtherAttempt.ID), plainOtherAttempt, "a row running another attempt, after a plain late outcome")
 	})
 }

@@ -106,6 +106,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobUpdate", s.testJobUpdate},
 		{"JobSetStateOnlyIfRunning", s.testJobSetStateOnlyIfRunning},
 		{"QueueAdmin", s.testQueueAdmin},
+		{"ClientLiveness", s.testClientLiveness},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -168,9 +169,23 @@ func (s *suite[TTx]) setup(t *testing.T, migrated bool) *env[TTx] {
 	e := &env[TTx]{ctx: ctx, drv: drv, exec: drv.GetExecutor(), schema: schema, name: schema}
 	if migrated {
 		e.migrate(t, 0)
+		e.migrateLine(t, migrate.LineMillrace)
 		e.installProbe(t)
 	}
 	return e
+}
+
+// migrateLine migrates another line of the env's schema to its latest
+// version.
+func (e *env[TTx]) migrateLine(t *testing.T, line string) {
+	t.Helper()
+	m, err := migrate.New(e.drv, &migrate.Config{Schema: e.name, Line: line})
+	if err != nil {
+		t.Fatalf("migrate.New line %s: %v", line, err)
+	}
+	if _, err := m.Migrate(e.ctx, migrate.DirectionUp, nil); err != nil {
+		t.Fatalf("migrate line %s of schema %s: %v", line, e.name, err)
+	}
 }
 
 // migrate migrates the env's schema up to target (0 = latest).

@@ -63,11 +63,7 @@ func runBench(cmd *cobra.Command, g *globalFlags, n, workers, samples int, ephem
 	}
 	defer func() { _, _ = pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA "+ident+" CASCADE") }()
 	drv := pgxv5.New(pool)
-	m, err := migrate.New[pgx.Tx](drv, &migrate.Config{Schema: schema})
-	if err != nil {
-		return err
-	}
-	if _, err := m.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
+	if _, err := migrate.MigrateAll[pgx.Tx](ctx, drv, &migrate.Config{Schema: schema}, migrate.DirectionUp, nil); err != nil {
 		return err
 	}
 	say := func(format string, args ...any) {

@@ -168,15 +168,15 @@ func runDemo(cmd *cobra.Command, g *globalFlags, d *demo) error {
 		}()
 	}
 	drv := pgxv5.New(pool)
-	m, err := migrate.New[pgx.Tx](drv, &migrate.Config{Schema: d.schema})
+	results, err := migrate.MigrateAll[pgx.Tx](ctx, drv, &migrate.Config{Schema: d.schema}, migrate.DirectionUp, nil)
 	if err != nil {
 		return err
 	}
-	res, err := m.Migrate(ctx, migrate.DirectionUp, nil)
-	if err != nil {
-		return err
+	applied := 0
+	for _, res := range results {
+		applied += len(res.Versions)
 	}
-	fmt.Fprintf(d.out, "1. migrated schema %s to version %d (River-compatible; %d version(s) applied now)\n", d.schema, m.Latest(), len(res.Versions))
+	fmt.Fprintf(d.out, "1. migrated schema %s: River's line main and millrace's own line (%d version(s) applied now)\n", d.schema, applied)
 
 	workers := client.NewWorkers()
 	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[noopArgs]) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/millracetype"
@@ -60,6 +61,23 @@ func (e *executor) hotQuery(ctx context.Context, sql string, args []any, read fu
 		q.Query(read)
 	}
 	return pool.SendBatch(ctx, b).Close()
+}
+
+// hotExec runs a hot statement returning no rows and gives its command
+// tag.
+func (e *executor) hotExec(ctx context.Context, sql string, args []any) (pgconn.CommandTag, error) {
+	pool, ok := e.db.(*pgxpool.Pool)
+	if !ok {
+		return e.db.Exec(ctx, sql, args...)
+	}
+	b := &pgx.Batch{}
+	b.Queue(sqlNoSeqScan)
+	var tag pgconn.CommandTag
+	b.Queue(sql, args...).Exec(func(ct pgconn.CommandTag) error {
+		tag = ct
+		return nil
+	})
+	return tag, pool.SendBatch(ctx, b).Close()
 }
 
 // hotJobs runs a hot statement returning jobs.

@@ -140,7 +140,8 @@ FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::
         $7::boolean[], $8::text[], $9::integer[], $10::boolean[])
     AS u(id, state, finalized_at, scheduled_at, error, attempt_decrement, snooze_increment, metadata_updates, attempt,
         only_if_running)
-WHERE j.id = u.id AND ((j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt)) OR (u.metadata_updates IS NOT NULL AND NOT u.only_if_running))`
+WHERE j.id = u.id AND ((j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt))
+    OR (u.metadata_updates IS NOT NULL AND NOT u.only_if_running AND (u.attempt = 0 OR j.attempt = u.attempt)))`
 
 // sqlJobSetStateIfRunningMany is the completer's statement returning
 // nothing.
@@ -201,12 +202,27 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 	}
 	args := []any{ids, states, finalizedAt, scheduledAt, errs, attemptDecrement, snoozeIncrement, metadataUpdates, attempts, onlyIfRunning}
 	if deletes != nil {
-		return e.jobSetStateDeleting(ctx, p, append(args, deletes))
+		rows, err := e.jobSetStateDeleting(ctx, p, append(args, deletes))
+		if p.Applied != nil {
+			*p.Applied = len(rows)
+			if p.NoRows {
+				*p.Applied = -1
+			}
+		}
+		return rows, err
 	}
 	if p.NoRows {
-		return nil, e.hotQuery(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningMany), args, nil)
+		tag, err := e.hotExec(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningMany), args)
+		if p.Applied != nil {
+			*p.Applied = int(tag.RowsAffected())
+		}
+		return nil, err
 	}
-	return e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningManyRows), args...)
+	rows, err := e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningManyRows), args...)
+	if p.Applied != nil {
+		*p.Applied = len(rows)
+	}
+	return rows, err
 }
 
 var sqlJobGetByID = `SELECT ` + jobCols + ` FROM {{schema}}river_job WHERE id = $1`
@@ -421,11 +437,26 @@ func (e *executor) JobSchedule(ctx context.Context, p *driver.JobScheduleParams)
 var sqlJobGetStuck = `SELECT ` + jobCols + ` FROM {{schema}}river_job
 WHERE state = 'running' AND attempted_at < $1 AND id > $3 ORDER BY id LIMIT $2`
 
+// sqlJobGetStuckSkipLive is the same page leaving out the jobs of clients
+// alive in millrace_client. (Written out: a change to the page must be made
+// to both.)
+var sqlJobGetStuckSkipLive = `SELECT ` + jobCols + ` FROM {{schema}}river_job
+WHERE state = 'running' AND attempted_at < $1 AND id > $3
+    AND NOT EXISTS (SELECT 1 FROM {{schema}}millrace_client AS c
+        WHERE c.client_id = attempted_by[cardinality(attempted_by)] AND c.heartbeat_at >= now() - c.heartbeat_timeout)
+ORDER BY id LIMIT $2`
+
 func (e *executor) JobGetStuck(ctx context.Context, p *driver.JobGetStuckParams) ([]*millracetype.JobRow, error) {
 	if p.Max <= 0 {
 		return nil, fmt.Errorf("get stuck jobs: max %d must be positive", p.Max)
 	}
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetStuck), p.StuckHorizon, p.Max, p.AfterID)
+	var rows pgx.Rows
+	var err error
+	if p.SkipLiveClients {
+		rows, err = e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetStuckSkipLive), p.StuckHorizon, p.Max, p.AfterID)
+	} else {
+		rows, err = e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetStuck), p.StuckHorizon, p.Max, p.AfterID)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -439,9 +470,10 @@ UPDATE {{schema}}river_job AS j SET
     finalized_at = u.finalized_at,
     errors = array_append(j.errors, u.error::jsonb),
     metadata = j.metadata || jsonb_build_object('river:rescue_count', ` + metadataCount("j.metadata", "river:rescue_count") + ` + 1)
-FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[])
-    AS u(id, state, scheduled_at, finalized_at, error)
-WHERE j.id = u.id AND j.state = 'running' AND ($6::timestamptz IS NULL OR j.attempted_at < $6::timestamptz)`
+FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $7::integer[])
+    AS u(id, state, scheduled_at, finalized_at, error, attempt)
+WHERE j.id = u.id AND j.state = 'running' AND ($6::timestamptz IS NULL OR j.attempted_at < $6::timestamptz)
+    AND (u.attempt = 0 OR j.attempt = u.attempt)`
 
 func (e *executor) JobRescueMany(ctx context.Context, p *driver.JobRescueManyParams) (int, error) {
 	n := len(p.Jobs)
@@ -453,7 +485,9 @@ func (e *executor) JobRescueMany(ctx context.Context, p *driver.JobRescueManyPar
 	scheduledAt := make([]time.Time, n)
 	finalizedAt := make([]*time.Time, n)
 	errs := make([]string, n)
+	attempts := make([]int32, n)
 	for i, j := range p.Jobs {
+		attempts[i] = int32(j.Attempt)
 		if j.State.Finalized() != (j.FinalizedAt != nil) {
 			return 0, fmt.Errorf("job %d: finalized_at must be given exactly for a final state (got state %q)", j.ID, j.State)
 		}
@@ -463,7 +497,7 @@ func (e *executor) JobRescueMany(ctx context.Context, p *driver.JobRescueManyPar
 		}
 		ids[i], states[i], scheduledAt[i], finalizedAt[i], errs[i] = j.ID, string(j.State), j.ScheduledAt, j.FinalizedAt, s
 	}
-	tag, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobRescueMany), ids, states, scheduledAt, finalizedAt, errs, p.StuckHorizon)
+	tag, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobRescueMany), ids, states, scheduledAt, finalizedAt, errs, p.StuckHorizon, attempts)
 	if err != nil {
 		return 0, err
 	}

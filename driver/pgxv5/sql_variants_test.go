@@ -26,6 +26,17 @@ func TestSQLVariantsDifferOnlyAsDocumented(t *testing.T) {
 		t.Errorf("sqlJobSetStateDeleteCTERows is not the delete CTE returning rows:\n%s\nwant:\n%s", sqlJobSetStateDeleteCTERows, want)
 	}
 
+	const skipLive = `
+    AND NOT EXISTS (SELECT 1 FROM {{schema}}millrace_client AS c
+        WHERE c.client_id = attempted_by[cardinality(attempted_by)] AND c.heartbeat_at >= now() - c.heartbeat_timeout)`
+	const stuckAfter = " AND id > $3"
+	if strings.Count(sqlJobGetStuck, stuckAfter) != 1 {
+		t.Fatal("the stuck page's id condition is not where the check expects it")
+	}
+	if want := strings.Replace(strings.Replace(sqlJobGetStuck, stuckAfter, stuckAfter+skipLive, 1), skipLive+" ORDER BY", skipLive+"\nORDER BY", 1); sqlJobGetStuckSkipLive != want {
+		t.Errorf("sqlJobGetStuckSkipLive is not the stuck page plus the live-client condition:\n%s\nwant:\n%s", sqlJobGetStuckSkipLive, want)
+	}
+
 	if n := strings.Count(sqlJobSetStateUpdate, "(j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt))"); n != 8 {
 		t.Errorf("the completer's ours condition is written %d times, want 8 (one changed without the others?)", n)
 	}

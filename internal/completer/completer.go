@@ -104,7 +104,14 @@ type Completer struct {
 	// whenever done grows (see Flush). Guarded by mu.
 	queued, done uint64
 	progress     chan struct{}
+	// abandoned counts outcomes given up on at Stop (never written).
+	abandoned atomic.Int64
 }
+
+// Abandoned returns how many outcomes were given up on (the database stayed
+// unreachable for StopFlushLimit after Stop): their jobs are still running
+// in the database.
+func (c *Completer) Abandoned() int { return int(c.abandoned.Load()) }
 
 // New returns a completer writing through exec.
 func New(exec driver.Executor, cfg *Config) *Completer {
@@ -287,9 +294,13 @@ func (c *Completer) writeBatch(ctx context.Context, batch []item) {
 	wait := c.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
 		wantRows := c.cfg.OnWritten != nil && (c.cfg.WantRows == nil || c.cfg.WantRows())
+		applied := 0
 		rows, err := c.exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: c.cfg.Schema, Jobs: states,
-			NoRows: !wantRows})
+			NoRows: !wantRows, Applied: &applied})
 		if err == nil {
+			if applied >= 0 && applied < len(batch) {
+				c.logDropped(ctx, states, rows, wantRows, len(batch)-applied)
+			}
 			if wantRows {
 				c.report(batch, rows)
 			}
@@ -298,6 +309,7 @@ func (c *Completer) writeBatch(ctx context.Context, batch []item) {
 		if ctx.Err() != nil {
 			c.cfg.Logger.Error("completer: giving up writing job outcomes after stop; the jobs stay running until rescued",
 				"jobs", len(batch), "error", err)
+			c.abandoned.Add(int64(len(batch)))
 			return
 		}
 		c.cfg.Logger.Warn("completer: writing job outcomes failed; retrying",
@@ -310,6 +322,60 @@ func (c *Completer) writeBatch(ctx context.Context, batch []item) {
 		}
 		wait = min(wait*2, DefaultMaxRetryWait)
 	}
+}
+
+// logDropped logs outcomes the database refused because their rows had
+// moved on: most often a late outcome of a client presumed dead, whose job
+// was rescued and run again meanwhile (the attempt fences it out), or a job
+// deleted while it ran. It names the jobs it can: from the returned rows
+// when there are some, else from a read of the batch's rows (jobs now gone,
+// or running or past another attempt).
+func (c *Completer) logDropped(ctx context.Context, states []*driver.JobSetState, rows []*millracetype.JobRow, haveRows bool, n int) {
+	var dropped []int64
+	if haveRows {
+		written := make(map[int64]bool, len(rows))
+		for _, r := range rows {
+			written[r.ID] = true
+		}
+		for _, s := range states {
+			if !written[s.ID] {
+				dropped = append(dropped, s.ID)
+			}
+		}
+	} else {
+		ids := make([]int64, len(states))
+		for i, s := range states {
+			ids[i] = s.ID
+		}
+		now, err := c.exec.JobGetByIDMany(ctx, &driver.JobGetByIDManyParams{Schema: c.cfg.Schema, IDs: ids})
+		if err == nil {
+			byID := make(map[int64]*millracetype.JobRow, len(now))
+			for _, r := range now {
+				byID[r.ID] = r
+			}
+			for _, s := range states {
+				if movedOn(s, byID[s.ID]) {
+					dropped = append(dropped, s.ID)
+				}
+			}
+		}
+	}
+	c.cfg.Logger.Warn("completer: job outcomes not recorded: their jobs had moved on (rescued after this client was presumed dead and run again, or deleted, cancelled or finalized meanwhile); the database keeps the newer state",
+		"outcomes", n, "jobs", dropped[:min(len(dropped), 20)])
+}
+
+// movedOn tells, from a job's row after a write, that the outcome s was not
+// the one applied: the row is gone, or it runs (or ran) another attempt.
+func movedOn(s *driver.JobSetState, row *millracetype.JobRow) bool {
+	switch {
+	case row == nil:
+		return !s.Delete
+	case row.State == millracetype.JobStateRunning:
+		return true
+	case s.Attempt == 0:
+		return false
+	}
+	return row.Attempt != s.Attempt && !(s.AttemptDecrement && row.Attempt == s.Attempt-1)
 }
 
 func (c *Completer) report(batch []item, rows []*millracetype.JobRow) {

@@ -1,12 +1,18 @@
 package completer
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/testdb"
@@ -396,4 +402,75 @@ func TestBackPressureReleasesAllWaiters(t *testing.T) {
 	testwait.For(t, 10*time.Second, "the second write to start", func() bool { return exec.calls.Load() == 2 })
 	testwait.For(t, 10*time.Second, "the four blocked Completes to return", func() bool { return returned.Load() == 4 })
 	wg.Wait()
+}
+
+// An outcome for an attempt the job has moved past (it was rescued and
+// fetched again) is dropped by the database and named in a log line, with
+// or without rows read back; the others of its batch are written.
+func TestLogsDroppedLateOutcomes(t *testing.T) {
+	for _, rows := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rows=%v", rows), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := testfixture.New(t)
+			db.InsertJobs(t, 3, "k", "default")
+			jobs := fetchAll(t, db, 3)
+			// Job 0 was rescued and runs attempt 2 elsewhere now; job 1
+			// was deleted.
+			if _, err := db.Pool.Exec(ctx, `UPDATE `+pgx.Identifier{db.Schema, "river_job"}.Sanitize()+
+				` SET attempt = 2, attempted_by = attempted_by || '{other}' WHERE id = $1`, jobs[0].ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Pool.Exec(ctx, `DELETE FROM `+pgx.Identifier{db.Schema, "river_job"}.Sanitize()+` WHERE id = $1`, jobs[1].ID); err != nil {
+				t.Fatal(err)
+			}
+			var logs syncBuffer
+			cfg := &Config{Schema: db.Schema, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			if rows {
+				cfg.OnWritten = func([]Result) {}
+			}
+			c := New(db.Exec(), cfg)
+			// Queued before Start: one batch.
+			for _, j := range jobs {
+				s := completed(j.ID)
+				s.Attempt = 1
+				if err := c.Complete(ctx, s, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c.Stop()
+			if got := db.Job(t, jobs[0].ID); got.State != millracetype.JobStateRunning || got.Attempt != 2 {
+				t.Errorf("the rescued job: %s attempt %d, want running attempt 2 (untouched)", got.State, got.Attempt)
+			}
+			if got := db.Job(t, jobs[2].ID); got.State != millracetype.JobStateCompleted {
+				t.Errorf("the job still ours: %s, want completed", got.State)
+			}
+			out := logs.String()
+			want := fmt.Sprintf("outcomes=2 jobs=\"[%d %d]\"", jobs[0].ID, jobs[1].ID)
+			if !strings.Contains(out, "job outcomes not recorded") || !strings.Contains(out, want) {
+				t.Fatalf("log:\n%s\nwant the dropped outcomes' line with %s", out, want)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -334,6 +334,21 @@ func (p *Producer) CancelJob(id int64) bool {
 	return ok
 }
 
+// CancelAll cancels every job running here with cause and returns how
+// many there were. Fetching goes on.
+func (p *Producer) CancelAll(cause error) int {
+	p.mu.Lock()
+	cancels := make([]context.CancelCauseFunc, 0, len(p.running))
+	for _, cancel := range p.running {
+		cancels = append(cancels, cancel)
+	}
+	p.mu.Unlock()
+	for _, cancel := range cancels {
+		cancel(cause)
+	}
+	return len(cancels)
+}
+
 // Poke asks for a fetch as if an insert notification had arrived.
 func (p *Producer) Poke() {
 	select {

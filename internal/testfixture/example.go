@@ -43,12 +43,7 @@ func ExampleDatabase(ctx context.Context, prefix string) (pool *pgxpool.Pool, sc
 		}
 		pool.Close()
 	}
-	m, err := migrate.New(pgxv5.New(pool), &migrate.Config{Schema: schema})
-	if err != nil {
-		cleanup()
-		log.Fatal(err)
-	}
-	if _, err := m.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
+	if _, err := migrate.MigrateAll(ctx, pgxv5.New(pool), &migrate.Config{Schema: schema}, migrate.DirectionUp, nil); err != nil {
 		cleanup()
 		log.Fatal(err)
 	}

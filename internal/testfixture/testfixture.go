@@ -31,16 +31,12 @@ type DB struct {
 // Exec returns an executor on the pool.
 func (d *DB) Exec() driver.Executor { return d.Driver.GetExecutor() }
 
-// New returns a fresh schema migrated to the latest version.
+// New returns a fresh schema with every migration line at its latest version.
 func New(tb testing.TB) *DB {
 	tb.Helper()
 	schema, pool := testdb.NewSchema(tb)
 	drv := pgxv5.New(pool)
-	m, err := migrate.New[pgx.Tx](drv, &migrate.Config{Schema: schema})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := m.Migrate(context.Background(), migrate.DirectionUp, nil); err != nil {
+	if _, err := migrate.MigrateAll[pgx.Tx](context.Background(), drv, &migrate.Config{Schema: schema}, migrate.DirectionUp, nil); err != nil {
 		tb.Fatalf("testfixture: migrate %s: %v", schema, err)
 	}
 	return &DB{Schema: schema, Pool: pool, Driver: drv}

@@ -30,11 +30,7 @@ func freshSchema(ctx context.Context, pool *pgxpool.Pool, system string) (string
 		return "", fmt.Errorf("create schema %s: %w", schema, err)
 	}
 	if system == "millrace" {
-		m, err := migrate.New(pgxv5.New(pool), &migrate.Config{Schema: schema})
-		if err != nil {
-			return "", err
-		}
-		if _, err := m.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
+		if _, err := migrate.MigrateAll(ctx, pgxv5.New(pool), &migrate.Config{Schema: schema}, migrate.DirectionUp, nil); err != nil {
 			return "", fmt.Errorf("millrace migrate %s: %w", schema, err)
 		}
 		return schema, nil

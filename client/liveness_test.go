@@ -1,0 +1,207 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/millrace/millrace/internal/liveness"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/millracetype"
+)
+
+type blockArgs struct{}
+
+func (blockArgs) Kind() string { return "block" }
+
+func clientTable(db *testfixture.DB) string {
+	return pgx.Identifier{db.Schema, "millrace_client"}.Sanitize()
+}
+
+// A working client keeps a row in millrace_client from Start to the end of
+// Stop, describing itself.
+func TestHeartbeatRowLifecycle(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testfixture.New(t)
+	workers := NewWorkers()
+	AddWorker(workers, WorkFunc(func(context.Context, *Job[noopArgs]) error { return nil }))
+	AddWorker(workers, WorkFunc(func(context.Context, *Job[blockArgs]) error { return nil }))
+	c := newClient(t, db, &Config{ID: "row_lifecycle", Queues: map[string]QueueConfig{"q1": {MaxWorkers: 1}, "q2": {MaxWorkers: 1}},
+		Workers: workers, HeartbeatInterval: 50 * time.Millisecond})
+	start(t, c)
+	var meta []byte
+	var first, second time.Time
+	if err := db.Pool.QueryRow(ctx, `SELECT metadata, heartbeat_at FROM `+clientTable(db)+` WHERE client_id = 'row_lifecycle'`).Scan(&meta, &first); err != nil {
+		t.Fatalf("the client's row after Start: %v", err)
+	}
+	var m clientMetadata
+	if err := json.Unmarshal(meta, &m); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.Kinds, []string{"block", "noop"}) || !slices.Equal(m.Queues, []string{"q1", "q2"}) || m.PID == 0 {
+		t.Errorf("metadata %s: want kinds [block noop], queues [q1 q2] and a pid", meta)
+	}
+	waitFor(t, "a heartbeat", func() bool {
+		if err := db.Pool.QueryRow(ctx, `SELECT heartbeat_at FROM `+clientTable(db)+` WHERE client_id = 'row_lifecycle'`).Scan(&second); err != nil {
+			t.Fatal(err)
+		}
+		return second.After(first)
+	})
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM `+clientTable(db)).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows after Stop: %d (%v), want 0", n, err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A client whose row the database has dead (it was partitioned, say)
+// cancels its running jobs, whose outcomes are guarded, and goes on with a
+// new lease.
+func TestLeaseLostCancelsRunningJobs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testfixture.New(t)
+	started := make(chan struct{}, 1)
+	causes := make(chan error, 1)
+	workers := NewWorkers()
+	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[blockArgs]) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		causes <- context.Cause(ctx)
+		return ctx.Err()
+	}))
+	c := newClient(t, db, &Config{ID: "partitioned", Queues: oneQueue(1), Workers: workers,
+		HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: time.Second})
+	start(t, c)
+	res, err := c.Insert(ctx, blockArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, started, "the job started")
+	if _, err := db.Pool.Exec(ctx, `UPDATE `+clientTable(db)+` SET heartbeat_at = now() - interval '1 minute'`); err != nil {
+		t.Fatal(err)
+	}
+	if cause := recv(t, causes, "the job cancelled"); !errors.Is(cause, liveness.ErrLeaseLost) {
+		t.Fatalf("the job's cancel cause: %v, want ErrLeaseLost", cause)
+	}
+	// Nobody rescued it (no other client): its own outcome applies, an
+	// error on attempt 1 (it is then retried, and may run again at once).
+	job := waitJob(t, db, res.Job.ID, "given attempt 1's error", func(j *millracetype.JobRow) bool { return len(j.Errors) > 0 })
+	if e := job.Errors[0]; e.Attempt != 1 || e.Error != "context canceled" {
+		t.Fatalf("job after the loss: errors %v, want attempt 1's cancellation", job.Errors)
+	}
+	// A new lease: the row is alive again.
+	waitFor(t, "a live row again", func() bool {
+		var alive bool
+		if err := db.Pool.QueryRow(ctx, `SELECT heartbeat_at > now() - interval '1 second' FROM `+clientTable(db)).Scan(&alive); err != nil {
+			t.Fatal(err)
+		}
+		return alive
+	})
+}
+
+func TestHeartbeatConfig(t *testing.T) {
+	t.Parallel()
+	db := testfixture.New(t)
+	for name, cfg := range map[string]*Config{
+		"negative interval":      {HeartbeatInterval: -time.Second},
+		"negative timeout":       {HeartbeatTimeout: -time.Second},
+		"timeout under 2 beats":  {HeartbeatInterval: time.Second, HeartbeatTimeout: 1500 * time.Millisecond},
+		"timeout under interval": {HeartbeatInterval: 10 * time.Second, HeartbeatTimeout: 5 * time.Second},
+	} {
+		cfg.Schema = db.Schema
+		if _, err := New(db.Driver, cfg); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: New returned %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	c, err := New(db.Driver, &Config{Schema: db.Schema, HeartbeatInterval: 4 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.config.HeartbeatTimeout != 8*time.Second {
+		t.Errorf("default timeout for a 4 s interval: %v, want 8 s (twice the interval)", c.config.HeartbeatTimeout)
+	}
+	c, err = New(db.Driver, &Config{Schema: db.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.config.HeartbeatInterval != time.Second || c.config.HeartbeatTimeout != 5*time.Second {
+		t.Errorf("defaults: %v %v, want 1 s and 5 s", c.config.HeartbeatInterval, c.config.HeartbeatTimeout)
+	}
+}
+
+// A graceful Stop keeps the heartbeat while running jobs finish, and
+// removes the row only once their outcomes are written.
+func TestStopRemovesTheRowLast(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testfixture.New(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	workers := NewWorkers()
+	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[blockArgs]) error {
+		close(started)
+		<-release
+		return nil
+	}))
+	c := newClient(t, db, &Config{ID: "stops_last", Queues: oneQueue(1), Workers: workers, HeartbeatInterval: 50 * time.Millisecond})
+	start(t, c)
+	res, err := c.Insert(ctx, blockArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, started, "the job started")
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Stop(ctx) }()
+	rowAlive := func() bool {
+		var alive bool
+		err := db.Pool.QueryRow(ctx, `SELECT heartbeat_at > now() - interval '1 second' FROM `+clientTable(db)+` WHERE client_id = 'stops_last'`).Scan(&alive)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return alive
+	}
+	// Stopping, the job still running: the heartbeat goes on (checked
+	// over a few heartbeat intervals).
+	for range 5 {
+		select {
+		case err := <-stopped:
+			t.Fatalf("Stop returned while a job ran: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if !rowAlive() {
+			t.Fatal("the row was removed or went stale while a job still ran")
+		}
+	}
+	close(release)
+	if err := recv(t, stopped, "Stop returned"); err != nil {
+		t.Fatal(err)
+	}
+	if job := db.Job(t, res.Job.ID); job.State != millracetype.JobStateCompleted {
+		t.Fatalf("job after Stop: %s", job.State)
+	}
+	if rowAlive() {
+		t.Fatal("the row is still there after Stop")
+	}
+}

@@ -1,0 +1,395 @@
+// Package liveness keeps a client's heartbeat and rescues the jobs of
+// clients that stopped heartbeating.
+//
+// Each working client holds a lease: its row in the millrace line's table
+// millrace_client, registered at start-up and refreshed every Interval with
+// the database's clock. A row whose heartbeat is older than its client's
+// DeadAfter (stored with the row, so that clients configured differently
+// judge each other right; compared with the database's clock: clients'
+// clocks play no part) is dead for good: a heartbeat never revives it. Every client looks for dead rows in each
+// heartbeat (the same statement), and when there are some, one client at
+// a time (row locks, SKIP LOCKED) rescues their running jobs, as River's
+// rescuer would (retryable with backoff, discarded when out of attempts,
+// cancelled when a cancel was asked), each only while it still runs the
+// attempt the rescue was decided for. A dead row stays for TombstoneAfter
+// after its death, so jobs that a fetch in flight at the death still
+// committed under its ID are rescued too; then it is deleted.
+//
+// The client side of the contract: a client whose heartbeat has not
+// succeeded for DeadAfter (measured from when the last successful one was
+// sent, which is no later than the database's heartbeat_at) must consider
+// its lease lost, since its jobs are about to be rescued: OnLost is
+// called, and the client cancels its running jobs. Whatever they still
+// write is guarded by attempt in the database. When the database answers
+// again and says the lease is dead, the service registers anew (a new
+// incarnation) without touching the jobs of the old one, which the client
+// is cancelling itself.
+//
+// A client's first registration (Start) rescues the running jobs recorded
+// under its own ID: it has fetched nothing yet, so they belong to an
+// earlier process with the same ID (a restart with a stable ID).
+//
+// Jobs whose client never registered (River's clients, older millrace)
+// are not touched here: the leader's rescuer keeps River's rule for them.
+package liveness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/millracetype"
+	"github.com/millrace/millrace/startstop"
+)
+
+// Defaults for Config.
+const (
+	DefaultInterval       = time.Second
+	DefaultDeadAfter      = 5 * time.Second
+	DefaultTombstoneAfter = time.Minute
+	// rescuePage is how many running jobs a rescue reads per statement.
+	rescuePage = 1000
+	// maxDeadPerRescue bounds the dead rows one rescue transaction takes.
+	maxDeadPerRescue = 100
+	// stopTimeout bounds the deregistration at Stop.
+	stopTimeout = 5 * time.Second
+)
+
+// ErrInvalidConfig is wrapped by New's errors.
+var ErrInvalidConfig = errors.New("liveness: invalid config")
+
+// ErrLeaseLost is the cause given to work cancelled because the client's
+// lease was lost (OnLost's argument).
+var ErrLeaseLost = errors.New("the client lost its liveness lease (no heartbeat within the dead-after time); its jobs are rescued by other clients")
+
+// Config configures a Service.
+type Config struct {
+	// Schema holds the tables; empty means the connection's search_path.
+	Schema string
+	// ClientID is the lease's client ID (required).
+	ClientID string
+	// Metadata is a JSON object stored with the lease (nil: {}).
+	Metadata []byte
+	// Interval between heartbeats. Default 1 s.
+	Interval time.Duration
+	// DeadAfter is how old a heartbeat may be before its client is dead.
+	// Default 5 s; at least twice Interval.
+	DeadAfter time.Duration
+	// TombstoneAfter is how long a dead row is kept. Default 1 min.
+	TombstoneAfter time.Duration
+	// Rescue gives a rescued job's verdict; nil leaves the job running
+	// (e.g. a kind this client cannot judge). Required.
+	Rescue func(job *millracetype.JobRow) *driver.JobRescue
+	// OnLost is called, from the service's goroutine, when the lease is
+	// lost: no heartbeat succeeded for DeadAfter, or the database says the
+	// lease is dead or replaced. It is called once per loss.
+	OnLost func(cause error)
+	// Logger receives the service's logs. Default: discarded.
+	Logger *slog.Logger
+}
+
+// Service is the heartbeat and dead-client rescue of one client.
+type Service struct {
+	startstop.BaseStartStop
+	exec driver.Executor
+	cfg  Config
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	lease *driver.ClientLease
+	// lost is set from the loss until the next registration.
+	lost bool
+	// keep, when set, makes Stop leave the row in place (see KeepOnStop).
+	keep atomic.Bool
+
+	// beat, if set, is called after every heartbeat attempt (a test
+	// signal, set before Start).
+	beat func(res *driver.ClientHeartbeatResult, err error)
+}
+
+// New returns a service, or an error wrapping ErrInvalidConfig.
+func New(exec driver.Executor, cfg *Config) (*Service, error) {
+	if exec == nil || cfg == nil {
+		return nil, fmt.Errorf("%w: nil executor or config", ErrInvalidConfig)
+	}
+	c := *cfg
+	if c.ClientID == "" {
+		return nil, fmt.Errorf("%w: empty client ID", ErrInvalidConfig)
+	}
+	if c.Rescue == nil {
+		return nil, fmt.Errorf("%w: nil Rescue", ErrInvalidConfig)
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{{"Interval", &c.Interval, DefaultInterval}, {"DeadAfter", &c.DeadAfter, DefaultDeadAfter},
+		{"TombstoneAfter", &c.TombstoneAfter, DefaultTombstoneAfter}} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("%w: negative %s %v", ErrInvalidConfig, d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if c.DeadAfter < 2*c.Interval {
+		return nil, fmt.Errorf("%w: DeadAfter %v must be at least twice Interval %v", ErrInvalidConfig, c.DeadAfter, c.Interval)
+	}
+	if c.OnLost == nil {
+		c.OnLost = func(error) {}
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{exec: exec, cfg: c, log: log}, nil
+}
+
+// Lease returns the current lease (nil before Start).
+func (s *Service) Lease() *driver.ClientLease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lease
+}
+
+// KeepOnStop makes the next Stop leave the row: the client could not
+// write every outcome, and its jobs left running must be rescued once the
+// row is dead rather than wait for River's rule.
+func (s *Service) KeepOnStop() { s.keep.Store(true) }
+
+// Start registers the client (rescuing jobs an earlier process left under
+// its ID) and starts the heartbeat. A failed registration is returned.
+func (s *Service) Start(ctx context.Context) error {
+	ctx, shouldStart, started, stopped := s.StartInit(ctx)
+	if !shouldStart {
+		return nil
+	}
+	s.keep.Store(false)
+	if err := s.register(ctx, true); err != nil {
+		s.StartFailed(stopped)
+		return err
+	}
+	go func() {
+		defer stopped()
+		started()
+		s.run(ctx)
+		s.deregister()
+	}()
+	return nil
+}
+
+// register takes a new lease. At start-up (orphans set), running jobs
+// under the client's ID are rescued first, in the same transaction.
+func (s *Service) register(ctx context.Context, orphans bool) error {
+	tx, err := s.exec.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("register client %s: %w", s.cfg.ClientID, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	rescued := 0
+	if orphans {
+		if rescued, err = s.rescueJobsOf(ctx, tx, []string{s.cfg.ClientID}); err != nil {
+			return fmt.Errorf("register client %s: rescue jobs an earlier process left under its ID: %w", s.cfg.ClientID, err)
+		}
+	}
+	res, err := tx.ClientRegister(ctx, &driver.ClientRegisterParams{Schema: s.cfg.Schema, ClientID: s.cfg.ClientID,
+		Metadata: s.cfg.Metadata, HeartbeatTimeout: s.cfg.DeadAfter})
+	if err != nil {
+		return fmt.Errorf("register client %s: %w", s.cfg.ClientID, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("register client %s: %w", s.cfg.ClientID, err)
+	}
+	s.mu.Lock()
+	s.lease, s.lost = res.Lease, false
+	s.mu.Unlock()
+	if orphans && res.ReplacedAlive {
+		s.log.Warn("liveness: this client's ID was registered by a client that still looked alive: either two processes use one ID (give each its own), or this process restarted within the dead-after time",
+			"client_id", s.cfg.ClientID, "dead_after", s.cfg.DeadAfter)
+	}
+	if rescued > 0 {
+		s.log.Info("liveness: rescued jobs an earlier process left running under this client's ID", "client_id", s.cfg.ClientID, "jobs", rescued)
+	}
+	return nil
+}
+
+func (s *Service) run(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	// lastOK is when the last successful heartbeat was sent (the monotonic
+	// clock): the database's heartbeat_at is no earlier, so the lease
+	// cannot be dead by the database's reckoning before lastOK + DeadAfter.
+	lastOK := time.Now()
+	failing := false
+	// Rescues run beside the heartbeat, one at a time: a rescue waiting on
+	// a row lock must not delay this client's own heartbeat.
+	var rescues sync.WaitGroup
+	defer rescues.Wait()
+	var rescuing atomic.Bool
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sent := time.Now()
+		res, err := s.heartbeat(ctx)
+		if s.beat != nil {
+			s.beat(res, err)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if !failing {
+				s.log.Warn("liveness: heartbeat failed", "client_id", s.cfg.ClientID, "error", err)
+				failing = true
+			}
+			if time.Since(lastOK) >= s.cfg.DeadAfter {
+				s.loseLease(fmt.Errorf("%w: last successful heartbeat %v ago", ErrLeaseLost, time.Since(lastOK).Round(time.Millisecond)))
+			}
+			continue
+		case !res.Alive:
+			s.loseLease(fmt.Errorf("%w: the database has it dead or replaced", ErrLeaseLost))
+			if err := s.register(ctx, false); err != nil {
+				s.log.Warn("liveness: registering again failed", "client_id", s.cfg.ClientID, "error", err)
+				continue
+			}
+			s.log.Info("liveness: registered again with a new lease", "client_id", s.cfg.ClientID)
+		default:
+			// Alive: a loss given up locally was not one for the
+			// database (the jobs were cancelled all the same).
+			s.mu.Lock()
+			s.lost = false
+			s.mu.Unlock()
+		}
+		if failing {
+			s.log.Info("liveness: heartbeat succeeds again", "client_id", s.cfg.ClientID)
+			failing = false
+		}
+		lastOK = sent
+		if res.DeadClients && rescuing.CompareAndSwap(false, true) {
+			rescues.Go(func() {
+				defer rescuing.Store(false)
+				if err := s.rescueDead(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("liveness: rescuing the jobs of dead clients failed", "error", err)
+				}
+			})
+		}
+	}
+}
+
+// heartbeat sends one heartbeat, bounded by DeadAfter.
+func (s *Service) heartbeat(ctx context.Context) (*driver.ClientHeartbeatResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DeadAfter)
+	defer cancel()
+	return s.exec.ClientHeartbeat(ctx, &driver.ClientHeartbeatParams{Schema: s.cfg.Schema, Lease: s.Lease()})
+}
+
+// loseLease reports a loss once per lease.
+func (s *Service) loseLease(cause error) {
+	s.mu.Lock()
+	already := s.lost
+	s.lost = true
+	s.mu.Unlock()
+	if already {
+		return
+	}
+	s.log.Error("liveness: lease lost; cancelling this client's running jobs (other clients rescue them)",
+		"client_id", s.cfg.ClientID, "cause", cause)
+	s.cfg.OnLost(cause)
+}
+
+// rescueDead takes dead rows (those no other client is working on) and
+// rescues their running jobs, in one transaction; rows dead for longer than
+// TombstoneAfter are deleted.
+func (s *Service) rescueDead(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*s.cfg.DeadAfter)
+	defer cancel()
+	tx, err := s.exec.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	dead, err := tx.ClientLockDead(ctx, &driver.ClientLockDeadParams{Schema: s.cfg.Schema, Max: maxDeadPerRescue})
+	if err != nil || len(dead) == 0 {
+		return err
+	}
+	ids := make([]string, len(dead))
+	for i, d := range dead {
+		ids[i] = d.ClientID
+	}
+	rescued, err := s.rescueJobsOf(ctx, tx, ids)
+	if err != nil {
+		return err
+	}
+	var deleted []string
+	for _, d := range dead {
+		if d.DeadFor < s.cfg.TombstoneAfter {
+			continue
+		}
+		if _, err := tx.ClientDelete(ctx, &driver.ClientDeleteParams{Schema: s.cfg.Schema, ClientID: d.ClientID, StartedAt: d.StartedAt}); err != nil {
+			return err
+		}
+		deleted = append(deleted, d.ClientID)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	if rescued > 0 {
+		s.log.Info("liveness: rescued the running jobs of dead clients", "clients", ids, "jobs", rescued)
+	}
+	if len(deleted) > 0 {
+		s.log.Debug("liveness: removed the rows of clients dead for long", "clients", deleted)
+	}
+	return nil
+}
+
+// rescueJobsOf rescues the running jobs of clients, a page at a time.
+func (s *Service) rescueJobsOf(ctx context.Context, exec driver.Executor, ids []string) (int, error) {
+	total := 0
+	var after int64
+	for {
+		jobs, err := exec.JobGetRunningBy(ctx, &driver.JobGetRunningByParams{Schema: s.cfg.Schema, ClientIDs: ids, AfterID: after, Max: rescuePage})
+		if err != nil {
+			return total, fmt.Errorf("list the running jobs of %v: %w", ids, err)
+		}
+		var rescues []*driver.JobRescue
+		for _, job := range jobs {
+			if r := s.cfg.Rescue(job); r != nil {
+				r.Attempt = job.Attempt
+				rescues = append(rescues, r)
+			}
+		}
+		if len(rescues) > 0 {
+			n, err := exec.JobRescueMany(ctx, &driver.JobRescueManyParams{Schema: s.cfg.Schema, Jobs: rescues})
+			if err != nil {
+				return total, fmt.Errorf("rescue %d jobs of %v: %w", len(rescues), ids, err)
+			}
+			total += n
+		}
+		if len(jobs) < rescuePage {
+			return total, nil
+		}
+		after = jobs[len(jobs)-1].ID
+	}
+}
+
+// deregister removes the lease's row unless KeepOnStop was called.
+func (s *Service) deregister() {
+	lease := s.Lease()
+	if lease == nil || s.keep.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if _, err := s.exec.ClientDelete(ctx, &driver.ClientDeleteParams{Schema: s.cfg.Schema, ClientID: lease.ClientID, StartedAt: lease.StartedAt}); err != nil {
+		s.log.Warn("liveness: removing this client's row at stop failed; it will be seen dead and removed by another client",
+			"client_id", lease.ClientID, "error", err)
+	}
+}
