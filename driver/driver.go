@@ -217,6 +217,11 @@ type Executor interface {
 	// JobUpdate changes one job from outside its run (or from its worker,
 	// in the worker's transaction): see JobUpdateParams.
 	JobUpdate(ctx context.Context, params *JobUpdateParams) (*millracetype.JobRow, error)
+	// JobMarkRunning marks one job running as a fetch would (attempt + 1,
+	// attempted_at = now(), the client appended to attempted_by), whatever
+	// its state but running (a finalized job loses its finalized_at), for
+	// a test harness that works a chosen job: see JobMarkRunningParams.
+	JobMarkRunning(ctx context.Context, params *JobMarkRunningParams) (*millracetype.JobRow, error)
 
 	// Runtime queue management (see queue_admin.go for the params).
 

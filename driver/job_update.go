@@ -17,3 +17,12 @@ type JobUpdateParams struct {
 	// millracetype.ErrJobNotRunning. 0 changes the job in any state.
 	RunningAttempt int
 }
+
+// JobMarkRunningParams names the job to mark running and the client that
+// runs it. A job already running gives an error wrapping
+// millracetype.ErrJobRunning, a missing one millracetype.ErrNotFound.
+type JobMarkRunningParams struct {
+	Schema   string
+	ID       int64
+	ClientID string
+}

@@ -1,6 +1,7 @@
-// Package millracetest helps you test code that inserts millrace jobs: it
-// checks, from a test, that the jobs your code inserted are the ones you
-// expect, with messages that say what was found instead.
+// Package millracetest helps you test code that inserts millrace jobs and
+// the workers that run them: it checks, from a test, that the jobs your
+// code inserted are the ones you expect, with messages that say what was
+// found instead, and it runs jobs through your workers as a client would.
 //
 // # The assertions
 //
@@ -83,6 +84,26 @@
 // nil testing.TB cannot report anything: the function then writes the
 // reason to standard error and stops its goroutine (runtime.Goexit),
 // which the testing package reports as a failed test.
+//
+// # Running a worker
+//
+// NewWorker makes a harness that runs jobs through one of your workers
+// synchronously, without starting a client, the way a working client
+// would: the config's worker middleware and hooks, the job's timeout,
+// panic recovery and client.ClientFromContext all apply. Work inserts a job
+// from args and works it at once; WorkJob works an existing row (marked
+// running first, its attempt counted). The outcome is written to the row,
+// and the WorkResult says how the attempt ended (Kind), with the row, the
+// recorded error, the next retry time, the snooze, the output and the
+// attempt's log lines:
+//
+//	w := millracetest.NewWorker(t, drv, &client.Config{Schema: schema}, client.Worker[ResizeArgs](&ResizeWorker{}))
+//	res := w.Work(ctx, t, ResizeArgs{Path: "cat.png"}, nil)
+//	if res.Kind != client.EventKindJobCompleted {
+//		t.Fatalf("resize: %s (%s)", res.Kind, res.Err)
+//	}
+//
+// WorkTx and WorkJobTx do the same inside a transaction of yours.
 //
 // # Schemas
 //

@@ -126,3 +126,38 @@ func (s *suite[TTx]) testJobSetStateOnlyIfRunning(t *testing.T) {
 		requireSameJob(t, e.getJob(t, plainOtherAttempt.ID), plainOtherAttempt, "a row running another attempt, after a plain late outcome")
 	})
 }
+
+// testJobMarkRunning checks the test harness's fetch of a chosen job.
+func (s *suite[TTx]) testJobMarkRunning(t *testing.T) {
+	s.run(t, "MarksAsAFetchWould", func(t *testing.T, e *env[TTx]) {
+		for _, state := range []millracetype.JobState{millracetype.JobStateAvailable, millracetype.JobStateScheduled,
+			millracetype.JobStateRetryable, millracetype.JobStateCompleted} {
+			p := inState(state, now().Add(-time.Minute))
+			p.AttemptedBy = []string{"before"}
+			job := e.insertFull(t, p)
+			got, err := e.exec.JobMarkRunning(e.ctx, &driver.JobMarkRunningParams{Schema: e.schema, ID: job.ID, ClientID: "harness"})
+			requireNoError(t, err, "JobMarkRunning of a "+string(state)+" job")
+			want := *job
+			want.State = millracetype.JobStateRunning
+			want.Attempt = job.Attempt + 1
+			want.AttemptedBy = []string{"before", "harness"}
+			want.AttemptedAt = got.AttemptedAt
+			want.FinalizedAt = nil
+			requireBetween(t, *got.AttemptedAt, now().Add(-time.Minute), now().Add(time.Minute), "attempted_at (the database's now())")
+			requireSameJob(t, got, &want, "the job marked running")
+			requireSameJob(t, e.getJob(t, job.ID), got, "the stored row against the returned one")
+		}
+	})
+	s.run(t, "RunningOrMissing", func(t *testing.T, e *env[TTx]) {
+		job := e.insertFull(t, running(now()))
+		_, err := e.exec.JobMarkRunning(e.ctx, &driver.JobMarkRunningParams{Schema: e.schema, ID: job.ID, ClientID: "harness"})
+		requireErrorIs(t, err, millracetype.ErrJobRunning, "JobMarkRunning of a running job")
+		requireSameJob(t, e.getJob(t, job.ID), job, "the running job after the refusal")
+		_, err = e.exec.JobMarkRunning(e.ctx, &driver.JobMarkRunningParams{Schema: e.schema, ID: job.ID + 1000, ClientID: "harness"})
+		requireErrorIs(t, err, millracetype.ErrNotFound, "JobMarkRunning of a missing job")
+		_, err = e.exec.JobMarkRunning(e.ctx, &driver.JobMarkRunningParams{Schema: e.schema, ID: job.ID})
+		if err == nil {
+			t.Fatal("JobMarkRunning without a client ID: no error")
+		}
+	})
+}

@@ -107,6 +107,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobSetStateOnlyIfRunning", s.testJobSetStateOnlyIfRunning},
 		{"QueueAdmin", s.testQueueAdmin},
 		{"ClientLiveness", s.testClientLiveness},
+		{"JobMarkRunning", s.testJobMarkRunning},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

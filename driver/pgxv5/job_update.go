@@ -64,3 +64,38 @@ func isJSONObject(raw []byte) bool {
 	}
 	return false
 }
+
+// sqlJobMarkRunning is the fetch's change to one chosen job.
+var sqlJobMarkRunning = `
+UPDATE {{schema}}river_job AS j SET
+    state = 'running',
+    attempt = j.attempt + 1,
+    attempted_at = now(),
+    finalized_at = NULL,
+    attempted_by = CASE WHEN cardinality(j.attempted_by) >= 100
+        THEN j.attempted_by[cardinality(j.attempted_by) - 98:] || $2::text
+        ELSE array_append(j.attempted_by, $2::text) END
+WHERE j.id = $1 AND j.state <> 'running'
+RETURNING ` + jobColsJ
+
+func (e *executor) JobMarkRunning(ctx context.Context, p *driver.JobMarkRunningParams) (*millracetype.JobRow, error) {
+	if p.ClientID == "" {
+		return nil, fmt.Errorf("mark job %d running: empty client ID", p.ID)
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobMarkRunning), p.ID, p.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := pgx.CollectRows(rows, scanJob)
+	if err != nil {
+		return nil, err
+	}
+	if len(jobs) == 1 {
+		return jobs[0], nil
+	}
+	// Nothing changed: missing, or running already.
+	if _, err := e.JobGetByID(ctx, &driver.JobGetByIDParams{Schema: p.Schema, ID: p.ID}); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("mark job %d running: %w", p.ID, millracetype.ErrJobRunning)
+}
