@@ -60,6 +60,40 @@ type InsertOpts struct {
 	// UniqueOpts make the job unique: an insert that matches a live job
 	// returns that job (InsertResult.UniqueSkippedAsDuplicate) instead.
 	UniqueOpts UniqueOpts
+	// Replace makes an insert that matches a unique job that has not
+	// started update it instead (see ReplaceOpts); it needs UniqueOpts.
+	Replace ReplaceOpts
+}
+
+// ReplaceOpts make a unique insert that finds a duplicate that has not
+// started (state available, pending, retryable or scheduled) update it
+// with its own values, and report InsertResult.UniqueReplaced. A duplicate
+// that is running or finished is left alone (UniqueSkippedAsDuplicate), as
+// without them. The unique key does not change: it is computed as River
+// computes it, so River clients find the replaced job as a duplicate too.
+// With ByArgs, new args replace only when the key is the same: when the
+// args' fields tagged `river:"unique"` (or, untagged, all of them) are the
+// same. Args that differ where the key looks make a new job.
+//
+// They need UniqueOpts (an insert without them is refused with
+// ErrInvalidArgs; a kind whose InsertOpts set them without UniqueOpts is
+// refused by AddWorker) and cannot be used with InsertManyFast.
+type ReplaceOpts struct {
+	// Args gives the duplicate this insert's args.
+	Args bool
+	// ScheduledAt gives the duplicate this insert's run time (ScheduledAt,
+	// or the insert's time when unset) and the state that goes with it
+	// (available or scheduled; a pending duplicate stays pending). Not
+	// with InsertOpts.Pending.
+	ScheduledAt bool
+	// Debounce sets the run time to the insert's time plus Debounce (the
+	// client's clock, as for ScheduledAt) and replaces the duplicate's run
+	// time with it, so a job inserted again and again runs once, Debounce
+	// after the last insert. Not with InsertOpts.ScheduledAt or Pending;
+	// not negative. A
+	// unique period (ByPeriod) is taken from the insert's time, not from
+	// the run time Debounce gives.
+	Debounce time.Duration
 }
 
 // UniqueOpts select what makes a job a duplicate of another, with River's

@@ -37,6 +37,8 @@ type Client[TTx any] struct {
 	periodic    *maintenance.PeriodicJobEnqueuer
 	// exec runs the fetched jobs (internal/jobexec; wiring in execute.go).
 	exec *jobexec.Executor
+	// dueTimers pokes producers when replaced jobs are due (insert.go).
+	dueTimers dueTimers
 
 	// mu guards the services of the current run.
 	mu         sync.Mutex

@@ -22,8 +22,14 @@ type InsertResult struct {
 	// Job is the inserted job, or the existing one for a duplicate.
 	Job *millracetype.JobRow
 	// UniqueSkippedAsDuplicate is true when a live job with the same unique
-	// key existed: nothing was inserted and Job is that job.
+	// key existed: nothing was inserted and Job is that job, left as it
+	// was.
 	UniqueSkippedAsDuplicate bool
+	// UniqueReplaced is true when a job with the same unique key existed
+	// that had not started and InsertOpts.Replace updated it: nothing was
+	// inserted and Job is that job as updated. UniqueSkippedAsDuplicate is
+	// then false.
+	UniqueReplaced bool
 }
 
 // InsertManyParams is one job of a batch insert.
@@ -47,6 +53,12 @@ type JobInsertParams struct {
 	Metadata     []byte
 	UniqueKey    []byte
 	UniqueStates byte
+	// ReplaceArgs and ReplaceScheduledAt come from InsertOpts.Replace
+	// (Debounce sets ReplaceScheduledAt): a duplicate that has not started
+	// takes this job's EncodedArgs, and its ScheduledAt and State. They
+	// need a UniqueKey.
+	ReplaceArgs        bool
+	ReplaceScheduledAt bool
 
 	// Args is the args value the job was made from (for hooks and
 	// middleware to inspect; changing it changes nothing stored).
@@ -86,7 +98,8 @@ func (c *Client[TTx]) InsertManyTx(ctx context.Context, tx TTx, params []InsertM
 
 // InsertManyFast inserts jobs with COPY, the fastest way to insert many,
 // and returns how many it inserted. It returns no rows, and a unique-key
-// conflict fails the whole batch (use InsertMany for unique jobs).
+// conflict fails the whole batch (use InsertMany for unique jobs); jobs
+// with InsertOpts.Replace are refused.
 func (c *Client[TTx]) InsertManyFast(ctx context.Context, params []InsertManyParams) (int, error) {
 	return c.insertManyFast(ctx, c.driver.GetExecutor(), false, params)
 }
@@ -115,7 +128,11 @@ func (c *Client[TTx]) insertMany(ctx context.Context, exec driver.Executor, inTx
 		}
 		out := make([]*InsertResult, len(res))
 		for i, r := range res {
-			out[i] = &InsertResult{Job: r.Job, UniqueSkippedAsDuplicate: r.UniqueSkippedAsDuplicate}
+			out[i] = &InsertResult{Job: r.Job, UniqueSkippedAsDuplicate: r.UniqueSkippedAsDuplicate,
+				UniqueReplaced: r.UniqueReplaced}
+		}
+		if !inTx {
+			c.pokeReplaced(prepared, out)
 		}
 		return out, nil
 	})
@@ -125,6 +142,11 @@ func (c *Client[TTx]) insertManyFast(ctx context.Context, exec driver.Executor, 
 	prepared, err := c.prepareInsert(params)
 	if err != nil {
 		return 0, err
+	}
+	for i, p := range prepared {
+		if p.ReplaceArgs || p.ReplaceScheduledAt {
+			return 0, fmt.Errorf("%w: job %d: InsertManyFast (COPY) cannot replace a duplicate; use InsertMany", ErrInvalidArgs, i)
+		}
 	}
 	var count int
 	_, err = c.runInsertMiddleware(ctx, prepared, func(ctx context.Context) ([]*InsertResult, error) {
@@ -154,7 +176,8 @@ func toDriverParams(prepared []*JobInsertParams) []*driver.JobInsertParams {
 		createdAt, scheduledAt := p.CreatedAt, p.ScheduledAt
 		jobs[i] = &driver.JobInsertParams{Args: p.EncodedArgs, CreatedAt: &createdAt, Kind: p.Kind,
 			MaxAttempts: p.MaxAttempts, Metadata: p.Metadata, Priority: p.Priority, Queue: p.Queue,
-			ScheduledAt: &scheduledAt, State: p.State, Tags: p.Tags, UniqueKey: p.UniqueKey, UniqueStates: p.UniqueStates}
+			ScheduledAt: &scheduledAt, State: p.State, Tags: p.Tags, UniqueKey: p.UniqueKey, UniqueStates: p.UniqueStates,
+			ReplaceArgs: p.ReplaceArgs, ReplaceScheduledAt: p.ReplaceScheduledAt}
 	}
 	return jobs
 }
@@ -280,6 +303,8 @@ func (c *Client[TTx]) prepareOne(p InsertManyParams, now time.Time) (*JobInsertP
 	uopts := &uniquekey.Opts{ByArgs: unique.ByArgs, ByPeriod: unique.ByPeriod, ByQueue: unique.ByQueue,
 		ByState: unique.ByState, ExcludeKind: unique.ExcludeKind}
 	if !uopts.IsEmpty() {
+		// The key is River's, from the ScheduledAt given (not the one a
+		// Debounce gives below), so River computes the same.
 		var sched *time.Time
 		if !scheduledAt.IsZero() {
 			sched = &scheduledAt
@@ -290,7 +315,39 @@ func (c *Client[TTx]) prepareOne(p InsertManyParams, now time.Time) (*JobInsertP
 		}
 		job.UniqueKey, job.UniqueStates = key, uopts.StatesMask()
 	}
+	replace := firstNonZero(opts.Replace, kindOpts.Replace)
+	if err := checkReplace(replace, uopts.IsEmpty(), scheduledAt, job.State == millracetype.JobStatePending); err != nil {
+		return nil, err
+	}
+	job.ReplaceArgs, job.ReplaceScheduledAt = replace.Args, replace.ScheduledAt || replace.Debounce > 0
+	if replace.Debounce > 0 {
+		job.ScheduledAt = now.Add(replace.Debounce)
+		if replace.Debounce > soonHorizon {
+			job.State = millracetype.JobStateScheduled
+		}
+	}
 	return job, nil
+}
+
+// checkReplace validates replace options against the rest of a job's
+// resolved options.
+func checkReplace(r ReplaceOpts, noUnique bool, scheduledAt time.Time, pending bool) error {
+	if r == (ReplaceOpts{}) {
+		return nil
+	}
+	if noUnique {
+		return errors.New("replace options (Replace) need unique options (UniqueOpts): a job without a unique key has no duplicate to replace")
+	}
+	if r.Debounce < 0 {
+		return fmt.Errorf("replace debounce %s is negative", r.Debounce)
+	}
+	if r.Debounce > 0 && !scheduledAt.IsZero() {
+		return errors.New("replace debounce sets the run time: ScheduledAt must not be set with it")
+	}
+	if (r.ScheduledAt || r.Debounce > 0) && pending {
+		return errors.New("replacing the run time of a pending job: Pending must not be set with Replace.ScheduledAt or Debounce")
+	}
+	return nil
 }
 
 func isZeroUnique(u UniqueOpts) bool {
@@ -379,11 +436,18 @@ func (l *notifyLimiter) trailingSent(queue string, now time.Time) {
 // a caller's transaction always notify: the transaction may roll back, and
 // a notification it takes with it must not silence the next ones (Postgres
 // folds identical notifications of one transaction into one).
+// A job that replaces a duplicate's run time with a later one (a
+// debounce) sends none: no producer has anything to do before it is due,
+// and each insert of a burst would wake them for nothing.
 func (c *Client[TTx]) notifyQueues(jobs []*JobInsertParams, inTx bool) (queues, suppressed []string) {
 	now := time.Now()
+	clock := c.config.clock()
 	seen := map[string]bool{}
 	for _, j := range jobs {
 		if j.State != millracetype.JobStateAvailable || seen[j.Queue] {
+			continue
+		}
+		if j.ReplaceScheduledAt && j.ScheduledAt.After(clock) {
 			continue
 		}
 		seen[j.Queue] = true
@@ -427,12 +491,13 @@ func (c *Client[TTx]) notifyTrailing(suppressed []string) {
 
 // pokeProducers wakes this client's own producers of the queues that just
 // got available jobs, without waiting for the notification's round trip;
-// for a job due a little later, when it is due.
+// for a job due a little later, when it is due. Jobs that replace a
+// duplicate's run time are pokeReplaced's.
 func (c *Client[TTx]) pokeProducers(jobs []*JobInsertParams) {
 	now := c.config.clock()
 	poked := map[string]bool{}
 	for _, j := range jobs {
-		if j.State != millracetype.JobStateAvailable {
+		if j.State != millracetype.JobStateAvailable || j.ReplaceScheduledAt {
 			continue
 		}
 		p := c.producer(j.Queue)
@@ -448,4 +513,85 @@ func (c *Client[TTx]) pokeProducers(jobs []*JobInsertParams) {
 			p.Poke()
 		}
 	}
+}
+
+// pokeReplaced wakes this client's producer of a queue when a job inserted
+// or replaced with a new run time (InsertOpts.Replace) is due: at once if
+// it is due now, else by a timer per job that a later replacement moves,
+// so a burst of inserts that keep moving the run time wakes the producer
+// once, when the job is due. A duplicate left alone (running) wakes
+// nothing; a scheduled (or pending) job is the scheduler's (or nobody's).
+func (c *Client[TTx]) pokeReplaced(jobs []*JobInsertParams, res []*InsertResult) {
+	now := c.config.clock()
+	for i, j := range jobs {
+		row := res[i].Job
+		if !j.ReplaceScheduledAt || res[i].UniqueSkippedAsDuplicate {
+			continue
+		}
+		if row.State != millracetype.JobStateAvailable {
+			c.dueTimers.stop(row.ID) // moved out of reach: a timer set before has nothing to wake
+			continue
+		}
+		queue := row.Queue
+		if c.producer(queue) == nil {
+			continue // this client does not work the queue
+		}
+		poke := func() {
+			if p := c.producer(queue); p != nil {
+				p.Poke()
+			}
+		}
+		if wait := row.ScheduledAt.Sub(now); wait > time.Millisecond {
+			c.dueTimers.set(row.ID, wait+time.Millisecond, poke)
+		} else {
+			c.dueTimers.stop(row.ID)
+			poke()
+		}
+	}
+}
+
+// dueTimers holds one timer per job, keyed by ID; setting it again moves
+// it, and it forgets the job once fired.
+type dueTimers struct {
+	mu sync.Mutex
+	m  map[int64]*dueTimer
+}
+
+type dueTimer struct{ t *time.Timer }
+
+func (d *dueTimers) set(id int64, wait time.Duration, fire func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.m[id]; ok {
+		old.t.Stop()
+	}
+	if d.m == nil {
+		d.m = map[int64]*dueTimer{}
+	}
+	dt := &dueTimer{}
+	dt.t = time.AfterFunc(wait, func() {
+		d.mu.Lock()
+		if d.m[id] == dt {
+			delete(d.m, id)
+		}
+		d.mu.Unlock()
+		fire()
+	})
+	d.m[id] = dt
+}
+
+func (d *dueTimers) stop(id int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.m[id]; ok {
+		old.t.Stop()
+		delete(d.m, id)
+	}
+}
+
+// pending reports how many timers are set (for tests).
+func (d *dueTimers) pending() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.m)
 }

@@ -110,17 +110,19 @@ func TestJobInsertParamsConversion(t *testing.T) {
 		"Kind": "Kind", "EncodedArgs": "Args", "Queue": "Queue", "Priority": "Priority", "MaxAttempts": "MaxAttempts",
 		"CreatedAt": "CreatedAt", "ScheduledAt": "ScheduledAt", "State": "State", "Tags": "Tags", "Metadata": "Metadata",
 		"UniqueKey": "UniqueKey", "UniqueStates": "UniqueStates",
+		"ReplaceArgs": "ReplaceArgs", "ReplaceScheduledAt": "ReplaceScheduledAt",
 		"Args": "", // the args value, for hooks only: EncodedArgs is what is stored
 	}, nil)
 
 	created, scheduled := time.Unix(1000, 0), time.Unix(2000, 0)
 	in := &JobInsertParams{Kind: "k", EncodedArgs: []byte(`{"n":1}`), Queue: "q", Priority: 3, MaxAttempts: 4,
 		CreatedAt: created, ScheduledAt: scheduled, State: millracetype.JobStateScheduled, Tags: []string{"t"},
-		Metadata: []byte(`{"m":1}`), UniqueKey: []byte("key"), UniqueStates: 0x0f, Args: noopArgs{N: 1}}
+		Metadata: []byte(`{"m":1}`), UniqueKey: []byte("key"), UniqueStates: 0x0f, ReplaceArgs: true,
+		ReplaceScheduledAt: true, Args: noopArgs{N: 1}}
 	out := toDriverParams([]*JobInsertParams{in})
 	want := &driver.JobInsertParams{Args: in.EncodedArgs, CreatedAt: &created, Kind: "k", MaxAttempts: 4,
 		Metadata: in.Metadata, Priority: 3, Queue: "q", ScheduledAt: &scheduled, State: millracetype.JobStateScheduled,
-		Tags: in.Tags, UniqueKey: in.UniqueKey, UniqueStates: 0x0f}
+		Tags: in.Tags, UniqueKey: in.UniqueKey, UniqueStates: 0x0f, ReplaceArgs: true, ReplaceScheduledAt: true}
 	if len(out) != 1 || !reflect.DeepEqual(out[0], want) {
 		t.Fatalf("toDriverParams:\n got  %+v\n want %+v", out[0], want)
 	}

@@ -140,6 +140,10 @@ func (c *Client[TTx]) constructPeriodic(job *PeriodicJob, runAt time.Time) (*dri
 	if err != nil {
 		return nil, err
 	}
+	if p.ReplaceArgs || p.ReplaceScheduledAt {
+		// A run's time is the schedule's; a debounce would fight it.
+		return nil, fmt.Errorf("%w: periodic job of kind %q: replace options (InsertOpts.Replace) are not for periodic jobs", ErrInvalidArgs, p.Kind)
+	}
 	runAt = runAt.UTC()
 	if p.State != millracetype.JobStatePending {
 		p.State = millracetype.JobStateAvailable

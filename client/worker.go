@@ -156,10 +156,15 @@ func addWorker[T JobArgs](workers *Workers, zero T, worker Worker[T]) error {
 		return fmt.Errorf("add worker for %T: %w", zero, err)
 	}
 	// A kind's InsertOpts must be callable on the zero value; find out now
-	// rather than at the first insert.
+	// rather than at the first insert. Replace options there need the
+	// kind's own unique options (an insert's could not always add them).
 	if withOpts, ok := any(zero).(JobArgsWithInsertOpts); ok {
-		if _, err := safeInsertOpts(withOpts); err != nil {
+		opts, err := safeInsertOpts(withOpts)
+		if err != nil {
 			return fmt.Errorf("add worker for %T: %w", zero, err)
+		}
+		if err := checkReplace(opts.Replace, isZeroUnique(opts.UniqueOpts), opts.ScheduledAt, opts.Pending); err != nil {
+			return fmt.Errorf("add worker for %T: InsertOpts: %w: %w", zero, ErrInvalidArgs, err)
 		}
 	}
 	workers.mu.Lock()

@@ -93,12 +93,16 @@ type Executor interface {
 	// JobInsertMany inserts jobs in one statement and returns one result per
 	// input, in input order. A job whose unique key collides with a live job
 	// (or with an earlier job of the same batch) inserts nothing and returns
-	// the existing row flagged as a duplicate. An insert notification is
-	// sent, in the same statement, for each queue listed in NotifyQueues.
+	// the existing row flagged as a duplicate, or, for a job with
+	// ReplaceArgs or ReplaceScheduledAt and an existing row that has not
+	// started, updates that row and returns it flagged as replaced; within
+	// a batch, a later job of a key replaces the earlier one's values the
+	// same way. One statement either way. An insert notification is sent,
+	// in the same statement, for each queue listed in NotifyQueues.
 	JobInsertMany(ctx context.Context, params *JobInsertManyParams) ([]*JobInsertResult, error)
 	// JobInsertCopy inserts jobs with COPY and returns how many it inserted.
-	// A unique-key conflict fails the whole call. Notifications as for
-	// JobInsertMany.
+	// A unique-key conflict fails the whole call; jobs with ReplaceArgs or
+	// ReplaceScheduledAt are refused. Notifications as for JobInsertMany.
 	JobInsertCopy(ctx context.Context, params *JobInsertManyParams) (int, error)
 	// JobInsertFull inserts one job with every column given, for tests and
 	// tools (attempt, errors, finalized_at ...).
@@ -345,6 +349,14 @@ type JobInsertParams struct {
 	UniqueKey []byte
 	// UniqueStates is the unique_states mask (0 = NULL).
 	UniqueStates byte
+	// ReplaceArgs and ReplaceScheduledAt, for a unique job only, change
+	// what a conflict does when the existing job has not started (state
+	// available, pending, retryable or scheduled): instead of leaving it
+	// as it is, it takes this job's Args, and its ScheduledAt and State
+	// (a pending job stays pending). A duplicate in another state is left
+	// alone, as without them. JobInsertCopy refuses them.
+	ReplaceArgs        bool
+	ReplaceScheduledAt bool
 }
 
 // JobInsertManyParams is a batch of jobs to insert.
@@ -361,8 +373,14 @@ type JobInsertResult struct {
 	// Job is the inserted row, or the existing row for a duplicate.
 	Job *millracetype.JobRow
 	// UniqueSkippedAsDuplicate is true when nothing was inserted because a
-	// live job with the same unique key exists.
+	// live job with the same unique key exists, and that job was left as
+	// it was.
 	UniqueSkippedAsDuplicate bool
+	// UniqueReplaced is true when nothing was inserted because a job with
+	// the same unique key exists that had not started, and it took this
+	// job's values as ReplaceArgs and ReplaceScheduledAt asked (Job is it,
+	// updated). UniqueSkippedAsDuplicate is then false.
+	UniqueReplaced bool
 }
 
 // JobInsertFullParams is a job with every column under the caller's control.

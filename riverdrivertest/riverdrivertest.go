@@ -83,6 +83,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"Listener", s.testListener},
 		{"JobInsertFull", s.testJobInsertFull},
 		{"JobInsertMany", s.testJobInsertMany},
+		{"JobInsertManyReplace", s.testJobInsertManyReplace},
 		{"JobInsertCopy", s.testJobInsertCopy},
 		{"JobGetAvailable", s.testJobGetAvailable},
 		{"JobSetStateIfRunningMany", s.testJobSetStateIfRunningMany},

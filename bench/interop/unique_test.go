@@ -3,6 +3,7 @@ package interop
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -178,5 +179,78 @@ func TestUniqueKeysCollide(t *testing.T) {
 		if want := len(uniqueCases()); n != want {
 			t.Errorf("schema %s holds %d jobs, want %d (one per pair)", schema, n, want)
 		}
+	}
+}
+
+// TestDebouncedRowIsRiversDuplicate: a row that millrace inserts and then
+// replaces (new args, a run time moved later) keeps River's unique key, so
+// River's insert of the same unique job finds it as a duplicate; and a row
+// River inserted is replaced by millrace's debounced insert and still
+// found by River afterwards. The args type's unique fields are tagged, so
+// the untagged Note changes without changing the key.
+func TestDebouncedRowIsRiversDuplicate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, schema := setup(t, true)
+	rc, mc := newRiverClient(t, schema, nil), newMillraceClient(t, schema, nil)
+	const debounce = 10 * time.Second
+	debounced := &client.InsertOpts{UniqueOpts: client.UniqueOpts{ByArgs: true},
+		Replace: client.ReplaceOpts{Args: true, Debounce: debounce}}
+	riverUnique := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	args := func(customer, note string) taggedArgs {
+		return taggedArgs{Customer: customer, Note: note, Nested: taggedNested{Y: "y"}}
+	}
+
+	// millrace first: inserted, then replaced; River's insert is a duplicate.
+	first, err := mc.Insert(ctx, args("m", "one"), debounced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	second, err := mc.Insert(ctx, args("m", "two"), debounced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.UniqueSkippedAsDuplicate || first.UniqueReplaced || !second.UniqueReplaced || second.Job.ID != first.Job.ID {
+		t.Fatalf("millrace inserts: first %+v, second replaced %v job %d", first, second.UniqueReplaced, second.Job.ID)
+	}
+	if second.Job.ScheduledAt.Before(before.Add(debounce)) || second.Job.State != millracetype.JobStateScheduled {
+		t.Fatalf("debounced job: scheduled_at %s state %s, want scheduled at least %s after the insert", second.Job.ScheduledAt, second.Job.State, debounce)
+	}
+	rDup, err := rc.Insert(ctx, args("m", "river"), riverUnique)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rDup.UniqueSkippedAsDuplicate || rDup.Job.ID != first.Job.ID {
+		t.Errorf("River insert after millrace's debounced job %d: job %d duplicate=%v, want millrace's job as a duplicate",
+			first.Job.ID, rDup.Job.ID, rDup.UniqueSkippedAsDuplicate)
+	}
+	var got taggedArgs
+	if err := json.Unmarshal(rDup.Job.EncodedArgs, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Note != "two" {
+		t.Errorf("River's duplicate returned note %q, want millrace's replacement \"two\"", got.Note)
+	}
+
+	// River first: millrace's debounced insert replaces River's row, which
+	// River then finds again.
+	rFirst, err := rc.Insert(ctx, args("r", "river"), riverUnique)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mRep, err := mc.Insert(ctx, args("r", "millrace"), debounced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !mRep.UniqueReplaced || mRep.Job.ID != rFirst.Job.ID || mRep.Job.State != millracetype.JobStateScheduled {
+		t.Fatalf("millrace's debounced insert after River's job %d: job %d replaced %v state %s", rFirst.Job.ID, mRep.Job.ID, mRep.UniqueReplaced, mRep.Job.State)
+	}
+	rAgain, err := rc.Insert(ctx, args("r", "river again"), riverUnique)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rAgain.UniqueSkippedAsDuplicate || rAgain.Job.ID != rFirst.Job.ID {
+		t.Errorf("River insert after millrace replaced its job %d: job %d duplicate=%v", rFirst.Job.ID, rAgain.Job.ID, rAgain.UniqueSkippedAsDuplicate)
 	}
 }

@@ -45,6 +45,96 @@ SELECT *, (SELECT count(pg_notify({{insert_channel}}, payload))
            FROM unnest($13::text[]) AS payload) AS notified
 FROM inserted`
 
+// sqlJobInsertManyReplace is sqlJobInsertMany for a batch with jobs that
+// replace a duplicate that has not started (driver.JobInsertParams
+// ReplaceArgs, ReplaceScheduledAt): each job's two flags come in $14 and
+// $15, and the conflict's update, which otherwise changes nothing, sets
+// args, scheduled_at and state from the proposed row when the existing row
+// is in a state that has not started and the job's flag asks for it (a
+// pending row keeps its state). The flags reach the update through the
+// row's unique key, unique within the statement's rows (JobInsertMany
+// sends one row per key); each IN (SELECT ...) is an uncorrelated subquery,
+// which Postgres evaluates once into a hash table. The update takes the
+// row lock first: a fetch that took the row before it leaves it running,
+// which the update then leaves alone. Which rows were replaced is read
+// from the returned rows (a duplicate now in one of those states had its
+// flags applied). The statement is written out in full: the batch insert
+// without replacements stays the statement it was.
+var sqlJobInsertManyReplace = `
+WITH input AS (
+    SELECT u.ord, u.args::jsonb AS args, coalesce(u.created_at, now()) AS created_at, u.kind,
+        u.max_attempts, coalesce(u.metadata::jsonb, '{}'::jsonb) AS metadata, u.priority, u.queue,
+        coalesce(u.scheduled_at, now()) AS scheduled_at, u.state::{{schema}}river_job_state AS state,
+        coalesce(string_to_array(u.tags, ','), '{}')::varchar(255)[] AS tags, u.unique_key,
+        nullif(u.unique_states, 0)::bit(8) AS unique_states, u.replace_args, u.replace_scheduled_at
+    FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::smallint[], $5::text[], $6::smallint[],
+        $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::bytea[], $12::integer[],
+        $14::boolean[], $15::boolean[])
+        WITH ORDINALITY AS u(args, created_at, kind, max_attempts, metadata, priority, queue,
+            scheduled_at, state, tags, unique_key, unique_states, replace_args, replace_scheduled_at, ord)
+), inserted AS (
+    INSERT INTO {{schema}}river_job AS j (args, created_at, kind, max_attempts, metadata, priority,
+        queue, scheduled_at, state, tags, unique_key, unique_states)
+    SELECT args, created_at, kind, max_attempts, metadata, priority, queue, scheduled_at, state,
+        tags, unique_key, unique_states
+    FROM input ORDER BY ord
+    ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND unique_states IS NOT NULL
+            AND {{schema}}river_job_state_in_bitmask(unique_states, state)
+        DO UPDATE SET
+            args = CASE
+                WHEN j.state IN ('available', 'pending', 'retryable', 'scheduled')
+                    AND excluded.unique_key IN (SELECT unique_key FROM input WHERE replace_args)
+                THEN excluded.args ELSE j.args END,
+            scheduled_at = CASE
+                WHEN j.state IN ('available', 'pending', 'retryable', 'scheduled')
+                    AND excluded.unique_key IN (SELECT unique_key FROM input WHERE replace_scheduled_at)
+                THEN excluded.scheduled_at ELSE j.scheduled_at END,
+            state = CASE
+                WHEN j.state IN ('available', 'retryable', 'scheduled')
+                    AND excluded.unique_key IN (SELECT unique_key FROM input WHERE replace_scheduled_at)
+                THEN excluded.state ELSE j.state END
+    RETURNING ` + jobColsJ + `, (j.xmax <> 0) AS duplicate
+)
+SELECT *, (SELECT count(pg_notify({{insert_channel}}, payload))
+           FROM unnest($13::text[]) AS payload) AS notified
+FROM inserted`
+
+// notStarted reports whether a job in state s is one a replacing insert
+// updates.
+func notStarted(s millracetype.JobState) bool {
+	switch s {
+	case millracetype.JobStateAvailable, millracetype.JobStatePending, millracetype.JobStateRetryable,
+		millracetype.JobStateScheduled:
+		return true
+	}
+	return false
+}
+
+func replaces(j *driver.JobInsertParams) bool { return j.ReplaceArgs || j.ReplaceScheduledAt }
+
+// foldReplacement applies a later job of the batch with the same unique
+// key to dst (the row sent for the key), as if it were inserted after
+// dst's: what it replaces, it replaces in dst too, and the flags carry over
+// to a row that exists already.
+func foldReplacement(i int, dst, j *driver.JobInsertParams) error {
+	if j.ReplaceArgs {
+		dst.Args, dst.ReplaceArgs = j.Args, true
+	}
+	if j.ReplaceScheduledAt {
+		if dst.State == millracetype.JobStatePending && j.State != millracetype.JobStatePending {
+			// The row sent would have to be pending if inserted and not if
+			// replacing: one row cannot say both.
+			return fmt.Errorf("job %d: replaces the run time of an earlier pending job with the same unique key in the same batch", i)
+		}
+		dst.ScheduledAt, dst.ReplaceScheduledAt = j.ScheduledAt, true
+		if dst.State != millracetype.JobStatePending {
+			dst.State = j.State
+		}
+	}
+	return nil
+}
+
 // checkInsert validates what the database would otherwise reject with a
 // less helpful message, and what this driver's encoding needs.
 func checkInsert(i int, j *driver.JobInsertParams) error {
@@ -61,6 +151,9 @@ func checkInsert(i int, j *driver.JobInsertParams) error {
 	default:
 		return fmt.Errorf("job %d: cannot insert a job in state %q", i, j.State)
 	}
+	if replaces(j) && (j.UniqueKey == nil || j.UniqueStates == 0) {
+		return fmt.Errorf("job %d: replacing a duplicate needs a unique key and unique states", i)
+	}
 	return nil
 }
 
@@ -71,17 +164,33 @@ func (e *executor) JobInsertMany(ctx context.Context, p *driver.JobInsertManyPar
 	// A unique key repeated within the batch would make the statement touch
 	// one row twice, which Postgres refuses: insert the first occurrence only
 	// and report the others as its duplicates.
+	// A later job of a key that replaces folds into the row sent for it.
 	firstOf := make([]int, len(p.Jobs))
 	seen := map[string]int{}
 	insert := make([]*driver.JobInsertParams, 0, len(p.Jobs))
+	var folded map[int]bool // rows of insert that are copies, folded into
+	replace := false
 	for i, j := range p.Jobs {
 		if err := checkInsert(i, j); err != nil {
 			return nil, err
 		}
+		replace = replace || replaces(j)
 		firstOf[i] = -1
 		if j.UniqueKey != nil && j.UniqueStates != 0 {
 			if first, ok := seen[string(j.UniqueKey)]; ok {
 				firstOf[i] = first
+				if replaces(j) {
+					if !folded[first] {
+						if folded == nil {
+							folded = map[int]bool{}
+						}
+						row := *insert[first] // the caller's params stay as they are
+						insert[first], folded[first] = &row, true
+					}
+					if err := foldReplacement(i, insert[first], j); err != nil {
+						return nil, err
+					}
+				}
 				continue
 			}
 			seen[string(j.UniqueKey)] = len(insert)
@@ -123,9 +232,21 @@ func (e *executor) JobInsertMany(ctx context.Context, p *driver.JobInsertManyPar
 		uniqueStates[i] = int32(j.UniqueStates)
 	}
 	notify := queuePayloads(p.NotifyQueues)
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobInsertMany),
-		args, createdAt, kinds, maxAttempts, metadata, priority, queues, scheduledAt, states, tags,
-		uniqueKeys, uniqueStates, notify)
+	var rows pgx.Rows
+	var err error
+	if !replace {
+		rows, err = e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobInsertMany),
+			args, createdAt, kinds, maxAttempts, metadata, priority, queues, scheduledAt, states, tags,
+			uniqueKeys, uniqueStates, notify)
+	} else {
+		replaceArgs, replaceScheduledAt := make([]bool, n), make([]bool, n)
+		for i, j := range insert {
+			replaceArgs[i], replaceScheduledAt[i] = j.ReplaceArgs, j.ReplaceScheduledAt
+		}
+		rows, err = e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobInsertManyReplace),
+			args, createdAt, kinds, maxAttempts, metadata, priority, queues, scheduledAt, states, tags,
+			uniqueKeys, uniqueStates, notify, replaceArgs, replaceScheduledAt)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -145,17 +266,24 @@ func (e *executor) JobInsertMany(ctx context.Context, p *driver.JobInsertManyPar
 		return nil, fmt.Errorf("insert returned %d rows for %d jobs", len(inserted), n)
 	}
 	results := make([]*driver.JobInsertResult, len(p.Jobs))
-	for i := range p.Jobs {
+	for i, j := range p.Jobs {
 		if firstOf[i] <= -2 {
 			res := inserted[-2-firstOf[i]]
-			if !res.UniqueSkippedAsDuplicate && res.Job.Kind != p.Jobs[i].Kind {
+			if !res.UniqueSkippedAsDuplicate && res.Job.Kind != j.Kind {
 				return nil, errors.New("insert returned rows out of input order")
+			}
+			if res.UniqueSkippedAsDuplicate && replaces(j) && notStarted(res.Job.State) {
+				// The row was in a state the update replaces in, so it did.
+				res = &driver.JobInsertResult{Job: res.Job, UniqueReplaced: true}
 			}
 			results[i] = res
 			continue
 		}
 		first := inserted[-2-firstOf[firstOf[i]]]
-		results[i] = &driver.JobInsertResult{Job: first.Job, UniqueSkippedAsDuplicate: true}
+		// A later job of a key replaced (folded into the row sent) if the
+		// row was inserted or replaced; else it is a duplicate left alone.
+		replaced := replaces(j) && (!first.UniqueSkippedAsDuplicate || notStarted(first.Job.State))
+		results[i] = &driver.JobInsertResult{Job: first.Job, UniqueSkippedAsDuplicate: !replaced, UniqueReplaced: replaced}
 	}
 	return results, nil
 }
@@ -171,6 +299,9 @@ func (e *executor) JobInsertCopy(ctx context.Context, p *driver.JobInsertManyPar
 	for i, j := range p.Jobs {
 		if err := checkInsert(i, j); err != nil {
 			return 0, err
+		}
+		if replaces(j) {
+			return 0, fmt.Errorf("job %d: COPY cannot replace a duplicate (ReplaceArgs, ReplaceScheduledAt): use JobInsertMany", i)
 		}
 	}
 	var count int64

@@ -37,7 +37,41 @@ func TestSQLVariantsDifferOnlyAsDocumented(t *testing.T) {
 		t.Errorf("sqlJobGetStuckSkipLive is not the stuck page plus the live-client condition:\n%s\nwant:\n%s", sqlJobGetStuckSkipLive, want)
 	}
 
+	// The replacing insert: the hot insert plus two flag columns and the
+	// conflict's update.
+	want = sqlJobInsertMany
+	for _, d := range []struct{ from, to string }{
+		{"nullif(u.unique_states, 0)::bit(8) AS unique_states\n",
+			"nullif(u.unique_states, 0)::bit(8) AS unique_states, u.replace_args, u.replace_scheduled_at\n"},
+		{"$12::integer[])", "$12::integer[],\n        $14::boolean[], $15::boolean[])"},
+		{"unique_key, unique_states, ord)", "unique_key, unique_states, replace_args, replace_scheduled_at, ord)"},
+		{"DO UPDATE SET kind = j.kind\n", "DO UPDATE SET\n" + replaceUpdate},
+	} {
+		if strings.Count(want, d.from) != 1 {
+			t.Fatalf("the insert does not contain %q once, as the check expects", d.from)
+		}
+		want = strings.Replace(want, d.from, d.to, 1)
+	}
+	if sqlJobInsertManyReplace != want {
+		t.Errorf("sqlJobInsertManyReplace is not the insert plus the replacement:\n%s\nwant:\n%s", sqlJobInsertManyReplace, want)
+	}
+
 	if n := strings.Count(sqlJobSetStateUpdate, "(j.state = 'running' AND (u.attempt = 0 OR j.attempt = u.attempt))"); n != 8 {
 		t.Errorf("the completer's ours condition is written %d times, want 8 (one changed without the others?)", n)
 	}
 }
+
+// replaceUpdate is the conflict's update of sqlJobInsertManyReplace.
+const replaceUpdate = `            args = CASE
+                WHEN j.state IN ('available', 'pending', 'retryable', 'scheduled')
+                    AND excluded.unique_key IN (SELECT unique_key FROM input WHERE replace_args)
+                THEN excluded.args ELSE j.args END,
+            scheduled_at = CASE
+                WHEN j.state IN ('available', 'pending', 'retryable', 'scheduled')
+                    AND excluded.unique_key IN (SELECT unique_key FROM input WHERE replace_scheduled_at)
+                THEN excluded.scheduled_at ELSE j.scheduled_at END,
+            state = CASE
+                WHEN j.state IN ('available', 'retryable', 'scheduled')
+                    AND excluded.unique_key IN (SELECT unique_key FROM input WHERE replace_scheduled_at)
+                THEN excluded.state ELSE j.state END
+`
