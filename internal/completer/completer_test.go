@@ -1,7 +1,6 @@
 package completer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/testdb"
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testlog"
 	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
@@ -424,7 +424,7 @@ func TestLogsDroppedLateOutcomes(t *testing.T) {
 			if _, err := db.Pool.Exec(ctx, `DELETE FROM `+pgx.Identifier{db.Schema, "river_job"}.Sanitize()+` WHERE id = $1`, jobs[1].ID); err != nil {
 				t.Fatal(err)
 			}
-			var logs syncBuffer
+			var logs testlog.Buffer
 			cfg := &Config{Schema: db.Schema, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 			if rows {
 				cfg.OnWritten = func([]Result) {}
@@ -455,22 +455,4 @@ func TestLogsDroppedLateOutcomes(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

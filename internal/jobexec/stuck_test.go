@@ -1,18 +1,17 @@
 package jobexec
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/testlog"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -35,31 +34,13 @@ func (fakeSink) Unit(context.Context, *millracetype.JobRow) (Unit, bool, bool, e
 	return nil, false, false, nil
 }
 
-// syncBuffer is a log destination safe for the timer's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestStuckWatch: a job that outlives its timeout plus the threshold is
 // reported once, to the log (with the queue's load from the sink) and to
 // the handler (a panicking one is recovered), and counted stuck until its
 // watch ends; a job that returns in time is never reported.
 func TestStuckWatch(t *testing.T) {
 	t.Parallel()
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	reports := make(chan *JobStuck, 2)
 	e := New(&Config{Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: time.Now,
 		StuckThreshold: 10 * time.Millisecond,

@@ -1,7 +1,6 @@
 package notifier
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/driver/pgxv5"
 	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testlog"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
@@ -154,7 +154,7 @@ type env struct {
 	pool   *pgxpool.Pool
 	c      *control
 	n      *Notifier
-	logs   *syncBuffer
+	logs   *testlog.Buffer
 }
 
 // newEnv makes a notifier on a fresh schema with a fast reconnect backoff
@@ -167,7 +167,7 @@ func newEnv(t *testing.T, cfg *Config) *env {
 
 func newEnvOn(t *testing.T, schema string, pool *pgxpool.Pool, cfg *Config) *env {
 	t.Helper()
-	e := &env{t: t, schema: schema, pool: pool, logs: &syncBuffer{}}
+	e := &env{t: t, schema: schema, pool: pool, logs: &testlog.Buffer{}}
 	e.c = &control{drv: pgxv5.New(pool), schema: schema, gateReached: make(chan struct{}, 1)}
 
 	var config Config
@@ -355,24 +355,6 @@ func ctxFor(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func payload(i int) string { return fmt.Sprintf("%d", i) }

@@ -1,7 +1,6 @@
 package producer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"github.com/millrace/millrace/internal/notifier"
 	"github.com/millrace/millrace/internal/testdb"
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testlog"
 	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
@@ -458,24 +458,6 @@ func TestPausedAtStart(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestMalformedNotifications: payloads that do not parse, or that name
 // another queue or an unknown action, change nothing; the next valid one
 // still works.
@@ -483,7 +465,7 @@ func TestMalformedNotifications(t *testing.T) {
 	t.Parallel()
 	db := testfixture.New(t)
 	n := newNotifier(t, db)
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	job := db.InsertJobs(t, 1, "k", "default")[0]
 	jobCtx := make(chan context.Context, 1)
 	release := make(chan struct{})
@@ -550,7 +532,7 @@ func TestFetchErrorBackoff(t *testing.T) {
 		}
 		return exec.Executor.JobGetAvailable(ctx, p)
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	p := newProducer(t, db, exec, Config{FetchPollInterval: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	startProducer(t, p)
