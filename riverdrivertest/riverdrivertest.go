@@ -98,6 +98,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobRescueMany", s.testJobRescueMany},
 		{"JobDeleteBefore", s.testJobDeleteBefore},
 		{"Leader", s.testLeader},
+		{"DomainLeader", s.testDomainLeader},
 		{"Queue", s.testQueue},
 		{"JobListMoreFilters", s.testJobListMoreFilters},
 		{"JobDeleteMany", s.testJobDeleteMany},
@@ -171,6 +172,19 @@ func (s *suite[TTx]) setup(t *testing.T, migrated bool) *env[TTx] {
 		e.installProbe(t)
 	}
 	return e
+}
+
+// migrateMillraceLine migrates the env's schema up to the latest version of
+// migration line millrace (line main must be at its latest already).
+func (e *env[TTx]) migrateMillraceLine(t *testing.T) {
+	t.Helper()
+	m, err := migrate.New(e.drv, &migrate.Config{Schema: e.name, Line: migrate.LineMillrace})
+	if err != nil {
+		t.Fatalf("migrate.New line millrace: %v", err)
+	}
+	if _, err := m.Migrate(e.ctx, migrate.DirectionUp, nil); err != nil {
+		t.Fatalf("migrate schema %s line millrace: %v", e.name, err)
+	}
 }
 
 // migrate migrates the env's schema up to target (0 = latest).
