@@ -24,6 +24,14 @@ const RequiredMigrationVersion = 8
 // migrationLineMain is River's migration line, as the migrate package names it.
 const migrationLineMain = "main"
 
+// RequiredMillraceVersionForDomain is the version of migration line
+// "millrace" a client with a Config.Domain needs (table millrace_leader):
+// every version from 1 to it must be applied.
+const RequiredMillraceVersionForDomain = 2
+
+// migrationLineMillrace is millrace's own migration line.
+const migrationLineMillrace = "millrace"
+
 // NotMigratedError says which schema is not migrated and what it lacks.
 // errors.Is(err, ErrNotMigrated) is true for it.
 type NotMigratedError struct {
@@ -31,9 +39,12 @@ type NotMigratedError struct {
 	Schema string
 	// SchemaMissing is true when the schema itself does not exist.
 	SchemaMissing bool
-	// Missing lists the versions of line "main" not applied, ascending;
-	// empty when they could not be read.
+	// Missing lists the versions of Line not applied, ascending; empty
+	// when they could not be read.
 	Missing []int
+	// Line is the migration line Missing belongs to: "main" (also when
+	// empty), or "millrace" for a client with a Domain.
+	Line string
 	// Cause is the database error that revealed it, if any.
 	Cause error
 }
@@ -51,6 +62,9 @@ func (e *NotMigratedError) Error() string {
 	switch {
 	case e.SchemaMissing:
 		fmt.Fprintf(&b, "%s does not exist; create it (CREATE SCHEMA %s) and migrate it", where, e.Schema)
+	case e.Line == migrationLineMillrace:
+		fmt.Fprintf(&b, "%s lacks version%s %s of migration line millrace (a client with a Domain needs 1 to %d); migrate it",
+			where, plural(len(e.Missing)), joinInts(e.Missing), RequiredMillraceVersionForDomain)
 	case len(e.Missing) == RequiredMigrationVersion:
 		fmt.Fprintf(&b, "%s has no millrace (River) tables; migrate it", where)
 	case len(e.Missing) > 0:
@@ -59,8 +73,13 @@ func (e *NotMigratedError) Error() string {
 	default:
 		fmt.Fprintf(&b, "%s lacks millrace's tables or some of their versions; migrate it", where)
 	}
-	fmt.Fprintf(&b, " with `millrace migrate up --database-url URL%s`, or from Go with "+
-		"migrate.New(driver, &migrate.Config{Schema: %q}) and Migrate(ctx, migrate.DirectionUp, nil)", flag, e.Schema)
+	if e.Line == migrationLineMillrace {
+		fmt.Fprintf(&b, " with `millrace migrate up --database-url URL%s` (both lines), or from Go with "+
+			"migrate.MigrateAll(ctx, driver, &migrate.Config{Schema: %q}, migrate.DirectionUp, nil)", flag, e.Schema)
+	} else {
+		fmt.Fprintf(&b, " with `millrace migrate up --database-url URL%s`, or from Go with "+
+			"migrate.New(driver, &migrate.Config{Schema: %q}) and Migrate(ctx, migrate.DirectionUp, nil)", flag, e.Schema)
+	}
 	if e.Cause != nil {
 		fmt.Fprintf(&b, " (%v)", e.Cause)
 	}
@@ -118,12 +137,40 @@ func checkMigrated(ctx context.Context, exec driver.Executor, schema string) err
 	return nm
 }
 
-// checkMigratedOnStart runs checkMigrated once as Start begins. Only a
-// definite answer fails Start: when the check itself cannot run (the
-// database is down, say), it is logged and Start goes on as before, its
-// services retrying.
+// checkMillraceLine reads the applied versions of line millrace and returns
+// a *NotMigratedError when any of 1..RequiredMillraceVersionForDomain is
+// missing, nil when all are there, or the error of the query itself.
+func checkMillraceLine(ctx context.Context, exec driver.Executor, schema string) error {
+	applied, err := exec.MigrationGetAll(ctx, &driver.MigrationParams{Schema: schema, Line: migrationLineMillrace})
+	if err != nil {
+		return fmt.Errorf("read applied migrations of line millrace: %w", err)
+	}
+	have := make(map[int]bool, len(applied))
+	for _, m := range applied {
+		have[m.Version] = true
+	}
+	var missing []int
+	for v := 1; v <= RequiredMillraceVersionForDomain; v++ {
+		if !have[v] {
+			missing = append(missing, v)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &NotMigratedError{Schema: schema, Missing: missing, Line: migrationLineMillrace}
+}
+
+// checkMigratedOnStart runs checkMigrated once as Start begins (and, for a
+// client with a Domain that takes part in leader election,
+// checkMillraceLine). Only a definite answer fails Start: when the check
+// itself cannot run (the database is down, say), it is logged and Start
+// goes on as before, its services retrying.
 func (c *Client[TTx]) checkMigratedOnStart(ctx context.Context) error {
 	err := checkMigrated(ctx, c.driver.GetExecutor(), c.config.Schema)
+	if err == nil && c.config.Domain != "" && !c.config.LeaderElectionDisabled {
+		err = checkMillraceLine(ctx, c.driver.GetExecutor(), c.config.Schema)
+	}
 	if err == nil || errors.Is(err, ErrNotMigrated) {
 		return err
 	}
