@@ -60,7 +60,11 @@ type RescuerConfig struct {
 // river:rescue_count incremented.
 //
 // Unlike River, a job of a kind this client has no worker for is made
-// retryable, never discarded: another client may be the one that works it.
+// retryable even when it is out of attempts, never discarded: another
+// client (another service sharing the database) may be the one that works
+// it, and that client's next attempt decides (a failure then discards it).
+// A cancel that was asked for (metadata cancel_attempted_at) still cancels
+// it: that is the caller's decision, not the rescuer's.
 //
 // A pass pages through all the stuck jobs by id, however many of them it
 // must leave running (a kind whose timeout has not run out, a kind without
@@ -179,7 +183,7 @@ func (r *Rescuer) verdict(job *millracetype.JobRow, now time.Time) *driver.JobRe
 	switch {
 	case millracetype.MetadataHasKey(job.Metadata, "cancel_attempted_at"):
 		rescue.State, rescue.FinalizedAt = millracetype.JobStateCancelled, &now
-	case job.Attempt >= job.MaxAttempts:
+	case job.Attempt >= job.MaxAttempts && known:
 		rescue.State, rescue.FinalizedAt = millracetype.JobStateDiscarded, &now
 	default:
 		rescue.State = millracetype.JobStateRetryable
