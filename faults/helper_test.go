@@ -46,10 +46,17 @@ const (
 	helperJobTimeout  = "MILLRACE_FAULTS_HELPER_JOB_TIMEOUT"
 	helperRescueAfter = "MILLRACE_FAULTS_HELPER_RESCUE_AFTER"
 	helperPeriodic    = "MILLRACE_FAULTS_HELPER_PERIODIC"
+	// helperDomain, when set, makes the helper a client of that domain
+	// (domains_test.go): the domain's own workers and periodic job
+	// instead of the suite's.
+	helperDomain = "MILLRACE_FAULTS_HELPER_DOMAIN"
 )
 
 // helperMain runs the helper process and returns its exit code.
 func helperMain() int {
+	if domain := os.Getenv(helperDomain); domain != "" {
+		return domainHelperMain(domain)
+	}
 	id := os.Getenv(helperID)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("client", id)
 	fail := func(err error) int {
@@ -159,6 +166,8 @@ type helperOpts struct {
 	jobTimeout  time.Duration
 	rescueAfter time.Duration
 	periodic    time.Duration
+	// domain, when set, runs a client of that domain (domainHelperMain).
+	domain string
 }
 
 // helper is a running helper process, seen from the test.
@@ -245,6 +254,7 @@ func (e *env) startHelper(o helperOpts) *helper {
 		helperJobTimeout+"="+durationEnv(o.jobTimeout),
 		helperRescueAfter+"="+durationEnv(o.rescueAfter),
 		helperPeriodic+"="+durationEnv(o.periodic),
+		helperDomain+"="+o.domain,
 	)
 	h := &helper{t: e.t, e: e, id: o.id, app: app, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
