@@ -597,7 +597,7 @@ func TestDomains(t *testing.T) {
 	dbTerms := len(watch.terms[""])
 	watch.mu.Unlock()
 	t.Logf("TestDomains: %v of load, %d kills, %d database leadership terms; inserted a %d, b %d; states %v; "+
-		"%d discards, all by a rescue of the job's own service; %d jobs stranded while the other service led the database, %d of them rescued by it and completed by their own service\n%s",
-		loadEnd.Sub(begin).Round(time.Second), len(kills), dbTerms, inserted[0], inserted[1], states, len(discards), crossStranded, crossCompleted,
+		"%d discards, %d of them not by a rescue of the job's own service; %d jobs stranded while the other service led the database, %d of them rescued by it and completed by their own service\n%s",
+		loadEnd.Sub(begin).Round(time.Second), len(kills), dbTerms, inserted[0], inserted[1], states, len(discards), len(badDiscards), crossStranded, crossCompleted,
 		strings.Join(notes, "\n"))
 }
