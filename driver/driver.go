@@ -168,6 +168,10 @@ type Executor interface {
 	// millracetype.ErrNotFound when there is none (expired rows count as
 	// none).
 	LeaderGetElected(ctx context.Context, schema string) (*millracetype.Leader, error)
+	// LeaderListDomains returns the live terms of millrace_leader (one per
+	// domain that has a leader), by domain. It fails if the table does not
+	// exist (migration line millrace below version 2).
+	LeaderListDomains(ctx context.Context, schema string) ([]*millracetype.Leader, error)
 
 	// QueueCreateOrSetUpdatedAt upserts a queue row: inserted with the given
 	// metadata and paused state, or its updated_at refreshed.

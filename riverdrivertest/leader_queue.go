@@ -179,6 +179,7 @@ func (s *suite[TTx]) testDomainLeader(t *testing.T) {
 			t.Fatal("not elected in an empty domain")
 		}
 		requireEqual(t, a.LeaderID, "client_a1", "leader_id")
+		requireEqual(t, a.Domain, "svc-a", "domain")
 		requireBetween(t, a.ElectedAt, before, after, "elected_at")
 		requireTime(t, a.ExpiresAt, a.ElectedAt.Add(leaderTTL), "expires_at (elected_at + TTL)")
 		if l := elect(t, e, "svc-a", "client_a2"); l != nil {
@@ -206,6 +207,7 @@ func (s *suite[TTx]) testDomainLeader(t *testing.T) {
 			t.Fatal("re-election of the live term refused")
 		}
 		requireTime(t, l.ElectedAt, a.ElectedAt, "elected_at (the term's start stays)")
+		requireEqual(t, l.Domain, "a", "domain of the extended term")
 		requireBetween(t, l.ExpiresAt, before.Add(time.Minute), after.Add(time.Minute), "expires_at (now + TTL)")
 		if got := reelect(t, e, "b", "client_a1", a.ElectedAt); got != nil {
 			t.Fatalf("client_a1 extended a term in domain b: %+v", got)
@@ -261,6 +263,38 @@ func (s *suite[TTx]) testDomainLeader(t *testing.T) {
 			t.Fatal("b's resignation deleted nothing")
 		}
 		e.requireNext(t, l, driver.TopicDomainLeadership, map[string]any{"domain": "b", "leader_id": "client_1", "action": "resigned"})
+	})
+
+	s.run(t, "DomainList", func(t *testing.T, e *env[TTx]) {
+		if _, err := e.exec.LeaderListDomains(e.ctx, e.schema); err == nil {
+			t.Fatal("LeaderListDomains succeeded before line millrace's version 2 created millrace_leader")
+		}
+		e.migrateMillraceLine(t)
+		list := func() []*millracetype.Leader {
+			t.Helper()
+			ls, err := e.exec.LeaderListDomains(e.ctx, e.schema)
+			requireNoError(t, err, "LeaderListDomains")
+			return ls
+		}
+		requireEqual(t, len(list()), 0, "domain leaders of an empty table")
+		b := elect(t, e, "b", "client_b")
+		a := elect(t, e, "a", "client_a")
+		elect(t, e, "", "client_db") // the database's leader is not a domain's
+		e.rawExec(t, `INSERT INTO `+e.table("millrace_leader")+` (domain, leader_id, elected_at, expires_at)
+			VALUES ('c', 'client_c', now() - interval '1 minute', now() - interval '1 second')`)
+		ls := list()
+		if len(ls) != 2 {
+			t.Fatalf("LeaderListDomains returned %d terms, want the live ones of a and b: %+v", len(ls), ls)
+		}
+		for i, want := range []struct {
+			domain string
+			l      *millracetype.Leader
+		}{{"a", a}, {"b", b}} {
+			requireEqual(t, ls[i].Domain, want.domain, "domain")
+			requireEqual(t, ls[i].LeaderID, want.l.LeaderID, "leader_id")
+			requireTime(t, ls[i].ElectedAt, want.l.ElectedAt, "elected_at")
+			requireTime(t, ls[i].ExpiresAt, want.l.ExpiresAt, "expires_at")
+		}
 	})
 
 	s.run(t, "DomainNameChecked", func(t *testing.T, e *env[TTx]) {

@@ -75,7 +75,9 @@ func (e *executor) LeaderAttemptElect(ctx context.Context, p *driver.LeaderElect
 			}
 		}
 		var err error
-		leader, err = optionalLeader(rows)
+		if leader, err = optionalLeader(rows); leader != nil {
+			leader.Domain = p.Domain
+		}
 		return err
 	})
 	return leader, err
@@ -102,7 +104,11 @@ func (e *executor) LeaderAttemptReelect(ctx context.Context, p *driver.LeaderRee
 	if err != nil {
 		return nil, err
 	}
-	return optionalLeader(rows)
+	l, err := optionalLeader(rows)
+	if l != nil {
+		l.Domain = p.Domain
+	}
+	return l, err
 }
 
 // The resignation and its notice go together: the aggregate always yields a
@@ -151,6 +157,23 @@ func (e *executor) LeaderGetElected(ctx context.Context, schema string) (*millra
 		return nil, fmt.Errorf("leader: %w", millracetype.ErrNotFound)
 	}
 	return l, err
+}
+
+var sqlLeaderListDomains = `SELECT domain, leader_id, elected_at, expires_at FROM {{schema}}millrace_leader WHERE expires_at >= now() ORDER BY domain`
+
+func (e *executor) LeaderListDomains(ctx context.Context, schema string) ([]*millracetype.Leader, error) {
+	rows, err := e.db.Query(ctx, e.sql.get(schema, &sqlLeaderListDomains))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*millracetype.Leader, error) {
+		var l millracetype.Leader
+		if err := row.Scan(&l.Domain, &l.LeaderID, &l.ElectedAt, &l.ExpiresAt); err != nil {
+			return nil, err
+		}
+		l.ElectedAt, l.ExpiresAt = l.ElectedAt.UTC(), l.ExpiresAt.UTC()
+		return &l, nil
+	})
 }
 
 const queueCols = `name, created_at, metadata, paused_at, updated_at`
