@@ -47,8 +47,13 @@ type Client[TTx any] struct {
 	notifier   *notifier.Notifier
 	elector    *elector.Elector
 	maintainer *maintenance.Maintainer
-	producers  map[string]*producer.Producer
-	workCancel context.CancelCauseFunc
+	// domainElector and domainMaintainer run the periodic jobs under the
+	// leadership of Config.Domain; nil in the default domain, whose
+	// periodic jobs run under the database leader (maintainer).
+	domainElector    *elector.Elector
+	domainMaintainer *maintenance.Maintainer
+	producers        map[string]*producer.Producer
+	workCancel       context.CancelCauseFunc
 
 	// Runtime queue management (queue_bundle.go). queuesMu serializes
 	// Queues().Add and Remove with each other, with Start's creation of
@@ -192,6 +197,9 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 	// client that opted out of leadership never starts either.
 	if !c.config.LeaderElectionDisabled {
 		background = append(background, c.maintainer, c.elector)
+		if c.domainElector != nil {
+			background = append(background, c.domainMaintainer, c.domainElector)
+		}
 	}
 	c.producers = map[string]*producer.Producer{}
 	for _, name := range slices.Sorted(maps.Keys(c.config.Queues)) {
@@ -218,6 +226,9 @@ func (c *Client[TTx]) shutdown() {
 	// Leadership goes at once (maintenance stops first, then the resign
 	// lets another client take over), while producers drain.
 	services := []startstop.Service{c.elector, c.maintainer}
+	if c.domainElector != nil {
+		services = append(services, c.domainElector, c.domainMaintainer)
+	}
 	c.mu.Unlock()
 	if d := c.config.SoftStopTimeout; d > 0 {
 		soft := time.AfterFunc(d, func() { workCancel(errSoftStopTimeout) })
@@ -351,15 +362,25 @@ func (c *Client[TTx]) allProducers() []*producer.Producer {
 	return slices.Collect(maps.Values(c.producers))
 }
 
-// buildMaintenance makes the elector and the leader-only services. A
-// maintenance constructor's error wraps both ErrInvalidConfig and
+// buildMaintenance makes the electors and the leader-only services: the
+// database's maintenance (scheduler, rescuer, cleaners, reindexer) under
+// the database leader, and the periodic jobs under the leader of
+// Config.Domain (the database leader in the default domain). A maintenance
+// constructor's error wraps both ErrInvalidConfig and
 // maintenance.ErrInvalidConfig.
 func (c *Client[TTx]) buildMaintenance(exec driver.Executor) error {
 	cfg := c.config
-	el, err := elector.New(exec, c.notifier, &elector.Config{Schema: cfg.Schema, ClientID: cfg.ID, Logger: cfg.Logger,
-		TTL: cfg.leaderTTL, ElectInterval: cfg.electInterval, ReelectInterval: cfg.electInterval})
+	newElector := func(domain string) (*elector.Elector, error) {
+		el, err := elector.New(exec, c.notifier, &elector.Config{Schema: cfg.Schema, Domain: domain, ClientID: cfg.ID, Logger: cfg.Logger,
+			TTL: cfg.leaderTTL, ElectInterval: cfg.electInterval, ReelectInterval: cfg.electInterval})
+		if err != nil {
+			return nil, fmt.Errorf("start client %s: %w", cfg.ID, err)
+		}
+		return el, nil
+	}
+	el, err := newElector("")
 	if err != nil {
-		return fmt.Errorf("start client %s: %w", cfg.ID, err)
+		return err
 	}
 	interval := func(d time.Duration) time.Duration {
 		if cfg.maintenanceInterval > 0 {
@@ -384,7 +405,20 @@ func (c *Client[TTx]) buildMaintenance(exec driver.Executor) error {
 			Now: cfg.clock})),
 		build(maintenance.NewQueueCleaner(exec, &maintenance.QueueCleanerConfig{Schema: cfg.Schema, Logger: cfg.Logger,
 			Interval: interval(maintenance.DefaultQueueCleanerInterval), Now: cfg.clock})),
-		c.periodic,
+	}
+	// The periodic jobs belong to the service: in a domain, they follow
+	// the domain's leader, so another service's client holding the
+	// database leadership never stops them.
+	var domainEl *elector.Elector
+	var domainMaintainer *maintenance.Maintainer
+	if cfg.Domain == "" {
+		services = append(services, c.periodic)
+	} else {
+		if domainEl, err = newElector(cfg.Domain); err != nil {
+			return err
+		}
+		domainMaintainer, err = maintenance.NewMaintainer(domainEl, cfg.Logger.With("domain", cfg.Domain), c.periodic)
+		errs = append(errs, err)
 	}
 	if cfg.ReindexerSchedule != nil {
 		services = append(services, build(maintenance.NewReindexer(exec, &maintenance.ReindexerConfig{Schema: cfg.Schema,
@@ -396,6 +430,8 @@ func (c *Client[TTx]) buildMaintenance(exec driver.Executor) error {
 	}
 	c.elector = el
 	c.maintainer = maintainer
+	c.domainElector = domainEl
+	c.domainMaintainer = domainMaintainer
 	return nil
 }
 
@@ -415,11 +451,24 @@ func (c *Client[TTx]) workerTimeout(job *millracetype.JobRow) (time.Duration, bo
 	return timeout, true
 }
 
-// IsLeader reports whether this client currently leads (and runs the
-// maintenance services).
+// IsLeader reports whether this client currently leads the database (and
+// runs the maintenance services).
 func (c *Client[TTx]) IsLeader() bool {
 	c.mu.Lock()
 	el := c.elector
+	c.mu.Unlock()
+	return el != nil && el.IsLeader()
+}
+
+// IsDomainLeader reports whether this client currently leads its domain
+// (Config.Domain) and so enqueues its periodic jobs. In the default domain
+// it is IsLeader.
+func (c *Client[TTx]) IsDomainLeader() bool {
+	c.mu.Lock()
+	el := c.elector
+	if c.domainElector != nil {
+		el = c.domainElector
+	}
 	c.mu.Unlock()
 	return el != nil && el.IsLeader()
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/millrace/millrace/internal/elector"
 	"github.com/millrace/millrace/internal/jobexec"
 	"github.com/millrace/millrace/internal/liveness"
 	"github.com/millrace/millrace/internal/retry"
@@ -32,6 +33,23 @@ type Config struct {
 	// Schema holds the job tables (migrated with the migrate package).
 	// Default "": the connection's search_path.
 	Schema string
+
+	// Domain names the service this client belongs to, when several
+	// services (with different code: workers, periodic jobs) share one
+	// database and schema. The clients of each domain elect a leader of
+	// their own (in table millrace_leader, migration line millrace version
+	// 2 or later: Start returns ErrNotMigrated without it), which enqueues
+	// the domain's periodic jobs; the database-wide maintenance (scheduler,
+	// rescuer, cleaners, reindexer) still runs once per database, under
+	// the database's leader, which a client of any domain (or River) may
+	// be. 1 to 64 lower-case letters and digits, in words joined by '_' or
+	// '-' ("billing", "svc-a"); anything else is a config error. Default
+	// "": the default domain, whose periodic jobs run under the database's
+	// leader, as in River. With several services on a database, give each
+	// service a domain of its own: a client in the default domain runs its
+	// periodic jobs only while it holds the database leadership, which a
+	// client of another service may hold for as long as it lives.
+	Domain string
 
 	// Queues to work, by name, each with its worker count. None makes an
 	// insert-only client. Client.Queues adds and removes queues later.
@@ -148,7 +166,8 @@ type Config struct {
 	SoftStopTimeout time.Duration
 
 	// PeriodicJobs are enqueued on their schedules by whichever client
-	// leads; more can be added with Client.PeriodicJobs.
+	// leads the domain (Domain; in the default domain, the database's
+	// leader); more can be added with Client.PeriodicJobs.
 	PeriodicJobs []*PeriodicJob
 
 	// maintenanceInterval, when set, replaces the maintenance services'
@@ -186,9 +205,10 @@ type Config struct {
 	// without queues only inserts; its Start returns ErrNoQueues and it
 	// runs no producer, no notifier and no leader election).
 
-	// LeaderElectionDisabled keeps this client out of leader election: it
-	// works its queues but never leads, so it never runs the maintenance
-	// services (scheduler, rescuer, cleaners, periodic jobs, reindexer).
+	// LeaderElectionDisabled keeps this client out of leader election (of
+	// the database and of its Domain): it works its queues but never
+	// leads, so it never runs the maintenance services (scheduler,
+	// rescuer, cleaners, periodic jobs, reindexer).
 	// Some other client on the same database and schema (millrace or River)
 	// must be able to lead, or scheduled jobs and retries are never made
 	// available and stuck jobs are never rescued. PeriodicJobs must be
@@ -328,6 +348,9 @@ func (cfg *Config) withDefaults() (*Config, error) {
 	}
 	if err := schemaname.Validate(c.Schema); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if err := elector.ValidateDomain(c.Domain); err != nil {
+		return bad("Domain: %v", err)
 	}
 	if c.FetchCooldown < 0 || c.FetchPollInterval < 0 {
 		return bad("FetchCooldown and FetchPollInterval must not be negative")

@@ -97,6 +97,11 @@ func TestNewInvalidConfig(t *testing.T) {
 			AddWorker(w, WorkFunc(func(context.Context, *Job[panicOptsArgs]) error { return nil }))
 		})}, "InsertOpts() panicked: no options today", nil},
 		{"negative SoftStopTimeout", &Config{SoftStopTimeout: -time.Second}, "SoftStopTimeout -1s must not be negative", nil},
+		{"upper-case Domain", &Config{Domain: "Billing"}, `Domain: domain "Billing" must be lower-case letters and digits`, nil},
+		{"Domain with a space", &Config{Domain: "svc a"}, `Domain: domain "svc a" must be`, nil},
+		{"Domain with a dot", &Config{Domain: "svc.a"}, `Domain: domain "svc.a" must be`, nil},
+		{"Domain ending in a dash", &Config{Domain: "svc-"}, `Domain: domain "svc-" must be`, nil},
+		{"Domain too long", &Config{Domain: strings.Repeat("d", 65)}, "is longer than 64 characters", nil},
 		// The first AddWorker error is the one reported.
 		{"first error wins", &Config{Queues: oneQueue(1), Workers: withWorkers(func(w *Workers) {
 			AddWorker(w, WorkFunc(func(context.Context, *Job[emptyKindArgs]) error { return nil }))

@@ -13,13 +13,26 @@ import (
 	"github.com/millrace/millrace/millracetype"
 )
 
-// HeartbeatRescueMessage is the error recorded on a job rescued because its
-// client stopped heartbeating.
+// HeartbeatRescueMessage starts the error recorded on a job rescued because
+// its client stopped heartbeating; the rest names both clients:
+// "Job rescued: its client stopped heartbeating (client a-1, rescued by b-2)".
 const HeartbeatRescueMessage = "Job rescued: its client stopped heartbeating"
+
+// OrphanRescueMessage is the error recorded on a job that the database had
+// running under a live client that did not know it (the answer to the
+// fetch that took it was lost with its connection).
+const OrphanRescueMessage = "Job rescued: its client had lost track of it"
+
+// heartbeatRescueMessage is the full message for a job of client dead
+// rescued by client by.
+func heartbeatRescueMessage(dead, by string) string {
+	return HeartbeatRescueMessage + " (client " + dead + ", rescued by " + by + ")"
+}
 
 // clientMetadata is what a working client records about itself in its
 // millrace_client row, for other clients and for operators.
 type clientMetadata struct {
+	Domain string   `json:"domain,omitempty"`
 	Kinds  []string `json:"kinds"`
 	Queues []string `json:"queues"`
 	Host   string   `json:"host,omitempty"`
@@ -33,14 +46,14 @@ func (c *Client[TTx]) newLiveness(exec driver.Executor) (*liveness.Service, erro
 	if c.config.Workers != nil {
 		kinds = slices.Sorted(slices.Values(c.config.Workers.kinds()))
 	}
-	meta, err := json.Marshal(clientMetadata{Kinds: kinds, Queues: slices.Sorted(maps.Keys(c.config.Queues)),
+	meta, err := json.Marshal(clientMetadata{Domain: c.config.Domain, Kinds: kinds, Queues: slices.Sorted(maps.Keys(c.config.Queues)),
 		Host: host, PID: os.Getpid()})
 	if err != nil {
 		return nil, fmt.Errorf("start client %s: encode its metadata: %w", c.config.ID, err)
 	}
 	lv, err := liveness.New(exec, &liveness.Config{Schema: c.config.Schema, ClientID: c.config.ID, Metadata: meta,
 		Interval: c.config.HeartbeatInterval, DeadAfter: c.config.HeartbeatTimeout, Logger: c.config.Logger,
-		Rescue: c.heartbeatRescue, OnLost: c.leaseLost})
+		Rescue: c.heartbeatRescue, OnLost: c.leaseLost, Owns: c.owns, RescueOrphan: c.orphanRescue})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -49,12 +62,46 @@ func (c *Client[TTx]) newLiveness(exec driver.Executor) (*liveness.Service, erro
 
 // heartbeatRescue is the verdict on a running job whose client is dead:
 // River's rescue rule, except that a job this client has no worker for
-// is never discarded here (a client that works its kind will judge it).
+// is never discarded here (maintenance.RescueVerdict).
 func (c *Client[TTx]) heartbeatRescue(job *millracetype.JobRow) *driver.JobRescue {
-	if job.Attempt >= job.MaxAttempts && (c.config.Workers == nil || c.config.Workers.lookup(job.Kind) == nil) {
-		return nil
+	known := c.config.Workers != nil && c.config.Workers.lookup(job.Kind) != nil
+	dead := ""
+	if n := len(job.AttemptedBy); n > 0 {
+		dead = job.AttemptedBy[n-1]
 	}
-	return maintenance.RescueVerdict(job, c.config.clock().UTC(), HeartbeatRescueMessage, c.safeNextRetry)
+	return maintenance.RescueVerdict(job, c.config.clock().UTC(), heartbeatRescueMessage(dead, c.config.ID), c.safeNextRetry, known)
+}
+
+// orphanRescue is the verdict on a job the database has running under
+// this client although it does not run it: River's rescue rule.
+func (c *Client[TTx]) orphanRescue(job *millracetype.JobRow) *driver.JobRescue {
+	known := c.config.Workers != nil && c.config.Workers.lookup(job.Kind) != nil
+	return maintenance.RescueVerdict(job, c.config.clock().UTC(), OrphanRescueMessage, c.safeNextRetry, known)
+}
+
+// owns reports whether this client runs job id or holds its outcome. It
+// looks where a job goes, in that order: a producer (also one draining
+// after Queues().Remove), then the completer, which takes the outcome
+// before the producer lets the job go; a job found in neither has left
+// both, and its row is no longer running unless the client never had it.
+func (c *Client[TTx]) owns(id int64) bool {
+	for _, p := range c.allProducers() {
+		if p.Runs(id) {
+			return true
+		}
+	}
+	c.queuesMu.Lock()
+	draining := slices.Clone(c.draining)
+	c.queuesMu.Unlock()
+	for _, p := range draining {
+		if p.Runs(id) {
+			return true
+		}
+	}
+	c.mu.Lock()
+	comp := c.completer
+	c.mu.Unlock()
+	return comp != nil && comp.Holds(id)
 }
 
 // leaseLost cancels every running job: the client's lease is dead, so its

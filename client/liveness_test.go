@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/liveness"
 	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetype"
@@ -203,5 +204,37 @@ func TestStopRemovesTheRowLast(t *testing.T) {
 	}
 	if rowAlive() {
 		t.Fatal("the row is still there after Stop")
+	}
+}
+
+// A live client rescues a dead client's jobs at once, each by River's rule
+// but never discarding a job of a kind it has no worker for (another
+// service's): that one is retried, for its own service to judge. The error
+// names both clients.
+func TestHeartbeatRescueOfAnotherServicesJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testfixture.New(t)
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO `+clientTable(db)+` (client_id, heartbeat_at) VALUES ('dead_a', now() - interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-time.Minute)
+	theirs := db.InsertJob(t, &driver.JobInsertFullParams{Kind: "service_a_kind", State: millracetype.JobStateRunning, Attempt: 1, MaxAttempts: 1,
+		AttemptedAt: &at, AttemptedBy: []string{"dead_a"}})
+	ours := db.InsertJob(t, &driver.JobInsertFullParams{Kind: "noop", Args: []byte(`{}`), State: millracetype.JobStateRunning, Attempt: 1,
+		MaxAttempts: 1, AttemptedAt: &at, AttemptedBy: []string{"dead_a"}})
+	workers := NewWorkers()
+	AddWorker(workers, WorkFunc(func(context.Context, *Job[noopArgs]) error { return nil }))
+	c := newClient(t, db, &Config{ID: "live_b", Queues: map[string]QueueConfig{"other_queue": {MaxWorkers: 1}}, Workers: workers,
+		HeartbeatInterval: 50 * time.Millisecond})
+	start(t, c)
+	want := HeartbeatRescueMessage + " (client dead_a, rescued by live_b)"
+	got := waitJob(t, db, theirs.ID, "rescued", func(j *millracetype.JobRow) bool { return j.State != millracetype.JobStateRunning })
+	if got.State != millracetype.JobStateRetryable || len(got.Errors) != 1 || got.Errors[0].Error != want {
+		t.Errorf("another service's job out of attempts: %s, errors %+v; want retryable with %q", got.State, got.Errors, want)
+	}
+	got = waitJob(t, db, ours.ID, "rescued", func(j *millracetype.JobRow) bool { return j.State != millracetype.JobStateRunning })
+	if got.State != millracetype.JobStateDiscarded || len(got.Errors) != 1 || got.Errors[0].Error != want {
+		t.Errorf("a known job out of attempts: %s, errors %+v; want discarded with %q", got.State, got.Errors, want)
 	}
 }

@@ -25,7 +25,7 @@ const RequiredMigrationVersion = 8
 // migration line "millrace" a working client needs (its heartbeat table and
 // what later versions add): every version from 1 to it must be applied.
 // Inserting needs only line main.
-const RequiredMillraceMigrationVersion = 2
+const RequiredMillraceMigrationVersion = 3
 
 // The migration lines, as the migrate package names them.
 const (
@@ -40,8 +40,8 @@ type NotMigratedError struct {
 	Schema string
 	// SchemaMissing is true when the schema itself does not exist.
 	SchemaMissing bool
-	// Missing lists the versions of line "main" not applied, ascending;
-	// empty when they could not be read.
+	// Missing lists the versions of Line not applied, ascending; empty
+	// when they could not be read.
 	Missing []int
 	// MissingMillrace lists the versions of line "millrace" not applied
 	// (checked when a client starts working), ascending.
@@ -150,10 +150,11 @@ func checkMigrated(ctx context.Context, exec driver.Executor, schema string, wor
 	return nm
 }
 
-// checkMigratedOnStart runs checkMigrated once as Start begins. Only a
-// definite answer fails Start: when the check itself cannot run (the
-// database is down, say), it is logged and Start goes on as before, its
-// services retrying.
+// checkMigratedOnStart runs checkMigrated once as Start begins, for both
+// lines (a working client needs millrace's own: heartbeats, domain
+// leaders). Only a definite answer fails Start: when the check itself
+// cannot run (the database is down, say), it is logged and Start goes on
+// as before, its services retrying.
 func (c *Client[TTx]) checkMigratedOnStart(ctx context.Context) error {
 	err := checkMigrated(ctx, c.driver.GetExecutor(), c.config.Schema, true)
 	if err == nil || errors.Is(err, ErrNotMigrated) {

@@ -67,11 +67,14 @@ type PeriodicJobOpts struct {
 	// ID names the job (stored in metadata as river:periodic_job_id) and
 	// keeps its runs apart from another periodic job of the same kind.
 	ID string
-	// RunOnStart also enqueues the job whenever this client becomes leader.
+	// RunOnStart also enqueues the job whenever this client becomes the
+	// leader of its domain (Config.Domain; the database leader in the
+	// default domain).
 	RunOnStart bool
 }
 
-// PeriodicJob is a job enqueued on a schedule by the leader.
+// PeriodicJob is a job enqueued on a schedule by the leader of the client's
+// domain (Config.Domain; the database leader in the default domain).
 type PeriodicJob struct {
 	schedule    PeriodicSchedule
 	constructor PeriodicJobConstructor

@@ -86,10 +86,12 @@ type ClientDeleteParams struct {
 
 // JobGetRunningByParams selects running jobs whose current attempt belongs
 // to one of ClientIDs (the last element of attempted_by): the first Max by
-// id above AfterID.
+// id above AfterID. MinAge, when positive, keeps only jobs attempted at
+// least that long ago by the database's clock.
 type JobGetRunningByParams struct {
 	Schema    string
 	ClientIDs []string
 	AfterID   int64
 	Max       int
+	MinAge    time.Duration
 }

@@ -29,6 +29,13 @@ const (
 	TopicControl = "river_control"
 	// TopicLeadership carries leader resignations and resign requests.
 	TopicLeadership = "river_leadership"
+	// TopicDomainLeadership carries the resignations and resign requests of
+	// domain leaders (table millrace_leader): millrace's own topic, which
+	// River never listens to. Payloads name the domain:
+	// {"domain":"a","leader_id":"...","action":"resigned"}. It is no longer
+	// than TopicLeadership, so its channel fits Postgres' 63 bytes for
+	// every schema name schemaname accepts.
+	TopicDomainLeadership = "millrace_leader"
 )
 
 // ErrClosed is returned by a Listener used after Close or before Connect.
@@ -169,19 +176,27 @@ type Executor interface {
 
 	// LeaderAttemptElect tries to become leader: in one transaction it
 	// deletes an expired leader row, then inserts its own unless a row
-	// remains. It returns the new term when elected, else nil.
+	// remains. It returns the new term when elected, else nil. The leader
+	// methods work on river_leader (the database's leader) when the
+	// params' Domain is empty, and on the domain's row of millrace_leader
+	// (migration line millrace) otherwise.
 	LeaderAttemptElect(ctx context.Context, params *LeaderElectParams) (*millracetype.Leader, error)
 	// LeaderAttemptReelect extends the current term if it is still ours and
 	// not expired; nil means leadership was lost.
 	LeaderAttemptReelect(ctx context.Context, params *LeaderReelectParams) (*millracetype.Leader, error)
 	// LeaderResign deletes our term's row and, in the same statement,
-	// notifies a "resigned" leadership action. It reports whether a row was
-	// deleted.
+	// notifies a "resigned" leadership action (on TopicLeadership, or on
+	// TopicDomainLeadership with the domain for a domain's term). It
+	// reports whether a row was deleted.
 	LeaderResign(ctx context.Context, params *LeaderResignParams) (bool, error)
 	// LeaderGetElected returns the current leader, or an error wrapping
 	// millracetype.ErrNotFound when there is none (expired rows count as
 	// none).
 	LeaderGetElected(ctx context.Context, schema string) (*millracetype.Leader, error)
+	// LeaderListDomains returns the live terms of millrace_leader (one per
+	// domain that has a leader), by domain. It fails if the table does not
+	// exist (migration line millrace below version 2).
+	LeaderListDomains(ctx context.Context, schema string) ([]*millracetype.Leader, error)
 
 	// QueueCreateOrSetUpdatedAt upserts a queue row: inserted with the given
 	// metadata and paused state, or its updated_at refreshed.
@@ -669,14 +684,19 @@ type JobDeleteBeforeParams struct {
 
 // LeaderElectParams asks to become leader for TTL.
 type LeaderElectParams struct {
-	Schema   string
+	Schema string
+	// Domain, when not empty, is the domain whose leader to become
+	// (millrace_leader); empty means the database's leader (river_leader).
+	Domain   string
 	LeaderID string
 	TTL      time.Duration
 }
 
 // LeaderReelectParams extends the term that began at ElectedAt.
 type LeaderReelectParams struct {
-	Schema    string
+	Schema string
+	// Domain is as in LeaderElectParams.
+	Domain    string
 	LeaderID  string
 	ElectedAt time.Time
 	TTL       time.Duration
@@ -684,7 +704,9 @@ type LeaderReelectParams struct {
 
 // LeaderResignParams ends the term that began at ElectedAt.
 type LeaderResignParams struct {
-	Schema    string
+	Schema string
+	// Domain is as in LeaderElectParams.
+	Domain    string
 	LeaderID  string
 	ElectedAt time.Time
 }

@@ -35,7 +35,8 @@ func crashAccounting(e *env, row tally, killed string, stranded []int64) string 
 	// Rescued by the dead client's missing heartbeat (within seconds), or
 	// by River's rule (the leader's rescuer).
 	e.scan(`SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM unnest($1::bigint[]) AS s(id)
-		WHERE NOT EXISTS (SELECT 1 FROM `+e.job()+` j, unnest(j.errors) e WHERE j.id = s.id AND e->>'error' IN ($2, $3))`,
+		WHERE NOT EXISTS (SELECT 1 FROM `+e.job()+` j, unnest(j.errors) e WHERE j.id = s.id
+			AND (e->>'error' = $2 OR starts_with(e->>'error', $3)))`,
 		[]any{stranded, maintenance.RescueErrorMessage, client.HeartbeatRescueMessage}, &notRescued)
 	if len(unexplained) != 0 {
 		t.Errorf("%d jobs worked twice that the killed process %s did not leave running: %v", len(unexplained), killed, sample(unexplained))

@@ -25,6 +25,13 @@
 //	                              make test-faults runs full: 20,000 jobs, 500 workers)
 //	MILLRACE_FAULTS_SOAK=10m      loop scenarios 1, 4 and 6 for that long (make soak-faults)
 //	MILLRACE_FAULTS_LOG=1         print the clients' logs as they happen
+//	MILLRACE_FAULTS_DOMAINS=2m    TestDomains's duration (default 40 s reduced, 2 min full)
+//
+// TestDomains (domains_test.go) is separate from the scenarios: two
+// services with their own domains, two processes each, on one database,
+// with processes of both SIGKILLed and replaced; it checks that no job of
+// one is cancelled or discarded by the other and that each service's
+// periodic job keeps its schedule.
 //
 // The crash scenarios run this package's test binary again as a worker
 // process (MILLRACE_FAULTS_HELPER=1, handled in TestMain) and kill it by PID.

@@ -586,7 +586,10 @@ func (e *env) noDuplicates(row tally) {
 		var ids []int64
 		e.scan(`SELECT coalesce(array_agg(job_id), '{}') FROM (SELECT job_id FROM `+e.wlog.table+
 			` WHERE outcome = 'ok' GROUP BY job_id HAVING count(*) > 1 LIMIT 20) d`, nil, &ids)
-		e.t.Errorf("%d jobs worked twice without a crash, e.g. %v", row.Duplicated, ids)
+		var runs []string
+		e.scan(`SELECT coalesce(array_agg(format('job %s attempt %s by %s: %s at %s', job_id, attempt, client_id, outcome, at) ORDER BY job_id, at), '{}')
+			FROM `+e.wlog.table+` WHERE job_id = ANY($1)`, []any{ids}, &runs)
+		e.t.Errorf("%d jobs worked twice without a crash, e.g. %v; their runs:\n%s", row.Duplicated, ids, strings.Join(runs, "\n"))
 	}
 }
 

@@ -85,7 +85,8 @@ func heartbeatKillRound(t *testing.T) (time.Duration, string) {
 	// Each rescued by the heartbeat rule, its attempt counted.
 	var rescued int
 	e.scan(`SELECT count(*) FROM `+e.job()+` j WHERE id = ANY($1) AND (j.metadata->>'river:rescue_count')::int = 1
-		AND j.errors[1]->>'error' = $2 AND (j.errors[1]->>'attempt')::int = 1`, []any{held, client.HeartbeatRescueMessage}, &rescued)
+		AND starts_with(j.errors[1]->>'error', $2 || ' (client ' || $3 || ', rescued by hb-') AND (j.errors[1]->>'attempt')::int = 1`,
+		[]any{held, client.HeartbeatRescueMessage, victim.id}, &rescued)
 	if rescued != len(held) {
 		t.Errorf("%d of the dead client's %d jobs carry one heartbeat rescue of attempt 1", rescued, len(held))
 	}

@@ -51,10 +51,17 @@ const (
 	// context, then succeed.
 	helperLong     = "MILLRACE_FAULTS_HELPER_LONG"
 	helperStubborn = "MILLRACE_FAULTS_HELPER_STUBBORN"
+	// helperDomain, when set, makes the helper a client of that domain
+	// (domains_test.go): the domain's own workers and periodic job
+	// instead of the suite's.
+	helperDomain = "MILLRACE_FAULTS_HELPER_DOMAIN"
 )
 
 // helperMain runs the helper process and returns its exit code.
 func helperMain() int {
+	if domain := os.Getenv(helperDomain); domain != "" {
+		return domainHelperMain(domain)
+	}
 	id := os.Getenv(helperID)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("client", id)
 	fail := func(err error) int {
@@ -183,6 +190,8 @@ type helperOpts struct {
 	stubborn bool
 	// url replaces the server's URL (a proxy in front of it).
 	url string
+	// domain, when set, runs a client of that domain (domainHelperMain).
+	domain string
 }
 
 // helper is a running helper process, seen from the test.
@@ -282,6 +291,7 @@ func (e *env) startHelper(o helperOpts) *helper {
 		helperPeriodic+"="+durationEnv(o.periodic),
 		helperLong+"="+durationEnv(o.long),
 		helperStubborn+"="+stubborn,
+		helperDomain+"="+o.domain,
 	)
 	h := &helper{t: e.t, e: e, id: o.id, app: app, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out

@@ -6,6 +6,11 @@
 //   - Cleaner: deletes finalized jobs past their retention.
 //   - QueueCleaner: deletes queues nobody has reported for a long time.
 //
+// The PeriodicJobEnqueuer belongs to one service: a client wires it to the
+// leadership of its domain (client.Config.Domain), or to the database's
+// leadership in the default domain; the Maintainer does not care which
+// LeaderSource it follows.
+//
 // Each is a startstop service that runs one pass at start and then at its
 // interval (the reindexer and the PeriodicJobEnqueuer at the times of their
 // schedules); a Maintainer starts them all when its client becomes leader

@@ -142,6 +142,10 @@ func TestRescuer(t *testing.T) {
 	outOfAttempts := running("known", 5, 5, `{}`)
 	cancelAsked := running("known", 1, 5, `{"cancel_attempted_at": "2026-01-01T00:00:00.123456789Z"}`)
 	unknownKind := running("stranger", 1, 5, `{}`)
+	// Out of attempts, but of a kind another service works: that service
+	// decides, not this leader.
+	unknownOutOfAttempts := running("stranger", 5, 5, `{}`)
+	unknownCancelAsked := running("stranger", 1, 5, `{"cancel_attempted_at": "2026-01-01T00:00:00.123456789Z"}`)
 	noTimeout := running("forever", 1, 5, `{}`)
 	longTimeout := running("slow", 1, 5, `{}`)
 	recent := db.InsertJob(t, &driver.JobInsertFullParams{Kind: "known", State: millracetype.JobStateRunning, Attempt: 1,
@@ -180,6 +184,11 @@ func TestRescuer(t *testing.T) {
 	check(outOfAttempts, millracetype.JobStateDiscarded, 1)
 	check(cancelAsked, millracetype.JobStateCancelled, 1)
 	check(unknownKind, millracetype.JobStateRetryable, 1) // never discarded: another client may work it
+	u := check(unknownOutOfAttempts, millracetype.JobStateRetryable, 1)
+	if !u.ScheduledAt.After(now) || u.FinalizedAt != nil {
+		t.Errorf("unknown kind out of attempts: scheduled %s finalized %v, want a retry time and no finalization", u.ScheduledAt, u.FinalizedAt)
+	}
+	check(unknownCancelAsked, millracetype.JobStateCancelled, 1) // the caller asked for it
 	check(noTimeout, millracetype.JobStateRunning, 0)
 	check(longTimeout, millracetype.JobStateRunning, 0)
 	check(recent, millracetype.JobStateRunning, 0)

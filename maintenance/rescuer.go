@@ -66,7 +66,11 @@ type RescuerConfig struct {
 // river:rescue_count incremented.
 //
 // Unlike River, a job of a kind this client has no worker for is made
-// retryable, never discarded: another client may be the one that works it.
+// retryable even when it is out of attempts, never discarded: another
+// client (another service sharing the database) may be the one that works
+// it, and that client's next attempt decides (a failure then discards it).
+// A cancel that was asked for (metadata cancel_attempted_at) still cancels
+// it: that is the caller's decision, not the rescuer's.
 //
 // A pass pages through all the stuck jobs by id, however many of them it
 // must leave running (a kind whose timeout has not run out, a kind without
@@ -176,15 +180,18 @@ func (r *Rescuer) verdict(job *millracetype.JobRow, now time.Time) *driver.JobRe
 	if known && timeout > 0 && job.AttemptedAt != nil && job.AttemptedAt.Add(timeout).After(now) {
 		return nil
 	}
-	return RescueVerdict(job, now, RescueErrorMessage, r.cfg.NextRetry)
+	return RescueVerdict(job, now, RescueErrorMessage, r.cfg.NextRetry, known)
 }
 
 // RescueVerdict is River's rescue rule for a running job whose worker is
 // gone, at now: cancelled when a cancel was asked (metadata
 // cancel_attempted_at), discarded when out of attempts, else retryable at
 // nextRetry(job) (River's default policy when nextRetry is nil or gives a
-// time before now). The attempt's error records message.
-func RescueVerdict(job *millracetype.JobRow, now time.Time, message string, nextRetry func(*millracetype.JobRow) time.Time) *driver.JobRescue {
+// time before now). The attempt's error records message. Unlike River, a
+// job whose kind the judge has no worker for (known false) is never
+// discarded: out of attempts, it is made retryable, and a client that
+// works its kind decides on its next attempt.
+func RescueVerdict(job *millracetype.JobRow, now time.Time, message string, nextRetry func(*millracetype.JobRow) time.Time, known bool) *driver.JobRescue {
 	at := now
 	if job.AttemptedAt != nil {
 		at = *job.AttemptedAt
@@ -194,7 +201,7 @@ func RescueVerdict(job *millracetype.JobRow, now time.Time, message string, next
 	switch {
 	case millracetype.MetadataHasKey(job.Metadata, "cancel_attempted_at"):
 		rescue.State, rescue.FinalizedAt = millracetype.JobStateCancelled, &now
-	case job.Attempt >= job.MaxAttempts:
+	case job.Attempt >= job.MaxAttempts && known:
 		rescue.State, rescue.FinalizedAt = millracetype.JobStateDiscarded, &now
 	default:
 		rescue.State = millracetype.JobStateRetryable

@@ -80,7 +80,7 @@ func newSchemaDB(t *testing.T, schema string) (string, *pgxpool.Pool) {
 }
 
 // millraceVersions are the versions of line millrace, in order.
-var millraceVersions = []int{1, 2}
+var millraceVersions = []int{1, 2, 3}
 
 // millraceRows are they as river_migration rows.
 func millraceRows() []string {
@@ -92,9 +92,9 @@ func millraceRows() []string {
 }
 
 // TestMillraceLineSchema applies both lines with MigrateAll and checks that
-// line millrace adds exactly the millrace_client table (and its key),
-// recorded as millrace:1.., and that its down leaves River's schema exactly
-// as River's dump has it.
+// line millrace adds exactly the millrace_client and millrace_leader tables
+// (and their keys), recorded as millrace:1.., and that its down leaves
+// River's schema exactly as River's dump has it.
 func TestMillraceLineSchema(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -114,7 +114,7 @@ func TestMillraceLineSchema(t *testing.T) {
 	if got := migrationRows(t, pool, schema); !slices.Equal(got, want) {
 		t.Fatalf("river_migration rows %v, want %v", got, want)
 	}
-	if got, want := ownObjects(t, pool, schema), []string{"r millrace_client", "i millrace_client_pkey"}; !slices.Equal(got, want) {
+	if got, want := ownObjects(t, pool, schema), []string{"r millrace_client", "i millrace_client_pkey", "r millrace_leader", "i millrace_leader_pkey"}; !slices.Equal(got, want) {
 		t.Fatalf("objects beyond River's after line millrace: %v, want %v", got, want)
 	}
 	rows, err := pool.Query(ctx, `SELECT column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-')
@@ -146,6 +146,25 @@ func TestMillraceLineSchema(t *testing.T) {
 		`INSERT INTO mr.millrace_client (client_id) VALUES ('c1')`,
 		`INSERT INTO mr.millrace_client (client_id, metadata) VALUES ('c2', '[1]')`,
 		`INSERT INTO mr.millrace_client (client_id, heartbeat_timeout) VALUES ('c3', interval '0')`,
+	} {
+		if _, err := pool.Exec(ctx, bad); err == nil {
+			t.Errorf("accepted: %s", bad)
+		}
+	}
+	// millrace_leader: one term per domain, domains named as
+	// client.Config.Domain allows.
+	if _, err := pool.Exec(ctx, `INSERT INTO mr.millrace_leader (domain, leader_id, elected_at, expires_at)
+		VALUES ('svc-a', 'c1', now(), now() + interval '15 seconds'), ('svc_b', 'c1', now(), now() + interval '15 seconds')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		`INSERT INTO mr.millrace_leader (domain, leader_id, elected_at, expires_at) VALUES ('svc-a', 'c2', now(), now())`,
+		`INSERT INTO mr.millrace_leader (domain, leader_id, elected_at, expires_at) VALUES ('', 'c2', now(), now())`,
+		`INSERT INTO mr.millrace_leader (domain, leader_id, elected_at, expires_at) VALUES ('Svc', 'c2', now(), now())`,
+		`INSERT INTO mr.millrace_leader (domain, leader_id, elected_at, expires_at) VALUES ('a b', 'c2', now(), now())`,
+		`INSERT INTO mr.millrace_leader (domain, leader_id, elected_at, expires_at) VALUES ('` + strings.Repeat("x", 65) + `', 'c2', now(), now())`,
+		`INSERT INTO mr.millrace_leader (domain, leader_id, elected_at, expires_at) VALUES ('c', '', now(), now())`,
+		`INSERT INTO mr.millrace_leader (domain, leader_id, elected_at, expires_at) VALUES ('c', 'c2', NULL, now())`,
 	} {
 		if _, err := pool.Exec(ctx, bad); err == nil {
 			t.Errorf("accepted: %s", bad)
@@ -328,7 +347,10 @@ func TestPrintedSQLBothLines(t *testing.T) {
 	last := len(millraceVersions)
 	millUp, millDown := sqlOf(mill, 0, last), sqlOf(mill, last, 0)
 	for _, want := range []string{"line millrace version 001 millrace_client (up)", "CREATE TABLE millrace_client (",
-		"INSERT INTO river_migration (line, version) VALUES ('millrace', 1);"} {
+		"INSERT INTO river_migration (line, version) VALUES ('millrace', 1);",
+		"line millrace version 002 millrace_client_timeout (up)", "ADD COLUMN heartbeat_timeout interval",
+		"line millrace version 003 millrace_leader (up)", "CREATE UNLOGGED TABLE millrace_leader (",
+		"INSERT INTO river_migration (line, version) VALUES ('millrace', 3);"} {
 		if !strings.Contains(millUp, want) {
 			t.Fatalf("millrace up SQL lacks %q:\n%s", want, millUp)
 		}
@@ -349,7 +371,7 @@ func TestPrintedSQLBothLines(t *testing.T) {
 	if p, err := mill.Pending(ctx); err != nil || len(p) != 0 {
 		t.Fatalf("millrace pending after its printed SQL: %v, %v", p, err)
 	}
-	if got := ownObjects(t, pool, "public"); !slices.Equal(got, []string{"r millrace_client", "i millrace_client_pkey"}) {
+	if got := ownObjects(t, pool, "public"); !slices.Equal(got, []string{"r millrace_client", "i millrace_client_pkey", "r millrace_leader", "i millrace_leader_pkey"}) {
 		t.Fatalf("objects beyond River's: %v", got)
 	}
 	// Main's printed down refuses to cross version 5 while millrace is

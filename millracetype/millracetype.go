@@ -166,6 +166,9 @@ type Queue struct {
 
 // Leader is the row of river_leader: who leads and until when.
 type Leader struct {
+	// Domain is the domain led (millrace_leader), or "" for the database
+	// (river_leader).
+	Domain string
 	// LeaderID is the client ID of the leader.
 	LeaderID string
 	// ElectedAt is when the leader was elected (used to guard re-election

@@ -3,6 +3,7 @@ package riverdrivertest
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,6 +137,171 @@ func (s *suite[TTx]) testLeader(t *testing.T) {
 		e.requireQuiet(t, l, e.schema, driver.TopicLeadership)
 		if elect(t, e, "leader_b") == nil {
 			t.Fatal("not elected after the leader resigned")
+		}
+	})
+}
+
+// testDomainLeader checks the leader methods with a Domain: they work on
+// that domain's row of millrace_leader (migration line millrace), with the
+// rules of river_leader, and leave river_leader and other domains alone.
+func (s *suite[TTx]) testDomainLeader(t *testing.T) {
+	elect := func(t *testing.T, e *env[TTx], domain, id string) *millracetype.Leader {
+		t.Helper()
+		l, err := e.exec.LeaderAttemptElect(e.ctx, &driver.LeaderElectParams{Schema: e.schema, Domain: domain, LeaderID: id, TTL: leaderTTL})
+		requireNoError(t, err, "LeaderAttemptElect in domain "+domain)
+		return l
+	}
+	reelect := func(t *testing.T, e *env[TTx], domain, id string, electedAt time.Time) *millracetype.Leader {
+		t.Helper()
+		l, err := e.exec.LeaderAttemptReelect(e.ctx, &driver.LeaderReelectParams{Schema: e.schema, Domain: domain,
+			LeaderID: id, ElectedAt: electedAt, TTL: time.Minute})
+		requireNoError(t, err, "LeaderAttemptReelect in domain "+domain)
+		return l
+	}
+	resign := func(t *testing.T, e *env[TTx], domain, id string, electedAt time.Time) bool {
+		t.Helper()
+		ok, err := e.exec.LeaderResign(e.ctx, &driver.LeaderResignParams{Schema: e.schema, Domain: domain, LeaderID: id, ElectedAt: electedAt})
+		requireNoError(t, err, "LeaderResign in domain "+domain)
+		return ok
+	}
+	// rows lists millrace_leader as "domain=leader_id" in domain order.
+	rows := func(t *testing.T, e *env[TTx]) string {
+		t.Helper()
+		return e.rawString(t, `SELECT coalesce(string_agg(domain || '=' || leader_id, ',' ORDER BY domain), '') FROM `+e.table("millrace_leader"))
+	}
+
+	s.run(t, "DomainsAreIndependent", func(t *testing.T, e *env[TTx]) {
+		before := now()
+		a := elect(t, e, "svc-a", "client_a1")
+		after := now()
+		if a == nil {
+			t.Fatal("not elected in an empty domain")
+		}
+		requireEqual(t, a.LeaderID, "client_a1", "leader_id")
+		requireEqual(t, a.Domain, "svc-a", "domain")
+		requireBetween(t, a.ElectedAt, before, after, "elected_at")
+		requireTime(t, a.ExpiresAt, a.ElectedAt.Add(leaderTTL), "expires_at (elected_at + TTL)")
+		if l := elect(t, e, "svc-a", "client_a2"); l != nil {
+			t.Fatalf("client_a2 elected in svc-a while client_a1's term is live: %+v", l)
+		}
+		if elect(t, e, "svc_b", "client_b1") == nil {
+			t.Fatal("not elected in domain svc_b although only svc-a has a leader")
+		}
+		// The database's leader is another thing altogether.
+		if elect(t, e, "", "client_b1") == nil {
+			t.Fatal("not elected database leader although river_leader is empty")
+		}
+		requireEqual(t, rows(t, e), "svc-a=client_a1,svc_b=client_b1", "millrace_leader")
+		requireEqual(t, e.rawString(t, `SELECT leader_id FROM `+e.table("river_leader")), "client_b1", "river_leader")
+	})
+
+	s.run(t, "DomainReelectAndExpiry", func(t *testing.T, e *env[TTx]) {
+		a := elect(t, e, "a", "client_a1")
+		b := elect(t, e, "b", "client_b1")
+		before := now()
+		l := reelect(t, e, "a", "client_a1", a.ElectedAt)
+		after := now()
+		if l == nil {
+			t.Fatal("re-election of the live term refused")
+		}
+		requireTime(t, l.ElectedAt, a.ElectedAt, "elected_at (the term's start stays)")
+		requireEqual(t, l.Domain, "a", "domain of the extended term")
+		requireBetween(t, l.ExpiresAt, before.Add(time.Minute), after.Add(time.Minute), "expires_at (now + TTL)")
+		if got := reelect(t, e, "b", "client_a1", a.ElectedAt); got != nil {
+			t.Fatalf("client_a1 extended a term in domain b: %+v", got)
+		}
+		if got := reelect(t, e, "a", "client_a1", a.ElectedAt.Add(time.Microsecond)); got != nil {
+			t.Fatalf("re-election with another term's elected_at accepted: %+v", got)
+		}
+		// Domain a's term expires; b's is untouched, and a new a leader
+		// may be elected, and the old one can no longer extend.
+		e.rawExec(t, `UPDATE `+e.table("millrace_leader")+` SET expires_at = now() - interval '1 second' WHERE domain = 'a'`)
+		if got := reelect(t, e, "a", "client_a1", a.ElectedAt); got != nil {
+			t.Fatalf("re-election of an expired term accepted: %+v", got)
+		}
+		if elect(t, e, "a", "client_a2") == nil {
+			t.Fatal("not elected in domain a after its term expired")
+		}
+		if elect(t, e, "b", "client_b2") != nil {
+			t.Fatal("elected in domain b while its term is live")
+		}
+		requireEqual(t, rows(t, e), "a=client_a2,b=client_b1", "millrace_leader")
+		if reelect(t, e, "b", "client_b1", b.ElectedAt) == nil {
+			t.Fatal("domain b's live term could not be extended")
+		}
+	})
+
+	s.run(t, "DomainResign", func(t *testing.T, e *env[TTx]) {
+		l := e.listen(t, e.schema, driver.TopicDomainLeadership, driver.TopicLeadership)
+		a := elect(t, e, "a", "client_1")
+		b := elect(t, e, "b", "client_1")
+		db := elect(t, e, "", "client_1")
+		if resign(t, e, "b", "client_1", a.ElectedAt.Add(-time.Second)) {
+			t.Fatal("resignation of a stale term deleted a row")
+		}
+		if resign(t, e, "a", "client_2", a.ElectedAt) {
+			t.Fatal("resignation by another client deleted a row")
+		}
+		e.requireQuiet(t, l, e.schema, driver.TopicDomainLeadership)
+		if !resign(t, e, "a", "client_1", a.ElectedAt) {
+			t.Fatal("resignation of the live term deleted nothing")
+		}
+		e.requireNext(t, l, driver.TopicDomainLeadership, map[string]any{"domain": "a", "leader_id": "client_1", "action": "resigned"})
+		// Nothing on River's topic: River clients never hear of domains.
+		e.requireQuiet(t, l, e.schema, driver.TopicLeadership)
+		requireEqual(t, rows(t, e), "b=client_1", "millrace_leader after a's resignation")
+		requireEqual(t, e.rawString(t, `SELECT leader_id FROM `+e.table("river_leader")), "client_1", "river_leader after a's resignation")
+		if !resign(t, e, "", "client_1", db.ElectedAt) {
+			t.Fatal("the database leader's resignation deleted nothing")
+		}
+		e.requireNext(t, l, driver.TopicLeadership, map[string]any{"leader_id": "client_1", "action": "resigned"})
+		requireEqual(t, rows(t, e), "b=client_1", "millrace_leader after the database leader's resignation")
+		if !resign(t, e, "b", "client_1", b.ElectedAt) {
+			t.Fatal("b's resignation deleted nothing")
+		}
+		e.requireNext(t, l, driver.TopicDomainLeadership, map[string]any{"domain": "b", "leader_id": "client_1", "action": "resigned"})
+	})
+
+	s.runBare(t, "DomainListNeedsTheTable", func(t *testing.T, e *env[TTx]) {
+		e.migrate(t, 0) // line main only
+		if _, err := e.exec.LeaderListDomains(e.ctx, e.schema); err == nil {
+			t.Fatal("LeaderListDomains succeeded before line millrace created millrace_leader")
+		}
+	})
+
+	s.run(t, "DomainList", func(t *testing.T, e *env[TTx]) {
+		list := func() []*millracetype.Leader {
+			t.Helper()
+			ls, err := e.exec.LeaderListDomains(e.ctx, e.schema)
+			requireNoError(t, err, "LeaderListDomains")
+			return ls
+		}
+		requireEqual(t, len(list()), 0, "domain leaders of an empty table")
+		b := elect(t, e, "b", "client_b")
+		a := elect(t, e, "a", "client_a")
+		elect(t, e, "", "client_db") // the database's leader is not a domain's
+		e.rawExec(t, `INSERT INTO `+e.table("millrace_leader")+` (domain, leader_id, elected_at, expires_at)
+			VALUES ('c', 'client_c', now() - interval '1 minute', now() - interval '1 second')`)
+		ls := list()
+		if len(ls) != 2 {
+			t.Fatalf("LeaderListDomains returned %d terms, want the live ones of a and b: %+v", len(ls), ls)
+		}
+		for i, want := range []struct {
+			domain string
+			l      *millracetype.Leader
+		}{{"a", a}, {"b", b}} {
+			requireEqual(t, ls[i].Domain, want.domain, "domain")
+			requireEqual(t, ls[i].LeaderID, want.l.LeaderID, "leader_id")
+			requireTime(t, ls[i].ElectedAt, want.l.ElectedAt, "elected_at")
+			requireTime(t, ls[i].ExpiresAt, want.l.ExpiresAt, "expires_at")
+		}
+	})
+
+	s.run(t, "DomainNameChecked", func(t *testing.T, e *env[TTx]) {
+		for _, bad := range []string{"Upper", "a b", "-a", strings.Repeat("x", 65)} {
+			if _, err := e.exec.LeaderAttemptElect(e.ctx, &driver.LeaderElectParams{Schema: e.schema, Domain: bad, LeaderID: "c", TTL: leaderTTL}); err == nil {
+				t.Errorf("election in domain %q accepted; the table's check should refuse it", bad)
+			}
 		}
 	})
 }

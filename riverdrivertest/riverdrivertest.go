@@ -99,6 +99,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobRescueMany", s.testJobRescueMany},
 		{"JobDeleteBefore", s.testJobDeleteBefore},
 		{"Leader", s.testLeader},
+		{"DomainLeader", s.testDomainLeader},
 		{"Queue", s.testQueue},
 		{"JobListMoreFilters", s.testJobListMoreFilters},
 		{"JobDeleteMany", s.testJobDeleteMany},

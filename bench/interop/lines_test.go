@@ -163,3 +163,13 @@ func TestRiverRefusesMainDownUnderMillraceLine(t *testing.T) {
 		t.Fatalf("River migrate down after line millrace went down: %v", err)
 	}
 }
+
+// millraceLatest is the latest version of line millrace.
+func millraceLatest(t *testing.T) int {
+	t.Helper()
+	m, err := migrate.New(pgxv5.New(nil), &migrate.Config{Line: migrate.LineMillrace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Latest()
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/driver/pgxv5"
 	"github.com/millrace/millrace/migrate"
 	"github.com/millrace/millrace/millracetype"
@@ -359,26 +360,56 @@ func newQueuesCmd(g *globalFlags) *cobra.Command {
 func newLeaderCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "leader",
-		Short: "Show which client leads (and runs maintenance)",
+		Short: "Show which client leads (and runs maintenance), and each domain's leader",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withAdmin(cmd, g, func(ctx context.Context, _ *client.Client[pgx.Tx], drv *pgxv5.Driver) error {
-				l, err := drv.GetExecutor().LeaderGetElected(ctx, g.schema)
+				exec := drv.GetExecutor()
+				l, err := exec.LeaderGetElected(ctx, g.schema)
 				if errors.Is(err, millracetype.ErrNotFound) {
-					if g.json {
-						return writeJSON(cmd.OutOrStdout(), map[string]any{"leader_id": nil})
-					}
-					_, err = fmt.Fprintln(cmd.OutOrStdout(), "no leader (no client with queues is running)")
-					return err
+					l, err = nil, nil
 				}
 				if err != nil {
 					return err
 				}
-				if g.json {
-					return writeJSON(cmd.OutOrStdout(), map[string]any{"leader_id": l.LeaderID, "elected_at": l.ElectedAt, "expires_at": l.ExpiresAt})
+				// Domain leaders live in line millrace's millrace_leader
+				// (version 2); a schema without it has none.
+				var domains []*millracetype.Leader
+				hasTable, err := exec.TableExists(ctx, &driver.TableExistsParams{Schema: g.schema, Table: "millrace_leader"})
+				if err != nil {
+					return err
 				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "leader %s (elected %s, term until %s)\n", l.LeaderID,
-					l.ElectedAt.Format(time.RFC3339), l.ExpiresAt.Format(time.RFC3339))
+				if hasTable {
+					if domains, err = exec.LeaderListDomains(ctx, g.schema); err != nil {
+						return err
+					}
+				}
+				if g.json {
+					out := map[string]any{"leader_id": nil}
+					if l != nil {
+						out = map[string]any{"leader_id": l.LeaderID, "elected_at": l.ElectedAt, "expires_at": l.ExpiresAt}
+					}
+					ds := []map[string]any{}
+					for _, d := range domains {
+						ds = append(ds, map[string]any{"domain": d.Domain, "leader_id": d.LeaderID, "elected_at": d.ElectedAt, "expires_at": d.ExpiresAt})
+					}
+					out["domains"] = ds
+					return writeJSON(cmd.OutOrStdout(), out)
+				}
+				w := cmd.OutOrStdout()
+				if l == nil {
+					_, err = fmt.Fprintln(w, "no leader (no client with queues is running)")
+				} else {
+					_, err = fmt.Fprintf(w, "leader %s (elected %s, term until %s)\n", l.LeaderID,
+						l.ElectedAt.Format(time.RFC3339), l.ExpiresAt.Format(time.RFC3339))
+				}
+				for _, d := range domains {
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(w, "domain %s: leader %s (elected %s, term until %s)\n", d.Domain, d.LeaderID,
+						d.ElectedAt.Format(time.RFC3339), d.ExpiresAt.Format(time.RFC3339))
+				}
 				return err
 			})
 		},

@@ -281,3 +281,45 @@ func TestDemoInterrupt(t *testing.T) {
 		t.Errorf("jobs left running after an interrupted demo:\n%s", text)
 	}
 }
+
+// TestLeaderCommandDomains: `millrace leader` shows the database's leader
+// and each domain's live leader; a schema without line millrace shows the
+// database's alone.
+func TestLeaderCommandDomains(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.AdminURL(t)
+	main := testfixture.New(t)
+	code, out, _ := exe(t, "leader", "--json", "--database-url", url, "--schema", main.Schema)
+	if code != 0 || !strings.Contains(out, `"leader_id": null`) || !strings.Contains(out, `"domains": []`) {
+		t.Fatalf("leader on line main only: %d %s", code, out)
+	}
+
+	db := testfixture.New(t)
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO `+db.Schema+`.river_leader (leader_id, elected_at, expires_at) VALUES ('c_db', now(), now() + interval '1 minute');
+		INSERT INTO `+db.Schema+`.millrace_leader (domain, leader_id, elected_at, expires_at) VALUES
+			('billing', 'c_bill', now(), now() + interval '1 minute'),
+			('audit', 'c_audit', now(), now() + interval '1 minute'),
+			('gone', 'c_gone', now() - interval '1 minute', now() - interval '1 second')`); err != nil {
+		t.Fatal(err)
+	}
+	dbf := []string{"--database-url", url, "--schema", db.Schema}
+	code, out, _ = exe(t, append([]string{"leader"}, dbf...)...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "leader c_db (") ||
+		!strings.HasPrefix(lines[1], "domain audit: leader c_audit (") || !strings.HasPrefix(lines[2], "domain billing: leader c_bill (") {
+		t.Fatalf("leader: %d\n%s", code, out)
+	}
+	code, out, _ = exe(t, append([]string{"leader", "--json"}, dbf...)...)
+	var got struct {
+		LeaderID string `json:"leader_id"`
+		Domains  []struct {
+			Domain   string `json:"domain"`
+			LeaderID string `json:"leader_id"`
+		} `json:"domains"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.LeaderID != "c_db" || len(got.Domains) != 2 ||
+		got.Domains[0].Domain != "audit" || got.Domains[0].LeaderID != "c_audit" || got.Domains[1].Domain != "billing" {
+		t.Fatalf("leader --json: %d %s", code, out)
+	}
+}

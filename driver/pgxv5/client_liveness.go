@@ -122,16 +122,20 @@ func (e *executor) ClientDelete(ctx context.Context, p *driver.ClientDeleteParam
 // worked.
 var sqlJobGetRunningBy = `SELECT ` + jobCols + ` FROM {{schema}}river_job
 WHERE state = 'running' AND attempted_by[cardinality(attempted_by)] = ANY($1::text[]) AND id > $2
+    AND ($4::bigint = 0 OR attempted_at < now() - $4::bigint * interval '1 microsecond')
 ORDER BY id LIMIT $3`
 
 func (e *executor) JobGetRunningBy(ctx context.Context, p *driver.JobGetRunningByParams) ([]*millracetype.JobRow, error) {
 	if p.Max <= 0 {
 		return nil, fmt.Errorf("get running jobs: max %d must be positive", p.Max)
 	}
+	if p.MinAge < 0 {
+		return nil, fmt.Errorf("get running jobs: negative MinAge %v", p.MinAge)
+	}
 	if len(p.ClientIDs) == 0 {
 		return nil, nil
 	}
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetRunningBy), p.ClientIDs, p.AfterID, p.Max)
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobGetRunningBy), p.ClientIDs, p.AfterID, p.Max, p.MinAge.Microseconds())
 	if err != nil {
 		return nil, err
 	}

@@ -42,17 +42,42 @@ ON CONFLICT (name) DO NOTHING
 RETURNING leader_id, elected_at, expires_at`
 )
 
+// The domain variants work on the domain's row of millrace_leader, with the
+// same rules as river_leader's single row.
+var (
+	sqlDomainLeaderDeleteExpired = `DELETE FROM {{schema}}millrace_leader WHERE domain = $1 AND expires_at < now()`
+	sqlDomainLeaderInsert        = `
+INSERT INTO {{schema}}millrace_leader (domain, leader_id, elected_at, expires_at)
+VALUES ($1, $2, now(), now() + $3::float8 * interval '1 second')
+ON CONFLICT (domain) DO NOTHING
+RETURNING leader_id, elected_at, expires_at`
+)
+
 func (e *executor) LeaderAttemptElect(ctx context.Context, p *driver.LeaderElectParams) (*millracetype.Leader, error) {
 	var leader *millracetype.Leader
 	err := e.inTx(ctx, func(tx *executor) error {
-		if _, err := tx.db.Exec(ctx, e.sql.get(p.Schema, &sqlLeaderDeleteExpired)); err != nil {
-			return err
+		var rows pgx.Rows
+		if p.Domain == "" {
+			if _, err := tx.db.Exec(ctx, e.sql.get(p.Schema, &sqlLeaderDeleteExpired)); err != nil {
+				return err
+			}
+			var err error
+			if rows, err = tx.db.Query(ctx, e.sql.get(p.Schema, &sqlLeaderInsert), p.LeaderID, seconds(p.TTL)); err != nil {
+				return err
+			}
+		} else {
+			if _, err := tx.db.Exec(ctx, e.sql.get(p.Schema, &sqlDomainLeaderDeleteExpired), p.Domain); err != nil {
+				return err
+			}
+			var err error
+			if rows, err = tx.db.Query(ctx, e.sql.get(p.Schema, &sqlDomainLeaderInsert), p.Domain, p.LeaderID, seconds(p.TTL)); err != nil {
+				return err
+			}
 		}
-		rows, err := tx.db.Query(ctx, e.sql.get(p.Schema, &sqlLeaderInsert), p.LeaderID, seconds(p.TTL))
-		if err != nil {
-			return err
+		var err error
+		if leader, err = optionalLeader(rows); leader != nil {
+			leader.Domain = p.Domain
 		}
-		leader, err = optionalLeader(rows)
 		return err
 	})
 	return leader, err
@@ -63,12 +88,27 @@ UPDATE {{schema}}river_leader SET expires_at = now() + $3::float8 * interval '1 
 WHERE leader_id = $1 AND elected_at = $2 AND expires_at >= now()
 RETURNING leader_id, elected_at, expires_at`
 
+var sqlDomainLeaderReelect = `
+UPDATE {{schema}}millrace_leader SET expires_at = now() + $4::float8 * interval '1 second'
+WHERE domain = $1 AND leader_id = $2 AND elected_at = $3 AND expires_at >= now()
+RETURNING leader_id, elected_at, expires_at`
+
 func (e *executor) LeaderAttemptReelect(ctx context.Context, p *driver.LeaderReelectParams) (*millracetype.Leader, error) {
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlLeaderReelect), p.LeaderID, p.ElectedAt, seconds(p.TTL))
+	var rows pgx.Rows
+	var err error
+	if p.Domain == "" {
+		rows, err = e.db.Query(ctx, e.sql.get(p.Schema, &sqlLeaderReelect), p.LeaderID, p.ElectedAt, seconds(p.TTL))
+	} else {
+		rows, err = e.db.Query(ctx, e.sql.get(p.Schema, &sqlDomainLeaderReelect), p.Domain, p.LeaderID, p.ElectedAt, seconds(p.TTL))
+	}
 	if err != nil {
 		return nil, err
 	}
-	return optionalLeader(rows)
+	l, err := optionalLeader(rows)
+	if l != nil {
+		l.Domain = p.Domain
+	}
+	return l, err
 }
 
 // The resignation and its notice go together: the aggregate always yields a
@@ -81,9 +121,25 @@ SELECT (SELECT count(*) FROM deleted),
     (SELECT count(pg_notify({{leadership_channel}},
         json_build_object('leader_id', leader_id, 'action', 'resigned')::text)) FROM deleted)`
 
+// The domain's resignation notifies on millrace's own topic, naming the
+// domain, so River clients never hear it.
+var sqlDomainLeaderResign = `
+WITH deleted AS (
+    DELETE FROM {{schema}}millrace_leader WHERE domain = $1 AND leader_id = $2 AND elected_at = $3 RETURNING domain, leader_id
+)
+SELECT (SELECT count(*) FROM deleted),
+    (SELECT count(pg_notify({{domain_leadership_channel}},
+        json_build_object('domain', domain, 'leader_id', leader_id, 'action', 'resigned')::text)) FROM deleted)`
+
 func (e *executor) LeaderResign(ctx context.Context, p *driver.LeaderResignParams) (bool, error) {
 	var deleted, notified int64
-	if err := e.db.QueryRow(ctx, e.sql.get(p.Schema, &sqlLeaderResign), p.LeaderID, p.ElectedAt).Scan(&deleted, &notified); err != nil {
+	var row pgx.Row
+	if p.Domain == "" {
+		row = e.db.QueryRow(ctx, e.sql.get(p.Schema, &sqlLeaderResign), p.LeaderID, p.ElectedAt)
+	} else {
+		row = e.db.QueryRow(ctx, e.sql.get(p.Schema, &sqlDomainLeaderResign), p.Domain, p.LeaderID, p.ElectedAt)
+	}
+	if err := row.Scan(&deleted, &notified); err != nil {
 		return false, err
 	}
 	return deleted > 0, nil
@@ -101,6 +157,23 @@ func (e *executor) LeaderGetElected(ctx context.Context, schema string) (*millra
 		return nil, fmt.Errorf("leader: %w", millracetype.ErrNotFound)
 	}
 	return l, err
+}
+
+var sqlLeaderListDomains = `SELECT domain, leader_id, elected_at, expires_at FROM {{schema}}millrace_leader WHERE expires_at >= now() ORDER BY domain`
+
+func (e *executor) LeaderListDomains(ctx context.Context, schema string) ([]*millracetype.Leader, error) {
+	rows, err := e.db.Query(ctx, e.sql.get(schema, &sqlLeaderListDomains))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*millracetype.Leader, error) {
+		var l millracetype.Leader
+		if err := row.Scan(&l.Domain, &l.LeaderID, &l.ElectedAt, &l.ExpiresAt); err != nil {
+			return nil, err
+		}
+		l.ElectedAt, l.ExpiresAt = l.ElectedAt.UTC(), l.ExpiresAt.UTC()
+		return &l, nil
+	})
 }
 
 const queueCols = `name, created_at, metadata, paused_at, updated_at`

@@ -342,6 +342,7 @@ func renderSchema(schema, tmpl string) string {
 		"{{insert_channel}}", channelExpr(schema, driver.TopicInsert),
 		"{{control_channel}}", channelExpr(schema, driver.TopicControl),
 		"{{leadership_channel}}", channelExpr(schema, driver.TopicLeadership),
+		"{{domain_leadership_channel}}", channelExpr(schema, driver.TopicDomainLeadership),
 	).Replace(tmpl)
 }
 

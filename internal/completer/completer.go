@@ -106,6 +106,23 @@ type Completer struct {
 	progress     chan struct{}
 	// abandoned counts outcomes given up on at Stop (never written).
 	abandoned atomic.Int64
+	// writing is the batch being written (guarded by mu).
+	writing []item
+}
+
+// Holds reports whether the outcome of job id waits to be written or is
+// being written.
+func (c *Completer) Holds(id int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, list := range [2][]item{c.pending, c.writing} {
+		for _, it := range list {
+			if it.s.ID == id {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Abandoned returns how many outcomes were given up on (the database stayed
@@ -277,9 +294,13 @@ func (c *Completer) writeOne(ctx context.Context) bool {
 		close(c.space)
 		c.space = nil
 	}
+	c.writing = batch
 	c.mu.Unlock()
 
 	c.writeBatch(ctx, batch)
+	c.mu.Lock()
+	c.writing = nil
+	c.mu.Unlock()
 	c.advance(len(batch))
 	return true
 }

@@ -2,6 +2,10 @@
 // the maintenance services (scheduler, rescuer, cleaner, ...) for every
 // client on the database, River's included.
 //
+// An elector with a Domain (Config.Domain) elects the leader of that domain
+// instead: the clients of one service, which run what belongs to that
+// service alone (its periodic jobs). See "Domains" below.
+//
 // # Protocol
 //
 // Leadership is a term recorded in the single row of river_leader, with the
@@ -32,6 +36,16 @@
 // It then tries once to resign the abandoned term (so that, if the database
 // is back, another client need not wait for the row to expire) and follows.
 //
+// # Domains
+//
+// A domain's term is the domain's row of millrace_leader (migration line
+// millrace), with the rules above; river_leader is not touched, so a client
+// may lead its domain, the database, both or neither. Resignations are
+// announced on millrace's own topic (driver.TopicDomainLeadership) with the
+// domain in the payload, {"domain":"a","leader_id":"...","action":"resigned"},
+// and a domain's leader resigns on {"domain":"a","action":"request_resign"}
+// there; messages of other domains are ignored. River never hears either.
+//
 // # Subscribers
 //
 // Other services learn about leadership through Subscribe. Every change is
@@ -50,6 +64,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"regexp"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -102,7 +117,31 @@ const (
 	// stepDownMargin is how long before its term would expire a leader that
 	// could not extend it gives it up locally.
 	stepDownMargin = time.Second
+
+	// MaxDomainLength is the longest Config.Domain (millrace_leader's
+	// domain_format check allows no more).
+	MaxDomainLength = 64
 )
+
+// domainRE is the rule of Config.Domain, the same as millrace_leader's
+// domain_format check.
+var domainRE = regexp.MustCompile(`^[a-z0-9]+(?:[_-][a-z0-9]+)*$`)
+
+// ValidateDomain returns an error unless domain is a valid Config.Domain:
+// empty (the database), or 1 to 64 lower-case letters and digits in words
+// joined by '_' or '-'.
+func ValidateDomain(domain string) error {
+	if domain == "" {
+		return nil
+	}
+	if len(domain) > MaxDomainLength {
+		return fmt.Errorf("domain %q is longer than %d characters", domain, MaxDomainLength)
+	}
+	if !domainRE.MatchString(domain) {
+		return fmt.Errorf("domain %q must be lower-case letters and digits, in words joined by '_' or '-' (%s)", domain, domainRE)
+	}
+	return nil
+}
 
 // Config configures an Elector. ClientID is required; every other field has
 // a default, described on it.
@@ -111,6 +150,12 @@ type Config struct {
 	// channel the elector listens to. Default: "" (the connection's
 	// search_path).
 	Schema string
+
+	// Domain, when not empty, makes the elector elect the leader of this
+	// domain (millrace_leader) instead of the database's (river_leader).
+	// It must be 1 to 64 characters: lower-case letters and digits, in
+	// words joined by '_' or '-'. Default "": the database.
+	Domain string
 
 	// ClientID identifies this client in river_leader. It must be 1 to 127
 	// characters long and should be unique among the clients sharing the
@@ -209,6 +254,9 @@ func New(exec driver.Executor, n *notifier.Notifier, cfg *Config) (*Elector, err
 		return nil, errors.New("elector: nil config (ClientID is required)")
 	}
 	c := *cfg
+	if err := ValidateDomain(c.Domain); err != nil {
+		return nil, fmt.Errorf("elector: %w", err)
+	}
 	switch l := utf8.RuneCountInString(c.ClientID); {
 	case l == 0:
 		return nil, errors.New("elector: ClientID is required")
@@ -235,6 +283,9 @@ func New(exec driver.Executor, n *notifier.Notifier, cfg *Config) (*Elector, err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Domain != "" {
+		c.Logger = c.Logger.With("domain", c.Domain)
 	}
 	stepDownAfter := stepDownTime(c.TTL)
 	if c.ReelectInterval >= stepDownAfter {
@@ -276,8 +327,12 @@ func (e *Elector) Start(ctx context.Context) error {
 	}
 	var sub *notifier.Subscription
 	if e.notifier != nil {
+		topic := driver.TopicLeadership
+		if e.cfg.Domain != "" {
+			topic = driver.TopicDomainLeadership
+		}
 		var err error
-		sub, err = e.notifier.Listen(ctx, driver.TopicLeadership, func(_, payload string) { e.onLeadership(r, payload) })
+		sub, err = e.notifier.Listen(ctx, topic, func(_, payload string) { e.onLeadership(r, payload) })
 		if err != nil {
 			e.StartFailed(stopped)
 			return fmt.Errorf("elector: start: %w", err)
@@ -341,10 +396,12 @@ func (e *Elector) Subscribe(fn func(isLeader bool)) (unsubscribe func()) {
 
 // leadershipMessage is a notification on the leadership topic. River sends
 // {"leader_id" : "<id>", "action" : "resigned"} and
-// {"action":"request_resign","leader_id":""}.
+// {"action":"request_resign","leader_id":""}. On the domain leadership topic
+// the messages also carry "domain".
 type leadershipMessage struct {
 	Action   string `json:"action"`
 	LeaderID string `json:"leader_id"`
+	Domain   string `json:"domain"`
 }
 
 // onLeadership handles a notification on the leadership topic. It runs on
@@ -355,6 +412,9 @@ func (e *Elector) onLeadership(r *runState, payload string) {
 		e.cfg.Logger.Warn("elector: ignoring malformed leadership notification",
 			"schema", e.cfg.Schema, "client_id", e.cfg.ClientID, "payload", payload, "error", err)
 		return
+	}
+	if msg.Domain != e.cfg.Domain {
+		return // another domain's (or, on River's topic, a malformed one)
 	}
 	switch msg.Action {
 	case "resigned":
@@ -457,7 +517,7 @@ func (e *Elector) follow(ctx context.Context, r *runState, wait time.Duration) (
 		// must be seen here, or its row would be left behind.
 		electCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), electTimeout)
 		term, err := e.exec.LeaderAttemptElect(electCtx, &driver.LeaderElectParams{
-			Schema: e.cfg.Schema, LeaderID: e.cfg.ClientID, TTL: e.cfg.TTL,
+			Schema: e.cfg.Schema, Domain: e.cfg.Domain, LeaderID: e.cfg.ClientID, TTL: e.cfg.TTL,
 		})
 		cancel()
 		switch {
@@ -512,7 +572,7 @@ func (e *Elector) lead(ctx context.Context, r *runState, term *millracetype.Lead
 		// The call may take no longer than the term is known to last.
 		reelectCtx, cancel := context.WithDeadline(ctx, deadline)
 		extended, err := e.exec.LeaderAttemptReelect(reelectCtx, &driver.LeaderReelectParams{
-			Schema: e.cfg.Schema, LeaderID: e.cfg.ClientID, ElectedAt: term.ElectedAt, TTL: e.cfg.TTL,
+			Schema: e.cfg.Schema, Domain: e.cfg.Domain, LeaderID: e.cfg.ClientID, ElectedAt: term.ElectedAt, TTL: e.cfg.TTL,
 		})
 		cancel()
 		switch {
@@ -541,7 +601,7 @@ func (e *Elector) resign(ctx context.Context, term *millracetype.Leader) {
 	resignCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resignTimeout)
 	defer cancel()
 	deleted, err := e.exec.LeaderResign(resignCtx, &driver.LeaderResignParams{
-		Schema: e.cfg.Schema, LeaderID: e.cfg.ClientID, ElectedAt: term.ElectedAt,
+		Schema: e.cfg.Schema, Domain: e.cfg.Domain, LeaderID: e.cfg.ClientID, ElectedAt: term.ElectedAt,
 	})
 	if err != nil {
 		e.cfg.Logger.Warn("elector: resigning failed; the leader row will expire on its own",

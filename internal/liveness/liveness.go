@@ -29,6 +29,13 @@
 // under its own ID: it has fetched nothing yet, so they belong to an
 // earlier process with the same ID (a restart with a stable ID).
 //
+// A live client's jobs are never rescued for being old, so a job the
+// database records as running under the client while the client does not
+// know it (a fetch that committed but whose answer was lost with its
+// connection) would stay running forever. Every OrphanInterval the
+// service lists its client's running jobs attempted more than DeadAfter
+// ago and rescues those Owns does not claim.
+//
 // Jobs whose client never registered (River's clients, older millrace)
 // are not touched here: the leader's rescuer keeps River's rule for them.
 package liveness
@@ -52,6 +59,7 @@ const (
 	DefaultInterval       = time.Second
 	DefaultDeadAfter      = 5 * time.Second
 	DefaultTombstoneAfter = time.Minute
+	DefaultOrphanInterval = 10 * time.Second
 	// rescuePage is how many running jobs a rescue reads per statement.
 	rescuePage = 1000
 	// maxDeadPerRescue bounds the dead rows one rescue transaction takes.
@@ -82,6 +90,13 @@ type Config struct {
 	DeadAfter time.Duration
 	// TombstoneAfter is how long a dead row is kept. Default 1 min.
 	TombstoneAfter time.Duration
+	// Owns reports whether the client knows job id: it runs it, or its
+	// outcome waits to be written. Nil: no orphan check.
+	Owns func(id int64) bool
+	// RescueOrphan gives an orphan's verdict (default: Rescue).
+	RescueOrphan func(job *millracetype.JobRow) *driver.JobRescue
+	// OrphanInterval is how often the orphan check runs. Default 10 s.
+	OrphanInterval time.Duration
 	// Rescue gives a rescued job's verdict; nil leaves the job running
 	// (e.g. a kind this client cannot judge). Required.
 	Rescue func(job *millracetype.JobRow) *driver.JobRescue
@@ -129,7 +144,7 @@ func New(exec driver.Executor, cfg *Config) (*Service, error) {
 		v    *time.Duration
 		def  time.Duration
 	}{{"Interval", &c.Interval, DefaultInterval}, {"DeadAfter", &c.DeadAfter, DefaultDeadAfter},
-		{"TombstoneAfter", &c.TombstoneAfter, DefaultTombstoneAfter}} {
+		{"TombstoneAfter", &c.TombstoneAfter, DefaultTombstoneAfter}, {"OrphanInterval", &c.OrphanInterval, DefaultOrphanInterval}} {
 		if *d.v < 0 {
 			return nil, fmt.Errorf("%w: negative %s %v", ErrInvalidConfig, d.name, *d.v)
 		}
@@ -142,6 +157,9 @@ func New(exec driver.Executor, cfg *Config) (*Service, error) {
 	}
 	if c.OnLost == nil {
 		c.OnLost = func(error) {}
+	}
+	if c.RescueOrphan == nil {
+		c.RescueOrphan = c.Rescue
 	}
 	log := c.Logger
 	if log == nil {
@@ -231,6 +249,7 @@ func (s *Service) run(ctx context.Context) {
 	var rescues sync.WaitGroup
 	defer rescues.Wait()
 	var rescuing atomic.Bool
+	lastOrphanCheck := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -273,11 +292,23 @@ func (s *Service) run(ctx context.Context) {
 			failing = false
 		}
 		lastOK = sent
-		if res.DeadClients && rescuing.CompareAndSwap(false, true) {
+		orphans := s.cfg.Owns != nil && time.Since(lastOrphanCheck) >= s.cfg.OrphanInterval
+		if (res.DeadClients || orphans) && rescuing.CompareAndSwap(false, true) {
+			if orphans {
+				lastOrphanCheck = time.Now()
+			}
+			dead := res.DeadClients
 			rescues.Go(func() {
 				defer rescuing.Store(false)
-				if err := s.rescueDead(ctx); err != nil && ctx.Err() == nil {
-					s.log.Warn("liveness: rescuing the jobs of dead clients failed", "error", err)
+				if dead {
+					if err := s.rescueDead(ctx); err != nil && ctx.Err() == nil {
+						s.log.Warn("liveness: rescuing the jobs of dead clients failed", "error", err)
+					}
+				}
+				if orphans {
+					if err := s.rescueOrphans(ctx); err != nil && ctx.Err() == nil {
+						s.log.Warn("liveness: the orphan check failed", "error", err)
+					}
 				}
 			})
 		}
@@ -346,6 +377,48 @@ func (s *Service) rescueDead(ctx context.Context) error {
 	}
 	if len(deleted) > 0 {
 		s.log.Debug("liveness: removed the rows of clients dead for long", "clients", deleted)
+	}
+	return nil
+}
+
+// rescueOrphans rescues the jobs the database has running under this
+// client, attempted more than DeadAfter ago, that the client does not
+// know (Owns).
+func (s *Service) rescueOrphans(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*s.cfg.DeadAfter)
+	defer cancel()
+	var after int64
+	var rescued []int64
+	for {
+		jobs, err := s.exec.JobGetRunningBy(ctx, &driver.JobGetRunningByParams{Schema: s.cfg.Schema, ClientIDs: []string{s.cfg.ClientID},
+			AfterID: after, Max: rescuePage, MinAge: s.cfg.DeadAfter})
+		if err != nil {
+			return err
+		}
+		var rescues []*driver.JobRescue
+		for _, job := range jobs {
+			if s.cfg.Owns(job.ID) {
+				continue
+			}
+			if r := s.cfg.RescueOrphan(job); r != nil {
+				r.Attempt = job.Attempt
+				rescues = append(rescues, r)
+				rescued = append(rescued, job.ID)
+			}
+		}
+		if len(rescues) > 0 {
+			if _, err := s.exec.JobRescueMany(ctx, &driver.JobRescueManyParams{Schema: s.cfg.Schema, Jobs: rescues}); err != nil {
+				return err
+			}
+		}
+		if len(jobs) < rescuePage {
+			break
+		}
+		after = jobs[len(jobs)-1].ID
+	}
+	if len(rescued) > 0 {
+		s.log.Warn("liveness: rescued jobs the database had running under this client, which does not run them (a fetch whose answer was lost)",
+			"client_id", s.cfg.ClientID, "jobs", rescued[:min(len(rescued), 20)], "count", len(rescued))
 	}
 	return nil
 }

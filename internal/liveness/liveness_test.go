@@ -31,7 +31,7 @@ const (
 
 // verdict is River's rule, as the client gives it.
 func verdict(job *millracetype.JobRow) *driver.JobRescue {
-	return maintenance.RescueVerdict(job, time.Now().UTC(), rescueMessage, nil)
+	return maintenance.RescueVerdict(job, time.Now().UTC(), rescueMessage, nil, true)
 }
 
 type lossLog struct {
@@ -330,6 +330,40 @@ func BenchmarkHeartbeat(b *testing.B) {
 		res, err := exec.ClientHeartbeat(ctx, &driver.ClientHeartbeatParams{Schema: db.Schema, Lease: lease})
 		if err != nil || !res.Alive || res.DeadClients {
 			b.Fatalf("heartbeat: %+v, %v", res, err)
+		}
+	}
+}
+
+// The orphan check rescues what the database has running under the client
+// but the client does not know, once older than DeadAfter; jobs it knows,
+// and young ones (a fetch whose answer is on its way), stay.
+func TestOrphansOfALiveClient(t *testing.T) {
+	db := testfixture.New(t)
+	ctx := context.Background()
+	old := time.Now().Add(-time.Minute)
+	insert := func(at time.Time) int64 {
+		return db.InsertJob(t, &driver.JobInsertFullParams{State: millracetype.JobStateRunning, Attempt: 1, AttemptedAt: &at,
+			AttemptedBy: []string{"self"}, MaxAttempts: 25}).ID
+	}
+	s := newService(t, db.Exec(), db, "self", nil)
+	s.cfg.OrphanInterval = 2 * testInterval
+	var known sync.Map
+	s.cfg.Owns = func(id int64) bool { _, ok := known.Load(id); return ok }
+	start(t, s) // before the jobs: Start itself rescues what is there
+	lost, kept := insert(old), insert(old)
+	known.Store(kept, true)
+	// A young one: attempted now by the database's clock.
+	var young int64
+	if err := db.Pool.QueryRow(ctx, `UPDATE `+pgx.Identifier{db.Schema, "river_job"}.Sanitize()+` SET attempted_at = now() WHERE id = $1 RETURNING id`,
+		insert(old)).Scan(&young); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, waitTimeout, "the orphan rescued", func() bool { return db.Job(t, lost).State == millracetype.JobStateRetryable })
+	// Three more checks' time: the others stay.
+	time.Sleep(3 * s.cfg.OrphanInterval) // the absence of a rescue can only be waited for
+	for _, id := range []int64{kept, young} {
+		if j := db.Job(t, id); j.State != millracetype.JobStateRunning {
+			t.Errorf("job %d: %s, want running (known, or attempted less than DeadAfter ago)", id, j.State)
 		}
 	}
 }

@@ -334,6 +334,14 @@ func (p *Producer) CancelJob(id int64) bool {
 	return ok
 }
 
+// Runs reports whether job id runs here (fetched and not yet finished).
+func (p *Producer) Runs(id int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.running[id]
+	return ok
+}
+
 // CancelAll cancels every job running here with cause and returns how
 // many there were. Fetching goes on.
 func (p *Producer) CancelAll(cause error) int {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/millrace/millrace/driver"
 )
 
 func TestValidate(t *testing.T) {
@@ -23,6 +25,18 @@ func TestValidate(t *testing.T) {
 		err := Validate(bad)
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate(%q) = %v, want ErrInvalid saying %q", bad, err, want)
+		}
+	}
+}
+
+// Every notification channel of the longest accepted schema fits
+// Postgres' 63-byte identifiers.
+func TestChannelsFitTheLongestSchema(t *testing.T) {
+	t.Parallel()
+	schema := strings.Repeat("s", MaxLength)
+	for _, topic := range []string{driver.TopicInsert, driver.TopicControl, driver.TopicLeadership, driver.TopicDomainLeadership} {
+		if n := len(schema + "." + topic); n > 63 {
+			t.Errorf("channel of topic %s with a %d-byte schema is %d bytes, more than Postgres' 63", topic, MaxLength, n)
 		}
 	}
 }
