@@ -197,6 +197,25 @@ type Executor interface {
 	// in the worker's transaction): see JobUpdateParams.
 	JobUpdate(ctx context.Context, params *JobUpdateParams) (*millracetype.JobRow, error)
 
+	// Durable periodic jobs (table millrace_periodic of migration line
+	// millrace; see periodic.go for the params).
+
+	// PeriodicJobGetMany returns the rows of the given IDs that exist,
+	// ordered by ID, with the database's now().
+	PeriodicJobGetMany(ctx context.Context, params *PeriodicJobGetManyParams) (*PeriodicJobGetManyResult, error)
+	// PeriodicJobInsertMany inserts the rows whose ID has none yet, leaves
+	// existing rows as they are, and returns how many it inserted.
+	PeriodicJobInsertMany(ctx context.Context, params *PeriodicJobInsertManyParams) (int, error)
+	// PeriodicJobAdvanceMany sets next_run_at, next_from (and last_run_at
+	// when given) of each row whose next_run_at still equals Expected,
+	// updated_at to now(), in one statement that locks the rows in ID
+	// order; it returns the IDs it changed, ordered. A row changed by a
+	// concurrent transaction is compared again once that one commits.
+	PeriodicJobAdvanceMany(ctx context.Context, params *PeriodicJobAdvanceManyParams) ([]string, error)
+	// PeriodicJobDeleteMany deletes the rows PeriodicJobDeleteManyParams
+	// names and returns their IDs, ordered.
+	PeriodicJobDeleteMany(ctx context.Context, params *PeriodicJobDeleteManyParams) ([]string, error)
+
 	// Runtime queue management (see queue_admin.go for the params).
 
 	// QueueUpdate changes a queue's settings: its metadata when

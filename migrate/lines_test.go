@@ -70,6 +70,25 @@ func ownObjects(t *testing.T, pool *pgxpool.Pool, schema string) []string {
 	return got
 }
 
+// millraceObjects are the objects of line millrace at its latest version,
+// as ownObjects lists them.
+var millraceObjects = []string{"r millrace_client", "i millrace_client_pkey", "r millrace_periodic", "i millrace_periodic_pkey"}
+
+// columns describes a table's columns: name, type, nullable, default.
+func columns(t *testing.T, pool *pgxpool.Pool, schema, table string) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-')
+		FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`, schema, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cols
+}
+
 func newSchemaDB(t *testing.T, schema string) (string, *pgxpool.Pool) {
 	t.Helper()
 	url, pool := freshDatabase(t)
@@ -80,9 +99,10 @@ func newSchemaDB(t *testing.T, schema string) (string, *pgxpool.Pool) {
 }
 
 // TestMillraceLineSchema applies both lines with MigrateAll and checks that
-// line millrace version 1 adds exactly the millrace_client table (and its
-// key), recorded as millrace:1, and that its down leaves River's schema
-// exactly as River's dump has it.
+// line millrace versions 1 and 2 add exactly the millrace_client and
+// millrace_periodic tables (and their keys), recorded as millrace:1 and
+// millrace:2, and that their down leaves River's schema exactly as River's
+// dump has it.
 func TestMillraceLineSchema(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -95,25 +115,18 @@ func TestMillraceLineSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(results) != 2 || results[0].Line != migrate.LineMain || len(results[0].Versions) != 8 ||
-		results[1].Line != migrate.LineMillrace || len(results[1].Versions) != 1 || results[1].Versions[0].Name != "millrace_client" {
-		t.Fatalf("MigrateAll up ran %+v, %+v; want main 1..8 then millrace 1", results[0], results[len(results)-1])
+		results[1].Line != migrate.LineMillrace || len(results[1].Versions) != 2 || results[1].Versions[0].Name != "millrace_client" ||
+		results[1].Versions[1].Name != "millrace_periodic" {
+		t.Fatalf("MigrateAll up ran %+v, %+v; want main 1..8 then millrace 1..2", results[0], results[len(results)-1])
 	}
-	want := []string{"main:1", "main:2", "main:3", "main:4", "main:5", "main:6", "main:7", "main:8", "millrace:1"}
+	want := []string{"main:1", "main:2", "main:3", "main:4", "main:5", "main:6", "main:7", "main:8", "millrace:1", "millrace:2"}
 	if got := migrationRows(t, pool, schema); !slices.Equal(got, want) {
 		t.Fatalf("river_migration rows %v, want %v", got, want)
 	}
-	if got, want := ownObjects(t, pool, schema), []string{"r millrace_client", "i millrace_client_pkey"}; !slices.Equal(got, want) {
-		t.Fatalf("objects beyond River's after millrace v1: %v, want %v", got, want)
+	if got, want := ownObjects(t, pool, schema), millraceObjects; !slices.Equal(got, want) {
+		t.Fatalf("objects beyond River's after millrace v2: %v, want %v", got, want)
 	}
-	rows, err := pool.Query(ctx, `SELECT column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-')
-		FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'millrace_client' ORDER BY ordinal_position`, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
+	cols := columns(t, pool, schema, "millrace_client")
 	wantCols := []string{
 		"client_id text NO -",
 		"started_at timestamp with time zone NO now()",
@@ -138,10 +151,36 @@ func TestMillraceLineSchema(t *testing.T) {
 		}
 	}
 
+	periodicCols := columns(t, pool, schema, "millrace_periodic")
+	wantPeriodicCols := []string{
+		"id text NO -",
+		"next_run_at timestamp with time zone NO -",
+		"next_from timestamp with time zone NO -",
+		"last_run_at timestamp with time zone YES -",
+		"created_at timestamp with time zone NO now()",
+		"updated_at timestamp with time zone NO now()",
+	}
+	if !slices.Equal(periodicCols, wantPeriodicCols) {
+		t.Fatalf("millrace_periodic columns\n%v\nwant\n%v", periodicCols, wantPeriodicCols)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES ('p1', now(), now() - interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		`INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES ('', now(), now() - interval '1 hour')`,
+		`INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES (repeat('x', 129), now(), now() - interval '1 hour')`,
+		`INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES ('p1', now(), now() - interval '1 hour')`,
+		`INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES ('p2', now(), now())`,
+	} {
+		if _, err := pool.Exec(ctx, bad); err == nil {
+			t.Errorf("accepted: %s", bad)
+		}
+	}
+
 	// Line millrace down leaves River's schema exactly.
 	mill := lineMigrator(t, pool, schema, migrate.LineMillrace)
-	res, err := mill.Migrate(ctx, migrate.DirectionDown, nil)
-	if err != nil || len(res.Versions) != 1 || res.Line != migrate.LineMillrace {
+	res, err := mill.Migrate(ctx, migrate.DirectionDown, &migrate.MigrateOpts{TargetVersion: -1})
+	if err != nil || len(res.Versions) != 2 || res.Line != migrate.LineMillrace {
 		t.Fatalf("millrace down: %+v, %v", res, err)
 	}
 	assertDump(t, expectedDump(t, schema), pgDump(t, url, schema))
@@ -157,9 +196,9 @@ func TestMillraceLineSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != 2 || results[0].Line != migrate.LineMillrace || len(results[0].Versions) != 1 ||
+	if len(results) != 2 || results[0].Line != migrate.LineMillrace || len(results[0].Versions) != 2 ||
 		results[1].Line != migrate.LineMain || len(results[1].Versions) != 8 {
-		t.Fatalf("MigrateAll down ran %+v; want millrace 1 then main 8..1", results)
+		t.Fatalf("MigrateAll down ran %+v; want millrace 2..1 then main 8..1", results)
 	}
 	assertDump(t, empty, pgDump(t, url, schema))
 }
@@ -172,10 +211,10 @@ func TestLinesIndependent(t *testing.T) {
 	_, pool := freshDatabase(t)
 	main := lineMigrator(t, pool, "", migrate.LineMain)
 	mill := lineMigrator(t, pool, "", migrate.LineMillrace)
-	if main.Line() != migrate.LineMain || mill.Line() != migrate.LineMillrace || main.Latest() != 8 || mill.Latest() != 1 {
+	if main.Line() != migrate.LineMain || mill.Line() != migrate.LineMillrace || main.Latest() != 8 || mill.Latest() != 2 {
 		t.Fatalf("lines %s/%d and %s/%d", main.Line(), main.Latest(), mill.Line(), mill.Latest())
 	}
-	if v := mill.Versions(); len(v) != 1 || v[0].Line != migrate.LineMillrace || v[0].Version != 1 {
+	if v := mill.Versions(); len(v) != 2 || v[0].Line != migrate.LineMillrace || v[0].Version != 1 || v[1].Version != 2 {
 		t.Fatalf("millrace versions %+v", v)
 	}
 	pending := func(m *migrate.Migrator[pgx.Tx]) int {
@@ -185,7 +224,7 @@ func TestLinesIndependent(t *testing.T) {
 		}
 		return len(p)
 	}
-	if pending(main) != 8 || pending(mill) != 1 {
+	if pending(main) != 8 || pending(mill) != 2 {
 		t.Fatalf("fresh database: pending main %d, millrace %d", pending(main), pending(mill))
 	}
 	// Before main's version 5 river_migration has no line column; line
@@ -193,13 +232,13 @@ func TestLinesIndependent(t *testing.T) {
 	if _, err := main.Migrate(ctx, migrate.DirectionUp, &migrate.MigrateOpts{TargetVersion: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if got := versionsOf(t, mill); len(got) != 0 || pending(mill) != 1 || pending(main) != 5 {
+	if got := versionsOf(t, mill); len(got) != 0 || pending(mill) != 2 || pending(main) != 5 {
 		t.Fatalf("main at 3: millrace applied %v, pending main %d millrace %d", got, pending(main), pending(mill))
 	}
 	if _, err := main.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
 		t.Fatal(err)
 	}
-	if pending(main) != 0 || pending(mill) != 1 {
+	if pending(main) != 0 || pending(mill) != 2 {
 		t.Fatalf("main at 8: pending main %d, millrace %d", pending(main), pending(mill))
 	}
 	if _, err := mill.Migrate(ctx, migrate.DirectionUp, nil); err != nil {
@@ -208,7 +247,7 @@ func TestLinesIndependent(t *testing.T) {
 	if got := versionsOf(t, main); !slices.Equal(got, []int{1, 2, 3, 4, 5, 6, 7, 8}) {
 		t.Fatalf("line main reads %v with millrace applied", got)
 	}
-	if got := versionsOf(t, mill); !slices.Equal(got, []int{1}) {
+	if got := versionsOf(t, mill); !slices.Equal(got, []int{1, 2}) {
 		t.Fatalf("line millrace reads %v", got)
 	}
 	// Line main's one-step down is its own business.
@@ -216,7 +255,7 @@ func TestLinesIndependent(t *testing.T) {
 	if err != nil || len(res.Versions) != 1 || res.Versions[0].Version != 8 {
 		t.Fatalf("main one step down with millrace applied: %+v, %v", res, err)
 	}
-	if got := versionsOf(t, mill); !slices.Equal(got, []int{1}) {
+	if got := versionsOf(t, mill); !slices.Equal(got, []int{1, 2}) {
 		t.Fatalf("line millrace after main 8 down: %v", got)
 	}
 }
@@ -259,7 +298,7 @@ func TestLineDependency(t *testing.T) {
 	for _, target := range []int{-1, 4, 1} {
 		_, err := main.Migrate(ctx, migrate.DirectionDown, &migrate.MigrateOpts{TargetVersion: target})
 		if !errors.Is(err, migrate.ErrLineDependency) ||
-			!strings.Contains(err.Error(), "line main cannot go below version 5 while line millrace has versions applied (up to 1); migrate line millrace down first") {
+			!strings.Contains(err.Error(), "line main cannot go below version 5 while line millrace has versions applied (up to 2); migrate line millrace down first") {
 			t.Fatalf("main down to %d with millrace applied: %v", target, err)
 		}
 		if got := versionsOf(t, main); len(got) != 8 {
@@ -270,13 +309,15 @@ func TestLineDependency(t *testing.T) {
 	if _, err := main.Migrate(ctx, migrate.DirectionDown, &migrate.MigrateOpts{TargetVersion: 5}); err != nil {
 		t.Fatalf("main down to 5 with millrace applied: %v", err)
 	}
-	// One step of MigrateAll down undoes the last line's version.
+	// One step of MigrateAll down undoes the last line's last version.
 	drv := pgxv5.New(pool)
-	results, err := migrate.MigrateAll(ctx, drv, &migrate.Config{Schema: schema}, migrate.DirectionDown, nil)
-	if err != nil || len(results) != 1 || results[0].Line != migrate.LineMillrace || len(results[0].Versions) != 1 {
-		t.Fatalf("MigrateAll one step down: %+v, %v", results, err)
+	for _, v := range []int{2, 1} {
+		results, err := migrate.MigrateAll(ctx, drv, &migrate.Config{Schema: schema}, migrate.DirectionDown, nil)
+		if err != nil || len(results) != 1 || results[0].Line != migrate.LineMillrace || len(results[0].Versions) != 1 || results[0].Versions[0].Version != v {
+			t.Fatalf("MigrateAll one step down (millrace %d): %+v, %v", v, results, err)
+		}
 	}
-	results, err = migrate.MigrateAll(ctx, drv, &migrate.Config{Schema: schema}, migrate.DirectionDown, nil)
+	results, err := migrate.MigrateAll(ctx, drv, &migrate.Config{Schema: schema}, migrate.DirectionDown, nil)
 	if err != nil || len(results) != 1 || results[0].Line != migrate.LineMain || results[0].Versions[0].Version != 5 {
 		t.Fatalf("MigrateAll second step down: %+v, %v", results, err)
 	}
@@ -307,9 +348,10 @@ func TestPrintedSQLBothLines(t *testing.T) {
 		}
 		return s
 	}
-	millUp, millDown := sqlOf(mill, 0, 1), sqlOf(mill, 1, 0)
+	millUp, millDown := sqlOf(mill, 0, 2), sqlOf(mill, 2, 0)
 	for _, want := range []string{"line millrace version 001 millrace_client (up)", "CREATE TABLE millrace_client (",
-		"INSERT INTO river_migration (line, version) VALUES ('millrace', 1);"} {
+		"INSERT INTO river_migration (line, version) VALUES ('millrace', 1);", "line millrace version 002 millrace_periodic (up)",
+		"CREATE TABLE millrace_periodic (", "INSERT INTO river_migration (line, version) VALUES ('millrace', 2);"} {
 		if !strings.Contains(millUp, want) {
 			t.Fatalf("millrace up SQL lacks %q:\n%s", want, millUp)
 		}
@@ -330,7 +372,7 @@ func TestPrintedSQLBothLines(t *testing.T) {
 	if p, err := mill.Pending(ctx); err != nil || len(p) != 0 {
 		t.Fatalf("millrace pending after its printed SQL: %v, %v", p, err)
 	}
-	if got := ownObjects(t, pool, "public"); !slices.Equal(got, []string{"r millrace_client", "i millrace_client_pkey"}) {
+	if got := ownObjects(t, pool, "public"); !slices.Equal(got, millraceObjects) {
 		t.Fatalf("objects beyond River's: %v", got)
 	}
 	// Main's printed down refuses to cross version 5 while millrace is
@@ -396,7 +438,7 @@ func TestConcurrentMigrateAll(t *testing.T) {
 			count[v]++
 		}
 	}
-	if len(count) != 9 {
+	if len(count) != 10 {
 		t.Fatalf("versions run: %v", count)
 	}
 	for v, c := range count {
@@ -404,7 +446,7 @@ func TestConcurrentMigrateAll(t *testing.T) {
 			t.Fatalf("%s ran %d times (%v)", v, c, ran)
 		}
 	}
-	if got := migrationRows(t, pool, "public"); len(got) != 9 {
+	if got := migrationRows(t, pool, "public"); len(got) != 10 {
 		t.Fatalf("river_migration rows %v", got)
 	}
 }
@@ -434,11 +476,12 @@ func TestLineBadInput(t *testing.T) {
 		t.Error("MigrateAll without a driver accepted")
 	}
 	mill := lineMigrator(t, pool, "", migrate.LineMillrace)
-	if _, err := mill.Migrate(ctx, migrate.DirectionUp, &migrate.MigrateOpts{TargetVersion: 2}); !errors.Is(err, migrate.ErrUnknownVersion) {
-		t.Errorf("millrace up to 2: %v", err)
+	unknown := mill.Latest() + 1
+	if _, err := mill.Migrate(ctx, migrate.DirectionUp, &migrate.MigrateOpts{TargetVersion: unknown}); !errors.Is(err, migrate.ErrUnknownVersion) {
+		t.Errorf("millrace up to %d: %v", unknown, err)
 	}
-	if _, err := mill.SQL(0, 2); !errors.Is(err, migrate.ErrUnknownVersion) {
-		t.Errorf("millrace SQL to 2: %v", err)
+	if _, err := mill.SQL(0, unknown); !errors.Is(err, migrate.ErrUnknownVersion) {
+		t.Errorf("millrace SQL to %d: %v", unknown, err)
 	}
 	if got := migrate.Lines(); !slices.Equal(got, []string{"main", "millrace"}) {
 		t.Errorf("Lines() = %v", got)
@@ -447,7 +490,7 @@ func TestLineBadInput(t *testing.T) {
 	if _, err := migrate.MigrateAll(ctx, drv, nil, migrate.DirectionUp, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, "INSERT INTO river_migration (line, version) VALUES ('millrace', 2)"); err != nil {
+	if _, err := pool.Exec(ctx, "INSERT INTO river_migration (line, version) VALUES ('millrace', $1)", unknown); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := mill.Migrate(ctx, migrate.DirectionUp, nil); !errors.Is(err, migrate.ErrDatabaseNewer) {

@@ -142,7 +142,7 @@ func TestDependencyCheckedUnderLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mill.Migrate(ctx, DirectionDown, nil); err != nil {
+	if _, err := mill.Migrate(ctx, DirectionDown, &MigrateOpts{TargetVersion: -1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := main.Migrate(ctx, DirectionDown, &MigrateOpts{TargetVersion: 4}); err != nil {

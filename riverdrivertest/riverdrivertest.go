@@ -106,6 +106,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobUpdate", s.testJobUpdate},
 		{"JobSetStateOnlyIfRunning", s.testJobSetStateOnlyIfRunning},
 		{"QueueAdmin", s.testQueueAdmin},
+		{"PeriodicJob", s.testPeriodicJob},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
@@ -36,7 +37,8 @@ func TestMillraceLineInterop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != 2 || results[1].Line != migrate.LineMillrace || len(results[1].Versions) != 1 {
+	latest := millraceLatest(t, pool)
+	if len(results) != 2 || results[1].Line != migrate.LineMillrace || len(results[1].Versions) != latest {
 		t.Fatalf("millrace MigrateAll up: %+v", results)
 	}
 	var millraceRows int
@@ -44,9 +46,27 @@ func TestMillraceLineInterop(t *testing.T) {
 		" WHERE line = 'millrace'").Scan(&millraceRows); err != nil {
 		t.Fatal(err)
 	}
-	if millraceRows != 1 {
-		t.Fatalf("river_migration has %d rows of line millrace, want 1", millraceRows)
+	if millraceRows != latest {
+		t.Fatalf("river_migration has %d rows of line millrace, want %d", millraceRows, latest)
 	}
+	// A durable periodic job's row (version 2's millrace_periodic), as a
+	// millrace leader writes it: River's migrator and client leave it be.
+	periodic := pgx.Identifier{schema, "millrace_periodic"}.Sanitize()
+	if _, err := pool.Exec(ctx, "INSERT INTO "+periodic+" (id, next_run_at, next_from) VALUES ('nightly', '2030-01-02T03:00:00Z', '2030-01-01T03:00:00Z')"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			return
+		}
+		var id string
+		var next time.Time
+		if err := pool.QueryRow(ctx, "SELECT id, next_run_at FROM "+periodic).Scan(&id, &next); err != nil {
+			t.Errorf("millrace_periodic after River's migrator and client: %v", err)
+		} else if id != "nightly" || !next.Equal(time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC)) {
+			t.Errorf("millrace_periodic row changed: %s %s", id, next)
+		}
+	})
 
 	t.Run("River's migrator", func(t *testing.T) {
 		m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: schema, Logger: quietLogger()})
@@ -123,6 +143,16 @@ func TestMillraceLineInterop(t *testing.T) {
 	})
 }
 
+// millraceLatest is line millrace's latest version.
+func millraceLatest(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	m, err := migrate.New(pgxv5.New(pool), &migrate.Config{Line: migrate.LineMillrace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Latest()
+}
+
 // TestRiverRefusesMainDownUnderMillraceLine checks that River's migrator,
 // which knows nothing of line millrace, still refuses to take line main
 // below version 5 while river_migration records it (that version's down
@@ -148,11 +178,11 @@ func TestRiverRefusesMainDownUnderMillraceLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	applied, err := mill.Applied(ctx)
-	if err != nil || len(applied) != 1 {
-		t.Fatalf("line millrace after River's refused down: %v, %v; want version 1 recorded", applied, err)
+	if err != nil || len(applied) != mill.Latest() {
+		t.Fatalf("line millrace after River's refused down: %v, %v; want versions 1 to %d recorded", applied, err, mill.Latest())
 	}
 	// Once line millrace is down, River's migrator goes all the way.
-	if _, err := mill.Migrate(ctx, migrate.DirectionDown, nil); err != nil {
+	if _, err := mill.Migrate(ctx, migrate.DirectionDown, &migrate.MigrateOpts{TargetVersion: -1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := rm.Migrate(ctx, rivermigrate.DirectionDown, &rivermigrate.MigrateOpts{TargetVersion: -1}); err != nil {

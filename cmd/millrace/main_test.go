@@ -53,7 +53,7 @@ func TestMigrateCommands(t *testing.T) {
 		Version int    `json:"version"`
 		Applied bool   `json:"applied"`
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 9 {
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 10 {
 		t.Fatalf("migrate list: code %d, %s", code, out)
 	}
 	for _, r := range rows {
@@ -65,7 +65,7 @@ func TestMigrateCommands(t *testing.T) {
 	var res struct {
 		Versions []struct{ Version int } `json:"versions"`
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Versions) != 6 { // main 4..8, millrace 1
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Versions) != 7 { // main 4..8, millrace 1..2
 		t.Fatalf("migrate up: code %d, %s", code, out)
 	}
 	code, out, _ = millrace(t, append([]string{"migrate", "up"}, db...)...)
@@ -73,7 +73,7 @@ func TestMigrateCommands(t *testing.T) {
 		t.Fatalf("second migrate up: code %d, %s", code, out)
 	}
 	code, out, _ = millrace(t, append([]string{"migrate", "down"}, db...)...)
-	if code != 0 || !strings.Contains(out, "version 001 millrace_client (line millrace") {
+	if code != 0 || !strings.Contains(out, "version 002 millrace_periodic (line millrace") {
 		t.Fatalf("migrate down: code %d, %s", code, out)
 	}
 	code, out, _ = millrace(t, append([]string{"migrate", "down", "--all"}, db...)...)
