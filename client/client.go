@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/millrace/millrace/driver"
@@ -45,6 +46,10 @@ type Client[TTx any] struct {
 	maintainer *maintenance.Maintainer
 	producers  map[string]*producer.Producer
 	workCancel context.CancelCauseFunc
+	// startedAt is when the current run started (config clock): the
+	// periodic enqueuer counts runs due since then as held up by a change
+	// of leader, not missed while no client ran.
+	startedAt atomic.Pointer[time.Time]
 
 	// Runtime queue management (queue_bundle.go). queuesMu serializes
 	// Queues().Add and Remove with each other, with Start's creation of
@@ -82,7 +87,7 @@ func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Client[TTx], error) {
 	}
 	client.exec = newExecutor(client)
 	periodic, err := maintenance.NewPeriodicJobEnqueuer(drv.GetExecutor(), &maintenance.PeriodicJobEnqueuerConfig{
-		Schema: c.Schema, Logger: c.Logger, Now: c.clock})
+		Schema: c.Schema, Logger: c.Logger, Now: c.clock, LiveSince: client.liveSince})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -93,6 +98,14 @@ func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Client[TTx], error) {
 		}
 	}
 	return client, nil
+}
+
+// liveSince is when the client's current run started.
+func (c *Client[TTx]) liveSince() time.Time {
+	if t := c.startedAt.Load(); t != nil {
+		return *t
+	}
+	return c.config.clock()
 }
 
 // ID returns the client's ID.
@@ -117,6 +130,8 @@ func (c *Client[TTx]) Start(ctx context.Context) error {
 	if !shouldStart {
 		return nil
 	}
+	startedAt := c.config.clock()
+	c.startedAt.Store(&startedAt)
 	// Queues added or removed meanwhile wait until the producers are up.
 	c.queuesMu.Lock()
 	defer c.queuesMu.Unlock()

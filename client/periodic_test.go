@@ -65,7 +65,7 @@ func TestPeriodicJobAddValidation(t *testing.T) {
 func TestPeriodicJobsOncePerPeriodAcrossClients(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := testfixture.New(t)
+	db := testfixture.NewAllLines(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[reportArgs]) error { return nil }))
 	job := NewPeriodicJob(PeriodicInterval(time.Second), func() (JobArgs, *InsertOpts) { return reportArgs{}, nil },

@@ -46,6 +46,19 @@ func New(tb testing.TB) *DB {
 	return &DB{Schema: schema, Pool: pool, Driver: drv}
 }
 
+// NewAllLines returns a fresh schema migrated to the latest version of
+// every migration line (River's and millrace's own), as `millrace migrate
+// up` does.
+func NewAllLines(tb testing.TB) *DB {
+	tb.Helper()
+	schema, pool := testdb.NewSchema(tb)
+	drv := pgxv5.New(pool)
+	if _, err := migrate.MigrateAll[pgx.Tx](context.Background(), drv, &migrate.Config{Schema: schema}, migrate.DirectionUp, nil); err != nil {
+		tb.Fatalf("testfixture: migrate %s: %v", schema, err)
+	}
+	return &DB{Schema: schema, Pool: pool, Driver: drv}
+}
+
 // InsertJob inserts one job with every column under control; zero fields
 // take the usual defaults (kind "test", queue "default").
 func (d *DB) InsertJob(tb testing.TB, p *driver.JobInsertFullParams) *millracetype.JobRow {
