@@ -25,6 +25,13 @@
 //	                              make test-faults runs full: 20,000 jobs, 500 workers)
 //	MILLRACE_FAULTS_SOAK=10m      loop scenarios 1, 4 and 6 for that long (make soak-faults)
 //	MILLRACE_FAULTS_LOG=1         print the clients' logs as they happen
+//	MILLRACE_FAULTS_PERIODIC_KILL_FOR=5m  how long TestDurablePeriodicLeaderKills
+//	                              kills leaders (default 5m, at least 2m)
+//
+// TestDurablePeriodicLeaderKills, beside the scenarios, is the acceptance
+// test of durable periodic jobs: leaders of three processes killed every
+// 20 s for 5 minutes, then the whole cluster down for 3 ticks; it prints
+// ticks expected, enqueued, doubled and missing.
 //
 // The crash scenarios run this package's test binary again as a worker
 // process (MILLRACE_FAULTS_HELPER=1, handled in TestMain) and kill it by PID.

@@ -29,6 +29,7 @@ import (
 const (
 	kindJob      = "fault_job"
 	kindPeriodic = "fault_periodic"
+	kindDaily    = "fault_daily"
 	kindUnknown  = "fault_unknown"
 )
 
@@ -54,6 +55,10 @@ const (
 type periodicArgs struct{}
 
 func (periodicArgs) Kind() string { return kindPeriodic }
+
+type dailyArgs struct{}
+
+func (dailyArgs) Kind() string { return kindDaily }
 
 // unknownArgs is a kind that only one client of the bad-rows scenario
 // registers.
@@ -190,6 +195,9 @@ func (w *worker) workers() *client.Workers {
 	client.AddWorker(ws, client.WorkFunc(func(ctx context.Context, job *client.Job[periodicArgs]) error {
 		return w.log.record(job.ID, job.Attempt, w.clientID, outcomeOK)
 	}))
+	client.AddWorker(ws, client.WorkFunc(func(ctx context.Context, job *client.Job[dailyArgs]) error {
+		return w.log.record(job.ID, job.Attempt, w.clientID, outcomeOK)
+	}))
 	return ws
 }
 
@@ -250,7 +258,7 @@ type env struct {
 
 func newEnv(t *testing.T, sz sizes) *env {
 	t.Helper()
-	db := testfixture.New(t)
+	db := testfixture.NewAllLines(t)
 	e := &env{t: t, sz: sz, db: db, schema: db.Schema, url: testdb.AdminURL(t), appName: "mrf_" + db.Schema,
 		logs: &logSink{}, rng: mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 7))}
 	e.wlog = newWorkLog(db.Pool, db.Schema)

@@ -46,6 +46,7 @@ const (
 	helperJobTimeout  = "MILLRACE_FAULTS_HELPER_JOB_TIMEOUT"
 	helperRescueAfter = "MILLRACE_FAULTS_HELPER_RESCUE_AFTER"
 	helperPeriodic    = "MILLRACE_FAULTS_HELPER_PERIODIC"
+	helperDaily       = "MILLRACE_FAULTS_HELPER_DAILY"
 )
 
 // helperMain runs the helper process and returns its exit code.
@@ -110,6 +111,14 @@ func helperMain() int {
 				return periodicArgs{}, nil
 			}, &client.PeriodicJobOpts{ID: "tick"})}
 	}
+	if expr := os.Getenv(helperDaily); expr != "" {
+		schedule, err := client.ParseCron(expr)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.PeriodicJobs = append(cfg.PeriodicJobs, client.NewPeriodicJob(schedule,
+			func() (client.JobArgs, *client.InsertOpts) { return dailyArgs{}, nil }, &client.PeriodicJobOpts{ID: "daily"}))
+	}
 	c, err := client.New(pgxv5.New(pool), cfg)
 	if err != nil {
 		return fail(err)
@@ -159,6 +168,7 @@ type helperOpts struct {
 	jobTimeout  time.Duration
 	rescueAfter time.Duration
 	periodic    time.Duration
+	daily       string // a cron expression for the periodic job "daily"
 }
 
 // helper is a running helper process, seen from the test.
@@ -245,6 +255,7 @@ func (e *env) startHelper(o helperOpts) *helper {
 		helperJobTimeout+"="+durationEnv(o.jobTimeout),
 		helperRescueAfter+"="+durationEnv(o.rescueAfter),
 		helperPeriodic+"="+durationEnv(o.periodic),
+		helperDaily+"="+o.daily,
 	)
 	h := &helper{t: e.t, e: e, id: o.id, app: app, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
