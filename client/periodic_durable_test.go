@@ -199,6 +199,21 @@ func TestCronDaylightSaving(t *testing.T) {
 			want: []time.Time{utc(3, 8, 6, 30), utc(3, 8, 7, 0), utc(3, 8, 7, 30)},
 		},
 		{
+			// Lord Howe moves its clocks by 30 minutes: 02:00 became 02:30
+			// on October 4, 2026 (UTC+10:30 to +11).
+			name: "Lord Howe 02:15 daily, spring forward",
+			expr: "CRON_TZ=Australia/Lord_Howe 15 2 * * *",
+			from: utc(10, 2, 12, 0),
+			want: []time.Time{utc(10, 2, 15, 45), utc(10, 3, 15, 30), utc(10, 4, 15, 15)},
+		},
+		{
+			// And 02:00 became 01:30 on April 5, 2026: 01:45 came twice.
+			name: "Lord Howe 01:45 daily, fall back",
+			expr: "CRON_TZ=Australia/Lord_Howe 45 1 * * *",
+			from: utc(4, 3, 12, 0),
+			want: []time.Time{utc(4, 3, 14, 45), utc(4, 4, 14, 45), utc(4, 5, 15, 15)},
+		},
+		{
 			name: "02:30 daily in UTC, no change",
 			expr: "30 2 * * *",
 			from: utc(3, 7, 12, 0),
