@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/millrace/millrace/driver"
@@ -54,6 +55,10 @@ type Client[TTx any] struct {
 	domainMaintainer *maintenance.Maintainer
 	producers        map[string]*producer.Producer
 	workCancel       context.CancelCauseFunc
+	// startedAt is when the current run started (config clock): the
+	// periodic enqueuer counts runs due since then as held up by a change
+	// of leader, not missed while no client ran.
+	startedAt atomic.Pointer[time.Time]
 
 	// Runtime queue management (queue_bundle.go). queuesMu serializes
 	// Queues().Add and Remove with each other, with Start's creation of
@@ -91,7 +96,7 @@ func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Client[TTx], error) {
 	}
 	client.exec = newExecutor(client)
 	periodic, err := maintenance.NewPeriodicJobEnqueuer(drv.GetExecutor(), &maintenance.PeriodicJobEnqueuerConfig{
-		Schema: c.Schema, Logger: c.Logger, Now: c.clock})
+		Schema: c.Schema, Logger: c.Logger, Now: c.clock, LiveSince: client.liveSince, LiveSinceDB: client.liveSinceDB})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -102,6 +107,28 @@ func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Client[TTx], error) {
 		}
 	}
 	return client, nil
+}
+
+// liveSinceDB is, on the database's clock, since when a client of this
+// client's domain has been running without a break: the earliest start
+// among the live heartbeat rows of the domain. Runs of durable periodic
+// jobs due since then were held up by a change of leader (a rolling deploy
+// whose new process wins the election at once, say), not missed.
+func (c *Client[TTx]) liveSinceDB(ctx context.Context) (time.Time, bool) {
+	since, ok, err := c.driver.GetExecutor().ClientLiveSince(ctx, &driver.ClientLiveSinceParams{Schema: c.config.Schema, Domain: c.config.Domain})
+	if err != nil {
+		c.config.Logger.WarnContext(ctx, "millrace: reading the live clients' start failed; periodic jobs count from this client's start", "error", err)
+		return time.Time{}, false
+	}
+	return since, ok
+}
+
+// liveSince is when the client's current run started.
+func (c *Client[TTx]) liveSince() time.Time {
+	if t := c.startedAt.Load(); t != nil {
+		return *t
+	}
+	return c.config.clock()
 }
 
 // ID returns the client's ID.
@@ -126,6 +153,8 @@ func (c *Client[TTx]) Start(ctx context.Context) error {
 	if !shouldStart {
 		return nil
 	}
+	startedAt := c.config.clock()
+	c.startedAt.Store(&startedAt)
 	// Queues added or removed meanwhile wait until the producers are up.
 	c.queuesMu.Lock()
 	defer c.queuesMu.Unlock()

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -95,7 +96,11 @@ func TestNotMigratedOlderVersion(t *testing.T) {
 	// Line main complete, line millrace missing: a working client needs
 	// it (its heartbeat table); inserting does not.
 	err = c.Start(ctx)
-	wantNotMigrated(t, "Start without the millrace line", err, schema, "lacks versions 1, 2 of migration line millrace")
+	all := make([]string, RequiredMillraceMigrationVersion)
+	for i := range all {
+		all[i] = strconv.Itoa(i + 1)
+	}
+	wantNotMigrated(t, "Start without the millrace line", err, schema, "lacks versions "+strings.Join(all, ", ")+" of migration line millrace")
 	if !errors.As(err, &nm) || len(nm.Missing) != 0 || len(nm.MissingMillrace) != RequiredMillraceMigrationVersion || nm.MissingMillrace[0] != 1 {
 		t.Fatalf("NotMigratedError without the millrace line: %+v", nm)
 	}

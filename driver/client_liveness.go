@@ -95,3 +95,11 @@ type JobGetRunningByParams struct {
 	Max       int
 	MinAge    time.Duration
 }
+
+// ClientLiveSinceParams names the domain ("" is the default domain) whose
+// live clients count: rows whose metadata "domain" is Domain (absent counts
+// as "").
+type ClientLiveSinceParams struct {
+	Schema string
+	Domain string
+}

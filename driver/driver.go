@@ -169,6 +169,11 @@ type Executor interface {
 	// ClientDelete deletes one incarnation's row and reports whether it
 	// existed.
 	ClientDelete(ctx context.Context, params *ClientDeleteParams) (bool, error)
+	// ClientLiveSince returns the earliest started_at among the live rows
+	// of a domain, by the database's clock: a client of the domain has
+	// been running without a break since then. ok is false when the
+	// domain has no live row.
+	ClientLiveSince(ctx context.Context, params *ClientLiveSinceParams) (since time.Time, ok bool, err error)
 
 	// JobDeleteBefore deletes finalized jobs past their retention (the
 	// cleaner's query) and returns how many it deleted.
@@ -241,6 +246,25 @@ type Executor interface {
 	// its state but running (a finalized job loses its finalized_at), for
 	// a test harness that works a chosen job: see JobMarkRunningParams.
 	JobMarkRunning(ctx context.Context, params *JobMarkRunningParams) (*millracetype.JobRow, error)
+
+	// Durable periodic jobs (table millrace_periodic of migration line
+	// millrace; see periodic.go for the params).
+
+	// PeriodicJobGetMany returns the rows of the given IDs that exist,
+	// ordered by ID, with the database's now().
+	PeriodicJobGetMany(ctx context.Context, params *PeriodicJobGetManyParams) (*PeriodicJobGetManyResult, error)
+	// PeriodicJobInsertMany inserts the rows whose ID has none yet, leaves
+	// existing rows as they are, and returns how many it inserted.
+	PeriodicJobInsertMany(ctx context.Context, params *PeriodicJobInsertManyParams) (int, error)
+	// PeriodicJobAdvanceMany sets next_run_at, next_from (and last_run_at
+	// when given) of each row whose next_run_at still equals Expected,
+	// updated_at to now(), in one statement that locks the rows in ID
+	// order; it returns the IDs it changed, ordered. A row changed by a
+	// concurrent transaction is compared again once that one commits.
+	PeriodicJobAdvanceMany(ctx context.Context, params *PeriodicJobAdvanceManyParams) ([]string, error)
+	// PeriodicJobDeleteMany deletes the rows PeriodicJobDeleteManyParams
+	// names and returns their IDs, ordered.
+	PeriodicJobDeleteMany(ctx context.Context, params *PeriodicJobDeleteManyParams) ([]string, error)
 
 	// Runtime queue management (see queue_admin.go for the params).
 

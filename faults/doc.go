@@ -33,6 +33,14 @@
 // one is cancelled or discarded by the other and that each service's
 // periodic job keeps its schedule.
 //
+//	MILLRACE_FAULTS_PERIODIC_KILL_FOR=5m  how long TestDurablePeriodicLeaderKills
+//	                              kills leaders (default 5m, at least 2m)
+//
+// TestDurablePeriodicLeaderKills, beside the scenarios, is the acceptance
+// test of durable periodic jobs: leaders of three processes killed every
+// 20 s for 5 minutes, then the whole cluster down for 3 ticks; it prints
+// ticks expected, enqueued, doubled and missing.
+//
 // The crash scenarios run this package's test binary again as a worker
 // process (MILLRACE_FAULTS_HELPER=1, handled in TestMain) and kill it by PID.
 // The database-restart scenario needs a throwaway cluster it may restart

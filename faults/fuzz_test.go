@@ -24,6 +24,9 @@ func FuzzParseCron(f *testing.F) {
 		"CRON_TZ=UTC", "TZ=", "CRON_TZ=Nowhere/Nothing * * * * *", "CRON_TZ=../../etc/passwd * * * * *",
 		"", " ", "* * * *", "* * * * * *", "60 * * * *", "1-0 * * * *", "*/0 * * * *", "0-59/7 * * * *",
 		"5,10,15 * ? * *", "L * * * *", "0 0 * * 7", "0 0 * JAN-DEC *", "-1 * * * *", "1/2/3 * * * *",
+		// Zones with fixed hours (kept to one run per wall time across DST):
+		// New York, Lord Howe (30-minute shifts), Apia (skipped 2011-12-30).
+		"CRON_TZ=America/New_York 30 1,2 * * *", "CRON_TZ=Australia/Lord_Howe 15,45 1,2 * * *", "CRON_TZ=Pacific/Apia 0 0 * * *",
 	} {
 		f.Add(s, int64(1_790_000_000))
 	}

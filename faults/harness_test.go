@@ -29,6 +29,7 @@ import (
 const (
 	kindJob      = "fault_job"
 	kindPeriodic = "fault_periodic"
+	kindDaily    = "fault_daily"
 	kindUnknown  = "fault_unknown"
 )
 
@@ -54,6 +55,10 @@ const (
 type periodicArgs struct{}
 
 func (periodicArgs) Kind() string { return kindPeriodic }
+
+type dailyArgs struct{}
+
+func (dailyArgs) Kind() string { return kindDaily }
 
 // unknownArgs is a kind that only one client of the bad-rows scenario
 // registers.
@@ -188,6 +193,9 @@ func (w *worker) workers() *client.Workers {
 	ws := client.NewWorkers()
 	client.AddWorker[jobArgs](ws, w)
 	client.AddWorker(ws, client.WorkFunc(func(ctx context.Context, job *client.Job[periodicArgs]) error {
+		return w.log.record(job.ID, job.Attempt, w.clientID, outcomeOK)
+	}))
+	client.AddWorker(ws, client.WorkFunc(func(ctx context.Context, job *client.Job[dailyArgs]) error {
 		return w.log.record(job.ID, job.Attempt, w.clientID, outcomeOK)
 	}))
 	return ws

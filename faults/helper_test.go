@@ -55,6 +55,7 @@ const (
 	// (domains_test.go): the domain's own workers and periodic job
 	// instead of the suite's.
 	helperDomain = "MILLRACE_FAULTS_HELPER_DOMAIN"
+	helperDaily  = "MILLRACE_FAULTS_HELPER_DAILY"
 )
 
 // helperMain runs the helper process and returns its exit code.
@@ -133,6 +134,14 @@ func helperMain() int {
 				return periodicArgs{}, nil
 			}, &client.PeriodicJobOpts{ID: "tick"})}
 	}
+	if expr := os.Getenv(helperDaily); expr != "" {
+		schedule, err := client.ParseCron(expr)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.PeriodicJobs = append(cfg.PeriodicJobs, client.NewPeriodicJob(schedule,
+			func() (client.JobArgs, *client.InsertOpts) { return dailyArgs{}, nil }, &client.PeriodicJobOpts{ID: "daily"}))
+	}
 	c, err := client.New(pgxv5.New(pool), cfg)
 	if err != nil {
 		return fail(err)
@@ -192,6 +201,7 @@ type helperOpts struct {
 	url string
 	// domain, when set, runs a client of that domain (domainHelperMain).
 	domain string
+	daily  string // a cron expression for the periodic job "daily"
 }
 
 // helper is a running helper process, seen from the test.
@@ -292,6 +302,7 @@ func (e *env) startHelper(o helperOpts) *helper {
 		helperLong+"="+durationEnv(o.long),
 		helperStubborn+"="+stubborn,
 		helperDomain+"="+o.domain,
+		helperDaily+"="+o.daily,
 	)
 	h := &helper{t: e.t, e: e, id: o.id, app: app, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out

@@ -70,6 +70,26 @@ func ownObjects(t *testing.T, pool *pgxpool.Pool, schema string) []string {
 	return got
 }
 
+// millraceObjects are the objects of line millrace at its latest version,
+// as ownObjects lists them.
+var millraceObjects = []string{"r millrace_client", "i millrace_client_pkey", "r millrace_leader", "i millrace_leader_pkey",
+	"r millrace_periodic", "i millrace_periodic_pkey"}
+
+// columns describes a table's columns: name, type, nullable, default.
+func columns(t *testing.T, pool *pgxpool.Pool, schema, table string) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-')
+		FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`, schema, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cols
+}
+
 func newSchemaDB(t *testing.T, schema string) (string, *pgxpool.Pool) {
 	t.Helper()
 	url, pool := freshDatabase(t)
@@ -80,7 +100,7 @@ func newSchemaDB(t *testing.T, schema string) (string, *pgxpool.Pool) {
 }
 
 // millraceVersions are the versions of line millrace, in order.
-var millraceVersions = []int{1, 2, 3}
+var millraceVersions = []int{1, 2, 3, 4}
 
 // millraceRows are they as river_migration rows.
 func millraceRows() []string {
@@ -92,9 +112,8 @@ func millraceRows() []string {
 }
 
 // TestMillraceLineSchema applies both lines with MigrateAll and checks that
-// line millrace adds exactly the millrace_client and millrace_leader tables
-// (and their keys), recorded as millrace:1.., and that its down leaves
-// River's schema exactly as River's dump has it.
+// line millrace adds exactly millraceObjects, recorded as millrace:1..,
+// and that its down leaves River's schema exactly as River's dump has it.
 func TestMillraceLineSchema(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -114,18 +133,10 @@ func TestMillraceLineSchema(t *testing.T) {
 	if got := migrationRows(t, pool, schema); !slices.Equal(got, want) {
 		t.Fatalf("river_migration rows %v, want %v", got, want)
 	}
-	if got, want := ownObjects(t, pool, schema), []string{"r millrace_client", "i millrace_client_pkey", "r millrace_leader", "i millrace_leader_pkey"}; !slices.Equal(got, want) {
+	if got, want := ownObjects(t, pool, schema), millraceObjects; !slices.Equal(got, want) {
 		t.Fatalf("objects beyond River's after line millrace: %v, want %v", got, want)
 	}
-	rows, err := pool.Query(ctx, `SELECT column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-')
-		FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'millrace_client' ORDER BY ordinal_position`, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
+	cols := columns(t, pool, schema, "millrace_client")
 	wantCols := []string{
 		"client_id text NO -",
 		"started_at timestamp with time zone NO now()",
@@ -165,6 +176,32 @@ func TestMillraceLineSchema(t *testing.T) {
 		`INSERT INTO mr.millrace_leader (domain, leader_id, elected_at, expires_at) VALUES ('` + strings.Repeat("x", 65) + `', 'c2', now(), now())`,
 		`INSERT INTO mr.millrace_leader (domain, leader_id, elected_at, expires_at) VALUES ('c', '', now(), now())`,
 		`INSERT INTO mr.millrace_leader (domain, leader_id, elected_at, expires_at) VALUES ('c', 'c2', NULL, now())`,
+	} {
+		if _, err := pool.Exec(ctx, bad); err == nil {
+			t.Errorf("accepted: %s", bad)
+		}
+	}
+
+	periodicCols := columns(t, pool, schema, "millrace_periodic")
+	wantPeriodicCols := []string{
+		"id text NO -",
+		"next_run_at timestamp with time zone NO -",
+		"next_from timestamp with time zone NO -",
+		"last_run_at timestamp with time zone YES -",
+		"created_at timestamp with time zone NO now()",
+		"updated_at timestamp with time zone NO now()",
+	}
+	if !slices.Equal(periodicCols, wantPeriodicCols) {
+		t.Fatalf("millrace_periodic columns\n%v\nwant\n%v", periodicCols, wantPeriodicCols)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES ('p1', now(), now() - interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		`INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES ('', now(), now() - interval '1 hour')`,
+		`INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES (repeat('x', 129), now(), now() - interval '1 hour')`,
+		`INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES ('p1', now(), now() - interval '1 hour')`,
+		`INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES ('p2', now(), now())`,
 	} {
 		if _, err := pool.Exec(ctx, bad); err == nil {
 			t.Errorf("accepted: %s", bad)
@@ -350,7 +387,8 @@ func TestPrintedSQLBothLines(t *testing.T) {
 		"INSERT INTO river_migration (line, version) VALUES ('millrace', 1);",
 		"line millrace version 002 millrace_client_timeout (up)", "ADD COLUMN heartbeat_timeout interval",
 		"line millrace version 003 millrace_leader (up)", "CREATE UNLOGGED TABLE millrace_leader (",
-		"INSERT INTO river_migration (line, version) VALUES ('millrace', 3);"} {
+		"line millrace version 004 millrace_periodic (up)", "CREATE TABLE millrace_periodic (",
+		"INSERT INTO river_migration (line, version) VALUES ('millrace', 4);"} {
 		if !strings.Contains(millUp, want) {
 			t.Fatalf("millrace up SQL lacks %q:\n%s", want, millUp)
 		}
@@ -371,7 +409,7 @@ func TestPrintedSQLBothLines(t *testing.T) {
 	if p, err := mill.Pending(ctx); err != nil || len(p) != 0 {
 		t.Fatalf("millrace pending after its printed SQL: %v, %v", p, err)
 	}
-	if got := ownObjects(t, pool, "public"); !slices.Equal(got, []string{"r millrace_client", "i millrace_client_pkey", "r millrace_leader", "i millrace_leader_pkey"}) {
+	if got := ownObjects(t, pool, "public"); !slices.Equal(got, millraceObjects) {
 		t.Fatalf("objects beyond River's: %v", got)
 	}
 	// Main's printed down refuses to cross version 5 while millrace is

@@ -6,7 +6,8 @@
 //     sees nothing pending on a database the other migrated.
 //   - Line "millrace" (LineMillrace) holds what millrace stores beyond
 //     River's schema, in tables named millrace_* that River never reads
-//     (version 1: millrace_client, for client heartbeats). It needs line
+//     (version 1: millrace_client, for client heartbeats; version 2:
+//     millrace_periodic, the schedules of durable periodic jobs). It needs line
 //     main at version 5 or later, whose river_migration has the line
 //     column; River's migrator and clients ignore it.
 //

@@ -242,6 +242,36 @@ func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 		requireIDs(t, stuck(true), []int64{dead.ID, river.ID, noClient.ID}, "stuck jobs with SkipLiveClients")
 	})
 
+	s.run(t, "LiveSinceByDomain", func(t *testing.T, e *env[TTx]) {
+		since := func(domain string) (time.Time, bool) {
+			t.Helper()
+			at, ok, err := e.exec.ClientLiveSince(e.ctx, &driver.ClientLiveSinceParams{Schema: e.schema, Domain: domain})
+			requireNoError(t, err, "ClientLiveSince")
+			return at, ok
+		}
+		if _, ok := since(""); ok {
+			t.Fatal("ClientLiveSince of an empty table: ok")
+		}
+		first := e.register(t, "a1", []byte(`{"domain":"a"}`))
+		e.register(t, "a2", []byte(`{"domain":"a"}`))
+		plain := e.register(t, "plain", nil)
+		e.register(t, "b1", []byte(`{"domain":"b"}`))
+		if at, ok := since("a"); !ok || !at.Equal(first.Lease.StartedAt) {
+			t.Fatalf("domain a: %v %v, want a1's start %v", at, ok, first.Lease.StartedAt)
+		}
+		if at, ok := since(""); !ok || !at.Equal(plain.Lease.StartedAt) {
+			t.Fatalf("default domain: %v %v, want plain's start %v", at, ok, plain.Lease.StartedAt)
+		}
+		// A dead row no longer counts.
+		e.ageHeartbeat(t, "a1", deadAfter+time.Second)
+		if at, ok := since("a"); !ok || !at.After(first.Lease.StartedAt) {
+			t.Fatalf("domain a with a1 dead: %v %v, want a2's later start", at, ok)
+		}
+		if _, ok := since("c"); ok {
+			t.Fatal("a domain without rows: ok")
+		}
+	})
+
 	s.run(t, "BadParams", func(t *testing.T, e *env[TTx]) {
 		if _, err := e.exec.ClientRegister(e.ctx, &driver.ClientRegisterParams{Schema: e.schema, ClientID: "", HeartbeatTimeout: deadAfter}); err == nil {
 			t.Fatal("ClientRegister with an empty ID: no error")

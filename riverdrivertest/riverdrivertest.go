@@ -110,6 +110,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"QueueAdmin", s.testQueueAdmin},
 		{"ClientLiveness", s.testClientLiveness},
 		{"JobMarkRunning", s.testJobMarkRunning},
+		{"PeriodicJob", s.testPeriodicJob},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

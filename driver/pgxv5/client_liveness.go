@@ -141,3 +141,17 @@ func (e *executor) JobGetRunningBy(ctx context.Context, p *driver.JobGetRunningB
 	}
 	return pgx.CollectRows(rows, scanJob)
 }
+
+var sqlClientLiveSince = `SELECT min(started_at) FROM {{schema}}millrace_client
+WHERE heartbeat_at >= now() - heartbeat_timeout AND coalesce(metadata ->> 'domain', '') = $1`
+
+func (e *executor) ClientLiveSince(ctx context.Context, p *driver.ClientLiveSinceParams) (time.Time, bool, error) {
+	var since *time.Time
+	if err := e.db.QueryRow(ctx, e.sql.get(p.Schema, &sqlClientLiveSince), p.Domain).Scan(&since); err != nil {
+		return time.Time{}, false, err
+	}
+	if since == nil {
+		return time.Time{}, false, nil
+	}
+	return since.UTC(), true, nil
+}
