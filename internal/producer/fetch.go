@@ -15,9 +15,10 @@ import (
 type FetchStrategy interface {
 	// Fetch locks at most req.Max jobs of req.Queue (marking them running
 	// for req.ClientID) and returns them in the order they should start.
-	// Every job it returns is started, even with an error, so a strategy
-	// must return every job it locked; with an error and no jobs, the
-	// producer retries after a backoff.
+	// A strategy must return every job it may have locked, even with an
+	// error: the producer then starts those the database confirms it has
+	// running for this fetch (the statement may have committed or rolled
+	// back), and retries after a backoff.
 	//
 	// The producer's two fetcher goroutines may call Fetch at the same
 	// time. ctx carries the fetch's timeout but not the producer's stop:

@@ -2,6 +2,8 @@ package producer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -182,5 +184,73 @@ func TestDefaultFetchAllocations(t *testing.T) {
 	})
 	if allocs > 1 {
 		t.Fatalf("%v allocations per fetch, want at most 1 (the driver's parameters)", allocs)
+	}
+}
+
+// failingAfterAnswer fetches with DefaultFetch inside a transaction and
+// then fails, as a fetch whose connection died after its answer arrived:
+// with commit set its transaction committed, else it rolled back.
+type failingAfterAnswer struct {
+	commit bool
+	once   atomic.Bool
+}
+
+var errAfterAnswer = errors.New("test: the connection died after the fetch's answer")
+
+func (f *failingAfterAnswer) Fetch(ctx context.Context, exec driver.Executor, req *FetchRequest) (FetchResult, error) {
+	if f.once.Swap(true) {
+		return FetchResult{}, nil // later fetches find nothing (and do not take the rolled-back jobs)
+	}
+	tx, err := exec.Begin(ctx)
+	if err != nil {
+		return FetchResult{}, err
+	}
+	res, err := DefaultFetch{}.Fetch(ctx, tx, req)
+	if err != nil {
+		_ = tx.Rollback(ctx)
+		return res, err
+	}
+	if f.commit {
+		err = tx.Commit(ctx)
+	} else {
+		err = tx.Rollback(ctx)
+	}
+	if err != nil {
+		return res, err
+	}
+	return res, errAfterAnswer
+}
+
+// TestFailedFetchJobsConfirmed: the jobs of a fetch that failed after its
+// answer arrived start only if the fetch committed; those of one that
+// rolled back stay available (another fetch may take them), never run
+// here on a lock the database does not hold.
+func TestFailedFetchJobsConfirmed(t *testing.T) {
+	t.Parallel()
+	for _, commit := range []bool{true, false} {
+		t.Run(fmt.Sprintf("committed=%v", commit), func(t *testing.T) {
+			t.Parallel()
+			db := testfixture.New(t)
+			jobs := db.InsertJobs(t, 3, "k", "default")
+			var ran atomic.Int64
+			p := newProducer(t, db, nil, Config{MaxWorkers: 5, Fetch: &failingAfterAnswer{commit: commit}, FetchPollInterval: 20 * time.Millisecond,
+				Work: func(ctx context.Context, job *millracetype.JobRow) { ran.Add(1); complete(t, db, job) }})
+			startProducer(t, p)
+			if commit {
+				testwait.For(t, 10*time.Second, "the committed fetch's jobs completed", func() bool {
+					return db.CountByState(t)[millracetype.JobStateCompleted] == len(jobs)
+				})
+				return
+			}
+			// The rolled-back fetch's jobs: never started. Several fetch
+			// cycles pass (the strategy answers nothing after the first).
+			time.Sleep(20 * 20 * time.Millisecond) // the absence of a start can only be waited for
+			if n := ran.Load(); n != 0 {
+				t.Fatalf("%d jobs of a rolled-back fetch ran", n)
+			}
+			if n := db.CountByState(t)[millracetype.JobStateAvailable]; n != len(jobs) {
+				t.Fatalf("%d jobs available, want all %d", n, len(jobs))
+			}
+		})
 	}
 }

@@ -716,10 +716,69 @@ type fetchResult struct {
 // The fetch does not use the service context: a Stop arriving while the
 // statement runs must not abandon jobs the database has already marked
 // running. They are started like any others and drained by the stop.
+//
+// A fetch that failed after its answer arrived (the connection died before
+// its transaction's end was confirmed) may have committed, or rolled back
+// (its jobs are available again, maybe fetched elsewhere already): its
+// jobs are started only once confirm has found them running this fetch.
 func (p *Producer) fetch(ctx context.Context, req *FetchRequest) (FetchResult, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
-	return p.cfg.Fetch.Fetch(ctx, p.exec, req)
+	res, err := p.cfg.Fetch.Fetch(fctx, p.exec, req)
+	if err != nil && len(res.Jobs) > 0 {
+		res.Jobs = p.confirm(res.Jobs, err)
+	}
+	return res, err
+}
+
+// confirmAttempts and confirmBackoff bound confirm's reads.
+const (
+	confirmAttempts = 5
+	confirmBackoff  = 100 * time.Millisecond
+)
+
+// confirm returns those of jobs, returned by a fetch that failed, that the
+// database has running as that fetch marked them (same attempt, attempted
+// at the same instant, by this client). When the rows cannot be read, it
+// returns none: jobs the fetch did commit are then running under this
+// client without it, and its liveness orphan check rescues them.
+func (p *Producer) confirm(jobs []*millracetype.JobRow, fetchErr error) []*millracetype.JobRow {
+	ids := make([]int64, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.ID
+	}
+	wait := confirmBackoff
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+		rows, err := p.exec.JobGetByIDMany(ctx, &driver.JobGetByIDManyParams{Schema: p.cfg.Schema, IDs: ids})
+		cancel()
+		if err == nil {
+			now := make(map[int64]*millracetype.JobRow, len(rows))
+			for _, r := range rows {
+				now[r.ID] = r
+			}
+			var kept []*millracetype.JobRow
+			for _, j := range jobs {
+				if r := now[j.ID]; r != nil && r.State == millracetype.JobStateRunning && r.Attempt == j.Attempt &&
+					r.AttemptedAt != nil && j.AttemptedAt != nil && r.AttemptedAt.Equal(*j.AttemptedAt) &&
+					len(r.AttemptedBy) > 0 && r.AttemptedBy[len(r.AttemptedBy)-1] == p.cfg.ClientID {
+					kept = append(kept, j)
+				}
+			}
+			if len(kept) < len(jobs) {
+				p.cfg.Logger.Warn("producer: a fetch failed after its answer arrived and did not commit; its jobs are not started",
+					"queue", p.cfg.Queue, "jobs", len(jobs)-len(kept), "committed", len(kept), "error", fetchErr)
+			}
+			return kept
+		}
+		if attempt == confirmAttempts {
+			p.cfg.Logger.Error("producer: cannot tell whether a failed fetch committed; its jobs are not started (if it did, the orphan check rescues them)",
+				"queue", p.cfg.Queue, "jobs", len(jobs), "fetch_error", fetchErr, "error", err)
+			return nil
+		}
+		time.Sleep(wait) // a backoff while the database is unreachable
+		wait *= 2
+	}
 }
 
 func (p *Producer) startJob(job *millracetype.JobRow) {
