@@ -1,0 +1,292 @@
+package millracetest
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/millrace/millrace/internal/testwait"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// ShutdownReport is what ShutdownUnderLoad found. Problems lists every
+// check that failed, in words; the other fields give the figures.
+type ShutdownReport struct {
+	// Seed reproduces the random choices; Schema is the scratch schema
+	// (dropped when the test ends).
+	Seed   uint64
+	Schema string
+	Rounds []*RoundReport
+	// Inserted jobs; Completed of them, and Pending (retryable or
+	// scheduled, since the drain waits only for available and running
+	// jobs) at the end.
+	Inserted, Completed, Pending int
+	// Lost are the inserted jobs missing from the table or still running
+	// once every client had stopped.
+	Lost []int64
+	// AttemptTwice are jobs one attempt of which Work completed twice;
+	// WorkedTwice jobs Work completed more than once, other than those a
+	// killed process left running (its outcome was never written).
+	AttemptTwice, WorkedTwice []int64
+	// Mismatched are jobs whose final state disagrees with the Work calls:
+	// completed without a call that succeeded, or not completed although
+	// the call of their last attempt succeeded (but for jobs a killed
+	// process left running: their outcome was never written).
+	Mismatched []int64
+	// Panics are jobs whose Work panicked.
+	Panics []int64
+	// IgnoredContext are jobs whose Work returned more than
+	// ShutdownConfig.IgnoredContextAfter after its context ended.
+	IgnoredContext []int64
+	// Calls is how many Work calls were seen.
+	Calls int
+	// LeakedConns are connections left acquired, or sessions left open,
+	// by stopped clients; LeakedGoroutines the stacks of millrace
+	// goroutines started during the run and still running after it.
+	LeakedConns      int
+	LeakedGoroutines []string
+	// StopP50 and StopP99 are percentiles of the time from a stop call to
+	// the client stopped, over the in-process rounds.
+	StopP50, StopP99 time.Duration
+	// Took is the whole run.
+	Took time.Duration
+	// Problems are the failed checks.
+	Problems []string
+
+	apps []string // application_names of the working clients' sessions
+}
+
+// OK reports whether no check failed.
+func (r *ShutdownReport) OK() bool { return len(r.Problems) == 0 }
+
+func (r *ShutdownReport) problem(format string, args ...any) {
+	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+}
+
+// Table renders the report as a table, one line per round, then the
+// totals and the problems.
+func (r *ShutdownReport) Table() string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "round\tmethod\tafter\trunning\treturned\tstopped\tovershoot\tleft running\tinterrupted\tnot given back\tstranded\trescued\tproblems")
+	for _, x := range r.Rounds {
+		rescued := "-"
+		if x.Method == KillAndRestart {
+			rescued = fmt.Sprintf("%d in %v", len(x.Rescued), x.RescuedIn.Round(time.Millisecond))
+		}
+		fmt.Fprintf(tw, "%d\t%v\t%v\t%d\t%v\t%v\t%v\t%d\t%d\t%d\t%d\t%s\t%d\n", x.N, x.Method, x.After.Round(time.Millisecond), x.Running,
+			x.Returned.Round(time.Millisecond), x.Stopped.Round(time.Millisecond), x.Overshoot.Round(time.Millisecond),
+			len(x.LeftRunning), len(x.Interrupted), len(x.NotGivenBack), len(x.Stranded), rescued, len(x.Problems))
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(&b, "jobs: %d inserted, %d completed, %d pending, %d lost; %d Work calls\n", r.Inserted, r.Completed, r.Pending, len(r.Lost), r.Calls)
+	fmt.Fprintf(&b, "completed twice: %d attempts, %d jobs; state/outcome mismatches: %d; panics: %d; ignored context: %d\n",
+		len(r.AttemptTwice), len(r.WorkedTwice), len(r.Mismatched), len(r.Panics), len(r.IgnoredContext))
+	fmt.Fprintf(&b, "stop to stopped: p50 %v, p99 %v; leaked: %d connections, %d goroutines; seed %d; took %v\n",
+		r.StopP50.Round(time.Millisecond), r.StopP99.Round(time.Millisecond), r.LeakedConns, len(r.LeakedGoroutines), r.Seed,
+		r.Took.Round(time.Millisecond))
+	if len(r.Problems) == 0 {
+		b.WriteString("no problem found\n")
+	} else {
+		fmt.Fprintf(&b, "%d problems:\n", len(r.Problems))
+		for _, p := range r.Problems {
+			b.WriteString("  - " + p + "\n")
+		}
+	}
+	return b.String()
+}
+
+// account checks the jobs and calls once every client has stopped.
+func (h *harness) account() {
+	rep := h.rep
+	for _, r := range rep.Rounds {
+		for _, p := range r.Problems {
+			rep.problem("round %d (%v): %s", r.N, r.Method, p)
+		}
+	}
+	var stops []time.Duration
+	for _, r := range rep.Rounds {
+		if r.Method != KillAndRestart && r.Stopped > 0 {
+			stops = append(stops, r.Stopped)
+		}
+	}
+	rep.StopP50, rep.StopP99 = percentile(stops, 50), percentile(stops, 99)
+
+	h.mu.Lock()
+	ids := slices.Clone(h.inserted)
+	h.mu.Unlock()
+	rep.Inserted = len(ids)
+	rows, err := h.jobs(context.Background(), ids)
+	if err != nil {
+		rep.problem("accounting: %v", err)
+		return
+	}
+	for _, id := range ids {
+		j := rows[id]
+		switch {
+		case j == nil || j.State == millracetype.JobStateRunning:
+			rep.Lost = append(rep.Lost, id)
+		case j.State == millracetype.JobStateCompleted:
+			rep.Completed++
+		case j.State == millracetype.JobStateRetryable || j.State == millracetype.JobStateScheduled:
+			rep.Pending++
+		}
+	}
+	if len(rep.Lost) > 0 {
+		rep.problem("%d jobs lost (missing, or running with every client stopped): %v", len(rep.Lost), sample(rep.Lost))
+	}
+
+	calls := h.rec.snapshot()
+	rep.Calls = len(calls)
+	type key struct {
+		id      int64
+		attempt int
+	}
+	okByAttempt := map[key]int{}
+	okByJob := map[int64]int{}
+	ignored, panicked := map[int64]bool{}, map[int64]bool{}
+	for _, c := range calls {
+		if c.OK {
+			okByAttempt[key{c.JobID, c.Attempt}]++
+			okByJob[c.JobID]++
+		}
+		if c.Panicked {
+			panicked[c.JobID] = true
+		}
+		if !c.CtxEnded.IsZero() && c.End.Sub(c.CtxEnded) > h.cfg.IgnoredContextAfter {
+			ignored[c.JobID] = true
+		}
+	}
+	for k, n := range okByAttempt {
+		if n > 1 {
+			rep.AttemptTwice = append(rep.AttemptTwice, k.id)
+		}
+	}
+	for id, n := range okByJob {
+		if n > 1 && !h.stranded[id] {
+			rep.WorkedTwice = append(rep.WorkedTwice, id)
+		}
+	}
+	for id := range panicked {
+		rep.Panics = append(rep.Panics, id)
+	}
+	for id := range ignored {
+		rep.IgnoredContext = append(rep.IgnoredContext, id)
+	}
+	for _, id := range ids {
+		j := rows[id]
+		if j == nil {
+			continue
+		}
+		completed := j.State == millracetype.JobStateCompleted
+		switch {
+		case completed && okByJob[id] == 0:
+			rep.Mismatched = append(rep.Mismatched, id)
+		case !completed && j.State != millracetype.JobStateRunning && okByAttempt[key{id, j.Attempt}] > 0 && !h.stranded[id]:
+			rep.Mismatched = append(rep.Mismatched, id)
+		}
+	}
+	for _, l := range [][]int64{rep.AttemptTwice, rep.WorkedTwice, rep.Panics, rep.IgnoredContext, rep.Mismatched} {
+		slices.Sort(l)
+	}
+	if len(rep.AttemptTwice) > 0 {
+		rep.problem("%d jobs had an attempt completed twice by Work: %v", len(rep.AttemptTwice), sample(rep.AttemptTwice))
+	}
+	if len(rep.WorkedTwice) > 0 {
+		rep.problem("%d jobs were completed by Work more than once without a crash to explain it: %v", len(rep.WorkedTwice), sample(rep.WorkedTwice))
+	}
+	if len(rep.Mismatched) > 0 {
+		id := rep.Mismatched[0]
+		rep.problem("%d jobs end in a state their Work calls do not explain (job %d is %s at attempt %d; its attempts that succeeded: %d): %v",
+			len(rep.Mismatched), id, rows[id].State, rows[id].Attempt, okByJob[id], sample(rep.Mismatched))
+	}
+	if len(rep.Panics) > 0 {
+		rep.problem("Work panicked on %d jobs: %v", len(rep.Panics), sample(rep.Panics))
+	}
+	if len(rep.IgnoredContext) > 0 {
+		rep.problem("Work ignored its context on %d jobs (returned more than %v after it ended): %v", len(rep.IgnoredContext),
+			h.cfg.IgnoredContextAfter, sample(rep.IgnoredContext))
+	}
+}
+
+// percentile returns the p-th percentile of ds (nearest rank).
+func percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (p*len(s)+99)/100 - 1
+	return s[max(i, 0)]
+}
+
+// checkSessions checks that no session of the working clients is left.
+func (h *harness) checkSessions() {
+	if h.admin == nil || len(h.rep.apps) == 0 {
+		return
+	}
+	var n int
+	var err error
+	if !testwait.Poll(5*time.Second, func() bool {
+		n, err = h.sessions(h.rep.apps...)
+		return err == nil && n == 0
+	}) {
+		h.rep.LeakedConns += n
+		h.rep.problem("%d database sessions of the stopped clients are still open (%v)", n, err)
+	}
+}
+
+var goroutineID = regexp.MustCompile(`^goroutine (\d+) `)
+
+// goroutineMark returns the highest goroutine ID running now: goroutines
+// started later have higher IDs.
+func goroutineMark() uint64 {
+	var mark uint64
+	for _, g := range goroutineStacks() {
+		if m := goroutineID.FindStringSubmatch(g); m != nil {
+			id, _ := strconv.ParseUint(m[1], 10, 64)
+			mark = max(mark, id)
+		}
+	}
+	return mark
+}
+
+func goroutineStacks() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Split(string(buf[:n]), "\n\n")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// checkGoroutines reports the millrace goroutines started since mark that
+// still run, once those ending have had 5 s to end.
+func (h *harness) checkGoroutines(mark uint64) {
+	var left []string
+	testwait.Poll(5*time.Second, func() bool {
+		left = left[:0]
+		for _, g := range goroutineStacks() {
+			m := goroutineID.FindStringSubmatch(g)
+			if m == nil || !strings.Contains(g, "github.com/millrace/millrace/") {
+				continue
+			}
+			if id, _ := strconv.ParseUint(m[1], 10, 64); id > mark {
+				left = append(left, g)
+			}
+		}
+		return len(left) == 0
+	})
+	if len(left) > 0 {
+		h.rep.LeakedGoroutines = left
+		h.rep.problem("%d millrace goroutines started by the run still run after it, the first:\n%s", len(left), left[0])
+	}
+}
