@@ -82,7 +82,7 @@ func (*exampleHarnessTB) Fatalf(f string, a ...any) {
 	fmt.Printf("FAIL: "+f+"\n", a...)
 	os.Exit(1)
 }
-func (tb *exampleHarnessTB) Cleanup(fn func())      { tb.cleanups = append(tb.cleanups, fn) }
+func (tb *exampleHarnessTB) Cleanup(fn func()) { tb.cleanups = append(tb.cleanups, fn) }
 func (tb *exampleHarnessTB) cleanup() {
 	for i := len(tb.cleanups) - 1; i >= 0; i-- {
 		tb.cleanups[i]()
