@@ -72,8 +72,13 @@ func (m ShutdownMethod) String() string {
 type Shutdown struct {
 	Method ShutdownMethod
 	// After is how long the client works before the shutdown. Zero picks
-	// a random time between ShutdownConfig.MaxAfter/5 and MaxAfter.
+	// a random time between ShutdownConfig.MaxAfter/5 and MaxAfter, unless
+	// AfterCompleted is set.
 	After time.Duration
+	// AfterCompleted, when set (with After zero), shuts the client down
+	// once its Work calls have succeeded this many times (or StopWait has
+	// passed, which is reported).
+	AfterCompleted int
 }
 
 // JobMix is one kind of job of the load.
@@ -141,6 +146,10 @@ type ShutdownConfig struct {
 	// DrainTimeout bounds the final drain: after the plan, a client works
 	// until no job is available or running. Default 30 s.
 	DrainTimeout time.Duration
+	// AfterRound, when set, is called after each round's checks, before
+	// the next client starts, with the scratch schema: a test can look at
+	// the jobs as the round left them.
+	AfterRound func(schema string, round *RoundReport)
 	// Seed seeds the random choices (job mix, shutdown points). Default:
 	// random; the report gives the seed used.
 	Seed uint64
@@ -195,8 +204,11 @@ func (cfg *ShutdownConfig) validate() (*ShutdownConfig, error) {
 		if s.Method < StopWithDeadline || s.Method > KillAndRestart {
 			return bad("Plan[%d].Method is %v, not a known method", i, s.Method)
 		}
-		if s.After < 0 {
-			return bad("Plan[%d].After is negative (%v)", i, s.After)
+		if s.After < 0 || s.AfterCompleted < 0 {
+			return bad("Plan[%d]: After (%v) and AfterCompleted (%d) must not be negative", i, s.After, s.AfterCompleted)
+		}
+		if s.After > 0 && s.AfterCompleted > 0 {
+			return bad("Plan[%d] sets both After and AfterCompleted", i)
 		}
 	}
 	for name, d := range map[string]*time.Duration{"MaxAfter": &c.MaxAfter, "StopDeadline": &c.StopDeadline,
@@ -328,10 +340,10 @@ func (h *harness) run() {
 	}
 	for i, s := range h.cfg.Plan {
 		after := s.After
-		if after == 0 {
+		if after == 0 && s.AfterCompleted == 0 {
 			after = h.cfg.MaxAfter/5 + time.Duration(h.rng.Int64N(int64(h.cfg.MaxAfter-h.cfg.MaxAfter/5)+1))
 		}
-		r := &RoundReport{N: i + 1, Method: s.Method, After: after}
+		r := &RoundReport{N: i + 1, Method: s.Method, After: after, afterCompleted: s.AfterCompleted}
 		h.rep.Rounds = append(h.rep.Rounds, r)
 		var err error
 		if s.Method == KillAndRestart {
@@ -342,6 +354,9 @@ func (h *harness) run() {
 		if err != nil {
 			h.rep.problem("round %d (%v): %v", r.N, s.Method, err)
 			break
+		}
+		if h.cfg.AfterRound != nil {
+			h.cfg.AfterRound(h.schema, r)
 		}
 	}
 	h.drain()

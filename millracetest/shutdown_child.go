@@ -270,7 +270,7 @@ func (h *harness) killRound(r *RoundReport) error {
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan error, 1)
 	go func() { loadDone <- h.load(loadCtx) }()
-	time.Sleep(r.After) // the chosen point of the kill
+	h.waitForPoint(r, a.id)
 	stopLoad()
 	if err := <-loadDone; err != nil {
 		r.problem("load: %v", err)

@@ -49,6 +49,19 @@ func (r *recorder) add(c call) {
 	r.calls = append(r.calls, c)
 }
 
+// succeeded counts the calls of a client that succeeded.
+func (r *recorder) succeeded(clientID string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.calls {
+		if c.Client == clientID && c.OK {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *recorder) snapshot() []call {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -50,6 +50,8 @@ type RoundReport struct {
 	RescuedIn         time.Duration
 	// Problems are what went wrong in this round.
 	Problems []string
+
+	afterCompleted int // Shutdown.AfterCompleted
 }
 
 func (r *RoundReport) problem(format string, args ...any) {
@@ -87,15 +89,22 @@ func (h *harness) newWorkingClient(id string) (*workingClient, error) {
 // close checks that the stopped client holds no connection (its pool's
 // are all idle, its listener closed), then closes its pool.
 func (h *harness) closeClient(w *workingClient, r *RoundReport) {
-	if n := w.pool.Stat().AcquiredConns(); n != 0 {
-		h.rep.LeakedConns += int(n)
-		r.problem("%d connections still acquired from the pool once the client had stopped", n)
+	acquired := w.pool.Stat().AcquiredConns()
+	if acquired != 0 {
+		h.rep.LeakedConns += int(acquired)
+		r.problem("%d connections still acquired from the pool once the client had stopped", acquired)
 	}
 	if n, err := h.sessions(w.app); err != nil {
 		r.problem("count sessions: %v", err)
 	} else if n != 0 {
 		h.rep.LeakedConns += n
 		r.problem("%d sessions of the client (not its pool's) still open once it had stopped", n)
+	}
+	if acquired != 0 {
+		// Close waits until every connection is released, which may be
+		// never: the harness does not wait (the goroutine shows as leaked).
+		go w.pool.Close()
+		return
 	}
 	w.pool.Close()
 }
@@ -120,7 +129,7 @@ func (h *harness) inProcessRound(r *RoundReport) error {
 		w.pool.Close()
 		return fmt.Errorf("start client: %w", err)
 	}
-	time.Sleep(r.After) // the chosen point of the shutdown
+	h.waitForPoint(r, w.id)
 	if err := finishLoad(); err != nil {
 		r.problem("load: %v", err)
 	}
@@ -280,6 +289,21 @@ func (h *harness) afterStop(r *RoundReport, clientID string, stopAt time.Time) e
 			len(r.NotGivenBack), len(r.Interrupted), sample(r.NotGivenBack), detail)
 	}
 	return nil
+}
+
+// waitForPoint waits until the shutdown point of the round: After, or
+// AfterCompleted successful calls of the client clientID. r.After becomes
+// the time waited.
+func (h *harness) waitForPoint(r *RoundReport, clientID string) {
+	if r.afterCompleted == 0 {
+		time.Sleep(r.After) // the chosen point of the shutdown
+		return
+	}
+	begin := time.Now()
+	if !testwait.Poll(h.cfg.StopWait, func() bool { return h.rec.succeeded(clientID) >= r.afterCompleted }) {
+		r.problem("only %d of the %d Work calls to wait for succeeded within %v", h.rec.succeeded(clientID), r.afterCompleted, h.cfg.StopWait)
+	}
+	r.After = time.Since(begin)
 }
 
 // sample returns the first IDs of a list, for a message.

@@ -5,14 +5,17 @@ import (
 	"errors"
 	mrand "math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/testdb"
 	"github.com/millrace/millrace/internal/testfixture"
 	"github.com/millrace/millrace/millracetest"
 	"github.com/millrace/millrace/millracetype"
@@ -93,10 +96,17 @@ func mix(modeWeight int, mode string) []millracetest.JobMix {
 // TestShutdownUnderLoad runs well-behaved workers through every shutdown
 // method: the harness finds nothing wrong, and its figures add up.
 func TestShutdownUnderLoad(t *testing.T) {
-	db := testfixture.New(t)
+	// A pool on the server, no schema of the test's own: the kill round's
+	// child process runs this test again and is killed, and would leave
+	// such a schema behind.
+	pool, err := pgxpool.New(context.Background(), testdb.AdminURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
 	plan := append(millracetest.DefaultShutdownPlan(), millracetest.Shutdown{Method: millracetest.KillAndRestart, After: 400 * time.Millisecond})
 	rep := millracetest.ShutdownUnderLoad(t, &millracetest.ShutdownConfig{
-		Pool: db.Pool, Workers: workers(db), Mix: mix(0, ""), Backlog: 150, Rate: 200, Plan: plan,
+		Pool: pool, Workers: workers(nil), Mix: mix(0, ""), Backlog: 150, Rate: 200, Plan: plan,
 	})
 	if rep == nil { // the child process of the kill round
 		return
@@ -196,6 +206,27 @@ func TestShutdownUnderLoadCatches(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "client_leaks",
+			plan: []millracetest.Shutdown{{Method: millracetest.StopWithDeadline, After: 100 * time.Millisecond}},
+			tweak: func(cfg *millracetest.ShutdownConfig) {
+				release := make(chan struct{})
+				t.Cleanup(func() { close(release) })
+				millracetest.SetWrapDriver(cfg, func(d driver.Driver[pgx.Tx]) driver.Driver[pgx.Tx] {
+					return &leakDriver{Driver: d, release: release}
+				})
+			},
+			wants: []string{"connections still acquired from the pool", "millrace goroutines started by the run still run after it"},
+			verify: func(t *testing.T, rep *millracetest.ShutdownReport) {
+				// Each client (the round's and the drain's) leaked one
+				// transaction: its connection (acquired, and its session
+				// open) and its goroutine, plus the harness's goroutine
+				// closing the pool, which waits for the connection.
+				if rep.LeakedConns != 4 || len(rep.LeakedGoroutines) != 4 {
+					t.Errorf("%d connections and %d goroutines leaked, want 4 and 4", rep.LeakedConns, len(rep.LeakedGoroutines))
+				}
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base()
@@ -266,6 +297,30 @@ func (e *dropExec) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		}
 	}
 	return rows, nil
+}
+
+// leakDriver is a leaky client's driver: when the client first takes its
+// executor, it opens a transaction and starts a goroutine that ends it
+// only when the test ends.
+type leakDriver struct {
+	driver.Driver[pgx.Tx]
+	release chan struct{}
+	once    sync.Once
+}
+
+func (d *leakDriver) GetExecutor() driver.Executor {
+	exec := d.Driver.GetExecutor()
+	d.once.Do(func() {
+		tx, err := exec.Begin(context.Background())
+		if err != nil {
+			panic(err)
+		}
+		go func() {
+			<-d.release
+			_ = tx.Rollback(context.Background())
+		}()
+	})
+	return exec
 }
 
 // TestShutdownUnderLoadBadConfig checks the errors for unusable configs.
