@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"testing"
@@ -292,7 +293,9 @@ func ShutdownUnderLoad(tb testing.TB, cfg *ShutdownConfig) *ShutdownReport {
 		return nil
 	}
 	h := &harness{tb: tb, cfg: c, rng: mrand.New(mrand.NewPCG(c.Seed, 0x5eed)), rep: &ShutdownReport{Seed: c.Seed}}
-	h.run()
+	run := randomSuffix()
+	pprof.Do(context.Background(), pprof.Labels(goroutineLabel, run), func(context.Context) { h.run() })
+	h.checkGoroutines(run)
 	table := h.rep.Table()
 	tb.Logf("millracetest: ShutdownUnderLoad report:\n%s", table)
 	for _, p := range h.rep.Problems {
@@ -333,7 +336,6 @@ func (h *harness) run() {
 	h.rep.Rounds = nil
 	h.stranded = map[int64]bool{}
 	h.rec = newRecorder()
-	goBefore := goroutineMark()
 	if err := h.setup(); err != nil {
 		h.rep.problem("setup: %v", err)
 		return
@@ -363,7 +365,6 @@ func (h *harness) run() {
 	h.account()
 	h.checkSessions()
 	h.closePools()
-	h.checkGoroutines(goBefore)
 	h.rep.Took = time.Since(begin)
 }
 

@@ -267,6 +267,7 @@ func (h *harness) killRound(r *RoundReport) error {
 	if err != nil {
 		return err
 	}
+	r.Client = a.id
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan error, 1)
 	go func() { loadDone <- h.load(loadCtx) }()
@@ -301,6 +302,7 @@ func (h *harness) killRound(r *RoundReport) error {
 	if err != nil {
 		return err
 	}
+	r.Restarted = b.id
 	// The restarted client sees the dead one's heartbeat expire and
 	// rescues its jobs.
 	var rescued []int64

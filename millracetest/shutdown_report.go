@@ -1,10 +1,10 @@
 package millracetest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"regexp"
-	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,11 +46,17 @@ type ShutdownReport struct {
 	IgnoredContext []int64
 	// Calls is how many Work calls were seen.
 	Calls int
-	// LeakedConns are connections left acquired, or sessions left open,
-	// by stopped clients; LeakedGoroutines the stacks of millrace
-	// goroutines started during the run and still running after it.
-	LeakedConns      int
-	LeakedGoroutines []string
+	// LeakedConns are connections left acquired from its pool, or other
+	// sessions left open, by a client once it had stopped; LeakedSessions
+	// the sessions of the run's clients still open at the end, once their
+	// pools were closed; LeakedGoroutines the goroutines the run started
+	// (carrying its pprof label) still running after it, and
+	// LeakedGoroutineStacks their stacks (grouped, as runtime/pprof prints
+	// them with debug=1).
+	LeakedConns           int
+	LeakedSessions        int
+	LeakedGoroutines      int
+	LeakedGoroutineStacks []string
 	// StopP50 and StopP99 are percentiles of the time from a stop call to
 	// the client stopped, over the in-process rounds.
 	StopP50, StopP99 time.Duration
@@ -88,8 +94,8 @@ func (r *ShutdownReport) Table() string {
 	fmt.Fprintf(&b, "jobs: %d inserted, %d completed, %d pending, %d lost; %d Work calls\n", r.Inserted, r.Completed, r.Pending, len(r.Lost), r.Calls)
 	fmt.Fprintf(&b, "completed twice: %d attempts, %d jobs; state/outcome mismatches: %d; panics: %d; ignored context: %d\n",
 		len(r.AttemptTwice), len(r.WorkedTwice), len(r.Mismatched), len(r.Panics), len(r.IgnoredContext))
-	fmt.Fprintf(&b, "stop to stopped: p50 %v, p99 %v; leaked: %d connections, %d goroutines; seed %d; took %v\n",
-		r.StopP50.Round(time.Millisecond), r.StopP99.Round(time.Millisecond), r.LeakedConns, len(r.LeakedGoroutines), r.Seed,
+	fmt.Fprintf(&b, "stop to stopped: p50 %v, p99 %v; leaked: %d connections, %d sessions, %d goroutines; seed %d; took %v\n",
+		r.StopP50.Round(time.Millisecond), r.StopP99.Round(time.Millisecond), r.LeakedConns, r.LeakedSessions, r.LeakedGoroutines, r.Seed,
 		r.Took.Round(time.Millisecond))
 	if len(r.Problems) == 0 {
 		b.WriteString("no problem found\n")
@@ -237,56 +243,51 @@ func (h *harness) checkSessions() {
 		n, err = h.sessions(h.rep.apps...)
 		return err == nil && n == 0
 	}) {
-		h.rep.LeakedConns += n
+		h.rep.LeakedSessions = n
 		h.rep.problem("%d database sessions of the stopped clients are still open (%v)", n, err)
 	}
 }
 
-var goroutineID = regexp.MustCompile(`^goroutine (\d+) `)
+// goroutineLabel is the pprof label on the goroutines of a run: the
+// harness runs under it, so every goroutine it starts, and every goroutine
+// those start, carries it (runtime/pprof labels are inherited).
+const goroutineLabel = "millracetest_shutdown"
 
-// goroutineMark returns the highest goroutine ID running now: goroutines
-// started later have higher IDs.
-func goroutineMark() uint64 {
-	var mark uint64
-	for _, g := range goroutineStacks() {
-		if m := goroutineID.FindStringSubmatch(g); m != nil {
-			id, _ := strconv.ParseUint(m[1], 10, 64)
-			mark = max(mark, id)
+// labelledGoroutines returns the stacks (grouped, with their counts) of
+// the goroutines labelled with run, and how many there are.
+func labelledGoroutines(run string) (n int, stacks []string) {
+	var buf bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+	want := fmt.Sprintf("%q:%q", goroutineLabel, run)
+	_, groups, _ := strings.Cut(buf.String(), "\n") // after the header line
+	for g := range strings.SplitSeq(groups, "\n\n") {
+		lines := strings.SplitN(g, "\n", 3)
+		if len(lines) < 2 || !strings.HasPrefix(lines[1], "# labels:") || !strings.Contains(lines[1], want) {
+			continue
 		}
+		count, _, _ := strings.Cut(lines[0], " ")
+		k, err := strconv.Atoi(count)
+		if err != nil {
+			continue
+		}
+		n += k
+		stacks = append(stacks, g)
 	}
-	return mark
+	return n, stacks
 }
 
-func goroutineStacks() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Split(string(buf[:n]), "\n\n")
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-}
-
-// checkGoroutines reports the millrace goroutines started since mark that
-// still run, once those ending have had 5 s to end.
-func (h *harness) checkGoroutines(mark uint64) {
+// checkGoroutines reports the goroutines the run started that still run,
+// once those ending have had 5 s to end. Call it from outside the labelled
+// region (the harness's own goroutine carries the label inside it).
+func (h *harness) checkGoroutines(run string) {
+	var n int
 	var left []string
 	testwait.Poll(5*time.Second, func() bool {
-		left = left[:0]
-		for _, g := range goroutineStacks() {
-			m := goroutineID.FindStringSubmatch(g)
-			if m == nil || !strings.Contains(g, "github.com/millrace/millrace/") {
-				continue
-			}
-			if id, _ := strconv.ParseUint(m[1], 10, 64); id > mark {
-				left = append(left, g)
-			}
-		}
-		return len(left) == 0
+		n, left = labelledGoroutines(run)
+		return n == 0
 	})
-	if len(left) > 0 {
-		h.rep.LeakedGoroutines = left
-		h.rep.problem("%d millrace goroutines started by the run still run after it, the first:\n%s", len(left), left[0])
+	if n > 0 {
+		h.rep.LeakedGoroutines, h.rep.LeakedGoroutineStacks = n, left
+		h.rep.problem("%d goroutines started by the run still run after it, the first:\n%s", n, left[0])
 	}
 }

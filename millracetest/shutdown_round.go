@@ -22,6 +22,9 @@ import (
 type RoundReport struct {
 	N      int
 	Method ShutdownMethod
+	// Client is the ID of the round's client (for a kill, the killed
+	// one's; Restarted is the other's).
+	Client, Restarted string
 	// After is how long the client worked before the shutdown.
 	After time.Duration
 	// Running is how many jobs the client ran when the shutdown began.
@@ -115,6 +118,7 @@ func (h *harness) inProcessRound(r *RoundReport) error {
 	if err != nil {
 		return err
 	}
+	r.Client = w.id
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	defer cancelStart()
 	loadCtx, stopLoad := context.WithCancel(context.Background())
