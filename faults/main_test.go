@@ -153,6 +153,7 @@ func scenarios() []scenario {
 		{"6_lost_connections", scenarioLostConnections},
 		{"1_graceful_stop", scenarioGracefulStop},
 		{"2_stop_and_cancel", scenarioStopAndCancel},
+		{"10_kill_restart", scenarioKillRestart},
 	}
 }
 

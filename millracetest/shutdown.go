@@ -80,6 +80,10 @@ type Shutdown struct {
 	// once its Work calls have succeeded this many times (or StopWait has
 	// passed, which is reported).
 	AfterCompleted int
+	// When, when set, delays the shutdown (after After or AfterCompleted)
+	// until it returns true; it is called every few milliseconds, up to
+	// StopWait (which is reported).
+	When func() bool
 }
 
 // JobMix is one kind of job of the load.
@@ -145,7 +149,8 @@ type ShutdownConfig struct {
 	// Default 30 s.
 	StopWait time.Duration
 	// DrainTimeout bounds the final drain: after the plan, a client works
-	// until no job is available or running. Default 30 s.
+	// until no job is available, none runs, and none is retryable or
+	// scheduled for before the drain's deadline. Default 30 s.
 	DrainTimeout time.Duration
 	// AfterRound, when set, is called after each round's checks, before
 	// the next client starts, with the scratch schema: a test can look at
@@ -345,7 +350,7 @@ func (h *harness) run() {
 		if after == 0 && s.AfterCompleted == 0 {
 			after = h.cfg.MaxAfter/5 + time.Duration(h.rng.Int64N(int64(h.cfg.MaxAfter-h.cfg.MaxAfter/5)+1))
 		}
-		r := &RoundReport{N: i + 1, Method: s.Method, After: after, afterCompleted: s.AfterCompleted}
+		r := &RoundReport{N: i + 1, Method: s.Method, After: after, afterCompleted: s.AfterCompleted, when: s.When}
 		h.rep.Rounds = append(h.rep.Rounds, r)
 		var err error
 		if s.Method == KillAndRestart {

@@ -89,6 +89,10 @@ func (r *recorder) middleware(clientID string) client.WorkerMiddleware {
 			if !returned {
 				c.Panicked = true
 			}
+			if c.CtxEnded.IsZero() && ctx.Err() != nil {
+				// Ended, but the AfterFunc has not run yet.
+				c.CtxEnded = c.End
+			}
 			if !c.CtxEnded.IsZero() {
 				c.Timeout = errors.Is(context.Cause(ctx), context.DeadlineExceeded)
 			}

@@ -24,8 +24,7 @@ type ShutdownReport struct {
 	Schema string
 	Rounds []*RoundReport
 	// Inserted jobs; Completed of them, and Pending (retryable or
-	// scheduled, since the drain waits only for available and running
-	// jobs) at the end.
+	// scheduled for after the drain's deadline) at the end.
 	Inserted, Completed, Pending int
 	// Lost are the inserted jobs missing from the table or still running
 	// once every client had stopped.

@@ -54,7 +54,8 @@ type RoundReport struct {
 	// Problems are what went wrong in this round.
 	Problems []string
 
-	afterCompleted int // Shutdown.AfterCompleted
+	afterCompleted int         // Shutdown.AfterCompleted
+	when           func() bool // Shutdown.When
 }
 
 func (r *RoundReport) problem(format string, args ...any) {
@@ -296,16 +297,17 @@ func (h *harness) afterStop(r *RoundReport, clientID string, stopAt time.Time) e
 }
 
 // waitForPoint waits until the shutdown point of the round: After, or
-// AfterCompleted successful calls of the client clientID. r.After becomes
-// the time waited.
+// AfterCompleted successful calls of the client clientID, then When.
+// r.After becomes the time waited.
 func (h *harness) waitForPoint(r *RoundReport, clientID string) {
+	begin := time.Now()
 	if r.afterCompleted == 0 {
 		time.Sleep(r.After) // the chosen point of the shutdown
-		return
-	}
-	begin := time.Now()
-	if !testwait.Poll(h.cfg.StopWait, func() bool { return h.rec.succeeded(clientID) >= r.afterCompleted }) {
+	} else if !testwait.Poll(h.cfg.StopWait, func() bool { return h.rec.succeeded(clientID) >= r.afterCompleted }) {
 		r.problem("only %d of the %d Work calls to wait for succeeded within %v", h.rec.succeeded(clientID), r.afterCompleted, h.cfg.StopWait)
+	}
+	if r.when != nil && !testwait.Poll(h.cfg.StopWait, r.when) {
+		r.problem("the plan's When condition did not hold within %v", h.cfg.StopWait)
 	}
 	r.After = time.Since(begin)
 }
@@ -314,7 +316,8 @@ func (h *harness) waitForPoint(r *RoundReport, clientID string) {
 func sample(ids []int64) []int64 { return ids[:min(len(ids), 10)] }
 
 // drain works what the plan left, with a client in this process, until no
-// job is available and it runs none, then stops it gracefully.
+// job is available, it runs none and none is retryable or scheduled for
+// before its deadline, then stops it gracefully.
 func (h *harness) drain() {
 	r := &RoundReport{N: len(h.rep.Rounds) + 1}
 	w, err := h.newWorkingClient("drain")
@@ -331,18 +334,29 @@ func (h *harness) drain() {
 	// left running by an earlier client are that round's finding).
 	var left []*millracetype.JobRow
 	var listErr error
+	deadline := time.Now().Add(h.cfg.DrainTimeout)
 	if !testwait.Poll(h.cfg.DrainTimeout, func() bool {
 		left, listErr = h.exec.JobList(context.Background(), &driver.JobListParams{Schema: h.schema, Limit: 1,
 			States: []millracetype.JobState{millracetype.JobStateAvailable}})
 		if listErr == nil && len(left) == 0 {
 			left, listErr = h.runningBy(context.Background(), w.id)
 		}
+		if listErr == nil && len(left) == 0 {
+			// The next retryable or scheduled job, if due before the
+			// deadline, is waited for.
+			left, listErr = h.exec.JobList(context.Background(), &driver.JobListParams{Schema: h.schema, Limit: 1,
+				States:  []millracetype.JobState{millracetype.JobStateRetryable, millracetype.JobStateScheduled},
+				OrderBy: driver.JobListOrderByScheduledAt})
+			if listErr == nil && len(left) == 1 && left[0].ScheduledAt.After(deadline) {
+				left = nil
+			}
+		}
 		return listErr == nil && len(left) == 0
 	}) {
 		if listErr != nil {
 			h.rep.problem("drain: %v", listErr)
 		} else {
-			h.rep.problem("drain: jobs still available or running %v after the plan (job %d is %s)", h.cfg.DrainTimeout, left[0].ID, left[0].State)
+			h.rep.problem("drain: jobs still to work %v after the plan (job %d is %s)", h.cfg.DrainTimeout, left[0].ID, left[0].State)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StopWait)
