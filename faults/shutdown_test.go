@@ -90,7 +90,7 @@ func jobTable(schema string) string { return pgx.Identifier{schema, "river_job"}
 // job must have completed but those listed in allowPending.
 func tallyOf(t *testing.T, rep *millracetest.ShutdownReport, allowPending int, notes ...string) tally {
 	t.Helper()
-	dup := slices.Concat(rep.WorkedTwice, rep.AttemptTwice)
+	dup := slices.Concat(rep.WorkedTwice, rep.AttemptTwice, rep.ReranAfterKill)
 	slices.Sort(dup)
 	row := tally{
 		Inserted:           rep.Inserted,
@@ -213,5 +213,5 @@ func scenarioKillRestart(t *testing.T, sz sizes) tally {
 		t.Errorf("the killed process ran no job (%d were running just before the kill)", r.Running)
 	}
 	return tallyOf(t, rep, 0, fmt.Sprintf("SIGKILL left %d jobs running; %d rescued %v after the kill; %d duplicates, all left running by the killed process",
-		len(r.Stranded), len(r.Rescued), r.RescuedIn.Round(time.Millisecond), len(rep.WorkedTwice)))
+		len(r.Stranded), len(r.Rescued), r.RescuedIn.Round(time.Millisecond), len(rep.ReranAfterKill)))
 }

@@ -33,6 +33,10 @@ type ShutdownReport struct {
 	// WorkedTwice jobs Work completed more than once, other than those a
 	// killed process left running (its outcome was never written).
 	AttemptTwice, WorkedTwice []int64
+	// ReranAfterKill are the jobs a killed process left running that
+	// Work completed more than once (the dead process's outcome was never
+	// written): expected, and not a problem.
+	ReranAfterKill []int64
 	// Mismatched are jobs whose final state disagrees with the Work calls:
 	// completed without a call that succeeded, or not completed although
 	// the call of their last attempt succeeded (but for jobs a killed
@@ -91,8 +95,8 @@ func (r *ShutdownReport) Table() string {
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(&b, "jobs: %d inserted, %d completed, %d pending, %d lost; %d Work calls\n", r.Inserted, r.Completed, r.Pending, len(r.Lost), r.Calls)
-	fmt.Fprintf(&b, "completed twice: %d attempts, %d jobs; state/outcome mismatches: %d; panics: %d; ignored context: %d\n",
-		len(r.AttemptTwice), len(r.WorkedTwice), len(r.Mismatched), len(r.Panics), len(r.IgnoredContext))
+	fmt.Fprintf(&b, "completed twice: %d attempts, %d jobs (and %d re-run after a kill); state/outcome mismatches: %d; panics: %d; ignored context: %d\n",
+		len(r.AttemptTwice), len(r.WorkedTwice), len(r.ReranAfterKill), len(r.Mismatched), len(r.Panics), len(r.IgnoredContext))
 	fmt.Fprintf(&b, "stop to stopped: p50 %v, p99 %v; leaked: %d connections, %d sessions, %d goroutines; seed %d; took %v\n",
 		r.StopP50.Round(time.Millisecond), r.StopP99.Round(time.Millisecond), r.LeakedConns, r.LeakedSessions, r.LeakedGoroutines, r.Seed,
 		r.Took.Round(time.Millisecond))
@@ -174,7 +178,10 @@ func (h *harness) account() {
 		}
 	}
 	for id, n := range okByJob {
-		if n > 1 && !h.stranded[id] {
+		switch {
+		case n > 1 && h.stranded[id]:
+			rep.ReranAfterKill = append(rep.ReranAfterKill, id)
+		case n > 1:
 			rep.WorkedTwice = append(rep.WorkedTwice, id)
 		}
 	}
@@ -197,7 +204,7 @@ func (h *harness) account() {
 			rep.Mismatched = append(rep.Mismatched, id)
 		}
 	}
-	for _, l := range [][]int64{rep.AttemptTwice, rep.WorkedTwice, rep.Panics, rep.IgnoredContext, rep.Mismatched} {
+	for _, l := range [][]int64{rep.AttemptTwice, rep.WorkedTwice, rep.ReranAfterKill, rep.Panics, rep.IgnoredContext, rep.Mismatched} {
 		slices.Sort(l)
 	}
 	if len(rep.AttemptTwice) > 0 {
