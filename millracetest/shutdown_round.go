@@ -90,19 +90,35 @@ func (h *harness) newWorkingClient(id string) (*workingClient, error) {
 	return &workingClient{id: h.app + "_" + id, app: app, pool: pool, client: c}, nil
 }
 
-// close checks that the stopped client holds no connection (its pool's
-// are all idle, its listener closed), then closes its pool.
+// connGrace is how long a stopped client's connections may take to be
+// released and its sessions to end: pgxpool destroys a broken connection in
+// a goroutine of its own (counted acquired until closed), and a server
+// backend ends a moment after its client closed the connection.
+const connGrace = 2 * time.Second
+
+// closeClient checks that the stopped client holds no connection (its
+// pool's are all idle, its listener closed), then closes its pool.
 func (h *harness) closeClient(w *workingClient, r *RoundReport) {
-	acquired := w.pool.Stat().AcquiredConns()
+	var acquired int32
+	testwait.Poll(connGrace, func() bool {
+		acquired = w.pool.Stat().AcquiredConns()
+		return acquired == 0
+	})
 	if acquired != 0 {
 		h.rep.LeakedConns += int(acquired)
-		r.problem("%d connections still acquired from the pool once the client had stopped", acquired)
+		r.problem("%d connections still acquired from the pool %v after the client had stopped", acquired, connGrace)
 	}
-	if n, err := h.sessions(w.app); err != nil {
+	var n int
+	var err error
+	testwait.Poll(connGrace, func() bool {
+		n, err = h.sessions(w.app)
+		return err == nil && n == 0
+	})
+	if err != nil {
 		r.problem("count sessions: %v", err)
 	} else if n != 0 {
 		h.rep.LeakedConns += n
-		r.problem("%d sessions of the client (not its pool's) still open once it had stopped", n)
+		r.problem("%d sessions of the client (not its pool's) still open %v after it had stopped", n, connGrace)
 	}
 	if acquired != 0 {
 		// Close waits until every connection is released, which may be
