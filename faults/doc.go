@@ -1,7 +1,7 @@
 // Package faults is millrace's reliability suite: it works jobs on a real
 // Postgres while things go wrong (a graceful stop under load, StopAndCancel,
 // a stop deadline with a worker that ignores its context, a worker process
-// killed with SIGKILL, the leader process killed, every connection
+// killed with SIGKILL (with a survivor, and restarted), the leader process killed, every connection
 // terminated, the LISTEN connection lost, the database restarted, bad rows
 // written by hand) and then accounts for every job: none may be lost, and a
 // job may run twice only where a crash explains it. It holds tests only;
@@ -41,7 +41,12 @@
 // 20 s for 5 minutes, then the whole cluster down for 3 ticks; it prints
 // ticks expected, enqueued, doubled and missing.
 //
-// The crash scenarios run this package's test binary again as a worker
+// Scenarios 1 (graceful stop), 2 (StopAndCancel) and 10 (SIGKILL, then
+// restart) run through millracetest.ShutdownUnderLoad, the harness users
+// run on their own workers, and add their own checks to its; scenario 10's
+// processes are this test binary run again for that scenario only.
+//
+// The other crash scenarios run this package's test binary again as a worker
 // process (MILLRACE_FAULTS_HELPER=1, handled in TestMain) and kill it by PID.
 // The database-restart scenario needs a throwaway cluster it may restart
 // (internal/testdb); when the suite runs on another server, it runs that

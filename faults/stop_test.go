@@ -5,114 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/internal/testwait"
 )
-
-// Scenario 1: a graceful Stop in the middle of the load. Every job the
-// client started is completed, once; nothing is left running; the rest
-// stay available, untouched; a second client finishes them.
-func scenarioGracefulStop(t *testing.T, sz sizes) tally {
-	e := newEnv(t, sz)
-	e.insertJobs(sz.jobs, nil)
-	c1, _ := e.startClient(clientOpts{id: "graceful-1"})
-	e.waitOK(sz.jobs/2, 3*time.Minute)
-	took := stopClient(t, c1, time.Minute)
-
-	var running, fetched, completedOnce, untouched, okByC1 int
-	e.scan(`SELECT count(*) FILTER (WHERE state = 'running'),
-			count(*) FILTER (WHERE 'graceful-1' = ANY(attempted_by)),
-			count(*) FILTER (WHERE state = 'completed' AND attempt = 1 AND attempted_by = '{graceful-1}'),
-			count(*) FILTER (WHERE state = 'available' AND attempt = 0 AND coalesce(cardinality(attempted_by), 0) = 0)
-		FROM `+e.job(), nil, &running, &fetched, &completedOnce, &untouched)
-	e.scan(`SELECT count(*) FROM `+e.wlog.table+` WHERE client_id = 'graceful-1' AND outcome = 'ok'`, nil, &okByC1)
-	if running != 0 {
-		t.Errorf("%d jobs left running after a graceful Stop", running)
-	}
-	if completedOnce != fetched {
-		t.Errorf("the client started %d jobs but %d are completed (on their first attempt, by it)", fetched, completedOnce)
-	}
-	if okByC1 != fetched {
-		t.Errorf("the client started %d jobs but Work succeeded %d times", fetched, okByC1)
-	}
-	if completedOnce+untouched != sz.jobs {
-		t.Errorf("%d completed + %d untouched available != %d jobs (states %v)", completedOnce, untouched, sz.jobs, e.states())
-	}
-
-	c2, _ := e.startClient(clientOpts{id: "graceful-2"})
-	e.waitFinished(3 * time.Minute)
-	stopClient(t, c2, time.Minute)
-	row, _ := e.finish(fmt.Sprintf("Stop at %d/%d done took %v; second client did the rest", fetched, sz.jobs, took.Round(time.Millisecond)))
-	e.noDuplicates(row)
-	return row
-}
-
-// Scenario 2: StopAndCancel under load. Workers that honour their context
-// stop at once: StopAndCancel returns within 1 s. A job interrupted that
-// way goes back to available without using an attempt and without an error
-// (River's soft stop); jobs that finished are completed; a second client
-// finishes the rest.
-func scenarioStopAndCancel(t *testing.T, sz sizes) tally {
-	e := newEnv(t, sz)
-	// Half the worker slots get a job that runs for a minute unless
-	// cancelled, spread through the queue.
-	longJobs := sz.workers / 2
-	every := sz.jobs / longJobs
-	e.insertJobs(sz.jobs, func(i int) string {
-		if i%every == every/2 {
-			return modeLong
-		}
-		return ""
-	})
-	var longRunning atomic.Int64
-	c1, _ := e.startClient(clientOpts{id: "cancel-1", w: &worker{long: time.Minute, onLong: func(int64) { longRunning.Add(1) }}})
-	e.waitOK(sz.jobs/3, 3*time.Minute)
-	if !testwait.Poll(time.Minute, func() bool { return longRunning.Load() >= int64(longJobs/2) }) {
-		t.Fatalf("only %d long jobs started", longRunning.Load())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	begin := time.Now()
-	if err := c1.StopAndCancel(ctx); err != nil {
-		t.Fatalf("StopAndCancel: %v", err)
-	}
-	took := time.Since(begin)
-	if took > time.Second {
-		t.Errorf("StopAndCancel took %v with workers that honour their context; want at most 1 s", took)
-	}
-
-	var running, interrupted, givenBack, completed, okByC1 int
-	e.scan(`SELECT count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'completed') FROM `+e.job(),
-		nil, &running, &completed)
-	e.scan(`SELECT count(*), count(*) FILTER (WHERE j.state = 'available' AND j.attempt = 0 AND coalesce(cardinality(j.errors), 0) = 0)
-		FROM `+e.wlog.table+` w JOIN `+e.job()+` j ON j.id = w.job_id WHERE w.outcome = 'interrupted'`, nil, &interrupted, &givenBack)
-	e.scan(`SELECT count(*) FROM `+e.wlog.table+` WHERE outcome = 'ok'`, nil, &okByC1)
-	if running != 0 {
-		t.Errorf("%d jobs left running after StopAndCancel", running)
-	}
-	if interrupted == 0 {
-		t.Errorf("no job was interrupted by StopAndCancel (%d long jobs had started)", longRunning.Load())
-	}
-	if givenBack != interrupted {
-		t.Errorf("%d jobs were interrupted but only %d went back to available with their attempt given back and no error", interrupted, givenBack)
-	}
-	if completed != okByC1 {
-		t.Errorf("%d jobs completed but Work succeeded %d times", completed, okByC1)
-	}
-
-	// In the second client the long jobs are short.
-	c2, _ := e.startClient(clientOpts{id: "cancel-2", w: &worker{long: time.Millisecond}})
-	e.waitFinished(3 * time.Minute)
-	stopClient(t, c2, time.Minute)
-	row, _ := e.finish(fmt.Sprintf("StopAndCancel took %v; %d interrupted jobs went back to available (attempt given back, no error)",
-		took.Round(time.Millisecond), interrupted))
-	e.noDuplicates(row)
-	return row
-}
 
 // Scenario 3: Stop with a deadline while a worker ignores its context. Stop
 // returns the deadline's error on time; the job stays running, and another

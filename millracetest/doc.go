@@ -111,4 +111,15 @@
 // RequireManyInsertedOpts.Schema), the schema your client's Config.Schema
 // names; empty means the connection's search_path. Tests that give each
 // test its own schema pass it in the options.
+//
+// # Shutdown under load
+//
+// ShutdownUnderLoad runs your workers in real clients on a scratch schema
+// under a load you describe (ShutdownConfig.Mix, Backlog, Rate), shuts the
+// clients down as ShutdownConfig.Plan says (Stop with a deadline,
+// StopAndCancel, the Start context cancelled, two Stops at once, a child
+// process killed with SIGKILL and restarted), works what is left, and
+// checks from the database and from a recording WorkerMiddleware it adds
+// what the shutdowns did to the jobs: see ShutdownReport. Each problem
+// fails the test with Errorf; the report is returned and its Table logged.
 package millracetest

@@ -10,18 +10,18 @@ import (
 	"github.com/millrace/millrace/millracetest"
 )
 
-// ResizeImageArgs is a job that fails for an image it cannot find.
-type ResizeImageArgs struct {
+// ThumbnailArgs is a job that fails for an image it cannot find.
+type ThumbnailArgs struct {
 	Path string `json:"path"`
 }
 
-func (ResizeImageArgs) Kind() string { return "resize_image" }
+func (ThumbnailArgs) Kind() string { return "thumbnail" }
 
-type ResizeImageWorker struct {
-	client.WorkerDefaults[ResizeImageArgs]
+type ThumbnailWorker struct {
+	client.WorkerDefaults[ThumbnailArgs]
 }
 
-func (ResizeImageWorker) Work(ctx context.Context, job *client.Job[ResizeImageArgs]) error {
+func (ThumbnailWorker) Work(ctx context.Context, job *client.Job[ThumbnailArgs]) error {
 	if job.Args.Path == "" {
 		return errors.New("no image to resize")
 	}
@@ -36,12 +36,12 @@ func ExampleWorker() {
 	defer cleanup()
 
 	w := millracetest.NewWorker(exampleT, pgxv5.New(pool), &client.Config{Schema: schema},
-		client.Worker[ResizeImageArgs](ResizeImageWorker{}))
+		client.Worker[ThumbnailArgs](ThumbnailWorker{}))
 
-	res := w.Work(ctx, exampleT, ResizeImageArgs{Path: "cat.png"}, nil)
+	res := w.Work(ctx, exampleT, ThumbnailArgs{Path: "cat.png"}, nil)
 	fmt.Println(res.Kind, res.Job.State, string(res.Output))
 
-	res = w.Work(ctx, exampleT, ResizeImageArgs{}, nil)
+	res = w.Work(ctx, exampleT, ThumbnailArgs{}, nil)
 	fmt.Println(res.Kind, res.Err, "retried:", !res.NextRetryAt.IsZero())
 
 	// Output:

@@ -1,0 +1,392 @@
+package millracetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/driver/pgxv5"
+	"github.com/millrace/millrace/internal/testwait"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// RoundReport is what one shutdown round did.
+type RoundReport struct {
+	N      int
+	Method ShutdownMethod
+	// Client is the ID of the round's client (for a kill, the killed
+	// one's; Restarted is the other's).
+	Client, Restarted string
+	// After is how long the client worked before the shutdown.
+	After time.Duration
+	// Running is how many jobs the client ran when the shutdown began.
+	Running int
+	// Returned is how long the stop call took to return (for a kill,
+	// until the process was gone); Stopped, until the client had
+	// completely stopped (Client.Stopped).
+	Returned, Stopped time.Duration
+	// StopErr is what the stop call returned.
+	StopErr string
+	// Overshoot is how long after its deadline Stop returned (0 when it
+	// returned before).
+	Overshoot time.Duration
+	// LeftRunning are the client's jobs still running once it had
+	// stopped (a kill leaves some: see Stranded).
+	LeftRunning []int64
+	// Interrupted are the jobs the shutdown interrupted (their Work
+	// returned an error after the stop cancelled their context), and
+	// NotGivenBack those of them not back in available with their
+	// attempt given back.
+	Interrupted, NotGivenBack []int64
+	// Stranded, for a kill, are the jobs the dead process left running;
+	// Rescued those of them rescued by the restarted client, RescuedIn
+	// the time from the kill until the last was.
+	Stranded, Rescued []int64
+	RescuedIn         time.Duration
+	// Problems are what went wrong in this round.
+	Problems []string
+
+	afterCompleted int         // Shutdown.AfterCompleted
+	when           func() bool // Shutdown.When
+}
+
+func (r *RoundReport) problem(format string, args ...any) {
+	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+}
+
+// workingClient is a client of the harness in this process.
+type workingClient struct {
+	id     string
+	app    string
+	pool   *pgxpool.Pool
+	client *client.Client[pgx.Tx]
+}
+
+// newWorkingClient makes a client with a pool of its own.
+func (h *harness) newWorkingClient(id string) (*workingClient, error) {
+	app := h.app + "_" + id
+	pool, err := newClientPool(h.cfg.Pool.Config(), app)
+	if err != nil {
+		return nil, fmt.Errorf("open a pool: %w", err)
+	}
+	h.rep.apps = append(h.rep.apps, app, app+"_pool")
+	var drv driver.Driver[pgx.Tx] = pgxv5.New(pool)
+	if h.cfg.wrapDriver != nil {
+		drv = h.cfg.wrapDriver(drv)
+	}
+	c, err := client.New(drv, h.cfg.clientConfig(h.app+"_"+id, h.schema, h.rec.middleware(h.app+"_"+id)))
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("new client: %w", err)
+	}
+	return &workingClient{id: h.app + "_" + id, app: app, pool: pool, client: c}, nil
+}
+
+// connGrace is how long a stopped client's connections may take to be
+// released and its sessions to end: pgxpool destroys a broken connection in
+// a goroutine of its own (counted acquired until closed), and a server
+// backend ends a moment after its client closed the connection.
+const connGrace = 2 * time.Second
+
+// closeClient checks that the stopped client holds no connection (its
+// pool's are all idle, its listener closed), then closes its pool.
+func (h *harness) closeClient(w *workingClient, r *RoundReport) {
+	var acquired int32
+	testwait.Poll(connGrace, func() bool {
+		acquired = w.pool.Stat().AcquiredConns()
+		return acquired == 0
+	})
+	if acquired != 0 {
+		h.rep.LeakedConns += int(acquired)
+		r.problem("%d connections still acquired from the pool %v after the client had stopped", acquired, connGrace)
+	}
+	var n int
+	var err error
+	testwait.Poll(connGrace, func() bool {
+		n, err = h.sessions(w.app)
+		return err == nil && n == 0
+	})
+	if err != nil {
+		r.problem("count sessions: %v", err)
+	} else if n != 0 {
+		h.rep.LeakedConns += n
+		r.problem("%d sessions of the client (not its pool's) still open %v after it had stopped", n, connGrace)
+	}
+	if acquired != 0 {
+		// Close waits until every connection is released, which may be
+		// never: the harness does not wait (the goroutine shows as leaked).
+		go w.pool.Close()
+		return
+	}
+	w.pool.Close()
+}
+
+// inProcessRound runs a round with a client in this process.
+func (h *harness) inProcessRound(r *RoundReport) error {
+	w, err := h.newWorkingClient(fmt.Sprintf("r%d", r.N))
+	if err != nil {
+		return err
+	}
+	r.Client = w.id
+	startCtx, cancelStart := context.WithCancel(context.Background())
+	defer cancelStart()
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	loadDone := make(chan error, 1)
+	go func() { loadDone <- h.load(loadCtx) }()
+	finishLoad := sync.OnceValue(func() error {
+		stopLoad()
+		return <-loadDone
+	})
+	defer finishLoad()
+	if err := w.client.Start(startCtx); err != nil {
+		w.pool.Close()
+		return fmt.Errorf("start client: %w", err)
+	}
+	h.waitForPoint(r, w.id)
+	if err := finishLoad(); err != nil {
+		r.problem("load: %v", err)
+	}
+	running, err := h.runningBy(context.Background(), w.id)
+	if err != nil {
+		return err
+	}
+	r.Running = len(running)
+
+	// Stopped gives the channel of the current run: taken before the stop.
+	stopped := w.client.Stopped()
+	stopAt := time.Now()
+	h.shutdownInProcess(r, w, stopped, cancelStart, stopAt)
+	select {
+	case <-stopped:
+		r.Stopped = time.Since(stopAt)
+	case <-time.After(h.cfg.StopWait):
+		r.problem("the client had not stopped %v after the shutdown began", h.cfg.StopWait)
+		// What can still be done: cancel its jobs and wait for them.
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StopWait)
+		err := w.client.StopAndCancel(ctx)
+		cancel()
+		if err != nil {
+			w.pool.Close()
+			return fmt.Errorf("the client never stopped (its workers still run): %w", err)
+		}
+		r.Stopped = time.Since(stopAt)
+	}
+	if err := h.afterStop(r, w.id, stopAt); err != nil {
+		return err
+	}
+	h.closeClient(w, r)
+	return nil
+}
+
+// shutdownInProcess shuts w down by r.Method and notes what the stop
+// calls did.
+func (h *harness) shutdownInProcess(r *RoundReport, w *workingClient, stopped <-chan struct{}, cancelStart context.CancelFunc, stopAt time.Time) {
+	deadline := h.cfg.StopDeadline
+	stop := func(cancel bool) (error, time.Duration) {
+		ctx, done := context.WithTimeout(context.Background(), deadline)
+		defer done()
+		var err error
+		if cancel {
+			err = w.client.StopAndCancel(ctx)
+		} else {
+			err = w.client.Stop(ctx)
+		}
+		return err, time.Since(stopAt)
+	}
+	check := func(err error, took time.Duration) {
+		r.Returned = max(r.Returned, took)
+		if err != nil {
+			r.StopErr = err.Error()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				r.problem("stop returned %v, want nil or its deadline's error", err)
+			}
+			r.Overshoot = max(r.Overshoot, took-deadline)
+			if took > deadline+h.cfg.DeadlineTolerance {
+				r.problem("stop with a %v deadline returned after %v (%v late)", deadline, took.Round(time.Millisecond),
+					(took - deadline).Round(time.Millisecond))
+			}
+			return
+		}
+		if took > deadline+h.cfg.DeadlineTolerance {
+			r.problem("stop with a %v deadline returned nil after %v", deadline, took.Round(time.Millisecond))
+		}
+		select {
+		case <-stopped:
+		default:
+			r.problem("stop returned nil before the client had stopped")
+		}
+	}
+	switch r.Method {
+	case StopWithDeadline:
+		check(stop(false))
+	case StopAndCancel:
+		check(stop(true))
+	case CancelStartContext:
+		cancelStart()
+		select {
+		case <-stopped:
+		case <-time.After(h.cfg.StopWait):
+		}
+		r.Returned = time.Since(stopAt)
+	case DoubleStop:
+		type result struct {
+			err  error
+			took time.Duration
+		}
+		results := make(chan result, 2)
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				err, took := stop(false)
+				results <- result{err, took}
+			})
+		}
+		wg.Wait()
+		close(results)
+		for res := range results {
+			check(res.err, res.took)
+		}
+	}
+}
+
+// afterStop checks the jobs once the client clientID has stopped: none
+// left running, the interrupted ones given back.
+func (h *harness) afterStop(r *RoundReport, clientID string, stopAt time.Time) error {
+	ctx := context.Background()
+	left, err := h.runningBy(ctx, clientID)
+	if err != nil {
+		return err
+	}
+	for _, j := range left {
+		r.LeftRunning = append(r.LeftRunning, j.ID)
+	}
+	if len(left) > 0 {
+		r.problem("%d jobs left running after the client stopped: %v", len(left), sample(r.LeftRunning))
+	}
+	type key struct {
+		id      int64
+		attempt int
+	}
+	interrupted := map[key]bool{}
+	for _, c := range h.rec.snapshot() {
+		if c.Client == clientID && !c.OK && !c.Panicked && !c.CtxEnded.IsZero() && !c.Timeout && !c.CtxEnded.Before(stopAt) {
+			interrupted[key{c.JobID, c.Attempt}] = true
+		}
+	}
+	var ids []int64
+	for k := range interrupted {
+		ids = append(ids, k.id)
+	}
+	slices.Sort(ids)
+	rows, err := h.jobs(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for k := range interrupted {
+		r.Interrupted = append(r.Interrupted, k.id)
+		j := rows[k.id]
+		// A job run again since (by another client) has moved on; this
+		// round's checks run before any other client starts.
+		if j == nil || j.State != millracetype.JobStateAvailable || j.Attempt != k.attempt-1 {
+			r.NotGivenBack = append(r.NotGivenBack, k.id)
+		}
+	}
+	slices.Sort(r.Interrupted)
+	slices.Sort(r.NotGivenBack)
+	if len(r.NotGivenBack) > 0 {
+		detail := ""
+		if j := rows[r.NotGivenBack[0]]; j != nil {
+			detail = fmt.Sprintf(" (job %d is %s at attempt %d)", j.ID, j.State, j.Attempt)
+		}
+		r.problem("%d of %d interrupted jobs are not back in available with their attempt given back: %v%s",
+			len(r.NotGivenBack), len(r.Interrupted), sample(r.NotGivenBack), detail)
+	}
+	return nil
+}
+
+// waitForPoint waits until the shutdown point of the round: After, or
+// AfterCompleted successful calls of the client clientID, then When.
+// r.After becomes the time waited.
+func (h *harness) waitForPoint(r *RoundReport, clientID string) {
+	begin := time.Now()
+	if r.afterCompleted == 0 {
+		time.Sleep(r.After) // the chosen point of the shutdown
+	} else if !testwait.Poll(h.cfg.StopWait, func() bool { return h.rec.succeeded(clientID) >= r.afterCompleted }) {
+		r.problem("only %d of the %d Work calls to wait for succeeded within %v", h.rec.succeeded(clientID), r.afterCompleted, h.cfg.StopWait)
+	}
+	if r.when != nil && !testwait.Poll(h.cfg.StopWait, r.when) {
+		r.problem("the plan's When condition did not hold within %v", h.cfg.StopWait)
+	}
+	r.After = time.Since(begin)
+}
+
+// sample returns the first IDs of a list, for a message.
+func sample(ids []int64) []int64 { return ids[:min(len(ids), 10)] }
+
+// drain works what the plan left, with a client in this process, until no
+// job is available, it runs none and none is retryable or scheduled for
+// before its deadline, then stops it gracefully.
+func (h *harness) drain() {
+	r := &RoundReport{N: len(h.rep.Rounds) + 1}
+	w, err := h.newWorkingClient("drain")
+	if err != nil {
+		h.rep.problem("drain: %v", err)
+		return
+	}
+	if err := w.client.Start(context.Background()); err != nil {
+		w.pool.Close()
+		h.rep.problem("drain: start client: %v", err)
+		return
+	}
+	// Done when no job is available and the drain client runs none (jobs
+	// left running by an earlier client are that round's finding).
+	var left []*millracetype.JobRow
+	var listErr error
+	deadline := time.Now().Add(h.cfg.DrainTimeout)
+	if !testwait.Poll(h.cfg.DrainTimeout, func() bool {
+		left, listErr = h.exec.JobList(context.Background(), &driver.JobListParams{Schema: h.schema, Limit: 1,
+			States: []millracetype.JobState{millracetype.JobStateAvailable}})
+		if listErr == nil && len(left) == 0 {
+			left, listErr = h.runningBy(context.Background(), w.id)
+		}
+		if listErr == nil && len(left) == 0 {
+			// The next retryable or scheduled job, if due before the
+			// deadline, is waited for.
+			left, listErr = h.exec.JobList(context.Background(), &driver.JobListParams{Schema: h.schema, Limit: 1,
+				States:  []millracetype.JobState{millracetype.JobStateRetryable, millracetype.JobStateScheduled},
+				OrderBy: driver.JobListOrderByScheduledAt})
+			if listErr == nil && len(left) == 1 && left[0].ScheduledAt.After(deadline) {
+				left = nil
+			}
+		}
+		return listErr == nil && len(left) == 0
+	}) {
+		if listErr != nil {
+			h.rep.problem("drain: %v", listErr)
+		} else {
+			h.rep.problem("drain: jobs still to work %v after the plan (job %d is %s)", h.cfg.DrainTimeout, left[0].ID, left[0].State)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StopWait)
+	defer cancel()
+	stopAt := time.Now()
+	if err := w.client.Stop(ctx); err != nil {
+		h.rep.problem("drain: stop: %v", err)
+		_ = w.client.StopAndCancel(ctx)
+	}
+	if err := h.afterStop(r, w.id, stopAt); err != nil {
+		h.rep.problem("drain: %v", err)
+	}
+	h.closeClient(w, r)
+	for _, p := range r.Problems {
+		h.rep.problem("drain: %s", p)
+	}
+}

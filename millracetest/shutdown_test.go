@@ -1,0 +1,368 @@
+package millracetest_test
+
+import (
+	"context"
+	"errors"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/testdb"
+	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/millracetest"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// workArgs are the jobs of the harness's tests: Work takes MS
+// milliseconds, honouring its context, unless Mode says otherwise.
+type workArgs struct {
+	MS   int    `json:"ms"`
+	Mode string `json:"mode,omitempty"`
+}
+
+func (workArgs) Kind() string { return "harness_work" }
+
+// Worker modes, each a fault the harness must catch (but "").
+const (
+	modeStubborn = "stubborn" // ignores its context for a second
+	modePanic    = "panic"
+	modeOwnTx    = "own_tx" // completes the job in its own transaction, then fails
+)
+
+// testWorker works workArgs; db is needed by modeOwnTx.
+type testWorker struct {
+	client.WorkerDefaults[workArgs]
+	db *testfixture.DB
+}
+
+func (w *testWorker) Work(ctx context.Context, job *client.Job[workArgs]) error {
+	switch job.Args.Mode {
+	case modeStubborn:
+		time.Sleep(time.Second) // the fault: deaf to its context
+		return nil
+	case modePanic:
+		panic("fault: the worker panics")
+	case modeOwnTx:
+		tx, err := w.db.Pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // committed below
+		if _, err := client.JobCompleteTx[pgx.Tx](ctx, tx, job); err != nil {
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+		return errors.New("fault: failed after committing the job's transaction")
+	}
+	t := time.NewTimer(time.Duration(job.Args.MS) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func workers(db *testfixture.DB) *client.Workers {
+	ws := client.NewWorkers()
+	client.AddWorker[workArgs](ws, &testWorker{db: db})
+	return ws
+}
+
+// mix makes jobs of 0-20 ms, and one in weight of the long ones (300 ms)
+// and of the given mode.
+func mix(modeWeight int, mode string) []millracetest.JobMix {
+	m := []millracetest.JobMix{
+		{Args: func(rng *mrand.Rand) client.JobArgs { return workArgs{MS: rng.IntN(21)} }, Weight: 10},
+		{Args: func(*mrand.Rand) client.JobArgs { return workArgs{MS: 300} }, Weight: 2},
+	}
+	if mode != "" {
+		m = append(m, millracetest.JobMix{Args: func(*mrand.Rand) client.JobArgs { return workArgs{Mode: mode} }, Weight: modeWeight})
+	}
+	return m
+}
+
+// TestShutdownUnderLoad runs well-behaved workers through every shutdown
+// method: the harness finds nothing wrong, and its figures add up.
+func TestShutdownUnderLoad(t *testing.T) {
+	// A pool on the server, no schema of the test's own: the kill round's
+	// child process runs this test again and is killed, and would leave
+	// such a schema behind.
+	pool, err := pgxpool.New(context.Background(), testdb.AdminURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	plan := append(millracetest.DefaultShutdownPlan(), millracetest.Shutdown{Method: millracetest.KillAndRestart, After: 400 * time.Millisecond})
+	rep := millracetest.ShutdownUnderLoad(t, &millracetest.ShutdownConfig{
+		Pool: pool, Workers: workers(nil), Mix: mix(0, ""), Backlog: 150, Rate: 200, Plan: plan,
+	})
+	if rep == nil { // the child process of the kill round
+		return
+	}
+	if !rep.OK() {
+		t.Fatal("the harness reported problems (see above)")
+	}
+	if len(rep.Rounds) != len(plan) {
+		t.Fatalf("%d rounds reported, want %d", len(rep.Rounds), len(plan))
+	}
+	// The jobs rescued after the kill wait for their retry.
+	var stranded int
+	for _, r := range rep.Rounds {
+		stranded += len(r.Stranded)
+	}
+	if rep.Inserted < 5*150 || rep.Completed+rep.Pending != rep.Inserted || rep.Pending > stranded || rep.Calls < rep.Completed {
+		t.Errorf("%d inserted, %d completed, %d pending (%d rescued), %d calls: want every job completed but the rescued, each in a call",
+			rep.Inserted, rep.Completed, rep.Pending, stranded, rep.Calls)
+	}
+	var interrupted int
+	for _, r := range rep.Rounds {
+		if r.Method == millracetest.StopAndCancel {
+			interrupted += len(r.Interrupted)
+		}
+		if r.Method == millracetest.KillAndRestart && (len(r.Stranded) == 0 || len(r.Rescued) != len(r.Stranded)) {
+			t.Errorf("kill round: %d jobs stranded, %d rescued; want some, all rescued", len(r.Stranded), len(r.Rescued))
+		}
+	}
+	if interrupted == 0 {
+		t.Error("StopAndCancel interrupted no job (300 ms jobs were running)")
+	}
+	if rep.StopP50 <= 0 || rep.StopP99 < rep.StopP50 {
+		t.Errorf("stop percentiles p50 %v, p99 %v", rep.StopP50, rep.StopP99)
+	}
+}
+
+// TestShutdownUnderLoadCatches feeds the harness broken workers and a
+// broken client: each is reported.
+func TestShutdownUnderLoadCatches(t *testing.T) {
+	db := testfixture.New(t)
+	base := func() *millracetest.ShutdownConfig {
+		return &millracetest.ShutdownConfig{Pool: db.Pool, Workers: workers(db), Backlog: 100, DrainTimeout: 10 * time.Second}
+	}
+	for _, tc := range []struct {
+		name   string
+		mode   string
+		plan   []millracetest.Shutdown
+		tweak  func(cfg *millracetest.ShutdownConfig)
+		wants  []string
+		verify func(t *testing.T, rep *millracetest.ShutdownReport)
+	}{
+		{
+			name: "ignores_context", mode: modeStubborn,
+			plan:  []millracetest.Shutdown{{Method: millracetest.StopAndCancel, After: 200 * time.Millisecond}},
+			tweak: func(cfg *millracetest.ShutdownConfig) { cfg.StopDeadline = 300 * time.Millisecond },
+			wants: []string{"Work ignored its context on"},
+			verify: func(t *testing.T, rep *millracetest.ShutdownReport) {
+				if len(rep.IgnoredContext) == 0 || rep.Rounds[0].StopErr == "" {
+					t.Errorf("ignored context %v, stop error %q", rep.IgnoredContext, rep.Rounds[0].StopErr)
+				}
+			},
+		},
+		{
+			name: "panics", mode: modePanic,
+			plan:  []millracetest.Shutdown{{Method: millracetest.StopWithDeadline, After: 200 * time.Millisecond}},
+			wants: []string{"Work panicked on"},
+			verify: func(t *testing.T, rep *millracetest.ShutdownReport) {
+				if len(rep.Panics) == 0 {
+					t.Error("no panic reported")
+				}
+			},
+		},
+		{
+			name: "own_transaction", mode: modeOwnTx,
+			plan:  []millracetest.Shutdown{{Method: millracetest.StopAndCancel, After: 200 * time.Millisecond}},
+			wants: []string{"end in a state their Work calls do not explain", "is completed"},
+			verify: func(t *testing.T, rep *millracetest.ShutdownReport) {
+				if len(rep.Mismatched) == 0 {
+					t.Error("no mismatch reported")
+				}
+			},
+		},
+		{
+			name: "client_drops_an_outcome",
+			plan: []millracetest.Shutdown{{Method: millracetest.StopWithDeadline, After: 200 * time.Millisecond}},
+			tweak: func(cfg *millracetest.ShutdownConfig) {
+				dropped := new(atomic.Bool) // one outcome dropped in the whole run
+				millracetest.SetWrapDriver(cfg, func(d driver.Driver[pgx.Tx]) driver.Driver[pgx.Tx] {
+					return &dropDriver{Driver: d, dropped: dropped}
+				})
+			},
+			wants: []string{"jobs left running after the client stopped", "jobs lost"},
+			verify: func(t *testing.T, rep *millracetest.ShutdownReport) {
+				if len(rep.Rounds[0].LeftRunning) != 1 || len(rep.Lost) != 1 || rep.Lost[0] != rep.Rounds[0].LeftRunning[0] {
+					t.Errorf("left running after the round %v, lost %v; want the one job whose outcome was dropped",
+						len(rep.Rounds[0].LeftRunning), len(rep.Lost))
+				}
+			},
+		},
+		{
+			name: "client_leaks",
+			plan: []millracetest.Shutdown{{Method: millracetest.StopWithDeadline, After: 100 * time.Millisecond}},
+			tweak: func(cfg *millracetest.ShutdownConfig) {
+				release := make(chan struct{})
+				t.Cleanup(func() { close(release) })
+				millracetest.SetWrapDriver(cfg, func(d driver.Driver[pgx.Tx]) driver.Driver[pgx.Tx] {
+					return &leakDriver{Driver: d, release: release}
+				})
+			},
+			wants: []string{"connections still acquired from the pool", "goroutines started by the run still run after it"},
+			verify: func(t *testing.T, rep *millracetest.ShutdownReport) {
+				// Each client (the round's and the drain's) leaked one
+				// transaction: its connection (acquired, and its session
+				// open) and its goroutine, plus the harness's goroutine
+				// closing the pool, which waits for the connection.
+				if rep.LeakedConns != 2 || rep.LeakedSessions != 2 || rep.LeakedGoroutines != 4 {
+					t.Errorf("%d connections, %d sessions and %d goroutines leaked, want 2, 2 and 4", rep.LeakedConns, rep.LeakedSessions, rep.LeakedGoroutines)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base()
+			cfg.Mix, cfg.Plan = mix(10, tc.mode), tc.plan
+			if tc.tweak != nil {
+				tc.tweak(cfg)
+			}
+			var rep *millracetest.ShutdownReport
+			o := run(t, func(tb testing.TB) { rep = millracetest.ShutdownUnderLoad(tb, cfg) })
+			if o.stopped {
+				t.Fatalf("the harness stopped the test: %s", strings.Join(o.msgs, "\n"))
+			}
+			all := strings.Join(o.msgs, "\n")
+			if len(o.msgs) == 0 {
+				t.Fatal("the harness reported nothing")
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(all, w) {
+					t.Errorf("the report lacks %q:\n%s", w, all)
+				}
+			}
+			if rep.OK() {
+				t.Error("report OK despite the fault")
+			}
+			tc.verify(t, rep)
+		})
+	}
+}
+
+// dropDriver is a broken client's driver: its completer's first write of a
+// completed outcome drops that outcome, yet reports it written.
+type dropDriver struct {
+	driver.Driver[pgx.Tx]
+	dropped *atomic.Bool
+}
+
+func (d *dropDriver) GetExecutor() driver.Executor {
+	return &dropExec{Executor: d.Driver.GetExecutor(), dropped: d.dropped}
+}
+
+type dropExec struct {
+	driver.Executor
+	dropped *atomic.Bool
+}
+
+func (e *dropExec) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error) {
+	if len(p.Jobs) == 0 || p.Jobs[0].State != millracetype.JobStateCompleted || !e.dropped.CompareAndSwap(false, true) {
+		return e.Executor.JobSetStateIfRunningMany(ctx, p)
+	}
+	q := *p
+	q.Jobs = p.Jobs[1:]
+	applied := 0
+	if p.Applied != nil {
+		q.Applied = &applied
+	}
+	var rows []*millracetype.JobRow
+	if len(q.Jobs) > 0 {
+		var err error
+		if rows, err = e.Executor.JobSetStateIfRunningMany(ctx, &q); err != nil {
+			e.dropped.Store(false)
+			return nil, err
+		}
+	}
+	if p.Applied != nil {
+		*p.Applied = applied
+		if applied >= 0 {
+			*p.Applied = applied + 1
+		}
+	}
+	return rows, nil
+}
+
+// leakDriver is a leaky client's driver: when the client first takes its
+// executor, it opens a transaction and starts a goroutine that ends it
+// only when the test ends.
+type leakDriver struct {
+	driver.Driver[pgx.Tx]
+	release chan struct{}
+	once    sync.Once
+}
+
+func (d *leakDriver) GetExecutor() driver.Executor {
+	exec := d.Driver.GetExecutor()
+	d.once.Do(func() {
+		tx, err := exec.Begin(context.Background())
+		if err != nil {
+			panic(err)
+		}
+		go func() {
+			<-d.release
+			_ = tx.Rollback(context.Background())
+		}()
+	})
+	return exec
+}
+
+// TestShutdownUnderLoadBadConfig checks the errors for unusable configs.
+func TestShutdownUnderLoadBadConfig(t *testing.T) {
+	db := testfixture.New(t)
+	good := func() *millracetest.ShutdownConfig {
+		return &millracetest.ShutdownConfig{Pool: db.Pool, Workers: workers(db), Mix: mix(0, ""), Backlog: 10,
+			Plan: millracetest.DefaultShutdownPlan()}
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*millracetest.ShutdownConfig) *millracetest.ShutdownConfig
+		wants string
+	}{
+		{"nil_config", func(*millracetest.ShutdownConfig) *millracetest.ShutdownConfig { return nil }, "config is nil"},
+		{"no_pool", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig { c.Pool = nil; return c }, "Pool is nil"},
+		{"no_workers", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig { c.Workers = nil; return c }, "Workers is nil"},
+		{"empty_mix", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig { c.Mix = nil; return c }, "Mix is empty"},
+		{"nil_args", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig {
+			c.Mix = []millracetest.JobMix{{}}
+			return c
+		}, "Mix[0].Args is nil"},
+		{"rate_zero", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig { c.Backlog, c.Rate = 0, 0; return c }, "no load"},
+		{"negative_rate", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig { c.Rate = -1; return c }, "must not be negative"},
+		{"no_shutdown", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig { c.Plan = nil; return c }, "Plan has no shutdown"},
+		{"unknown_method", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig {
+			c.Plan = []millracetest.Shutdown{{}}
+			return c
+		}, "Plan[0].Method is ShutdownMethod(0)"},
+		{"bad_client_config", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig {
+			c.Client = &client.Config{SoftStopTimeout: -time.Second}
+			return c
+		}, "Client: "},
+		{"negative_deadline", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig {
+			c.StopDeadline = -time.Second
+			return c
+		}, "StopDeadline is negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.edit(good())
+			mustFail(t, func(tb testing.TB) { millracetest.ShutdownUnderLoad(tb, cfg) },
+				"ShutdownUnderLoad", "invalid ShutdownUnderLoad config", tc.wants)
+		})
+	}
+}
