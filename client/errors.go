@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/millrace/millrace/internal/jobexec"
+	"github.com/millrace/millrace/internal/liveness"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -61,3 +62,10 @@ func (invalidQueueError) Error() string { return "invalid queue name" }
 
 // Is makes ErrInvalidQueue an ErrInvalidArgs too.
 func (invalidQueueError) Is(target error) bool { return target == ErrInvalidArgs }
+
+// ErrClientIDInUse is wrapped by Start's error when a live client (another
+// process heartbeating in millrace_client) holds the client's ID: two
+// processes must never share an ID. A restart of the same process within
+// HeartbeatTimeout is not an error: Start waits for the previous run's row
+// to die (at most HeartbeatTimeout and two heartbeats).
+var ErrClientIDInUse = liveness.ErrClientIDInUse

@@ -215,7 +215,7 @@ func TestHeartbeatRescueOfAnotherServicesJob(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := testfixture.New(t)
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO `+clientTable(db)+` (client_id, heartbeat_at) VALUES ('dead_a', now() - interval '1 hour')`); err != nil {
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO `+clientTable(db)+` (client_id, heartbeat_at) VALUES ('dead_a', now() - interval '30 seconds')`); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Now().Add(-time.Minute)
@@ -236,5 +236,31 @@ func TestHeartbeatRescueOfAnotherServicesJob(t *testing.T) {
 	got = waitJob(t, db, ours.ID, "rescued", func(j *millracetype.JobRow) bool { return j.State != millracetype.JobStateRunning })
 	if got.State != millracetype.JobStateDiscarded || len(got.Errors) != 1 || got.Errors[0].Error != want {
 		t.Errorf("a known job out of attempts: %s, errors %+v; want discarded with %q", got.State, got.Errors, want)
+	}
+}
+
+// Two processes must not share an ID: a second client's Start fails with
+// ErrClientIDInUse while the first lives, after waiting for it to die.
+func TestClientIDInUse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testfixture.New(t)
+	workers := NewWorkers()
+	AddWorker(workers, WorkFunc(func(context.Context, *Job[noopArgs]) error { return nil }))
+	cfg := func() *Config {
+		return &Config{ID: "one_id", Queues: oneQueue(1), Workers: workers, HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: time.Second}
+	}
+	first := newClient(t, db, cfg())
+	start(t, first)
+	second := newClient(t, db, cfg())
+	if err := second.Start(ctx); !errors.Is(err, ErrClientIDInUse) {
+		t.Fatalf("second Start with the same ID: %v, want ErrClientIDInUse", err)
+	}
+	// After a graceful stop the ID is free at once.
+	if err := first.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Start(ctx); err != nil {
+		t.Fatalf("Start once the first stopped: %v", err)
 	}
 }

@@ -18,8 +18,9 @@ type ClientLease struct {
 }
 
 // ClientRegisterParams registers a client: its row is inserted, or
-// replaced when the ID already has one (a previous incarnation, alive or
-// dead), with started_at and heartbeat_at = now() and the given metadata.
+// replaces the ID's dead row (a previous incarnation), with started_at and
+// heartbeat_at = the database's time and the given metadata. A live row of
+// the ID is left alone: another process holds it.
 type ClientRegisterParams struct {
 	Schema   string
 	ClientID string
@@ -33,12 +34,10 @@ type ClientRegisterParams struct {
 
 // ClientRegisterResult is what a registration did.
 type ClientRegisterResult struct {
+	// Lease is the new lease, or nil when a live row holds the ID.
 	Lease *ClientLease
-	// Replaced is true when the ID had a row already; ReplacedAlive when
-	// that row was still alive (another process may be using the same ID,
-	// or this one restarted within its heartbeat timeout).
-	Replaced      bool
-	ReplacedAlive bool
+	// Replaced is true when a dead row of the ID was replaced.
+	Replaced bool
 }
 
 // ClientHeartbeatParams refreshes a lease (only while its row is still
@@ -74,6 +73,9 @@ type DeadClient struct {
 	// DeadFor is how long it has been dead: now() − heartbeat_at −
 	// heartbeat_timeout, by the database's clock.
 	DeadFor time.Duration
+	// DiedAt is when it died, on the database's clock: heartbeat_at +
+	// heartbeat_timeout.
+	DiedAt time.Time
 }
 
 // ClientDeleteParams deletes one row: the given incarnation's (StartedAt)
@@ -87,13 +89,17 @@ type ClientDeleteParams struct {
 // JobGetRunningByParams selects running jobs whose current attempt belongs
 // to one of ClientIDs (the last element of attempted_by): the first Max by
 // id above AfterID. MinAge, when positive, keeps only jobs attempted at
-// least that long ago by the database's clock.
+// least that long ago by the database's clock. Before, when set, has one
+// time per client (in ClientIDs' order): only jobs attempted before it
+// are selected (a dead client's jobs fetched before its death, not those a
+// client that does not yet know it was declared dead fetched since).
 type JobGetRunningByParams struct {
 	Schema    string
 	ClientIDs []string
 	AfterID   int64
 	Max       int
 	MinAge    time.Duration
+	Before    []time.Time
 }
 
 // ClientLiveSinceParams names the domain ("" is the default domain) whose

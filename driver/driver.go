@@ -685,7 +685,9 @@ type JobRescue struct {
 
 // JobRescueManyParams moves stuck jobs that are still running: each gets its
 // state, scheduled_at and finalized_at, its error appended and metadata
-// river:rescue_count incremented.
+// river:rescue_count incremented. A row another transaction has locked is
+// skipped, not waited for (a rescue must not stall behind a transaction
+// that a partitioned client left open); the next pass finds it again.
 type JobRescueManyParams struct {
 	Schema string
 	Jobs   []*JobRescue

@@ -104,12 +104,7 @@ func heartbeatKillRound(t *testing.T) (time.Duration, string) {
 		h.stop()
 	}
 	row, _ := e.finish()
-	var twice int
-	e.scan(`SELECT count(*) FROM (SELECT job_id, attempt FROM `+e.wlog.table+` WHERE outcome = 'ok' GROUP BY job_id, attempt HAVING count(*) > 1) d`,
-		nil, &twice)
-	if twice != 0 {
-		t.Errorf("%d jobs completed twice for one attempt", twice)
-	}
+	e.noAttemptCompletedTwice()
 	if row.Duplicated != 0 {
 		t.Errorf("%d jobs worked twice: the killed process completed none of its 10 s jobs", row.Duplicated)
 	}
@@ -206,12 +201,7 @@ func TestHeartbeatPartitionedClientComesBackLate(t *testing.T) {
 	p.stop()
 	q.stop()
 	row, _ := e.finish()
-	var twice int
-	e.scan(`SELECT count(*) FROM (SELECT job_id, attempt FROM `+e.wlog.table+` WHERE outcome = 'ok' GROUP BY job_id, attempt HAVING count(*) > 1) d`,
-		nil, &twice)
-	if twice != 0 {
-		t.Errorf("%d jobs completed twice for one attempt", twice)
-	}
+	e.noAttemptCompletedTwice()
 	var lateOK int
 	e.scan(`SELECT count(*) FROM `+e.wlog.table+` WHERE client_id = 'part-p' AND attempt = 1 AND outcome = 'ok' AND job_id = ANY($1)`,
 		[]any{held}, &lateOK)
@@ -219,5 +209,17 @@ func TestHeartbeatPartitionedClientComesBackLate(t *testing.T) {
 		len(held), rerun.Round(100*time.Millisecond), lateOK, row.Lost)
 	if lateOK != len(held) {
 		t.Errorf("part-p completed %d of its %d jobs late; the test wants them all to come back late", lateOK, len(held))
+	}
+}
+
+// noAttemptCompletedTwice fails the test when the work log has two
+// successful runs of one attempt of a job.
+func (e *env) noAttemptCompletedTwice() {
+	e.t.Helper()
+	var twice int
+	e.scan(`SELECT count(*) FROM (SELECT job_id, attempt FROM `+e.wlog.table+` WHERE outcome = 'ok' GROUP BY job_id, attempt HAVING count(*) > 1) d`,
+		nil, &twice)
+	if twice != 0 {
+		e.t.Errorf("%d jobs completed twice for one attempt", twice)
 	}
 }

@@ -111,22 +111,18 @@ type WorkResult struct {
 // time. Failures (the insert, the database) fail tb; what the worker did,
 // error or panic included, is the result.
 func (w *Worker[T, TTx]) Work(ctx context.Context, tb testing.TB, args T, opts *client.InsertOpts) *WorkResult {
-	const fn = "Worker.Work"
-	requireTB(tb, fn)
+	requireTB(tb, "Worker.Work")
 	tb.Helper()
-	if !w.check(tb, fn, ctx) {
-		return nil
-	}
-	if !w.drv.PoolIsSet() {
-		fatal(tb, fn, "the driver has no pool; use WorkTx")
+	exec, ok := w.executor(tb, "Worker.Work", ctx, nil)
+	if !ok {
 		return nil
 	}
 	res, err := w.client.Insert(ctx, args, opts)
 	if err != nil {
-		fatal(tb, fn, "insert: %v", err)
+		fatal(tb, "Worker.Work", "insert: %v", err)
 		return nil
 	}
-	return w.work(ctx, tb, fn, w.drv.GetExecutor(), res.Job)
+	return w.work(ctx, tb, "Worker.Work", exec, res.Job)
 }
 
 // WorkTx is Work inside tx: the job is inserted, worked and its outcome
@@ -134,67 +130,63 @@ func (w *Worker[T, TTx]) Work(ctx context.Context, tb testing.TB, args T, opts *
 // worker gets its usual context; a worker that uses a transaction of its
 // own (JobCompleteTx) should be given tx by the test.
 func (w *Worker[T, TTx]) WorkTx(ctx context.Context, tb testing.TB, tx TTx, args T, opts *client.InsertOpts) *WorkResult {
-	const fn = "Worker.WorkTx"
-	requireTB(tb, fn)
+	requireTB(tb, "Worker.WorkTx")
 	tb.Helper()
-	if !w.check(tb, fn, ctx) {
-		return nil
-	}
-	if isNil(tx) {
-		fatal(tb, fn, "the transaction is nil")
+	exec, ok := w.executor(tb, "Worker.WorkTx", ctx, &tx)
+	if !ok {
 		return nil
 	}
 	res, err := w.client.InsertTx(ctx, tx, args, opts)
 	if err != nil {
-		fatal(tb, fn, "insert: %v", err)
+		fatal(tb, "Worker.WorkTx", "insert: %v", err)
 		return nil
 	}
-	return w.work(ctx, tb, fn, w.drv.UnwrapExecutor(tx), res.Job)
+	return w.work(ctx, tb, "Worker.WorkTx", exec, res.Job)
 }
 
 // WorkJob works an existing job (in any state but running: it is marked
 // running first, its attempt counted, as a fetch would). Its kind must be
 // the worker's.
 func (w *Worker[T, TTx]) WorkJob(ctx context.Context, tb testing.TB, job *millracetype.JobRow) *WorkResult {
-	const fn = "Worker.WorkJob"
-	requireTB(tb, fn)
+	requireTB(tb, "Worker.WorkJob")
 	tb.Helper()
-	if !w.check(tb, fn, ctx) {
+	exec, ok := w.executor(tb, "Worker.WorkJob", ctx, nil)
+	if !ok {
 		return nil
 	}
-	if !w.drv.PoolIsSet() {
-		fatal(tb, fn, "the driver has no pool; use WorkJobTx")
-		return nil
-	}
-	return w.work(ctx, tb, fn, w.drv.GetExecutor(), job)
+	return w.work(ctx, tb, "Worker.WorkJob", exec, job)
 }
 
 // WorkJobTx is WorkJob inside tx.
 func (w *Worker[T, TTx]) WorkJobTx(ctx context.Context, tb testing.TB, tx TTx, job *millracetype.JobRow) *WorkResult {
-	const fn = "Worker.WorkJobTx"
-	requireTB(tb, fn)
+	requireTB(tb, "Worker.WorkJobTx")
 	tb.Helper()
-	if !w.check(tb, fn, ctx) {
+	exec, ok := w.executor(tb, "Worker.WorkJobTx", ctx, &tx)
+	if !ok {
 		return nil
 	}
-	if isNil(tx) {
-		fatal(tb, fn, "the transaction is nil")
-		return nil
-	}
-	return w.work(ctx, tb, fn, w.drv.UnwrapExecutor(tx), job)
+	return w.work(ctx, tb, "Worker.WorkJobTx", exec, job)
 }
 
-func (w *Worker[T, TTx]) check(tb testing.TB, fn string, ctx context.Context) bool {
+// executor checks the call's input and returns where it runs: tx (when
+// given, the Tx variants) or the driver's pool.
+func (w *Worker[T, TTx]) executor(tb testing.TB, fn string, ctx context.Context, tx *TTx) (driver.Executor, bool) {
 	tb.Helper()
-	if w == nil || w.client == nil {
+	switch {
+	case w == nil || w.client == nil:
 		fatal(tb, fn, "the Worker is nil (make it with NewWorker)")
-		return false
-	}
-	if ctx == nil {
+	case ctx == nil:
 		fatal(tb, fn, "ctx is nil")
-		return false
+	case tx != nil && isNil(*tx):
+		fatal(tb, fn, "the transaction is nil")
+	case tx != nil:
+		return w.drv.UnwrapExecutor(*tx), true
+	case !w.drv.PoolIsSet():
+		fatal(tb, fn, "the driver has no pool; use the Tx variant")
+	default:
+		return w.drv.GetExecutor(), true
 	}
-	return true
+	return nil, false
 }
 
 // work marks job running, runs it through the client's executor and writes

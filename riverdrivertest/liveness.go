@@ -51,8 +51,8 @@ func runningBy(id string, at time.Time, kind string) *driver.JobInsertFullParams
 func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 	s.run(t, "RegisterHeartbeatDeregister", func(t *testing.T, e *env[TTx]) {
 		first := e.register(t, "client_a", []byte(`{"kinds":["k"]}`))
-		if first.Replaced || first.ReplacedAlive {
-			t.Fatalf("first registration: %+v, want nothing replaced", first)
+		if first.Lease == nil || first.Replaced {
+			t.Fatalf("first registration: %+v, want a lease, nothing replaced", first)
 		}
 		requireEqual(t, first.Lease.ClientID, "client_a", "lease client ID")
 		requireBetween(t, first.Lease.StartedAt, now().Add(-time.Minute), now().Add(time.Minute), "lease started_at (the database's now())")
@@ -68,16 +68,26 @@ func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 			t.Fatalf("heartbeat did not move heartbeat_at (%s)", after)
 		}
 
-		// The same ID again while alive: replaced, said alive, new lease.
+		// The same ID again while alive: refused (another process holds
+		// it), the row as it was.
+		if taken := e.register(t, "client_a", nil); taken.Lease != nil {
+			t.Fatalf("registration over a live row: %+v, want no lease", taken)
+		}
+		requireEqual(t, e.rawString(t, `SELECT metadata->'kinds'->>0 FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`), "k", "metadata after a refused registration")
+		if res := e.heartbeat(t, first.Lease); !res.Alive {
+			t.Fatal("the live lease's heartbeat was refused after another registration was")
+		}
+
+		// Over a dead row: replaced, a new lease; the old one is void.
+		e.ageHeartbeat(t, "client_a", deadAfter+time.Second)
 		second := e.register(t, "client_a", nil)
-		if !second.Replaced || !second.ReplacedAlive {
-			t.Fatalf("registration over a live row: %+v, want replaced alive", second)
+		if second.Lease == nil || !second.Replaced {
+			t.Fatalf("registration over a dead row: %+v, want a lease replacing it", second)
 		}
 		if !second.Lease.StartedAt.After(first.Lease.StartedAt) {
 			t.Fatalf("new lease started_at %v not after the old %v", second.Lease.StartedAt, first.Lease.StartedAt)
 		}
 		requireEqual(t, e.rawString(t, `SELECT metadata::text FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`), "{}", "metadata of a registration without any")
-		// The old incarnation's heartbeat no longer applies.
 		if res := e.heartbeat(t, first.Lease); res.Alive {
 			t.Fatal("a replaced lease's heartbeat was accepted")
 		}
@@ -85,24 +95,46 @@ func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 			t.Fatal("the current lease's heartbeat was refused")
 		}
 
-		// Over a dead row: replaced, not alive.
-		e.ageHeartbeat(t, "client_a", deadAfter+time.Second)
-		third := e.register(t, "client_a", nil)
-		if !third.Replaced || third.ReplacedAlive {
-			t.Fatalf("registration over a dead row: %+v, want replaced, not alive", third)
-		}
-
 		// Deregister: only the given incarnation.
-		ok, err := e.exec.ClientDelete(e.ctx, &driver.ClientDeleteParams{Schema: e.schema, ClientID: "client_a", StartedAt: second.Lease.StartedAt})
+		ok, err := e.exec.ClientDelete(e.ctx, &driver.ClientDeleteParams{Schema: e.schema, ClientID: "client_a", StartedAt: first.Lease.StartedAt})
 		requireNoError(t, err, "ClientDelete of an old incarnation")
 		requireEqual(t, ok, false, "an old incarnation's delete deleted")
 		requireEqual(t, e.clientRows(t), "client_a", "rows after an old incarnation's delete")
-		ok, err = e.exec.ClientDelete(e.ctx, &driver.ClientDeleteParams{Schema: e.schema, ClientID: "client_a", StartedAt: third.Lease.StartedAt})
+		ok, err = e.exec.ClientDelete(e.ctx, &driver.ClientDeleteParams{Schema: e.schema, ClientID: "client_a", StartedAt: second.Lease.StartedAt})
 		requireNoError(t, err, "ClientDelete")
 		requireEqual(t, ok, true, "the current incarnation's delete deleted")
 		requireEqual(t, e.clientRows(t), "", "rows after deregistering")
-		if res := e.heartbeat(t, third.Lease); res.Alive {
+		if res := e.heartbeat(t, second.Lease); res.Alive {
 			t.Fatal("the heartbeat of a deleted row was accepted")
+		}
+	})
+
+	// A heartbeat that waits for a rescuer's lock on its row while the
+	// row dies finds it dead once the lock goes, as the rescuer did: it
+	// must not stamp a row whose jobs were just rescued. The rescuer
+	// (ClientLockDead) writes the row again unchanged; the lock here does
+	// the same, taken while the row is still alive, held past its death.
+	s.run(t, "HeartbeatBehindARescuerSeesTheDeath", func(t *testing.T, e *env[TTx]) {
+		a := e.register(t, "client_a", nil)
+		e.ageHeartbeat(t, "client_a", deadAfter-500*time.Millisecond) // dies in 0.5 s
+		tx, err := e.exec.Begin(e.ctx)
+		requireNoError(t, err, "Begin")
+		defer func() { _ = tx.Rollback(e.ctx) }()
+		requireNoError(t, tx.Exec(e.ctx, `UPDATE `+e.table("millrace_client")+` SET heartbeat_at = heartbeat_at WHERE client_id = 'client_a'`), "lock the row")
+		got := make(chan *driver.ClientHeartbeatResult, 1)
+		go func() {
+			res, err := e.exec.ClientHeartbeat(e.ctx, &driver.ClientHeartbeatParams{Schema: e.schema, Lease: a.Lease})
+			if err != nil {
+				t.Errorf("ClientHeartbeat: %v", err)
+			}
+			got <- res
+		}()
+		// Hold the lock past the death (the heartbeat statement started
+		// before it).
+		time.Sleep(time.Second) // the death is a time on the clock: nothing else to wait for
+		requireNoError(t, tx.Commit(e.ctx), "Commit")
+		if res := <-got; res == nil || res.Alive {
+			t.Fatalf("heartbeat released after the row died: %+v, want not alive", res)
 		}
 	})
 
@@ -221,6 +253,48 @@ func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 		requireEqual(t, e.getJob(t, job.ID).State, millracetype.JobStateRunning, "state after a rescue for another attempt")
 		requireEqual(t, rescue(1), 1, "jobs rescued for the attempt the row runs")
 		requireEqual(t, e.getJob(t, job.ID).State, millracetype.JobStateRetryable, "state after the rescue")
+	})
+
+	// A job row another transaction holds is skipped, not waited for.
+	s.run(t, "RescueSkipsLockedRows", func(t *testing.T, e *env[TTx]) {
+		at := now().Add(-time.Minute)
+		job := e.insertFull(t, runningBy("client_a", at, testKind))
+		rescue := func() (int, error) {
+			return e.exec.JobRescueMany(e.ctx, &driver.JobRescueManyParams{Schema: e.schema, Jobs: []*driver.JobRescue{{
+				ID: job.ID, State: millracetype.JobStateRetryable, ScheduledAt: now(), Attempt: 1,
+				Error: millracetype.AttemptError{At: at, Attempt: 1, Error: "rescued"}}}})
+		}
+		tx, err := e.exec.Begin(e.ctx)
+		requireNoError(t, err, "Begin")
+		defer func() { _ = tx.Rollback(e.ctx) }()
+		requireNoError(t, tx.Exec(e.ctx, `SELECT 1 FROM `+e.table("river_job")+` WHERE id = $1 FOR UPDATE`, job.ID), "lock the job")
+		begin := time.Now()
+		n, err := rescue()
+		requireNoError(t, err, "JobRescueMany of a locked row")
+		requireEqual(t, n, 0, "jobs rescued while the row is locked")
+		if d := time.Since(begin); d > 5*time.Second {
+			t.Fatalf("JobRescueMany waited %v for the locked row", d)
+		}
+		requireNoError(t, tx.Rollback(e.ctx), "Rollback")
+		n, err = rescue()
+		requireNoError(t, err, "JobRescueMany")
+		requireEqual(t, n, 1, "jobs rescued once the lock is gone")
+	})
+
+	// Before: a dead client's jobs fetched before its death only.
+	s.run(t, "RunningByBefore", func(t *testing.T, e *env[TTx]) {
+		death := now().Add(-30 * time.Second)
+		early := e.insertFull(t, runningBy("client_a", death.Add(-time.Minute), testKind))
+		e.insertFull(t, runningBy("client_a", death.Add(10*time.Second), testKind)) // after the death
+		otherEarly := e.insertFull(t, runningBy("client_b", death.Add(-time.Minute), testKind))
+		got, err := e.exec.JobGetRunningBy(e.ctx, &driver.JobGetRunningByParams{Schema: e.schema, ClientIDs: []string{"client_a", "client_b"},
+			Before: []time.Time{death, now().Add(time.Hour)}, Max: 10})
+		requireNoError(t, err, "JobGetRunningBy with Before")
+		requireIDs(t, got, []int64{early.ID, otherEarly.ID}, "jobs attempted before each client's time")
+		if _, err := e.exec.JobGetRunningBy(e.ctx, &driver.JobGetRunningByParams{Schema: e.schema, ClientIDs: []string{"client_a"},
+			Before: []time.Time{death, death}, Max: 10}); err == nil {
+			t.Fatal("JobGetRunningBy with more Before times than clients: no error")
+		}
 	})
 
 	s.run(t, "StuckSkipsLiveClients", func(t *testing.T, e *env[TTx]) {

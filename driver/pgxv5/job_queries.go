@@ -34,9 +34,7 @@ WITH locked AS (
         state = 'running',
         attempt = j.attempt + 1,
         attempted_at = coalesce($2::timestamptz, now()),
-        attempted_by = CASE WHEN cardinality(j.attempted_by) >= 100
-            THEN j.attempted_by[cardinality(j.attempted_by) - 98:] || $4::text
-            ELSE array_append(j.attempted_by, $4::text) END
+        attempted_by = ` + sqlAppendAttemptedBy("$4", "            ") + `
     WHERE j.id = ANY(ARRAY(SELECT id FROM locked))
     RETURNING ` + jobColsJ + `
 )
@@ -60,9 +58,7 @@ WITH locked AS (
         state = 'running',
         attempt = j.attempt + 1,
         attempted_at = coalesce($2::timestamptz, now()),
-        attempted_by = CASE WHEN cardinality(j.attempted_by) >= 100
-            THEN j.attempted_by[cardinality(j.attempted_by) - 98:] || $4::text
-            ELSE array_append(j.attempted_by, $4::text) END
+        attempted_by = ` + sqlAppendAttemptedBy("$4", "            ") + `
     WHERE j.id = ANY(ARRAY(SELECT id FROM locked))
     RETURNING ` + jobColsJ + `
 )
@@ -81,6 +77,15 @@ func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailabl
 			int16(a.Priority), a.ScheduledAt, a.ID)
 	}
 	return e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobGetAvailable), p.Queue, p.Now, p.Max, p.ClientID, kinds)
+}
+
+// sqlAppendAttemptedBy is the SQL of j.attempted_by with the client given
+// by parameter param appended, keeping the last 100 (River's rule), its
+// second and third lines indented by indent.
+func sqlAppendAttemptedBy(param, indent string) string {
+	return "CASE WHEN cardinality(j.attempted_by) >= 100\n" +
+		indent + "THEN j.attempted_by[cardinality(j.attempted_by) - 98:] || " + param + "::text\n" +
+		indent + "ELSE array_append(j.attempted_by, " + param + "::text) END"
 }
 
 // metadataCount is the SQL for a counter kept in a metadata key
@@ -464,6 +469,9 @@ func (e *executor) JobGetStuck(ctx context.Context, p *driver.JobGetStuckParams)
 }
 
 var sqlJobRescueMany = `
+WITH locked AS (
+    SELECT id FROM {{schema}}river_job WHERE id = ANY($1::bigint[]) FOR UPDATE SKIP LOCKED
+)
 UPDATE {{schema}}river_job AS j SET
     state = u.state::{{schema}}river_job_state,
     scheduled_at = u.scheduled_at,
@@ -472,7 +480,8 @@ UPDATE {{schema}}river_job AS j SET
     metadata = j.metadata || jsonb_build_object('river:rescue_count', ` + metadataCount("j.metadata", "river:rescue_count") + ` + 1)
 FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $7::integer[])
     AS u(id, state, scheduled_at, finalized_at, error, attempt)
-WHERE j.id = u.id AND j.state = 'running' AND ($6::timestamptz IS NULL OR j.attempted_at < $6::timestamptz)
+WHERE j.id = u.id AND j.id IN (SELECT id FROM locked) AND j.state = 'running'
+    AND ($6::timestamptz IS NULL OR j.attempted_at < $6::timestamptz)
     AND (u.attempt = 0 OR j.attempt = u.attempt)`
 
 func (e *executor) JobRescueMany(ctx context.Context, p *driver.JobRescueManyParams) (int, error) {

@@ -72,9 +72,7 @@ UPDATE {{schema}}river_job AS j SET
     attempt = j.attempt + 1,
     attempted_at = now(),
     finalized_at = NULL,
-    attempted_by = CASE WHEN cardinality(j.attempted_by) >= 100
-        THEN j.attempted_by[cardinality(j.attempted_by) - 98:] || $2::text
-        ELSE array_append(j.attempted_by, $2::text) END
+    attempted_by = ` + sqlAppendAttemptedBy("$2", "        ") + `
 WHERE j.id = $1 AND j.state <> 'running'
 RETURNING ` + jobColsJ
 

@@ -8,32 +8,38 @@
 // judge each other right; compared with the database's clock: clients'
 // clocks play no part) is dead for good: a heartbeat never revives it. Every client looks for dead rows in each
 // heartbeat (the same statement), and when there are some, one client at
-// a time (row locks, SKIP LOCKED) rescues their running jobs, as River's
-// rescuer would (retryable with backoff, discarded when out of attempts,
-// cancelled when a cancel was asked), each only while it still runs the
-// attempt the rescue was decided for. A dead row stays for TombstoneAfter
-// after its death, so jobs that a fetch in flight at the death still
-// committed under its ID are rescued too; then it is deleted.
+// a time (row locks, SKIP LOCKED) rescues their running jobs fetched before
+// the death, as River's rescuer would (retryable with backoff, discarded
+// when out of attempts, cancelled when a cancel was asked), each only while
+// it still runs the attempt the rescue was decided for, skipping job rows
+// another transaction holds (the next pass retries them). A dead row stays
+// for TombstoneAfter after its death, so jobs that a fetch in flight at
+// the death still committed under its ID are rescued too; then it is
+// deleted. Jobs fetched after the death are not the dead client's: its
+// process, alive after all, runs them and registers anew.
 //
 // The client side of the contract: a client whose heartbeat has not
-// succeeded for DeadAfter (measured from when the last successful one was
-// sent, which is no later than the database's heartbeat_at) must consider
-// its lease lost, since its jobs are about to be rescued: OnLost is
-// called, and the client cancels its running jobs. Whatever they still
+// succeeded for DeadAfter less half an Interval (measured from when the
+// last successful one was sent, which is no later than the database's
+// heartbeat_at) must consider its lease lost, since its jobs are about to
+// be rescued: OnLost is called, and the client cancels its running jobs. Whatever they still
 // write is guarded by attempt in the database. When the database answers
 // again and says the lease is dead, the service registers anew (a new
 // incarnation) without touching the jobs of the old one, which the client
 // is cancelling itself.
 //
-// A client's first registration (Start) rescues the running jobs recorded
-// under its own ID: it has fetched nothing yet, so they belong to an
-// earlier process with the same ID (a restart with a stable ID).
+// Registration never takes a live row: at Start it waits for a live row of
+// its ID to die (a restart with a stable ID within the timeout) and fails
+// with ErrClientIDInUse when another process keeps it alive. Once
+// registered, Start rescues the running jobs recorded under its ID before
+// its lease: it has fetched nothing yet, so they belong to an earlier
+// process with the same ID.
 //
 // A live client's jobs are never rescued for being old, so a job the
 // database records as running under the client while the client does not
 // know it (a fetch that committed but whose answer was lost with its
 // connection) would stay running forever. Every OrphanInterval the
-// service lists its client's running jobs attempted more than DeadAfter
+// service lists its client's running jobs fetched more than OrphanMinAge
 // ago and rescues those Owns does not claim.
 //
 // Jobs whose client never registered (River's clients, older millrace)
@@ -60,6 +66,7 @@ const (
 	DefaultDeadAfter      = 5 * time.Second
 	DefaultTombstoneAfter = time.Minute
 	DefaultOrphanInterval = 10 * time.Second
+	DefaultOrphanMinAge   = time.Minute
 	// rescuePage is how many running jobs a rescue reads per statement.
 	rescuePage = 1000
 	// maxDeadPerRescue bounds the dead rows one rescue transaction takes.
@@ -70,6 +77,11 @@ const (
 
 // ErrInvalidConfig is wrapped by New's errors.
 var ErrInvalidConfig = errors.New("liveness: invalid config")
+
+// ErrClientIDInUse is wrapped by Start's error when a live client holds the
+// client's ID (its heartbeat row stayed alive): two processes must never
+// share an ID.
+var ErrClientIDInUse = errors.New("the client ID is in use by a live client (two processes must not share an ID)")
 
 // ErrLeaseLost is the cause given to work cancelled because the client's
 // lease was lost (OnLost's argument).
@@ -97,6 +109,11 @@ type Config struct {
 	RescueOrphan func(job *millracetype.JobRow) *driver.JobRescue
 	// OrphanInterval is how often the orphan check runs. Default 10 s.
 	OrphanInterval time.Duration
+	// OrphanMinAge is how long ago (by the database's clock) a job must
+	// have been fetched to be an orphan: longer than a fetch may take
+	// (its jobs are the producer's only once its answer arrives). Default
+	// 1 min.
+	OrphanMinAge time.Duration
 	// Rescue gives a rescued job's verdict; nil leaves the job running
 	// (e.g. a kind this client cannot judge). Required.
 	Rescue func(job *millracetype.JobRow) *driver.JobRescue
@@ -144,7 +161,8 @@ func New(exec driver.Executor, cfg *Config) (*Service, error) {
 		v    *time.Duration
 		def  time.Duration
 	}{{"Interval", &c.Interval, DefaultInterval}, {"DeadAfter", &c.DeadAfter, DefaultDeadAfter},
-		{"TombstoneAfter", &c.TombstoneAfter, DefaultTombstoneAfter}, {"OrphanInterval", &c.OrphanInterval, DefaultOrphanInterval}} {
+		{"TombstoneAfter", &c.TombstoneAfter, DefaultTombstoneAfter}, {"OrphanInterval", &c.OrphanInterval, DefaultOrphanInterval},
+		{"OrphanMinAge", &c.OrphanMinAge, DefaultOrphanMinAge}} {
 		if *d.v < 0 {
 			return nil, fmt.Errorf("%w: negative %s %v", ErrInvalidConfig, d.name, *d.v)
 		}
@@ -201,34 +219,49 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// register takes a new lease. At start-up (orphans set), running jobs
-// under the client's ID are rescued first, in the same transaction.
-func (s *Service) register(ctx context.Context, orphans bool) error {
-	tx, err := s.exec.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("register client %s: %w", s.cfg.ClientID, err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	rescued := 0
-	if orphans {
-		if rescued, err = s.rescueJobsOf(ctx, tx, []string{s.cfg.ClientID}); err != nil {
-			return fmt.Errorf("register client %s: rescue jobs an earlier process left under its ID: %w", s.cfg.ClientID, err)
+// register takes a new lease. A live row of the client's ID belongs to
+// another process (or to this one's previous run, not yet dead): at
+// start-up (startup set) register waits for it to die, at most DeadAfter
+// and two heartbeats, then fails with ErrClientIDInUse; later (a lease
+// lost, the row replaced by another process) it fails at once, and the
+// caller tries again at the next heartbeat rather than take the ID back.
+//
+// At start-up, once registered, it rescues the running jobs recorded under
+// the ID before this lease (a previous process's): nothing is fetched until
+// Start returns.
+func (s *Service) register(ctx context.Context, startup bool) error {
+	deadline := time.Now().Add(s.cfg.DeadAfter + 2*s.cfg.Interval)
+	var res *driver.ClientRegisterResult
+	for {
+		var err error
+		res, err = s.exec.ClientRegister(ctx, &driver.ClientRegisterParams{Schema: s.cfg.Schema, ClientID: s.cfg.ClientID,
+			Metadata: s.cfg.Metadata, HeartbeatTimeout: s.cfg.DeadAfter})
+		if err != nil {
+			return fmt.Errorf("register client %s: %w", s.cfg.ClientID, err)
 		}
-	}
-	res, err := tx.ClientRegister(ctx, &driver.ClientRegisterParams{Schema: s.cfg.Schema, ClientID: s.cfg.ClientID,
-		Metadata: s.cfg.Metadata, HeartbeatTimeout: s.cfg.DeadAfter})
-	if err != nil {
-		return fmt.Errorf("register client %s: %w", s.cfg.ClientID, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("register client %s: %w", s.cfg.ClientID, err)
+		if res.Lease != nil {
+			break
+		}
+		if !startup || time.Now().After(deadline) {
+			return fmt.Errorf("register client %s: %w", s.cfg.ClientID, ErrClientIDInUse)
+		}
+		t := time.NewTimer(s.cfg.Interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("register client %s: %w", s.cfg.ClientID, context.Cause(ctx))
+		case <-t.C:
+		}
 	}
 	s.mu.Lock()
 	s.lease, s.lost = res.Lease, false
 	s.mu.Unlock()
-	if orphans && res.ReplacedAlive {
-		s.log.Warn("liveness: this client's ID was registered by a client that still looked alive: either two processes use one ID (give each its own), or this process restarted within the dead-after time",
-			"client_id", s.cfg.ClientID, "dead_after", s.cfg.DeadAfter)
+	if !startup {
+		return nil
+	}
+	rescued, err := s.rescueJobsOf(ctx, s.exec, []string{s.cfg.ClientID}, []time.Time{res.Lease.StartedAt})
+	if err != nil {
+		return fmt.Errorf("register client %s: rescue jobs an earlier process left under its ID: %w", s.cfg.ClientID, err)
 	}
 	if rescued > 0 {
 		s.log.Info("liveness: rescued jobs an earlier process left running under this client's ID", "client_id", s.cfg.ClientID, "jobs", rescued)
@@ -257,7 +290,7 @@ func (s *Service) run(ctx context.Context) {
 		case <-t.C:
 		}
 		sent := time.Now()
-		res, err := s.heartbeat(ctx)
+		res, err := s.heartbeat(ctx, lastOK.Add(s.cfg.DeadAfter-s.margin()))
 		if s.beat != nil {
 			s.beat(res, err)
 		}
@@ -269,14 +302,18 @@ func (s *Service) run(ctx context.Context) {
 				s.log.Warn("liveness: heartbeat failed", "client_id", s.cfg.ClientID, "error", err)
 				failing = true
 			}
-			if time.Since(lastOK) >= s.cfg.DeadAfter {
+			if time.Since(lastOK) >= s.cfg.DeadAfter-s.margin() {
 				s.loseLease(fmt.Errorf("%w: last successful heartbeat %v ago", ErrLeaseLost, time.Since(lastOK).Round(time.Millisecond)))
 			}
 			continue
 		case !res.Alive:
 			s.loseLease(fmt.Errorf("%w: the database has it dead or replaced", ErrLeaseLost))
 			if err := s.register(ctx, false); err != nil {
-				s.log.Warn("liveness: registering again failed", "client_id", s.cfg.ClientID, "error", err)
+				level := slog.LevelWarn
+				if errors.Is(err, ErrClientIDInUse) {
+					level = slog.LevelError
+				}
+				s.log.Log(ctx, level, "liveness: registering again failed; trying at the next heartbeat", "client_id", s.cfg.ClientID, "error", err)
 				continue
 			}
 			s.log.Info("liveness: registered again with a new lease", "client_id", s.cfg.ClientID)
@@ -315,9 +352,21 @@ func (s *Service) run(ctx context.Context) {
 	}
 }
 
-// heartbeat sends one heartbeat, bounded by DeadAfter.
-func (s *Service) heartbeat(ctx context.Context) (*driver.ClientHeartbeatResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.DeadAfter)
+// margin is how long before the database could have the lease dead that
+// the client gives it up itself.
+func (s *Service) margin() time.Duration { return s.cfg.Interval / 2 }
+
+// heartbeat sends one heartbeat, given up at deadline (the last successful
+// one's send time plus DeadAfter, less the margin: by then the lease is
+// given up anyway) or, once the lease is lost, after DeadAfter.
+func (s *Service) heartbeat(ctx context.Context, deadline time.Time) (*driver.ClientHeartbeatResult, error) {
+	s.mu.Lock()
+	lost := s.lost
+	s.mu.Unlock()
+	if lost || !deadline.After(time.Now()) {
+		deadline = time.Now().Add(s.cfg.DeadAfter)
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	return s.exec.ClientHeartbeat(ctx, &driver.ClientHeartbeatParams{Schema: s.cfg.Schema, Lease: s.Lease()})
 }
@@ -352,10 +401,14 @@ func (s *Service) rescueDead(ctx context.Context) error {
 		return err
 	}
 	ids := make([]string, len(dead))
+	died := make([]time.Time, len(dead))
 	for i, d := range dead {
-		ids[i] = d.ClientID
+		ids[i], died[i] = d.ClientID, d.DiedAt
 	}
-	rescued, err := s.rescueJobsOf(ctx, tx, ids)
+	// Only what each fetched before it died: a client declared dead that
+	// does not know it yet fetches and runs jobs of its own until its
+	// next heartbeat tells it (then it registers anew).
+	rescued, err := s.rescueJobsOf(ctx, tx, ids, died)
 	if err != nil {
 		return err
 	}
@@ -391,7 +444,7 @@ func (s *Service) rescueOrphans(ctx context.Context) error {
 	var rescued []int64
 	for {
 		jobs, err := s.exec.JobGetRunningBy(ctx, &driver.JobGetRunningByParams{Schema: s.cfg.Schema, ClientIDs: []string{s.cfg.ClientID},
-			AfterID: after, Max: rescuePage, MinAge: s.cfg.DeadAfter})
+			AfterID: after, Max: rescuePage, MinAge: s.cfg.OrphanMinAge})
 		if err != nil {
 			return err
 		}
@@ -423,12 +476,13 @@ func (s *Service) rescueOrphans(ctx context.Context) error {
 	return nil
 }
 
-// rescueJobsOf rescues the running jobs of clients, a page at a time.
-func (s *Service) rescueJobsOf(ctx context.Context, exec driver.Executor, ids []string) (int, error) {
+// rescueJobsOf rescues the running jobs of clients attempted before the
+// given times (one per client), a page at a time.
+func (s *Service) rescueJobsOf(ctx context.Context, exec driver.Executor, ids []string, before []time.Time) (int, error) {
 	total := 0
 	var after int64
 	for {
-		jobs, err := exec.JobGetRunningBy(ctx, &driver.JobGetRunningByParams{Schema: s.cfg.Schema, ClientIDs: ids, AfterID: after, Max: rescuePage})
+		jobs, err := exec.JobGetRunningBy(ctx, &driver.JobGetRunningByParams{Schema: s.cfg.Schema, ClientIDs: ids, Before: before, AfterID: after, Max: rescuePage})
 		if err != nil {
 			return total, fmt.Errorf("list the running jobs of %v: %w", ids, err)
 		}

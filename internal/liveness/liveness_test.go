@@ -347,6 +347,7 @@ func TestOrphansOfALiveClient(t *testing.T) {
 	}
 	s := newService(t, db.Exec(), db, "self", nil)
 	s.cfg.OrphanInterval = 2 * testInterval
+	s.cfg.OrphanMinAge = 30 * time.Second
 	var known sync.Map
 	s.cfg.Owns = func(id int64) bool { _, ok := known.Load(id); return ok }
 	start(t, s) // before the jobs: Start itself rescues what is there
@@ -366,4 +367,34 @@ func TestOrphansOfALiveClient(t *testing.T) {
 			t.Errorf("job %d: %s, want running (known, or attempted less than DeadAfter ago)", id, j.State)
 		}
 	}
+}
+
+// Start waits for a live row of its ID to die (a previous run of this
+// process) and takes the ID then; a row kept alive by another process
+// makes Start fail with ErrClientIDInUse after DeadAfter and two beats.
+func TestStartWithTheIDInUse(t *testing.T) {
+	db := testfixture.New(t)
+	ctx := context.Background()
+	holder := newService(t, db.Exec(), db, "shared_id", nil)
+	start(t, holder)
+	s := newService(t, db.Exec(), db, "shared_id", nil)
+	begin := time.Now()
+	err := s.Start(ctx)
+	if !errors.Is(err, ErrClientIDInUse) {
+		t.Fatalf("Start with the ID held by a live client: %v, want ErrClientIDInUse", err)
+	}
+	if d := time.Since(begin); d < testDeadAfter {
+		t.Errorf("Start gave up after %v, before the holder could have died (%v)", d, testDeadAfter)
+	}
+	if rows := clientRows(t, db); len(rows) != 1 {
+		t.Fatalf("rows: %v", rows)
+	}
+	// The holder dies (its heartbeat stops, its row stays): Start waits
+	// for the death and takes the ID.
+	holder.KeepOnStop()
+	holder.Stop()
+	if err := s.Start(ctx); err != nil {
+		t.Fatalf("Start once the holder stopped heartbeating: %v", err)
+	}
+	t.Cleanup(s.Stop)
 }
