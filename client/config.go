@@ -126,11 +126,13 @@ type Config struct {
 	// by the database's clock, is dead, and other clients rescue its
 	// running jobs at once (retried, or discarded when out of attempts),
 	// instead of after RescueStuckJobsAfter. A client's own heartbeat
-	// that has not succeeded for this long makes it cancel its running
-	// jobs, since they are about to be rescued; their late outcomes are
-	// dropped by the database if the jobs moved on. Jobs of a live client
-	// are never rescued, however long they run. Default 5 s; at least
-	// twice HeartbeatInterval.
+	// that has not succeeded for this long (less half an interval) makes
+	// it cancel its running jobs, since they are about to be rescued;
+	// their late outcomes are dropped by the database if the jobs moved
+	// on. Jobs of a live client are never rescued, however long they run.
+	// The timeout is stored with the client's row, so clients configured
+	// differently judge one another right. Default 5 s; at least twice
+	// HeartbeatInterval.
 	//
 	// Jobs worked by clients that keep no heartbeat (River's clients,
 	// older millrace versions) keep River's rule, RescueStuckJobsAfter.
