@@ -138,6 +138,9 @@ type Service struct {
 	lost bool
 	// keep, when set, makes Stop leave the row in place (see KeepOnStop).
 	keep atomic.Bool
+	// registerSent is when the last registration's statement was sent
+	// (written by register, read by run, which Start starts after it).
+	registerSent time.Time
 
 	// beat, if set, is called after every heartbeat attempt (a test
 	// signal, set before Start).
@@ -234,6 +237,7 @@ func (s *Service) register(ctx context.Context, startup bool) error {
 	var res *driver.ClientRegisterResult
 	for {
 		var err error
+		s.registerSent = time.Now()
 		res, err = s.exec.ClientRegister(ctx, &driver.ClientRegisterParams{Schema: s.cfg.Schema, ClientID: s.cfg.ClientID,
 			Metadata: s.cfg.Metadata, HeartbeatTimeout: s.cfg.DeadAfter})
 		if err != nil {
@@ -272,10 +276,11 @@ func (s *Service) register(ctx context.Context, startup bool) error {
 func (s *Service) run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
-	// lastOK is when the last successful heartbeat was sent (the monotonic
-	// clock): the database's heartbeat_at is no earlier, so the lease
-	// cannot be dead by the database's reckoning before lastOK + DeadAfter.
-	lastOK := time.Now()
+	// lastOK is when the last successful heartbeat (at first, the
+	// registration) was sent, on the monotonic clock: the database's
+	// heartbeat_at is no earlier, so the lease cannot be dead by the
+	// database's reckoning before lastOK + DeadAfter.
+	lastOK := s.registerSent
 	failing := false
 	// Rescues run beside the heartbeat, one at a time: a rescue waiting on
 	// a row lock must not delay this client's own heartbeat.
