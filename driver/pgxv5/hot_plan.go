@@ -40,14 +40,10 @@ import (
 const sqlNoSeqScan = "SET LOCAL enable_seqscan = off"
 
 // hotQuery runs sql with args as described above; read gets its rows
-// (and must consume them; it may be nil to discard them).
+// and must consume them (a statement returning none goes through hotExec).
 func (e *executor) hotQuery(ctx context.Context, sql string, args []any, read func(pgx.Rows) error) error {
 	pool, ok := e.db.(*pgxpool.Pool)
 	if !ok {
-		if read == nil {
-			_, err := e.db.Exec(ctx, sql, args...)
-			return err
-		}
 		rows, err := e.db.Query(ctx, sql, args...)
 		if err != nil {
 			return err
@@ -56,10 +52,7 @@ func (e *executor) hotQuery(ctx context.Context, sql string, args []any, read fu
 	}
 	b := &pgx.Batch{}
 	b.Queue(sqlNoSeqScan)
-	q := b.Queue(sql, args...)
-	if read != nil {
-		q.Query(read)
-	}
+	b.Queue(sql, args...).Query(read)
 	return pool.SendBatch(ctx, b).Close()
 }
 

@@ -130,7 +130,8 @@ SELECT * FROM deleted`
 // statement's parameters followed by the Delete flags.
 func (e *executor) jobSetStateDeleting(ctx context.Context, p *driver.JobSetStateIfRunningManyParams, args []any) ([]*millracetype.JobRow, error) {
 	if p.NoRows {
-		return nil, e.hotQuery(ctx, e.sql.get(p.Schema, &sqlJobSetStateDeleting), args, nil)
+		_, err := e.hotExec(ctx, e.sql.get(p.Schema, &sqlJobSetStateDeleting), args)
+		return nil, err
 	}
 	return e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobSetStateDeletingRows), args...)
 }
