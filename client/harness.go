@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/clientbridge"
@@ -10,7 +11,22 @@ import (
 )
 
 // The bridge to millracetest's worker harness (internal/clientbridge).
-func init() { clientbridge.WorkJob = bridgeWorkJob }
+func init() {
+	clientbridge.WorkJob = bridgeWorkJob
+	clientbridge.SetMaintenanceInterval = bridgeMaintenanceInterval
+}
+
+func bridgeMaintenanceInterval(cfg any, d time.Duration) error {
+	c, ok := cfg.(*Config)
+	if !ok || c == nil {
+		return fmt.Errorf("clientbridge: %T is not a non-nil *client.Config", cfg)
+	}
+	if d < 0 {
+		return fmt.Errorf("%w: maintenance interval %v is negative", ErrInvalidConfig, d)
+	}
+	c.maintenanceInterval = d
+	return nil
+}
 
 // harnessWorker is what every *Client[TTx] is to the bridge.
 type harnessWorker interface {

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/maintenance"
+	"github.com/millrace/millrace/millracetest"
 )
 
 // Crash scenarios run their clients in helper processes (this test binary
@@ -65,31 +67,40 @@ func (e *env) strandedBy(id string) []int64 {
 	return ids
 }
 
-// Scenario 4: a worker process is SIGKILLed mid-load. Another process (the
-// leader) rescues what the dead one left running and finishes everything.
+// Scenario 4: a worker process is SIGKILLed mid-load while a peer client
+// works alongside (run through millracetest.ShutdownUnderLoad, with a Kill
+// round). The peer, with River's stuck-job rule short as well
+// (crashRescueAfter, crashJobTimeout), rescues what the dead process left
+// running; the harness's drain finishes everything. A job may run twice
+// only if the dead process left it running. (The process is this test
+// binary run again for this scenario only.)
 func scenarioWorkerCrash(t *testing.T, sz sizes) tally {
-	e := newEnv(t, sz)
-	b := e.startHelper(helperOpts{id: "crash-b", rescueAfter: crashRescueAfter, jobTimeout: crashJobTimeout})
-	if !testwait.Poll(30*time.Second, func() bool { return e.leader() == "crash-b" }) {
-		t.Fatalf("crash-b never became leader (leader %q)", e.leader())
+	h := newHarnessRun(t, sz)
+	cfg := h.config(&worker{}, []millracetest.Shutdown{{Method: millracetest.Kill, AfterCompleted: sz.jobs / 10}})
+	peer := *cfg.Client
+	peer.RescueStuckJobsAfter, peer.JobTimeout = crashRescueAfter, crashJobTimeout
+	cfg.Peers, cfg.PeerClient = 1, &peer
+	var leader string
+	var rescuedBy []string
+	cfg.AfterRound = func(schema string, r *millracetest.RoundReport) {
+		h.scan("SELECT coalesce((SELECT leader_id FROM "+leaderTable(schema)+"), '')", nil, &leader)
+		// Who rescued them: the rescue error names the rescuer.
+		h.scan(`SELECT coalesce(array_agg(DISTINCT coalesce(substring(e->>'error' FROM 'rescued by ([^)]*)\)'), e->>'error')), '{}')
+			FROM `+jobTable(schema)+` j, unnest(j.errors) e WHERE j.id = ANY($1)`, []any{r.Stranded}, &rescuedBy)
 	}
-	a := e.startHelper(helperOpts{id: "crash-a", rescueAfter: crashRescueAfter, jobTimeout: crashJobTimeout})
-	e.insertJobs(sz.jobs, nil)
-	e.waitOK(sz.jobs*3/10, 3*time.Minute)
-	if !testwait.Poll(30*time.Second, func() bool { return len(e.strandedBy("crash-a")) > 0 }) {
-		t.Fatal("the worker process to kill runs no job")
+	rep := millracetest.ShutdownUnderLoad(t, cfg) // in the child process, skips the test
+	r := rep.Rounds[0]
+	if len(r.Stranded) == 0 {
+		t.Errorf("the killed process ran no job (%d were running just before the kill)", r.Running)
 	}
-	killedAt := time.Now()
-	a.kill() // returns once its sessions have ended too
-	stranded := e.strandedBy("crash-a")
-	if !e.waitFinished(3 * time.Minute) {
-		t.Errorf("not finished 3 min after the crash: %v", e.states())
+	if !strings.HasSuffix(leader, "_peer1") {
+		t.Errorf("the peer does not lead after the kill (leader %q)", leader)
 	}
-	recovered := time.Since(killedAt)
-	b.stop()
-	row, _ := e.finish()
-	row.Notes = crashAccounting(e, row, "crash-a", stranded) + fmt.Sprintf("; all done %v after the kill", recovered.Round(time.Second))
-	return row
+	if len(rescuedBy) != 1 || rescuedBy[0] != rep.Peers[0] {
+		t.Errorf("the stranded jobs were rescued by %q, want the peer %s alone", rescuedBy, rep.Peers[0])
+	}
+	return tallyOf(t, rep, 0, fmt.Sprintf("SIGKILL left %d jobs running; the peer rescued %d, %v after the kill; %d duplicates, all left running by the killed process",
+		len(r.Stranded), len(r.Rescued), r.RescuedIn.Round(time.Millisecond), len(rep.ReranAfterKill)))
 }
 
 // Scenario 5: the leader process is SIGKILLed mid-load. The other process

@@ -86,6 +86,8 @@ func (h *harnessRun) scan(sql string, args []any, dest ...any) {
 
 func jobTable(schema string) string { return pgx.Identifier{schema, "river_job"}.Sanitize() }
 
+func leaderTable(schema string) string { return pgx.Identifier{schema, "river_leader"}.Sanitize() }
+
 // tallyOf turns the harness's report into the scenario's table row; every
 // job must have completed but those listed in allowPending.
 func tallyOf(t *testing.T, rep *millracetest.ShutdownReport, allowPending int, notes ...string) tally {
@@ -96,7 +98,7 @@ func tallyOf(t *testing.T, rep *millracetest.ShutdownReport, allowPending int, n
 		Inserted:           rep.Inserted,
 		Completed:          rep.Completed,
 		Pending:            rep.Pending,
-		CancelledDiscarded: rep.Inserted - rep.Completed - rep.Pending - len(rep.Lost),
+		CancelledDiscarded: rep.Cancelled + rep.Discarded,
 		Lost:               len(rep.Lost),
 		Duplicated:         len(slices.Compact(dup)),
 		Notes: strings.Join(append(notes, fmt.Sprintf("harness: stop p50 %v p99 %v, %d problems", rep.StopP50.Round(time.Millisecond),

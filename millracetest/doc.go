@@ -118,7 +118,8 @@
 // under a load you describe (ShutdownConfig.Mix, Backlog, Rate), shuts the
 // clients down as ShutdownConfig.Plan says (Stop with a deadline,
 // StopAndCancel, the Start context cancelled, two Stops at once, a child
-// process killed with SIGKILL and restarted), works what is left, and
+// process killed with SIGKILL and restarted, or killed while peer clients
+// work alongside and rescue its jobs), works what is left, and
 // checks from the database and from a recording WorkerMiddleware it adds
 // what the shutdowns did to the jobs: see ShutdownReport. Each problem
 // fails the test with Errorf; the report is returned and its Table logged.

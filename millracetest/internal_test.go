@@ -3,8 +3,10 @@ package millracetest
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/millrace/millrace/driver/pgxv5"
@@ -116,5 +118,22 @@ func TestCompactCutsOnARune(t *testing.T) {
 	}
 	if got := compact([]byte(`{"a": 1}`)); got != `{"a":1}` {
 		t.Fatalf("compact gave %q", got)
+	}
+}
+
+// TestOverlapping: the check for a job run in two places at once finds
+// overlapping calls, and only those.
+func TestOverlapping(t *testing.T) {
+	at := func(ms int) time.Time { return time.Unix(1000, 0).Add(time.Duration(ms) * time.Millisecond) }
+	calls := []call{
+		{JobID: 1, Start: at(0), End: at(10)}, {JobID: 1, Start: at(10), End: at(20)}, // back to back
+		{JobID: 2, Start: at(0), End: at(50)}, {JobID: 2, Start: at(20), End: at(30)}, // inside
+		{JobID: 3, Start: at(40), End: at(60)}, {JobID: 3, Start: at(0), End: at(100)}, // unsorted
+		{JobID: 4, Start: at(0), End: at(100)}, {JobID: 4, Start: at(10), End: at(20)}, {JobID: 4, Start: at(50), End: at(60)},
+		{JobID: 5, Start: at(0), End: at(10)}, {JobID: 5, Start: at(30), End: at(40)}, {JobID: 5, Start: at(11), End: at(29)},
+		{JobID: 6, Start: at(0), End: at(10)},
+	}
+	if got := overlapping(calls); !slices.Equal(got, []int64{2, 3, 4}) {
+		t.Errorf("overlapping = %v, want [2 3 4]", got)
 	}
 }

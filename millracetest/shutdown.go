@@ -20,6 +20,7 @@ import (
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/driver/pgxv5"
+	"github.com/millrace/millrace/internal/clientbridge"
 	"github.com/millrace/millrace/migrate"
 	"github.com/millrace/millrace/millracetype"
 )
@@ -48,6 +49,10 @@ const (
 	// starts another child process that rescues the jobs the first one
 	// left running and stops gracefully.
 	KillAndRestart
+	// Kill runs the client in a child process and kills it with SIGKILL,
+	// without a restart: the peers (ShutdownConfig.Peers, at least one)
+	// must rescue the jobs it left running.
+	Kill
 )
 
 // String names the method as the report does.
@@ -63,6 +68,8 @@ func (m ShutdownMethod) String() string {
 		return "Stop twice at once"
 	case KillAndRestart:
 		return "SIGKILL+restart"
+	case Kill:
+		return "SIGKILL"
 	default:
 		return fmt.Sprintf("ShutdownMethod(%d)", int(m))
 	}
@@ -121,6 +128,24 @@ type ShutdownConfig struct {
 	// HeartbeatInterval (250 ms) and HeartbeatTimeout (1 s) when unset.
 	// The queues must be those the mix's jobs are inserted in.
 	Client *client.Config
+	// Peers is how many clients, in this process, work alongside the
+	// rounds' clients: started before the first round, they share the
+	// load, take part in leader election and rescue what a killed client
+	// left running; they stop gracefully (and are checked like a round's
+	// client) after the last round, before the drain. Default 0. A plan
+	// with a Kill round needs at least one.
+	Peers int
+	// PeerClient, when set, is the peers' configuration instead of
+	// Client (with the same defaults filled in): a peer may work other
+	// queues, or rescue stuck jobs sooner (RescueStuckJobsAfter).
+	PeerClient *client.Config
+	// MaintenanceInterval, when positive, is how often the leader among
+	// the harness's clients runs its maintenance passes (the scheduler,
+	// the stuck-job rescuer, the cleaners) instead of their defaults (the
+	// rescuer's is 30 s), so that River's stuck-job rule
+	// (RescueStuckJobsAfter) can act within a round. Default 0: the
+	// client's defaults.
+	MaintenanceInterval time.Duration
 	// Mix is the load: what jobs are inserted. Required.
 	Mix []JobMix
 	// Rate is how many jobs a second are inserted while a client works.
@@ -197,6 +222,10 @@ func (cfg *ShutdownConfig) validate() (*ShutdownConfig, error) {
 		return bad("Rate and Backlog are both 0: no load")
 	case len(c.Plan) == 0:
 		return bad("Plan has no shutdown (see DefaultShutdownPlan)")
+	case c.Peers < 0:
+		return bad("Peers is %d, want 0 or more", c.Peers)
+	case c.PeerClient != nil && c.Peers == 0:
+		return bad("PeerClient is set but Peers is 0")
 	}
 	for i, m := range c.Mix {
 		if m.Args == nil {
@@ -207,8 +236,11 @@ func (cfg *ShutdownConfig) validate() (*ShutdownConfig, error) {
 		}
 	}
 	for i, s := range c.Plan {
-		if s.Method < StopWithDeadline || s.Method > KillAndRestart {
+		if s.Method < StopWithDeadline || s.Method > Kill {
 			return bad("Plan[%d].Method is %v, not a known method", i, s.Method)
+		}
+		if s.Method == Kill && c.Peers == 0 {
+			return bad("Plan[%d] is a Kill, which needs a peer to rescue the killed client's jobs: set Peers, or use KillAndRestart", i)
 		}
 		if s.After < 0 || s.AfterCompleted < 0 {
 			return bad("Plan[%d]: After (%v) and AfterCompleted (%d) must not be negative", i, s.After, s.AfterCompleted)
@@ -219,7 +251,7 @@ func (cfg *ShutdownConfig) validate() (*ShutdownConfig, error) {
 	}
 	for name, d := range map[string]*time.Duration{"MaxAfter": &c.MaxAfter, "StopDeadline": &c.StopDeadline,
 		"DeadlineTolerance": &c.DeadlineTolerance, "IgnoredContextAfter": &c.IgnoredContextAfter,
-		"StopWait": &c.StopWait, "DrainTimeout": &c.DrainTimeout} {
+		"StopWait": &c.StopWait, "DrainTimeout": &c.DrainTimeout, "MaintenanceInterval": &c.MaintenanceInterval} {
 		if *d < 0 {
 			return bad("%s is negative (%v)", name, *d)
 		}
@@ -233,9 +265,21 @@ func (cfg *ShutdownConfig) validate() (*ShutdownConfig, error) {
 	if c.Seed == 0 {
 		c.Seed = mrand.Uint64() | 1
 	}
-	// The client's own validation, on the config the harness would use.
-	if _, err := client.New(pgxv5.New(c.Pool), c.clientConfig("validate", "validate_schema", nil)); err != nil {
+	// The client's own validation, on the configs the harness would use.
+	cc, err := c.clientConfig("validate", "validate_schema", nil)
+	if err == nil {
+		_, err = client.New(pgxv5.New(c.Pool), cc)
+	}
+	if err != nil {
 		return bad("Client: %w", err)
+	}
+	if c.PeerClient != nil {
+		if cc, err = c.peerConfig("validate", "validate_schema", nil); err == nil {
+			_, err = client.New(pgxv5.New(c.Pool), cc)
+		}
+		if err != nil {
+			return bad("PeerClient: %w", err)
+		}
 	}
 	return &c, nil
 }
@@ -249,10 +293,23 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 // clientConfig is the config of a working client of the harness.
-func (cfg *ShutdownConfig) clientConfig(id, schema string, mw client.WorkerMiddleware) *client.Config {
+func (cfg *ShutdownConfig) clientConfig(id, schema string, mw client.WorkerMiddleware) (*client.Config, error) {
+	return cfg.configFrom(cfg.Client, id, schema, mw)
+}
+
+// peerConfig is the config of a peer (PeerClient, else Client).
+func (cfg *ShutdownConfig) peerConfig(id, schema string, mw client.WorkerMiddleware) (*client.Config, error) {
+	if cfg.PeerClient != nil {
+		return cfg.configFrom(cfg.PeerClient, id, schema, mw)
+	}
+	return cfg.clientConfig(id, schema, mw)
+}
+
+// configFrom is base with what the harness sets and its defaults.
+func (cfg *ShutdownConfig) configFrom(base *client.Config, id, schema string, mw client.WorkerMiddleware) (*client.Config, error) {
 	var c client.Config
-	if cfg.Client != nil {
-		c = *cfg.Client
+	if base != nil {
+		c = *base
 	}
 	c.ID, c.Schema, c.Workers = id, schema, cfg.Workers
 	if mw != nil {
@@ -267,7 +324,12 @@ func (cfg *ShutdownConfig) clientConfig(id, schema string, mw client.WorkerMiddl
 	if c.HeartbeatInterval == 0 && c.HeartbeatTimeout == 0 {
 		c.HeartbeatInterval, c.HeartbeatTimeout = 250*time.Millisecond, time.Second
 	}
-	return &c
+	if cfg.MaintenanceInterval > 0 {
+		if err := clientbridge.SetMaintenanceInterval(&c, cfg.MaintenanceInterval); err != nil {
+			return nil, err
+		}
+	}
+	return &c, nil
 }
 
 // ShutdownUnderLoad runs the workers in real clients against a scratch
@@ -321,6 +383,7 @@ type harness struct {
 	exec   driver.Executor
 	ins    *client.Client[pgx.Tx]
 	rec    *recorder
+	peers  []*workingClient
 
 	mu       sync.Mutex
 	inserted []int64
@@ -345,6 +408,12 @@ func (h *harness) run() {
 		h.rep.problem("setup: %v", err)
 		return
 	}
+	if err := h.startPeers(); err != nil {
+		h.rep.problem("peers: %v", err)
+		h.stopPeers()
+		h.closePools()
+		return
+	}
 	for i, s := range h.cfg.Plan {
 		after := s.After
 		if after == 0 && s.AfterCompleted == 0 {
@@ -353,7 +422,7 @@ func (h *harness) run() {
 		r := &RoundReport{N: i + 1, Method: s.Method, After: after, afterCompleted: s.AfterCompleted, when: s.When}
 		h.rep.Rounds = append(h.rep.Rounds, r)
 		var err error
-		if s.Method == KillAndRestart {
+		if s.Method == KillAndRestart || s.Method == Kill {
 			err = h.killRound(r)
 		} else {
 			err = h.inProcessRound(r)
@@ -366,6 +435,7 @@ func (h *harness) run() {
 			h.cfg.AfterRound(h.schema, r)
 		}
 	}
+	h.stopPeers()
 	h.drain()
 	h.account()
 	h.checkSessions()
@@ -435,6 +505,8 @@ func (h *harness) insert(ctx context.Context, n int) error {
 		}
 	}
 	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.StopWait)
+	defer cancel()
 	res, err := h.ins.InsertMany(ctx, params)
 	if err != nil {
 		return fmt.Errorf("insert %d jobs: %w", n, err)
@@ -450,10 +522,12 @@ func (h *harness) insert(ctx context.Context, n int) error {
 }
 
 // load inserts the backlog, then jobs at the configured rate until ctx
-// ends; it returns the first insert error.
+// ends; it returns the first insert error. An insert call is never cut
+// short by ctx (its jobs may be committed, and working, before it
+// returns their IDs): ctx ends the load between inserts.
 func (h *harness) load(ctx context.Context) error {
 	if h.cfg.Backlog > 0 {
-		if err := h.insert(ctx, h.cfg.Backlog); err != nil {
+		if err := h.insert(context.WithoutCancel(ctx), h.cfg.Backlog); err != nil {
 			return err
 		}
 	}
@@ -472,10 +546,7 @@ func (h *harness) load(ctx context.Context) error {
 		}
 		due := int(h.cfg.Rate * time.Since(begin).Seconds())
 		if due > done {
-			if err := h.insert(ctx, due-done); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
+			if err := h.insert(context.WithoutCancel(ctx), due-done); err != nil {
 				return err
 			}
 			done = due

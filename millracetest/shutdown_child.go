@@ -91,7 +91,11 @@ func runChild(tb testing.TB, cfg *ShutdownConfig, spec childSpec) {
 		defer outMu.Unlock()
 		fmt.Printf("%s%s\n", childCallPrefix, b)
 	}}
-	c, err := client.New(pgxv5.New(pool), cfg.clientConfig(spec.ClientID, spec.Schema, rec.middleware(spec.ClientID)))
+	cc, err := cfg.clientConfig(spec.ClientID, spec.Schema, rec.middleware(spec.ClientID))
+	if err != nil {
+		fail("client config: %v", err)
+	}
+	c, err := client.New(pgxv5.New(pool), cc)
 	if err != nil {
 		fail("new client: %v", err)
 	}
@@ -259,8 +263,9 @@ func (h *harness) stopChild(ch *child) error {
 	return nil
 }
 
-// killRound runs a KillAndRestart round: a child process works under
-// load, is killed, and another child process rescues what it left.
+// killRound runs a KillAndRestart or Kill round: a child process works
+// under load and is killed; another child process (KillAndRestart) or the
+// peers (Kill) rescue what it left.
 func (h *harness) killRound(r *RoundReport) error {
 	ctx := context.Background()
 	a, err := h.startChild(fmt.Sprintf("r%da", r.N))
@@ -298,13 +303,30 @@ func (h *harness) killRound(r *RoundReport) error {
 	}
 	h.mu.Unlock()
 
-	b, err := h.startChild(fmt.Sprintf("r%db", r.N))
-	if err != nil {
+	var b *child
+	if r.Method == KillAndRestart {
+		if b, err = h.startChild(fmt.Sprintf("r%db", r.N)); err != nil {
+			return err
+		}
+		r.Restarted = b.id
+	}
+	// The restarted client, or a peer, sees the dead one's heartbeat
+	// expire and rescues its jobs.
+	h.waitRescued(r, killAt)
+	if b == nil {
+		return nil
+	}
+	stopAt := time.Now()
+	if err := h.stopChild(b); err != nil {
 		return err
 	}
-	r.Restarted = b.id
-	// The restarted client sees the dead one's heartbeat expire and
-	// rescues its jobs.
+	return h.afterStop(r, b.id, stopAt)
+}
+
+// waitRescued waits until every job in r.Stranded is rescued, up to
+// StopWait, and notes which were and when.
+func (h *harness) waitRescued(r *RoundReport, killAt time.Time) {
+	ctx := context.Background()
 	var rescued []int64
 	testwait.Poll(h.cfg.StopWait, func() bool {
 		rows, err := h.jobs(ctx, r.Stranded)
@@ -324,11 +346,6 @@ func (h *harness) killRound(r *RoundReport) error {
 	if len(rescued) != len(r.Stranded) {
 		r.problem("the killed client left %d jobs running; only %d were rescued within %v", len(r.Stranded), len(rescued), h.cfg.StopWait)
 	}
-	stopAt := time.Now()
-	if err := h.stopChild(b); err != nil {
-		return err
-	}
-	return h.afterStop(r, b.id, stopAt)
 }
 
 // rescuedError reports whether a job's errors record a rescue.

@@ -23,9 +23,17 @@ type ShutdownReport struct {
 	Seed   uint64
 	Schema string
 	Rounds []*RoundReport
+	// Peers are the IDs of the peer clients (ShutdownConfig.Peers).
+	Peers []string
 	// Inserted jobs; Completed of them, and Pending (retryable or
 	// scheduled for after the drain's deadline) at the end.
 	Inserted, Completed, Pending int
+	// Cancelled and Discarded count the inserted jobs that ended so (by
+	// their workers' doing, or their attempts running out); Unworked are
+	// those still available (or pending) once the drain ended, which the
+	// drain should have worked: a problem.
+	Cancelled, Discarded int
+	Unworked             []int64
 	// Lost are the inserted jobs missing from the table or still running
 	// once every client had stopped.
 	Lost []int64
@@ -42,6 +50,12 @@ type ShutdownReport struct {
 	// the call of their last attempt succeeded (but for jobs a killed
 	// process left running: their outcome was never written).
 	Mismatched []int64
+	// Overlapped are jobs two Work calls of which ran at the same time
+	// (the job ran in two places at once): never while both clients are
+	// alive and connected, whatever their workers do. (A call cut short
+	// by a SIGKILL is never seen, so a rescued job's second run does not
+	// count.)
+	Overlapped []int64
 	// Panics are jobs whose Work panicked.
 	Panics []int64
 	// IgnoredContext are jobs whose Work returned more than
@@ -86,7 +100,7 @@ func (r *ShutdownReport) Table() string {
 	fmt.Fprintln(tw, "round\tmethod\tafter\trunning\treturned\tstopped\tovershoot\tleft running\tinterrupted\tnot given back\tstranded\trescued\tproblems")
 	for _, x := range r.Rounds {
 		rescued := "-"
-		if x.Method == KillAndRestart {
+		if x.Method == KillAndRestart || x.Method == Kill {
 			rescued = fmt.Sprintf("%d in %v", len(x.Rescued), x.RescuedIn.Round(time.Millisecond))
 		}
 		fmt.Fprintf(tw, "%d\t%v\t%v\t%d\t%v\t%v\t%v\t%d\t%d\t%d\t%d\t%s\t%d\n", x.N, x.Method, x.After.Round(time.Millisecond), x.Running,
@@ -94,9 +108,13 @@ func (r *ShutdownReport) Table() string {
 			len(x.LeftRunning), len(x.Interrupted), len(x.NotGivenBack), len(x.Stranded), rescued, len(x.Problems))
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(&b, "jobs: %d inserted, %d completed, %d pending, %d lost; %d Work calls\n", r.Inserted, r.Completed, r.Pending, len(r.Lost), r.Calls)
-	fmt.Fprintf(&b, "completed twice: %d attempts, %d jobs (and %d re-run after a kill); state/outcome mismatches: %d; panics: %d; ignored context: %d\n",
-		len(r.AttemptTwice), len(r.WorkedTwice), len(r.ReranAfterKill), len(r.Mismatched), len(r.Panics), len(r.IgnoredContext))
+	fmt.Fprintf(&b, "jobs: %d inserted, %d completed, %d pending, %d cancelled, %d discarded, %d left unworked, %d lost; %d Work calls\n",
+		r.Inserted, r.Completed, r.Pending, r.Cancelled, r.Discarded, len(r.Unworked), len(r.Lost), r.Calls)
+	fmt.Fprintf(&b, "completed twice: %d attempts, %d jobs (and %d re-run after a kill); run twice at once: %d; state/outcome mismatches: %d; panics: %d; ignored context: %d\n",
+		len(r.AttemptTwice), len(r.WorkedTwice), len(r.ReranAfterKill), len(r.Overlapped), len(r.Mismatched), len(r.Panics), len(r.IgnoredContext))
+	if len(r.Peers) > 0 {
+		fmt.Fprintf(&b, "peers working alongside the rounds: %d\n", len(r.Peers))
+	}
 	fmt.Fprintf(&b, "stop to stopped: p50 %v, p99 %v; leaked: %d connections, %d sessions, %d goroutines; seed %d; took %v\n",
 		r.StopP50.Round(time.Millisecond), r.StopP99.Round(time.Millisecond), r.LeakedConns, r.LeakedSessions, r.LeakedGoroutines, r.Seed,
 		r.Took.Round(time.Millisecond))
@@ -121,7 +139,7 @@ func (h *harness) account() {
 	}
 	var stops []time.Duration
 	for _, r := range rep.Rounds {
-		if r.Method != KillAndRestart && r.Stopped > 0 {
+		if r.Method != KillAndRestart && r.Method != Kill && r.Stopped > 0 {
 			stops = append(stops, r.Stopped)
 		}
 	}
@@ -145,10 +163,21 @@ func (h *harness) account() {
 			rep.Completed++
 		case j.State == millracetype.JobStateRetryable || j.State == millracetype.JobStateScheduled:
 			rep.Pending++
+		case j.State == millracetype.JobStateCancelled:
+			rep.Cancelled++
+		case j.State == millracetype.JobStateDiscarded:
+			rep.Discarded++
+		default: // available, pending
+			rep.Unworked = append(rep.Unworked, id)
 		}
 	}
 	if len(rep.Lost) > 0 {
 		rep.problem("%d jobs lost (missing, or running with every client stopped): %v", len(rep.Lost), sample(rep.Lost))
+	}
+	if len(rep.Unworked) > 0 {
+		j := rows[rep.Unworked[0]]
+		rep.problem("%d jobs left unworked after the drain (job %d is %s, scheduled at %v): %v", len(rep.Unworked), j.ID, j.State,
+			j.ScheduledAt.Format(time.RFC3339Nano), sample(rep.Unworked))
 	}
 
 	calls := h.rec.snapshot()
@@ -188,6 +217,7 @@ func (h *harness) account() {
 	for id := range panicked {
 		rep.Panics = append(rep.Panics, id)
 	}
+	rep.Overlapped = overlapping(calls)
 	for id := range ignored {
 		rep.IgnoredContext = append(rep.IgnoredContext, id)
 	}
@@ -213,6 +243,9 @@ func (h *harness) account() {
 	if len(rep.WorkedTwice) > 0 {
 		rep.problem("%d jobs were completed by Work more than once without a crash to explain it: %v", len(rep.WorkedTwice), sample(rep.WorkedTwice))
 	}
+	if len(rep.Overlapped) > 0 {
+		rep.problem("%d jobs ran in two Work calls at the same time: %v", len(rep.Overlapped), sample(rep.Overlapped))
+	}
 	if len(rep.Mismatched) > 0 {
 		id := rep.Mismatched[0]
 		rep.problem("%d jobs end in a state their Work calls do not explain (job %d is %s at attempt %d; its attempts that succeeded: %d): %v",
@@ -225,6 +258,33 @@ func (h *harness) account() {
 		rep.problem("Work ignored its context on %d jobs (returned more than %v after it ended): %v", len(rep.IgnoredContext),
 			h.cfg.IgnoredContextAfter, sample(rep.IgnoredContext))
 	}
+}
+
+// overlapping returns the jobs (sorted) two calls of which overlap in time.
+func overlapping(calls []call) []int64 {
+	byJob := map[int64][]call{}
+	for _, c := range calls {
+		byJob[c.JobID] = append(byJob[c.JobID], c)
+	}
+	var out []int64
+	for id, cs := range byJob {
+		if len(cs) < 2 {
+			continue
+		}
+		slices.SortFunc(cs, func(a, b call) int { return a.Start.Compare(b.Start) })
+		end := cs[0].End
+		for _, c := range cs[1:] {
+			if c.Start.Before(end) {
+				out = append(out, id)
+				break
+			}
+			if c.End.After(end) {
+				end = c.End
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // percentile returns the p-th percentile of ds (nearest rank).

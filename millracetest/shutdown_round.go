@@ -70,9 +70,18 @@ type workingClient struct {
 	client *client.Client[pgx.Tx]
 }
 
-// newWorkingClient makes a client with a pool of its own.
-func (h *harness) newWorkingClient(id string) (*workingClient, error) {
+// newWorkingClient makes a client with a pool of its own (a peer's
+// config when peer is true).
+func (h *harness) newWorkingClient(id string, peer bool) (*workingClient, error) {
 	app := h.app + "_" + id
+	configOf := h.cfg.clientConfig
+	if peer {
+		configOf = h.cfg.peerConfig
+	}
+	cc, err := configOf(h.app+"_"+id, h.schema, h.rec.middleware(h.app+"_"+id))
+	if err != nil {
+		return nil, fmt.Errorf("client config: %w", err)
+	}
 	pool, err := newClientPool(h.cfg.Pool.Config(), app)
 	if err != nil {
 		return nil, fmt.Errorf("open a pool: %w", err)
@@ -82,7 +91,7 @@ func (h *harness) newWorkingClient(id string) (*workingClient, error) {
 	if h.cfg.wrapDriver != nil {
 		drv = h.cfg.wrapDriver(drv)
 	}
-	c, err := client.New(drv, h.cfg.clientConfig(h.app+"_"+id, h.schema, h.rec.middleware(h.app+"_"+id)))
+	c, err := client.New(drv, cc)
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("new client: %w", err)
@@ -131,7 +140,7 @@ func (h *harness) closeClient(w *workingClient, r *RoundReport) {
 
 // inProcessRound runs a round with a client in this process.
 func (h *harness) inProcessRound(r *RoundReport) error {
-	w, err := h.newWorkingClient(fmt.Sprintf("r%d", r.N))
+	w, err := h.newWorkingClient(fmt.Sprintf("r%d", r.N), false)
 	if err != nil {
 		return err
 	}
@@ -293,9 +302,22 @@ func (h *harness) afterStop(r *RoundReport, clientID string, stopAt time.Time) e
 	for k := range interrupted {
 		r.Interrupted = append(r.Interrupted, k.id)
 		j := rows[k.id]
-		// A job run again since (by another client) has moved on; this
-		// round's checks run before any other client starts.
-		if j == nil || j.State != millracetype.JobStateAvailable || j.Attempt != k.attempt-1 {
+		if j == nil {
+			r.NotGivenBack = append(r.NotGivenBack, k.id)
+			continue
+		}
+		// Given back: available again at the attempt before, or (a peer
+		// has fetched it since) run again by another client at the
+		// same attempt. Not given back, its next run would count one
+		// more. (The round's own checks run before its next client
+		// starts; only peers work meanwhile.)
+		last := ""
+		if n := len(j.AttemptedBy); n > 0 {
+			last = j.AttemptedBy[n-1]
+		}
+		givenBack := (j.State == millracetype.JobStateAvailable && j.Attempt == k.attempt-1) ||
+			(j.Attempt == k.attempt && last != clientID)
+		if !givenBack {
 			r.NotGivenBack = append(r.NotGivenBack, k.id)
 		}
 	}
@@ -335,8 +357,7 @@ func sample(ids []int64) []int64 { return ids[:min(len(ids), 10)] }
 // job is available, it runs none and none is retryable or scheduled for
 // before its deadline, then stops it gracefully.
 func (h *harness) drain() {
-	r := &RoundReport{N: len(h.rep.Rounds) + 1}
-	w, err := h.newWorkingClient("drain")
+	w, err := h.newWorkingClient("drain", false)
 	if err != nil {
 		h.rep.problem("drain: %v", err)
 		return
@@ -346,47 +367,80 @@ func (h *harness) drain() {
 		h.rep.problem("drain: start client: %v", err)
 		return
 	}
-	// Done when no job is available and the drain client runs none (jobs
-	// left running by an earlier client are that round's finding).
-	var left []*millracetype.JobRow
-	var listErr error
+	// Done when no job is available, none is retryable or scheduled for
+	// before the drain's deadline, and the drain client runs none (jobs
+	// left running by an earlier client are that round's finding), all
+	// read in one statement: a job moving between these states (made
+	// available by the scheduler, failed by the drain) is seen in one.
+	var left int64
+	var state string
+	var err2 error
 	deadline := time.Now().Add(h.cfg.DrainTimeout)
+	q := `SELECT coalesce((SELECT id FROM ` + pgx.Identifier{h.schema, "river_job"}.Sanitize() + `
+		WHERE state = 'available'
+			OR (state IN ('retryable', 'scheduled') AND scheduled_at < $1)
+			OR (state = 'running' AND attempted_by[cardinality(attempted_by)] = $2)
+		ORDER BY id LIMIT 1), 0)`
 	if !testwait.Poll(h.cfg.DrainTimeout, func() bool {
-		left, listErr = h.exec.JobList(context.Background(), &driver.JobListParams{Schema: h.schema, Limit: 1,
-			States: []millracetype.JobState{millracetype.JobStateAvailable}})
-		if listErr == nil && len(left) == 0 {
-			left, listErr = h.runningBy(context.Background(), w.id)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err2 = h.admin.QueryRow(ctx, q, deadline, w.id).Scan(&left); err2 != nil || left == 0 {
+			return err2 == nil
 		}
-		if listErr == nil && len(left) == 0 {
-			// The next retryable or scheduled job, if due before the
-			// deadline, is waited for.
-			left, listErr = h.exec.JobList(context.Background(), &driver.JobListParams{Schema: h.schema, Limit: 1,
-				States:  []millracetype.JobState{millracetype.JobStateRetryable, millracetype.JobStateScheduled},
-				OrderBy: driver.JobListOrderByScheduledAt})
-			if listErr == nil && len(left) == 1 && left[0].ScheduledAt.After(deadline) {
-				left = nil
-			}
-		}
-		return listErr == nil && len(left) == 0
+		err2 = h.admin.QueryRow(ctx, "SELECT state::text FROM "+pgx.Identifier{h.schema, "river_job"}.Sanitize()+" WHERE id = $1", left).Scan(&state)
+		return false
 	}) {
-		if listErr != nil {
-			h.rep.problem("drain: %v", listErr)
+		if err2 != nil {
+			h.rep.problem("drain: %v", err2)
 		} else {
-			h.rep.problem("drain: jobs still to work %v after the plan (job %d is %s)", h.cfg.DrainTimeout, left[0].ID, left[0].State)
+			h.rep.problem("drain: jobs still to work %v after the plan (job %d is %s)", h.cfg.DrainTimeout, left, state)
 		}
 	}
+	h.stopGracefully(w, "drain")
+}
+
+// stopGracefully stops w (the drain's client or a peer) with Stop,
+// checks it as a round's client is checked, and closes it; problems are
+// reported with label.
+func (h *harness) stopGracefully(w *workingClient, label string) {
+	r := &RoundReport{N: len(h.rep.Rounds) + 1, Client: w.id}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StopWait)
 	defer cancel()
 	stopAt := time.Now()
 	if err := w.client.Stop(ctx); err != nil {
-		h.rep.problem("drain: stop: %v", err)
+		h.rep.problem("%s: stop: %v", label, err)
 		_ = w.client.StopAndCancel(ctx)
 	}
 	if err := h.afterStop(r, w.id, stopAt); err != nil {
-		h.rep.problem("drain: %v", err)
+		h.rep.problem("%s: %v", label, err)
 	}
 	h.closeClient(w, r)
 	for _, p := range r.Problems {
-		h.rep.problem("drain: %s", p)
+		h.rep.problem("%s: %s", label, p)
 	}
+}
+
+// startPeers starts ShutdownConfig.Peers clients in this process.
+func (h *harness) startPeers() error {
+	for i := range h.cfg.Peers {
+		w, err := h.newWorkingClient(fmt.Sprintf("peer%d", i+1), true)
+		if err != nil {
+			return err
+		}
+		if err := w.client.Start(context.Background()); err != nil {
+			w.pool.Close()
+			return fmt.Errorf("start peer %s: %w", w.id, err)
+		}
+		h.peers = append(h.peers, w)
+		h.rep.Peers = append(h.rep.Peers, w.id)
+	}
+	return nil
+}
+
+// stopPeers stops the peers gracefully, checking each.
+func (h *harness) stopPeers() {
+	for _, w := range h.peers {
+		h.stopGracefully(w, "peer "+w.id)
+	}
+	h.peers = nil
 }

@@ -2,6 +2,7 @@ package millracetest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	mrand "math/rand/v2"
 	"strings"
@@ -143,6 +144,61 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 }
 
+// TestShutdownUnderLoadPeers runs rounds with a peer working alongside:
+// jobs a StopAndCancel gives back may be taken by the peer at once (still
+// given back), and the peer rescues what a killed client left.
+func TestShutdownUnderLoadPeers(t *testing.T) {
+	pool, err := pgxpool.New(context.Background(), testdb.AdminURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	plan := []millracetest.Shutdown{{Method: millracetest.StopAndCancel, After: 300 * time.Millisecond},
+		{Method: millracetest.Kill, After: 400 * time.Millisecond}, {Method: millracetest.StopWithDeadline}}
+	peerJobs := map[int]int{}
+	var rep *millracetest.ShutdownReport
+	// In a subtest, whose end runs the harness's clean-up: the scratch
+	// schema must be gone after it.
+	t.Run("run", func(t *testing.T) {
+		rep = millracetest.ShutdownUnderLoad(t, &millracetest.ShutdownConfig{
+			Pool: pool, Workers: workers(nil), Mix: mix(0, ""), Backlog: 150, Rate: 200, Plan: plan, Peers: 1,
+			PeerClient: &client.Config{Queues: map[string]client.QueueConfig{client.QueueDefault: {MaxWorkers: 5}}},
+			AfterRound: func(schema string, r *millracetest.RoundReport) {
+				var n int
+				if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM "+pgx.Identifier{schema, "river_job"}.Sanitize()+
+					" WHERE EXISTS (SELECT 1 FROM unnest(attempted_by) a WHERE a LIKE '%\\_peer1')").Scan(&n); err != nil {
+					t.Error(err)
+				}
+				peerJobs[r.N] = n
+			},
+		})
+	})
+	if rep == nil { // the child process of the kill round
+		return
+	}
+	var schemas int
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_namespace WHERE nspname = $1", rep.Schema).Scan(&schemas); err != nil || schemas != 0 {
+		t.Errorf("the scratch schema %s is still there after the run (%d, %v)", rep.Schema, schemas, err)
+	}
+	if !rep.OK() {
+		t.Fatal("the harness reported problems (see above)")
+	}
+	if len(rep.Peers) != 1 || peerJobs[1] == 0 || peerJobs[3] <= peerJobs[1] {
+		t.Errorf("peers %v; jobs the peer had run after each round %v: want one peer that worked throughout", rep.Peers, peerJobs)
+	}
+	cancelled, killed := rep.Rounds[0], rep.Rounds[1]
+	if len(cancelled.Interrupted) == 0 || len(cancelled.NotGivenBack) != 0 {
+		t.Errorf("StopAndCancel with a peer: %d interrupted, %d not given back; want some, none", len(cancelled.Interrupted), len(cancelled.NotGivenBack))
+	}
+	if killed.Restarted != "" || len(killed.Stranded) == 0 || len(killed.Rescued) != len(killed.Stranded) {
+		t.Errorf("kill round: restarted %q, %d jobs stranded, %d rescued; want no restart, some stranded, all rescued by the peer",
+			killed.Restarted, len(killed.Stranded), len(killed.Rescued))
+	}
+	if !strings.Contains(rep.Table(), "peers working alongside the rounds: 1") {
+		t.Errorf("the table does not mention the peer:\n%s", rep.Table())
+	}
+}
+
 // TestShutdownUnderLoadCatches feeds the harness broken workers and a
 // broken client: each is reported.
 func TestShutdownUnderLoadCatches(t *testing.T) {
@@ -203,6 +259,24 @@ func TestShutdownUnderLoadCatches(t *testing.T) {
 				if len(rep.Rounds[0].LeftRunning) != 1 || len(rep.Lost) != 1 || rep.Lost[0] != rep.Rounds[0].LeftRunning[0] {
 					t.Errorf("left running after the round %v, lost %v; want the one job whose outcome was dropped",
 						len(rep.Rounds[0].LeftRunning), len(rep.Lost))
+				}
+			},
+		},
+		{
+			name: "client_runs_a_job_twice_at_once",
+			plan: []millracetest.Shutdown{{Method: millracetest.StopWithDeadline, After: 300 * time.Millisecond}},
+			tweak: func(cfg *millracetest.ShutdownConfig) {
+				doubled := new(atomic.Bool) // one job handed out twice in the whole run
+				millracetest.SetWrapDriver(cfg, func(d driver.Driver[pgx.Tx]) driver.Driver[pgx.Tx] {
+					return &doubleDriver{Driver: d, doubled: doubled}
+				})
+			},
+			// (What else the client makes of a job it holds twice varies:
+			// the overlap is what must be seen.)
+			wants: []string{"1 jobs ran in two Work calls at the same time"},
+			verify: func(t *testing.T, rep *millracetest.ShutdownReport) {
+				if len(rep.Overlapped) != 1 {
+					t.Errorf("run twice at once %v; want the one job fetched twice", rep.Overlapped)
 				}
 			},
 		},
@@ -299,6 +373,36 @@ func (e *dropExec) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 	return rows, nil
 }
 
+// doubleDriver is a broken client's driver: its first fetch that takes a
+// 300 ms job hands that job out twice, so that two of the client's workers
+// run it at once.
+type doubleDriver struct {
+	driver.Driver[pgx.Tx]
+	doubled *atomic.Bool
+}
+
+func (d *doubleDriver) GetExecutor() driver.Executor {
+	return &doubleExec{Executor: d.Driver.GetExecutor(), doubled: d.doubled}
+}
+
+type doubleExec struct {
+	driver.Executor
+	doubled *atomic.Bool
+}
+
+func (e *doubleExec) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+	jobs, err := e.Executor.JobGetAvailable(ctx, p)
+	for _, j := range jobs {
+		var args workArgs
+		if json.Unmarshal(j.Args, &args) == nil && args.MS == 300 && e.doubled.CompareAndSwap(false, true) {
+			twin := *j
+			jobs = append(jobs, &twin)
+			break
+		}
+	}
+	return jobs, err
+}
+
 // leakDriver is a leaky client's driver: when the client first takes its
 // executor, it opens a transaction and starts a goroutine that ends it
 // only when the test ends.
@@ -358,6 +462,23 @@ func TestShutdownUnderLoadBadConfig(t *testing.T) {
 			c.StopDeadline = -time.Second
 			return c
 		}, "StopDeadline is negative"},
+		{"kill_without_peers", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig {
+			c.Plan = []millracetest.Shutdown{{Method: millracetest.StopAndCancel}, {Method: millracetest.Kill}}
+			return c
+		}, "Plan[1] is a Kill, which needs a peer"},
+		{"negative_peers", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig { c.Peers = -1; return c }, "Peers is -1"},
+		{"peer_config_without_peers", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig {
+			c.PeerClient = &client.Config{}
+			return c
+		}, "PeerClient is set but Peers is 0"},
+		{"bad_peer_config", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig {
+			c.Peers, c.PeerClient = 1, &client.Config{JobTimeout: -2 * time.Second}
+			return c
+		}, "PeerClient: "},
+		{"negative_maintenance_interval", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig {
+			c.MaintenanceInterval = -time.Second
+			return c
+		}, "MaintenanceInterval is negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.edit(good())

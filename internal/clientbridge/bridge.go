@@ -7,6 +7,7 @@ package clientbridge
 
 import (
 	"context"
+	"time"
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/millracetype"
@@ -17,3 +18,9 @@ import (
 // and returns the outcome to write and how the attempt ended (the event
 // kind's name). It writes nothing.
 var WorkJob func(ctx context.Context, client any, row *millracetype.JobRow) (outcome *driver.JobSetState, eventKind string, err error)
+
+// SetMaintenanceInterval makes the maintenance services (scheduler,
+// rescuer, cleaners) of clients made from cfg (a *client.Config) pass every
+// d rather than at their defaults, so that ShutdownUnderLoad can see the
+// stuck-job rescuer act within a round. Package client sets it.
+var SetMaintenanceInterval func(cfg any, d time.Duration) error
