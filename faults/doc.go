@@ -41,13 +41,18 @@
 // 20 s for 5 minutes, then the whole cluster down for 3 ticks; it prints
 // ticks expected, enqueued, doubled and missing.
 //
-// Scenarios 1 (graceful stop), 2 (StopAndCancel) and 10 (SIGKILL, then
-// restart) run through millracetest.ShutdownUnderLoad, the harness users
-// run on their own workers, and add their own checks to its; scenario 10's
+// The shutdown and crash scenarios, 1 (graceful stop), 2 (StopAndCancel),
+// 3 (Stop with a deadline, a worker deaf to its context, a peer whose
+// rescuer must leave the live client's job alone), 4 (a worker process
+// SIGKILLed, a peer rescues), 5 (the leader process SIGKILLed: failover,
+// rescue, scheduler and durable periodic job go on) and 10 (SIGKILL, then
+// restart), run through millracetest.ShutdownUnderLoad, the harness users
+// run on their own workers, and add their own checks to its; their killed
 // processes are this test binary run again for that scenario only.
 //
-// The other crash scenarios run this package's test binary again as a worker
-// process (MILLRACE_FAULTS_HELPER=1, handled in TestMain) and kill it by PID.
+// The heartbeat, domain and durable-periodic tests run this package's test
+// binary again as worker processes (MILLRACE_FAULTS_HELPER=1, handled in
+// TestMain) and kill them by PID.
 // The database-restart scenario needs a throwaway cluster it may restart
 // (internal/testdb); when the suite runs on another server, it runs that
 // scenario in a child test process with MILLRACE_TESTDB=initdb, so it runs

@@ -129,11 +129,13 @@ type ShutdownConfig struct {
 	// The queues must be those the mix's jobs are inserted in.
 	Client *client.Config
 	// Peers is how many clients, in this process, work alongside the
-	// rounds' clients: started before the first round, they share the
-	// load, take part in leader election and rescue what a killed client
-	// left running; they stop gracefully (and are checked like a round's
-	// client) after the last round, before the drain. Default 0. A plan
-	// with a Kill round needs at least one.
+	// rounds' clients: they share the load, take part in leader election
+	// and rescue what a killed client left running. They start once the
+	// first round's client has started and become leader (unless its
+	// LeaderElectionDisabled is set), so the first round shuts the leader
+	// down and a peer leads in the later rounds; they stop gracefully (and
+	// are checked like a round's client) after the last round, before the
+	// drain. Default 0. A plan with a Kill round needs at least one.
 	Peers int
 	// PeerClient, when set, is the peers' configuration instead of
 	// Client (with the same defaults filled in): a peer may work other
@@ -406,12 +408,6 @@ func (h *harness) run() {
 	h.rec = newRecorder()
 	if err := h.setup(); err != nil {
 		h.rep.problem("setup: %v", err)
-		return
-	}
-	if err := h.startPeers(); err != nil {
-		h.rep.problem("peers: %v", err)
-		h.stopPeers()
-		h.closePools()
 		return
 	}
 	for i, s := range h.cfg.Plan {

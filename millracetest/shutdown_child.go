@@ -273,6 +273,7 @@ func (h *harness) killRound(r *RoundReport) error {
 		return err
 	}
 	r.Client = a.id
+	h.joinPeers(r, a.id)
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan error, 1)
 	go func() { loadDone <- h.load(loadCtx) }()
@@ -287,6 +288,7 @@ func (h *harness) killRound(r *RoundReport) error {
 	}
 	r.Running = len(running)
 	killAt := time.Now()
+	r.KilledAt = killAt
 	if err := h.kill(a); err != nil {
 		return err
 	}

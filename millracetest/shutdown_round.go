@@ -51,6 +51,8 @@ type RoundReport struct {
 	// the time from the kill until the last was.
 	Stranded, Rescued []int64
 	RescuedIn         time.Duration
+	// KilledAt, for a kill, is when the SIGKILL was sent.
+	KilledAt time.Time
 	// Problems are what went wrong in this round.
 	Problems []string
 
@@ -159,6 +161,7 @@ func (h *harness) inProcessRound(r *RoundReport) error {
 		w.pool.Close()
 		return fmt.Errorf("start client: %w", err)
 	}
+	h.joinPeers(r, w.id)
 	h.waitForPoint(r, w.id)
 	if err := finishLoad(); err != nil {
 		r.problem("load: %v", err)
@@ -417,6 +420,31 @@ func (h *harness) stopGracefully(w *workingClient, label string) {
 	h.closeClient(w, r)
 	for _, p := range r.Problems {
 		h.rep.problem("%s: %s", label, p)
+	}
+}
+
+// joinPeers starts the peers once the first round's client, clientID,
+// leads (see ShutdownConfig.Peers); in other rounds it does nothing.
+// What goes wrong is the round's problem.
+func (h *harness) joinPeers(r *RoundReport, clientID string) {
+	if r.N != 1 || h.cfg.Peers == 0 {
+		return
+	}
+	if h.cfg.Client == nil || !h.cfg.Client.LeaderElectionDisabled {
+		var leader string
+		var err error
+		q := "SELECT coalesce((SELECT leader_id FROM " + pgx.Identifier{h.schema, "river_leader"}.Sanitize() + " WHERE expires_at > now()), '')"
+		if !testwait.Poll(h.cfg.StopWait, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err = h.admin.QueryRow(ctx, q).Scan(&leader)
+			return err == nil && leader == clientID
+		}) {
+			r.problem("the first round's client did not lead within %v (leader %q, %v); the peers start anyway", h.cfg.StopWait, leader, err)
+		}
+	}
+	if err := h.startPeers(); err != nil {
+		r.problem("start the peers: %v", err)
 	}
 }
 
