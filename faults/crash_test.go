@@ -31,6 +31,20 @@ func (e *env) strandedBy(id string) []int64 {
 	return ids
 }
 
+// killRound returns round n of a two-round plan, a kill: the killed
+// process must have left jobs running.
+func killRound(t *testing.T, rep *millracetest.ShutdownReport, n int) *millracetest.RoundReport {
+	t.Helper()
+	if len(rep.Rounds) != 2 {
+		t.Fatalf("%d rounds ran, want 2", len(rep.Rounds))
+	}
+	r := rep.Rounds[n-1]
+	if len(r.Stranded) == 0 {
+		t.Errorf("the killed process ran no job (%d were running just before the kill)", r.Running)
+	}
+	return r
+}
+
 // Scenario 4: a worker process (not the leader) is SIGKILLed mid-load
 // while a peer client works alongside and leads (run through
 // millracetest.ShutdownUnderLoad: a first round's client leads and stops
@@ -63,13 +77,7 @@ func scenarioWorkerCrash(t *testing.T, sz sizes) tally {
 			FROM `+jobTable(schema)+` j, unnest(j.errors) e WHERE j.id = ANY($1)`, []any{r.Stranded}, &rescuedBy)
 	}
 	rep := millracetest.ShutdownUnderLoad(t, cfg) // in the child process, skips the test
-	if len(rep.Rounds) != 2 {
-		t.Fatalf("%d rounds ran, want 2", len(rep.Rounds))
-	}
-	r := rep.Rounds[1]
-	if len(r.Stranded) == 0 {
-		t.Errorf("the killed process ran no job (%d were running just before the kill)", r.Running)
-	}
+	r := killRound(t, rep, 2)
 	if !strings.HasSuffix(leader, "_peer1") {
 		t.Errorf("the peer does not lead after the kill (leader %q)", leader)
 	}
@@ -157,13 +165,7 @@ func scenarioLeaderCrash(t *testing.T, sz sizes) tally {
 		}
 	}
 	rep := millracetest.ShutdownUnderLoad(t, cfg) // in the child process, skips the test
-	if len(rep.Rounds) != 2 {
-		t.Fatalf("%d rounds ran, want 2", len(rep.Rounds))
-	}
-	r := rep.Rounds[0]
-	if len(r.Stranded) == 0 {
-		t.Errorf("the killed leader ran no job (%d were running just before the kill)", r.Running)
-	}
+	r := killRound(t, rep, 1)
 	var periodic, runs int
 	h.scan("SELECT count(*), count(DISTINCT scheduled_at) FROM "+jobTable(rep.Schema)+" WHERE kind = $1", []any{kindPeriodic}, &periodic, &runs)
 	if periodic != runs {

@@ -251,7 +251,7 @@ func TestShutdownUnderLoadCatches(t *testing.T) {
 			tweak: func(cfg *millracetest.ShutdownConfig) {
 				dropped := new(atomic.Bool) // one outcome dropped in the whole run
 				millracetest.SetWrapDriver(cfg, func(d driver.Driver[pgx.Tx]) driver.Driver[pgx.Tx] {
-					return &dropDriver{Driver: d, dropped: dropped}
+					return &execDriver{Driver: d, wrap: func(e driver.Executor) driver.Executor { return &dropExec{Executor: e, dropped: dropped} }}
 				})
 			},
 			wants: []string{"jobs left running after the client stopped", "jobs lost"},
@@ -268,7 +268,7 @@ func TestShutdownUnderLoadCatches(t *testing.T) {
 			tweak: func(cfg *millracetest.ShutdownConfig) {
 				doubled := new(atomic.Bool) // one job handed out twice in the whole run
 				millracetest.SetWrapDriver(cfg, func(d driver.Driver[pgx.Tx]) driver.Driver[pgx.Tx] {
-					return &doubleDriver{Driver: d, doubled: doubled}
+					return &execDriver{Driver: d, wrap: func(e driver.Executor) driver.Executor { return &doubleExec{Executor: e, doubled: doubled} }}
 				})
 			},
 			// (What else the client makes of a job it holds twice varies:
@@ -330,17 +330,16 @@ func TestShutdownUnderLoadCatches(t *testing.T) {
 	}
 }
 
-// dropDriver is a broken client's driver: its completer's first write of a
-// completed outcome drops that outcome, yet reports it written.
-type dropDriver struct {
+// execDriver is a broken client's driver: its executors are wrapped.
+type execDriver struct {
 	driver.Driver[pgx.Tx]
-	dropped *atomic.Bool
+	wrap func(driver.Executor) driver.Executor
 }
 
-func (d *dropDriver) GetExecutor() driver.Executor {
-	return &dropExec{Executor: d.Driver.GetExecutor(), dropped: d.dropped}
-}
+func (d *execDriver) GetExecutor() driver.Executor { return d.wrap(d.Driver.GetExecutor()) }
 
+// dropExec is a broken client's executor: its completer's first write of
+// a completed outcome drops that outcome, yet reports it written.
 type dropExec struct {
 	driver.Executor
 	dropped *atomic.Bool
@@ -373,18 +372,9 @@ func (e *dropExec) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 	return rows, nil
 }
 
-// doubleDriver is a broken client's driver: its first fetch that takes a
+// doubleExec is a broken client's executor: its first fetch that takes a
 // 300 ms job hands that job out twice, so that two of the client's workers
 // run it at once.
-type doubleDriver struct {
-	driver.Driver[pgx.Tx]
-	doubled *atomic.Bool
-}
-
-func (d *doubleDriver) GetExecutor() driver.Executor {
-	return &doubleExec{Executor: d.Driver.GetExecutor(), doubled: d.doubled}
-}
-
 type doubleExec struct {
 	driver.Executor
 	doubled *atomic.Bool
