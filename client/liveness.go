@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/internal/elector"
 	"github.com/millrace/millrace/internal/liveness"
 	"github.com/millrace/millrace/maintenance"
 	"github.com/millrace/millrace/millracetype"
@@ -53,7 +54,7 @@ func (c *Client[TTx]) newLiveness(exec driver.Executor) (*liveness.Service, erro
 	}
 	lv, err := liveness.New(exec, &liveness.Config{Schema: c.config.Schema, ClientID: c.config.ID, Metadata: meta,
 		Interval: c.config.HeartbeatInterval, DeadAfter: c.config.HeartbeatTimeout, Logger: c.config.Logger,
-		Rescue: c.heartbeatRescue, OnLost: c.leaseLost, Owns: c.owns, RescueOrphan: c.orphanRescue})
+		Rescue: c.heartbeatRescue, OnLost: c.leaseLost, OnRegained: c.leaseRegained, Owns: c.owns, RescueOrphan: c.orphanRescue})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -107,10 +108,38 @@ func (c *Client[TTx]) owns(id int64) bool {
 // leaseLost cancels every running job: the client's lease is dead, so its
 // jobs are (or are about to be) rescued and run elsewhere.
 func (c *Client[TTx]) leaseLost(cause error) {
+	// Out of leadership until the lease is back: the other clients are
+	// about to have this one dead and resign its terms.
+	for _, el := range c.runElectors() {
+		el.Suspend()
+	}
 	n := 0
 	for _, p := range c.allProducers() {
 		n += p.CancelAll(cause)
 	}
-	c.config.Logger.Error("millrace: this client lost its heartbeat lease; its running jobs are cancelled", "client_id", c.config.ID,
-		"jobs", n, "cause", cause)
+	c.config.Logger.Error("millrace: this client lost its heartbeat lease; its running jobs are cancelled and it leads nothing until the lease is back",
+		"client_id", c.config.ID, "jobs", n, "cause", cause)
+}
+
+// leaseRegained is the liveness service's OnRegained: the client may lead
+// again.
+func (c *Client[TTx]) leaseRegained() {
+	for _, el := range c.runElectors() {
+		el.Resume()
+	}
+	c.config.Logger.Info("millrace: this client holds a heartbeat lease again", "client_id", c.config.ID)
+}
+
+// runElectors returns this run's electors (none when it opted out of
+// leadership).
+func (c *Client[TTx]) runElectors() []*elector.Elector {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var els []*elector.Elector
+	for _, el := range []*elector.Elector{c.elector, c.domainElector} {
+		if el != nil {
+			els = append(els, el)
+		}
+	}
+	return els
 }

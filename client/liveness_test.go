@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,4 +264,77 @@ func TestClientIDInUse(t *testing.T) {
 	if err := second.Start(ctx); err != nil {
 		t.Fatalf("Start once the first stopped: %v", err)
 	}
+}
+
+// A leading client whose heartbeats fail (cut off from the database, in
+// this test for heartbeats only) gives its lease up and steps down; the
+// other client, seeing its row dead, resigns its term if still there, and
+// leads within seconds rather than when the term expires (TTL 15 s,
+// extended every 5 s). Once its heartbeats succeed again, it registers anew
+// and follows.
+func TestLeaseLostGivesUpLeadership(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testfixture.New(t)
+	leader := func() string {
+		var id string
+		if err := db.Pool.QueryRow(ctx, `SELECT coalesce((SELECT leader_id FROM `+pgx.Identifier{db.Schema, "river_leader"}.Sanitize()+
+			` WHERE expires_at > now()), '')`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	cfg := func(id string) *Config {
+		return &Config{ID: id, Queues: oneQueue(1), Workers: NewWorkers(), HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: time.Second}
+	}
+	cut := &heartbeatCut{Driver: db.Driver}
+	a := newClientOn(t, cut, db.Schema, cfg("a"))
+	start(t, a)
+	waitFor(t, "a leads", func() bool { return leader() == "a" })
+	b := newClient(t, db, cfg("b"))
+	start(t, b)
+
+	cut.fail.Store(true)
+	cutAt := time.Now()
+	waitFor(t, "b leads", func() bool { return leader() == "b" })
+	if took := time.Since(cutAt); took > 5*time.Second {
+		t.Errorf("b led %v after a's heartbeats began to fail (timeout 1 s): leadership waited for a's term to expire", took)
+	}
+	cut.fail.Store(false)
+	waitFor(t, "a's new lease", func() bool {
+		var alive bool
+		if err := db.Pool.QueryRow(ctx, `SELECT heartbeat_at > now() - interval '1 second' FROM `+clientTable(db)+` WHERE client_id = 'a'`).Scan(&alive); err != nil {
+			t.Fatal(err)
+		}
+		return alive
+	})
+	if id := leader(); id != "b" {
+		t.Errorf("leader %q once a is back, want b still", id)
+	}
+	if err := b.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a leads again once b stopped", func() bool { return leader() == "a" })
+}
+
+// heartbeatCut is a driver whose heartbeats fail while fail is set.
+type heartbeatCut struct {
+	driver.Driver[pgx.Tx]
+	fail atomic.Bool
+}
+
+func (d *heartbeatCut) GetExecutor() driver.Executor {
+	return &heartbeatCutExec{Executor: d.Driver.GetExecutor(), fail: &d.fail}
+}
+
+type heartbeatCutExec struct {
+	driver.Executor
+	fail *atomic.Bool
+}
+
+func (e *heartbeatCutExec) ClientHeartbeat(ctx context.Context, p *driver.ClientHeartbeatParams) (*driver.ClientHeartbeatResult, error) {
+	if e.fail.Load() {
+		return nil, errors.New("test: heartbeats cut off")
+	}
+	return e.Executor.ClientHeartbeat(ctx, p)
 }

@@ -92,7 +92,8 @@ func scenarioWorkerCrash(t *testing.T, sz sizes) tally {
 // millracetest.ShutdownUnderLoad: the first round's client leads and is
 // killed, with a peer working alongside; a second round's client then works
 // with the peer for 8 s). The peer becomes leader and maintenance goes on:
-// it rescues the dead leader's jobs, its scheduler makes jobs scheduled
+// it takes the dead leader's term away within seconds (not when it would
+// expire), rescues the dead leader's jobs, its scheduler makes jobs scheduled
 // after the crash available, and the durable periodic job keeps being
 // enqueued, each run once.
 func scenarioLeaderCrash(t *testing.T, sz sizes) tally {
@@ -125,6 +126,12 @@ func scenarioLeaderCrash(t *testing.T, sz sizes) tally {
 				return
 			}
 			failover = electedAt.Sub(r.KilledAt)
+			// The peer resigns the dead leader's term when it finds it dead
+			// (heartbeat timeout 1 s here); waiting for the term to expire
+			// would take 10-15 s (TTL 15 s, extended every 5 s).
+			if failover > 8*time.Second {
+				t.Errorf("the peer led %v after the leader was killed: the dead leader's term was not resigned, it expired", failover)
+			}
 			// The new leader enqueues the periodic job.
 			if !testwait.Poll(30*time.Second, func() bool {
 				var n int

@@ -36,6 +36,16 @@
 // It then tries once to resign the abandoned term (so that, if the database
 // is back, another client need not wait for the row to expire) and follows.
 //
+// # Suspension
+//
+// Suspend keeps an elector out of leadership until Resume: a leader steps
+// down at once (its subscribers are told, then it resigns its term) and a
+// follower makes no election attempt. A client suspends its electors while
+// its liveness lease is lost: the other clients are about to declare it
+// dead and take its terms away (they resign a dead client's terms, so that
+// leadership passes within the heartbeat timeout instead of the TTL), and
+// it must not lead meanwhile.
+//
 // # Domains
 //
 // A domain's term is the domain's row of millrace_leader (migration line
@@ -202,6 +212,14 @@ type Elector struct {
 
 	isLeader atomic.Bool
 
+	// suspended is set between Suspend and Resume; suspends counts the
+	// Suspend calls (a term won before the latest one ends, even if Resume
+	// has come since); wake is signalled by both, so that the run goroutine
+	// looks again.
+	suspended atomic.Bool
+	suspends  atomic.Int64
+	wake      chan struct{}
+
 	// mu guards subs, which is never modified in place once stored (it is
 	// replaced), so a copy of the slice header is a stable snapshot.
 	mu   sync.Mutex
@@ -238,6 +256,8 @@ const (
 	leadResignRequested
 	// leadUnconfirmed: no extension succeeded in time.
 	leadUnconfirmed
+	// leadSuspended: the elector was suspended (Suspend).
+	leadSuspended
 )
 
 // New returns an Elector for the client cfg.ClientID that runs its queries
@@ -292,7 +312,26 @@ func New(exec driver.Executor, n *notifier.Notifier, cfg *Config) (*Elector, err
 		return nil, fmt.Errorf("elector: ReelectInterval (%v) must be shorter than the step-down time of TTL %v (%v)",
 			c.ReelectInterval, c.TTL, stepDownAfter)
 	}
-	return &Elector{exec: exec, notifier: n, cfg: c, stepDownAfter: stepDownAfter}, nil
+	return &Elector{exec: exec, notifier: n, cfg: c, stepDownAfter: stepDownAfter, wake: make(chan struct{}, 1)}, nil
+}
+
+// Suspend keeps the elector out of leadership until Resume or the next
+// Start (see "Suspension" in the package documentation): a leader steps
+// down and resigns, a follower stops trying. It returns at once; the
+// step-down happens on the elector's goroutine, subscribers first. Calling
+// it while suspended does nothing more.
+func (e *Elector) Suspend() {
+	e.suspended.Store(true)
+	e.suspends.Add(1)
+	signal(e.wake)
+}
+
+// Resume ends a suspension: a follower tries to be elected at once. A term
+// won before the suspension is given up all the same: Suspend followed at
+// once by Resume still makes a leader step down.
+func (e *Elector) Resume() {
+	e.suspended.Store(false)
+	signal(e.wake)
 }
 
 // stepDownTime is how long a leader keeps leading without a successful
@@ -320,6 +359,10 @@ func (e *Elector) Start(ctx context.Context) error {
 		e.StartFailed(stopped)
 		return fmt.Errorf("elector: start: %w", err)
 	}
+	// A run begins unsuspended (a suspension belongs to the run it was
+	// made in).
+	e.suspended.Store(false)
+	drain(e.wake)
 
 	r := &runState{
 		resigned:      make(chan struct{}, 1),
@@ -444,7 +487,7 @@ func signal(ch chan struct{}) {
 func (e *Elector) run(ctx context.Context, r *runState) {
 	wait := time.Duration(0) // the first attempt is immediate
 	for {
-		term, termStart := e.follow(ctx, r, wait)
+		term, termStart, gen := e.follow(ctx, r, wait)
 		if term == nil {
 			return
 		}
@@ -457,7 +500,7 @@ func (e *Elector) run(ctx context.Context, r *runState) {
 
 		e.cfg.Logger.Info("elector: elected leader", "schema", e.cfg.Schema, "client_id", e.cfg.ClientID)
 		e.setLeader(true)
-		outcome := e.lead(ctx, r, term, termStart)
+		outcome := e.lead(ctx, r, term, termStart, gen)
 		// Whatever ended the term, subscribers hear it first, so that
 		// maintenance is told to stop before another client can be
 		// elected.
@@ -479,6 +522,10 @@ func (e *Elector) run(ctx context.Context, r *runState) {
 			// Best effort: if the database is reachable again, free the
 			// row so that nobody waits for it to expire.
 			e.resign(ctx, term)
+		case leadSuspended:
+			e.cfg.Logger.Warn("elector: stepping down: suspended (the client lost its liveness lease)",
+				"schema", e.cfg.Schema, "client_id", e.cfg.ClientID)
+			e.resign(ctx, term)
 		}
 		if ctx.Err() != nil {
 			return
@@ -490,10 +537,11 @@ func (e *Elector) run(ctx context.Context, r *runState) {
 
 // follow tries to be elected, first after wait and then every
 // ElectInterval (plus jitter), or shortly after another leader resigned. It
-// returns the new term and when the winning attempt was sent, or nil once
-// ctx has ended. A term is returned even if ctx ended during the winning
-// attempt, so that the caller can resign it.
-func (e *Elector) follow(ctx context.Context, r *runState, wait time.Duration) (*millracetype.Leader, time.Time) {
+// returns the new term, when the winning attempt was sent and the count of
+// Suspend calls before it (see lead), or nil once ctx has ended. A term is
+// returned even if ctx ended during the winning attempt, so that the
+// caller can resign it.
+func (e *Elector) follow(ctx context.Context, r *runState, wait time.Duration) (*millracetype.Leader, time.Time, int64) {
 	// Signals from the previous term are stale.
 	drain(r.resigned)
 	drain(r.requestResign)
@@ -503,16 +551,25 @@ func (e *Elector) follow(ctx context.Context, r *runState, wait time.Duration) (
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, time.Time{}
+			return nil, time.Time{}, 0
 		case <-r.requestResign:
 			continue // meant for the leader, which we are not
 		case <-r.resigned:
 			timer.Reset(rand.N(resignedRetryMax))
 			continue
+		case <-e.wake:
+			if !e.suspended.Load() {
+				timer.Reset(0) // resumed: try now
+			}
+			continue
 		case <-timer.C:
+		}
+		if e.suspended.Load() {
+			continue // no attempt until resumed (wake)
 		}
 
 		sent := time.Now()
+		gen := e.suspends.Load()
 		// Not cancelled by Stop: an election that succeeds in the database
 		// must be seen here, or its row would be left behind.
 		electCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), electTimeout)
@@ -536,10 +593,10 @@ func (e *Elector) follow(ctx context.Context, r *runState, wait time.Duration) (
 			// is for us.
 			drain(r.requestResign)
 			drain(r.resigned)
-			return term, sent
+			return term, sent, gen
 		}
 		if ctx.Err() != nil {
-			return nil, time.Time{}
+			return nil, time.Time{}, 0
 		}
 		timer.Reset(e.electWait())
 	}
@@ -547,15 +604,22 @@ func (e *Elector) follow(ctx context.Context, r *runState, wait time.Duration) (
 
 // lead keeps the term alive until it ends, and says why it ended. termStart
 // is when the election that began the term was sent: the term lasts at
-// least until termStart + TTL.
-func (e *Elector) lead(ctx context.Context, r *runState, term *millracetype.Leader, termStart time.Time) leadOutcome {
+// least until termStart + TTL. gen is the count of Suspend calls before
+// that election: a later one ends the term.
+func (e *Elector) lead(ctx context.Context, r *runState, term *millracetype.Leader, termStart time.Time, gen int64) leadOutcome {
 	deadline := termStart.Add(e.stepDownAfter)
 	timer := time.NewTimer(min(e.cfg.ReelectInterval, time.Until(deadline)))
 	defer timer.Stop()
 	for {
+		// Suspended during the winning election, or since.
+		if e.suspends.Load() != gen {
+			return leadSuspended
+		}
 		select {
 		case <-ctx.Done():
 			return leadStopped
+		case <-e.wake:
+			continue // the loop's top looks at suspended
 		case <-r.requestResign:
 			return leadResignRequested
 		case <-r.resigned:

@@ -121,6 +121,10 @@ type Config struct {
 	// lost: no heartbeat succeeded for DeadAfter, or the database says the
 	// lease is dead or replaced. It is called once per loss.
 	OnLost func(cause error)
+	// OnRegained is called, from the service's goroutine, when a lease
+	// reported lost (OnLost) is held again: registered anew, or alive
+	// after all (the database answered in time). Nil: nothing.
+	OnRegained func()
 	// Logger receives the service's logs. Default: discarded.
 	Logger *slog.Logger
 }
@@ -178,6 +182,9 @@ func New(exec driver.Executor, cfg *Config) (*Service, error) {
 	}
 	if c.OnLost == nil {
 		c.OnLost = func(error) {}
+	}
+	if c.OnRegained == nil {
+		c.OnRegained = func() {}
 	}
 	if c.RescueOrphan == nil {
 		c.RescueOrphan = c.Rescue
@@ -322,12 +329,17 @@ func (s *Service) run(ctx context.Context) {
 				continue
 			}
 			s.log.Info("liveness: registered again with a new lease", "client_id", s.cfg.ClientID)
+			s.cfg.OnRegained()
 		default:
 			// Alive: a loss given up locally was not one for the
 			// database (the jobs were cancelled all the same).
 			s.mu.Lock()
+			wasLost := s.lost
 			s.lost = false
 			s.mu.Unlock()
+			if wasLost {
+				s.cfg.OnRegained()
+			}
 		}
 		if failing {
 			s.log.Info("liveness: heartbeat succeeds again", "client_id", s.cfg.ClientID)
@@ -417,6 +429,10 @@ func (s *Service) rescueDead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	resigned, err := resignDeadTerms(ctx, tx, s.cfg.Schema, dead)
+	if err != nil {
+		return err
+	}
 	var deleted []string
 	for _, d := range dead {
 		if d.DeadFor < s.cfg.TombstoneAfter {
@@ -433,10 +449,52 @@ func (s *Service) rescueDead(ctx context.Context) error {
 	if rescued > 0 {
 		s.log.Info("liveness: rescued the running jobs of dead clients", "clients", ids, "jobs", rescued)
 	}
+	for _, t := range resigned {
+		s.log.Info("liveness: resigned the leadership term of a dead client", "leader_id", t.LeaderID, "domain", t.Domain,
+			"elected_at", t.ElectedAt)
+	}
 	if len(deleted) > 0 {
 		s.log.Debug("liveness: removed the rows of clients dead for long", "clients", deleted)
 	}
 	return nil
+}
+
+// resignDeadTerms resigns, in tx, the leadership terms (the database's and
+// the domains') that dead clients won before they died, and returns them:
+// the resignation is notified, so another client is elected at once
+// rather than when the term expires. A dead client has stepped down
+// itself by then (a client suspends its electors when its lease is lost,
+// before the database has it dead); a term it won after its death (as a
+// new incarnation) is not touched.
+func resignDeadTerms(ctx context.Context, tx driver.ExecutorTx, schema string, dead []*driver.DeadClient) ([]*millracetype.Leader, error) {
+	var terms []*millracetype.Leader
+	switch l, err := tx.LeaderGetElected(ctx, schema); {
+	case err == nil:
+		terms = append(terms, l)
+	case !errors.Is(err, millracetype.ErrNotFound):
+		return nil, fmt.Errorf("read the leader: %w", err)
+	}
+	domains, err := tx.LeaderListDomains(ctx, schema)
+	if err != nil {
+		return nil, fmt.Errorf("read the domains' leaders: %w", err)
+	}
+	terms = append(terms, domains...)
+	var resigned []*millracetype.Leader
+	for _, t := range terms {
+		for _, d := range dead {
+			if t.LeaderID != d.ClientID || !t.ElectedAt.Before(d.DiedAt) {
+				continue
+			}
+			ok, err := tx.LeaderResign(ctx, &driver.LeaderResignParams{Schema: schema, Domain: t.Domain, LeaderID: t.LeaderID, ElectedAt: t.ElectedAt})
+			if err != nil {
+				return nil, fmt.Errorf("resign the term of dead client %s: %w", t.LeaderID, err)
+			}
+			if ok {
+				resigned = append(resigned, t)
+			}
+		}
+	}
+	return resigned, nil
 }
 
 // rescueOrphans rescues the jobs the database has running under this

@@ -35,8 +35,21 @@ func verdict(job *millracetype.JobRow) *driver.JobRescue {
 }
 
 type lossLog struct {
-	mu     sync.Mutex
-	causes []error
+	mu       sync.Mutex
+	causes   []error
+	regained int
+}
+
+func (l *lossLog) regain() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.regained++
+}
+
+func (l *lossLog) regains() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.regained
 }
 
 func (l *lossLog) add(err error) {
@@ -56,7 +69,7 @@ func newService(t *testing.T, exec driver.Executor, db *testfixture.DB, id strin
 	cfg := &Config{Schema: db.Schema, ClientID: id, Interval: testInterval, DeadAfter: testDeadAfter,
 		TombstoneAfter: time.Hour, Rescue: verdict}
 	if losses != nil {
-		cfg.OnLost = losses.add
+		cfg.OnLost, cfg.OnRegained = losses.add, losses.regain
 	}
 	s, err := New(exec, cfg)
 	if err != nil {
@@ -175,6 +188,64 @@ func TestRescuesTheJobsOfADeadClient(t *testing.T) {
 	})
 }
 
+// The leadership terms a client won before it died are resigned with its
+// rescue, so that another client is elected at once; other clients' terms,
+// and a term won by the same ID after the death, are left alone.
+func TestResignsTheTermsOfADeadClient(t *testing.T) {
+	db := testfixture.New(t)
+	ctx := context.Background()
+	leader := pgx.Identifier{db.Schema, "river_leader"}.Sanitize()
+	domains := pgx.Identifier{db.Schema, "millrace_leader"}.Sanitize()
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := db.Pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dying := newService(t, db.Exec(), db, "dying", nil)
+	start(t, dying)
+	survivor := newService(t, db.Exec(), db, "survivor", nil)
+	var deadBeats atomic.Int64 // the survivor's heartbeats that saw a dead row (each starts a rescue pass)
+	survivor.beat = func(res *driver.ClientHeartbeatResult, _ error) {
+		if res != nil && res.DeadClients {
+			deadBeats.Add(1)
+		}
+	}
+	start(t, survivor)
+	exec(`INSERT INTO `+leader+` (elected_at, expires_at, leader_id) VALUES (now(), now() + interval '1 hour', 'dying')`)
+	exec(`INSERT INTO `+domains+` (domain, leader_id, elected_at, expires_at) VALUES
+		('d1', 'dying', now(), now() + interval '1 hour'), ('d2', 'river-or-other', now(), now() + interval '1 hour')`)
+	count := func(sql string) int {
+		t.Helper()
+		var n int
+		if err := db.Pool.QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	dying.KeepOnStop()
+	dying.Stop()
+	died := time.Now()
+	testwait.For(t, waitTimeout, "the dead client's terms resigned", func() bool {
+		return count(`SELECT count(*) FROM `+leader) == 0 && count(`SELECT count(*) FROM `+domains+` WHERE domain = 'd1'`) == 0
+	})
+	if took := time.Since(died); took < testDeadAfter-testInterval {
+		t.Errorf("terms resigned %v after the last heartbeat, before the client could be dead (%v)", took, testDeadAfter)
+	}
+	if n := count(`SELECT count(*) FROM ` + domains + ` WHERE domain = 'd2' AND leader_id = 'river-or-other'`); n != 1 {
+		t.Errorf("another client's domain term was touched (%d rows left, want 1)", n)
+	}
+	// A term the ID wins after its death (a new incarnation) stays, while
+	// the dead row is still there and rescue passes go on.
+	exec(`INSERT INTO `+leader+` (elected_at, expires_at, leader_id) VALUES (now(), now() + interval '1 hour', 'dying')`)
+	n0 := deadBeats.Load()
+	testwait.For(t, waitTimeout, "more rescue passes", func() bool { return deadBeats.Load() >= n0+5 })
+	if n := count(`SELECT count(*) FROM ` + leader + ` WHERE leader_id = 'dying'`); n != 1 {
+		t.Errorf("a term won after the death was resigned")
+	}
+}
+
 // A row found dead by the database (the client was partitioned, frozen)
 // loses the lease: OnLost once, then a new registration.
 func TestLeaseLostWhenTheDatabaseHasItDead(t *testing.T) {
@@ -192,6 +263,9 @@ func TestLeaseLostWhenTheDatabaseHasItDead(t *testing.T) {
 	got := losses.get()
 	if len(got) != 1 || !errors.Is(got[0], ErrLeaseLost) {
 		t.Fatalf("OnLost calls: %v, want one with ErrLeaseLost", got)
+	}
+	if n := losses.regains(); n != 1 {
+		t.Errorf("OnRegained called %d times after the new registration, want 1", n)
 	}
 	// The new lease lives on; no second loss.
 	n := beats.Load()
@@ -254,6 +328,9 @@ func TestLeaseLostWhenHeartbeatsFail(t *testing.T) {
 	testwait.For(t, waitTimeout, "a new lease", func() bool { return !s.Lease().StartedAt.Equal(first.StartedAt) })
 	if got := losses.get(); len(got) != 1 || !strings.Contains(got[0].Error(), "last successful heartbeat") {
 		t.Fatalf("OnLost calls: %v, want one, for the failing heartbeats", got)
+	}
+	if n := losses.regains(); n != 1 {
+		t.Errorf("OnRegained called %d times after the new lease, want 1", n)
 	}
 }
 
