@@ -212,8 +212,8 @@ func TestResignsTheTermsOfADeadClient(t *testing.T) {
 		}
 	}
 	start(t, survivor)
-	exec(`INSERT INTO `+leader+` (elected_at, expires_at, leader_id) VALUES (now(), now() + interval '1 hour', 'dying')`)
-	exec(`INSERT INTO `+domains+` (domain, leader_id, elected_at, expires_at) VALUES
+	exec(`INSERT INTO ` + leader + ` (elected_at, expires_at, leader_id) VALUES (now(), now() + interval '1 hour', 'dying')`)
+	exec(`INSERT INTO ` + domains + ` (domain, leader_id, elected_at, expires_at) VALUES
 		('d1', 'dying', now(), now() + interval '1 hour'), ('d2', 'river-or-other', now(), now() + interval '1 hour')`)
 	count := func(sql string) int {
 		t.Helper()
@@ -238,7 +238,7 @@ func TestResignsTheTermsOfADeadClient(t *testing.T) {
 	}
 	// A term the ID wins after its death (a new incarnation) stays, while
 	// the dead row is still there and rescue passes go on.
-	exec(`INSERT INTO `+leader+` (elected_at, expires_at, leader_id) VALUES (now(), now() + interval '1 hour', 'dying')`)
+	exec(`INSERT INTO ` + leader + ` (elected_at, expires_at, leader_id) VALUES (now(), now() + interval '1 hour', 'dying')`)
 	n0 := deadBeats.Load()
 	testwait.For(t, waitTimeout, "more rescue passes", func() bool { return deadBeats.Load() >= n0+5 })
 	if n := count(`SELECT count(*) FROM ` + leader + ` WHERE leader_id = 'dying'`); n != 1 {
