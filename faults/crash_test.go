@@ -65,13 +65,17 @@ func scenarioWorkerCrash(t *testing.T, sz sizes) tally {
 	var leader string
 	var rescuedBy []string
 	cfg.AfterRound = func(schema string, r *millracetest.RoundReport) {
-		h.scan("SELECT coalesce((SELECT leader_id FROM "+leaderTable(schema)+"), '')", nil, &leader)
 		if r.N == 1 {
-			if !strings.HasSuffix(leader, "_peer1") {
+			// The first client resigned as it stopped; the peer is elected.
+			if !testwait.Poll(30*time.Second, func() bool {
+				h.scan("SELECT coalesce((SELECT leader_id FROM "+leaderTable(schema)+" WHERE expires_at > now()), '')", nil, &leader)
+				return strings.HasSuffix(leader, "_peer1")
+			}) {
 				t.Errorf("the peer does not lead after the first client stopped (leader %q)", leader)
 			}
 			return
 		}
+		h.scan("SELECT coalesce((SELECT leader_id FROM "+leaderTable(schema)+"), '')", nil, &leader)
 		// Who rescued them: the rescue error names the rescuer.
 		h.scan(`SELECT coalesce(array_agg(DISTINCT coalesce(substring(e->>'error' FROM 'rescued by ([^)]*)\)'), e->>'error')), '{}')
 			FROM `+jobTable(schema)+` j, unnest(j.errors) e WHERE j.id = ANY($1)`, []any{r.Stranded}, &rescuedBy)

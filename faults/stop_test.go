@@ -42,10 +42,24 @@ func scenarioStopDeadline(t *testing.T, sz sizes) tally {
 	const deadline = 500 * time.Millisecond
 	const rescueAfter, jobTimeout = time.Second, 2 * time.Second
 	// The stuck job holds, deaf to its context, until the stop began
-	// 1.5 s ago and it is older than the peer's rescue thresholds by 2 s.
+	// 1.5 s ago, it is older than the peer's rescue thresholds by 2 s, and
+	// the peer has led for 1 s (its rescuer passes every 200 ms).
 	var stopBegan atomic.Int64 // unix ns
 	var started atomic.Bool
-	var held atomic.Int64 // ns
+	var held atomic.Int64        // ns
+	var scratch atomic.Value     // the harness's schema (string)
+	var peerLeads time.Time      // read and written by the stuck job's worker only
+	peerLeading := func() bool { // on the worker's goroutine: no t.Fatal
+		s, _ := scratch.Load().(string)
+		if s == "" {
+			return false
+		}
+		var leader string
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := h.pool.QueryRow(ctx, "SELECT coalesce((SELECT leader_id FROM "+leaderTable(s)+" WHERE expires_at > now()), '')").Scan(&leader)
+		return err == nil && strings.HasSuffix(leader, "_peer1")
+	}
 	work := client.WorkFunc(func(ctx context.Context, job *client.Job[stubbornArgs]) error {
 		if job.Attempt > 1 {
 			return nil // the retry
@@ -53,9 +67,13 @@ func scenarioStopDeadline(t *testing.T, sz sizes) tally {
 		started.Store(true)
 		begin := time.Now()
 		testwait.Poll(2*time.Minute, func() bool {
+			if peerLeads.IsZero() && peerLeading() {
+				peerLeads = time.Now()
+			}
 			sb := stopBegan.Load()
 			return sb != 0 && time.Since(time.Unix(0, sb)) > 1500*time.Millisecond &&
-				time.Since(*job.AttemptedAt) > max(rescueAfter, jobTimeout)+2*time.Second
+				time.Since(*job.AttemptedAt) > max(rescueAfter, jobTimeout)+2*time.Second &&
+				!peerLeads.IsZero() && time.Since(peerLeads) > time.Second
 		})
 		held.Store(int64(time.Since(begin)))
 		return errors.New(stubbornError)
@@ -80,8 +98,10 @@ func scenarioStopDeadline(t *testing.T, sz sizes) tally {
 	}
 	client.AddWorker[stubbornArgs](cfg.Workers, work)
 	peer := *cfg.Client
+	peer.Queues = map[string]client.QueueConfig{client.QueueDefault: {MaxWorkers: sz.workers}} // not the stubborn queue
 	cfg.Client.Queues = map[string]client.QueueConfig{client.QueueDefault: {MaxWorkers: sz.workers}, stubbornQueue: {MaxWorkers: 1}}
 	peer.RescueStuckJobsAfter, peer.JobTimeout = rescueAfter, jobTimeout
+	cfg.OnSetup = func(s string) { scratch.Store(s) }
 	cfg.Peers, cfg.PeerClient = 1, &peer
 	cfg.MaintenanceInterval = 200 * time.Millisecond
 	cfg.StopDeadline = deadline

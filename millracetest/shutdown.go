@@ -133,20 +133,23 @@ type ShutdownConfig struct {
 	// and rescue what a killed client left running. They start once the
 	// first round's client has started and become leader (unless its
 	// LeaderElectionDisabled is set), so the first round shuts the leader
-	// down and a peer leads in the later rounds; they stop gracefully (and
-	// are checked like a round's client) after the last round, before the
-	// drain. Default 0. A plan with a Kill round needs at least one.
+	// down and, usually, a peer leads in the later rounds (a later round's
+	// client may win an election too); they stop gracefully (and are
+	// checked like a round's client) after the last round, before the
+	// drain. Default 0, at most 16. A plan with a Kill round needs one.
 	Peers int
 	// PeerClient, when set, is the peers' configuration instead of
 	// Client (with the same defaults filled in): a peer may work other
 	// queues, or rescue stuck jobs sooner (RescueStuckJobsAfter).
 	PeerClient *client.Config
-	// MaintenanceInterval, when positive, is how often the leader among
-	// the harness's clients runs its maintenance passes (the scheduler,
-	// the stuck-job rescuer, the cleaners) instead of their defaults (the
-	// rescuer's is 30 s), so that River's stuck-job rule
-	// (RescueStuckJobsAfter) can act within a round. Default 0: the
-	// client's defaults.
+	// MaintenanceInterval, when set, is how often the leader among the
+	// harness's clients runs its maintenance passes (the scheduler, the
+	// stuck-job rescuer, the job and queue cleaners) instead of their
+	// defaults (the rescuer's is 30 s), so that River's stuck-job rule
+	// (RescueStuckJobsAfter) can act within a round. The cleaners pass as
+	// often: with a CompletedJobRetentionPeriod shorter than the run,
+	// completed jobs would be deleted and reported lost. Default 0: the
+	// client's defaults; otherwise at least 10 ms.
 	MaintenanceInterval time.Duration
 	// Mix is the load: what jobs are inserted. Required.
 	Mix []JobMix
@@ -179,9 +182,19 @@ type ShutdownConfig struct {
 	// until no job is available, none runs, and none is retryable or
 	// scheduled for before the drain's deadline. Default 30 s.
 	DrainTimeout time.Duration
+	// OnSetup, when set, is called once the scratch schema is created and
+	// migrated, before any client starts: a test can note the schema or
+	// add rows of its own there.
+	OnSetup func(schema string)
 	// AfterRound, when set, is called after each round's checks, before
-	// the next client starts, with the scratch schema: a test can look at
-	// the jobs as the round left them.
+	// the next round's client starts, with the scratch schema: a test can
+	// look at the jobs as the round left them (the peers, if any, work on
+	// meanwhile).
+	//
+	// OnSetup, AfterRound and Shutdown.When run on the test's goroutine
+	// and may fail the test, with FailNow too: the harness then stops its
+	// clients and processes and checks nothing more. JobMix.Args runs on
+	// another goroutine and must not call FailNow.
 	AfterRound func(schema string, round *RoundReport)
 	// Seed seeds the random choices (job mix, shutdown points). Default:
 	// random; the report gives the seed used.
@@ -191,6 +204,12 @@ type ShutdownConfig struct {
 	// of the working clients (a deliberately broken client).
 	wrapDriver func(driver.Driver[pgx.Tx]) driver.Driver[pgx.Tx]
 }
+
+// Bounds of ShutdownConfig fields.
+const (
+	maxPeers               = 16
+	minMaintenanceInterval = 10 * time.Millisecond
+)
 
 // Defaults used for unset ShutdownConfig fields.
 const (
@@ -224,8 +243,10 @@ func (cfg *ShutdownConfig) validate() (*ShutdownConfig, error) {
 		return bad("Rate and Backlog are both 0: no load")
 	case len(c.Plan) == 0:
 		return bad("Plan has no shutdown (see DefaultShutdownPlan)")
-	case c.Peers < 0:
-		return bad("Peers is %d, want 0 or more", c.Peers)
+	case c.Peers < 0 || c.Peers > maxPeers:
+		return bad("Peers is %d, want 0 to %d", c.Peers, maxPeers)
+	case c.MaintenanceInterval != 0 && c.MaintenanceInterval < minMaintenanceInterval:
+		return bad("MaintenanceInterval is %v, want 0 (the client's defaults) or at least %v", c.MaintenanceInterval, minMaintenanceInterval)
 	case c.PeerClient != nil && c.Peers == 0:
 		return bad("PeerClient is set but Peers is 0")
 	}
@@ -272,16 +293,28 @@ func (cfg *ShutdownConfig) validate() (*ShutdownConfig, error) {
 	if err == nil {
 		_, err = client.New(pgxv5.New(c.Pool), cc)
 	}
+	killedTimeout := time.Duration(0) // the killed clients' HeartbeatTimeout
+	if err == nil {
+		killedTimeout = cc.HeartbeatTimeout
+	}
 	if err != nil {
 		return bad("Client: %w", err)
 	}
 	if c.PeerClient != nil {
-		if cc, err = c.peerConfig("validate", "validate_schema", nil); err == nil {
-			_, err = client.New(pgxv5.New(c.Pool), cc)
+		pc, err := c.peerConfig("validate", "validate_schema", nil)
+		if err == nil {
+			_, err = client.New(pgxv5.New(c.Pool), pc)
 		}
 		if err != nil {
 			return bad("PeerClient: %w", err)
 		}
+	}
+	// A killed client's jobs are rescued once its heartbeat is older than
+	// its HeartbeatTimeout: the harness waits StopWait for that.
+	if hb := killedTimeout; slices.ContainsFunc(c.Plan, func(s Shutdown) bool { return s.Method >= KillAndRestart }) &&
+		hb+time.Second > c.StopWait {
+		return bad("a kill's jobs are rescued about HeartbeatTimeout (%v) after it; StopWait (%v), how long the harness waits for that, "+
+			"must be longer by a second at least", hb, c.StopWait)
 	}
 	return &c, nil
 }
@@ -341,7 +374,7 @@ func (cfg *ShutdownConfig) configFrom(base *client.Config, id, schema string, mw
 // and the report returned. Bad config fails tb with Fatalf (the error
 // wraps ErrInvalidShutdownConfig).
 //
-// KillAndRestart runs clients in child processes: the test binary run
+// KillAndRestart and Kill run clients in child processes: the test binary run
 // again, for the calling test only (-test.run with its full name), with
 // an environment variable that makes this call run a client instead of
 // the harness. The calling test must therefore reach this call in the
@@ -386,6 +419,9 @@ type harness struct {
 	ins    *client.Client[pgx.Tx]
 	rec    *recorder
 	peers  []*workingClient
+	// drainDeadline is the drain's deadline: jobs due before it should
+	// have been worked.
+	drainDeadline time.Time
 
 	mu       sync.Mutex
 	inserted []int64
@@ -406,9 +442,23 @@ func (h *harness) run() {
 	h.rep.Rounds = nil
 	h.stranded = map[int64]bool{}
 	h.rec = newRecorder()
+	finished := false
+	defer func() {
+		if !finished {
+			// A callback (AfterRound, When, OnSetup) stopped the test
+			// (FailNow): stop what still runs, check nothing.
+			h.stopPeersNow()
+			h.closePools()
+		}
+	}()
 	if err := h.setup(); err != nil {
 		h.rep.problem("setup: %v", err)
+		finished = true
+		h.closePools()
 		return
+	}
+	if h.cfg.OnSetup != nil {
+		h.cfg.OnSetup(h.schema)
 	}
 	for i, s := range h.cfg.Plan {
 		after := s.After
@@ -435,6 +485,7 @@ func (h *harness) run() {
 	h.drain()
 	h.account()
 	h.checkSessions()
+	finished = true
 	h.closePools()
 	h.rep.Took = time.Since(begin)
 }
@@ -605,9 +656,10 @@ func (h *harness) jobs(ctx context.Context, ids []int64) (map[int64]*millracetyp
 	return out, nil
 }
 
-// closePools closes the harness's own pool.
+// closePools closes the harness's own pool (once).
 func (h *harness) closePools() {
 	if h.admin != nil {
 		h.admin.Close()
+		h.admin = nil
 	}
 }

@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/client"
@@ -26,7 +28,7 @@ import (
 	"github.com/millrace/millrace/millracetype"
 )
 
-// The child process of a KillAndRestart round is the test binary run again
+// The child process of a KillAndRestart or Kill round is the test binary run again
 // for the calling test only, with envChild holding a childSpec. Its
 // ShutdownUnderLoad call runs one client on the scratch schema and prints
 // lines for the parent on standard output: each Work call (childCallPrefix
@@ -273,13 +275,10 @@ func (h *harness) killRound(r *RoundReport) error {
 		return err
 	}
 	r.Client = a.id
-	h.joinPeers(r, a.id)
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	loadDone := make(chan error, 1)
-	go func() { loadDone <- h.load(loadCtx) }()
+	finishLoad := h.startLoad()
+	defer finishLoad()
 	h.waitForPoint(r, a.id)
-	stopLoad()
-	if err := <-loadDone; err != nil {
+	if err := finishLoad(); err != nil {
 		r.problem("load: %v", err)
 	}
 	running, err := h.runningBy(ctx, a.id)
@@ -294,14 +293,12 @@ func (h *harness) killRound(r *RoundReport) error {
 	}
 	r.Returned = time.Since(killAt)
 	r.Stopped = r.Returned
-	stranded, err := h.runningBy(ctx, a.id)
-	if err != nil {
+	if r.Stranded, err = h.strandedBy(ctx, a.id); err != nil {
 		return err
 	}
 	h.mu.Lock()
-	for _, j := range stranded {
-		r.Stranded = append(r.Stranded, j.ID)
-		h.stranded[j.ID] = true
+	for _, id := range r.Stranded {
+		h.stranded[id] = true
 	}
 	h.mu.Unlock()
 
@@ -323,6 +320,32 @@ func (h *harness) killRound(r *RoundReport) error {
 		return err
 	}
 	return h.afterStop(r, b.id, stopAt)
+}
+
+// strandedBy returns the jobs the killed client id left running: those
+// still running under it, and those a peer has rescued from it already
+// (a peer may find it dead before the kill's sessions are all gone), read
+// in that order so that a job rescued in between is seen.
+func (h *harness) strandedBy(ctx context.Context, id string) ([]int64, error) {
+	running, err := h.runningBy(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, 0, len(running))
+	for _, j := range running {
+		ids = append(ids, j.ID)
+	}
+	var rescued []int64
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := h.admin.QueryRow(ctx, `SELECT coalesce(array_agg(j.id), '{}') FROM `+pgx.Identifier{h.schema, "river_job"}.Sanitize()+
+		` j WHERE EXISTS (SELECT 1 FROM unnest(j.errors) e WHERE starts_with(e->>'error', $1))`,
+		client.HeartbeatRescueMessage+" (client "+id+",").Scan(&rescued); err != nil {
+		return nil, fmt.Errorf("read the jobs rescued from %s: %w", id, err)
+	}
+	ids = append(ids, rescued...)
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
 }
 
 // waitRescued waits until every job in r.Stranded is rescued, up to

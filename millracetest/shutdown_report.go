@@ -30,8 +30,9 @@ type ShutdownReport struct {
 	Inserted, Completed, Pending int
 	// Cancelled and Discarded count the inserted jobs that ended so (by
 	// their workers' doing, or their attempts running out); Unworked are
-	// those still available (or pending) once the drain ended, which the
-	// drain should have worked: a problem.
+	// those the drain should have worked but did not: available (or in
+	// River's state pending), or retryable or scheduled for before the
+	// drain's deadline. A problem.
 	Cancelled, Discarded int
 	Unworked             []int64
 	// Lost are the inserted jobs missing from the table or still running
@@ -161,13 +162,14 @@ func (h *harness) account() {
 			rep.Lost = append(rep.Lost, id)
 		case j.State == millracetype.JobStateCompleted:
 			rep.Completed++
-		case j.State == millracetype.JobStateRetryable || j.State == millracetype.JobStateScheduled:
+		case (j.State == millracetype.JobStateRetryable || j.State == millracetype.JobStateScheduled) &&
+			(h.drainDeadline.IsZero() || !j.ScheduledAt.Before(h.drainDeadline)):
 			rep.Pending++
 		case j.State == millracetype.JobStateCancelled:
 			rep.Cancelled++
 		case j.State == millracetype.JobStateDiscarded:
 			rep.Discarded++
-		default: // available, pending
+		default: // available, pending, or retryable or scheduled and due
 			rep.Unworked = append(rep.Unworked, id)
 		}
 	}

@@ -25,7 +25,8 @@ type RoundReport struct {
 	// Client is the ID of the round's client (for a kill, the killed
 	// one's; Restarted is the other's).
 	Client, Restarted string
-	// After is how long the client worked before the shutdown.
+	// After is how long the client worked before the shutdown (in the
+	// first round with peers, including the wait for it to lead).
 	After time.Duration
 	// Running is how many jobs the client ran when the shutdown began.
 	Running int
@@ -43,12 +44,13 @@ type RoundReport struct {
 	LeftRunning []int64
 	// Interrupted are the jobs the shutdown interrupted (their Work
 	// returned an error after the stop cancelled their context), and
-	// NotGivenBack those of them not back in available with their
-	// attempt given back.
+	// NotGivenBack those of them not given back: back in available with
+	// their attempt given back, or (a peer took one at once) run again by
+	// another client at the same attempt.
 	Interrupted, NotGivenBack []int64
 	// Stranded, for a kill, are the jobs the dead process left running;
-	// Rescued those of them rescued by the restarted client, RescuedIn
-	// the time from the kill until the last was.
+	// Rescued those of them rescued (by the restarted client or a peer),
+	// RescuedIn the time from the kill until the last was.
 	Stranded, Rescued []int64
 	RescuedIn         time.Duration
 	// KilledAt, for a kill, is when the SIGKILL was sent.
@@ -147,21 +149,19 @@ func (h *harness) inProcessRound(r *RoundReport) error {
 		return err
 	}
 	r.Client = w.id
+	closed := false
+	defer func() {
+		if !closed { // an error, or a callback's FailNow: stop it all the same
+			h.abandon(w)
+		}
+	}()
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	defer cancelStart()
-	loadCtx, stopLoad := context.WithCancel(context.Background())
-	loadDone := make(chan error, 1)
-	go func() { loadDone <- h.load(loadCtx) }()
-	finishLoad := sync.OnceValue(func() error {
-		stopLoad()
-		return <-loadDone
-	})
+	finishLoad := h.startLoad()
 	defer finishLoad()
 	if err := w.client.Start(startCtx); err != nil {
-		w.pool.Close()
 		return fmt.Errorf("start client: %w", err)
 	}
-	h.joinPeers(r, w.id)
 	h.waitForPoint(r, w.id)
 	if err := finishLoad(); err != nil {
 		r.problem("load: %v", err)
@@ -186,7 +186,6 @@ func (h *harness) inProcessRound(r *RoundReport) error {
 		err := w.client.StopAndCancel(ctx)
 		cancel()
 		if err != nil {
-			w.pool.Close()
 			return fmt.Errorf("the client never stopped (its workers still run): %w", err)
 		}
 		r.Stopped = time.Since(stopAt)
@@ -194,8 +193,36 @@ func (h *harness) inProcessRound(r *RoundReport) error {
 	if err := h.afterStop(r, w.id, stopAt); err != nil {
 		return err
 	}
+	closed = true
 	h.closeClient(w, r)
 	return nil
+}
+
+// startLoad runs the load on a goroutine of its own and returns the
+// function that stops it and returns its error (once; later calls return
+// the same).
+func (h *harness) startLoad() func() error {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		defer func() { done <- err }() // sent even if the goroutine exits early
+		err = h.load(ctx)
+	}()
+	return sync.OnceValue(func() error {
+		stop()
+		return <-done
+	})
+}
+
+// abandon stops a client the harness gives up on (an error, a callback
+// that stopped the test): its jobs are cancelled, within StopWait, and its
+// pool closed without waiting for connections it may never release.
+func (h *harness) abandon(w *workingClient) {
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StopWait)
+	defer cancel()
+	_ = w.client.StopAndCancel(ctx)
+	go w.pool.Close()
 }
 
 // shutdownInProcess shuts w down by r.Method and notes what the stop
@@ -337,11 +364,13 @@ func (h *harness) afterStop(r *RoundReport, clientID string, stopAt time.Time) e
 	return nil
 }
 
-// waitForPoint waits until the shutdown point of the round: After, or
+// waitForPoint starts the peers in the first round (joinPeers), then waits
+// until the shutdown point of the round: After, or
 // AfterCompleted successful calls of the client clientID, then When.
 // r.After becomes the time waited.
 func (h *harness) waitForPoint(r *RoundReport, clientID string) {
 	begin := time.Now()
+	h.joinPeers(r, clientID)
 	if r.afterCompleted == 0 {
 		time.Sleep(r.After) // the chosen point of the shutdown
 	} else if !testwait.Poll(h.cfg.StopWait, func() bool { return h.rec.succeeded(clientID) >= r.afterCompleted }) {
@@ -379,6 +408,7 @@ func (h *harness) drain() {
 	var state string
 	var err2 error
 	deadline := time.Now().Add(h.cfg.DrainTimeout)
+	h.drainDeadline = deadline
 	q := `SELECT coalesce((SELECT id FROM ` + pgx.Identifier{h.schema, "river_job"}.Sanitize() + `
 		WHERE state = 'available'
 			OR (state IN ('retryable', 'scheduled') AND scheduled_at < $1)
@@ -412,6 +442,8 @@ func (h *harness) stopGracefully(w *workingClient, label string) {
 	stopAt := time.Now()
 	if err := w.client.Stop(ctx); err != nil {
 		h.rep.problem("%s: stop: %v", label, err)
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StopWait)
+		defer cancel()
 		_ = w.client.StopAndCancel(ctx)
 	}
 	if err := h.afterStop(r, w.id, stopAt); err != nil {
@@ -469,6 +501,14 @@ func (h *harness) startPeers() error {
 func (h *harness) stopPeers() {
 	for _, w := range h.peers {
 		h.stopGracefully(w, "peer "+w.id)
+	}
+	h.peers = nil
+}
+
+// stopPeersNow stops the peers without checks (the test was stopped).
+func (h *harness) stopPeersNow() {
+	for _, w := range h.peers {
+		h.abandon(w)
 	}
 	h.peers = nil
 }

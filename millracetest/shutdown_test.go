@@ -417,6 +417,35 @@ func (d *leakDriver) GetExecutor() driver.Executor {
 	return exec
 }
 
+// TestShutdownUnderLoadCallbackStopsTheTest: a callback that stops the
+// test (FailNow) mid-round leaves no client running: the round's and the
+// peer's are stopped (their heartbeat rows, removed at the end of a stop,
+// are gone).
+func TestShutdownUnderLoadCallbackStopsTheTest(t *testing.T) {
+	db := testfixture.New(t)
+	var schema string
+	o := run(t, func(tb testing.TB) {
+		millracetest.ShutdownUnderLoad(tb, &millracetest.ShutdownConfig{Pool: db.Pool, Workers: workers(db), Mix: mix(0, ""), Backlog: 100,
+			Peers: 1, OnSetup: func(s string) { schema = s },
+			Plan: []millracetest.Shutdown{{Method: millracetest.StopWithDeadline, After: 300 * time.Millisecond,
+				When: func() bool { tb.Fatalf("fault: the test gives up"); return false }}}})
+	})
+	if !o.stopped || len(o.msgs) != 1 || !strings.Contains(o.msgs[0], "fault: the test gives up") {
+		t.Fatalf("stopped %v, messages %q; want the callback's failure alone", o.stopped, o.msgs)
+	}
+	if schema == "" {
+		t.Fatal("OnSetup was not called")
+	}
+	var clients, running int
+	if err := db.Pool.QueryRow(context.Background(), "SELECT (SELECT count(*) FROM "+pgx.Identifier{schema, "millrace_client"}.Sanitize()+
+		"), (SELECT count(*) FROM "+pgx.Identifier{schema, "river_job"}.Sanitize()+" WHERE state = 'running')").Scan(&clients, &running); err != nil {
+		t.Fatal(err)
+	}
+	if clients != 0 || running != 0 {
+		t.Errorf("after the test stopped: %d clients still registered, %d jobs running; want none", clients, running)
+	}
+}
+
 // TestShutdownUnderLoadBadConfig checks the errors for unusable configs.
 func TestShutdownUnderLoadBadConfig(t *testing.T) {
 	db := testfixture.New(t)
@@ -468,7 +497,17 @@ func TestShutdownUnderLoadBadConfig(t *testing.T) {
 		{"negative_maintenance_interval", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig {
 			c.MaintenanceInterval = -time.Second
 			return c
-		}, "MaintenanceInterval is negative"},
+		}, "MaintenanceInterval is -1s"},
+		{"tiny_maintenance_interval", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig {
+			c.MaintenanceInterval = time.Nanosecond
+			return c
+		}, "MaintenanceInterval is 1ns, want 0 (the client's defaults) or at least 10ms"},
+		{"too_many_peers", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig { c.Peers = 17; return c }, "Peers is 17, want 0 to 16"},
+		{"kill_never_rescued_in_time", func(c *millracetest.ShutdownConfig) *millracetest.ShutdownConfig {
+			c.Plan, c.Peers, c.StopWait = []millracetest.Shutdown{{Method: millracetest.Kill}}, 1, 5*time.Second
+			c.Client = &client.Config{HeartbeatTimeout: 5 * time.Second}
+			return c
+		}, "StopWait (5s), how long the harness waits for that, must be longer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.edit(good())
