@@ -1,4 +1,4 @@
-package pgxv5
+package pgexec
 
 import (
 	"context"
@@ -120,7 +120,7 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	exec := New(pool).GetExecutor()
+	exec := newTestDriver(pool).GetExecutor()
 	if _, err := pool.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "river_job"}.Sanitize()+
 		` (kind, args, queue) SELECT 'k', '{}', 'default' FROM generate_series(1, 3)`); err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 	wantBatch := func(what string, stmt *string) {
 		t.Helper()
 		batches := rec.take()
-		want := []string{sqlNoSeqScan, New(pool).sql.get(schema, stmt)}
+		want := []string{sqlNoSeqScan, newTestDriver(pool).sql.get(schema, stmt)}
 		if len(batches) != 1 || strings.Join(batches[0], "\x00") != strings.Join(want, "\x00") {
 			t.Fatalf("%s sent batches %q; want one: %q", what, batches, want)
 		}
