@@ -8,8 +8,10 @@
 // to work in; an empty schema means unqualified names (the connection's
 // search_path).
 //
-// Implementations live in sub-packages (driver/pgxv5); the riverdrivertest
-// package is the conformance suite each of them must pass.
+// Implementations live in sub-packages (driver/pgxv5 on a pgx pool,
+// driver/databasesql on a *sql.DB of pgx's stdlib, both running the
+// statements of driver/internal/pgexec); the riverdrivertest package is
+// the conformance suite each of them must pass.
 package driver
 
 import (
