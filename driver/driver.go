@@ -44,8 +44,8 @@ const (
 var ErrClosed = errors.New("listener is not connected")
 
 // Driver is a database driver. TTx is the driver's native transaction type
-// (pgx.Tx for pgxv5), so users can insert jobs inside their own
-// transactions.
+// (pgx.Tx for pgxv5, *sql.Tx for databasesql), so users can insert jobs
+// inside their own transactions.
 type Driver[TTx any] interface {
 	// GetExecutor returns an Executor that runs each call on the pool.
 	GetExecutor() Executor

@@ -111,7 +111,7 @@ func New(db *sql.DB, opts *Options) (*Driver, error) {
 // of the executor fails with an error.
 func (d *Driver) GetExecutor() driver.Executor {
 	if d.db == nil {
-		return pgexec.NewExecutor(failDB{errNoDB}, d.sql)
+		return pgexec.NewExecutor(pgexec.FailDB{Err: errNoDB}, d.sql)
 	}
 	return pgexec.NewExecutor(&poolDB{db: d.db}, d.sql)
 }
@@ -127,7 +127,7 @@ var errNilTx = errors.New("databasesql: UnwrapExecutor was given a nil *sql.Tx")
 // executor whose every call fails.
 func (d *Driver) UnwrapExecutor(tx *sql.Tx) driver.ExecutorTx {
 	if tx == nil {
-		return pgexec.NewExecutorTx(failDB{errNilTx}, d.sql, true)
+		return pgexec.NewExecutorTx(pgexec.FailDB{Err: errNilTx}, d.sql, true)
 	}
 	return pgexec.NewExecutorTx(newTxDB(tx), d.sql, true)
 }

@@ -146,18 +146,6 @@ func txErr(err error) error {
 	return err
 }
 
-// failDB is a pgexec.DB whose every call fails with err.
-type failDB struct{ err error }
-
-func (f failDB) Begin(context.Context) (pgexec.Tx, error) { return nil, f.err }
-func (f failDB) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
-	return pgconn.CommandTag{}, f.err
-}
-func (f failDB) Query(context.Context, string, ...any) (pgx.Rows, error) { return nil, f.err }
-func (f failDB) QueryRow(context.Context, string, ...any) pgx.Row        { return &row{err: f.err} }
-func (f failDB) Commit(context.Context) error                            { return f.err }
-func (f failDB) Rollback(context.Context) error                          { return f.err }
-
 func execOn(ctx context.Context, q queryer, sql string, args []any) (pgconn.CommandTag, error) {
 	res, err := q.ExecContext(ctx, sql, args...)
 	if err != nil {

@@ -1,7 +1,6 @@
 package databasesql_test
 
 import (
-	"context"
 	"database/sql"
 	sqldriver "database/sql/driver"
 	"errors"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/driver/databasesql"
+	"github.com/millrace/millrace/driver/internal/batchtrace"
 	"github.com/millrace/millrace/internal/testdb"
 	"github.com/millrace/millrace/migrate"
 	"github.com/millrace/millrace/millracetype"
@@ -152,41 +152,6 @@ func TestNilDBAndNilTx(t *testing.T) {
 	}
 }
 
-// batchRecorder records the statements of each batch sent on its
-// connections.
-type batchRecorder struct {
-	mu      sync.Mutex
-	cur     []string
-	batches [][]string
-}
-
-func (r *batchRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	return ctx
-}
-func (r *batchRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (r *batchRecorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	return ctx
-}
-func (r *batchRecorder) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.cur = append(r.cur, d.SQL)
-}
-func (r *batchRecorder) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.batches = append(r.batches, r.cur)
-	r.cur = nil
-}
-
-func (r *batchRecorder) take() [][]string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	b := r.batches
-	r.batches = nil
-	return b
-}
-
 // TestHotStatementsPipelinedOnPool: on the *sql.DB, the fetch and the
 // completer's write go out as pgxv5's do, one batch behind SET LOCAL
 // enable_seqscan = off, and the setting does not outlive them; inside a
@@ -196,7 +161,7 @@ func TestHotStatementsPipelinedOnPool(t *testing.T) {
 	ctx := t.Context()
 	schema, pool := testdb.NewSchema(t)
 	cfg := pool.Config().ConnConfig
-	rec := &batchRecorder{}
+	rec := &batchtrace.Recorder{}
 	cfg.Tracer = rec
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(1) // the SHOW below sees the connection the statements ran on
@@ -212,7 +177,7 @@ func TestHotStatementsPipelinedOnPool(t *testing.T) {
 	if _, err := exec.JobInsertMany(ctx, &driver.JobInsertManyParams{Schema: schema, Jobs: []*driver.JobInsertParams{jobParams(), jobParams()}}); err != nil {
 		t.Fatal(err)
 	}
-	rec.take()
+	rec.Take()
 	jobs, err := exec.JobGetAvailable(ctx, &driver.JobGetAvailableParams{Schema: schema, Queue: "default", Max: 10, ClientID: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +187,7 @@ func TestHotStatementsPipelinedOnPool(t *testing.T) {
 	}
 	wantBatch := func(what, stmt string) {
 		t.Helper()
-		b := rec.take()
+		b := rec.Take()
 		if len(b) != 1 || len(b[0]) != 2 || b[0][0] != "SET LOCAL enable_seqscan = off" || !strings.Contains(b[0][1], stmt) {
 			t.Fatalf("%s sent batches %q; want one: the setting, then the statement", what, b)
 		}
@@ -255,7 +220,7 @@ func TestHotStatementsPipelinedOnPool(t *testing.T) {
 	if len(rows) != 1 || rows[0].State != millracetype.JobStateCompleted {
 		t.Fatalf("the write in a transaction returned %+v; want the job completed", rows)
 	}
-	if b := rec.take(); len(b) != 0 {
+	if b := rec.Take(); len(b) != 0 {
 		t.Errorf("the write in a transaction sent batches %q; want none", b)
 	}
 }

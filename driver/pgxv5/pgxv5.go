@@ -40,12 +40,10 @@
 package pgxv5
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/driver"
@@ -167,27 +165,13 @@ func (d *Driver) GetExecutor() driver.Executor {
 	if d.pool == nil {
 		// A nil *pgxpool.Pool in the DB interface is not a nil interface:
 		// it would panic on first use.
-		return pgexec.NewExecutor(noPool{}, d.sql)
+		return pgexec.NewExecutor(pgexec.FailDB{Err: errNoPool}, d.sql)
 	}
 	return pgexec.NewExecutor(pgexec.PoolDB{Pool: d.pool}, d.sql)
 }
 
 // errNoPool is what the executor of a driver without a pool returns.
 var errNoPool = errors.New("pgxv5: driver has no pool (made with New(nil)); use UnwrapExecutor with a transaction")
-
-// noPool is the DB of a driver without a pool: every call fails.
-type noPool struct{}
-
-func (noPool) Begin(context.Context) (pgexec.Tx, error) { return nil, errNoPool }
-func (noPool) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
-	return pgconn.CommandTag{}, errNoPool
-}
-func (noPool) Query(context.Context, string, ...any) (pgx.Rows, error) { return nil, errNoPool }
-func (noPool) QueryRow(context.Context, string, ...any) pgx.Row        { return noPoolRow{} }
-
-type noPoolRow struct{}
-
-func (noPoolRow) Scan(...any) error { return errNoPool }
 
 // UnwrapExecutor returns an executor inside tx. The caller still owns tx.
 func (d *Driver) UnwrapExecutor(tx pgx.Tx) driver.ExecutorTx {

@@ -208,3 +208,20 @@ func channelExpr(schema, topic string) string {
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
+
+// FailDB is a Tx whose every call fails with Err: the DB of a driver that
+// has no pool, or of a nil transaction.
+type FailDB struct{ Err error }
+
+func (f FailDB) Begin(context.Context) (Tx, error) { return nil, f.Err }
+func (f FailDB) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	return pgconn.CommandTag{}, f.Err
+}
+func (f FailDB) Query(context.Context, string, ...any) (pgx.Rows, error) { return nil, f.Err }
+func (f FailDB) QueryRow(context.Context, string, ...any) pgx.Row        { return failRow(f) }
+func (f FailDB) Commit(context.Context) error                            { return f.Err }
+func (f FailDB) Rollback(context.Context) error                          { return f.Err }
+
+type failRow FailDB
+
+func (r failRow) Scan(...any) error { return r.Err }
