@@ -21,8 +21,8 @@ import (
 // per write (pg_stat_statements; auto_explain showed the sequential
 // scans), against 0.25 ms for River's fetch.
 //
-// So on a pool (a DB that is a HotRunner) they go out in one pipelined batch behind SET LOCAL
-// enable_seqscan = off. A batch's statements share one implicit
+// So on a pool (a DB that is a HotRunner) they go out in one pipelined
+// batch behind SET LOCAL enable_seqscan = off. A batch's statements share one implicit
 // transaction, committed at its end exactly as a lone statement is (so a
 // connection lost midway leaves the same outcomes as before: nothing, or
 // everything), and the setting ends with it. Every plan of theirs, generic
