@@ -23,7 +23,8 @@ import (
 )
 
 // Client inserts jobs and, when it has queues, works them. TTx is the
-// driver's transaction type (pgx.Tx for driver/pgxv5).
+// driver's transaction type (pgx.Tx for driver/pgxv5, *sql.Tx for
+// driver/databasesql).
 //
 // A Client is a startstop service made of services: a notifier (the LISTEN
 // connection), a completer (batched outcome writes) and one producer per

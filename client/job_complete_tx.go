@@ -34,7 +34,8 @@ var ErrJobNotRunning = millracetype.ErrJobNotRunning
 // attempt (already completed, cancelled and rescued, ...); ErrNotFound when
 // it was deleted; ErrNotInWorker outside a worker or after Work returned;
 // ErrInvalidArgs for a nil job or tx, or a job other than the one being
-// worked. TTx must be the client's transaction type (pgx.Tx for pgxv5).
+// worked. TTx must be the client's transaction type (pgx.Tx for pgxv5,
+// *sql.Tx for databasesql).
 func JobCompleteTx[TTx any, TArgs JobArgs](ctx context.Context, tx TTx, job *Job[TArgs]) (*Job[TArgs], error) {
 	st, c, row, err := runningJobTx[TTx](ctx, tx, job)
 	if err != nil {

@@ -8,8 +8,10 @@
 // to work in; an empty schema means unqualified names (the connection's
 // search_path).
 //
-// Implementations live in sub-packages (driver/pgxv5); the riverdrivertest
-// package is the conformance suite each of them must pass.
+// Implementations live in sub-packages (driver/pgxv5 on a pgx pool,
+// driver/databasesql on a *sql.DB of pgx's stdlib, both running the
+// statements of driver/internal/pgexec); the riverdrivertest package is
+// the conformance suite each of them must pass.
 package driver
 
 import (
@@ -42,8 +44,8 @@ const (
 var ErrClosed = errors.New("listener is not connected")
 
 // Driver is a database driver. TTx is the driver's native transaction type
-// (pgx.Tx for pgxv5), so users can insert jobs inside their own
-// transactions.
+// (pgx.Tx for pgxv5, *sql.Tx for databasesql), so users can insert jobs
+// inside their own transactions.
 type Driver[TTx any] interface {
 	// GetExecutor returns an Executor that runs each call on the pool.
 	GetExecutor() Executor

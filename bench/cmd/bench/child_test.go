@@ -159,7 +159,7 @@ func checkCost(t *testing.T, res *runResult, jobs int) {
 
 func TestChildBurndown(t *testing.T) {
 	const n = 300
-	for _, c := range []contender{millraceDefaults, riverTuned} {
+	for _, c := range []contender{millraceDefaults, riverTuned, millraceDatabaseSQL} {
 		t.Run(c.label, func(t *testing.T) {
 			dir := t.TempDir()
 			res := runChild(t, "burndown", c, prefill{Available: n}, runSpec{Jobs: n, ProfileDir: dir, ProfileName: "p"})

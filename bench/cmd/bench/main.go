@@ -245,10 +245,12 @@ type contender struct {
 var (
 	millraceDefaults  = contender{"millrace", variantDefaults, "millrace"}
 	millraceEphemeral = contender{"millrace", variantEphemeral, "millrace (ephemeral)"}
-	riverTuned        = contender{"river", variantTuned, "river (tuned)"}
-	riverDefaults     = contender{"river", variantDefaults, "river (defaults)"}
-	sqlLoop           = contender{"sql", "update", "sql loop"}
-	sqlDeleteLoop     = contender{"sql", "delete", "sql loop (delete)"}
+	// millraceDatabaseSQL is millrace on driver/databasesql.
+	millraceDatabaseSQL = contender{"millrace", variantDatabaseSQL, "millrace (database/sql)"}
+	riverTuned          = contender{"river", variantTuned, "river (tuned)"}
+	riverDefaults       = contender{"river", variantDefaults, "river (defaults)"}
+	sqlLoop             = contender{"sql", "update", "sql loop"}
+	sqlDeleteLoop       = contender{"sql", "delete", "sql loop (delete)"}
 )
 
 type bench struct {
@@ -353,7 +355,7 @@ func run(ctx context.Context) error {
 	if want("burndown") || want("memory") || want("sql_ceiling") {
 		contenders := []contender{millraceDefaults, riverTuned}
 		if want("burndown") {
-			contenders = append(contenders, riverDefaults)
+			contenders = append(contenders, riverDefaults, millraceDatabaseSQL)
 		}
 		if err := b.scenario(ctx, "burndown", contenders, prefill{Available: s.jobs}, runSpec{Jobs: s.jobs}); err != nil {
 			return err

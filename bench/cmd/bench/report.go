@@ -25,12 +25,14 @@ type output struct {
 }
 
 type scenarioOut struct {
-	Name          string  `json:"name"`
-	Millrace      any     `json:"millrace"`
-	River         any     `json:"river"`
-	RiverDefaults any     `json:"river_defaults,omitempty"`
-	Ceiling       any     `json:"ceiling,omitempty"`
-	Ratio         float64 `json:"ratio"`
+	Name          string `json:"name"`
+	Millrace      any    `json:"millrace"`
+	River         any    `json:"river"`
+	RiverDefaults any    `json:"river_defaults,omitempty"`
+	// MillraceDatabaseSQL is millrace on driver/databasesql (burndown).
+	MillraceDatabaseSQL any     `json:"millrace_database_sql,omitempty"`
+	Ceiling             any     `json:"ceiling,omitempty"`
+	Ratio               float64 `json:"ratio"`
 	// DBCost is each contender's database cost per job (medians of the
 	// rounds), by contender label.
 	DBCost map[string]*dbCost `json:"db_cost,omitempty"`
@@ -136,12 +138,18 @@ func (b *bench) report(machine, pg string) *output {
 		burndownM = m
 		if slices.Contains(b.s.scenarios, "burndown") {
 			sc := scenarioOut{Name: "burndown", Millrace: throughputOut{round(m, 4)}, River: throughputOut{round(r, 4)}, Ratio: ratio(m, r),
-				DBCost: b.costMedians("burndown", millraceDefaults, riverTuned, riverDefaults)}
+				DBCost: b.costMedians("burndown", millraceDefaults, riverTuned, riverDefaults, millraceDatabaseSQL)}
 			row("burndown", "jobs/s vs River tuned", thousands(m), thousands(r), fmtRatio(m/r))
 			if have("burndown", riverDefaults.label) {
 				d := med("burndown", riverDefaults.label, jobsPerS)
 				sc.RiverDefaults = throughputOut{round(d, 4)}
 				row("", "jobs/s vs River defaults", "", thousands(d), fmtRatio(m/d))
+			}
+			if have("burndown", millraceDatabaseSQL.label) {
+				// millrace on driver/databasesql against the same River.
+				q := med("burndown", millraceDatabaseSQL.label, jobsPerS)
+				sc.MillraceDatabaseSQL = throughputOut{round(q, 4)}
+				row("", "database/sql driver: jobs/s vs River tuned", thousands(q), thousands(r), fmtRatio(q/r))
 			}
 			out.Scenarios = append(out.Scenarios, sc)
 		}

@@ -165,7 +165,7 @@ func (b *bench) costTable() {
 			rows = append(rows, costRow{run, c.label, x, cost})
 		}
 	}
-	add("burndown", "burndown", millraceDefaults, riverTuned, riverDefaults)
+	add("burndown", "burndown", millraceDefaults, riverTuned, riverDefaults, millraceDatabaseSQL)
 	add("sql_ceiling", "sql_ceiling", sqlLoop)
 	add("ephemeral", "ephemeral", millraceEphemeral, riverTuned)
 	add("sql_ceiling_delete", "sql_ceiling_delete", sqlDeleteLoop)

@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/driver/databasesql"
 	"github.com/millrace/millrace/driver/pgxv5"
 )
 
@@ -38,6 +42,10 @@ const (
 	// jobs on completion instead of keeping their rows (see
 	// configureEphemeral).
 	variantEphemeral = "ephemeral"
+	// variantDatabaseSQL is millrace at its defaults on driver/databasesql:
+	// a *sql.DB of pgx's stdlib over the same pool (so the same number of
+	// connections), with a LISTEN connection.
+	variantDatabaseSQL = "databasesql"
 )
 
 // riverTunedWorkers, riverTunedCooldown and riverTunedPoll are River's
@@ -78,7 +86,20 @@ func newSystem(name, variant string, pool *pgxpool.Pool, schema string, queues [
 }
 
 type millraceSystem struct {
-	c *client.Client[pgx.Tx]
+	c millraceClient
+	// db is the *sql.DB of variantDatabaseSQL, closed by Stop.
+	db *sql.DB
+}
+
+// millraceClient is what the bench calls of a client, whatever its
+// driver's transaction type.
+type millraceClient interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	QueueResume(ctx context.Context, name string) error
+	Insert(ctx context.Context, args client.JobArgs, opts *client.InsertOpts) (*client.InsertResult, error)
+	InsertMany(ctx context.Context, params []client.InsertManyParams) ([]*client.InsertResult, error)
+	InsertManyFast(ctx context.Context, params []client.InsertManyParams) (int, error)
 }
 
 func newMillrace(pool *pgxpool.Pool, schema, variant string, queues []string, maxWorkers int, work workFunc, logger *slog.Logger) (*millraceSystem, error) {
@@ -103,6 +124,19 @@ func newMillrace(pool *pgxpool.Pool, schema, variant string, queues []string, ma
 		if err := configureEphemeral(cfg); err != nil {
 			return nil, err
 		}
+	case variantDatabaseSQL:
+		db := stdlib.OpenDBFromPool(pool)
+		drv, err := databasesql.New(db, &databasesql.Options{ListenerConfig: pool.Config().ConnConfig})
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		c, err := client.New(drv, cfg)
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		return &millraceSystem{c: c, db: db}, nil
 	default:
 		return nil, fmt.Errorf("unknown millrace variant %q", variant)
 	}
@@ -114,7 +148,14 @@ func newMillrace(pool *pgxpool.Pool, schema, variant string, queues []string, ma
 }
 
 func (m *millraceSystem) Start(ctx context.Context) error { return m.c.Start(ctx) }
-func (m *millraceSystem) Stop(ctx context.Context) error  { return m.c.Stop(ctx) }
+
+func (m *millraceSystem) Stop(ctx context.Context) error {
+	err := m.c.Stop(ctx)
+	if m.db != nil {
+		err = errors.Join(err, m.db.Close())
+	}
+	return err
+}
 
 func (m *millraceSystem) QueueResume(ctx context.Context, name string) error {
 	return m.c.QueueResume(ctx, name)

@@ -1,4 +1,4 @@
-package pgxv5
+package pgexec
 
 import (
 	"context"
@@ -200,52 +200,20 @@ func (e *executor) JobInsertMany(ctx context.Context, p *driver.JobInsertManyPar
 	}
 
 	n := len(insert)
-	var (
-		args         = make([]string, n)
-		createdAt    = make([]*time.Time, n)
-		kinds        = make([]string, n)
-		maxAttempts  = make([]int16, n)
-		metadata     = make([]*string, n)
-		priority     = make([]int16, n)
-		queues       = make([]string, n)
-		scheduledAt  = make([]*time.Time, n)
-		states       = make([]string, n)
-		tags         = make([]string, n)
-		uniqueKeys   = make([][]byte, n)
-		uniqueStates = make([]int32, n)
-	)
-	for i, j := range insert {
-		args[i] = string(j.Args)
-		createdAt[i] = j.CreatedAt
-		kinds[i] = j.Kind
-		maxAttempts[i] = int16(j.MaxAttempts)
-		if j.Metadata != nil {
-			m := string(j.Metadata)
-			metadata[i] = &m
-		}
-		priority[i] = int16(j.Priority)
-		queues[i] = j.Queue
-		scheduledAt[i] = j.ScheduledAt
-		states[i] = string(j.State)
-		tags[i] = strings.Join(j.Tags, ",")
-		uniqueKeys[i] = j.UniqueKey
-		uniqueStates[i] = int32(j.UniqueStates)
-	}
-	notify := queuePayloads(p.NotifyQueues)
+	a := insertArrays(insert)
+	a.notify = queuePayloads(p.NotifyQueues)
 	var rows pgx.Rows
 	var err error
 	if !replace {
 		rows, err = e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobInsertMany),
-			args, createdAt, kinds, maxAttempts, metadata, priority, queues, scheduledAt, states, tags,
-			uniqueKeys, uniqueStates, notify)
+			a.params()...)
 	} else {
 		replaceArgs, replaceScheduledAt := make([]bool, n), make([]bool, n)
 		for i, j := range insert {
 			replaceArgs[i], replaceScheduledAt[i] = j.ReplaceArgs, j.ReplaceScheduledAt
 		}
 		rows, err = e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobInsertManyReplace),
-			args, createdAt, kinds, maxAttempts, metadata, priority, queues, scheduledAt, states, tags,
-			uniqueKeys, uniqueStates, notify, replaceArgs, replaceScheduledAt)
+			append(a.params(), replaceArgs, replaceScheduledAt)...)
 	}
 	if err != nil {
 		return nil, err
@@ -288,6 +256,87 @@ func (e *executor) JobInsertMany(ctx context.Context, p *driver.JobInsertManyPar
 	return results, nil
 }
 
+// jobArrays are the arrays ($1 to $13) of the batch insert statements.
+type jobArrays struct {
+	args         []string
+	createdAt    []*time.Time
+	kinds        []string
+	maxAttempts  []int16
+	metadata     []*string
+	priority     []int16
+	queues       []string
+	scheduledAt  []*time.Time
+	states       []string
+	tags         []string
+	uniqueKeys   [][]byte
+	uniqueStates []int32
+	notify       []string
+}
+
+func insertArrays(insert []*driver.JobInsertParams) *jobArrays {
+	n := len(insert)
+	a := &jobArrays{
+		args:         make([]string, n),
+		createdAt:    make([]*time.Time, n),
+		kinds:        make([]string, n),
+		maxAttempts:  make([]int16, n),
+		metadata:     make([]*string, n),
+		priority:     make([]int16, n),
+		queues:       make([]string, n),
+		scheduledAt:  make([]*time.Time, n),
+		states:       make([]string, n),
+		tags:         make([]string, n),
+		uniqueKeys:   make([][]byte, n),
+		uniqueStates: make([]int32, n),
+	}
+	for i, j := range insert {
+		a.args[i] = string(j.Args)
+		a.createdAt[i] = j.CreatedAt
+		a.kinds[i] = j.Kind
+		a.maxAttempts[i] = int16(j.MaxAttempts)
+		if j.Metadata != nil {
+			m := string(j.Metadata)
+			a.metadata[i] = &m
+		}
+		a.priority[i] = int16(j.Priority)
+		a.queues[i] = j.Queue
+		a.scheduledAt[i] = j.ScheduledAt
+		a.states[i] = string(j.State)
+		a.tags[i] = strings.Join(j.Tags, ",")
+		a.uniqueKeys[i] = j.UniqueKey
+		a.uniqueStates[i] = int32(j.UniqueStates)
+	}
+	return a
+}
+
+func (a *jobArrays) params() []any {
+	return []any{a.args, a.createdAt, a.kinds, a.maxAttempts, a.metadata, a.priority, a.queues,
+		a.scheduledAt, a.states, a.tags, a.uniqueKeys, a.uniqueStates, a.notify}
+}
+
+// sqlJobInsertPlain is the batch insert without its conflict clause: a
+// unique-key conflict fails the statement, as it fails a COPY. It is
+// JobInsertCopy on a DB that cannot COPY.
+var sqlJobInsertPlain = strings.Replace(sqlJobInsertMany, sqlInsertConflict, "", 1)
+
+// sqlInsertConflict is the conflict clause of sqlJobInsertMany.
+const sqlInsertConflict = `
+    ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND unique_states IS NOT NULL
+            AND {{schema}}river_job_state_in_bitmask(unique_states, state)
+        DO UPDATE SET kind = j.kind`
+
+// insertPlain inserts jobs with sqlJobInsertPlain and returns how many.
+func (e *executor) insertPlain(ctx context.Context, p *driver.JobInsertManyParams) (int64, error) {
+	a := insertArrays(p.Jobs)
+	a.notify = queuePayloads(p.NotifyQueues)
+	tag, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlJobInsertPlain), a.params()...)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
 // copyColumns are the columns JobInsertCopy fills.
 var copyColumns = []string{"args", "created_at", "kind", "max_attempts", "metadata", "priority", "queue",
 	"scheduled_at", "state", "tags", "unique_key", "unique_states"}
@@ -306,6 +355,12 @@ func (e *executor) JobInsertCopy(ctx context.Context, p *driver.JobInsertManyPar
 	}
 	var count int64
 	err := e.inTx(ctx, func(tx *executor) error {
+		copier, ok := tx.db.(Copier)
+		if !ok {
+			var err error
+			count, err = tx.insertPlain(ctx, p)
+			return err
+		}
 		// COPY takes no defaults for columns it is given, so the clock is
 		// read once for rows that leave times unset.
 		var now time.Time
@@ -318,7 +373,7 @@ func (e *executor) JobInsertCopy(ctx context.Context, p *driver.JobInsertManyPar
 		}
 		i := 0
 		var err error
-		count, err = tx.db.CopyFrom(ctx, table, copyColumns, pgx.CopyFromFunc(func() ([]any, error) {
+		count, err = copier.CopyFrom(ctx, table, copyColumns, pgx.CopyFromFunc(func() ([]any, error) {
 			if i >= len(p.Jobs) {
 				return nil, nil
 			}

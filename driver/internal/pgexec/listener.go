@@ -1,4 +1,4 @@
-package pgxv5
+package pgexec
 
 import (
 	"context"
@@ -29,11 +29,11 @@ func (l *listener) Connect(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.conn != nil {
-		return errors.New("pgxv5 listener: already connected")
+		return errors.New("listener: already connected")
 	}
 	conn, err := pgx.ConnectConfig(ctx, l.config)
 	if err != nil {
-		return fmt.Errorf("pgxv5 listener: connect: %w", err)
+		return fmt.Errorf("listener: connect: %w", err)
 	}
 	prefix := ""
 	if l.schema != "" {
@@ -42,7 +42,7 @@ func (l *listener) Connect(ctx context.Context) error {
 		var current *string
 		if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&current); err != nil {
 			_ = conn.Close(context.WithoutCancel(ctx))
-			return fmt.Errorf("pgxv5 listener: read current schema: %w", err)
+			return fmt.Errorf("listener: read current schema: %w", err)
 		}
 		if current != nil && *current != "" {
 			prefix = *current + "."
@@ -101,4 +101,10 @@ func (l *listener) WaitForNotification(ctx context.Context) (*driver.Notificatio
 		return nil, err
 	}
 	return &driver.Notification{Topic: strings.TrimPrefix(n.Channel, l.prefix), Payload: n.Payload}, nil
+}
+
+// NewListener returns an unconnected listener that will open its own
+// connection with config (copied) for the schema's channels.
+func NewListener(config *pgx.ConnConfig, schema string) driver.Listener {
+	return &listener{config: config.Copy(), schema: schema}
 }

@@ -1,4 +1,4 @@
-package pgxv5
+package pgexec
 
 import (
 	"context"
@@ -16,10 +16,10 @@ import (
 
 // migratedSchema is a fresh schema at the latest migration, with its pool
 // and a driver on it.
-func migratedSchema(t *testing.T) (string, *pgxpool.Pool, *Driver) {
+func migratedSchema(t *testing.T) (string, *pgxpool.Pool, *testDriver) {
 	t.Helper()
 	schema, pool := testdb.NewSchema(t)
-	drv := New(pool)
+	drv := newTestDriver(pool)
 	m, err := migrate.New[pgx.Tx](drv, &migrate.Config{Schema: schema})
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,9 @@
-package pgxv5
+package pgexec
 
 import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/driver/internal/batchtrace"
 	"github.com/millrace/millrace/millracetype"
 )
 
@@ -69,40 +69,6 @@ func TestHotStatementsPlannedByIndexOnEmptyAnalyzedTable(t *testing.T) {
 	}
 }
 
-// batchRecorder records the statements of each batch a pool sends.
-type batchRecorder struct {
-	mu      sync.Mutex
-	cur     []string
-	batches [][]string
-}
-
-func (r *batchRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	return ctx
-}
-func (r *batchRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (r *batchRecorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	return ctx
-}
-func (r *batchRecorder) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.cur = append(r.cur, d.SQL)
-}
-func (r *batchRecorder) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.batches = append(r.batches, r.cur)
-	r.cur = nil
-}
-
-func (r *batchRecorder) take() [][]string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	b := r.batches
-	r.batches = nil
-	return b
-}
-
 // TestHotStatementsRunWithoutSeqScan: on a pool, the fetch and the
 // completer's writes go out as one batch, the setting then the statement;
 // they do their work; and the setting does not outlive them on the pool's
@@ -112,7 +78,7 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 	ctx := context.Background()
 	schema, base, _ := migratedSchema(t)
 	cfg := base.Config()
-	rec := &batchRecorder{}
+	rec := &batchtrace.Recorder{}
 	cfg.ConnConfig.Tracer = rec
 	cfg.MaxConns = 1 // one connection: the SHOW below sees the one the statements ran on
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -120,15 +86,15 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	exec := New(pool).GetExecutor()
+	exec := newTestDriver(pool).GetExecutor()
 	if _, err := pool.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "river_job"}.Sanitize()+
 		` (kind, args, queue) SELECT 'k', '{}', 'default' FROM generate_series(1, 3)`); err != nil {
 		t.Fatal(err)
 	}
 	wantBatch := func(what string, stmt *string) {
 		t.Helper()
-		batches := rec.take()
-		want := []string{sqlNoSeqScan, New(pool).sql.get(schema, stmt)}
+		batches := rec.Take()
+		want := []string{sqlNoSeqScan, newTestDriver(pool).sql.get(schema, stmt)}
 		if len(batches) != 1 || strings.Join(batches[0], "\x00") != strings.Join(want, "\x00") {
 			t.Fatalf("%s sent batches %q; want one: %q", what, batches, want)
 		}

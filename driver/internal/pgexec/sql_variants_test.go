@@ -1,4 +1,4 @@
-package pgxv5
+package pgexec
 
 import (
 	"strings"
@@ -75,3 +75,18 @@ const replaceUpdate = `            args = CASE
                     AND excluded.unique_key IN (SELECT unique_key FROM input WHERE replace_scheduled_at)
                 THEN excluded.state ELSE j.state END
 `
+
+// TestInsertPlainIsInsertManyWithoutConflict: the statement of JobInsertCopy
+// on a DB without COPY is the batch insert with its conflict clause taken
+// out, and nothing else.
+func TestInsertPlainIsInsertManyWithoutConflict(t *testing.T) {
+	if strings.Count(sqlJobInsertMany, sqlInsertConflict) != 1 {
+		t.Fatalf("the conflict clause is not in sqlJobInsertMany once")
+	}
+	if strings.Contains(sqlJobInsertPlain, "ON CONFLICT") {
+		t.Fatalf("sqlJobInsertPlain still has a conflict clause:\n%s", sqlJobInsertPlain)
+	}
+	if got := len(sqlJobInsertMany) - len(sqlJobInsertPlain); got != len(sqlInsertConflict) {
+		t.Fatalf("sqlJobInsertPlain is %d bytes shorter than sqlJobInsertMany; want %d", got, len(sqlInsertConflict))
+	}
+}

@@ -1,11 +1,10 @@
-package pgxv5
+package pgexec
 
 import (
 	"context"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/millracetype"
 )
@@ -22,8 +21,8 @@ import (
 // per write (pg_stat_statements; auto_explain showed the sequential
 // scans), against 0.25 ms for River's fetch.
 //
-// So on a pool they go out in one pipelined batch behind SET LOCAL
-// enable_seqscan = off. A batch's statements share one implicit
+// So on a pool (a DB that is a HotRunner) they go out in one pipelined
+// batch behind SET LOCAL enable_seqscan = off. A batch's statements share one implicit
 // transaction, committed at its end exactly as a lone statement is (so a
 // connection lost midway leaves the same outcomes as before: nothing, or
 // everything), and the setting ends with it. Every plan of theirs, generic
@@ -39,30 +38,24 @@ import (
 // sqlNoSeqScan is the setting the hot statements run under.
 const sqlNoSeqScan = "SET LOCAL enable_seqscan = off"
 
-// hotQuery runs sql with args as described above; read gets its rows
-// and must consume them (a statement returning none goes through hotExec).
-func (e *executor) hotQuery(ctx context.Context, sql string, args []any, read func(pgx.Rows) error) error {
-	pool, ok := e.db.(*pgxpool.Pool)
-	if !ok {
-		rows, err := e.db.Query(ctx, sql, args...)
-		if err != nil {
-			return err
-		}
-		return read(rows)
-	}
+// BatchSender is what SendHotQuery and SendHotExec send their batch on:
+// a pgx pool or connection outside any transaction.
+type BatchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// SendHotQuery runs sql with args on db as described above; read gets its
+// rows and must consume them.
+func SendHotQuery(ctx context.Context, db BatchSender, sql string, args []any, read func(pgx.Rows) error) error {
 	b := &pgx.Batch{}
 	b.Queue(sqlNoSeqScan)
 	b.Queue(sql, args...).Query(read)
-	return pool.SendBatch(ctx, b).Close()
+	return db.SendBatch(ctx, b).Close()
 }
 
-// hotExec runs a hot statement returning no rows and gives its command
-// tag.
-func (e *executor) hotExec(ctx context.Context, sql string, args []any) (pgconn.CommandTag, error) {
-	pool, ok := e.db.(*pgxpool.Pool)
-	if !ok {
-		return e.db.Exec(ctx, sql, args...)
-	}
+// SendHotExec runs a hot statement returning no rows on db and gives its
+// command tag.
+func SendHotExec(ctx context.Context, db BatchSender, sql string, args []any) (pgconn.CommandTag, error) {
 	b := &pgx.Batch{}
 	b.Queue(sqlNoSeqScan)
 	var tag pgconn.CommandTag
@@ -70,7 +63,29 @@ func (e *executor) hotExec(ctx context.Context, sql string, args []any) (pgconn.
 		tag = ct
 		return nil
 	})
-	return tag, pool.SendBatch(ctx, b).Close()
+	return tag, db.SendBatch(ctx, b).Close()
+}
+
+// hotQuery runs a hot statement: through the DB's HotRunner when it has
+// one (a pool), else as it is.
+func (e *executor) hotQuery(ctx context.Context, sql string, args []any, read func(pgx.Rows) error) error {
+	if h, ok := e.db.(HotRunner); ok {
+		return h.HotQuery(ctx, sql, args, read)
+	}
+	rows, err := e.db.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	return read(rows)
+}
+
+// hotExec runs a hot statement returning no rows and gives its command
+// tag.
+func (e *executor) hotExec(ctx context.Context, sql string, args []any) (pgconn.CommandTag, error) {
+	if h, ok := e.db.(HotRunner); ok {
+		return h.HotExec(ctx, sql, args)
+	}
+	return e.db.Exec(ctx, sql, args...)
 }
 
 // hotJobs runs a hot statement returning jobs.
