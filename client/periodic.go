@@ -28,6 +28,12 @@ type PeriodicSchedule interface {
 // at least one second (checked by Add).
 func PeriodicInterval(d time.Duration) PeriodicSchedule { return intervalSchedule{d} }
 
+// PeriodicRunAtMetadataKey is the metadata key under which each run of a
+// periodic job records the time of the run it is (RFC 3339, UTC): its
+// scheduled_at moves when it is retried, snoozed or rescued, this does
+// not.
+const PeriodicRunAtMetadataKey = "millrace:periodic_run_at"
+
 type intervalSchedule struct{ d time.Duration }
 
 func (s intervalSchedule) Next(t time.Time) time.Time {
@@ -281,6 +287,7 @@ func (c *Client[TTx]) constructPeriodic(job *PeriodicJob, runAt time.Time) (*dri
 		return nil, err
 	}
 	meta["periodic"] = true
+	meta[PeriodicRunAtMetadataKey] = runAt.Format(time.RFC3339Nano)
 	if job.opts.ID != "" {
 		meta["river:periodic_job_id"] = job.opts.ID
 	}

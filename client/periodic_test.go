@@ -92,8 +92,9 @@ func TestPeriodicJobsOncePerPeriodAcrossClients(t *testing.T) {
 	testwait.For(t, 15*time.Second, "a new leader", func() bool { return leader() != nil })
 	time.Sleep(2500 * time.Millisecond)
 
-	rows, err := db.Pool.Query(ctx, `SELECT scheduled_at, count(*), bool_and(metadata @> '{"periodic": true, "river:periodic_job_id": "nightly_report"}')
-		FROM `+db.Schema+`.river_job WHERE kind = 'report' GROUP BY scheduled_at ORDER BY scheduled_at`)
+	rows, err := db.Pool.Query(ctx, `SELECT scheduled_at, count(*), bool_and(metadata @> '{"periodic": true, "river:periodic_job_id": "nightly_report"}'
+			AND (metadata->>$1)::timestamptz = scheduled_at)
+		FROM `+db.Schema+`.river_job WHERE kind = 'report' GROUP BY scheduled_at ORDER BY scheduled_at`, PeriodicRunAtMetadataKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestPeriodicJobsOncePerPeriodAcrossClients(t *testing.T) {
 			t.Errorf("run at %s enqueued %d times", at, n)
 		}
 		if !meta {
-			t.Errorf("run at %s lacks the periodic metadata", at)
+			t.Errorf("run at %s lacks the periodic metadata (periodic, its ID, its run time)", at)
 		}
 		if !at.Equal(at.Truncate(time.Second)) {
 			t.Errorf("run at %s is not aligned to the interval", at)

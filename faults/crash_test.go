@@ -178,7 +178,7 @@ func scenarioLeaderCrash(t *testing.T, sz sizes) tally {
 	rep := millracetest.ShutdownUnderLoad(t, cfg) // in the child process, skips the test
 	r := killRound(t, rep, 1)
 	var periodic, runs int
-	h.scan("SELECT count(*), count(DISTINCT scheduled_at) FROM "+jobTable(rep.Schema)+" WHERE kind = $1", []any{kindPeriodic}, &periodic, &runs)
+	h.scan("SELECT count(*), count(DISTINCT "+runAtSQL+") FROM "+jobTable(rep.Schema)+" WHERE kind = $1", []any{kindPeriodic}, &periodic, &runs)
 	if periodic != runs {
 		t.Errorf("%d periodic jobs for %d run times: a run was enqueued twice", periodic, runs)
 	}
