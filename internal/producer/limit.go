@@ -57,8 +57,8 @@ const (
 	// finish unseen). It doubles while fetches come back empty, and starts
 	// again from limitRecheckMin once one of this client's jobs finishes
 	// (the completer writes the outcome a few milliseconds later).
-	limitRecheckMin = 10 * time.Millisecond
-	limitRecheckMax = 250 * time.Millisecond
+	limitRecheckMin = 5 * time.Millisecond
+	limitRecheckMax = 100 * time.Millisecond
 )
 
 // NewLimitFetch returns the strategy of queue in schema with the limits of
