@@ -271,3 +271,53 @@ func TestConcurrencyLimitAtRunTime(t *testing.T) {
 	}
 	close(release)
 }
+
+// TestConcurrencyLimitGlobalBound: with a global limit above one fetch
+// (20; three clients of 10 workers), fetches skip the count while the
+// bound kept in millrace_limit_bound leaves room, and the database still
+// never shows more than 20 running, while the limit is reached.
+func TestConcurrencyLimitGlobalBound(t *testing.T) {
+	t.Parallel()
+	db := testfixture.New(t)
+	workers := NewWorkers()
+	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[customerArgs]) error {
+		time.Sleep(time.Duration(5+job.Args.Customer%20) * time.Millisecond)
+		return nil
+	}))
+	var clients []*Client[pgx.Tx]
+	for range 3 {
+		clients = append(clients, newClient(t, db, &Config{Workers: workers,
+			Queues: map[string]QueueConfig{"limited": {MaxWorkers: 10, Limits: []ConcurrencyLimit{{Global: 20}}}}}))
+	}
+	var params []InsertManyParams
+	for i := range 1500 {
+		params = append(params, InsertManyParams{Args: customerArgs{Customer: i}, InsertOpts: &InsertOpts{Queue: "limited"}})
+	}
+	if _, err := clients[0].InsertMany(context.Background(), params); err != nil {
+		t.Fatal(err)
+	}
+	s := sampleLimits(db, "limited")
+	for _, c := range clients {
+		start(t, c)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for db.CountByState(t)["completed"] < len(params) {
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs not all completed: %v", db.CountByState(t))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.finish(t)
+	var bound int64
+	if err := db.Pool.QueryRow(context.Background(), "SELECT bound FROM "+pgx.Identifier{db.Schema, "millrace_limit_bound"}.Sanitize()+
+		" WHERE queue = 'limited'").Scan(&bound); err != nil {
+		t.Fatalf("the bound was never stored: %v", err)
+	}
+	t.Logf("%d samples; peak %d running; last bound %d", s.samples, s.maxTotal, bound)
+	if s.maxTotal > 20 {
+		t.Fatalf("database showed %d running, limit 20", s.maxTotal)
+	}
+	if s.maxTotal < 20 {
+		t.Fatalf("never more than %d running: the limit of 20 was not reached", s.maxTotal)
+	}
+}

@@ -278,6 +278,11 @@ type Executor interface {
 	// LimitDelete deletes the row of a queue and kind, sending the same
 	// notification when there was one, and reports whether there was.
 	LimitDelete(ctx context.Context, params *LimitDeleteParams) (bool, error)
+	// LimitBoundGet returns a queue's running-jobs bound (table
+	// millrace_limit_bound); ok is false when it has none.
+	LimitBoundGet(ctx context.Context, params *LimitBoundParams) (bound int, ok bool, err error)
+	// LimitBoundSet stores a queue's running-jobs bound.
+	LimitBoundSet(ctx context.Context, params *LimitBoundParams) error
 	// JobLimitScan counts a queue's running jobs by kind and args values
 	// and reads its first available jobs, in one statement: see
 	// JobLimitScanParams. It locks nothing; a limited fetch calls it in a

@@ -93,3 +93,12 @@ type JobGetAvailableByIDParams struct {
 	IDs      []int64
 	ClientID string
 }
+
+// LimitBoundParams names a queue's row of millrace_limit_bound, an upper
+// bound of its running jobs kept by limited fetches (see the migration).
+type LimitBoundParams struct {
+	Schema string
+	Queue  string
+	// Bound is the value LimitBoundSet stores.
+	Bound int
+}

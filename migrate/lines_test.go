@@ -73,7 +73,7 @@ func ownObjects(t *testing.T, pool *pgxpool.Pool, schema string) []string {
 // millraceObjects are the objects of line millrace at its latest version,
 // as ownObjects lists them.
 var millraceObjects = []string{"r millrace_client", "i millrace_client_pkey", "r millrace_leader", "i millrace_leader_pkey",
-	"r millrace_limit", "i millrace_limit_pkey", "r millrace_periodic", "i millrace_periodic_pkey"}
+	"r millrace_limit", "r millrace_limit_bound", "i millrace_limit_bound_pkey", "i millrace_limit_pkey", "r millrace_periodic", "i millrace_periodic_pkey"}
 
 // columns describes a table's columns: name, type, nullable, default.
 func columns(t *testing.T, pool *pgxpool.Pool, schema, table string) []string {

@@ -85,6 +85,20 @@ func (s *suite[TTx]) testLimit(t *testing.T) {
 		e.requireQuiet(t, l, e.name, driver.TopicControl)
 	})
 
+	s.run(t, "Bound", func(t *testing.T, e *env[TTx]) {
+		setup(t, e)
+		_, ok, err := e.exec.LimitBoundGet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "q"})
+		requireNoError(t, err, "LimitBoundGet")
+		requireEqual(t, ok, false, "a bound before any is set")
+		requireNoError(t, e.exec.LimitBoundSet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "q", Bound: 7}), "LimitBoundSet")
+		requireNoError(t, e.exec.LimitBoundSet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "other", Bound: 1}), "LimitBoundSet other")
+		requireNoError(t, e.exec.LimitBoundSet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "q", Bound: 3}), "LimitBoundSet again")
+		bound, ok, err := e.exec.LimitBoundGet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "q"})
+		requireNoError(t, err, "LimitBoundGet")
+		requireEqual(t, ok, true, "bound set")
+		requireEqual(t, bound, 3, "the last bound set")
+	})
+
 	s.run(t, "ScanAndTake", func(t *testing.T, e *env[TTx]) {
 		past := now().Add(-time.Minute)
 		at := func(d time.Duration) *time.Time { v := past.Add(d); return &v }

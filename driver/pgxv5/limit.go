@@ -210,3 +210,26 @@ func (e *executor) JobGetAvailableByID(ctx context.Context, p *driver.JobGetAvai
 	}
 	return pgx.CollectRows(rows, scanJob)
 }
+
+var sqlLimitBoundGet = `SELECT bound FROM {{schema}}millrace_limit_bound WHERE queue = $1`
+
+func (e *executor) LimitBoundGet(ctx context.Context, p *driver.LimitBoundParams) (int, bool, error) {
+	var bound int64
+	err := e.db.QueryRow(ctx, e.sql.get(p.Schema, &sqlLimitBoundGet), p.Queue).Scan(&bound)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return int(bound), true, nil
+}
+
+var sqlLimitBoundSet = `
+INSERT INTO {{schema}}millrace_limit_bound (queue, bound) VALUES ($1, $2)
+ON CONFLICT (queue) DO UPDATE SET bound = excluded.bound, updated_at = now()`
+
+func (e *executor) LimitBoundSet(ctx context.Context, p *driver.LimitBoundParams) error {
+	_, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlLimitBoundSet), p.Queue, int64(p.Bound))
+	return err
+}

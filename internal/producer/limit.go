@@ -24,7 +24,11 @@ import (
 // so the limited fetches of every client are serialized and none can
 // overshoot: it reads the table again (a change applies at the next
 // fetch), counts the queue's running jobs (JobLimitScan) and takes only
-// what fits. Limits are counted from the jobs in state running, so they
+// what fits. With only global limits of the whole queue it counts only
+// when it must: the table millrace_limit_bound keeps an upper bound of the
+// queue's running jobs (the last count plus every job taken since under
+// the lock), and while that bound leaves room for a full fetch the limit
+// cannot bind. Limits are counted from the jobs in state running, so they
 // survive any client's crash: a killed client's jobs count until they are
 // rescued. Jobs taken without the lock (by a River client, or a millrace
 // client that has not yet seen a limit added at run time) are counted but
@@ -219,20 +223,32 @@ func (f *LimitFetch) fetchLimited(ctx context.Context, exec driver.Executor, req
 	var held bool // a limit held jobs back
 	if queueWideOnly(lims) {
 		room := req.Max
+		total := 0 // running jobs of the queue, or a bound above them
 		if lock {
-			scan, err := x.JobLimitScan(ctx, &driver.JobLimitScanParams{Schema: f.schema, Queue: f.queue})
+			global := 0 // the lowest global limit
+			for _, l := range lims {
+				if l.Global > 0 && (global == 0 || l.Global < global) {
+					global = l.Global
+				}
+			}
+			// The bound saves the count while it leaves room for a full
+			// fetch: the limit cannot bind.
+			bound, ok, err := x.LimitBoundGet(ctx, &driver.LimitBoundParams{Schema: f.schema, Queue: f.queue})
 			if err != nil {
 				return FetchResult{}, err
 			}
-			total := 0
-			for _, g := range scan.Running {
-				total += g.Count
-			}
-			for _, l := range lims {
-				if l.Global > 0 {
-					room = min(room, l.Global-total)
+			if ok && bound >= 0 && bound+req.Max <= global {
+				total = bound
+			} else {
+				scan, err := x.JobLimitScan(ctx, &driver.JobLimitScanParams{Schema: f.schema, Queue: f.queue})
+				if err != nil {
+					return FetchResult{}, err
+				}
+				for _, g := range scan.Running {
+					total += g.Count
 				}
 			}
+			room = min(room, global-total)
 		}
 		for _, l := range lims {
 			if l.Local > 0 {
@@ -243,6 +259,9 @@ func (f *LimitFetch) fetchLimited(ctx context.Context, exec driver.Executor, req
 		if room > 0 {
 			jobs, err = x.JobGetAvailable(ctx, &driver.JobGetAvailableParams{Schema: f.schema, Queue: f.queue,
 				Max: room, ClientID: req.ClientID, Kinds: req.Kinds, After: req.After})
+		}
+		if lock && err == nil {
+			err = x.LimitBoundSet(ctx, &driver.LimitBoundParams{Schema: f.schema, Queue: f.queue, Bound: total + len(jobs)})
 		}
 	} else {
 		var ids []int64

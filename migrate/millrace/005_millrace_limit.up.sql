@@ -33,3 +33,18 @@ CREATE TABLE {{schema}}millrace_limit (
     CONSTRAINT millrace_limit_partition CHECK (
         (partition_limit IS NULL) = (NOT partition_by_kind AND cardinality(partition_args) = 0))
 );
+
+-- An upper bound of the running jobs of a queue, kept by the limited
+-- fetches of a queue whose limits are all global (under the queue's
+-- advisory lock): the running jobs counted at some fetch plus every job
+-- limited fetches have taken since. Jobs only become running through
+-- fetches (those of clients that do not see the limits are outside them,
+-- as documented), so the bound never falls below the truth; while it
+-- leaves room, a fetch need not count (a count walks the index entries of
+-- every job that ran since the last vacuum). A missing row means "count".
+CREATE UNLOGGED TABLE {{schema}}millrace_limit_bound (
+    queue text NOT NULL,
+    bound bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT millrace_limit_bound_pkey PRIMARY KEY (queue)
+);
