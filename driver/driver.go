@@ -273,10 +273,13 @@ type Executor interface {
 	LimitGetMany(ctx context.Context, params *LimitGetManyParams) ([]*LimitRow, error)
 	// LimitSet inserts or replaces the row of a queue and kind and, in the
 	// same statement, sends the control notification
-	// {"action":"limits_changed","queue":<queue>}. It returns the row.
+	// {"action":"limits_changed","queue":<queue>}, and deletes the
+	// queue's row of millrace_limit_bound (fetches under other limits
+	// may not have kept it). It returns the row.
 	LimitSet(ctx context.Context, params *LimitSetParams) (*LimitRow, error)
 	// LimitDelete deletes the row of a queue and kind, sending the same
-	// notification when there was one, and reports whether there was.
+	// notification when there was one, and the queue's bound row as
+	// LimitSet does; it reports whether there was a limit row.
 	LimitDelete(ctx context.Context, params *LimitDeleteParams) (bool, error)
 	// LimitBoundGet returns a queue's running-jobs bound (table
 	// millrace_limit_bound); ok is false when it has none.

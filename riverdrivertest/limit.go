@@ -97,6 +97,23 @@ func (s *suite[TTx]) testLimit(t *testing.T) {
 		requireNoError(t, err, "LimitBoundGet")
 		requireEqual(t, ok, true, "bound set")
 		requireEqual(t, bound, 3, "the last bound set")
+
+		// Setting or deleting a limit of the queue deletes its bound.
+		_, err = e.exec.LimitSet(e.ctx, &driver.LimitSetParams{Schema: e.schema, Queue: "q",
+			Limit: millracetype.ConcurrencyLimit{Global: 1}})
+		requireNoError(t, err, "LimitSet")
+		_, ok, err = e.exec.LimitBoundGet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "q"})
+		requireNoError(t, err, "LimitBoundGet")
+		requireEqual(t, ok, false, "bound after LimitSet")
+		_, ok, err = e.exec.LimitBoundGet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "other"})
+		requireNoError(t, err, "LimitBoundGet other")
+		requireEqual(t, ok, true, "another queue's bound after LimitSet")
+		requireNoError(t, e.exec.LimitBoundSet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "q", Bound: 5}), "LimitBoundSet")
+		_, err = e.exec.LimitDelete(e.ctx, &driver.LimitDeleteParams{Schema: e.schema, Queue: "q", Kind: "none"})
+		requireNoError(t, err, "LimitDelete")
+		_, ok, err = e.exec.LimitBoundGet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "q"})
+		requireNoError(t, err, "LimitBoundGet")
+		requireEqual(t, ok, false, "bound after LimitDelete")
 	})
 
 	s.run(t, "ScanAndTake", func(t *testing.T, e *env[TTx]) {

@@ -64,6 +64,8 @@ WITH upserted AS (
         partition_limit = excluded.partition_limit, partition_by_kind = excluded.partition_by_kind,
         partition_args = excluded.partition_args, updated_at = now()
     RETURNING ` + limitCols + `
+), unbound AS (
+    DELETE FROM {{schema}}millrace_limit_bound WHERE queue = $1
 )
 SELECT ` + limitCols + ` FROM upserted, (SELECT pg_notify({{control_channel}}, $8)) AS n`
 
@@ -99,6 +101,8 @@ func (e *executor) LimitSet(ctx context.Context, p *driver.LimitSetParams) (*dri
 var sqlLimitDelete = `
 WITH deleted AS (
     DELETE FROM {{schema}}millrace_limit WHERE queue = $1 AND kind = $2 RETURNING queue
+), unbound AS (
+    DELETE FROM {{schema}}millrace_limit_bound WHERE queue = $1
 )
 SELECT count(*), CASE WHEN count(*) > 0 THEN pg_notify({{control_channel}}, $3)::text END FROM deleted`
 

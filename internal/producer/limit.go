@@ -269,6 +269,11 @@ func (f *LimitFetch) fetchLimited(ctx context.Context, exec driver.Executor, req
 		if err == nil && len(ids) > 0 {
 			jobs, err = x.JobGetAvailableByID(ctx, &driver.JobGetAvailableByIDParams{Schema: f.schema, IDs: ids, ClientID: req.ClientID})
 		}
+		if lock && err == nil && len(jobs) > 0 {
+			// This path keeps no bound: a client whose limits take the
+			// bounded path must count next time.
+			err = x.LimitBoundSet(ctx, &driver.LimitBoundParams{Schema: f.schema, Queue: f.queue, Bound: -1})
+		}
 	}
 	if err == nil && tx != nil {
 		err = tx.Commit(ctx)
