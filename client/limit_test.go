@@ -281,7 +281,8 @@ func TestConcurrencyLimitGlobalBound(t *testing.T) {
 	db := testfixture.New(t)
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[customerArgs]) error {
-		time.Sleep(time.Duration(5+job.Args.Customer%20) * time.Millisecond)
+		// Long enough that a full house lasts for several samples.
+		time.Sleep(time.Duration(30+job.Args.Customer%20) * time.Millisecond)
 		return nil
 	}))
 	var clients []*Client[pgx.Tx]
@@ -290,7 +291,7 @@ func TestConcurrencyLimitGlobalBound(t *testing.T) {
 			Queues: map[string]QueueConfig{"limited": {MaxWorkers: 10, Limits: []ConcurrencyLimit{{Global: 20}}}}}))
 	}
 	var params []InsertManyParams
-	for i := range 1500 {
+	for i := range 900 {
 		params = append(params, InsertManyParams{Args: customerArgs{Customer: i}, InsertOpts: &InsertOpts{Queue: "limited"}})
 	}
 	if _, err := clients[0].InsertMany(context.Background(), params); err != nil {
