@@ -41,6 +41,13 @@
 // 20 s for 5 minutes, then the whole cluster down for 3 ticks; it prints
 // ticks expected, enqueued, doubled and missing.
 //
+// TestConcurrencyLimitProcesses (limit_test.go) is the acceptance test of
+// concurrency limits across processes: four helper processes of 50
+// workers under a global limit of 3 (150 jobs of 250 ms reduced, 10,000
+// full), the database sampled every 10 ms, never more than 3 running and
+// throughput within 10% of 3 / job duration; and a limit of 2 per
+// customer over 100 customers, set in the database at run time.
+//
 // Scenarios 1 (graceful stop), 2 (StopAndCancel) and 10 (SIGKILL, then
 // restart) run through millracetest.ShutdownUnderLoad, the harness users
 // run on their own workers, and add their own checks to its; scenario 10's
