@@ -235,6 +235,16 @@ type QueueConfig struct {
 	// MaxWorkers is how many of the queue's jobs run at once, 1..10000.
 	MaxWorkers int
 
+	// Limits bound how many of the queue's jobs run at once: in all
+	// (across every client on the database), on this client, or per
+	// partition (per kind, per value of chosen args keys), for the whole
+	// queue or one kind of it; at most one limit per kind ("" for the
+	// whole queue). A limit set at run time (Client.QueueLimitSet, the
+	// CLI's limit command) replaces the configured one of its kind on
+	// every client. See ConcurrencyLimit and "Concurrency limits" in the
+	// README. Default: none.
+	Limits []ConcurrencyLimit
+
 	// Ephemeral deletes every job this client completes in the queue
 	// instead of keeping it completed; failures, snoozes and cancels keep
 	// their rows. See JobArgsWithEphemeral (the same per kind) for what is
@@ -413,8 +423,8 @@ func (cfg *Config) withDefaults() (*Config, error) {
 	}
 	queues := make(map[string]QueueConfig, len(c.Queues))
 	for name, q := range c.Queues {
-		if err := q.validate(name); err != nil {
-			return bad("%v", err)
+		if err := q.validate(name, c.Workers); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 		queues[name] = q
 	}

@@ -51,7 +51,7 @@ type producerRun struct {
 // stopping) returns its error.
 func (b *QueueBundle[TTx]) Add(name string, cfg QueueConfig) error {
 	c := b.c
-	if err := cfg.validate(name); err != nil {
+	if err := cfg.validate(name, c.config.Workers); err != nil {
 		return fmt.Errorf("add queue: %w: %w", ErrInvalidConfig, err)
 	}
 	if c.config.Workers == nil {
@@ -201,6 +201,7 @@ func (c *Client[TTx]) newProducer(exec driver.Executor, name string, q QueueConf
 		slices.Sort(kinds)
 	}
 	return producer.New(exec, &producer.Config{
+		Fetch: producer.NewLimitFetch(c.config.Schema, name, q.Limits),
 		Queue: name, MaxWorkers: q.MaxWorkers, Schema: c.config.Schema, ClientID: c.config.ID, Kinds: kinds,
 		Logger: c.config.Logger, Notifier: c.notifier, FetchCooldown: c.config.FetchCooldown,
 		FetchPollInterval: c.config.FetchPollInterval, WorkCtx: ephemeralQueueContext(workCtx, q), Work: c.exec.Work,
@@ -218,12 +219,22 @@ func (c *Client[TTx]) newProducer(exec driver.Executor, name string, q QueueConf
 }
 
 // validate checks a queue's name and settings.
-func (q QueueConfig) validate(name string) error {
+func (q QueueConfig) validate(name string, workers *Workers) error {
 	if err := validateQueueName(name); err != nil {
 		return err
 	}
 	if q.MaxWorkers < 1 || q.MaxWorkers > MaxQueueWorkers {
 		return fmt.Errorf("queue %q: MaxWorkers %d out of range 1..%d", name, q.MaxWorkers, MaxQueueWorkers)
+	}
+	kinds := map[string]bool{}
+	for _, l := range q.Limits {
+		if err := validateLimit(l, workers); err != nil {
+			return fmt.Errorf("queue %q: %w", name, err)
+		}
+		if kinds[l.Kind] {
+			return fmt.Errorf("queue %q: two limits of kind %q (at most one per kind, \"\" for the whole queue)", name, l.Kind)
+		}
+		kinds[l.Kind] = true
 	}
 	return nil
 }

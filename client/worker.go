@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"sync"
 	"time"
@@ -82,6 +83,9 @@ type workerInfo struct {
 	// ephemeral: the kind's jobs are deleted once completed
 	// (JobArgsWithEphemeral).
 	ephemeral bool
+	// argsType is the worker's args type, for checking the args keys a
+	// concurrency limit partitions by.
+	argsType reflect.Type
 }
 
 // workUnit is one decoded job ready to run, its type erased for the
@@ -126,7 +130,7 @@ func addWorker[T JobArgs](workers *Workers, zero T, worker Worker[T]) error {
 	if err != nil {
 		return fmt.Errorf("add worker for %T: %w", zero, err)
 	}
-	info := &workerInfo{kind: kind, unit: func(row *millracetype.JobRow) (_ workUnit, err error) {
+	info := &workerInfo{kind: kind, argsType: reflect.TypeOf(zero), unit: func(row *millracetype.JobRow) (_ workUnit, err error) {
 		// One allocation holds the unit, the Job and its args, which are
 		// decoded in place.
 		u := &typedUnit[T]{worker: worker}

@@ -268,6 +268,36 @@ type Executor interface {
 	// names and returns their IDs, ordered.
 	PeriodicJobDeleteMany(ctx context.Context, params *PeriodicJobDeleteManyParams) ([]string, error)
 
+	// Concurrency limits (table millrace_limit of migration line
+	// millrace, and the reads of a limited fetch; see limit.go).
+
+	// LimitGetMany returns limit rows ordered by queue and kind.
+	LimitGetMany(ctx context.Context, params *LimitGetManyParams) ([]*LimitRow, error)
+	// LimitSet inserts or replaces the row of a queue and kind and, in the
+	// same statement, sends the control notification
+	// {"action":"limits_changed","queue":<queue>}, and deletes the
+	// queue's row of millrace_limit_bound (fetches under other limits
+	// may not have kept it). It returns the row.
+	LimitSet(ctx context.Context, params *LimitSetParams) (*LimitRow, error)
+	// LimitDelete deletes the row of a queue and kind, sending the same
+	// notification when there was one, and the queue's bound row as
+	// LimitSet does; it reports whether there was a limit row.
+	LimitDelete(ctx context.Context, params *LimitDeleteParams) (bool, error)
+	// LimitBoundGet returns a queue's running-jobs bound (table
+	// millrace_limit_bound); ok is false when it has none.
+	LimitBoundGet(ctx context.Context, params *LimitBoundParams) (bound int, ok bool, err error)
+	// LimitBoundSet stores a queue's running-jobs bound.
+	LimitBoundSet(ctx context.Context, params *LimitBoundParams) error
+	// JobLimitScan counts a queue's running jobs by kind and args values
+	// and reads its first available jobs, in one statement: see
+	// JobLimitScanParams. It locks nothing; a limited fetch calls it in a
+	// transaction after taking the queue's advisory lock.
+	JobLimitScan(ctx context.Context, params *JobLimitScanParams) (*JobLimitScanResult, error)
+	// JobGetAvailableByID is JobGetAvailable for chosen jobs: those of IDs
+	// still available and due, not locked by others, are marked running as
+	// a fetch marks them and returned in fetch order.
+	JobGetAvailableByID(ctx context.Context, params *JobGetAvailableByIDParams) ([]*millracetype.JobRow, error)
+
 	// Runtime queue management (see queue_admin.go for the params).
 
 	// QueueUpdate changes a queue's settings: its metadata when

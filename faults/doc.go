@@ -41,6 +41,13 @@
 // 20 s for 5 minutes, then the whole cluster down for 3 ticks; it prints
 // ticks expected, enqueued, doubled and missing.
 //
+// TestConcurrencyLimitProcesses (limit_test.go) is the acceptance test of
+// concurrency limits across processes: four helper processes of 50
+// workers under a global limit of 3 (150 jobs of 250 ms reduced, 10,000
+// full), the database sampled every 10 ms, never more than 3 running and
+// throughput within 10% of 3 / job duration; and a limit of 2 per
+// customer over 100 customers, set in the database at run time.
+//
 // The shutdown and crash scenarios, 1 (graceful stop), 2 (StopAndCancel),
 // 3 (Stop with a deadline, a worker deaf to its context, a peer whose
 // rescuer must leave the live client's job alone), 4 (a worker process
@@ -50,7 +57,7 @@
 // run on their own workers, and add their own checks to its; their killed
 // processes are this test binary run again for that scenario only.
 //
-// The heartbeat, domain and durable-periodic tests run this package's test
+// The heartbeat, domain, durable-periodic and concurrency-limit tests run this package's test
 // binary again as worker processes (MILLRACE_FAULTS_HELPER=1, handled in
 // TestMain) and kill them by PID.
 // The database-restart scenario needs a throwaway cluster it may restart

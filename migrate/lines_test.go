@@ -73,7 +73,7 @@ func ownObjects(t *testing.T, pool *pgxpool.Pool, schema string) []string {
 // millraceObjects are the objects of line millrace at its latest version,
 // as ownObjects lists them.
 var millraceObjects = []string{"r millrace_client", "i millrace_client_pkey", "r millrace_leader", "i millrace_leader_pkey",
-	"r millrace_periodic", "i millrace_periodic_pkey"}
+	"r millrace_limit", "r millrace_limit_bound", "i millrace_limit_bound_pkey", "i millrace_limit_pkey", "r millrace_periodic", "i millrace_periodic_pkey"}
 
 // columns describes a table's columns: name, type, nullable, default.
 func columns(t *testing.T, pool *pgxpool.Pool, schema, table string) []string {
@@ -100,7 +100,7 @@ func newSchemaDB(t *testing.T, schema string) (string, *pgxpool.Pool) {
 }
 
 // millraceVersions are the versions of line millrace, in order.
-var millraceVersions = []int{1, 2, 3, 4}
+var millraceVersions = []int{1, 2, 3, 4, 5}
 
 // millraceRows are they as river_migration rows.
 func millraceRows() []string {
@@ -388,7 +388,8 @@ func TestPrintedSQLBothLines(t *testing.T) {
 		"line millrace version 002 millrace_client_timeout (up)", "ADD COLUMN heartbeat_timeout interval",
 		"line millrace version 003 millrace_leader (up)", "CREATE UNLOGGED TABLE millrace_leader (",
 		"line millrace version 004 millrace_periodic (up)", "CREATE TABLE millrace_periodic (",
-		"INSERT INTO river_migration (line, version) VALUES ('millrace', 4);"} {
+		"line millrace version 005 millrace_limit (up)", "CREATE TABLE millrace_limit (",
+		"INSERT INTO river_migration (line, version) VALUES ('millrace', 5);"} {
 		if !strings.Contains(millUp, want) {
 			t.Fatalf("millrace up SQL lacks %q:\n%s", want, millUp)
 		}

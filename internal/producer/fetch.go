@@ -79,6 +79,14 @@ type JobFinishedObserver interface {
 	JobFinished(job *millracetype.JobRow)
 }
 
+// LimitsObserver is implemented by a FetchStrategy that reads limits
+// from the database and wants to hear when they change: the producer calls
+// LimitsChanged (from the notifier's goroutine) on a limits_changed
+// control notification for its queue, then fetches.
+type LimitsObserver interface {
+	LimitsChanged()
+}
+
 // DefaultFetch is the default FetchStrategy: one statement locks up to
 // Max available jobs of the queue, in priority, scheduled_at and id order,
 // with no limit beyond the producer's own slots.

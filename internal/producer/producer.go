@@ -44,26 +44,29 @@
 // # Fetch strategies
 //
 // The loop above decides when to fetch and how many slots are free; which
-// jobs to lock is a FetchStrategy's (Config.Fetch). DefaultFetch, one
-// statement that locks up to the free slots in fetch order, is the only
-// one so far. Other policies are strategies of their own or decorators
-// that wrap another strategy (DefaultFetch in the end), and they plug in
-// through three things without a change to the loop: the request's Max,
-// which a strategy may lower; FetchResult.Limited and NextFetch, which tell
-// the loop that jobs were held back and when to ask again; and
-// JobFinishedObserver, through which a strategy hears of each of its jobs
-// finishing. A strategy that returns all it was asked for and implements no
-// hook costs the loop nothing: the request is reused and the jobs are
-// handed over as the driver returned them.
+// jobs to lock is a FetchStrategy's (Config.Fetch). DefaultFetch is one
+// statement that locks up to the free slots in fetch order; LimitFetch
+// adds concurrency limits. Other policies are strategies of their own or
+// decorators that wrap another strategy (DefaultFetch in the end), and
+// they plug in through four things without a change to the loop: the
+// request's Max, which a strategy may lower; FetchResult.Limited and
+// NextFetch, which tell the loop that jobs were held back and when to ask
+// again; JobFinishedObserver, through which a strategy hears of each of
+// its jobs finishing; and LimitsObserver, through which it hears of a
+// limits_changed control notification for the queue. A strategy that
+// returns all it was asked for and implements no hook costs the loop
+// nothing: the request is reused and the jobs are handed over as the
+// driver returned them.
 //
-// A concurrency limit (at most N jobs of the queue, or of a kind, running
-// on this client) is a decorator that counts the jobs it handed out and
-// has not yet heard finish: it lowers Max to the room left, returns
-// nothing with Limited set when there is none, and releases a place in
-// JobFinished; the loop fetches again when a job finishes. A limit across
-// all clients would instead count running jobs in its statement (a
-// strategy of its own) and set Limited with a NextFetch, since other
-// clients' jobs finish unseen.
+// LimitFetch (concurrency limits: at most N jobs of the queue, or of a
+// kind, or of each partition by kind or args values, running across all
+// clients or on this one) is DefaultFetch while no limit applies. A local
+// limit counts the jobs it handed out and has not heard finish: it lowers
+// Max to the room left and sets Limited when it held jobs back; the loop
+// fetches again when a job finishes. A limit across all clients counts
+// running jobs in the database, in a transaction holding an advisory lock
+// on the queue so no two clients overshoot, and sets Limited with a
+// NextFetch, since other clients' jobs finish unseen.
 //
 // A rate limit (at most N jobs started per second) is a decorator holding a
 // token bucket: it lowers Max to the tokens available, takes one per job
@@ -402,6 +405,13 @@ func (p *Producer) onControl(_, payload string) {
 		// A cancel names its own queue only; the job ID is what matters.
 		if msg.Queue == p.cfg.Queue {
 			p.CancelJob(msg.JobID)
+		}
+	case driver.ControlActionLimitsChanged:
+		if msg.Queue == p.cfg.Queue {
+			if o, ok := p.cfg.Fetch.(LimitsObserver); ok {
+				o.LimitsChanged()
+				p.Poke() // a lower limit holds back, a higher one frees, at the next fetch
+			}
 		}
 	case "pause", "resume", "metadata_changed":
 		if msg.Queue == p.cfg.Queue || msg.Queue == "*" {

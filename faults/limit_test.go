@@ -1,0 +1,309 @@
+package faults
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/driver/pgxv5"
+)
+
+// Concurrency limits across OS processes (issue 23): helper processes
+// (limitHelperMain) work queue limQueue, whose jobs sleep for
+// limitJobDuration; the test samples the database every 10 ms.
+
+const (
+	limQueue = "limited"
+	limKind  = "lim_job"
+)
+
+type limJob struct {
+	Customer int `json:"customer_id"`
+	SleepMS  int `json:"sleep_ms"`
+}
+
+func (limJob) Kind() string { return limKind }
+
+// limitHelperMain runs a helper of the limits scenarios. spec is "global"
+// (a configured global limit of 3 on the queue) or "none" (no configured
+// limit: the scenario sets one in the database).
+func limitHelperMain(spec string) int {
+	id := os.Getenv(helperID)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("client", id)
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "helper %s: %v\n", id, err)
+		return 2
+	}
+	workers, err := strconv.Atoi(os.Getenv(helperWorkers))
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", helperWorkers, err))
+	}
+	var limits []client.ConcurrencyLimit
+	switch spec {
+	case "global":
+		limits = []client.ConcurrencyLimit{{Global: 3}}
+	case "none":
+	default:
+		return fail(fmt.Errorf("unknown limit spec %q", spec))
+	}
+	schema := os.Getenv(helperSchema)
+	cfg, err := clientPoolConfig(os.Getenv(helperURL), schema, os.Getenv(helperApp), 6)
+	if err != nil {
+		return fail(err)
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer pool.Close()
+	ws := client.NewWorkers()
+	client.AddWorker(ws, client.WorkFunc(func(ctx context.Context, job *client.Job[limJob]) error {
+		select {
+		case <-time.After(time.Duration(job.Args.SleepMS) * time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}))
+	c, err := client.New(pgxv5.New(pool), &client.Config{
+		ID: id, Schema: schema, Logger: logger, Workers: ws,
+		Queues: map[string]client.QueueConfig{limQueue: {MaxWorkers: workers, Limits: limits}},
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		return fail(err)
+	}
+	fmt.Println("helper-ready", id)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		scanner := bufio.NewScanner(os.Stdin)
+		for scanner.Scan() {
+			if strings.TrimSpace(scanner.Text()) == "stop" {
+				return
+			}
+		}
+	}()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-sigs:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Stop(ctx); err != nil {
+		return fail(fmt.Errorf("stop: %w", err))
+	}
+	fmt.Println("helper-stopped", id)
+	return 0
+}
+
+// runningSampler reads, every 10 ms, how many of the queue's jobs run in
+// all and the most of one customer, keeping the maxima.
+type runningSampler struct {
+	stop, done         chan struct{}
+	mu                 sync.Mutex
+	samples            int
+	maxTotal, maxGroup int
+	err                error
+}
+
+func (e *env) sampleRunning() *runningSampler {
+	s := &runningSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	q := `SELECT coalesce(sum(n), 0)::int, coalesce(max(n), 0)::int FROM (
+		SELECT count(*) AS n FROM ` + e.job() + ` WHERE state = 'running' AND queue = $1 GROUP BY args -> 'customer_id') AS g`
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+			}
+			var total, group int
+			if err := e.db.Pool.QueryRow(context.Background(), q, limQueue).Scan(&total, &group); err != nil {
+				s.mu.Lock()
+				s.err = err
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Lock()
+			s.samples++
+			s.maxTotal, s.maxGroup = max(s.maxTotal, total), max(s.maxGroup, group)
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (s *runningSampler) finish(t *testing.T) (samples, maxTotal, maxGroup int) {
+	t.Helper()
+	close(s.stop)
+	<-s.done
+	if s.err != nil {
+		t.Fatalf("sampler: %v", s.err)
+	}
+	return s.samples, s.maxTotal, s.maxGroup
+}
+
+// insertLimJobs inserts n jobs of customers 0..customers-1 (customer by
+// customer: all of customer 0 first, the order that most tempts a fetch
+// to fill up on one customer).
+func (e *env) insertLimJobs(n, customers, sleepMS int) {
+	e.t.Helper()
+	var params []client.InsertManyParams
+	perCustomer := (n + customers - 1) / customers
+	for i := range n {
+		params = append(params, client.InsertManyParams{Args: limJob{Customer: i / perCustomer, SleepMS: sleepMS},
+			InsertOpts: &client.InsertOpts{Queue: limQueue}})
+	}
+	for len(params) > 0 {
+		batch := params[:min(len(params), 1000)]
+		params = params[len(batch):]
+		if _, err := e.admin.InsertMany(context.Background(), batch); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// waitLimDone waits until every job of the queue is completed, failing
+// after timeout.
+func (e *env) waitLimDone(n int, timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var done int
+		e.scan(`SELECT count(*) FROM `+e.job()+` WHERE queue = $1 AND state = 'completed'`, []any{limQueue}, &done)
+		if done == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d of %d jobs completed after %v: %v", done, n, timeout, e.states())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestConcurrencyLimitProcesses: 4 helper processes of 50 workers each.
+//
+// global: a configured global limit of 3. The database never shows more
+// than 3 running, every job completes, and the throughput is within 10%
+// of 3 / job duration (measured from the first job started to the last
+// finished; jobs sleep, so it measures how promptly a freed place is
+// taken, not CPU). Reduced: 150 jobs of 250 ms (about 13 s); full
+// (MILLRACE_FAULTS=full): 10,000 (about 14 min).
+//
+// partition: no configured limit; the scenario sets a limit of 2 per
+// customer_id in the database (QueueLimitSet) before the helpers start.
+// 100 customers, their jobs inserted customer by customer. The database
+// never shows more than 2 of one customer running, and by the time half
+// of the jobs are done every customer has had one completed.
+func TestConcurrencyLimitProcesses(t *testing.T) {
+	t.Run("global", func(t *testing.T) {
+		sz := loadSizes(t)
+		n, sleepMS := 150, 250
+		if sz.name == "full" {
+			n = 10000
+		}
+		e := newEnv(t, sz)
+		e.insertLimJobs(n, 1, sleepMS)
+		s := e.sampleRunning()
+		var hs []*helper
+		for i := range 4 {
+			hs = append(hs, e.startHelper(helperOpts{id: fmt.Sprintf("g%d", i), workers: 50, limit: "global"}))
+		}
+		e.waitLimDone(n, time.Duration(n)*time.Second)
+		samples, maxTotal, _ := s.finish(t)
+		for _, h := range hs {
+			h.stop()
+		}
+		var span float64
+		e.scan(`SELECT extract(epoch FROM max(finalized_at) - min(attempted_at))::float8 FROM `+e.job()+` WHERE queue = $1`,
+			[]any{limQueue}, &span)
+		var busy float64
+		e.scan(`SELECT extract(epoch FROM avg(finalized_at - attempted_at))::float8 FROM `+e.job()+` WHERE queue = $1`,
+			[]any{limQueue}, &busy)
+		t.Logf("a job holds its place in the database for %.1f ms on average", busy*1000)
+		rate, ideal := float64(n)/span, 3/(float64(sleepMS)/1000)
+		t.Logf("%d jobs; %d samples, at most %d running; %.2f jobs/s, %.1f%% of 3 / job duration (%.1f/s)",
+			n, samples, maxTotal, rate, 100*rate/ideal, ideal)
+		if maxTotal > 3 {
+			t.Errorf("the database showed %d jobs running at once, limit 3", maxTotal)
+		}
+		if maxTotal < 3 {
+			t.Errorf("never more than %d running: the limit of 3 was not reached", maxTotal)
+		}
+		if samples < int(span*1000/10)/2 {
+			t.Errorf("only %d samples over %.1f s", samples, span)
+		}
+		if rate < 0.9*ideal {
+			t.Errorf("throughput %.2f jobs/s is below 90%% of %.1f", rate, ideal)
+		}
+	})
+
+	t.Run("partition", func(t *testing.T) {
+		sz := loadSizes(t)
+		const customers = 100
+		n, sleepMS := 5*customers, 100
+		if sz.name == "full" {
+			n = 50 * customers
+		}
+		e := newEnv(t, sz)
+		if _, err := e.admin.QueueLimitSet(context.Background(), limQueue,
+			client.ConcurrencyLimit{Kind: limKind, PerPartition: 2, PartitionByArgs: []string{"customer_id"}}); err != nil {
+			t.Fatal(err)
+		}
+		e.insertLimJobs(n, customers, sleepMS)
+		s := e.sampleRunning()
+		var hs []*helper
+		for i := range 4 {
+			hs = append(hs, e.startHelper(helperOpts{id: fmt.Sprintf("p%d", i), workers: 50, limit: "none"}))
+		}
+		// When half the jobs are done, every customer has progressed.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			var done, progressed int
+			e.scan(`SELECT count(*), count(DISTINCT args -> 'customer_id') FROM `+e.job()+` WHERE queue = $1 AND state = 'completed'`,
+				[]any{limQueue}, &done, &progressed)
+			if done >= n/2 {
+				if progressed != customers {
+					t.Errorf("%d jobs done but only %d of %d customers have a completed job", done, progressed, customers)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d of %d jobs done after 2 min: %v", done, n, e.states())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		e.waitLimDone(n, 5*time.Minute)
+		samples, maxTotal, maxGroup := s.finish(t)
+		for _, h := range hs {
+			h.stop()
+		}
+		t.Logf("%d jobs of %d customers; %d samples, at most %d running, at most %d of one customer", n, customers, samples, maxTotal, maxGroup)
+		if maxGroup > 2 {
+			t.Errorf("the database showed %d jobs of one customer running at once, limit 2", maxGroup)
+		}
+		if maxGroup < 2 {
+			t.Errorf("never more than %d of one customer running: the limit of 2 was not reached", maxGroup)
+		}
+	})
+}
