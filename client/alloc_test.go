@@ -56,8 +56,14 @@ func cancels(n int) []producer.Cancel { return make([]producer.Cancel, n) }
 // job, from the producer's hand-off (its job context included) to the
 // outcome queued in the completer, with the default job timeout and with
 // none. The driver's share (decoding the fetched row, encoding the
-// outcome) is not counted. Measured: see the commit that set the bound.
-var maxJobPathAllocs = map[string]float64{"default timeout": 9, "no timeout": 9}
+// outcome) is not counted. Measured: 5 with either (issue 26; 18 and 9
+// before).
+var maxJobPathAllocs = map[string]float64{"default timeout": 5, "no timeout": 5}
+
+// raceAllocSlack is added to the bounds under the race detector, whose
+// sync.Pool drops a quarter of what is put back on purpose (the args
+// decoders and stuck watches are pooled): 1 to 2 more per job on average.
+const raceAllocSlack = 3
 
 // TestJobPathAllocs fails when the allocations per job of the job path
 // grow past maxJobPathAllocs: a lean job path is a performance goal (issue
@@ -74,7 +80,11 @@ func TestJobPathAllocs(t *testing.T) {
 			fresh, i := cancels(runs+1), 0 // AllocsPerRun runs once more to warm up
 			got := testing.AllocsPerRun(runs, func() { runJob(c, workCtx, row, &fresh[i]); i++ })
 			t.Logf("%s: %.0f allocations per job", name, got)
-			if limit := maxJobPathAllocs[name]; got > limit {
+			limit := maxJobPathAllocs[name]
+			if raceEnabled {
+				limit += raceAllocSlack
+			}
+			if got > limit {
 				t.Errorf("%s: %.0f allocations per job, want at most %.0f", name, got, limit)
 			}
 		})

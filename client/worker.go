@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -139,7 +138,7 @@ func addWorker[T JobArgs](workers *Workers, zero T, worker Worker[T]) error {
 				err = fmt.Errorf("decode args of job %d (kind %q) into %T: panic: %v", row.ID, row.Kind, *args, r)
 			}
 		}()
-		if err := json.Unmarshal(row.Args, args); err != nil {
+		if err := decodeArgs(row.Args, args); err != nil {
 			return nil, fmt.Errorf("decode args of job %d (kind %q) into %T: %w", row.ID, row.Kind, *args, err)
 		}
 		setRowKind(args, row.Kind)
