@@ -19,6 +19,10 @@ type argsDecoder struct {
 	fed int64
 }
 
+// maxPooledArgs: a decoder that decoded larger args is not pooled, so
+// that the pool does not keep its grown buffer.
+const maxPooledArgs = 64 << 10
+
 var argsDecoders = sync.Pool{New: func() any {
 	d := &argsDecoder{}
 	d.dec = json.NewDecoder(&d.r)
@@ -35,7 +39,9 @@ func decodeArgs(data []byte, v any) error {
 	d.fed += int64(len(data))
 	if err := d.dec.Decode(v); err == nil && d.dec.InputOffset() == d.fed {
 		d.r.Reset(nil)
-		argsDecoders.Put(d)
+		if len(data) <= maxPooledArgs {
+			argsDecoders.Put(d)
+		}
 		return nil
 	}
 	// Not put back: its state is no longer known.
