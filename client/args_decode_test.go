@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -25,6 +26,7 @@ func TestDecodeArgsLikeUnmarshal(t *testing.T) {
 		`{"n":1}`, `{"n":2,"s":"x","l":[1,2],"raw":{"a":[1]},"next":{"n":3}}`, ` {"n":4} `, `{"n":5}{"n":6}`,
 		`{"n":7} {"n":8}`, `{"n":9}x`, ``, ` `, `null`, `{}`, `{"n":"str"}`, `{"n":1,}`, `{"n":`, `[1]`, `5`,
 		`{"s":"\u00e9\n"}`, `{"n":10}`, `{"n":1e400}`, `"{}"`, `{"l":[1,"a",3]}`, `{"n":11}`,
+		`{"n":13,"s":"` + strings.Repeat("x", maxPooledArgs) + `"}`, // past the pooled size
 	}
 	for round := range 3 {
 		for i := range inputs {
