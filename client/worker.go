@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/millrace/millrace/internal/jobexec"
@@ -68,6 +70,9 @@ type Workers struct {
 	mu     sync.Mutex
 	byKind map[string]*workerInfo
 	err    error // the first AddWorker error, reported by New
+	// lookups is a copy of byKind made at each registration, for lookup:
+	// every job looks its kind up, and reads it without a lock.
+	lookups atomic.Pointer[map[string]*workerInfo]
 }
 
 // NewWorkers returns an empty set of workers.
@@ -175,6 +180,8 @@ func addWorker[T JobArgs](workers *Workers, zero T, worker Worker[T]) error {
 		return fmt.Errorf("add worker for %T: kind %q: %w", zero, kind, ErrDuplicateKind)
 	}
 	workers.byKind[kind] = info
+	lookups := maps.Clone(workers.byKind)
+	workers.lookups.Store(&lookups)
 	return nil
 }
 
@@ -209,9 +216,10 @@ func safeInsertOpts(args JobArgsWithInsertOpts) (opts InsertOpts, err error) {
 }
 
 func (w *Workers) lookup(kind string) *workerInfo {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.byKind[kind]
+	if m := w.lookups.Load(); m != nil {
+		return (*m)[kind]
+	}
+	return nil
 }
 
 func (w *Workers) kinds() []string {
