@@ -81,7 +81,9 @@ type Config struct {
 
 	// JobTimeout bounds each job's run (its context's deadline; the
 	// deadline surfaces as an ordinary error). -1 means no timeout. Default
-	// 1 minute. A worker's Timeout overrides it.
+	// 1 minute. A worker's Timeout overrides it. Jobs that start together
+	// share one deadline, so a job's may be later than its start plus its
+	// timeout by up to 1/64 of the timeout, at most 10 ms.
 	JobTimeout time.Duration
 
 	// MaxAttempts is the default attempts per job. Default 25.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/producer"
+	"github.com/millrace/millrace/millracetype"
 	"github.com/millrace/millrace/startstop"
 )
 
@@ -205,6 +206,9 @@ func (c *Client[TTx]) newProducer(exec driver.Executor, name string, q QueueConf
 		Queue: name, MaxWorkers: q.MaxWorkers, Schema: c.config.Schema, ClientID: c.config.ID, Kinds: kinds,
 		Logger: c.config.Logger, Notifier: c.notifier, FetchCooldown: c.config.FetchCooldown,
 		FetchPollInterval: c.config.FetchPollInterval, WorkCtx: ephemeralQueueContext(workCtx, q), Work: c.exec.Work,
+		WorkBound: func(parent context.Context, job *millracetype.JobRow, bind *producer.Cancel) {
+			c.exec.WorkBound(parent, job, bind)
+		},
 		OnPaused: func(paused bool) {
 			kind := EventKindQueueResumed
 			if paused {

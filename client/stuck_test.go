@@ -227,7 +227,7 @@ func TestJobNotStuck(t *testing.T) {
 	}))
 	AddWorker(workers, &untimedWorker{})
 	c := newClient(t, db, &Config{Queues: oneQueue(2), Workers: workers,
-		JobTimeout: 20 * time.Millisecond, JobStuckThreshold: 20 * time.Millisecond,
+		JobTimeout: 20 * time.Millisecond, JobStuckThreshold: 200 * time.Millisecond,
 		JobStuckHandler: func(context.Context, *JobStuck) { reported.Add(1) }})
 	start(t, c)
 	timed, err := c.Insert(ctx, stuckArgs{}, &InsertOpts{MaxAttempts: 1})
@@ -251,7 +251,7 @@ type untimedArgs struct{}
 
 func (untimedArgs) Kind() string { return "untimed" }
 
-// untimedWorker has no timeout and works 100 ms, past JobTimeout and the
+// untimedWorker has no timeout and works 300 ms, past JobTimeout and the
 // threshold together.
 type untimedWorker struct{ WorkerDefaults[untimedArgs] }
 
@@ -259,7 +259,7 @@ func (untimedWorker) Timeout(*Job[untimedArgs]) time.Duration { return -1 }
 
 func (untimedWorker) Work(ctx context.Context, _ *Job[untimedArgs]) error {
 	select {
-	case <-time.After(100 * time.Millisecond):
+	case <-time.After(300 * time.Millisecond):
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

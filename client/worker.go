@@ -2,12 +2,13 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/millrace/millrace/internal/jobexec"
@@ -70,6 +71,9 @@ type Workers struct {
 	mu     sync.Mutex
 	byKind map[string]*workerInfo
 	err    error // the first AddWorker error, reported by New
+	// lookups is a copy of byKind made at each registration, for lookup:
+	// every job looks its kind up, and reads it without a lock.
+	lookups atomic.Pointer[map[string]*workerInfo]
 }
 
 // NewWorkers returns an empty set of workers.
@@ -143,7 +147,7 @@ func addWorker[T JobArgs](workers *Workers, zero T, worker Worker[T]) error {
 				err = fmt.Errorf("decode args of job %d (kind %q) into %T: panic: %v", row.ID, row.Kind, *args, r)
 			}
 		}()
-		if err := json.Unmarshal(row.Args, args); err != nil {
+		if err := decodeArgs(row.Args, args); err != nil {
 			return nil, fmt.Errorf("decode args of job %d (kind %q) into %T: %w", row.ID, row.Kind, *args, err)
 		}
 		setRowKind(args, row.Kind)
@@ -180,6 +184,8 @@ func addWorker[T JobArgs](workers *Workers, zero T, worker Worker[T]) error {
 		return fmt.Errorf("add worker for %T: kind %q: %w", zero, kind, ErrDuplicateKind)
 	}
 	workers.byKind[kind] = info
+	lookups := maps.Clone(workers.byKind)
+	workers.lookups.Store(&lookups)
 	return nil
 }
 
@@ -214,9 +220,10 @@ func safeInsertOpts(args JobArgsWithInsertOpts) (opts InsertOpts, err error) {
 }
 
 func (w *Workers) lookup(kind string) *workerInfo {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.byKind[kind]
+	if m := w.lookups.Load(); m != nil {
+		return (*m)[kind]
+	}
+	return nil
 }
 
 func (w *Workers) kinds() []string {

@@ -93,7 +93,13 @@ type Completer struct {
 
 	mu      sync.Mutex
 	pending []item
-	wake    chan struct{} // signalled when pending grows
+	wake    chan struct{} // signalled when the writer must look at pending
+	// listening is set while the writer waits for a wake-up to look at
+	// pending again (nothing was pending when it last looked). Otherwise
+	// it looks again by itself (after its write, or when its interval
+	// timer fires), so Complete wakes it only when a full batch waits: a
+	// busy completer is not woken once per outcome. Guarded by mu.
+	listening bool
 	// space, when not nil, is closed (and set to nil) when pending
 	// shrinks: every Complete blocked on a full completer waits on it, and
 	// all of them must wake, since a batch written makes room for many.
@@ -132,7 +138,7 @@ func (c *Completer) Abandoned() int { return int(c.abandoned.Load()) }
 
 // New returns a completer writing through exec.
 func New(exec driver.Executor, cfg *Config) *Completer {
-	c := &Completer{exec: exec, wake: make(chan struct{}, 1), progress: make(chan struct{})}
+	c := &Completer{exec: exec, wake: make(chan struct{}, 1), progress: make(chan struct{}), listening: true}
 	if cfg != nil {
 		c.cfg = *cfg
 	}
@@ -172,8 +178,12 @@ func (c *Completer) Complete(ctx context.Context, s *driver.JobSetState, meta an
 		if len(c.pending) < c.cfg.MaxPending {
 			c.pending = append(c.pending, item{s, meta})
 			c.queued++
+			wake := c.listening || len(c.pending) >= c.cfg.MaxBatch
+			c.listening = false
 			c.mu.Unlock()
-			signal(c.wake)
+			if wake {
+				signal(c.wake)
+			}
 			return nil
 		}
 		if c.space == nil {
@@ -245,7 +255,7 @@ func (c *Completer) run(ctx context.Context) {
 		// allows; what is left waits for the timer (or for more outcomes
 		// to make a full batch).
 		for {
-			n := c.pendingLen()
+			n := c.pendingLenListen()
 			if n == 0 {
 				break
 			}
@@ -262,11 +272,14 @@ func (c *Completer) run(ctx context.Context) {
 	}
 }
 
-// pendingLen returns how many outcomes wait to be written.
-func (c *Completer) pendingLen() int {
+// pendingLenListen returns how many outcomes wait to be written and,
+// when none do, sets listening: the writer is about to wait for a wake-up.
+func (c *Completer) pendingLenListen() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.pending)
+	n := len(c.pending)
+	c.listening = n == 0
+	return n
 }
 
 // writeAll writes batches until nothing is pending.

@@ -456,3 +456,46 @@ func TestLogsDroppedLateOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// TestCompleteWakesOnlyWhenNeeded: Complete wakes the writer when it waits
+// for a wake-up (nothing was pending when it last looked) or when a full
+// batch waits; a writer that looks again by itself (it is writing, or its
+// interval timer is armed) is not woken once per outcome.
+func TestCompleteWakesOnlyWhenNeeded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := New(nil, &Config{MaxBatch: 3})
+	wakes := func() int {
+		select {
+		case <-c.wake:
+			return 1
+		default:
+			return 0
+		}
+	}
+	_ = c.Complete(ctx, &driver.JobSetState{ID: 1}, nil)
+	if wakes() != 1 {
+		t.Error("a new completer was not woken by its first outcome")
+	}
+	_ = c.Complete(ctx, &driver.JobSetState{ID: 2}, nil)
+	if wakes() != 0 {
+		t.Error("woken again while the writer had not looked yet")
+	}
+	_ = c.Complete(ctx, &driver.JobSetState{ID: 3}, nil)
+	if wakes() != 1 {
+		t.Error("not woken when a full batch waits")
+	}
+	if n := c.pendingLenListen(); n != 3 {
+		t.Fatalf("%d pending, want 3", n)
+	}
+	c.mu.Lock()
+	c.pending = nil
+	c.mu.Unlock()
+	if c.pendingLenListen() != 0 {
+		t.Fatal("pending not emptied")
+	}
+	_ = c.Complete(ctx, &driver.JobSetState{ID: 4}, nil)
+	if wakes() != 1 {
+		t.Error("not woken after the writer found nothing pending")
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -128,6 +129,10 @@ type Executor struct {
 	// stuck counts the jobs running past their timeout plus the stuck
 	// threshold (stuck.go).
 	stuck atomic.Int64
+	// watches pools StuckWatches (and their timers) between runs.
+	watches sync.Pool
+	// deadlines are the deadline contexts jobs share (deadline.go).
+	deadlines deadlines
 }
 
 // New returns an executor for cfg (copied) reporting to sink.

@@ -120,6 +120,12 @@ func (e *Executor) Completed(s *driver.JobSetState, now *time.Time, row *millrac
 // outside, or a failure retried or discarded. ctx is the context the
 // producer gave the job (its cause tells a stop or a remote cancel).
 func (e *Executor) Unsuccessful(ctx context.Context, row *millracetype.JobRow, start time.Time, unit Unit, panicVal any, trace string, workErr error, updates []byte) (*driver.JobSetState, Kind) {
+	return e.unsuccessful(ctx, context.Cause(ctx), row, start, unit, panicVal, trace, workErr, updates)
+}
+
+// unsuccessful is Unsuccessful with the cause of the job's end from
+// outside given (nil: none); ctx goes to the error handler.
+func (e *Executor) unsuccessful(ctx context.Context, cause error, row *millracetype.JobRow, start time.Time, unit Unit, panicVal any, trace string, workErr error, updates []byte) (*driver.JobSetState, Kind) {
 	if panicVal != nil {
 		err := fmt.Errorf("%v", panicVal)
 		var res *ErrorHandlerResult
@@ -140,7 +146,7 @@ func (e *Executor) Unsuccessful(ctx context.Context, row *millracetype.JobRow, s
 	if errors.As(workErr, &cancelErr) {
 		return e.Cancelled(row, start, workErr.Error(), updates), KindCancelled
 	}
-	switch context.Cause(ctx) {
+	switch cause {
 	case ErrStopAndCancel, ErrSoftStopTimeout:
 		// Interrupted by shutdown: back to available, attempt given back.
 		return e.Interrupted(row, updates), KindInterrupted

@@ -26,14 +26,21 @@ type JobStuck struct {
 	TotalStuck int
 }
 
-// StuckWatch is the stuck watch of one run; the zero value is ready. It is
-// meant to live in a per-run allocation the client already makes.
+// StuckWatch is the stuck watch of one run; the zero value is ready. A
+// watch may be used again once EndStuckWatch has returned: its timer is
+// made on first use and reset after, so a watch taken from the
+// executor's pool costs a run no allocation.
 type StuckWatch struct {
 	began time.Time
 	timer *time.Timer
 	// report counts the report the timer's function makes; EndStuckWatch
 	// waits for it, so no report outlives the job.
 	report sync.WaitGroup
+	// What the report needs, set by WatchStuck.
+	e       *Executor
+	ctx     context.Context
+	row     *millracetype.JobRow
+	timeout time.Duration
 }
 
 // WatchStuck starts w watching a job running with a timeout (ctx is its
@@ -42,17 +49,26 @@ type StuckWatch struct {
 // cancelled), EndStuckWatch must be called.
 func (e *Executor) WatchStuck(w *StuckWatch, ctx context.Context, row *millracetype.JobRow, timeout time.Duration) {
 	w.began = time.Now()
+	w.e, w.ctx, w.row, w.timeout = e, ctx, row, timeout
 	w.report.Add(1)
-	w.timer = time.AfterFunc(timeout+e.cfg.StuckThreshold, func() {
-		defer w.report.Done()
-		e.jobStuck(context.WithoutCancel(ctx), row, timeout, time.Since(w.began))
-	})
+	if w.timer == nil {
+		w.timer = time.AfterFunc(timeout+e.cfg.StuckThreshold, w.fire)
+		return
+	}
+	w.timer.Reset(timeout + e.cfg.StuckThreshold)
+}
+
+// fire reports w's job stuck (the timer's function).
+func (w *StuckWatch) fire() {
+	defer w.report.Done()
+	w.e.jobStuck(context.WithoutCancel(w.ctx), w.row, w.timeout, time.Since(w.began))
 }
 
 // EndStuckWatch ends w's watch: it stops the timer or, if the job was
 // reported stuck, waits for the report to finish and logs the job's
 // return.
 func (e *Executor) EndStuckWatch(w *StuckWatch, row *millracetype.JobRow, timeout time.Duration) {
+	defer func() { w.ctx, w.row = nil, nil }()
 	if w.timer.Stop() {
 		w.report.Done() // the report will never run
 		return

@@ -155,6 +155,12 @@ type Config struct {
 	// when the job is cancelled from outside, and with WorkCtx's cause when
 	// WorkCtx ends. Required.
 	Work func(ctx context.Context, job *millracetype.JobRow)
+	// WorkBound, when set, is called instead of Work: it makes the job's
+	// context itself, below parent (WorkCtx), and hands its cancel
+	// function to bind (so that it can make the context once it knows
+	// the job's timeout, see jobexec.Executor.WorkBound). The context
+	// must end as Work's does.
+	WorkBound func(parent context.Context, job *millracetype.JobRow, bind *Cancel)
 	// OnPaused is called with true or false when the queue's paused state
 	// changes (from the producer's goroutine).
 	OnPaused func(paused bool)
@@ -188,6 +194,9 @@ type Producer struct {
 	work     chan task
 	workers  sync.WaitGroup
 	nWorkers int // worker goroutines started (only the run loop's goroutine touches it)
+	// spare are Cancels of finished jobs, for jobs to come (only the run
+	// loop's goroutine touches it).
+	spare []*Cancel
 	// onFetchRequest, set by tests before Start, sees each fetch request
 	// in the order the loop makes them.
 	onFetchRequest func(fetchRequest)
@@ -199,15 +208,79 @@ type Producer struct {
 	listenerChanged chan struct{}
 
 	mu       sync.Mutex
-	running  map[int64]context.CancelCauseFunc
+	running  map[int64]*Cancel
 	paused   bool
 	metadata json.RawMessage // the queue's metadata as last seen
 }
 
-// task is one fetched job and its context, for a worker goroutine.
+// task is one fetched job and its cancel, for a worker goroutine.
 type task struct {
-	ctx context.Context
-	job *millracetype.JobRow
+	cancel *Cancel
+	job    *millracetype.JobRow
+}
+
+// Cancel cancels one running job's context with a cause. The context is
+// made when the job starts to run (by the producer, or by Config.WorkBound
+// once it knows the job's timeout), so a cancel may come before there is
+// a context to cancel: it is then applied when Bind hands the context's
+// cancel function over.
+//
+// A producer reuses its Cancels: once a job has finished, its Cancel may
+// serve another job, so a cancel that found it before names the job it
+// means (cancelJob).
+type Cancel struct {
+	mu     sync.Mutex
+	id     int64 // the job's ID
+	cancel Canceller
+	cause  error // the first cancel's cause, once cancelled
+}
+
+// Canceller cancels a job's context with a cause (a
+// context.CancelCauseFunc's job, as an interface so that the one who makes
+// the context needs no closure to hear of the cancel).
+type Canceller = interface{ CancelCause(cause error) }
+
+// cancelFunc is a context.CancelCauseFunc as a Canceller.
+type cancelFunc context.CancelCauseFunc
+
+func (f cancelFunc) CancelCause(cause error) { f(cause) }
+
+// Bind hands over what cancels the job's context; a cancel asked for
+// before is applied at once. (jobexec.CancelBinder)
+func (c *Cancel) Bind(cancel Canceller) {
+	c.mu.Lock()
+	c.cancel = cancel
+	cause := c.cause
+	c.mu.Unlock()
+	if cause != nil {
+		cancel.CancelCause(cause)
+	}
+}
+
+// Cancel cancels the job's context with cause, or records it for Bind.
+func (c *Cancel) Cancel(cause error) {
+	c.cancelJob(c.id, cause, false)
+}
+
+// cancelJob is Cancel if c still serves job id; reset makes it ready to
+// serve another job after.
+func (c *Cancel) cancelJob(id int64, cause error, reset bool) {
+	c.mu.Lock()
+	if c.id != id {
+		c.mu.Unlock()
+		return
+	}
+	cancel := c.cancel
+	if c.cause == nil {
+		c.cause = cause
+	}
+	if reset {
+		c.id, c.cancel, c.cause = 0, nil, nil
+	}
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel.CancelCause(cause)
+	}
 }
 
 type controlMessage struct {
@@ -226,7 +299,7 @@ func New(exec driver.Executor, cfg *Config) (*Producer, error) {
 	if c.MaxWorkers < 1 {
 		return nil, fmt.Errorf("producer: queue %q: MaxWorkers %d must be at least 1", c.Queue, c.MaxWorkers)
 	}
-	if c.Work == nil {
+	if c.Work == nil && c.WorkBound == nil {
 		return nil, errors.New("producer: Work is nil")
 	}
 	if c.Logger == nil {
@@ -252,7 +325,7 @@ func New(exec driver.Executor, cfg *Config) (*Producer, error) {
 		work:            make(chan task),
 		fetched:         make(chan fetchResult, maxFetchesInFlight),
 		listenerChanged: make(chan struct{}, 1),
-		running:         map[int64]context.CancelCauseFunc{},
+		running:         map[int64]*Cancel{},
 	}, nil
 }
 
@@ -332,7 +405,7 @@ func (p *Producer) CancelJob(id int64) bool {
 	cancel, ok := p.running[id]
 	p.mu.Unlock()
 	if ok {
-		cancel(ErrJobCancelledRemotely)
+		cancel.cancelJob(id, ErrJobCancelledRemotely, false)
 	}
 	return ok
 }
@@ -349,13 +422,17 @@ func (p *Producer) Runs(id int64) bool {
 // many there were. Fetching goes on.
 func (p *Producer) CancelAll(cause error) int {
 	p.mu.Lock()
-	cancels := make([]context.CancelCauseFunc, 0, len(p.running))
-	for _, cancel := range p.running {
-		cancels = append(cancels, cancel)
+	type running struct {
+		id     int64
+		cancel *Cancel
+	}
+	cancels := make([]running, 0, len(p.running))
+	for id, cancel := range p.running {
+		cancels = append(cancels, running{id, cancel})
 	}
 	p.mu.Unlock()
-	for _, cancel := range cancels {
-		cancel(cause)
+	for _, r := range cancels {
+		r.cancel.cancelJob(r.id, cause, false)
 	}
 	return len(cancels)
 }
@@ -792,11 +869,19 @@ func (p *Producer) confirm(jobs []*millracetype.JobRow, fetchErr error) []*millr
 }
 
 func (p *Producer) startJob(job *millracetype.JobRow) {
-	jobCtx, cancel := context.WithCancelCause(p.cfg.WorkCtx)
+	var cancel *Cancel
+	if n := len(p.spare); n > 0 {
+		cancel, p.spare = p.spare[n-1], p.spare[:n-1]
+	} else {
+		cancel = new(Cancel)
+	}
+	cancel.mu.Lock()
+	cancel.id = job.ID
+	cancel.mu.Unlock()
 	p.mu.Lock()
 	p.running[job.ID] = cancel
 	p.mu.Unlock()
-	t := task{jobCtx, job}
+	t := task{cancel, job}
 	select {
 	case p.work <- t: // an idle worker took it
 	default:
@@ -838,13 +923,25 @@ const workerStackReserve = 2048
 func (p *Producer) workLoop(t task, reserve *[workerStackReserve]byte) {
 	reserve[0] = 1 // the reserve is used, so it stays in worker's frame
 	for {
-		p.cfg.Work(t.ctx, t.job)
+		p.runTask(t)
 		p.done <- t.job
 		var ok bool
 		if t, ok = <-p.work; !ok {
 			return
 		}
 	}
+}
+
+// runTask runs t's job in the worker's goroutine: with WorkBound, which
+// makes the job's context, else in a context made here.
+func (p *Producer) runTask(t task) {
+	if p.cfg.WorkBound != nil {
+		p.cfg.WorkBound(p.cfg.WorkCtx, t.job, t.cancel)
+		return
+	}
+	ctx, cancel := context.WithCancelCause(p.cfg.WorkCtx)
+	t.cancel.Bind(cancelFunc(cancel))
+	p.cfg.Work(ctx, t.job)
 }
 
 // finish records that job has finished (on the loop's goroutine).
@@ -854,7 +951,9 @@ func (p *Producer) finish(job *millracetype.JobRow) {
 	delete(p.running, job.ID)
 	p.mu.Unlock()
 	if cancel != nil {
-		cancel(context.Canceled) // release the context's resources
+		// Release the context's resources; the Cancel serves another job.
+		cancel.cancelJob(job.ID, context.Canceled, true)
+		p.spare = append(p.spare, cancel)
 	}
 	if p.finished != nil {
 		p.finished.JobFinished(job)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -71,8 +72,30 @@ func readCPU() cpuReading {
 			ticks += p.cutime + p.cstime
 		}
 	}
-	r.server, r.serverSeen = time.Duration(ticks)*clockTick, len(procs) > 0
+	r.server, r.serverSeen = serverHigh.at(time.Duration(ticks)*clockTick), len(procs) > 0
 	return r
+}
+
+// serverHigh keeps the server's readings from going back. The /proc
+// files are not read at one instant: a backend that exits between the
+// reading of its own file and of the postmaster's (whose children's times
+// then hold it) is counted twice or not at all, so a reading can fall a
+// few milliseconds below an earlier one. Readings are clamped to the
+// highest seen, which undercounts by at most that much.
+var serverHigh highWater
+
+// highWater is a non-decreasing reading.
+type highWater struct {
+	mu  sync.Mutex
+	max time.Duration
+}
+
+// at returns d, or the highest value given before when that is higher.
+func (h *highWater) at(d time.Duration) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.max = max(h.max, d)
+	return h.max
 }
 
 // cpuPerJob turns two readings into microseconds per job; the server's is
