@@ -266,6 +266,29 @@ type Executor interface {
 	// names and returns their IDs, ordered.
 	PeriodicJobDeleteMany(ctx context.Context, params *PeriodicJobDeleteManyParams) ([]string, error)
 
+	// Rate limits and timed pauses (tables millrace_rate and
+	// millrace_pause of migration line millrace; see rate.go).
+
+	// RateStateRead returns the database's clock and, at it, the queue's
+	// current window counts and pauses. A rate-limited fetch calls it in a
+	// transaction after taking the queue's advisory lock.
+	RateStateRead(ctx context.Context, params *RateStateParams) (*RateState, error)
+	// RateCountAdd adds to window counts and deletes the queue's rows of
+	// ended windows.
+	RateCountAdd(ctx context.Context, params *RateCountAddParams) error
+	// JobRateScan reads candidates for a rate-limited fetch, in fetch order
+	// (priority, scheduled_at, id). It locks nothing.
+	JobRateScan(ctx context.Context, params *JobRateScanParams) ([]*JobRateCandidate, error)
+	// JobRateTake marks chosen jobs running as a fetch does: those of IDs
+	// still available and due, not locked by others; in fetch order.
+	JobRateTake(ctx context.Context, params *JobRateTakeParams) ([]*millracetype.JobRow, error)
+	// PauseSet inserts or replaces a timed pause and returns it as stored.
+	PauseSet(ctx context.Context, params *PauseSetParams) (*millracetype.Pause, error)
+	// PauseGetMany lists pauses ordered by queue, kind, args.
+	PauseGetMany(ctx context.Context, params *PauseGetManyParams) ([]*millracetype.Pause, error)
+	// PauseDelete deletes a pause and reports whether there was one.
+	PauseDelete(ctx context.Context, params *PauseDeleteParams) (bool, error)
+
 	// Runtime queue management (see queue_admin.go for the params).
 
 	// QueueUpdate changes a queue's settings: its metadata when

@@ -111,6 +111,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"ClientLiveness", s.testClientLiveness},
 		{"JobMarkRunning", s.testJobMarkRunning},
 		{"PeriodicJob", s.testPeriodicJob},
+		{"Rate", s.testRate},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
