@@ -201,6 +201,7 @@ func (c *Client[TTx]) newProducer(exec driver.Executor, name string, q QueueConf
 		slices.Sort(kinds)
 	}
 	return producer.New(exec, &producer.Config{
+		Fetch: q.rateFetch(c.config.Schema, name, nil),
 		Queue: name, MaxWorkers: q.MaxWorkers, Schema: c.config.Schema, ClientID: c.config.ID, Kinds: kinds,
 		Logger: c.config.Logger, Notifier: c.notifier, FetchCooldown: c.config.FetchCooldown,
 		FetchPollInterval: c.config.FetchPollInterval, WorkCtx: ephemeralQueueContext(workCtx, q), Work: c.exec.Work,
@@ -224,6 +225,9 @@ func (q QueueConfig) validate(name string) error {
 	}
 	if q.MaxWorkers < 1 || q.MaxWorkers > MaxQueueWorkers {
 		return fmt.Errorf("queue %q: MaxWorkers %d out of range 1..%d", name, q.MaxWorkers, MaxQueueWorkers)
+	}
+	if err := validateRateLimits(name, q.RateLimits); err != nil {
+		return err
 	}
 	return nil
 }
