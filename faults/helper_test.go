@@ -56,12 +56,18 @@ const (
 	// instead of the suite's.
 	helperDomain = "MILLRACE_FAULTS_HELPER_DOMAIN"
 	helperDaily  = "MILLRACE_FAULTS_HELPER_DAILY"
+	// helperRate, when set ("N/interval"), makes the helper a client of
+	// the rate limit test (rate_test.go).
+	helperRate = "MILLRACE_FAULTS_HELPER_RATE"
 )
 
 // helperMain runs the helper process and returns its exit code.
 func helperMain() int {
 	if domain := os.Getenv(helperDomain); domain != "" {
 		return domainHelperMain(domain)
+	}
+	if rate := os.Getenv(helperRate); rate != "" {
+		return rateHelperMain(rate)
 	}
 	id := os.Getenv(helperID)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("client", id)
@@ -202,6 +208,9 @@ type helperOpts struct {
 	// domain, when set, runs a client of that domain (domainHelperMain).
 	domain string
 	daily  string // a cron expression for the periodic job "daily"
+	// rate, when set, runs a client of the rate limit test
+	// (rateHelperMain).
+	rate string
 }
 
 // helper is a running helper process, seen from the test.
@@ -303,6 +312,7 @@ func (e *env) startHelper(o helperOpts) *helper {
 		helperStubborn+"="+stubborn,
 		helperDomain+"="+o.domain,
 		helperDaily+"="+o.daily,
+		helperRate+"="+o.rate,
 	)
 	h := &helper{t: e.t, e: e, id: o.id, app: app, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
