@@ -176,8 +176,10 @@ func (f *RateFetch) Fetch(ctx context.Context, exec driver.Executor, req *FetchR
 		}
 		if partitioned(l) {
 			simple = false
-			if l.Kind == "" && (perGroup == 0 || l.N < perGroup) {
-				perGroup = l.N // no group of equal kind and part can take more
+			if l.Kind == "" && (perGroup == 0 || l.N+1 < perGroup) {
+				// No group of equal kind and part can take more than N;
+				// one more shows that the limit holds jobs back.
+				perGroup = l.N + 1
 			}
 		}
 		states[i] = s

@@ -287,3 +287,17 @@ func TestRateFetchRollback(t *testing.T) {
 		t.Fatalf("fetch over the limit: %d jobs, %+v, %v", len(res.Jobs), res, err)
 	}
 }
+
+// TestRateFetchHeldPerPartition: a fetch that takes a partition's N and
+// leaves more of it says it held jobs back, with a NextFetch at the
+// window's end, even when it took all it could see.
+func TestRateFetchHeldPerPartition(t *testing.T) {
+	t.Parallel()
+	db := testfixture.New(t)
+	rateJobs(t, db, []string{"a", "b"}, 3)
+	f := NewRateFetch(db.Schema, "q", []millracetype.RateLimit{{N: 2, Interval: time.Hour, PartitionByArgs: []string{"token"}}}, nil)
+	res, err := f.Fetch(context.Background(), db.Exec(), &FetchRequest{Schema: db.Schema, Queue: "q", ClientID: "c", Max: 10})
+	if err != nil || len(res.Jobs) != 4 || !res.Limited || res.NextFetch <= 0 || res.NextFetch > time.Hour+time.Second {
+		t.Fatalf("fetch: %d jobs, %+v, %v; want 4, Limited, a NextFetch within the hour", len(res.Jobs), res, err)
+	}
+}
