@@ -41,8 +41,8 @@ func ExampleRateLimit() {
 		// pausedAt: when the pause was stored; jobs fetched from then on
 		// (those fetched before may run) wait for retryAt.
 		pausedAt time.Time
-		done    = map[string]int{}
-		all     = make(chan struct{})
+		done     = map[string]int{}
+		all      = make(chan struct{})
 	)
 	workers := client.NewWorkers()
 	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[CallAPIArgs]) error {
