@@ -58,6 +58,15 @@ func (f *RateFetch) JobFinished(job *millracetype.JobRow) {
 	}
 }
 
+// LimitsChanged passes the news of changed limits (a control
+// notification) to Inner when it listens, so that wrapping a strategy
+// that reads limits from the database hides nothing from the producer.
+func (f *RateFetch) LimitsChanged() {
+	if o, ok := f.inner.(interface{ LimitsChanged() }); ok {
+		o.LimitsChanged()
+	}
+}
+
 // RateWindow returns the window of length interval (a positive whole
 // number of milliseconds) that now is in: windows start at whole multiples
 // of interval since the Unix epoch.

@@ -301,3 +301,30 @@ func TestRateFetchHeldPerPartition(t *testing.T) {
 		t.Fatalf("fetch: %d jobs, %+v, %v; want 4, Limited, a NextFetch within the hour", len(res.Jobs), res, err)
 	}
 }
+
+// observingFetch is a strategy with both hooks, counting the calls.
+type observingFetch struct {
+	DefaultFetch
+	mu              sync.Mutex
+	finished, limit int
+}
+
+func (o *observingFetch) JobFinished(*millracetype.JobRow) { o.mu.Lock(); o.finished++; o.mu.Unlock() }
+func (o *observingFetch) LimitsChanged()                   { o.mu.Lock(); o.limit++; o.mu.Unlock() }
+
+// TestRateFetchForwardsHooks: the decorator passes the producer's hooks
+// on to the strategy it wraps.
+func TestRateFetchForwardsHooks(t *testing.T) {
+	t.Parallel()
+	in := &observingFetch{}
+	f := NewRateFetch("s", "q", nil, in)
+	var obs JobFinishedObserver = f
+	obs.JobFinished(&millracetype.JobRow{ID: 1})
+	f.LimitsChanged()
+	NewRateFetch("s", "q", nil, nil).JobFinished(&millracetype.JobRow{ID: 2}) // DefaultFetch listens to nothing
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.finished != 1 || in.limit != 1 {
+		t.Fatalf("inner heard %d finished jobs and %d limit changes, want 1 and 1", in.finished, in.limit)
+	}
+}
