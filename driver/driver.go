@@ -276,8 +276,10 @@ type Executor interface {
 	// RateCountAdd adds to window counts and deletes the queue's rows of
 	// ended windows.
 	RateCountAdd(ctx context.Context, params *RateCountAddParams) error
-	// JobRateScan reads candidates for a rate-limited fetch, in fetch order
-	// (priority, scheduled_at, id). It locks nothing.
+	// JobRateScan reads candidates for a rate-limited fetch, in rounds
+	// over the groups of equal kind and part: the first of every group in
+	// fetch order (priority, scheduled_at, id), then the second of every
+	// group, and so on. It locks nothing.
 	JobRateScan(ctx context.Context, params *JobRateScanParams) ([]*JobRateCandidate, error)
 	// JobRateTake marks chosen jobs running as a fetch does: those of IDs
 	// still available and due, not locked by others; in fetch order.

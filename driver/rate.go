@@ -45,8 +45,8 @@ type RateCountAddParams struct {
 	Add    []*RateCount
 }
 
-// JobRateScanParams reads the first available jobs of a queue a
-// rate-limited fetch may take: due, not paused (by a row of millrace_pause
+// JobRateScanParams reads available jobs of a queue a rate-limited fetch
+// may take (in rounds over its groups: see Executor.JobRateScan): due, not paused (by a row of millrace_pause
 // current at now()).
 type JobRateScanParams struct {
 	Schema string

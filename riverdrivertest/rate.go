@@ -146,13 +146,16 @@ func (s *suite[TTx]) testRate(t *testing.T) {
 			return out
 		}
 		cs := scan(driver.JobRateScanParams{Keys: []string{"token", "n"}, Max: 100})
-		requireEqual(t, ids(cs), []int64{a1.ID, a2.ID, a3.ID, b1.ID, none.ID, missing.ID}, "candidates in fetch order")
+		requireEqual(t, ids(cs), []int64{a1.ID, a2.ID, a3.ID, b1.ID, none.ID, missing.ID}, "candidates in fetch order (every group of one job but the last)")
 		requireEqual(t, cs[0].Kind, "k1", "kind")
 		requireEqual(t, cs[0].Part, []string{`"a"`, "1"}, "part of a1")
 		requireEqual(t, cs[3].Part, []string{`"b"`, ""}, "part of b1 (no n)")
 		requireEqual(t, cs[4].Part, []string{"", ""}, "part of a null token")
 		requireEqual(t, ids(scan(driver.JobRateScanParams{Keys: []string{"token"}, Max: 100, PerGroup: 1})), []int64{a1.ID, b1.ID, none.ID}, "one per group (null and missing share one)")
-		requireEqual(t, ids(scan(driver.JobRateScanParams{Max: 2})), []int64{a1.ID, a2.ID}, "Max")
+		// In rounds over the groups: a few deep groups do not hide the others.
+		requireEqual(t, ids(scan(driver.JobRateScanParams{Keys: []string{"token"}, Max: 100})),
+			[]int64{a1.ID, b1.ID, none.ID, a2.ID, missing.ID, a3.ID}, "candidates in rounds over the tokens")
+		requireEqual(t, ids(scan(driver.JobRateScanParams{Max: 2})), []int64{a1.ID, b1.ID}, "Max (one of each kind first)")
 		requireEqual(t, ids(scan(driver.JobRateScanParams{Kinds: []string{"k2"}, Max: 100})), []int64{b1.ID}, "Kinds")
 		requireEqual(t, len(scan(driver.JobRateScanParams{Max: 0})), 0, "Max 0")
 

@@ -87,7 +87,10 @@ func (e *executor) RateCountAdd(ctx context.Context, p *driver.RateCountAddParam
 }
 
 // The candidates: due available jobs not paused, at most $5 of each group
-// of equal kind and part (0: no bound), at most $4 in all, in fetch order.
+// of equal kind and part (0: no bound), at most $4 in all, in rounds: the
+// first of every group (in fetch order), then the second of every group,
+// and so on, so that a few deep groups cannot hide the others from the
+// fetch.
 // A job's part is the jsonb text of each key's value (an empty string for a missing key
 // or a JSON null).
 var sqlJobRateScan = `
@@ -106,7 +109,7 @@ SELECT id, kind, part FROM (
     ) AS a
 ) AS w
 WHERE $5::int = 0 OR rn <= $5::int
-ORDER BY priority, scheduled_at, id
+ORDER BY rn, priority, scheduled_at, id
 LIMIT $4::int`
 
 func (e *executor) JobRateScan(ctx context.Context, p *driver.JobRateScanParams) ([]*driver.JobRateCandidate, error) {
