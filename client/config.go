@@ -254,6 +254,22 @@ type QueueConfig struct {
 	// client working the same queue (or a River client) keeps or deletes
 	// what it completes by its own. Default false.
 	Ephemeral bool
+
+	// RateLimits bound how many of the queue's jobs start per interval,
+	// across every millrace client on the database whose queue has them:
+	// per queue, per kind, or per partition (by kind, by values of args
+	// keys). The counts live in the database (table millrace_rate), so they
+	// are exact across processes and survive crashes. Every client working
+	// the queue should declare the same limits; River clients working it
+	// are outside the limits. See RateLimit and "Rate limits and timed
+	// pauses" in the README. Default: none (the fetch pays nothing).
+	RateLimits []RateLimit
+
+	// TimedPauses makes the queue's fetches honour timed pauses
+	// (PauseUntil, JobPauseUntil) without rate limits (a queue with
+	// RateLimits honours them anyway). Default false: a queue without
+	// flow control does not read the pauses table.
+	TimedPauses bool
 }
 
 // RetryPolicy decides when a job that just failed runs again.

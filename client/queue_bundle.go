@@ -202,7 +202,7 @@ func (c *Client[TTx]) newProducer(exec driver.Executor, name string, q QueueConf
 		slices.Sort(kinds)
 	}
 	return producer.New(exec, &producer.Config{
-		Fetch: producer.NewLimitFetch(c.config.Schema, name, q.Limits),
+		Fetch: q.rateFetch(c.config.Schema, name, producer.NewLimitFetch(c.config.Schema, name, q.Limits)),
 		Queue: name, MaxWorkers: q.MaxWorkers, Schema: c.config.Schema, ClientID: c.config.ID, Kinds: kinds,
 		Logger: c.config.Logger, Notifier: c.notifier, FetchCooldown: c.config.FetchCooldown,
 		FetchPollInterval: c.config.FetchPollInterval, WorkCtx: ephemeralQueueContext(workCtx, q), Work: c.exec.Work,
@@ -240,5 +240,5 @@ func (q QueueConfig) validate(name string, workers *Workers) error {
 		}
 		kinds[l.Kind] = true
 	}
-	return nil
+	return validateRateLimits(name, q.RateLimits)
 }

@@ -298,6 +298,31 @@ type Executor interface {
 	// a fetch marks them and returned in fetch order.
 	JobGetAvailableByID(ctx context.Context, params *JobGetAvailableByIDParams) ([]*millracetype.JobRow, error)
 
+	// Rate limits and timed pauses (tables millrace_rate and
+	// millrace_pause of migration line millrace; see rate.go).
+
+	// RateStateRead returns the database's clock and, at it, the queue's
+	// current window counts and pauses. A rate-limited fetch calls it in a
+	// transaction after taking the queue's advisory lock.
+	RateStateRead(ctx context.Context, params *RateStateParams) (*RateState, error)
+	// RateCountAdd adds to window counts and deletes the queue's rows of
+	// ended windows.
+	RateCountAdd(ctx context.Context, params *RateCountAddParams) error
+	// JobRateScan reads candidates for a rate-limited fetch, in rounds
+	// over the groups of equal kind and part: the first of every group in
+	// fetch order (priority, scheduled_at, id), then the second of every
+	// group, and so on. It locks nothing.
+	JobRateScan(ctx context.Context, params *JobRateScanParams) ([]*JobRateCandidate, error)
+	// JobRateTake marks chosen jobs running as a fetch does: those of IDs
+	// still available and due, not locked by others; in fetch order.
+	JobRateTake(ctx context.Context, params *JobRateTakeParams) ([]*millracetype.JobRow, error)
+	// PauseSet inserts or replaces a timed pause and returns it as stored.
+	PauseSet(ctx context.Context, params *PauseSetParams) (*millracetype.Pause, error)
+	// PauseGetMany lists pauses ordered by queue, kind, args.
+	PauseGetMany(ctx context.Context, params *PauseGetManyParams) ([]*millracetype.Pause, error)
+	// PauseDelete deletes a pause and reports whether there was one.
+	PauseDelete(ctx context.Context, params *PauseDeleteParams) (bool, error)
+
 	// Runtime queue management (see queue_admin.go for the params).
 
 	// QueueUpdate changes a queue's settings: its metadata when

@@ -59,6 +59,9 @@ const (
 	// helperLimit, when set, makes the helper a client of the limits
 	// scenarios (limit_test.go): their worker, queue and limit.
 	helperLimit = "MILLRACE_FAULTS_HELPER_LIMIT"
+	// helperRate, when set ("N/interval"), makes the helper a client of
+	// the rate limit test (rate_test.go).
+	helperRate = "MILLRACE_FAULTS_HELPER_RATE"
 )
 
 // helperMain runs the helper process and returns its exit code.
@@ -68,6 +71,9 @@ func helperMain() int {
 	}
 	if limit := os.Getenv(helperLimit); limit != "" {
 		return limitHelperMain(limit)
+	}
+	if rate := os.Getenv(helperRate); rate != "" {
+		return rateHelperMain(rate)
 	}
 	id := os.Getenv(helperID)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("client", id)
@@ -211,6 +217,9 @@ type helperOpts struct {
 	// limit, when set, runs a client of the limits scenarios
 	// (limitHelperMain).
 	limit string
+	// rate, when set, runs a client of the rate limit test
+	// (rateHelperMain).
+	rate string
 }
 
 // helper is a running helper process, seen from the test.
@@ -313,6 +322,7 @@ func (e *env) startHelper(o helperOpts) *helper {
 		helperDomain+"="+o.domain,
 		helperDaily+"="+o.daily,
 		helperLimit+"="+o.limit,
+		helperRate+"="+o.rate,
 	)
 	h := &helper{t: e.t, e: e, id: o.id, app: app, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out

@@ -73,7 +73,7 @@ func ownObjects(t *testing.T, pool *pgxpool.Pool, schema string) []string {
 // millraceObjects are the objects of line millrace at its latest version,
 // as ownObjects lists them.
 var millraceObjects = []string{"r millrace_client", "i millrace_client_pkey", "r millrace_leader", "i millrace_leader_pkey",
-	"r millrace_limit", "r millrace_limit_bound", "i millrace_limit_bound_pkey", "i millrace_limit_pkey", "r millrace_periodic", "i millrace_periodic_pkey"}
+	"r millrace_limit", "r millrace_limit_bound", "i millrace_limit_bound_pkey", "i millrace_limit_pkey", "r millrace_pause", "i millrace_pause_pkey", "r millrace_periodic", "i millrace_periodic_pkey", "r millrace_rate", "i millrace_rate_pkey"}
 
 // columns describes a table's columns: name, type, nullable, default.
 func columns(t *testing.T, pool *pgxpool.Pool, schema, table string) []string {
@@ -100,7 +100,7 @@ func newSchemaDB(t *testing.T, schema string) (string, *pgxpool.Pool) {
 }
 
 // millraceVersions are the versions of line millrace, in order.
-var millraceVersions = []int{1, 2, 3, 4, 5}
+var millraceVersions = []int{1, 2, 3, 4, 5, 6}
 
 // millraceRows are they as river_migration rows.
 func millraceRows() []string {
@@ -202,6 +202,27 @@ func TestMillraceLineSchema(t *testing.T) {
 		`INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES (repeat('x', 129), now(), now() - interval '1 hour')`,
 		`INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES ('p1', now(), now() - interval '1 hour')`,
 		`INSERT INTO mr.millrace_periodic (id, next_run_at, next_from) VALUES ('p2', now(), now())`,
+	} {
+		if _, err := pool.Exec(ctx, bad); err == nil {
+			t.Errorf("accepted: %s", bad)
+		}
+	}
+
+	if _, err := pool.Exec(ctx, `INSERT INTO mr.millrace_rate (queue, rate_key, window_start, window_end, started) VALUES ('q', 'k', '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 3)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO mr.millrace_pause (queue, kind, args, paused_until) VALUES ('q', '', '{"token":"a"}', now())`); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		`INSERT INTO mr.millrace_rate (queue, rate_key, window_start, window_end, started) VALUES ('q', 'k', '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 1)`,
+		`INSERT INTO mr.millrace_rate (queue, rate_key, window_start, window_end, started) VALUES ('q', 'k2', now(), now(), 1)`,
+		`INSERT INTO mr.millrace_rate (queue, rate_key, window_start, window_end, started) VALUES ('q', 'k3', now(), now() + interval '1 minute', -1)`,
+		`INSERT INTO mr.millrace_pause (queue, kind, args, paused_until) VALUES ('q', '', '{"token":"a"}', now())`,
+		`INSERT INTO mr.millrace_pause (queue, kind, args, paused_until) VALUES ('', '', '{}', now())`,
+		`INSERT INTO mr.millrace_pause (queue, kind, args, paused_until) VALUES (repeat('x', 129), '', '{}', now())`,
+		`INSERT INTO mr.millrace_pause (queue, kind, args, paused_until) VALUES ('q', repeat('x', 129), '{}', now())`,
+		`INSERT INTO mr.millrace_pause (queue, kind, args, paused_until) VALUES ('q', '', '[1]', now())`,
 	} {
 		if _, err := pool.Exec(ctx, bad); err == nil {
 			t.Errorf("accepted: %s", bad)
@@ -389,7 +410,8 @@ func TestPrintedSQLBothLines(t *testing.T) {
 		"line millrace version 003 millrace_leader (up)", "CREATE UNLOGGED TABLE millrace_leader (",
 		"line millrace version 004 millrace_periodic (up)", "CREATE TABLE millrace_periodic (",
 		"line millrace version 005 millrace_limit (up)", "CREATE TABLE millrace_limit (",
-		"INSERT INTO river_migration (line, version) VALUES ('millrace', 5);"} {
+		"line millrace version 006 millrace_rate (up)", "CREATE TABLE millrace_rate (", "CREATE TABLE millrace_pause (",
+		"INSERT INTO river_migration (line, version) VALUES ('millrace', 6);"} {
 		if !strings.Contains(millUp, want) {
 			t.Fatalf("millrace up SQL lacks %q:\n%s", want, millUp)
 		}

@@ -112,6 +112,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobMarkRunning", s.testJobMarkRunning},
 		{"PeriodicJob", s.testPeriodicJob},
 		{"Limit", s.testLimit},
+		{"Rate", s.testRate},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -68,10 +68,13 @@
 // on the queue so no two clients overshoot, and sets Limited with a
 // NextFetch, since other clients' jobs finish unseen.
 //
-// A rate limit (at most N jobs started per second) is a decorator holding a
-// token bucket: it lowers Max to the tokens available, takes one per job
-// returned, and when the bucket is empty (or ran out part way) returns
-// with Limited set and NextFetch the time until enough tokens are back.
+// RateFetch (rate limits: at most N jobs started per interval, per queue,
+// kind or partition, across all clients; and timed pauses) is a decorator:
+// in a transaction holding an advisory lock on the queue it reads the
+// window counts and pauses from the database, lowers Max for the strategy
+// it wraps (or, with partitions, chooses the jobs itself), adds what was
+// taken to the counts, and returns with Limited set and NextFetch at the
+// end of the window or pause that held jobs back.
 //
 // Sequences and fairness between partitions (by kind, or by an arg) are
 // strategies with statements of their own that choose among the available
