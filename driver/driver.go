@@ -313,9 +313,6 @@ type Executor interface {
 	// fetch order (priority, scheduled_at, id), then the second of every
 	// group, and so on. It locks nothing.
 	JobRateScan(ctx context.Context, params *JobRateScanParams) ([]*JobRateCandidate, error)
-	// JobRateTake marks chosen jobs running as a fetch does: those of IDs
-	// still available and due, not locked by others; in fetch order.
-	JobRateTake(ctx context.Context, params *JobRateTakeParams) ([]*millracetype.JobRow, error)
 	// PauseSet inserts or replaces a timed pause and returns it as stored.
 	PauseSet(ctx context.Context, params *PauseSetParams) (*millracetype.Pause, error)
 	// PauseGetMany lists pauses ordered by queue, kind, args.

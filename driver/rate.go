@@ -71,13 +71,6 @@ type JobRateCandidate struct {
 	Part []string
 }
 
-// JobRateTakeParams takes chosen jobs as a fetch would.
-type JobRateTakeParams struct {
-	Schema   string
-	IDs      []int64
-	ClientID string
-}
-
 // PauseSetParams inserts or replaces the pause of (Pause.Queue, Pause.Kind,
 // Pause.Args).
 type PauseSetParams struct {

@@ -44,8 +44,8 @@
 // TestConcurrencyLimitProcesses (limit_test.go) is the acceptance test of
 // concurrency limits across processes: four helper processes of 50
 // workers under a global limit of 3 (150 jobs of 250 ms reduced, 10,000
-// full), the database sampled every 10 ms, never more than 3 running and
-// throughput within 10% of 3 / job duration; and a limit of 2 per
+// full), the database sampled every 10 ms, never more than 3 running, the
+// throughput logged as a share of 3 / job duration; and a limit of 2 per
 // customer over 100 customers, set in the database at run time.
 //
 // The shutdown and crash scenarios, 1 (graceful stop), 2 (StopAndCancel),

@@ -1,19 +1,16 @@
 package faults
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -141,34 +138,7 @@ func domainHelperMain(domain string) int {
 	if err != nil {
 		return fail(err)
 	}
-	if err := c.Start(context.Background()); err != nil {
-		return fail(err)
-	}
-	fmt.Println("helper-ready", id)
-
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		scanner := bufio.NewScanner(os.Stdin)
-		for scanner.Scan() {
-			if strings.TrimSpace(scanner.Text()) == "stop" {
-				return
-			}
-		}
-	}()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-sigs:
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.Stop(ctx); err != nil {
-		return fail(fmt.Errorf("stop: %w", err))
-	}
-	fmt.Println("helper-stopped", id)
-	return 0
+	return serveHelper(id, c, fail)
 }
 
 // term is a leadership term seen by the test: from when it was first seen

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/client"
@@ -483,4 +484,38 @@ func runRestartChild(t *testing.T) []tally {
 		t.Fatalf("child reported %d rows, want 1", len(rows))
 	}
 	return rows
+}
+
+// serveHelper runs the client of a helper process (MILLRACE_FAULTS_HELPER
+// variants): it starts it, says "helper-ready <id>", and stops it
+// gracefully on "stop" on standard input or SIGTERM, saying
+// "helper-stopped <id>". fail reports an error and gives the exit code.
+func serveHelper(id string, c *client.Client[pgx.Tx], fail func(error) int) int {
+	if err := c.Start(context.Background()); err != nil {
+		return fail(err)
+	}
+	fmt.Println("helper-ready", id)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		scanner := bufio.NewScanner(os.Stdin)
+		for scanner.Scan() {
+			if strings.TrimSpace(scanner.Text()) == "stop" {
+				return
+			}
+		}
+	}()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-sigs:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Stop(ctx); err != nil {
+		return fail(fmt.Errorf("stop: %w", err))
+	}
+	fmt.Println("helper-stopped", id)
+	return 0
 }

@@ -1,15 +1,12 @@
 package faults
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -102,33 +99,7 @@ func rateHelperMain(spec string) int {
 	if err != nil {
 		return fail(err)
 	}
-	if err := c.Start(context.Background()); err != nil {
-		return fail(err)
-	}
-	fmt.Println("helper-ready", id)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		scanner := bufio.NewScanner(os.Stdin)
-		for scanner.Scan() {
-			if strings.TrimSpace(scanner.Text()) == "stop" {
-				return
-			}
-		}
-	}()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-sigs:
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.Stop(ctx); err != nil {
-		return fail(fmt.Errorf("stop: %w", err))
-	}
-	fmt.Println("helper-stopped", id)
-	return 0
+	return serveHelper(id, c, fail)
 }
 
 // TestRateLimitProcesses is the acceptance test of rate limits.

@@ -171,8 +171,8 @@ func (s *suite[TTx]) testRate(t *testing.T) {
 		}
 		requireEqual(t, ids(scan(driver.JobRateScanParams{Max: 100})), []int64{none.ID, missing.ID}, "candidates with pauses")
 
-		taken, err := e.exec.JobRateTake(e.ctx, &driver.JobRateTakeParams{Schema: e.schema, IDs: []int64{missing.ID, a2.ID, none.ID}, ClientID: "c1"})
-		requireNoError(t, err, "JobRateTake")
+		taken, err := e.exec.JobGetAvailableByID(e.ctx, &driver.JobGetAvailableByIDParams{Schema: e.schema, IDs: []int64{missing.ID, a2.ID, none.ID}, ClientID: "c1"})
+		requireNoError(t, err, "JobGetAvailableByID")
 		requireIDs(t, taken, []int64{a2.ID, none.ID, missing.ID}, "taken in fetch order")
 		for _, j := range taken {
 			requireEqual(t, j.State, millracetype.JobStateRunning, "state")
@@ -180,8 +180,8 @@ func (s *suite[TTx]) testRate(t *testing.T) {
 			requireEqual(t, j.AttemptedBy, []string{"c1"}, "attempted_by")
 			requireBetween(t, *j.AttemptedAt, base, now(), "attempted_at")
 		}
-		again, err := e.exec.JobRateTake(e.ctx, &driver.JobRateTakeParams{Schema: e.schema, IDs: []int64{a2.ID}, ClientID: "c2"})
-		requireNoError(t, err, "JobRateTake again")
+		again, err := e.exec.JobGetAvailableByID(e.ctx, &driver.JobGetAvailableByIDParams{Schema: e.schema, IDs: []int64{a2.ID}, ClientID: "c2"})
+		requireNoError(t, err, "JobGetAvailableByID again")
 		requireEqual(t, len(again), 0, "a running job taken again")
 	})
 }

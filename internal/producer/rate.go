@@ -28,7 +28,7 @@ import (
 // With only whole-queue, unpartitioned limits and no partial pause it
 // lowers req.Max to the room left and calls Inner in the transaction. With
 // kind or partitioned limits, or a pause of part of the queue, it chooses
-// the jobs itself (JobRateScan, JobRateTake) and Inner is not called.
+// the jobs itself (JobRateScan, JobGetAvailableByID) and Inner is not called.
 type RateFetch struct {
 	schema, queue string
 	limits        []millracetype.RateLimit
@@ -242,7 +242,7 @@ func (f *RateFetch) Fetch(ctx context.Context, exec driver.Executor, req *FetchR
 		}
 		ids, byID, h := chooseRate(states, cands, req.Max, hint)
 		held = held || h
-		jobs, err = tx.JobRateTake(ctx, &driver.JobRateTakeParams{Schema: f.schema, IDs: ids, ClientID: req.ClientID})
+		jobs, err = tx.JobGetAvailableByID(ctx, &driver.JobGetAvailableByIDParams{Schema: f.schema, IDs: ids, ClientID: req.ClientID})
 		for _, s := range states {
 			clear(s.added)
 			for _, j := range jobs {

@@ -136,34 +136,6 @@ func (e *executor) JobRateScan(ctx context.Context, p *driver.JobRateScanParams)
 	return out, nil
 }
 
-var sqlJobRateTake = `
-WITH locked AS (
-    SELECT id FROM {{schema}}river_job
-    WHERE id = ANY($1::bigint[]) AND state = 'available' AND scheduled_at <= now()
-    ORDER BY id
-    FOR UPDATE SKIP LOCKED
-), updated AS (
-    UPDATE {{schema}}river_job AS j SET
-        state = 'running',
-        attempt = j.attempt + 1,
-        attempted_at = now(),
-        attempted_by = ` + sqlAppendAttemptedBy("$2", "            ") + `
-    WHERE j.id = ANY(ARRAY(SELECT id FROM locked))
-    RETURNING ` + jobColsJ + `
-)
-SELECT * FROM updated ORDER BY priority, scheduled_at, id`
-
-func (e *executor) JobRateTake(ctx context.Context, p *driver.JobRateTakeParams) ([]*millracetype.JobRow, error) {
-	if len(p.IDs) == 0 {
-		return nil, nil
-	}
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobRateTake), p.IDs, p.ClientID)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, scanJob)
-}
-
 const pauseCols = `queue, kind, args, paused_until`
 
 func scanPause(row pgx.CollectableRow) (*millracetype.Pause, error) {
