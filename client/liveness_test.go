@@ -226,8 +226,10 @@ func TestHeartbeatRescueOfAnotherServicesJob(t *testing.T) {
 		MaxAttempts: 1, AttemptedAt: &at, AttemptedBy: []string{"dead_a"}})
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(context.Context, *Job[noopArgs]) error { return nil }))
+	// Out of leadership, so no scheduler makes the retryable job available
+	// before the test reads it (the rescue is every client's, leader or not).
 	c := newClient(t, db, &Config{ID: "live_b", Queues: map[string]QueueConfig{"other_queue": {MaxWorkers: 1}}, Workers: workers,
-		HeartbeatInterval: 50 * time.Millisecond})
+		HeartbeatInterval: 50 * time.Millisecond, LeaderElectionDisabled: true})
 	start(t, c)
 	want := HeartbeatRescueMessage + " (client dead_a, rescued by live_b)"
 	got := waitJob(t, db, theirs.ID, "rescued", func(j *millracetype.JobRow) bool { return j.State != millracetype.JobStateRunning })
