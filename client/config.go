@@ -265,6 +265,19 @@ type QueueConfig struct {
 	// pauses" in the README. Default: none (the fetch pays nothing).
 	RateLimits []RateLimit
 
+	// FetchBuffer bounds how many jobs the queue may hold fetched beyond
+	// its free workers, started as workers free up, so that a busy queue
+	// of short jobs is fetched in large statements. Its size follows the
+	// jobs' observed run times (a job should wait in it about 5 ms; a
+	// queue of long jobs gets none), and it is off while the queue has
+	// concurrency limits, rate limits or timed pauses. A buffered job is
+	// running in the table, as River's fetched jobs are: when the process
+	// dies the heartbeat rescue returns it, and a Stop, a pause of the
+	// queue or a wait of 500 ms returns it to available without using an
+	// attempt. 0 (the default): DefaultFetchBuffer(MaxWorkers); -1: no
+	// buffer; at most MaxFetchBuffer. See "The fetch buffer" in the README.
+	FetchBuffer int
+
 	// TimedPauses makes the queue's fetches honour timed pauses
 	// (PauseUntil, JobPauseUntil) without rate limits (a queue with
 	// RateLimits honours them anyway). Default false: a queue without

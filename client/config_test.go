@@ -69,6 +69,8 @@ func TestNewInvalidConfig(t *testing.T) {
 		{"queue too long", &Config{Queues: map[string]QueueConfig{strings.Repeat("q", 65): {MaxWorkers: 1}}, Workers: good}, "longer than 64 characters", nil},
 		{"MaxWorkers 0", &Config{Queues: oneQueue(0), Workers: good}, `queue "default": MaxWorkers 0 out of range 1..10000`, nil},
 		{"MaxWorkers 10001", &Config{Queues: oneQueue(10001), Workers: good}, `queue "default": MaxWorkers 10001 out of range 1..10000`, nil},
+		{"FetchBuffer -2", &Config{Queues: map[string]QueueConfig{"default": {MaxWorkers: 1, FetchBuffer: -2}}, Workers: good}, `queue "default": FetchBuffer -2 out of range -1..10000`, nil},
+		{"FetchBuffer 10001", &Config{Queues: map[string]QueueConfig{"default": {MaxWorkers: 1, FetchBuffer: 10001}}, Workers: good}, `queue "default": FetchBuffer 10001 out of range -1..10000`, nil},
 		{"JobTimeout -2", &Config{JobTimeout: -2}, "JobTimeout -2ns: must be positive, or -1 for none", nil},
 		{"MaxAttempts -1", &Config{MaxAttempts: -1}, "MaxAttempts -1 out of range 1..32767", nil},
 		{"MaxAttempts 32768", &Config{MaxAttempts: 32768}, "MaxAttempts 32768 out of range 1..32767", nil},

@@ -203,7 +203,7 @@ func (c *Client[TTx]) newProducer(exec driver.Executor, name string, q QueueConf
 	}
 	return producer.New(exec, &producer.Config{
 		Fetch: q.rateFetch(c.config.Schema, name, producer.NewLimitFetch(c.config.Schema, name, q.Limits)),
-		Queue: name, MaxWorkers: q.MaxWorkers, Schema: c.config.Schema, ClientID: c.config.ID, Kinds: kinds,
+		Queue: name, MaxWorkers: q.MaxWorkers, FetchBuffer: q.fetchBuffer(), Schema: c.config.Schema, ClientID: c.config.ID, Kinds: kinds,
 		Logger: c.config.Logger, Notifier: c.notifier, FetchCooldown: c.config.FetchCooldown,
 		FetchPollInterval: c.config.FetchPollInterval, WorkCtx: ephemeralQueueContext(workCtx, q), Work: c.exec.Work,
 		WorkBound: func(parent context.Context, job *millracetype.JobRow, bind *producer.Cancel) {
@@ -230,6 +230,9 @@ func (q QueueConfig) validate(name string, workers *Workers) error {
 	if q.MaxWorkers < 1 || q.MaxWorkers > MaxQueueWorkers {
 		return fmt.Errorf("queue %q: MaxWorkers %d out of range 1..%d", name, q.MaxWorkers, MaxQueueWorkers)
 	}
+	if q.FetchBuffer < -1 || q.FetchBuffer > MaxFetchBuffer {
+		return fmt.Errorf("queue %q: FetchBuffer %d out of range -1..%d (-1: no buffer, 0: the default)", name, q.FetchBuffer, MaxFetchBuffer)
+	}
 	kinds := map[string]bool{}
 	for _, l := range q.Limits {
 		if err := validateLimit(l, workers); err != nil {
@@ -241,4 +244,25 @@ func (q QueueConfig) validate(name string, workers *Workers) error {
 		kinds[l.Kind] = true
 	}
 	return validateRateLimits(name, q.RateLimits)
+}
+
+// MaxFetchBuffer is the largest QueueConfig.FetchBuffer.
+const MaxFetchBuffer = 10000
+
+// DefaultFetchBuffer is the fetch buffer of a queue of maxWorkers workers
+// whose QueueConfig.FetchBuffer is 0: four times its workers, at most
+// 1000 (so that one fetch takes at most about a thousand jobs).
+func DefaultFetchBuffer(maxWorkers int) int {
+	return max(0, min(4*maxWorkers, 1000))
+}
+
+// fetchBuffer is the producer's FetchBuffer for q.
+func (q QueueConfig) fetchBuffer() int {
+	switch {
+	case q.FetchBuffer < 0:
+		return 0
+	case q.FetchBuffer == 0:
+		return DefaultFetchBuffer(q.MaxWorkers)
+	}
+	return q.FetchBuffer
 }

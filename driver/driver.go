@@ -123,6 +123,18 @@ type Executor interface {
 	// running: attempt + 1, attempted_at = now(), the client appended to
 	// attempted_by (keeping the last 100). Rows come back in fetch order.
 	JobGetAvailable(ctx context.Context, params *JobGetAvailableParams) ([]*millracetype.JobRow, error)
+	// JobReturnUnstarted undoes the fetch of jobs that never started (a
+	// producer's buffered jobs, returned at stop, pause or when they waited
+	// too long): each job still running the attempt given for it under
+	// ClientID (the last entry of attempted_by) goes back to available with
+	// attempt - 1 and that entry removed from attempted_by (attempted_at
+	// NULL when no attempt is left; scheduled_at unchanged, so it keeps its
+	// place in the queue), or to cancelled (finalized now) when a cancel was
+	// attempted meanwhile (metadata cancel_attempted_at). Other jobs are left
+	// alone. It returns the rows it changed and, when some became
+	// available, sends an insert notification for NotifyQueue in the same
+	// statement.
+	JobReturnUnstarted(ctx context.Context, params *JobReturnUnstartedParams) ([]*millracetype.JobRow, error)
 	// JobSetStateIfRunningMany records the outcomes of many jobs in one
 	// statement; see JobSetState for the rules. It returns the rows it
 	// changed, and those it deleted (JobSetState.Delete) as completed.
@@ -521,6 +533,20 @@ type JobGetAvailableParams struct {
 	// the front of the index range, the entries of every job already
 	// taken (dead until a vacuum removes them).
 	After *JobFetchKey
+}
+
+// JobReturnUnstartedParams names fetched jobs that never started.
+type JobReturnUnstartedParams struct {
+	Schema string
+	// ClientID is the client that fetched them (the last of attempted_by).
+	ClientID string
+	// IDs and Attempts are the jobs and the attempts their fetch gave
+	// them, pairwise (the same length).
+	IDs      []int64
+	Attempts []int
+	// NotifyQueue, when set, is the queue an insert notification is sent
+	// for when any job became available.
+	NotifyQueue string
 }
 
 // JobFetchKey is a job's place in the fetch order.

@@ -86,6 +86,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"JobInsertManyReplace", s.testJobInsertManyReplace},
 		{"JobInsertCopy", s.testJobInsertCopy},
 		{"JobGetAvailable", s.testJobGetAvailable},
+		{"JobReturnUnstarted", s.testJobReturnUnstarted},
 		{"JobSetStateIfRunningMany", s.testJobSetStateIfRunningMany},
 		{"JobGetByID", s.testJobGetByID},
 		{"JobList", s.testJobList},

@@ -87,6 +87,17 @@ type LimitsObserver interface {
 	LimitsChanged()
 }
 
+// BufferAllower is implemented by a FetchStrategy that lets the producer
+// keep a fetch buffer (Config.FetchBuffer): jobs fetched beyond the free
+// worker slots, started as slots free up. The producer asks before every
+// fetch; a strategy that does not implement it gets no buffer, since a
+// buffered job is running in the table from its fetch on and would break
+// a limit that counts jobs started (a rate limit, say) or an order
+// between jobs.
+type BufferAllower interface {
+	BufferAllowed() bool
+}
+
 // DefaultFetch is the default FetchStrategy: one statement locks up to
 // Max available jobs of the queue, in priority, scheduled_at and id order,
 // with no limit beyond the producer's own slots.
@@ -98,3 +109,7 @@ func (DefaultFetch) Fetch(ctx context.Context, exec driver.Executor, req *FetchR
 		Schema: req.Schema, Queue: req.Queue, Max: req.Max, ClientID: req.ClientID, Kinds: req.Kinds, After: req.After})
 	return FetchResult{Jobs: jobs}, err
 }
+
+// BufferAllowed implements BufferAllower: the default fetch has no limit
+// a buffer could break.
+func (DefaultFetch) BufferAllowed() bool { return true }

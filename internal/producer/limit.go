@@ -156,6 +156,19 @@ func (f *LimitFetch) Fetch(ctx context.Context, exec driver.Executor, req *Fetch
 	}
 }
 
+// BufferAllowed implements BufferAllower: a fetch buffer only while no
+// limit applies (as last read; a limit added at run time stops buffering
+// from the fetch that reads it on, and the jobs already buffered count
+// against it as running).
+func (f *LimitFetch) BufferAllowed() bool {
+	if f.stale.Load() {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.readAt.IsZero() && len(f.effective()) == 0
+}
+
 // needsLock reports whether a limit counts other clients' jobs.
 func needsLock(lims []millracetype.ConcurrencyLimit) bool {
 	for _, l := range lims {

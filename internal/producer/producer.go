@@ -76,6 +76,31 @@
 // taken to the counts, and returns with Limited set and NextFetch at the
 // end of the window or pause that held jobs back.
 //
+// # The fetch buffer
+//
+// With Config.FetchBuffer set, a fetch may take more jobs than there are
+// free workers: the rest wait in a local buffer, in fetch order, and start
+// as workers free up, so that a busy queue of short jobs is fetched in
+// statements of hundreds of jobs rather than of the few slots that freed
+// up since the last fetch (the statement's fixed cost is then shared by
+// many jobs). A buffered job is running in the table from its fetch on,
+// as it is for the moment between fetch and start without a buffer; if
+// the process dies, the heartbeat rescue returns it like any running job.
+//
+// The buffer is sized from the jobs' observed run times so that a job
+// waits in it about bufferTargetWait: MaxWorkers x bufferTargetWait /
+// (mean run time), at most FetchBuffer; a queue of long jobs gets no
+// buffer, nor does one whose fetch strategy does not allow it
+// (BufferAllower: flow control that counts starts or keeps an order) or
+// whose jobs have not run yet. Buffered jobs that never start go back to
+// available without using an attempt (driver.Executor.JobReturnUnstarted;
+// a job whose cancel was attempted meanwhile is cancelled instead) when
+// the producer stops, when the queue is paused, and when the oldest has
+// waited bufferMaxWait (its jobs ran longer than they used to): buffering
+// then stays off for bufferOffAfterStale. A remote cancel of a buffered
+// job is applied when it starts (its context starts cancelled), as for a
+// job cancelled between fetch and start without a buffer.
+//
 // Sequences and fairness between partitions (by kind, or by an arg) are
 // strategies with statements of their own that choose among the available
 // jobs, returning them within Max like the default.
@@ -174,7 +199,24 @@ type Config struct {
 	// Fetch is how jobs are taken (see "Fetch strategies" in the package
 	// doc). Default: DefaultFetch.
 	Fetch FetchStrategy
+	// FetchBuffer is the most jobs the producer may hold fetched beyond
+	// its free workers (see "The fetch buffer" in the package doc). 0: no
+	// buffer.
+	FetchBuffer int
 }
+
+// Timing of the fetch buffer (see the package doc).
+const (
+	// bufferTargetWait is how long a job should wait in the buffer, from
+	// which its size follows.
+	bufferTargetWait = 5 * time.Millisecond
+	// bufferMaxWait: buffered jobs that waited this long go back to the
+	// table, and buffering stops for bufferOffAfterStale.
+	bufferMaxWait       = 500 * time.Millisecond
+	bufferOffAfterStale = 10 * time.Second
+	// bufferReturnTimeout bounds the statement returning buffered jobs.
+	bufferReturnTimeout = 10 * time.Second
+)
 
 // Producer runs one queue; see the package doc.
 type Producer struct {
@@ -184,6 +226,21 @@ type Producer struct {
 	cfg  Config
 	// finished is cfg.Fetch as a JobFinishedObserver, or nil.
 	finished JobFinishedObserver
+	// allowBuffer is cfg.Fetch as a BufferAllower, or nil (no buffer).
+	allowBuffer BufferAllower
+
+	// The fetch buffer; only the run loop's goroutine touches these.
+	// busy counts jobs handed to workers and not finished; buf holds jobs
+	// fetched and not yet handed over, oldest first; meanRun is the
+	// moving mean of the jobs' run times (0: none seen yet); bufferOff
+	// ends buffering until then.
+	busy      int
+	buf       []bufJob
+	meanRun   time.Duration
+	bufferOff time.Time
+	bufHead   int // buf[bufHead:] are the buffered jobs
+	// staleAfter is bufferMaxWait (tests change it before Start).
+	staleAfter time.Duration
 
 	// events from notifications, job goroutines and tests, read by the run
 	// loop.
@@ -211,7 +268,8 @@ type Producer struct {
 	listenerChanged chan struct{}
 
 	mu       sync.Mutex
-	running  map[int64]*Cancel
+	running  map[int64]*Cancel // jobs handed to workers or buffered
+	buffered int               // how many of running are buffered
 	paused   bool
 	metadata json.RawMessage // the queue's metadata as last seen
 }
@@ -220,6 +278,12 @@ type Producer struct {
 type task struct {
 	cancel *Cancel
 	job    *millracetype.JobRow
+}
+
+// bufJob is a buffered job and when it was buffered.
+type bufJob struct {
+	task
+	at time.Time
 }
 
 // Cancel cancels one running job's context with a cause. The context is
@@ -236,6 +300,9 @@ type Cancel struct {
 	id     int64 // the job's ID
 	cancel Canceller
 	cause  error // the first cancel's cause, once cancelled
+	// started is when the job was handed to a worker (only the run
+	// loop's goroutine touches it).
+	started time.Time
 }
 
 // Canceller cancels a job's context with a cause (a
@@ -317,11 +384,17 @@ func New(exec driver.Executor, cfg *Config) (*Producer, error) {
 	if c.Fetch == nil {
 		c.Fetch = DefaultFetch{}
 	}
+	if c.FetchBuffer < 0 {
+		return nil, fmt.Errorf("producer: queue %q: FetchBuffer %d must not be negative", c.Queue, c.FetchBuffer)
+	}
 	finished, _ := c.Fetch.(JobFinishedObserver)
+	allowBuffer, _ := c.Fetch.(BufferAllower)
 	return &Producer{
 		exec:            exec,
 		cfg:             c,
 		finished:        finished,
+		allowBuffer:     allowBuffer,
+		staleAfter:      bufferMaxWait,
 		inserted:        make(chan struct{}, 1),
 		control:         make(chan controlMessage, 64),
 		done:            make(chan *millracetype.JobRow, c.MaxWorkers),
@@ -393,11 +466,12 @@ func (p *Producer) Paused() bool {
 	return p.paused
 }
 
-// Running returns how many jobs are running.
+// Running returns how many jobs are running (handed to a worker; not
+// those waiting in the fetch buffer).
 func (p *Producer) Running() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.running)
+	return len(p.running) - p.buffered
 }
 
 // CancelJob cancels a job if it runs here (used by the client for a cancel
@@ -413,7 +487,8 @@ func (p *Producer) CancelJob(id int64) bool {
 	return ok
 }
 
-// Runs reports whether job id runs here (fetched and not yet finished).
+// Runs reports whether job id runs here (fetched and not yet finished,
+// including a job waiting in the fetch buffer).
 func (p *Producer) Runs(id int64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -538,7 +613,6 @@ func (p *Producer) run(ctx context.Context) {
 		trailing  *time.Timer
 		trailingC <-chan time.Time
 		retryC    <-chan time.Time
-		threshold = max(1, p.cfg.MaxWorkers/2)
 		// drainTimer runs while a draining queue has free slots, but fewer
 		// than threshold: when it fires (drainDue), they are fetched
 		// anyway.
@@ -553,7 +627,27 @@ func (p *Producer) run(ctx context.Context) {
 		// fetch. hintTimer runs for a FetchResult.NextFetch.
 		fetchOnFinish = false
 		hintTimer     = time.NewTimer(time.Hour)
+		// bufTimer runs while jobs wait in the fetch buffer, due when
+		// the oldest will have waited bufferMaxWait.
+		bufTimer = time.NewTimer(time.Hour)
+		bufArmed = false
 	)
+	bufTimer.Stop()
+	defer bufTimer.Stop()
+	// take starts a fetched job, or buffers it when no worker is free
+	// (or jobs may not start now: paused, stopping); starting says
+	// whether jobs may start.
+	take := func(job *millracetype.JobRow, starting bool) {
+		if starting && p.busy < p.cfg.MaxWorkers && p.bufLen() == 0 {
+			p.startJob(job)
+			return
+		}
+		p.buffer(job)
+		if !bufArmed {
+			bufTimer.Reset(p.staleAfter)
+			bufArmed = true
+		}
+	}
 	drainTimer.Stop()
 	defer drainTimer.Stop()
 	hintTimer.Stop()
@@ -609,8 +703,9 @@ func (p *Producer) run(ctx context.Context) {
 			p.cfg.Logger.Error("producer: the fetch strategy returned more jobs than asked for; running them all",
 				"queue", p.cfg.Queue, "asked", r.asked, "got", len(r.jobs))
 		}
+		starting := p.canStart(ctx)
 		for _, job := range r.jobs { // locked: they start even if the strategy also failed
-			p.startJob(job)
+			take(job, starting)
 		}
 		if r.next > 0 {
 			hintTimer.Reset(r.next)
@@ -648,10 +743,16 @@ func (p *Producer) run(ctx context.Context) {
 		for inFlight > 0 {
 			handle(<-p.fetched)
 		}
+		p.returnBuffered(ctx, "the queue was paused", true)
 		p.setPaused(true)
 	}
 	for {
-		free := p.cfg.MaxWorkers - p.Running() - reserved
+		// The producer holds its busy workers' jobs, the buffered ones
+		// and the slots reserved by fetches in flight: at most its
+		// workers plus the buffer's size for now.
+		capacity := p.cfg.MaxWorkers + p.bufferSize()
+		free := capacity - p.busy - p.bufLen() - reserved
+		threshold := max(1, capacity/2)
 		// Nothing is fetched once the producer is stopping or the work
 		// context has ended (StopAndCancel ends it before the producers
 		// stop): a job would start with its context already cancelled,
@@ -690,11 +791,14 @@ func (p *Producer) run(ctx context.Context) {
 		case <-ctx.Done():
 			// Jobs a fetch in flight locks are running in the database:
 			// start them, then wait for all.
+			// (Their slots were reserved; those beyond the workers were
+			// meant for the buffer, and go back to the table with it.)
 			for ; inFlight > 0; inFlight-- {
 				for _, job := range (<-p.fetched).jobs {
-					p.startJob(job)
+					take(job, true)
 				}
 			}
+			p.returnBuffered(ctx, "the producer is stopping", false)
 			p.drain()
 			return
 		case r := <-p.fetched:
@@ -711,6 +815,7 @@ func (p *Producer) run(ctx context.Context) {
 					more = false
 				}
 			}
+			p.startBuffered(ctx)
 			if fetchOnFinish {
 				fetchOnFinish, wantFetch = false, true
 			}
@@ -729,6 +834,26 @@ func (p *Producer) run(ctx context.Context) {
 			drainArmed, drainDue = false, true
 		case <-hintTimer.C:
 			wantFetch = true
+		case <-bufTimer.C:
+			bufArmed = false
+			if p.bufLen() == 0 {
+				break
+			}
+			if wait := time.Since(p.buf[p.bufHead].at); wait < p.staleAfter {
+				bufTimer.Reset(p.staleAfter - wait)
+				bufArmed = true
+				break
+			}
+			// The buffer's jobs wait longer than the run times it was
+			// sized from promised: let other clients have them.
+			p.cfg.Logger.Info("producer: buffered jobs waited too long; returning them and buffering no more for a while",
+				"queue", p.cfg.Queue, "jobs", p.bufLen(), "waited", p.staleAfter, "buffering_off_for", bufferOffAfterStale)
+			p.returnBuffered(ctx, "they waited too long", true)
+			p.bufferOff, p.meanRun = time.Now().Add(bufferOffAfterStale), 0
+			if p.bufLen() > 0 { // the return failed: try again later
+				bufTimer.Reset(p.staleAfter)
+				bufArmed = true
+			}
 		case <-poll.C:
 			wantFetch = true
 			poll.Reset(jitter(p.cfg.FetchPollInterval))
@@ -738,6 +863,7 @@ func (p *Producer) run(ctx context.Context) {
 				pause()
 			case "resume":
 				p.setPaused(false)
+				p.startBuffered(ctx)
 				wantFetch = true
 			case "metadata_changed":
 				p.setMetadata(msg.Metadata)
@@ -871,7 +997,9 @@ func (p *Producer) confirm(jobs []*millracetype.JobRow, fetchErr error) []*millr
 	}
 }
 
-func (p *Producer) startJob(job *millracetype.JobRow) {
+// register records job as running here (handed to a worker, or buffered)
+// with a Cancel of its own, and returns the Cancel.
+func (p *Producer) register(job *millracetype.JobRow, buffered bool) *Cancel {
 	var cancel *Cancel
 	if n := len(p.spare); n > 0 {
 		cancel, p.spare = p.spare[n-1], p.spare[:n-1]
@@ -883,8 +1011,24 @@ func (p *Producer) startJob(job *millracetype.JobRow) {
 	cancel.mu.Unlock()
 	p.mu.Lock()
 	p.running[job.ID] = cancel
+	if buffered {
+		p.buffered++
+	}
 	p.mu.Unlock()
-	t := task{cancel, job}
+	return cancel
+}
+
+// startJob hands job to a worker; a worker slot must be free.
+func (p *Producer) startJob(job *millracetype.JobRow) {
+	p.dispatch(task{p.register(job, false), job})
+}
+
+// dispatch hands t to an idle worker, or to a new one.
+func (p *Producer) dispatch(t task) {
+	p.busy++
+	if p.cfg.FetchBuffer > 0 {
+		t.cancel.started = time.Now()
+	}
 	select {
 	case p.work <- t: // an idle worker took it
 	default:
@@ -949,10 +1093,20 @@ func (p *Producer) runTask(t task) {
 
 // finish records that job has finished (on the loop's goroutine).
 func (p *Producer) finish(job *millracetype.JobRow) {
+	p.busy--
 	p.mu.Lock()
 	cancel := p.running[job.ID]
 	delete(p.running, job.ID)
 	p.mu.Unlock()
+	if cancel != nil && p.cfg.FetchBuffer > 0 {
+		// The mean run time sizes the buffer: a moving mean over about
+		// the last 16 jobs.
+		if d := time.Since(cancel.started); p.meanRun == 0 {
+			p.meanRun = max(d, 1)
+		} else {
+			p.meanRun = max(p.meanRun+(d-p.meanRun)/16, 1)
+		}
+	}
 	if cancel != nil {
 		// Release the context's resources; the Cancel serves another job.
 		cancel.cancelJob(job.ID, context.Canceled, true)
@@ -1027,3 +1181,106 @@ func (p *Producer) pollControl(ctx context.Context, pause func()) {
 
 // Queue returns the producer's queue name.
 func (p *Producer) Queue() string { return p.cfg.Queue }
+
+// canStart reports whether a job may be handed to a worker now: not while
+// the producer stops, the work context has ended, or the queue is paused.
+func (p *Producer) canStart(ctx context.Context) bool {
+	return ctx.Err() == nil && p.cfg.WorkCtx.Err() == nil && !p.Paused()
+}
+
+// bufferSize is how many jobs the fetch buffer may hold now (see "The fetch
+// buffer" in the package doc).
+func (p *Producer) bufferSize() int {
+	if p.cfg.FetchBuffer == 0 || p.allowBuffer == nil || p.meanRun <= 0 {
+		return 0
+	}
+	if !p.bufferOff.IsZero() {
+		if time.Now().Before(p.bufferOff) {
+			return 0
+		}
+		p.bufferOff = time.Time{}
+	}
+	if !p.allowBuffer.BufferAllowed() {
+		return 0
+	}
+	n := int64(p.cfg.MaxWorkers) * int64(bufferTargetWait) / int64(p.meanRun)
+	return int(min(n, int64(p.cfg.FetchBuffer)))
+}
+
+// bufLen is how many jobs wait in the buffer.
+func (p *Producer) bufLen() int { return len(p.buf) - p.bufHead }
+
+// buffer puts a fetched job at the end of the buffer.
+func (p *Producer) buffer(job *millracetype.JobRow) {
+	if p.bufHead > 0 && p.bufHead == len(p.buf) {
+		p.buf, p.bufHead = p.buf[:0], 0
+	}
+	p.buf = append(p.buf, bufJob{task: task{p.register(job, true), job}, at: time.Now()})
+}
+
+// startBuffered hands buffered jobs to free workers, oldest first.
+func (p *Producer) startBuffered(ctx context.Context) {
+	for p.bufLen() > 0 && p.busy < p.cfg.MaxWorkers && p.canStart(ctx) {
+		b := &p.buf[p.bufHead]
+		t := b.task
+		*b = bufJob{}
+		p.bufHead++
+		p.mu.Lock()
+		p.buffered--
+		p.mu.Unlock()
+		p.dispatch(t)
+	}
+	if p.bufHead > 0 && p.bufHead == len(p.buf) {
+		p.buf, p.bufHead = p.buf[:0], 0
+	}
+}
+
+// returnBuffered gives the buffered jobs back to the table
+// (driver.Executor.JobReturnUnstarted) and forgets them. When the
+// statement fails, keep leaves them buffered (they start later, or are
+// returned again); otherwise they are forgotten all the same, left running
+// under this client, and the heartbeat rescue returns them once this
+// client has stopped.
+func (p *Producer) returnBuffered(ctx context.Context, why string, keep bool) {
+	jobs := p.buf[p.bufHead:]
+	if len(jobs) == 0 {
+		return
+	}
+	ids := make([]int64, len(jobs))
+	attempts := make([]int, len(jobs))
+	for i, b := range jobs {
+		ids[i], attempts[i] = b.job.ID, b.job.Attempt
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bufferReturnTimeout)
+	returned, err := p.exec.JobReturnUnstarted(rctx, &driver.JobReturnUnstartedParams{Schema: p.cfg.Schema,
+		ClientID: p.cfg.ClientID, IDs: ids, Attempts: attempts, NotifyQueue: p.cfg.Queue})
+	cancel()
+	switch {
+	case err != nil && keep:
+		p.cfg.Logger.Warn("producer: returning buffered jobs failed; keeping them", "queue", p.cfg.Queue,
+			"jobs", len(jobs), "why", why, "error", err)
+		return
+	case err != nil:
+		p.cfg.Logger.Error("producer: returning buffered jobs failed; they stay running under this client until rescued",
+			"queue", p.cfg.Queue, "jobs", len(jobs), "why", why, "error", err)
+	default:
+		p.cfg.Logger.Debug("producer: returned buffered jobs", "queue", p.cfg.Queue, "jobs", len(returned), "why", why,
+			"moved_on", len(jobs)-len(returned))
+	}
+	p.mu.Lock()
+	for _, b := range jobs {
+		delete(p.running, b.job.ID)
+	}
+	p.buffered -= len(jobs)
+	p.mu.Unlock()
+	for i := range jobs {
+		b := &jobs[i]
+		b.cancel.cancelJob(b.job.ID, context.Canceled, true)
+		p.spare = append(p.spare, b.cancel)
+		if p.finished != nil {
+			p.finished.JobFinished(b.job)
+		}
+		*b = bufJob{}
+	}
+	p.buf, p.bufHead = p.buf[:0], 0
+}

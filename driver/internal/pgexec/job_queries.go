@@ -79,6 +79,59 @@ func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailabl
 	return e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobGetAvailable), p.Queue, p.Now, p.Max, p.ClientID, kinds)
 }
 
+// sqlJobReturnUnstarted undoes fetches (driver.JobReturnUnstarted). The
+// conditions read the row being updated, so a job cancelled, rescued or
+// finished meanwhile is judged as it is now.
+var sqlJobReturnUnstarted = `
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::smallint[]) AS t(id, attempt)
+), updated AS (
+    UPDATE {{schema}}river_job AS j SET
+        state = CASE WHEN j.metadata ? 'cancel_attempted_at' THEN 'cancelled'::{{schema}}river_job_state
+            ELSE 'available'::{{schema}}river_job_state END,
+        finalized_at = CASE WHEN j.metadata ? 'cancel_attempted_at' THEN now() END,
+        attempt = j.attempt - 1,
+        attempted_at = CASE WHEN j.attempt > 1 THEN j.attempted_at END,
+        attempted_by = j.attempted_by[1:cardinality(j.attempted_by) - 1]
+    FROM input
+    WHERE j.id = input.id AND j.state = 'running' AND j.attempt = input.attempt AND j.attempt > 0
+        AND j.attempted_by[cardinality(j.attempted_by)] = $3::text
+    RETURNING ` + jobColsJ + `
+)
+SELECT *, CASE WHEN $4::text <> '' AND EXISTS (SELECT 1 FROM updated WHERE state = 'available')
+    THEN (SELECT count(pg_notify({{insert_channel}}, $4::text))) ELSE 0 END AS notified
+FROM updated`
+
+// JobReturnUnstarted implements driver.Executor.
+func (e *executor) JobReturnUnstarted(ctx context.Context, p *driver.JobReturnUnstartedParams) ([]*millracetype.JobRow, error) {
+	if len(p.IDs) != len(p.Attempts) {
+		return nil, fmt.Errorf("job return: %d IDs but %d attempts", len(p.IDs), len(p.Attempts))
+	}
+	if len(p.IDs) == 0 {
+		return nil, nil
+	}
+	attempts := make([]int16, len(p.Attempts))
+	for i, a := range p.Attempts {
+		attempts[i] = int16(a)
+	}
+	payload := ""
+	if p.NotifyQueue != "" {
+		payload = driver.InsertNotifyPayload(p.NotifyQueue)
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobReturnUnstarted), p.IDs, attempts, p.ClientID, payload)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*millracetype.JobRow, error) {
+		var s jobScan
+		var notified int64
+		if err := row.Scan(append(s.dest(), &notified)...); err != nil {
+			return nil, err
+		}
+		return s.finish(), nil
+	})
+}
+
 // sqlAppendAttemptedBy is the SQL of j.attempted_by with the client given
 // by parameter param appended, keeping the last 100 (River's rule), its
 // second and third lines indented by indent.
