@@ -59,7 +59,7 @@ soak-faults: ensure-postgres
 ## coordinator can fail a duration-bound run with a spurious "context
 ## deadline exceeded" as the time runs out (golang/go#75804).
 FUZZTIME ?= 200000x
-FUZZ_TARGETS := ./internal/uniquekey:FuzzKey ./client:FuzzArgsDecode ./faults:FuzzParseCron ./faults:FuzzPeriodicInterval
+FUZZ_TARGETS := ./internal/uniquekey:FuzzKey ./client:FuzzArgsDecode ./faults:FuzzParseCron ./faults:FuzzPeriodicInterval ./driver/internal/pgexec:FuzzBinaryArray
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "== fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \

@@ -93,7 +93,7 @@ func (e *executor) hotJobs(ctx context.Context, sql string, args ...any) ([]*mil
 	var jobs []*millracetype.JobRow
 	err := e.hotQuery(ctx, sql, args, func(rows pgx.Rows) error {
 		var err error
-		jobs, err = pgx.CollectRows(rows, scanJob)
+		jobs, err = collectJobs(rows)
 		return err
 	})
 	return jobs, err
