@@ -216,6 +216,9 @@ const (
 	bufferOffAfterStale = 10 * time.Second
 	// bufferReturnTimeout bounds the statement returning buffered jobs.
 	bufferReturnTimeout = 10 * time.Second
+	// runSample: one job in runSample has its run time measured (two
+	// clock reads), enough for a mean.
+	runSample = 8
 )
 
 // Producer runs one queue; see the package doc.
@@ -239,6 +242,10 @@ type Producer struct {
 	meanRun   time.Duration
 	bufferOff time.Time
 	bufHead   int // buf[bufHead:] are the buffered jobs
+	scratch   []*Cancel
+	// sampled counts dispatched jobs: one in runSample has its run time
+	// measured for meanRun.
+	sampled uint
 	// staleAfter is bufferMaxWait (tests change it before Start).
 	staleAfter time.Duration
 
@@ -637,13 +644,8 @@ func (p *Producer) run(ctx context.Context) {
 	// take starts a fetched job, or buffers it when no worker is free
 	// (or jobs may not start now: paused, stopping); starting says
 	// whether jobs may start.
-	take := func(job *millracetype.JobRow, starting bool) {
-		if starting && p.busy < p.cfg.MaxWorkers && p.bufLen() == 0 {
-			p.startJob(job)
-			return
-		}
-		p.buffer(job)
-		if !bufArmed {
+	take := func(jobs []*millracetype.JobRow, starting bool) {
+		if p.takeAll(jobs, starting) && !bufArmed {
 			bufTimer.Reset(p.staleAfter)
 			bufArmed = true
 		}
@@ -703,10 +705,7 @@ func (p *Producer) run(ctx context.Context) {
 			p.cfg.Logger.Error("producer: the fetch strategy returned more jobs than asked for; running them all",
 				"queue", p.cfg.Queue, "asked", r.asked, "got", len(r.jobs))
 		}
-		starting := p.canStart(ctx)
-		for _, job := range r.jobs { // locked: they start even if the strategy also failed
-			take(job, starting)
-		}
+		take(r.jobs, p.canStart(ctx)) // locked: they start even if the strategy also failed
 		if r.next > 0 {
 			hintTimer.Reset(r.next)
 		}
@@ -794,9 +793,7 @@ func (p *Producer) run(ctx context.Context) {
 			// (Their slots were reserved; those beyond the workers were
 			// meant for the buffer, and go back to the table with it.)
 			for ; inFlight > 0; inFlight-- {
-				for _, job := range (<-p.fetched).jobs {
-					take(job, true)
-				}
+				take((<-p.fetched).jobs, true)
 			}
 			p.returnBuffered(ctx, "the producer is stopping", false)
 			p.drain()
@@ -1027,7 +1024,11 @@ func (p *Producer) startJob(job *millracetype.JobRow) {
 func (p *Producer) dispatch(t task) {
 	p.busy++
 	if p.cfg.FetchBuffer > 0 {
-		t.cancel.started = time.Now()
+		if p.sampled++; p.sampled%runSample == 0 {
+			t.cancel.started = time.Now()
+		} else {
+			t.cancel.started = time.Time{}
+		}
 	}
 	select {
 	case p.work <- t: // an idle worker took it
@@ -1098,9 +1099,9 @@ func (p *Producer) finish(job *millracetype.JobRow) {
 	cancel := p.running[job.ID]
 	delete(p.running, job.ID)
 	p.mu.Unlock()
-	if cancel != nil && p.cfg.FetchBuffer > 0 {
+	if cancel != nil && p.cfg.FetchBuffer > 0 && !cancel.started.IsZero() {
 		// The mean run time sizes the buffer: a moving mean over about
-		// the last 16 jobs.
+		// the last 16 jobs measured.
 		if d := time.Since(cancel.started); p.meanRun == 0 {
 			p.meanRun = max(d, 1)
 		} else {
@@ -1210,27 +1211,68 @@ func (p *Producer) bufferSize() int {
 // bufLen is how many jobs wait in the buffer.
 func (p *Producer) bufLen() int { return len(p.buf) - p.bufHead }
 
-// buffer puts a fetched job at the end of the buffer.
-func (p *Producer) buffer(job *millracetype.JobRow) {
-	if p.bufHead > 0 && p.bufHead == len(p.buf) {
-		p.buf, p.bufHead = p.buf[:0], 0
+// takeAll registers fetched jobs (under one lock) and hands as many as
+// workers are free to them, when starting says jobs may start and none
+// waits in the buffer before them; the others go to the end of the
+// buffer. It reports whether it buffered any.
+func (p *Producer) takeAll(jobs []*millracetype.JobRow, starting bool) bool {
+	if len(jobs) == 0 {
+		return false
 	}
-	p.buf = append(p.buf, bufJob{task: task{p.register(job, true), job}, at: time.Now()})
+	direct := 0
+	if starting && p.bufLen() == 0 {
+		direct = min(len(jobs), p.cfg.MaxWorkers-p.busy)
+	}
+	cancels := p.scratch[:0]
+	for _, job := range jobs {
+		var cancel *Cancel
+		if n := len(p.spare); n > 0 {
+			cancel, p.spare = p.spare[n-1], p.spare[:n-1]
+		} else {
+			cancel = new(Cancel)
+		}
+		cancel.mu.Lock()
+		cancel.id = job.ID
+		cancel.mu.Unlock()
+		cancels = append(cancels, cancel)
+	}
+	p.mu.Lock()
+	for i, job := range jobs {
+		p.running[job.ID] = cancels[i]
+	}
+	p.buffered += len(jobs) - direct
+	p.mu.Unlock()
+	for i, job := range jobs[:direct] {
+		p.dispatch(task{cancels[i], job})
+	}
+	if direct < len(jobs) {
+		if p.bufHead > 0 && p.bufHead == len(p.buf) {
+			p.buf, p.bufHead = p.buf[:0], 0
+		}
+		now := time.Now()
+		for i := direct; i < len(jobs); i++ {
+			p.buf = append(p.buf, bufJob{task: task{cancels[i], jobs[i]}, at: now})
+		}
+	}
+	clear(cancels)
+	p.scratch = cancels[:0]
+	return direct < len(jobs)
 }
 
 // startBuffered hands buffered jobs to free workers, oldest first.
 func (p *Producer) startBuffered(ctx context.Context) {
-	for p.bufLen() > 0 && p.busy < p.cfg.MaxWorkers && p.canStart(ctx) {
-		b := &p.buf[p.bufHead]
-		t := b.task
-		*b = bufJob{}
-		p.bufHead++
-		p.mu.Lock()
-		p.buffered--
-		p.mu.Unlock()
-		p.dispatch(t)
+	n := min(p.bufLen(), p.cfg.MaxWorkers-p.busy)
+	if n <= 0 || !p.canStart(ctx) {
+		return
 	}
-	if p.bufHead > 0 && p.bufHead == len(p.buf) {
+	p.mu.Lock()
+	p.buffered -= n
+	p.mu.Unlock()
+	for _, b := range p.buf[p.bufHead : p.bufHead+n] {
+		p.dispatch(b.task)
+	}
+	clear(p.buf[p.bufHead : p.bufHead+n])
+	if p.bufHead += n; p.bufHead == len(p.buf) {
 		p.buf, p.bufHead = p.buf[:0], 0
 	}
 }
