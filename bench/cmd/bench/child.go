@@ -161,7 +161,7 @@ func childRun(ctx context.Context, spec *runSpec) (*runResult, error) {
 	defer prof.stop() //nolint:errcheck // only after a failure; the success path checks it
 	var res *runResult
 	switch spec.Scenario {
-	case "burndown", "scale", "ephemeral":
+	case "burndown", "scale", "ephemeral", "limits":
 		res, err = childBurndown(ctx, spec, db, prof)
 	case "insert_many_fast", "insert_single":
 		res, err = childInsert(ctx, spec, db.sys)

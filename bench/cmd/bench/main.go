@@ -43,7 +43,7 @@ const defaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 // scale and soak, which run only when named (long: see README.md).
 var (
 	defaultScenarios = []string{"insert_many_fast", "insert_single", "burndown", "sql_ceiling", "ephemeral",
-		"sql_ceiling_delete", "latency", "latency_same_client", "mixed", "memory"}
+		"sql_ceiling_delete", "limits", "latency", "latency_same_client", "mixed", "memory"}
 	knownScenarios = append(slices.Clone(defaultScenarios), "scale", "soak")
 )
 
@@ -247,10 +247,12 @@ var (
 	millraceEphemeral = contender{"millrace", variantEphemeral, "millrace (ephemeral)"}
 	// millraceDatabaseSQL is millrace on driver/databasesql.
 	millraceDatabaseSQL = contender{"millrace", variantDatabaseSQL, "millrace (database/sql)"}
-	riverTuned          = contender{"river", variantTuned, "river (tuned)"}
-	riverDefaults       = contender{"river", variantDefaults, "river (defaults)"}
-	sqlLoop             = contender{"sql", "update", "sql loop"}
-	sqlDeleteLoop       = contender{"sql", "delete", "sql loop (delete)"}
+	// millraceLimited is millrace with a global limit above its workers.
+	millraceLimited = contender{"millrace", variantLimited, "millrace (global limit)"}
+	riverTuned      = contender{"river", variantTuned, "river (tuned)"}
+	riverDefaults   = contender{"river", variantDefaults, "river (defaults)"}
+	sqlLoop         = contender{"sql", "update", "sql loop"}
+	sqlDeleteLoop   = contender{"sql", "delete", "sql loop (delete)"}
 )
 
 type bench struct {
@@ -376,6 +378,14 @@ func run(ctx context.Context) error {
 	}
 	if want("sql_ceiling_delete") {
 		if err := b.ceiling(ctx, "sql_ceiling_delete", sqlDeleteLoop); err != nil {
+			return err
+		}
+	}
+	if want("limits") {
+		// The burndown of an unlimited queue next to one with a global
+		// concurrency limit above its workers, taking turns.
+		if err := b.scenario(ctx, "limits", []contender{millraceDefaults, millraceLimited}, prefill{Available: s.jobs},
+			runSpec{Jobs: s.jobs}); err != nil {
 			return err
 		}
 	}
@@ -580,7 +590,7 @@ func describe(name string, r *runResult) string {
 				thousands(r.BulkJobsPerS), r.BulkSeconds, r.LoadP50, r.LoadP99, r.LoadMax, r.LoadCount)
 		}
 		return d
-	case "burndown", "scale", "ephemeral":
+	case "burndown", "scale", "ephemeral", "limits":
 		d = fmt.Sprintf("%s jobs/s (%.2f s; %.0f allocs, %.0f B per job; peak RSS %.0f MB)",
 			thousands(r.JobsPerS), r.Seconds, r.AllocsPerJob, r.BytesPerJob, r.PeakRSSMB)
 	default:

@@ -30,9 +30,11 @@ type scenarioOut struct {
 	River         any    `json:"river"`
 	RiverDefaults any    `json:"river_defaults,omitempty"`
 	// MillraceDatabaseSQL is millrace on driver/databasesql (burndown).
-	MillraceDatabaseSQL any     `json:"millrace_database_sql,omitempty"`
-	Ceiling             any     `json:"ceiling,omitempty"`
-	Ratio               float64 `json:"ratio"`
+	MillraceDatabaseSQL any `json:"millrace_database_sql,omitempty"`
+	Ceiling             any `json:"ceiling,omitempty"`
+	// Unlimited is millrace without the limit (limits).
+	Unlimited any     `json:"unlimited,omitempty"`
+	Ratio     float64 `json:"ratio"`
 	// DBCost is each contender's database cost per job (medians of the
 	// rounds), by contender label.
 	DBCost map[string]*dbCost `json:"db_cost,omitempty"`
@@ -216,6 +218,15 @@ func (b *bench) report(machine, pg string) *output {
 		}
 		out.Scenarios = append(out.Scenarios, sc)
 		row("sql_ceiling_delete", "ephemeral jobs/s vs SQL delete loop", thousands(ephemeralM), thousands(c), fmtRatio(ephemeralM/c))
+	}
+	if have("limits", millraceLimited.label) {
+		// Both columns are millrace here: limited, then unlimited.
+		l, u := med("limits", millraceLimited.label, jobsPerS), med("limits", millraceDefaults.label, jobsPerS)
+		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "limits", Millrace: throughputOut{round(l, 4)},
+			Unlimited: throughputOut{round(u, 4)}, Ratio: ratio(l, u),
+			DBCost: b.costMedians("limits", millraceLimited, millraceDefaults)})
+		row("limits", fmt.Sprintf("global limit %d: jobs/s vs millrace unlimited (in the River column)", limitedGlobal),
+			thousands(l), thousands(u), fmtRatio(l/u))
 	}
 	if len(b.scalePoints) > 0 {
 		sc, rows := b.scaleReport()

@@ -169,6 +169,7 @@ func (b *bench) costTable() {
 	add("sql_ceiling", "sql_ceiling", sqlLoop)
 	add("ephemeral", "ephemeral", millraceEphemeral, riverTuned)
 	add("sql_ceiling_delete", "sql_ceiling_delete", sqlDeleteLoop)
+	add("limits", "limits", millraceLimited, millraceDefaults)
 	for _, p := range b.scalePoints {
 		add("scale "+p.String(), resultKey("scale", p.key()), millraceDefaults, riverTuned)
 	}

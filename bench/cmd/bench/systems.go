@@ -46,7 +46,16 @@ const (
 	// a *sql.DB of pgx's stdlib over the same pool (so the same number of
 	// connections), with a LISTEN connection.
 	variantDatabaseSQL = "databasesql"
+	// variantLimited is millrace at its defaults with a global concurrency
+	// limit on each queue above its workers (limitedGlobal per queue of
+	// the default 200), which never holds a job back: what the limit's
+	// bookkeeping costs (issue 23; River's users measured their
+	// throughput halved by a global limit, riverqueue/river#1145).
+	variantLimited = "limited"
 )
+
+// limitedGlobal is variantLimited's global limit.
+const limitedGlobal = 1000
 
 // riverTunedWorkers, riverTunedCooldown and riverTunedPoll are River's
 // throughput configuration from issue 8 (never weaker than that).
@@ -123,6 +132,11 @@ func newMillrace(pool *pgxpool.Pool, schema, variant string, queues []string, ma
 	case variantEphemeral:
 		if err := configureEphemeral(cfg); err != nil {
 			return nil, err
+		}
+	case variantLimited:
+		for name, q := range cfg.Queues {
+			q.Limits = []client.ConcurrencyLimit{{Global: limitedGlobal}}
+			cfg.Queues[name] = q
 		}
 	case variantDatabaseSQL:
 		db := stdlib.OpenDBFromPool(pool)
