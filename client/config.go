@@ -268,9 +268,11 @@ type QueueConfig struct {
 	// FetchBuffer bounds how many jobs the queue may hold fetched beyond
 	// its free workers, started as workers free up, so that a busy queue
 	// of short jobs is fetched in large statements. Its size follows the
-	// jobs' observed run times (a job should wait in it about 5 ms; a
-	// queue of long jobs gets none), and it is off while the queue has
-	// concurrency limits, rate limits or timed pauses. A buffered job is
+	// jobs' observed run times (about 5 ms of the workers' work; a queue
+	// of long jobs gets none), and it is off while the queue has rate
+	// limits, timed pauses, or concurrency limits by kind or partition (a
+	// Global or Local limit of the whole queue counts buffered jobs as
+	// running). A buffered job is
 	// running in the table, as River's fetched jobs are: when the process
 	// dies the heartbeat rescue returns it, and a Stop, a pause of the
 	// queue or a wait of 500 ms returns it to available without using an

@@ -323,3 +323,35 @@ func TestFetchBufferOnlyWhenAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitFetchBufferAllowed: concurrency limits of the whole queue
+// (which count buffered jobs as running) allow a fetch buffer; kind and
+// partition limits do not, nor does a LimitFetch that has not read the
+// limits yet.
+func TestLimitFetchBufferAllowed(t *testing.T) {
+	t.Parallel()
+	db := testfixture.New(t)
+	for _, tc := range []struct {
+		name   string
+		limits []millracetype.ConcurrencyLimit
+		want   bool
+	}{
+		{"none", nil, true},
+		{"global", []millracetype.ConcurrencyLimit{{Global: 10}}, true},
+		{"local", []millracetype.ConcurrencyLimit{{Local: 5}}, true},
+		{"kind", []millracetype.ConcurrencyLimit{{Kind: "k", Global: 3}}, false},
+		{"partitions", []millracetype.ConcurrencyLimit{{PerPartition: 2, PartitionByKind: true}}, false},
+	} {
+		f := NewLimitFetch(db.Schema, "default", tc.limits)
+		if f.BufferAllowed() {
+			t.Errorf("%s: allowed before the limits were read", tc.name)
+		}
+		if _, err := f.Fetch(context.Background(), db.Exec(), &FetchRequest{Schema: db.Schema, Queue: "default",
+			ClientID: "producer_test", Max: 1}); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := f.BufferAllowed(); got != tc.want {
+			t.Errorf("%s: BufferAllowed %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

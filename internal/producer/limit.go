@@ -156,17 +156,28 @@ func (f *LimitFetch) Fetch(ctx context.Context, exec driver.Executor, req *Fetch
 	}
 }
 
-// BufferAllowed implements BufferAllower: a fetch buffer only while no
-// limit applies (as last read; a limit added at run time stops buffering
-// from the fetch that reads it on, and the jobs already buffered count
-// against it as running).
+// BufferAllowed implements BufferAllower: a fetch buffer while no limit
+// applies or only limits of the whole queue do (Global, Local), as last
+// read. Those count buffered jobs like started ones (a buffered job is
+// running in the table, and handed out for a local limit), so they hold
+// with a buffer too; a kind or partition limit, which picks jobs among
+// candidates, stops buffering from the fetch that reads it on (the jobs
+// already buffered count against it as running).
 func (f *LimitFetch) BufferAllowed() bool {
 	if f.stale.Load() {
 		return false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return !f.readAt.IsZero() && len(f.effective()) == 0
+	if f.readAt.IsZero() {
+		return false
+	}
+	for _, l := range f.effective() {
+		if l.Kind != "" || l.PerPartition > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // needsLock reports whether a limit counts other clients' jobs.
