@@ -997,6 +997,18 @@ func (p *Producer) confirm(jobs []*millracetype.JobRow, fetchErr error) []*millr
 // register records job as running here (handed to a worker, or buffered)
 // with a Cancel of its own, and returns the Cancel.
 func (p *Producer) register(job *millracetype.JobRow, buffered bool) *Cancel {
+	cancel := p.newCancel(job.ID)
+	p.mu.Lock()
+	p.running[job.ID] = cancel
+	if buffered {
+		p.buffered++
+	}
+	p.mu.Unlock()
+	return cancel
+}
+
+// newCancel returns a Cancel for job id: a spare one, or a new one.
+func (p *Producer) newCancel(id int64) *Cancel {
 	var cancel *Cancel
 	if n := len(p.spare); n > 0 {
 		cancel, p.spare = p.spare[n-1], p.spare[:n-1]
@@ -1004,14 +1016,8 @@ func (p *Producer) register(job *millracetype.JobRow, buffered bool) *Cancel {
 		cancel = new(Cancel)
 	}
 	cancel.mu.Lock()
-	cancel.id = job.ID
+	cancel.id = id
 	cancel.mu.Unlock()
-	p.mu.Lock()
-	p.running[job.ID] = cancel
-	if buffered {
-		p.buffered++
-	}
-	p.mu.Unlock()
 	return cancel
 }
 
@@ -1225,16 +1231,7 @@ func (p *Producer) takeAll(jobs []*millracetype.JobRow, starting bool) bool {
 	}
 	cancels := p.scratch[:0]
 	for _, job := range jobs {
-		var cancel *Cancel
-		if n := len(p.spare); n > 0 {
-			cancel, p.spare = p.spare[n-1], p.spare[:n-1]
-		} else {
-			cancel = new(Cancel)
-		}
-		cancel.mu.Lock()
-		cancel.id = job.ID
-		cancel.mu.Unlock()
-		cancels = append(cancels, cancel)
+		cancels = append(cancels, p.newCancel(job.ID))
 	}
 	p.mu.Lock()
 	for i, job := range jobs {

@@ -122,14 +122,7 @@ func (e *executor) JobReturnUnstarted(ctx context.Context, p *driver.JobReturnUn
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*millracetype.JobRow, error) {
-		var s jobScan
-		var notified int64
-		if err := row.Scan(append(s.dest(), &notified)...); err != nil {
-			return nil, err
-		}
-		return s.finish(), nil
-	})
+	return pgx.CollectRows(rows, scanJobNotified)
 }
 
 // sqlAppendAttemptedBy is the SQL of j.attempted_by with the client given
@@ -358,14 +351,7 @@ func (e *executor) JobCancel(ctx context.Context, p *driver.JobCancelParams) (*m
 	if err != nil {
 		return nil, err
 	}
-	job, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (*millracetype.JobRow, error) {
-		var s jobScan
-		var notified int64
-		if err := row.Scan(append(s.dest(), &notified)...); err != nil {
-			return nil, err
-		}
-		return s.finish(), nil
-	})
+	job, err := pgx.CollectExactlyOneRow(rows, scanJobNotified)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("job %d: %w", p.ID, millracetype.ErrNotFound)
 	}

@@ -100,6 +100,17 @@ func scanJob(row pgx.CollectableRow) (*millracetype.JobRow, error) {
 	return s.finish(), nil
 }
 
+// scanJobNotified scans a job row followed by the count of notifications
+// its statement sent (which is dropped).
+func scanJobNotified(row pgx.CollectableRow) (*millracetype.JobRow, error) {
+	var s jobScan
+	var notified int64
+	if err := row.Scan(append(s.dest(), &notified)...); err != nil {
+		return nil, err
+	}
+	return s.finish(), nil
+}
+
 // encodeError renders an attempt error in River's JSON shape: at is RFC 3339
 // with up to nine fractional digits.
 func encodeError(e *millracetype.AttemptError) (string, error) {
