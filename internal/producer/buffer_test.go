@@ -355,3 +355,49 @@ func TestLimitFetchBufferAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkCtxEndedDuringFetch: when the work context has ended (as
+// StopAndCancel ends it) while a fetch is in flight and then the producer
+// stops, the jobs that fetch locked go back to the table as they were
+// instead of starting only to be interrupted (which would use an
+// attempt).
+func TestWorkCtxEndedDuringFetch(t *testing.T) {
+	t.Parallel()
+	db := testfixture.New(t)
+	all := ids(db.InsertJobs(t, 3, "k", "default"))
+	exec := &wrapExec{Executor: db.Exec()}
+	entered, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
+		first := false
+		once.Do(func() { first = true })
+		if first {
+			close(entered)
+			<-proceed
+		}
+		return exec.Executor.JobGetAvailable(ctx, p)
+	}
+	workCtx, endWork := context.WithCancel(context.Background())
+	defer endWork()
+	var worked atomic.Int64
+	p := newProducer(t, db, exec, Config{MaxWorkers: 3, WorkCtx: workCtx, Work: func(ctx context.Context, job *millracetype.JobRow) {
+		worked.Add(1)
+		complete(t, db, job)
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, entered, "the first fetch")
+	endWork()
+	cancel()
+	close(proceed)
+	<-p.Stopped()
+	if n := worked.Load(); n != 0 {
+		t.Errorf("%d jobs started after the work context ended", n)
+	}
+	for _, id := range all {
+		requireReturned(t, db.Job(t, id))
+	}
+}

@@ -791,9 +791,11 @@ func (p *Producer) run(ctx context.Context) {
 			// Jobs a fetch in flight locks are running in the database:
 			// start them, then wait for all.
 			// (Their slots were reserved; those beyond the workers were
-			// meant for the buffer, and go back to the table with it.)
+			// meant for the buffer, and go back to the table with it.
+			// When the work context has ended, StopAndCancel, none would
+			// run but to be interrupted: they all go back.)
 			for ; inFlight > 0; inFlight-- {
-				take((<-p.fetched).jobs, true)
+				take((<-p.fetched).jobs, p.cfg.WorkCtx.Err() == nil)
 			}
 			p.returnBuffered(ctx, "the producer is stopping", false)
 			p.drain()
