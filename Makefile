@@ -7,7 +7,7 @@ STATICCHECK_VERSION ?= v0.8.2
 # Every Go module in the repository: the core, bench/, and the container
 # starter of the tests (internal/testdb/containerpg, a module of its own so
 # that testcontainers-go stays out of the core's module graph).
-MODULES := $(patsubst %/,%,$(dir $(wildcard go.mod */go.mod internal/*/*/go.mod)))
+MODULES := $(patsubst %/,%,$(dir $(wildcard go.mod */go.mod driver/*/go.mod internal/*/*/go.mod)))
 ENSURE_PG := bash scripts/ensure-postgres.sh
 
 .PHONY: all test test-faults soak soak-faults fuzz demo bench lint db-up db-down ensure-postgres
