@@ -120,27 +120,35 @@ func bufferedProducer(t *testing.T, db *testfixture.DB, w *blockingWork, cfg Con
 	return p
 }
 
+// fullBuffer starts bufferedProducer (2 workers, a buffer of 10) on 20
+// jobs whose work blocks until released, and waits until 2 run and 10
+// more are buffered.
+func fullBuffer(t *testing.T) (*testfixture.DB, []int64, *blockingWork, *Producer, *[]int, *sync.Mutex) {
+	t.Helper()
+	db := testfixture.New(t)
+	all := ids(db.InsertJobs(t, 20, "k", "default"))
+	w := newBlockingWork(t, db, nil)
+	mu := new(sync.Mutex)
+	asked := new([]int)
+	p := bufferedProducer(t, db, w, Config{}, asked, mu, false)
+	testwait.For(t, 10*time.Second, "2 jobs started and 10 more fetched", func() bool {
+		return w.started.Load() == 2 && len(jobsIn(t, db, all, millracetype.JobStateRunning)) == 12
+	})
+	return db, all, w, p, asked, mu
+}
+
 // TestFetchBufferReturnsOnStop: a producer with a buffer fetches beyond
 // its workers; on Stop the buffered jobs that never started go back to
 // available with no attempt used, and the started ones finish.
 func TestFetchBufferReturnsOnStop(t *testing.T) {
 	t.Parallel()
-	db := testfixture.New(t)
-	all := ids(db.InsertJobs(t, 20, "k", "default"))
-	w := newBlockingWork(t, db, nil)
-	var mu sync.Mutex
-	var asked []int
-	p := bufferedProducer(t, db, w, Config{}, &asked, &mu, false)
-
-	testwait.For(t, 10*time.Second, "2 jobs started and 10 more fetched", func() bool {
-		return w.started.Load() == 2 && len(jobsIn(t, db, all, millracetype.JobStateRunning)) == 12
-	})
+	db, all, w, p, asked, mu := fullBuffer(t)
 	if got := p.Running(); got != 2 {
 		t.Errorf("Running() = %d with 2 jobs started and 10 buffered; want 2", got)
 	}
 	mu.Lock()
-	if len(asked) == 0 || asked[0] != 12 {
-		t.Errorf("fetch requests %v: want the first for 12 (2 workers + a buffer of 10)", asked)
+	if len(*asked) == 0 || (*asked)[0] != 12 {
+		t.Errorf("fetch requests %v: want the first for 12 (2 workers + a buffer of 10)", *asked)
 	}
 	mu.Unlock()
 
@@ -167,21 +175,14 @@ func TestFetchBufferReturnsOnStop(t *testing.T) {
 	}
 }
 
-// TestFetchBufferPauseAndCancel: a pause of the queue returns the buffered
-// jobs (none starts while paused); a remote cancel of a buffered job makes
-// it start with its context cancelled; after the resume every job runs
-// once.
+// TestFetchBufferPauseAndCancel: a buffered job is running here (Runs,
+// CancelJob); a pause of the queue returns the buffered jobs, that one
+// too, and none starts while paused; after the resume every job runs
+// once, at attempt 1. (A cancelled buffered job that starts is
+// TestFetchBufferCancelBeforeStart's.)
 func TestFetchBufferPauseAndCancel(t *testing.T) {
 	t.Parallel()
-	db := testfixture.New(t)
-	all := ids(db.InsertJobs(t, 20, "k", "default"))
-	w := newBlockingWork(t, db, nil)
-	var mu sync.Mutex
-	var asked []int
-	p := bufferedProducer(t, db, w, Config{}, &asked, &mu, false)
-	testwait.For(t, 10*time.Second, "2 jobs started and 10 more fetched", func() bool {
-		return w.started.Load() == 2 && len(jobsIn(t, db, all, millracetype.JobStateRunning)) == 12
-	})
+	db, all, w, p, _, _ := fullBuffer(t)
 
 	// A cancel of a buffered job: it is running here, and starts cancelled.
 	w.mu.Lock()
