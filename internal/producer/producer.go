@@ -996,15 +996,12 @@ func (p *Producer) confirm(jobs []*millracetype.JobRow, fetchErr error) []*millr
 	}
 }
 
-// register records job as running here (handed to a worker, or buffered)
-// with a Cancel of its own, and returns the Cancel.
-func (p *Producer) register(job *millracetype.JobRow, buffered bool) *Cancel {
+// register records job as running here with a Cancel of its own, and
+// returns the Cancel.
+func (p *Producer) register(job *millracetype.JobRow) *Cancel {
 	cancel := p.newCancel(job.ID)
 	p.mu.Lock()
 	p.running[job.ID] = cancel
-	if buffered {
-		p.buffered++
-	}
 	p.mu.Unlock()
 	return cancel
 }
@@ -1025,7 +1022,7 @@ func (p *Producer) newCancel(id int64) *Cancel {
 
 // startJob hands job to a worker; a worker slot must be free.
 func (p *Producer) startJob(job *millracetype.JobRow) {
-	p.dispatch(task{p.register(job, false), job})
+	p.dispatch(task{p.register(job), job})
 }
 
 // dispatch hands t to an idle worker, or to a new one.
@@ -1245,9 +1242,8 @@ func (p *Producer) takeAll(jobs []*millracetype.JobRow, starting bool) bool {
 		p.dispatch(task{cancels[i], job})
 	}
 	if direct < len(jobs) {
-		if p.bufHead > 0 && p.bufHead == len(p.buf) {
-			p.buf, p.bufHead = p.buf[:0], 0
-		}
+		// (An emptied buffer is always reset to its start: see
+		// startBuffered and returnBuffered.)
 		now := time.Now()
 		for i := direct; i < len(jobs); i++ {
 			p.buf = append(p.buf, bufJob{task: task{cancels[i], jobs[i]}, at: now})

@@ -62,20 +62,23 @@ func binaryLayout(fields []pgconn.FieldDescription) bool {
 func collectJobs(rows pgx.Rows) ([]*millracetype.JobRow, error) {
 	defer rows.Close()
 	var (
-		jobs    []*millracetype.JobRow
-		checked bool
-		fast    bool
-		arena   stringArena
+		jobs                   []*millracetype.JobRow
+		checked, fast          bool
+		argsText, metadataText bool // formats of the two jsonb columns
+		arena                  stringArena
 	)
 	for rows.Next() {
 		if !checked {
-			checked, fast = true, binaryLayout(rows.FieldDescriptions())
+			fields := rows.FieldDescriptions()
+			checked, fast = true, binaryLayout(fields)
+			if fast {
+				argsText, metadataText = fields[1].Format == pgx.TextFormatCode, fields[10].Format == pgx.TextFormatCode
+			}
 		}
 		var job *millracetype.JobRow
 		var err error
 		if fast {
-			fields := rows.FieldDescriptions()
-			job, err = decodeJobRow(rows.RawValues(), &arena, fields[1].Format == pgx.TextFormatCode, fields[10].Format == pgx.TextFormatCode)
+			job, err = decodeJobRow(rows.RawValues(), &arena, argsText, metadataText)
 		} else {
 			job, err = scanJob(rows)
 		}
