@@ -347,7 +347,9 @@ type Executor interface {
 	// finalized (completed; discarded or cancelled without "block" in its
 	// sequence metadata) or gone: the pending job of the lowest position
 	// after the head becomes the head, available (scheduled when its
-	// scheduled_at is in the future), with an insert notification for its
+	// scheduled_at is more than 5 s ahead: as a client inserts a job, the
+	// fetch waiting for a time closer than that), with an insert
+	// notification for its
 	// queue; a sequence with no pending job left is deleted. It locks the
 	// sequences' rows, then reads and writes in a second statement, so it
 	// sees what the transactions that held them committed.
@@ -621,6 +623,10 @@ type JobSetState struct {
 	// transaction committed, the row stays exactly as it left it; if it
 	// rolled back, the outcome applies as usual.
 	OnlyIfRunning bool
+	// Sequenced is not written: it tells the completer that the job
+	// belongs to a sequence (see IsSequenced), so that once a final
+	// outcome is written the sequence may move on (SequencePromote).
+	Sequenced bool
 
 	// Delete, valid only with State completed, deletes the row instead of
 	// writing it completed (an ephemeral job), in the same statement as

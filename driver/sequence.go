@@ -1,5 +1,7 @@
 package driver
 
+import "bytes"
+
 // Sequences (tables millrace_sequence and millrace_sequence_job of
 // migration line millrace; see its migration 007 for the model): jobs of a
 // queue sharing a sequence key run one at a time in insertion order. A
@@ -76,3 +78,12 @@ type SequenceRow struct {
 	// the sequence: nothing runs until it is retried or deleted.
 	Blocked bool
 }
+
+// IsSequenced tells, cheaply, whether a job's metadata may hold a
+// sequence: it looks for the key's text, so a false positive (the text in
+// some value) costs a promotion that finds nothing to do.
+func IsSequenced(metadata []byte) bool {
+	return bytes.Contains(metadata, sequenceKeyJSON)
+}
+
+var sequenceKeyJSON = []byte(`"` + SequenceMetadataKey + `"`)

@@ -63,6 +63,9 @@ const (
 	// helperRate, when set ("N/interval"), makes the helper a client of
 	// the rate limit test (rate_test.go).
 	helperRate = "MILLRACE_FAULTS_HELPER_RATE"
+	// helperSeq, when set (a failure percentage), makes the helper a
+	// client of the sequences test (sequence_test.go).
+	helperSeq = "MILLRACE_FAULTS_HELPER_SEQ"
 )
 
 // helperMain runs the helper process and returns its exit code.
@@ -75,6 +78,9 @@ func helperMain() int {
 	}
 	if rate := os.Getenv(helperRate); rate != "" {
 		return rateHelperMain(rate)
+	}
+	if seq := os.Getenv(helperSeq); seq != "" {
+		return seqHelperMain(seq)
 	}
 	id := os.Getenv(helperID)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("client", id)
@@ -221,6 +227,9 @@ type helperOpts struct {
 	// rate, when set, runs a client of the rate limit test
 	// (rateHelperMain).
 	rate string
+	// seq, when set, runs a client of the sequences test
+	// (seqHelperMain): the percentage of attempts that fail.
+	seq string
 }
 
 // helper is a running helper process, seen from the test.
@@ -324,6 +333,7 @@ func (e *env) startHelper(o helperOpts) *helper {
 		helperDaily+"="+o.daily,
 		helperLimit+"="+o.limit,
 		helperRate+"="+o.rate,
+		helperSeq+"="+o.seq,
 	)
 	h := &helper{t: e.t, e: e, id: o.id, app: app, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out

@@ -9,7 +9,7 @@
 -- (completed; discarded or cancelled unless its job asked to block the
 -- sequence; or deleted), the pending job at the lowest position after it
 -- becomes the head and is made available (scheduled when its scheduled_at
--- is still ahead).
+-- is more than 5 s ahead).
 --
 -- millrace_sequence has one row per sequence with jobs not yet passed:
 -- next_pos is the last position given (positions are given under this

@@ -82,7 +82,7 @@ WITH locked AS (
     ) AS n ON true
 ), promoted AS (
     UPDATE {{schema}}river_job AS j
-    SET state = CASE WHEN j.scheduled_at > now() THEN 'scheduled' ELSE 'available' END::{{schema}}river_job_state
+    SET state = CASE WHEN j.scheduled_at > clock_timestamp() + interval '5 seconds' THEN 'scheduled' ELSE 'available' END::{{schema}}river_job_state
     FROM nxt WHERE j.id = nxt.job_id AND j.state = 'pending'
     RETURNING j.queue, j.state
 ), passed AS (
