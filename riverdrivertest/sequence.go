@@ -98,6 +98,19 @@ func (s *suite[TTx]) testSequence(t *testing.T) {
 			requireEqual(t, promoteHeads(t, e, ids[0]).Promoted, 0, "promoted while the head is "+st)
 			requireEqual(t, states(t, e, ids[1:]...), []millracetype.JobState{pe, pe, pe, pe}, "others while the head is "+st)
 		}
+		// A sweep of the queue does not even lock (write) a sequence whose
+		// head is not done.
+		xmax := e.rawString(t, "SELECT xmax::text FROM "+e.table("millrace_sequence"))
+		for _, all := range []bool{false, true} {
+			p := &driver.SequencePromoteParams{Schema: e.schema, Queue: "q", SkipLocked: true}
+			if all {
+				p.Queue, p.All = "", true
+			}
+			r0, err := e.exec.SequencePromote(e.ctx, p)
+			requireNoError(t, err, "SequencePromote sweep")
+			requireEqual(t, r0.Promoted, 0, "promoted by a sweep while the head waits")
+			requireEqual(t, e.rawString(t, "SELECT xmax::text FROM "+e.table("millrace_sequence")), xmax, "xmax of a sequence after a sweep")
+		}
 		setState(t, e, ids[0], "completed")
 		res := promoteHeads(t, e, ids[0])
 		requireEqual(t, res.Promoted, 1, "promoted after completion")

@@ -36,13 +36,20 @@ const sqlSequenceLockHead = `
 SELECT queue, seq_key FROM {{schema}}millrace_sequence WHERE head_id = ANY($1::bigint[])
 ORDER BY queue, seq_key FOR UPDATE`
 
+// The sweeps lock only the sequences whose head looks finalized or gone
+// (the promotion decides again in its own statement): locking a row
+// writes it, and most sequences' heads are waiting or running.
 const sqlSequenceLockQueue = `
-SELECT queue, seq_key FROM {{schema}}millrace_sequence WHERE queue = $1
-ORDER BY queue, seq_key FOR UPDATE`
+SELECT s.queue, s.seq_key FROM {{schema}}millrace_sequence AS s LEFT JOIN {{schema}}river_job AS h ON h.id = s.head_id
+WHERE s.queue = $1 AND ` + sqlSequenceHeadDone + `
+ORDER BY s.queue, s.seq_key FOR UPDATE OF s`
 
 const sqlSequenceLockAll = `
-SELECT queue, seq_key FROM {{schema}}millrace_sequence
-ORDER BY queue, seq_key FOR UPDATE`
+SELECT s.queue, s.seq_key FROM {{schema}}millrace_sequence AS s LEFT JOIN {{schema}}river_job AS h ON h.id = s.head_id
+WHERE ` + sqlSequenceHeadDone + `
+ORDER BY s.queue, s.seq_key FOR UPDATE OF s`
+
+const sqlSequenceHeadDone = `(s.head_id IS NULL OR h.id IS NULL OR h.state IN ('completed', 'cancelled', 'discarded'))`
 
 const sqlSequenceLockKeys = `
 SELECT s.queue, s.seq_key FROM {{schema}}millrace_sequence AS s
