@@ -39,7 +39,9 @@ func (seqJob) Kind() string { return seqKind }
 
 type retryAtOnce struct{}
 
-func (retryAtOnce) NextRetry(*millracetype.JobRow) time.Time { return time.Now().Add(10 * time.Millisecond) }
+func (retryAtOnce) NextRetry(*millracetype.JobRow) time.Time {
+	return time.Now().Add(10 * time.Millisecond)
+}
 
 // seqHelperMain runs a helper of the sequences test: spec is the
 // percentage of attempts that fail.
