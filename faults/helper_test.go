@@ -529,3 +529,40 @@ func serveHelper(id string, c *client.Client[pgx.Tx], fail func(error) int) int 
 	fmt.Println("helper-stopped", id)
 	return 0
 }
+
+// simpleHelper is what the helpers of the flow-control tests (limits,
+// rates, sequences) start from: their ID, a logger at level, their
+// workers and a pool on their schema. close releases the pool.
+type simpleHelper struct {
+	id, schema string
+	logger     *slog.Logger
+	workers    int
+	pool       *pgxpool.Pool
+}
+
+// helperFail reports a helper's error on standard error and gives the
+// exit code 2.
+func helperFail(id string) func(error) int {
+	return func(err error) int {
+		fmt.Fprintf(os.Stderr, "helper %s: %v\n", id, err)
+		return 2
+	}
+}
+
+// openSimpleHelper reads the helper's variables and opens its pool.
+func openSimpleHelper(level slog.Level) (*simpleHelper, error) {
+	h := &simpleHelper{id: os.Getenv(helperID), schema: os.Getenv(helperSchema)}
+	h.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("client", h.id)
+	var err error
+	if h.workers, err = strconv.Atoi(os.Getenv(helperWorkers)); err != nil {
+		return nil, fmt.Errorf("%s: %w", helperWorkers, err)
+	}
+	cfg, err := clientPoolConfig(os.Getenv(helperURL), h.schema, os.Getenv(helperApp), 6)
+	if err != nil {
+		return nil, err
+	}
+	if h.pool, err = pgxpool.NewWithConfig(context.Background(), cfg); err != nil {
+		return nil, err
+	}
+	return h, nil
+}

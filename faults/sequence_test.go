@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver/pgxv5"
@@ -46,30 +45,16 @@ func (retryAtOnce) NextRetry(*millracetype.JobRow) time.Time {
 // seqHelperMain runs a helper of the sequences test: spec is the
 // percentage of attempts that fail.
 func seqHelperMain(spec string) int {
-	id := os.Getenv(helperID)
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("client", id)
-	fail := func(err error) int {
-		fmt.Fprintf(os.Stderr, "helper %s: %v\n", id, err)
-		return 2
-	}
+	fail := helperFail(os.Getenv(helperID))
 	pct, err := strconv.Atoi(spec)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", helperSeq, err))
 	}
-	workers, err := strconv.Atoi(os.Getenv(helperWorkers))
-	if err != nil {
-		return fail(fmt.Errorf("%s: %w", helperWorkers, err))
-	}
-	schema := os.Getenv(helperSchema)
-	cfg, err := clientPoolConfig(os.Getenv(helperURL), schema, os.Getenv(helperApp), 6)
+	h, err := openSimpleHelper(slog.LevelWarn)
 	if err != nil {
 		return fail(err)
 	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		return fail(err)
-	}
-	defer pool.Close()
+	defer h.pool.Close()
 	ws := client.NewWorkers()
 	client.AddWorker(ws, client.WorkFunc(func(ctx context.Context, job *client.Job[seqJob]) error {
 		select {
@@ -82,14 +67,14 @@ func seqHelperMain(spec string) int {
 		}
 		return nil
 	}))
-	c, err := client.New(pgxv5.New(pool), &client.Config{
-		ID: id, Schema: schema, Logger: logger, Workers: ws, RetryPolicy: retryAtOnce{},
-		Queues: map[string]client.QueueConfig{seqQueue: {MaxWorkers: workers}},
+	c, err := client.New(pgxv5.New(h.pool), &client.Config{
+		ID: h.id, Schema: h.schema, Logger: h.logger, Workers: ws, RetryPolicy: retryAtOnce{},
+		Queues: map[string]client.QueueConfig{seqQueue: {MaxWorkers: h.workers}},
 	})
 	if err != nil {
 		return fail(err)
 	}
-	return serveHelper(id, c, fail)
+	return serveHelper(h.id, c, fail)
 }
 
 // seqSampler reads, every 10 ms, the most jobs of one sequence running at
