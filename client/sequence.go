@@ -250,6 +250,19 @@ func (c *Client[TTx]) insertSequenced(ctx context.Context, exec driver.Executor,
 		if err != nil {
 			return nil, nil, c.explainSchemaError(ctx, err)
 		}
+		if promoted != nil && len(promoted.Moved) > 0 {
+			// The rows returned show the jobs as inserted (pending): give
+			// the heads their state.
+			moved := make(map[int64]millracetype.JobState, len(promoted.Moved))
+			for _, m := range promoted.Moved {
+				moved[m.ID] = m.State
+			}
+			for _, r := range res {
+				if st, ok := moved[r.Job.ID]; ok && !r.UniqueSkippedAsDuplicate {
+					r.Job.State = st
+				}
+			}
+		}
 		return res, promoted, nil
 	}
 	if inTx {

@@ -218,11 +218,14 @@ func TestSequenceInsertTx(t *testing.T) {
 	}
 	// Committed, the first job of the sequence is its head at once; the
 	// second, in the same transaction, waits.
+	var returned []millracetype.JobState
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		for n := range 2 {
-			if _, err := c.InsertTx(ctx, tx, seqArgs{Account: "a", N: n}, nil); err != nil {
+			r, err := c.InsertTx(ctx, tx, seqArgs{Account: "a", N: n}, nil)
+			if err != nil {
 				return err
 			}
+			returned = append(returned, r.Job.State)
 		}
 		return nil
 	})
@@ -233,6 +236,9 @@ func TestSequenceInsertTx(t *testing.T) {
 	seqQuery(t, db, `SELECT string_agg(state::text, ',' ORDER BY id) FROM `+seqTable(db, "river_job"), &states)
 	if states != "available,pending" {
 		t.Fatalf("states after a committed insert of two: %s", states)
+	}
+	if fmt.Sprint(returned) != "[available pending]" {
+		t.Fatalf("states the inserts returned: %v", returned)
 	}
 }
 

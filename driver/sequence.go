@@ -1,6 +1,10 @@
 package driver
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/millrace/millrace/millracetype"
+)
 
 // Sequences (tables millrace_sequence and millrace_sequence_job of
 // migration line millrace; see its migration 007 for the model): jobs of a
@@ -47,6 +51,8 @@ type SequencePromoteParams struct {
 type SequencePromoteResult struct {
 	// Promoted counts the jobs made available or scheduled.
 	Promoted int
+	// Moved are those jobs and the state each was given, by ID.
+	Moved []SequenceMoved
 	// Queues are the queues where a job became available (an insert
 	// notification was sent for each, in the same transaction), sorted.
 	Queues []string
@@ -87,3 +93,9 @@ func IsSequenced(metadata []byte) bool {
 }
 
 var sequenceKeyJSON = []byte(`"` + SequenceMetadataKey + `"`)
+
+// SequenceMoved is a job a promotion took out of pending.
+type SequenceMoved struct {
+	ID    int64
+	State millracetype.JobState
+}

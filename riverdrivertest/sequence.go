@@ -68,6 +68,7 @@ func (s *suite[TTx]) testSequence(t *testing.T) {
 		ids, res := seqJobs(t, e, "q", "a", "b", "a", "a", "b")
 		requireEqual(t, states(t, e, ids...), []millracetype.JobState{av, av, pe, pe, pe}, "states after append")
 		requireEqual(t, res.Promoted, 2, "promoted")
+		requireEqual(t, res.Moved, []driver.SequenceMoved{{ID: ids[0], State: av}, {ID: ids[1], State: av}}, "jobs moved")
 		requireEqual(t, res.Queues, []string{"q"}, "queues with jobs made available")
 		// Another queue's sequence of the same key is a sequence of its own.
 		other, res := seqJobs(t, e, "q2", "a")
@@ -178,6 +179,7 @@ func (s *suite[TTx]) testSequence(t *testing.T) {
 			Jobs: []driver.SequenceJob{{Queue: "q", Key: "k", ID: res[0].Job.ID}}})
 		requireNoError(t, err, "SequenceAppend")
 		requireEqual(t, r.Promoted, 1, "promoted")
+		requireEqual(t, r.Moved, []driver.SequenceMoved{{ID: res[0].Job.ID, State: millracetype.JobStateScheduled}}, "job moved")
 		requireEqual(t, len(r.Queues), 0, "queues with jobs made available")
 		requireEqual(t, states(t, e, res[0].Job.ID), []millracetype.JobState{millracetype.JobStateScheduled}, "state of a future head")
 	})

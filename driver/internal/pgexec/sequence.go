@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/millracetype"
 )
 
 // Positions are given under the sequences' rows, which the upsert locks in
@@ -91,7 +92,7 @@ WITH locked AS (
     UPDATE {{schema}}river_job AS j
     SET state = CASE WHEN j.scheduled_at > clock_timestamp() + interval '5 seconds' THEN 'scheduled' ELSE 'available' END::{{schema}}river_job_state
     FROM nxt WHERE j.id = nxt.job_id AND j.state = 'pending'
-    RETURNING j.queue, j.state
+    RETURNING j.id, j.queue, j.state
 ), passed AS (
     DELETE FROM {{schema}}millrace_sequence_job AS sj USING nxt
     WHERE sj.queue = nxt.queue AND sj.seq_key = nxt.seq_key AND (nxt.pos IS NULL OR sj.pos <= nxt.pos)
@@ -102,7 +103,7 @@ WITH locked AS (
     DELETE FROM {{schema}}millrace_sequence AS s USING nxt
     WHERE s.queue = nxt.queue AND s.seq_key = nxt.seq_key AND nxt.job_id IS NULL
 )
-SELECT queue, state = 'available', count(*) FROM promoted GROUP BY 1, 2`
+SELECT id, queue, state::text FROM promoted ORDER BY id`
 
 func (e *executor) SequenceAppend(ctx context.Context, p *driver.SequenceAppendParams) (*driver.SequencePromoteResult, error) {
 	if len(p.Jobs) == 0 {
@@ -195,17 +196,20 @@ func (e *executor) promote(ctx context.Context, schema string, lock *string, arg
 	if err != nil {
 		return nil, fmt.Errorf("promote sequences: %w", err)
 	}
-	var available bool
-	var count int64
-	if _, err := pgx.ForEachRow(rows, []any{&q, &available, &count}, func() error {
-		res.Promoted += int(count)
-		if available && !slices.Contains(res.Queues, q) {
+	var (
+		id    int64
+		state string
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &q, &state}, func() error {
+		res.Moved = append(res.Moved, driver.SequenceMoved{ID: id, State: millracetype.JobState(state)})
+		if state == string(millracetype.JobStateAvailable) && !slices.Contains(res.Queues, q) {
 			res.Queues = append(res.Queues, q)
 		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("promote sequences: %w", err)
 	}
+	res.Promoted = len(res.Moved)
 	slices.Sort(res.Queues)
 	if len(res.Queues) > 0 {
 		if err := e.NotifyMany(ctx, &driver.NotifyManyParams{Schema: schema, Topic: driver.TopicInsert, Payloads: queuePayloads(res.Queues)}); err != nil {
