@@ -114,6 +114,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"PeriodicJob", s.testPeriodicJob},
 		{"Limit", s.testLimit},
 		{"Rate", s.testRate},
+		{"Fair", s.testFair},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
