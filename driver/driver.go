@@ -335,8 +335,8 @@ type Executor interface {
 	// Fairness within a queue (table millrace_fair_partition of
 	// migration line millrace; see fair.go).
 
-	// FairPartitionList reads a fair queue's partitions in turn: see
-	// FairPartitionListParams.
+	// FairPartitionList reads a fair queue's partitions in order, from
+	// a cursor: see FairPartitionListParams.
 	FairPartitionList(ctx context.Context, params *FairPartitionListParams) ([]*FairPartition, error)
 	// FairPartitionDiscover registers (inserts when missing) the
 	// partitions of the queue's newest available jobs and of chosen jobs,

@@ -20,13 +20,13 @@ type FairPartition struct {
 	EmptySince *time.Time
 }
 
-// FairPartitionListParams reads a fair queue's partitions in turn.
+// FairPartitionListParams reads a fair queue's partitions in (kind,
+// args) order, as Postgres orders text and jsonb.
 type FairPartitionListParams struct {
 	Schema string
 	Queue  string
-	// After, when not nil, is the partition where the previous turn
-	// ended: the rows after it in (kind, args) order come first, then
-	// those from the start, each row once.
+	// After, when not nil, is the last partition of the previous read:
+	// only the rows after it are read.
 	After *FairPartition
 	// Limit is how many rows to read at most.
 	Limit int

@@ -48,19 +48,12 @@ func fairFilter(args []byte) (filter string, missing []string, err error) {
 	return string(b), missing, nil
 }
 
-// The rows after the cursor in (kind, args) order, then those from the
-// start up to the cursor: one turn of the round robin.
+// The rows after the cursor in (kind, args) order: the rest of a turn of
+// the round robin.
 var sqlFairPartitionList = `
-SELECT kind, args, empty_since FROM (
-    (SELECT kind, args, empty_since, 0 AS turn FROM {{schema}}millrace_fair_partition
-    WHERE queue = $1 AND ($2::text IS NULL OR (kind, args) > ($2::text, $3::jsonb))
-    ORDER BY kind, args LIMIT $4)
-    UNION ALL
-    (SELECT kind, args, empty_since, 1 AS turn FROM {{schema}}millrace_fair_partition
-    WHERE queue = $1 AND $2::text IS NOT NULL AND (kind, args) <= ($2::text, $3::jsonb)
-    ORDER BY kind, args LIMIT $4)
-) AS p
-ORDER BY turn, kind, args LIMIT $4`
+SELECT kind, args, empty_since FROM {{schema}}millrace_fair_partition
+WHERE queue = $1 AND ($2::text IS NULL OR (kind, args) > ($2::text, $3::jsonb))
+ORDER BY kind, args LIMIT $4`
 
 func (e *executor) FairPartitionList(ctx context.Context, p *driver.FairPartitionListParams) ([]*driver.FairPartition, error) {
 	if p.Limit <= 0 {
