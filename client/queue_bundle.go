@@ -202,7 +202,7 @@ func (c *Client[TTx]) newProducer(exec driver.Executor, name string, q QueueConf
 		slices.Sort(kinds)
 	}
 	return producer.New(exec, &producer.Config{
-		Fetch: q.rateFetch(c.config.Schema, name, producer.NewLimitFetch(c.config.Schema, name, q.Limits)),
+		Fetch: q.rateFetch(c.config.Schema, name, producer.NewLimitFetchOver(c.config.Schema, name, q.Limits, q.fairFetch(c.config.Schema, name))),
 		Queue: name, MaxWorkers: q.MaxWorkers, FetchBuffer: q.fetchBuffer(), Schema: c.config.Schema, ClientID: c.config.ID, Kinds: kinds,
 		Logger: c.config.Logger, Notifier: c.notifier, FetchCooldown: c.config.FetchCooldown,
 		FetchPollInterval: c.config.FetchPollInterval, WorkCtx: ephemeralQueueContext(workCtx, q), Work: c.exec.Work,
@@ -243,7 +243,13 @@ func (q QueueConfig) validate(name string, workers *Workers) error {
 		}
 		kinds[l.Kind] = true
 	}
-	return validateRateLimits(name, q.RateLimits)
+	if err := validateRateLimits(name, q.RateLimits); err != nil {
+		return err
+	}
+	if err := q.validateFairness(workers); err != nil {
+		return fmt.Errorf("queue %q: %w", name, err)
+	}
+	return nil
 }
 
 // MaxFetchBuffer is the largest QueueConfig.FetchBuffer.
