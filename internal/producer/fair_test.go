@@ -307,3 +307,49 @@ func TestFairFetchNoBuffer(t *testing.T) {
 		t.Error("LimitFetch over FairFetch allows a buffer")
 	}
 }
+
+// BenchmarkFairFetch measures one fetch of a queue of 200,000 jobs of
+// tenant A and 10 of tenant B (set back to available after every fetch),
+// fair and plain, at two fetch sizes.
+func BenchmarkFairFetch(b *testing.B) {
+	db := testfixture.New(b)
+	ctx := context.Background()
+	insert := func(tenant string, n int) {
+		for done := 0; done < n; {
+			var params []*driver.JobInsertParams
+			for i := done; i < min(n, done+50_000); i++ {
+				params = append(params, &driver.JobInsertParams{Args: []byte(fmt.Sprintf(`{"tenant":%q,"i":%d}`, tenant, i)), Kind: "k",
+					MaxAttempts: 25, Priority: 1, Queue: "q", State: millracetype.JobStateAvailable})
+			}
+			if _, err := db.Exec().JobInsertMany(ctx, &driver.JobInsertManyParams{Schema: db.Schema, Jobs: params}); err != nil {
+				b.Fatal(err)
+			}
+			done += len(params)
+		}
+	}
+	insert("A", 200_000)
+	insert("B", 10)
+	if _, err := db.Pool.Exec(ctx, "ANALYZE "+db.Schema+".river_job"); err != nil {
+		b.Fatal(err)
+	}
+	for _, max := range []int{20, 200} {
+		for _, fair := range []bool{false, true} {
+			b.Run(fmt.Sprintf("max=%d/fair=%v", max, fair), func(b *testing.B) {
+				var f FetchStrategy = DefaultFetch{}
+				if fair {
+					f = NewFairFetch(db.Schema, "q", []string{"tenant"}, false)
+				}
+				for b.Loop() {
+					if _, err := f.Fetch(ctx, db.Exec(), &FetchRequest{Schema: db.Schema, Queue: "q", ClientID: "c", Max: max}); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					if _, err := db.Pool.Exec(ctx, `UPDATE `+db.Schema+`.river_job SET state = 'available' WHERE args @> '{"tenant":"B"}' AND state = 'running'`); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+			})
+		}
+	}
+}
