@@ -3,6 +3,7 @@ package riverdrivertest
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +52,11 @@ func (s *suite[TTx]) testFair(t *testing.T) {
 		ins(t, e, avail, "q", "a", `{"t":{"b":2,"a":[1]}}`, 2, at(0))
 		ins(t, e, avail, "other", "a", `{"t":9}`, 1, at(0))
 		ins(t, e, running(past), "q", "a", `{"t":"r"}`, 1, at(0))
+		// Oldest: args that are not an object (the default partition),
+		// and a value too big to register (plain order only).
+		ins(t, e, avail, "q", "a", `"str"`, 1, at(-3*time.Second))
+		ins(t, e, avail, "q", "a", `[1, 2]`, 1, at(-2*time.Second))
+		ins(t, e, avail, "q", "a", `{"t":"`+strings.Repeat("x", 2000)+`"}`, 1, at(-time.Second))
 
 		discover := func(p driver.FairPartitionDiscoverParams) int {
 			t.Helper()

@@ -87,7 +87,10 @@ func (e *executor) FairPartitionList(ctx context.Context, p *driver.FairPartitio
 }
 
 // A job's partition: its kind (or ”) and the object of the keys' values,
-// JSON null for a key the job lacks or has null.
+// JSON null for a key the job lacks or has null (or whose args are not an
+// object). A partition whose object is over 1,000 bytes is not registered
+// (a btree entry has a size limit, and a failed insert would fail every
+// fetch): its jobs are fetched in plain order.
 var sqlFairPartitionDiscover = `
 WITH keys AS (
     SELECT k FROM unnest($2::text[]) AS t(k)
@@ -104,7 +107,7 @@ WITH keys AS (
     FROM src
 )
 INSERT INTO {{schema}}millrace_fair_partition (queue, kind, args)
-SELECT $1, kind, args FROM parts ORDER BY kind, args
+SELECT $1, kind, args FROM parts WHERE octet_length(args::text) <= 1000 ORDER BY kind, args
 ON CONFLICT DO NOTHING`
 
 func (e *executor) FairPartitionDiscover(ctx context.Context, p *driver.FairPartitionDiscoverParams) (int, error) {
