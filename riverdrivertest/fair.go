@@ -1,6 +1,7 @@
 package riverdrivertest
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -219,6 +220,22 @@ func (s *suite[TTx]) testFair(t *testing.T) {
 		n, err = e.exec.FairPartitionUpdate(e.ctx, &driver.FairPartitionUpdateParams{Schema: e.schema, Queue: "q"})
 		requireNoError(t, err, "FairPartitionUpdate of nothing")
 		requireEqual(t, n, 0, "nothing")
+
+		// A row another transaction holds is skipped, not waited for.
+		tx, err := e.exec.Begin(e.ctx)
+		requireNoError(t, err, "Begin")
+		defer func() { _ = tx.Rollback(e.ctx) }()
+		requireNoError(t, tx.Exec(e.ctx, `SELECT 1 FROM `+e.table("millrace_fair_partition")+` WHERE args = '{"t":"D"}' FOR UPDATE`), "lock D")
+		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+		defer cancel()
+		_, err = e.exec.FairPartitionUpdate(ctx, &driver.FairPartitionUpdateParams{Schema: e.schema, Queue: "q",
+			Found: []*driver.FairPartition{p("", `{"t":"D"}`), p("", `{"t":"R"}`)}, Grace: time.Minute})
+		requireNoError(t, err, "FairPartitionUpdate beside a lock")
+		ps, err = e.exec.FairPartitionList(e.ctx, &driver.FairPartitionListParams{Schema: e.schema, Queue: "q", Limit: 100})
+		requireNoError(t, err, "FairPartitionList")
+		requireEqual(t, partNames(ps)[2:], []string{`/{"t": "D"}`, `/{"t": "R"}`}, "rows")
+		requireEqual(t, ps[2].EmptySince != nil, true, "locked D: left as it was")
+		requireEqual(t, ps[3].EmptySince == nil, true, "R: cleared")
 	})
 }
 

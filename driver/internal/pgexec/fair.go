@@ -232,29 +232,40 @@ func (e *executor) JobFairLock(ctx context.Context, p *driver.JobFairLockParams)
 	return out, nil
 }
 
-// The partition's jobs as the fair lock reads them, for row p.
-const sqlFairPartitionJobs = `j.queue = $1 AND (p.kind = '' OR j.kind = p.kind) AND j.args @> jsonb_strip_nulls(p.args)
-            AND NOT EXISTS (SELECT 1 FROM jsonb_each(p.args) AS e
-                WHERE e.value = 'null'::jsonb AND coalesce(j.args -> e.key, 'null'::jsonb) <> 'null'::jsonb)`
+// The partition's jobs as the fair lock reads them, for row l.
+const sqlFairPartitionJobs = `j.queue = $1 AND (l.kind = '' OR j.kind = l.kind) AND j.args @> jsonb_strip_nulls(l.args)
+                AND NOT (jsonb_strip_nulls(j.args) ?| ARRAY(SELECT e.key FROM jsonb_each(l.args) AS e WHERE e.value = 'null'::jsonb))`
 
+// The rows to change are locked first, skipping those another fetch
+// holds (what it records is as good), so that this statement never waits:
+// two fetches updating rows in different orders, or one waiting here on a
+// row the other holds while the other waits on this one's new partition
+// row, would deadlock.
 var sqlFairPartitionUpdate = `
 WITH found AS (
     SELECT kind, args::jsonb AS args FROM unnest($2::text[], $3::text[]) AS t(kind, args)
 ), empty AS (
     SELECT kind, args::jsonb AS args FROM unnest($4::text[], $5::text[]) AS t(kind, args)
+), locked AS (
+    SELECT p.kind, p.args, p.empty_since, f.kind IS NOT NULL AS found
+    FROM {{schema}}millrace_fair_partition AS p
+    LEFT JOIN found AS f ON f.kind = p.kind AND f.args = p.args
+    LEFT JOIN empty AS e ON e.kind = p.kind AND e.args = p.args
+    WHERE p.queue = $1 AND (f.kind IS NOT NULL OR e.kind IS NOT NULL)
+    FOR UPDATE OF p SKIP LOCKED
 ), cleared AS (
     UPDATE {{schema}}millrace_fair_partition AS p SET empty_since = NULL
-    FROM found
-    WHERE p.queue = $1 AND p.kind = found.kind AND p.args = found.args AND p.empty_since IS NOT NULL
+    FROM locked AS l
+    WHERE p.queue = $1 AND p.kind = l.kind AND p.args = l.args AND l.found AND l.empty_since IS NOT NULL
 ), marked AS (
     UPDATE {{schema}}millrace_fair_partition AS p SET empty_since = now()
-    FROM empty
-    WHERE p.queue = $1 AND p.kind = empty.kind AND p.args = empty.args AND p.empty_since IS NULL
+    FROM locked AS l
+    WHERE p.queue = $1 AND p.kind = l.kind AND p.args = l.args AND NOT l.found AND l.empty_since IS NULL
 ), deleted AS (
     DELETE FROM {{schema}}millrace_fair_partition AS p
-    USING empty
-    WHERE p.queue = $1 AND p.kind = empty.kind AND p.args = empty.args
-        AND p.empty_since < now() - $6::bigint * interval '1 microsecond'
+    USING locked AS l
+    WHERE p.queue = $1 AND p.kind = l.kind AND p.args = l.args AND NOT l.found
+        AND l.empty_since < now() - $6::bigint * interval '1 microsecond'
         AND NOT EXISTS (
             SELECT 1 FROM {{schema}}river_job AS j
             WHERE j.state IN ('available', 'scheduled', 'retryable', 'running', 'pending')
