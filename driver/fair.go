@@ -30,6 +30,9 @@ type FairPartitionListParams struct {
 	After *FairPartition
 	// Limit is how many rows to read at most.
 	Limit int
+	// Kinds, when not empty, skips the partitions of other kinds (those
+	// of a queue fair by kind; rows of kind "" are read).
+	Kinds []string
 }
 
 // FairPartitionDiscoverParams registers the partitions of jobs of a

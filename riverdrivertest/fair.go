@@ -99,6 +99,9 @@ func (s *suite[TTx]) testFair(t *testing.T) {
 		requireEqual(t, partNames(list(first[1], 100)), all[2:], "the rest")
 		requireEqual(t, len(list(&driver.FairPartition{Kind: "zzz"}, 2)), 0, "after the last: none")
 		requireEqual(t, len(list(nil, 0)), 0, "limit 0")
+		ps, err := e.exec.FairPartitionList(e.ctx, &driver.FairPartitionListParams{Schema: e.schema, Queue: "q", Limit: 100, Kinds: []string{"b"}})
+		requireNoError(t, err, "FairPartitionList of kind b")
+		requireEqual(t, partNames(ps), append(slices.Clone(all[:3]), "b/{}"), "kind '' and b only")
 	})
 
 	s.run(t, "Lock", func(t *testing.T, e *env[TTx]) {

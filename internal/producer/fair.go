@@ -86,7 +86,8 @@ func (f *FairFetch) Fetch(ctx context.Context, exec driver.Executor, req *FetchR
 		return FetchResult{}, err
 	}
 	n := min(req.Max, driver.MaxFairShares)
-	parts, err := tx.FairPartitionList(ctx, &driver.FairPartitionListParams{Schema: f.schema, Queue: f.queue, After: after, Limit: n})
+	parts, err := tx.FairPartitionList(ctx, &driver.FairPartitionListParams{Schema: f.schema, Queue: f.queue, After: after, Limit: n,
+		Kinds: req.Kinds})
 	if err != nil {
 		return FetchResult{}, err
 	}

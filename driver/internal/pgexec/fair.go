@@ -53,6 +53,7 @@ func fairFilter(args []byte) (filter string, missing []string, err error) {
 var sqlFairPartitionList = `
 SELECT kind, args, empty_since FROM {{schema}}millrace_fair_partition
 WHERE queue = $1 AND ($2::text IS NULL OR (kind, args) > ($2::text, $3::jsonb))
+    AND ($5::text[] IS NULL OR kind = '' OR kind = ANY($5::text[]))
 ORDER BY kind, args LIMIT $4`
 
 func (e *executor) FairPartitionList(ctx context.Context, p *driver.FairPartitionListParams) ([]*driver.FairPartition, error) {
@@ -64,7 +65,11 @@ func (e *executor) FairPartitionList(ctx context.Context, p *driver.FairPartitio
 		k, a := p.After.Kind, fairArgs(p.After.Args)
 		afterKind, afterArgs = &k, &a
 	}
-	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlFairPartitionList), p.Queue, afterKind, afterArgs, p.Limit)
+	var kinds []string
+	if len(p.Kinds) > 0 {
+		kinds = p.Kinds
+	}
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlFairPartitionList), p.Queue, afterKind, afterArgs, p.Limit, kinds)
 	if err != nil {
 		return nil, err
 	}
