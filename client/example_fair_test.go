@@ -21,9 +21,10 @@ type TenantReportArgs struct {
 func (TenantReportArgs) Kind() string { return "tenant_report" }
 
 // ExampleFairness works a fair queue with one worker: tenant "big" has
-// six jobs queued before tenant "small" inserts two, and the tenants take
-// turns (a turn ends with a job in the queue's usual order) instead of
-// "small" waiting behind all of "big"'s.
+// six jobs queued before tenant "small" inserts two. The newest
+// partition found goes first, then the tenants take turns (a turn ends
+// with a job in the queue's usual order), so "small" does not wait
+// behind all of "big"'s jobs.
 func ExampleFairness() {
 	ctx := context.Background()
 	pool, schema, cleanup := exampleDatabase(ctx)
@@ -73,5 +74,5 @@ func ExampleFairness() {
 	fmt.Println(strings.Join(order, " "))
 	mu.Unlock()
 	// Output:
-	// big small big big small big big big
+	// small big small big big big big big
 }

@@ -340,8 +340,8 @@ type Executor interface {
 	FairPartitionList(ctx context.Context, params *FairPartitionListParams) ([]*FairPartition, error)
 	// FairPartitionDiscover registers (inserts when missing) the
 	// partitions of the queue's newest available jobs and of chosen jobs,
-	// and returns how many rows it added.
-	FairPartitionDiscover(ctx context.Context, params *FairPartitionDiscoverParams) (int, error)
+	// and returns the rows it added, those of the newest jobs first.
+	FairPartitionDiscover(ctx context.Context, params *FairPartitionDiscoverParams) ([]*FairPartition, error)
 	// JobFairLock locks (FOR UPDATE SKIP LOCKED) available due jobs of a
 	// queue, each share's first jobs in fetch order, then jobs in plain
 	// fetch order up to Max, and returns them without changing them

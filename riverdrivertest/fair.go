@@ -62,14 +62,20 @@ func (s *suite[TTx]) testFair(t *testing.T) {
 		discover := func(p driver.FairPartitionDiscoverParams) int {
 			t.Helper()
 			p.Schema, p.Queue = e.schema, "q"
-			n, err := e.exec.FairPartitionDiscover(e.ctx, &p)
+			added, err := e.exec.FairPartitionDiscover(e.ctx, &p)
 			requireNoError(t, err, "FairPartitionDiscover")
-			return n
+			return len(added)
 		}
 		// The newest two in fetch order: t4 (priority 2), then kind b's
 		// t1.
 		requireEqual(t, discover(driver.FairPartitionDiscoverParams{Keys: []string{"t"}, Newest: 2}), 2, "added")
 		requireEqual(t, parts(t, e, "q"), []string{`/{"t": 1}`, `/{"t": {"a": [1], "b": 2}}`}, "the newest two")
+		added, err := e.exec.FairPartitionDiscover(e.ctx, &driver.FairPartitionDiscoverParams{Schema: e.schema, Queue: "q",
+			Keys: []string{"t", "x"}, Newest: 3})
+		requireNoError(t, err, "FairPartitionDiscover returning")
+		requireEqual(t, partNames(added), []string{`/{"t": {"a": [1], "b": 2}, "x": null}`, `/{"t": 1, "x": null}`, `/{"t": null, "x": null}`}, "the rows added, newest first")
+		requireEqual(t, added[0].EmptySince == nil, true, "not empty")
+		e.rawExec(t, `DELETE FROM `+e.table("millrace_fair_partition")+` WHERE args ? 'x'`)
 		// All: missing and null are the same default partition; kind b's
 		// t1 is t1's; running jobs are not read.
 		requireEqual(t, discover(driver.FairPartitionDiscoverParams{Keys: []string{"t"}, Newest: 100}), 1, "added")

@@ -17,8 +17,9 @@ import (
 // The partitions live in table millrace_fair_partition. Each fetch runs
 // in one transaction (a savepoint inside a caller's): it registers the
 // partitions of the queue's newest available jobs (FairNewest of them)
-// and of the jobs the previous fetch took in plain order, reads the next
-// partitions of the turn after its cursor, locks a share of the free
+// and of the jobs the previous fetch took in plain order, takes the
+// partitions it has just added (a new tenant's jobs start at once) and
+// the next partitions of the turn after its cursor, locks a share of the free
 // slots from each (JobFairLock: each read planned with the partition's
 // values, through River's GIN index on args when the partition is
 // small), tops up to Max in plain fetch order, marks the jobs running
@@ -81,20 +82,37 @@ func (f *FairFetch) Fetch(ctx context.Context, exec driver.Executor, req *FetchR
 	after, pending := f.cursor, f.pending
 	f.pending = nil
 	f.mu.Unlock()
-	if _, err = tx.FairPartitionDiscover(ctx, &driver.FairPartitionDiscoverParams{Schema: f.schema, Queue: f.queue,
-		Keys: f.keys, ByKind: f.byKind, Newest: FairNewest, IDs: pending}); err != nil {
+	added, err := tx.FairPartitionDiscover(ctx, &driver.FairPartitionDiscoverParams{Schema: f.schema, Queue: f.queue,
+		Keys: f.keys, ByKind: f.byKind, Newest: FairNewest, IDs: pending})
+	if err != nil {
 		return FetchResult{}, err
 	}
 	n := min(req.Max, driver.MaxFairShares)
-	parts, err := tx.FairPartitionList(ctx, &driver.FairPartitionListParams{Schema: f.schema, Queue: f.queue, After: after, Limit: n,
-		Kinds: req.Kinds})
+	// A partition just found gets a share at once (up to half the
+	// partitions of a fetch), rather than waiting for its place in the
+	// turn: a new tenant's first jobs start with the next fetch however
+	// many tenants there are.
+	var parts []*driver.FairPartition
+	for _, p := range added {
+		if len(parts) < max(n/2, 1) && (p.Kind == "" || len(req.Kinds) == 0 || slices.Contains(req.Kinds, p.Kind)) {
+			parts = append(parts, p)
+		}
+	}
+	fresh := len(parts)
+	turn, err := tx.FairPartitionList(ctx, &driver.FairPartitionListParams{Schema: f.schema, Queue: f.queue, After: after,
+		Limit: n - fresh, Kinds: req.Kinds})
 	if err != nil {
 		return FetchResult{}, err
+	}
+	for _, p := range turn {
+		if !slices.ContainsFunc(parts[:fresh], func(q *driver.FairPartition) bool { return samePartition(p, q) }) {
+			parts = append(parts, p)
+		}
 	}
 	// The turn's end (fewer partitions than asked) gives plain order a
 	// share too; it always gets what the partitions leave.
 	units := len(parts)
-	turnEnds := len(parts) < n
+	turnEnds := len(turn) < n-fresh
 	if turnEnds {
 		units++
 	}
@@ -157,10 +175,11 @@ func (f *FairFetch) Fetch(ctx context.Context, exec driver.Executor, req *FetchR
 	})
 	if err == nil {
 		f.mu.Lock()
-		if turnEnds {
+		switch {
+		case turnEnds:
 			f.cursor = nil
-		} else {
-			f.cursor = parts[len(parts)-1]
+		case len(turn) > 0:
+			f.cursor = turn[len(turn)-1]
 		}
 		if len(f.pending)+len(plain) <= maxFairPending {
 			f.pending = append(f.pending, plain...)
@@ -169,6 +188,12 @@ func (f *FairFetch) Fetch(ctx context.Context, exec driver.Executor, req *FetchR
 	}
 	// Jobs come back even with an error: the producer confirms them.
 	return FetchResult{Jobs: jobs}, err
+}
+
+// samePartition reports whether two rows name one partition (the jsonb
+// text Postgres returns is canonical).
+func samePartition(a, b *driver.FairPartition) bool {
+	return a.Kind == b.Kind && string(a.Args) == string(b.Args)
 }
 
 // shareOrder puts plain order (-1) after every partition's share.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -90,20 +91,21 @@ func TestFairFetchTakesTurns(t *testing.T) {
 				}
 				return
 			}
-			// Units A, B, C and plain order: shares 3, 3, 2, the rest A.
-			if got["A"] != 5 || got["B"] != 3 || got["C"] != 2 {
-				t.Fatalf("first fetch took %v, want A 5, B 3, C 2", got)
+			// Units C, B, A (just found, the newest first) and plain
+			// order: shares 3, 3, 2, the rest A's.
+			if got["A"] != 4 || got["B"] != 3 || got["C"] != 3 {
+				t.Fatalf("first fetch took %v, want A 4, B 3, C 3", got)
 			}
-			if want := []string{"A", "B", "C", "A", "A", "B", "C", "A", "A", "B"}; !slices.Equal(order, want) {
+			if want := []string{"C", "B", "A", "A", "C", "B", "A", "A", "C", "B"}; !slices.Equal(order, want) {
 				t.Fatalf("start order %v, want %v", order, want)
 			}
-			// The next turn: C's last, and A's.
+			// The next turn: only A's are left.
 			got = map[string]int{}
 			for _, j := range fairFetch(t, db, f, 10) {
 				got[tenantOf(t, j)]++
 			}
-			if got["C"] != 1 || got["A"] != 9 {
-				t.Fatalf("second fetch took %v, want C 1, A 9", got)
+			if got["A"] != 10 {
+				t.Fatalf("second fetch took %v, want A 10", got)
 			}
 		})
 	}
@@ -123,8 +125,9 @@ func TestFairFetchSmallMax(t *testing.T) {
 			order = append(order, tenantOf(t, j))
 		}
 	}
-	// A, B, then plain order (A's next), and again.
-	if want := []string{"A", "B", "A", "A", "B", "A"}; !slices.Equal(order, want) {
+	// B (just found, the newest; A, found too, waits for its turn), then
+	// the turn: A, B, plain order (A's next), and again.
+	if want := []string{"B", "A", "B", "A", "A", "B"}; !slices.Equal(order, want) {
 		t.Fatalf("order %v, want %v", order, want)
 	}
 }
@@ -175,24 +178,46 @@ func partNames(ps []*driver.FairPartition) []string {
 func TestFairFetchDiscoversOldJobs(t *testing.T) {
 	t.Parallel()
 	db := testfixture.New(t)
-	fairJobs(t, db, "k", 1, `{"tenant":"D","i":%d}`, `{"tenant":"D","i":1%d}`)
+	fairJobs(t, db, "k", 3, `{"tenant":"D","i":%d}`)
 	fairJobs(t, db, "k", 2*FairNewest, `{"tenant":"A","i":%d}`)
 	f := NewFairFetch(db.Schema, "q", []string{"tenant"}, false)
+	fetch := func() map[string]int {
+		got := map[string]int{}
+		for _, j := range fairFetch(t, db, f, 2) {
+			got[tenantOf(t, j)]++
+		}
+		return got
+	}
+	// A just found; then the turn ends in plain order: D's (the oldest);
+	// then D, registered, just found, and A's turn.
+	for i, want := range []map[string]int{{"A": 2}, {"D": 2}, {"A": 1, "D": 1}} {
+		if got := fetch(); !maps.Equal(got, want) {
+			t.Fatalf("fetch %d took %v, want %v", i+1, got, want)
+		}
+	}
+}
+
+// TestFairFetchNewPartitionFirst: among 100 tenants, a new tenant's job
+// starts in the next fetch, not at its place in the turn (last: "zz").
+func TestFairFetchNewPartitionFirst(t *testing.T) {
+	t.Parallel()
+	db := testfixture.New(t)
+	var args []string
+	for i := range 100 {
+		args = append(args, fmt.Sprintf(`{"tenant":"t%02d","i":%%d}`, i))
+	}
+	fairJobs(t, db, "k", 2, args...)
+	f := NewFairFetch(db.Schema, "q", []string{"tenant"}, false)
+	for range 3 {
+		fairFetch(t, db, f, 4)
+	}
+	fairJobs(t, db, "k", 1, `{"tenant":"zz","i":%d}`)
 	got := map[string]int{}
-	for _, j := range fairFetch(t, db, f, 2) {
+	for _, j := range fairFetch(t, db, f, 4) {
 		got[tenantOf(t, j)]++
 	}
-	// A's share, then plain order: D's first job.
-	if got["A"] != 1 || got["D"] != 1 {
-		t.Fatalf("first fetch took %v, want A 1, D 1", got)
-	}
-	got = map[string]int{}
-	for _, j := range fairFetch(t, db, f, 2) {
-		got[tenantOf(t, j)]++
-	}
-	// D registered: A's share and D's.
-	if got["A"] != 1 || got["D"] != 1 {
-		t.Fatalf("second fetch took %v, want A 1, D 1", got)
+	if got["zz"] != 1 {
+		t.Fatalf("the fetch after zz's insert took %v, want zz's job", got)
 	}
 }
 
@@ -361,5 +386,34 @@ func BenchmarkFairFetch(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// BenchmarkFairFetchManyTenants measures one fair fetch of 200 jobs of a
+// queue of 1,000 tenants with 200 jobs each (every fetch reads 32
+// partitions of the turn), after a VACUUM, against the plain fetch.
+func BenchmarkFairFetchManyTenants(b *testing.B) {
+	db := testfixture.New(b)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO `+db.Schema+`.river_job (kind, args, queue)
+		SELECT 'k', jsonb_build_object('tenant', 't' || (i % 1000), 'i', i), 'q' FROM generate_series(1, 200000) i;
+		ANALYZE `+db.Schema+`.river_job`); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, "VACUUM "+db.Schema+".river_job"); err != nil {
+		b.Fatal(err)
+	}
+	for _, fair := range []bool{false, true} {
+		b.Run(fmt.Sprintf("fair=%v", fair), func(b *testing.B) {
+			var f FetchStrategy = DefaultFetch{}
+			if fair {
+				f = NewFairFetch(db.Schema, "q", []string{"tenant"}, false)
+			}
+			for b.Loop() {
+				if _, err := f.Fetch(ctx, db.Exec(), &FetchRequest{Schema: db.Schema, Queue: "q", ClientID: "c", Max: 200}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

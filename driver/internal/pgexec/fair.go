@@ -73,22 +73,24 @@ func (e *executor) FairPartitionList(ctx context.Context, p *driver.FairPartitio
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*driver.FairPartition, error) {
-		var (
-			fp    driver.FairPartition
-			args  string
-			since *time.Time
-		)
-		if err := row.Scan(&fp.Kind, &args, &since); err != nil {
-			return nil, err
-		}
-		fp.Args = []byte(args)
-		if since != nil {
-			t := since.UTC()
-			fp.EmptySince = &t
-		}
-		return &fp, nil
-	})
+	return pgx.CollectRows(rows, scanFairPartition)
+}
+
+func scanFairPartition(row pgx.CollectableRow) (*driver.FairPartition, error) {
+	var (
+		fp    driver.FairPartition
+		args  string
+		since *time.Time
+	)
+	if err := row.Scan(&fp.Kind, &args, &since); err != nil {
+		return nil, err
+	}
+	fp.Args = []byte(args)
+	if since != nil {
+		t := since.UTC()
+		fp.EmptySince = &t
+	}
+	return &fp, nil
 }
 
 // A job's partition: its kind (or ”) and the object of the keys' values,
@@ -100,34 +102,48 @@ var sqlFairPartitionDiscover = `
 WITH keys AS (
     SELECT k FROM unnest($2::text[]) AS t(k)
 ), src AS (
-    (SELECT kind, args FROM {{schema}}river_job
-    WHERE state = 'available' AND queue = $1
-    ORDER BY priority DESC, scheduled_at DESC, id DESC
-    LIMIT $4)
+    SELECT kind, args, row_number() OVER (ORDER BY priority DESC, scheduled_at DESC, id DESC) AS rn FROM (
+        SELECT kind, args, priority, scheduled_at, id FROM {{schema}}river_job
+        WHERE state = 'available' AND queue = $1
+        ORDER BY priority DESC, scheduled_at DESC, id DESC
+        LIMIT $4
+    ) AS newest
     UNION ALL
-    SELECT kind, args FROM {{schema}}river_job WHERE id = ANY($5::bigint[]) AND queue = $1
+    SELECT kind, args, $4 + 1 AS rn FROM {{schema}}river_job WHERE id = ANY($5::bigint[]) AND queue = $1
 ), parts AS (
-    SELECT DISTINCT CASE WHEN $3::boolean THEN src.kind ELSE '' END AS kind,
-        (SELECT coalesce(jsonb_object_agg(keys.k, coalesce(src.args -> keys.k, 'null'::jsonb)), '{}'::jsonb) FROM keys) AS args
+    SELECT CASE WHEN $3::boolean THEN src.kind ELSE '' END AS kind,
+        (SELECT coalesce(jsonb_object_agg(keys.k, coalesce(src.args -> keys.k, 'null'::jsonb)), '{}'::jsonb) FROM keys) AS args,
+        rn
     FROM src
+), firsts AS (
+    SELECT kind, args, min(rn) AS rn FROM parts GROUP BY kind, args
+), added AS (
+    INSERT INTO {{schema}}millrace_fair_partition (queue, kind, args)
+    SELECT $1, kind, args FROM firsts WHERE octet_length(args::text) <= 1000 ORDER BY kind, args
+    ON CONFLICT DO NOTHING
+    RETURNING kind, args, empty_since
 )
-INSERT INTO {{schema}}millrace_fair_partition (queue, kind, args)
-SELECT $1, kind, args FROM parts WHERE octet_length(args::text) <= 1000 ORDER BY kind, args
-ON CONFLICT DO NOTHING`
+SELECT added.kind, added.args, added.empty_since FROM added
+JOIN firsts ON firsts.kind = added.kind AND firsts.args = added.args
+ORDER BY firsts.rn, added.kind, added.args`
 
-func (e *executor) FairPartitionDiscover(ctx context.Context, p *driver.FairPartitionDiscoverParams) (int, error) {
+func (e *executor) FairPartitionDiscover(ctx context.Context, p *driver.FairPartitionDiscoverParams) ([]*driver.FairPartition, error) {
 	if p.Newest <= 0 && len(p.IDs) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	ids := p.IDs
 	if ids == nil {
 		ids = []int64{}
 	}
-	tag, err := e.db.Exec(ctx, e.sql.get(p.Schema, &sqlFairPartitionDiscover), p.Queue, nonNilStrings(p.Keys), p.ByKind, max(p.Newest, 0), ids)
+	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlFairPartitionDiscover), p.Queue, nonNilStrings(p.Keys), p.ByKind, max(p.Newest, 0), ids)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return int(tag.RowsAffected()), nil
+	added, err := pgx.CollectRows(rows, scanFairPartition)
+	if err != nil {
+		return nil, err
+	}
+	return added, nil
 }
 
 // sqlJobFairLock[k] locks the jobs of a fair fetch of k shares: one CTE
