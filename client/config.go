@@ -466,6 +466,7 @@ func (cfg *Config) withDefaults() (*Config, error) {
 	}
 	queues := make(map[string]QueueConfig, len(c.Queues))
 	for name, q := range c.Queues {
+		q.Fairness = q.Fairness.clone()
 		if err := q.validate(name, c.Workers); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}

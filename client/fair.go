@@ -72,6 +72,15 @@ func (q QueueConfig) validateFairness(workers *Workers) error {
 	return nil
 }
 
+// clone copies f, so that the caller's later changes to it do not reach
+// a validated configuration.
+func (f *Fairness) clone() *Fairness {
+	if f == nil {
+		return nil
+	}
+	return &Fairness{ByKind: f.ByKind, ByArgs: slices.Clone(f.ByArgs)}
+}
+
 // fairFetch is the queue's fair strategy, nil when it is not fair.
 func (q QueueConfig) fairFetch(schema, name string) producer.FetchStrategy {
 	if q.Fairness == nil {

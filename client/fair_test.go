@@ -81,6 +81,23 @@ func TestFairnessInvalid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("valid fairness refused: %v", err)
 	}
+	// The configuration keeps its own copy: a change to the caller's
+	// Fairness after New (or Add) does not bypass validation.
+	keys := []string{"tenant"}
+	fair := &Fairness{ByArgs: keys}
+	c, err := New(db.Driver, &Config{Schema: db.Schema, Workers: workers, Queues: map[string]QueueConfig{"q": {MaxWorkers: 2, Fairness: fair}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Queues().Add("q2", QueueConfig{MaxWorkers: 2, Fairness: fair}); err != nil {
+		t.Fatal(err)
+	}
+	keys[0], fair.ByKind = "", true
+	for _, q := range []string{"q", "q2"} {
+		if got := c.config.Queues[q].Fairness; got.ByKind || got.ByArgs[0] != "tenant" {
+			t.Errorf("queue %s: Fairness changed after validation: %+v", q, got)
+		}
+	}
 }
 
 // fairRun works a queue of 200 workers holding tenant A's jobs 50 ms

@@ -52,6 +52,7 @@ type producerRun struct {
 // stopping) returns its error.
 func (b *QueueBundle[TTx]) Add(name string, cfg QueueConfig) error {
 	c := b.c
+	cfg.Fairness = cfg.Fairness.clone()
 	if err := cfg.validate(name, c.config.Workers); err != nil {
 		return fmt.Errorf("add queue: %w: %w", ErrInvalidConfig, err)
 	}
