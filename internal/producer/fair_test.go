@@ -261,16 +261,18 @@ func TestFairFetchConcurrent(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		make func(db *testfixture.DB) FetchStrategy
+		two  bool // two strategies (two clients), each fetching from half the goroutines
 	}{
-		{"Fair", func(db *testfixture.DB) FetchStrategy { return NewFairFetch(db.Schema, "q", []string{"tenant"}, false) }},
+		{"Fair", func(db *testfixture.DB) FetchStrategy { return NewFairFetch(db.Schema, "q", []string{"tenant"}, false) }, false},
+		{"TwoClients", func(db *testfixture.DB) FetchStrategy { return NewFairFetch(db.Schema, "q", []string{"tenant"}, false) }, true},
 		{"GlobalLimit", func(db *testfixture.DB) FetchStrategy {
 			return NewLimitFetchOver(db.Schema, "q", []millracetype.ConcurrencyLimit{{Global: 1000}},
 				NewFairFetch(db.Schema, "q", []string{"tenant"}, false))
-		}},
+		}, false},
 		{"RateLimit", func(db *testfixture.DB) FetchStrategy {
 			return NewRateFetch(db.Schema, "q", []millracetype.RateLimit{{N: 100000, Interval: 24 * time.Hour}},
 				NewFairFetch(db.Schema, "q", []string{"tenant"}, false))
-		}},
+		}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -281,7 +283,10 @@ func TestFairFetchConcurrent(t *testing.T) {
 					all = append(all, j.ID)
 				}
 			}
-			f := c.make(db)
+			fs := []FetchStrategy{c.make(db)}
+			if c.two {
+				fs = append(fs, c.make(db))
+			}
 			var mu sync.Mutex
 			seen := map[int64]int{}
 			for {
@@ -289,7 +294,7 @@ func TestFairFetchConcurrent(t *testing.T) {
 				took := 0
 				for g := range 6 {
 					wg.Go(func() {
-						res, err := f.Fetch(context.Background(), db.Exec(), &FetchRequest{Schema: db.Schema, Queue: "q",
+						res, err := fs[g%len(fs)].Fetch(context.Background(), db.Exec(), &FetchRequest{Schema: db.Schema, Queue: "q",
 							ClientID: fmt.Sprintf("c%d", g), Max: 7})
 						if err != nil {
 							t.Error(err)
