@@ -19,15 +19,16 @@ import (
 // partitions of the queue's newest available jobs (FairNewest of them)
 // and of the jobs the previous fetch took in plain order, takes the
 // partitions it has just added (a new tenant's jobs start at once) and
-// the next partitions of the turn after its cursor, locks a share of the free
-// slots from each (JobFairLock: each read planned with the partition's
+// the next partitions of the turn after its cursor (at most
+// FairPartitionsPerFetch in all), locks a share of the free slots from
+// each (JobFairLock: each read planned with the partition's
 // values, through River's GIN index on args when the partition is
 // small), tops up to Max in plain fetch order, marks the jobs running
 // (JobGetAvailableByID) and records which partitions came back empty
 // (deleted once empty for FairEmptyGrace with no job left to run). A
-// turn ends with a fetch whose share in plain order comes first: jobs
-// whose partition is not yet registered (inserted by a River client, say)
-// are fetched in queue order meanwhile, and registered when fetched.
+// turn ends with a share in plain order: jobs whose partition is not yet
+// registered (old jobs inserted by a River client, say) are fetched in
+// queue order meanwhile, and registered when fetched.
 //
 // The cursor of the turn is this strategy's own (a fairness order, not a
 // limit: two clients each take turns); the partition set is in the
