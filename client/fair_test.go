@@ -207,3 +207,57 @@ func TestFairnessAcceptance(t *testing.T) {
 		}
 	})
 }
+
+// TestFairnessWithGlobalLimit: a fair queue under a Global limit keeps
+// the limit and still lets tenant B's jobs, inserted behind 40 of A's,
+// start among the first.
+func TestFairnessWithGlobalLimit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testfixture.New(t)
+	var (
+		mu            sync.Mutex
+		running, most int
+		order         []string
+	)
+	done := make(chan struct{}, 50)
+	workers := NewWorkers()
+	AddWorker(workers, WorkFunc(func(ctx context.Context, j *Job[fairTenantArgs]) error {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		order = append(order, j.Args.Tenant)
+		mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+		mu.Lock()
+		running--
+		mu.Unlock()
+		done <- struct{}{}
+		return nil
+	}))
+	c := newClient(t, db, &Config{Workers: workers, Queues: map[string]QueueConfig{"q": {MaxWorkers: 10,
+		Fairness: &Fairness{ByArgs: []string{"tenant"}}, Limits: []ConcurrencyLimit{{Global: 2}}}}})
+	var params []InsertManyParams
+	for i := range 40 {
+		params = append(params, InsertManyParams{Args: fairTenantArgs{Tenant: "A", N: i}, InsertOpts: &InsertOpts{Queue: "q"}})
+	}
+	if _, err := c.InsertMany(ctx, params); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.InsertMany(ctx, []InsertManyParams{{Args: fairTenantArgs{Tenant: "B"}, InsertOpts: &InsertOpts{Queue: "q"}},
+		{Args: fairTenantArgs{Tenant: "B", N: 1}, InsertOpts: &InsertOpts{Queue: "q"}}}); err != nil {
+		t.Fatal(err)
+	}
+	start(t, c)
+	for range 42 {
+		recv(t, done, "a job done")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most > 2 {
+		t.Errorf("%d jobs ran at once under a Global limit of 2", most)
+	}
+	if i := slices.Index(order, "B"); i < 0 || i > 4 || slices.Index(order[i+1:], "B") > 4 {
+		t.Errorf("B's jobs started at places %v of %v, want both among the first few", i, order)
+	}
+}
