@@ -115,6 +115,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"Limit", s.testLimit},
 		{"Rate", s.testRate},
 		{"Sequence", s.testSequence},
+		{"Fair", s.testFair},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
