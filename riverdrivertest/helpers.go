@@ -341,6 +341,26 @@ func (e *env[TTx]) table(name string) string {
 	return `"` + e.name + `".` + name
 }
 
+// sql picks the statement of the env's dialect: pg for Postgres, lite for
+// SQLite (where bind parameters are ?, times are text, JSON is text).
+func (e *env[TTx]) sql(pg, lite string) string {
+	if e.dialect == DialectSQLite {
+		return lite
+	}
+	return pg
+}
+
+// liteAgo is SQLite SQL for the time the given number of seconds ago, as
+// the SQLite driver stores times.
+func liteAgo(seconds int) string {
+	return fmt.Sprintf(`(strftime('%%Y-%%m-%%dT%%H:%%M:%%f', 'now', '-%d seconds') || '000Z')`, seconds)
+}
+
+// sameSchema reports whether another factory call's schema is the env's
+// own: a driver whose database has one schema (SQLite's "main"). Cases
+// about a second schema cannot be checked then.
+func (e *env[TTx]) sameSchema(other string) bool { return other == e.name }
+
 // rawExec runs raw SQL through the driver's Exec.
 func (e *env[TTx]) rawExec(t *testing.T, sql string, args ...any) {
 	t.Helper()
@@ -353,9 +373,13 @@ const (
 )
 
 // installProbe creates the function rawValue uses: it raises its argument,
-// JSON-encoded between markers, as an error.
+// JSON-encoded between markers, as an error. On SQLite the factory's
+// connections have it already (see the package documentation).
 func (e *env[TTx]) installProbe(t *testing.T) {
 	t.Helper()
+	if e.dialect == DialectSQLite {
+		return
+	}
 	e.rawExec(t, `CREATE FUNCTION `+e.table("millrace_test_probe")+`(v text) RETURNS void
 LANGUAGE plpgsql AS $probe$
 BEGIN
@@ -370,7 +394,11 @@ $probe$`)
 // runs on the pool, never inside a transaction that must survive.
 func (e *env[TTx]) rawValue(t *testing.T, query string, args ...any) (value string, ok bool) {
 	t.Helper()
-	err := e.exec.Exec(e.ctx, `SELECT `+e.table("millrace_test_probe")+`((`+query+`)::text)`, args...)
+	probe := `SELECT ` + e.table("millrace_test_probe") + `((` + query + `)::text)`
+	if e.dialect == DialectSQLite {
+		probe = `SELECT millrace_test_probe(CAST((` + query + `) AS TEXT))`
+	}
+	err := e.exec.Exec(e.ctx, probe, args...)
 	if err == nil {
 		t.Fatalf("raw query %s: the probe function did not raise", query)
 	}

@@ -1,0 +1,102 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/millrace/millrace/driver"
+	"github.com/millrace/millrace/migrate"
+)
+
+// The methods not written yet fail clearly, each with ErrNotImplemented.
+func TestNotImplemented(t *testing.T) {
+	ctx := context.Background()
+	e := newTestDriver(ctx, t).GetExecutor()
+	calls := map[string]func() error{
+		"JobDeleteMany": func() error { _, err := e.JobDeleteMany(ctx, &driver.JobDeleteManyParams{}); return err },
+		"JobCancelMany": func() error { _, err := e.JobCancelMany(ctx, &driver.JobCancelManyParams{}); return err },
+		"JobRetryMany":  func() error { _, err := e.JobRetryMany(ctx, &driver.JobRetryManyParams{}); return err },
+		"PeriodicJobGetMany": func() error {
+			_, err := e.PeriodicJobGetMany(ctx, &driver.PeriodicJobGetManyParams{})
+			return err
+		},
+		"PeriodicJobInsertMany": func() error {
+			_, err := e.PeriodicJobInsertMany(ctx, &driver.PeriodicJobInsertManyParams{})
+			return err
+		},
+		"PeriodicJobAdvanceMany": func() error {
+			_, err := e.PeriodicJobAdvanceMany(ctx, &driver.PeriodicJobAdvanceManyParams{})
+			return err
+		},
+		"PeriodicJobDeleteMany": func() error {
+			_, err := e.PeriodicJobDeleteMany(ctx, &driver.PeriodicJobDeleteManyParams{})
+			return err
+		},
+		"LimitGetMany":  func() error { _, err := e.LimitGetMany(ctx, &driver.LimitGetManyParams{}); return err },
+		"LimitSet":      func() error { _, err := e.LimitSet(ctx, &driver.LimitSetParams{}); return err },
+		"LimitDelete":   func() error { _, err := e.LimitDelete(ctx, &driver.LimitDeleteParams{}); return err },
+		"LimitBoundGet": func() error { _, _, err := e.LimitBoundGet(ctx, &driver.LimitBoundParams{}); return err },
+		"LimitBoundSet": func() error { return e.LimitBoundSet(ctx, &driver.LimitBoundParams{}) },
+		"JobLimitScan":  func() error { _, err := e.JobLimitScan(ctx, &driver.JobLimitScanParams{}); return err },
+		"RateStateRead": func() error { _, err := e.RateStateRead(ctx, &driver.RateStateParams{}); return err },
+		"RateCountAdd":  func() error { return e.RateCountAdd(ctx, &driver.RateCountAddParams{}) },
+		"JobRateScan":   func() error { _, err := e.JobRateScan(ctx, &driver.JobRateScanParams{}); return err },
+		"PauseSet":      func() error { _, err := e.PauseSet(ctx, &driver.PauseSetParams{}); return err },
+		"PauseGetMany":  func() error { _, err := e.PauseGetMany(ctx, &driver.PauseGetManyParams{}); return err },
+		"PauseDelete":   func() error { _, err := e.PauseDelete(ctx, &driver.PauseDeleteParams{}); return err },
+		"QueueUpdate":   func() error { _, err := e.QueueUpdate(ctx, &driver.QueueUpdateParams{}); return err },
+		"QueueGetWithCounts": func() error {
+			_, err := e.QueueGetWithCounts(ctx, &driver.QueueGetParams{})
+			return err
+		},
+		"QueueListWithCounts": func() error {
+			_, err := e.QueueListWithCounts(ctx, &driver.QueueListParams{})
+			return err
+		},
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, ErrNotImplemented) {
+			t.Errorf("%s: got %v, want an error wrapping ErrNotImplemented", name, err)
+		}
+	}
+}
+
+// The driver migrates with its own SQL, and refuses to print Postgres'.
+func TestMigrateAllAndSQL(t *testing.T) {
+	ctx := context.Background()
+	drv := New(mustOpen(t))
+	res, err := migrate.MigrateAll(ctx, drv, nil, migrate.DirectionUp, nil)
+	if err != nil {
+		t.Fatalf("MigrateAll up: %v", err)
+	}
+	if len(res) != 2 || len(res[0].Versions) != 8 {
+		t.Fatalf("MigrateAll up: %+v", res)
+	}
+	m, err := migrate.New(drv, &migrate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.SQL(0, 8); !errors.Is(err, migrate.ErrDialectLine) {
+		t.Fatalf("SQL: got %v, want ErrDialectLine", err)
+	}
+	if _, err := migrate.MigrateAll(ctx, drv, nil, migrate.DirectionDown, &migrate.MigrateOpts{TargetVersion: -1}); err != nil {
+		t.Fatalf("MigrateAll down: %v", err)
+	}
+	ok, err := drv.GetExecutor().TableExists(ctx, &driver.TableExistsParams{Table: "river_job"})
+	if err != nil || ok {
+		t.Fatalf("river_job after migrating down: exists %v, %v", ok, err)
+	}
+}
+
+func mustOpen(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
