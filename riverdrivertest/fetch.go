@@ -175,6 +175,7 @@ func (s *suite[TTx]) testJobGetAvailable(t *testing.T) {
 	})
 
 	s.run(t, "SkipsLockedRows", func(t *testing.T, e *env[TTx]) {
+		e.requireRowLocks(t)
 		var ids []int64
 		for range 4 {
 			ids = append(ids, e.insertFull(t, &driver.JobInsertFullParams{}).ID)

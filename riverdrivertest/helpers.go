@@ -356,6 +356,16 @@ func liteAgo(seconds int) string {
 	return fmt.Sprintf(`(strftime('%%Y-%%m-%%dT%%H:%%M:%%f', 'now', '-%d seconds') || '000Z')`, seconds)
 }
 
+// requireRowLocks skips a subtest about row locks (a row one transaction
+// holds being skipped or waited for by another) for a driver that declares
+// it has none (driver.SingleWriter).
+func (e *env[TTx]) requireRowLocks(t *testing.T) {
+	t.Helper()
+	if driver.IsSingleWriter(e.drv) {
+		t.Skip("driver is a single writer (driver.SingleWriter): no row locks for another transaction to skip or wait for")
+	}
+}
+
 // sameSchema reports whether another factory call's schema is the env's
 // own: a driver whose database has one schema (SQLite's "main"). Cases
 // about a second schema cannot be checked then.

@@ -125,6 +125,7 @@ func (s *suite[TTx]) testExists(t *testing.T) {
 
 func (s *suite[TTx]) testAdvisoryLock(t *testing.T) {
 	s.run(t, "BlocksUntilCommit", func(t *testing.T, e *env[TTx]) {
+		e.requireRowLocks(t)
 		// Keys unique to this schema, so parallel tests never share them.
 		key := int64(len(e.name))<<40 ^ int64(hashString(e.name))
 		first, err := e.exec.Begin(e.ctx)

@@ -84,3 +84,7 @@ func (d *Driver) MigrationFS() fs.FS {
 	sub, _ := fs.Sub(migrations, "migrations")
 	return sub
 }
+
+// SingleWriter implements driver.SingleWriter: true, SQLite has one
+// writer at a time and no row locks.
+func (d *Driver) SingleWriter() bool { return true }

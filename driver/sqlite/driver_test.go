@@ -42,10 +42,10 @@ func registerProbe() {
 // logs them by name.
 var conformanceGroups = []string{
 	"Driver", "ExecutorTx", "EmptySchema", "Exec", "Exists", "Migration", "NotifyMany", "Listener",
-	"JobInsertFull", "JobInsertMany", "JobInsertCopy",
-	"JobReturnUnstarted", "JobGetByID", "JobList", "JobCancel", "JobRetry",
+	"JobInsertFull", "JobInsertMany", "JobInsertManyReplace", "JobInsertCopy", "JobGetAvailable",
+	"JobReturnUnstarted", "JobSetStateIfRunningMany", "JobGetByID", "JobList", "JobCancel", "JobRetry",
 	"JobDelete", "JobSchedule", "JobGetStuck", "JobRescueMany", "JobDeleteBefore", "Leader", "DomainLeader",
-	"Queue", "JobListMoreFilters", "JobUpdate", "JobSetStateOnlyIfRunning", "JobMarkRunning",
+	"Queue", "JobListMoreFilters", "JobUpdate", "JobSetStateOnlyIfRunning", "ClientLiveness", "JobMarkRunning", "PGAdvisoryXactLock",
 }
 
 // newTestDriver opens a fresh database file for one test.

@@ -17,6 +17,7 @@ type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
 // executor runs the driver's methods on the pool (db set) or inside a
@@ -215,6 +216,9 @@ func (failQuerier) QueryContext(context.Context, string, ...any) (*sql.Rows, err
 	return nil, errNoDB
 }
 func (failQuerier) QueryRowContext(context.Context, string, ...any) *sql.Row { return &sql.Row{} }
+func (failQuerier) PrepareContext(context.Context, string) (*sql.Stmt, error) {
+	return nil, errNoDB
+}
 
 // exec runs a statement and returns how many rows it changed.
 func (e *executor) exec(ctx context.Context, query string, args ...any) (int64, error) {

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -266,15 +267,31 @@ func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailabl
 			where += ` AND (priority, scheduled_at, id) > (?, ?, ?)`
 			args = append(args, a.Priority, fmtTime(a.ScheduledAt), a.ID)
 		}
-		var err error
-		jobs, err = tx.loadJobs(ctx, p.Schema, where+` ORDER BY priority, scheduled_at, id LIMIT ?`, append(args, p.Max)...)
+		// One statement: the selection and the update under the write
+		// lock the transaction holds.
+		q := `UPDATE ` + qualify(p.Schema) + `river_job SET state = 'running', attempt = attempt + 1, attempted_at = ?,
+			attempted_by = json_insert(coalesce(attempted_by, '[]'), '$[#]', ?)
+			WHERE id IN (SELECT id FROM ` + qualify(p.Schema) + `river_job ` + where + ` ORDER BY priority, scheduled_at, id LIMIT ?)
+			RETURNING ` + jobCols
+		err := tx.query(ctx, q, append(append([]any{fmtTime(now), p.ClientID}, args...), p.Max), func(r *sql.Rows) error {
+			j, err := scanJob(r)
+			if err == nil {
+				jobs = append(jobs, j)
+			}
+			return err
+		})
 		if err != nil {
 			return err
 		}
+		slices.SortFunc(jobs, fetchOrder)
+		// attempted_by keeps the last 100 (River's rule): the rare row
+		// past it is cut here.
 		for _, j := range jobs {
-			markRunning(j, p.ClientID, now)
-			if err := tx.saveJob(ctx, p.Schema, j); err != nil {
-				return err
+			if len(j.AttemptedBy) > 100 {
+				j.AttemptedBy = j.AttemptedBy[len(j.AttemptedBy)-100:]
+				if err := tx.saveJob(ctx, p.Schema, j); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -441,6 +458,14 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		}
 		now := dbNow()
 		var deletes []int64
+		// One prepared statement for the columns an outcome writes: a
+		// completer's batch is thousands of rows.
+		stmt, err := tx.q.PrepareContext(ctx, `UPDATE `+qualify(p.Schema)+`river_job SET state = ?, finalized_at = ?,
+			scheduled_at = ?, attempt = ?, errors = ?, metadata = ? WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
 		for _, u := range p.Jobs {
 			j := byID[u.ID]
 			if j == nil {
@@ -455,7 +480,13 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 			case ours && u.Delete:
 				deletes = append(deletes, j.ID)
 			case ours || !slices.Equal(before.Metadata, j.Metadata):
-				if err := tx.saveJob(ctx, p.Schema, j); err != nil {
+				vals, err := jobValues(j)
+				if err != nil {
+					return err
+				}
+				// jobValues' order: state 13, finalized_at 6,
+				// scheduled_at 12, attempt 1, errors 5, metadata 9.
+				if _, err := stmt.ExecContext(ctx, vals[13], vals[6], vals[12], vals[1], vals[5], vals[9], j.ID); err != nil {
 					return err
 				}
 			default:
