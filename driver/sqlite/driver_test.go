@@ -45,7 +45,7 @@ var conformanceGroups = []string{
 	"JobInsertFull", "JobInsertMany", "JobInsertManyReplace", "JobInsertCopy", "JobGetAvailable",
 	"JobReturnUnstarted", "JobSetStateIfRunningMany", "JobGetByID", "JobList", "JobCancel", "JobRetry",
 	"JobDelete", "JobSchedule", "JobGetStuck", "JobRescueMany", "JobDeleteBefore", "Leader", "DomainLeader",
-	"Queue", "JobListMoreFilters", "JobUpdate", "JobSetStateOnlyIfRunning", "ClientLiveness", "JobMarkRunning", "PGAdvisoryXactLock",
+	"Queue", "JobListMoreFilters", "JobUpdate", "JobSetStateOnlyIfRunning", "ClientLiveness", "JobMarkRunning", "PGAdvisoryXactLock", "Limit",
 }
 
 // newTestDriver opens a fresh database file for one test.

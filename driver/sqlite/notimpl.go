@@ -52,36 +52,6 @@ func (e *executor) PeriodicJobDeleteMany(_ context.Context, _ *driver.PeriodicJo
 	return nil, notImplemented("PeriodicJobDeleteMany")
 }
 
-// LimitGetMany is not implemented yet (ErrNotImplemented).
-func (e *executor) LimitGetMany(_ context.Context, _ *driver.LimitGetManyParams) ([]*driver.LimitRow, error) {
-	return nil, notImplemented("LimitGetMany")
-}
-
-// LimitSet is not implemented yet (ErrNotImplemented).
-func (e *executor) LimitSet(_ context.Context, _ *driver.LimitSetParams) (*driver.LimitRow, error) {
-	return nil, notImplemented("LimitSet")
-}
-
-// LimitDelete is not implemented yet (ErrNotImplemented).
-func (e *executor) LimitDelete(_ context.Context, _ *driver.LimitDeleteParams) (bool, error) {
-	return false, notImplemented("LimitDelete")
-}
-
-// LimitBoundGet is not implemented yet (ErrNotImplemented).
-func (e *executor) LimitBoundGet(_ context.Context, _ *driver.LimitBoundParams) (bound int, ok bool, err error) {
-	return 0, false, notImplemented("LimitBoundGet")
-}
-
-// LimitBoundSet is not implemented yet (ErrNotImplemented).
-func (e *executor) LimitBoundSet(_ context.Context, _ *driver.LimitBoundParams) error {
-	return notImplemented("LimitBoundSet")
-}
-
-// JobLimitScan is not implemented yet (ErrNotImplemented).
-func (e *executor) JobLimitScan(_ context.Context, _ *driver.JobLimitScanParams) (*driver.JobLimitScanResult, error) {
-	return nil, notImplemented("JobLimitScan")
-}
-
 // RateStateRead is not implemented yet (ErrNotImplemented).
 func (e *executor) RateStateRead(_ context.Context, _ *driver.RateStateParams) (*driver.RateState, error) {
 	return nil, notImplemented("RateStateRead")

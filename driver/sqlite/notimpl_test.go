@@ -35,12 +35,6 @@ func TestNotImplemented(t *testing.T) {
 			_, err := e.PeriodicJobDeleteMany(ctx, &driver.PeriodicJobDeleteManyParams{})
 			return err
 		},
-		"LimitGetMany":  func() error { _, err := e.LimitGetMany(ctx, &driver.LimitGetManyParams{}); return err },
-		"LimitSet":      func() error { _, err := e.LimitSet(ctx, &driver.LimitSetParams{}); return err },
-		"LimitDelete":   func() error { _, err := e.LimitDelete(ctx, &driver.LimitDeleteParams{}); return err },
-		"LimitBoundGet": func() error { _, _, err := e.LimitBoundGet(ctx, &driver.LimitBoundParams{}); return err },
-		"LimitBoundSet": func() error { return e.LimitBoundSet(ctx, &driver.LimitBoundParams{}) },
-		"JobLimitScan":  func() error { _, err := e.JobLimitScan(ctx, &driver.JobLimitScanParams{}); return err },
 		"RateStateRead": func() error { _, err := e.RateStateRead(ctx, &driver.RateStateParams{}); return err },
 		"RateCountAdd":  func() error { return e.RateCountAdd(ctx, &driver.RateCountAddParams{}) },
 		"JobRateScan":   func() error { _, err := e.JobRateScan(ctx, &driver.JobRateScanParams{}); return err },
