@@ -17,21 +17,6 @@ func notImplemented(method string) error {
 	return fmt.Errorf("sqlite: %s: %w", method, ErrNotImplemented)
 }
 
-// JobDeleteMany is not implemented yet (ErrNotImplemented).
-func (e *executor) JobDeleteMany(_ context.Context, _ *driver.JobDeleteManyParams) ([]*millracetype.JobRow, error) {
-	return nil, notImplemented("JobDeleteMany")
-}
-
-// JobCancelMany is not implemented yet (ErrNotImplemented).
-func (e *executor) JobCancelMany(_ context.Context, _ *driver.JobCancelManyParams) ([]*millracetype.JobRow, error) {
-	return nil, notImplemented("JobCancelMany")
-}
-
-// JobRetryMany is not implemented yet (ErrNotImplemented).
-func (e *executor) JobRetryMany(_ context.Context, _ *driver.JobRetryManyParams) ([]*millracetype.JobRow, error) {
-	return nil, notImplemented("JobRetryMany")
-}
-
 // PeriodicJobGetMany is not implemented yet (ErrNotImplemented).
 func (e *executor) PeriodicJobGetMany(_ context.Context, _ *driver.PeriodicJobGetManyParams) (*driver.PeriodicJobGetManyResult, error) {
 	return nil, notImplemented("PeriodicJobGetMany")

@@ -16,9 +16,6 @@ func TestNotImplemented(t *testing.T) {
 	ctx := context.Background()
 	e := newTestDriver(ctx, t).GetExecutor()
 	calls := map[string]func() error{
-		"JobDeleteMany": func() error { _, err := e.JobDeleteMany(ctx, &driver.JobDeleteManyParams{}); return err },
-		"JobCancelMany": func() error { _, err := e.JobCancelMany(ctx, &driver.JobCancelManyParams{}); return err },
-		"JobRetryMany":  func() error { _, err := e.JobRetryMany(ctx, &driver.JobRetryManyParams{}); return err },
 		"PeriodicJobGetMany": func() error {
 			_, err := e.PeriodicJobGetMany(ctx, &driver.PeriodicJobGetManyParams{})
 			return err
