@@ -33,7 +33,7 @@ func (e *executor) ClientRegister(ctx context.Context, p *driver.ClientRegisterP
 	table := qualify(p.Schema) + "millrace_client"
 	var res driver.ClientRegisterResult
 	err := e.inTx(ctx, func(tx *executor) error {
-		now := dbNow()
+		now := e.now()
 		var alive sql.NullBool
 		if _, err := tx.queryOne(ctx, `SELECT `+sqlClientAlive("c")+` FROM `+table+` AS c WHERE client_id = ?`,
 			[]any{now.UnixMicro(), p.ClientID}, &alive); err != nil {
@@ -65,7 +65,7 @@ func (e *executor) ClientHeartbeat(ctx context.Context, p *driver.ClientHeartbea
 	table := qualify(p.Schema) + "millrace_client"
 	var res driver.ClientHeartbeatResult
 	err := e.inTx(ctx, func(tx *executor) error {
-		now := dbNow()
+		now := e.now()
 		n, err := tx.exec(ctx, `UPDATE `+table+` AS c SET heartbeat_at = ? WHERE client_id = ? AND started_at = ? AND `+sqlClientAlive("c"),
 			fmtTime(now), p.Lease.ClientID, fmtTime(p.Lease.StartedAt), now.UnixMicro())
 		if err != nil {
@@ -93,7 +93,7 @@ func (e *executor) ClientLockDead(ctx context.Context, p *driver.ClientLockDeadP
 	if p.Max <= 0 {
 		return nil, fmt.Errorf("lock dead clients: max %d must be positive", p.Max)
 	}
-	now := dbNow()
+	now := e.now()
 	out := []*driver.DeadClient{}
 	err := e.query(ctx, `SELECT client_id, started_at, `+sqlMicros("c.heartbeat_at")+` + c.heartbeat_timeout FROM `+
 		qualify(p.Schema)+`millrace_client AS c WHERE NOT (`+sqlClientAlive("c")+`) ORDER BY heartbeat_at, client_id LIMIT ?`,
@@ -126,7 +126,7 @@ func (e *executor) ClientLiveSince(ctx context.Context, p *driver.ClientLiveSinc
 	var since sql.NullString
 	if _, err := e.queryOne(ctx, `SELECT min(started_at) FROM `+qualify(p.Schema)+`millrace_client AS c
 		WHERE `+sqlClientAlive("c")+` AND coalesce(json_extract(metadata, '$.domain'), '') = ?`,
-		[]any{dbNow().UnixMicro(), p.Domain}, &since); err != nil {
+		[]any{e.now().UnixMicro(), p.Domain}, &since); err != nil {
 		return time.Time{}, false, err
 	}
 	t, err := parseTimePtr(since)

@@ -52,6 +52,7 @@ var conformanceGroups = []string{
 	"JobDelete", "JobSchedule", "JobGetStuck", "JobRescueMany", "JobDeleteBefore", "Leader", "DomainLeader",
 	"Queue", "JobListMoreFilters", "JobUpdate", "JobSetStateOnlyIfRunning", "ClientLiveness", "JobMarkRunning", "PGAdvisoryXactLock", "Limit",
 	"JobDeleteMany", "JobCancelMany", "JobRetryMany", "AdminRace", "AdminManyRace",
+	"PeriodicJob", "QueueAdmin",
 }
 
 // newTestDriver opens a fresh database file for one test.

@@ -36,6 +36,19 @@ type executor struct {
 	tx *sql.Tx
 	// fail, when set, is the error of every call (a driver without a pool).
 	fail error
+	// txStart is when the executor's transaction began (zero outside one,
+	// and in a caller's transaction): the database's now() inside it, as
+	// Postgres' now() is its transaction's start.
+	txStart time.Time
+}
+
+// now is the database's now(): the transaction's start inside one of the
+// driver's transactions, else the clock.
+func (e *executor) now() time.Time {
+	if !e.txStart.IsZero() {
+		return e.txStart
+	}
+	return dbNow()
 }
 
 type executorTx struct {
@@ -66,13 +79,13 @@ func (e *executor) Begin(ctx context.Context) (driver.ExecutorTx, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: begin: %w", err)
 		}
-		return &executorTx{executor: executor{q: tx, tx: tx}}, nil
+		return &executorTx{executor: executor{q: tx, tx: tx, txStart: dbNow()}}, nil
 	}
 	name := fmt.Sprintf("millrace_sp_%d", savepointSeq.Add(1))
 	if _, err := e.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
 		return nil, fmt.Errorf("sqlite: savepoint: %w", err)
 	}
-	return &executorTx{executor: executor{q: e.tx, tx: e.tx}, savepoint: name}, nil
+	return &executorTx{executor: executor{q: e.tx, tx: e.tx, txStart: e.txStart}, savepoint: name}, nil
 }
 
 func (e *executor) Exec(ctx context.Context, query string, args ...any) error {

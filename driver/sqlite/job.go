@@ -86,7 +86,7 @@ func (e *executor) JobInsertMany(ctx context.Context, p *driver.JobInsertManyPar
 	}
 	results := make([]*driver.JobInsertResult, len(p.Jobs))
 	err := e.inTx(ctx, func(tx *executor) error {
-		now := dbNow()
+		now := e.now()
 		ids := make([]int64, len(p.Jobs))
 		for i, j := range p.Jobs {
 			row := newRow(j, now)
@@ -163,7 +163,7 @@ func (e *executor) JobInsertCopy(ctx context.Context, p *driver.JobInsertManyPar
 		return 0, nil
 	}
 	err := e.inTx(ctx, func(tx *executor) error {
-		now := dbNow()
+		now := e.now()
 		for i, j := range p.Jobs {
 			if err := tx.insertJob(ctx, p.Schema, newRow(j, now)); err != nil {
 				return fmt.Errorf("job %d: %w", i, err)
@@ -178,7 +178,7 @@ func (e *executor) JobInsertCopy(ctx context.Context, p *driver.JobInsertManyPar
 }
 
 func (e *executor) JobInsertFull(ctx context.Context, p *driver.JobInsertFullParams) (*millracetype.JobRow, error) {
-	now := dbNow()
+	now := e.now()
 	row := &millracetype.JobRow{
 		Args: p.Args, Attempt: p.Attempt, AttemptedAt: p.AttemptedAt, AttemptedBy: p.AttemptedBy,
 		CreatedAt: now, Errors: p.Errors, FinalizedAt: p.FinalizedAt, Kind: p.Kind, MaxAttempts: p.MaxAttempts,
@@ -251,7 +251,7 @@ func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailabl
 	}
 	var jobs []*millracetype.JobRow
 	err := e.inTx(ctx, func(tx *executor) error {
-		now := dbNow()
+		now := e.now()
 		if p.Now != nil {
 			now = p.Now.UTC().Truncate(time.Microsecond)
 		}
@@ -306,7 +306,7 @@ func (e *executor) JobGetAvailable(ctx context.Context, p *driver.JobGetAvailabl
 func (e *executor) JobGetAvailableByID(ctx context.Context, p *driver.JobGetAvailableByIDParams) ([]*millracetype.JobRow, error) {
 	var out []*millracetype.JobRow
 	err := e.inTx(ctx, func(tx *executor) error {
-		now := dbNow()
+		now := e.now()
 		jobs, err := tx.loadJobsByID(ctx, p.Schema, p.IDs)
 		if err != nil {
 			return err
@@ -361,7 +361,7 @@ func (e *executor) JobReturnUnstarted(ctx context.Context, p *driver.JobReturnUn
 		if err != nil {
 			return err
 		}
-		now := dbNow()
+		now := e.now()
 		for _, j := range jobs {
 			if j.State != millracetype.JobStateRunning || j.Attempt != attempt[j.ID] || j.Attempt <= 0 ||
 				len(j.AttemptedBy) == 0 || j.AttemptedBy[len(j.AttemptedBy)-1] != p.ClientID {
@@ -456,7 +456,7 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		for _, j := range jobs {
 			byID[j.ID] = j
 		}
-		now := dbNow()
+		now := e.now()
 		var deletes []int64
 		// One prepared statement for the columns an outcome writes: a
 		// completer's batch is thousands of rows.
@@ -524,7 +524,7 @@ func (e *executor) JobCancel(ctx context.Context, p *driver.JobCancelParams) (*m
 			return fmt.Errorf("job %d: %w", j.ID, err)
 		}
 		if j.State != millracetype.JobStateRunning {
-			now := dbNow()
+			now := e.now()
 			j.State, j.FinalizedAt = millracetype.JobStateCancelled, &now
 		}
 		return tx.saveJob(ctx, p.Schema, j)
@@ -556,7 +556,7 @@ func (e *executor) JobRetry(ctx context.Context, p *driver.JobRetryParams) (*mil
 			return err
 		}
 		out = j
-		now := dbNow()
+		now := e.now()
 		if p.Now != nil {
 			now = p.Now.UTC().Truncate(time.Microsecond)
 		}
@@ -659,7 +659,7 @@ func (e *executor) JobGetStuck(ctx context.Context, p *driver.JobGetStuckParams)
 	if p.SkipLiveClients {
 		where += ` AND NOT EXISTS (SELECT 1 FROM ` + qualify(p.Schema) + `millrace_client AS c
 			WHERE c.client_id = attempted_by ->> (json_array_length(attempted_by) - 1) AND ` + sqlClientAlive("c") + `)`
-		args = append(args, dbNow().UnixMicro())
+		args = append(args, e.now().UnixMicro())
 	}
 	jobs, err := e.loadJobs(ctx, p.Schema, where+` ORDER BY id LIMIT ?`, append(args, p.Max)...)
 	if jobs == nil && err == nil {
@@ -742,7 +742,7 @@ func (e *executor) JobGetRunningBy(ctx context.Context, p *driver.JobGetRunningB
 	args = append([]any{p.AfterID}, args...)
 	if p.MinAge > 0 {
 		where += ` AND attempted_at < ?`
-		args = append(args, fmtTime(dbNow().Add(-p.MinAge)))
+		args = append(args, fmtTime(e.now().Add(-p.MinAge)))
 	}
 	jobs, err := e.loadJobs(ctx, p.Schema, where+` ORDER BY id LIMIT ?`, append(args, p.Max)...)
 	if jobs == nil && err == nil {
@@ -788,7 +788,7 @@ func (e *executor) JobMarkRunning(ctx context.Context, p *driver.JobMarkRunningP
 		if j.State == millracetype.JobStateRunning {
 			return fmt.Errorf("job %d: %w", p.ID, millracetype.ErrJobRunning)
 		}
-		markRunning(j, p.ClientID, dbNow())
+		markRunning(j, p.ClientID, e.now())
 		j.FinalizedAt = nil
 		out = j
 		return tx.saveJob(ctx, p.Schema, j)

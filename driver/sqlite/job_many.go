@@ -82,7 +82,7 @@ func (e *executor) JobCancelMany(ctx context.Context, p *driver.JobCancelManyPar
 		`finalized_at IS NULL AND state NOT IN ('cancelled', 'completed', 'discarded')
 			AND NOT (state = 'running' AND json_type(metadata, '$.cancel_attempted_at') IS NOT NULL)`, nil,
 		func(tx *executor, jobs []*millracetype.JobRow) ([]*millracetype.JobRow, error) {
-			now := dbNow()
+			now := e.now()
 			for _, j := range jobs {
 				var err error
 				if j.Metadata, err = setKey(j.Metadata, "cancel_attempted_at", at); err != nil {
@@ -100,7 +100,7 @@ func (e *executor) JobCancelMany(ctx context.Context, p *driver.JobCancelManyPar
 }
 
 func (e *executor) JobRetryMany(ctx context.Context, p *driver.JobRetryManyParams) ([]*millracetype.JobRow, error) {
-	now := dbNow()
+	now := e.now()
 	if p.Now != nil {
 		now = p.Now.UTC().Truncate(time.Microsecond)
 	}

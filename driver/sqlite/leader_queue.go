@@ -25,7 +25,7 @@ func (e *executor) LeaderAttemptElect(ctx context.Context, p *driver.LeaderElect
 	var out *millracetype.Leader
 	err := e.inTx(ctx, func(tx *executor) error {
 		table, cond, key := leaderTable(p.Schema, p.Domain)
-		now := dbNow()
+		now := e.now()
 		if _, err := tx.exec(ctx, `DELETE FROM `+table+` WHERE `+cond+` AND expires_at < ?`, append(key, fmtTime(now))...); err != nil {
 			return err
 		}
@@ -50,7 +50,7 @@ func (e *executor) LeaderAttemptElect(ctx context.Context, p *driver.LeaderElect
 
 func (e *executor) LeaderAttemptReelect(ctx context.Context, p *driver.LeaderReelectParams) (*millracetype.Leader, error) {
 	table, cond, key := leaderTable(p.Schema, p.Domain)
-	now := dbNow()
+	now := e.now()
 	expires := now.Add(p.TTL).Truncate(time.Microsecond)
 	args := append([]any{fmtTime(expires)}, key...)
 	n, err := e.exec(ctx, `UPDATE `+table+` SET expires_at = ? WHERE `+cond+` AND leader_id = ? AND elected_at = ? AND expires_at >= ?`,
@@ -93,7 +93,7 @@ func scanLeader(r rowScanner, domain bool) (*millracetype.Leader, error) {
 func (e *executor) LeaderGetElected(ctx context.Context, schema string) (*millracetype.Leader, error) {
 	var out *millracetype.Leader
 	err := e.query(ctx, `SELECT leader_id, elected_at, expires_at FROM `+qualify(schema)+`river_leader WHERE expires_at >= ?`,
-		[]any{fmtTime(dbNow())}, func(r *sql.Rows) error {
+		[]any{fmtTime(e.now())}, func(r *sql.Rows) error {
 			var err error
 			out, err = scanLeader(r, false)
 			return err
@@ -110,7 +110,7 @@ func (e *executor) LeaderGetElected(ctx context.Context, schema string) (*millra
 func (e *executor) LeaderListDomains(ctx context.Context, schema string) ([]*millracetype.Leader, error) {
 	out := []*millracetype.Leader{}
 	err := e.query(ctx, `SELECT domain, leader_id, elected_at, expires_at FROM `+qualify(schema)+`millrace_leader WHERE expires_at >= ? ORDER BY domain`,
-		[]any{fmtTime(dbNow())}, func(r *sql.Rows) error {
+		[]any{fmtTime(e.now())}, func(r *sql.Rows) error {
 			l, err := scanLeader(r, true)
 			if err == nil {
 				out = append(out, l)
@@ -158,7 +158,7 @@ func (e *executor) loadQueues(ctx context.Context, schema, where string, args ..
 }
 
 func (e *executor) QueueCreateOrSetUpdatedAt(ctx context.Context, p *driver.QueueCreateParams) (*millracetype.Queue, error) {
-	now := dbNow()
+	now := e.now()
 	if p.Now != nil {
 		now = p.Now.UTC()
 	}
@@ -211,7 +211,7 @@ func (e *executor) queueSetPaused(ctx context.Context, schema, name string, paus
 		if n == 0 && name != "*" {
 			return fmt.Errorf("queue %q: %w", name, millracetype.ErrNotFound)
 		}
-		now := fmtTime(dbNow())
+		now := fmtTime(e.now())
 		q := `UPDATE ` + qualify(schema) + `river_queue SET paused_at = ?, updated_at = ? WHERE (name = ? OR ? = '*') AND paused_at IS NULL`
 		args := []any{now, now, name, name}
 		if !pause {

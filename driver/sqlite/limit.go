@@ -89,7 +89,7 @@ func (e *executor) LimitSet(ctx context.Context, p *driver.LimitSetParams) (*dri
 	}
 	var out *driver.LimitRow
 	err = e.inTx(ctx, func(tx *executor) error {
-		now := fmtTime(dbNow())
+		now := fmtTime(e.now())
 		if _, err := tx.exec(ctx, `INSERT INTO `+qualify(p.Schema)+`millrace_limit (queue, kind, global_limit, local_limit, partition_limit,
 			partition_by_kind, partition_args, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (queue, kind) DO UPDATE SET global_limit = excluded.global_limit, local_limit = excluded.local_limit,
@@ -139,7 +139,7 @@ func (e *executor) LimitBoundGet(ctx context.Context, p *driver.LimitBoundParams
 func (e *executor) LimitBoundSet(ctx context.Context, p *driver.LimitBoundParams) error {
 	_, err := e.exec(ctx, `INSERT INTO `+qualify(p.Schema)+`millrace_limit_bound (queue, bound, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (queue) DO UPDATE SET bound = excluded.bound, updated_at = excluded.updated_at`,
-		p.Queue, p.Bound, fmtTime(dbNow()))
+		p.Queue, p.Bound, fmtTime(e.now()))
 	return err
 }
 
@@ -170,7 +170,7 @@ func (e *executor) JobLimitScan(ctx context.Context, p *driver.JobLimitScanParam
 		return res, err
 	}
 	where := `WHERE state = 'available' AND queue = ? AND scheduled_at <= ?`
-	args := []any{p.Queue, fmtTime(dbNow())}
+	args := []any{p.Queue, fmtTime(e.now())}
 	if len(p.Kinds) > 0 {
 		where += ` AND kind IN (` + placeholders(len(p.Kinds)) + `)`
 		for _, k := range p.Kinds {

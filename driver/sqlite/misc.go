@@ -117,7 +117,7 @@ func scanMigration(r *sql.Rows) (*driver.Migration, error) {
 func (e *executor) MigrationInsertMany(ctx context.Context, p *driver.MigrationInsertManyParams) ([]*driver.Migration, error) {
 	var out []*driver.Migration
 	err := e.inTx(ctx, func(tx *executor) error {
-		now := fmtTime(dbNow())
+		now := fmtTime(e.now())
 		for _, v := range p.Versions {
 			if _, err := tx.exec(ctx, render(p.Schema, `INSERT INTO {{schema}}river_migration (line, version, created_at) VALUES (?, ?, ?)`),
 				p.Line, v, now); err != nil {

@@ -17,26 +17,6 @@ func notImplemented(method string) error {
 	return fmt.Errorf("sqlite: %s: %w", method, ErrNotImplemented)
 }
 
-// PeriodicJobGetMany is not implemented yet (ErrNotImplemented).
-func (e *executor) PeriodicJobGetMany(_ context.Context, _ *driver.PeriodicJobGetManyParams) (*driver.PeriodicJobGetManyResult, error) {
-	return nil, notImplemented("PeriodicJobGetMany")
-}
-
-// PeriodicJobInsertMany is not implemented yet (ErrNotImplemented).
-func (e *executor) PeriodicJobInsertMany(_ context.Context, _ *driver.PeriodicJobInsertManyParams) (int, error) {
-	return 0, notImplemented("PeriodicJobInsertMany")
-}
-
-// PeriodicJobAdvanceMany is not implemented yet (ErrNotImplemented).
-func (e *executor) PeriodicJobAdvanceMany(_ context.Context, _ *driver.PeriodicJobAdvanceManyParams) ([]string, error) {
-	return nil, notImplemented("PeriodicJobAdvanceMany")
-}
-
-// PeriodicJobDeleteMany is not implemented yet (ErrNotImplemented).
-func (e *executor) PeriodicJobDeleteMany(_ context.Context, _ *driver.PeriodicJobDeleteManyParams) ([]string, error) {
-	return nil, notImplemented("PeriodicJobDeleteMany")
-}
-
 // RateStateRead is not implemented yet (ErrNotImplemented).
 func (e *executor) RateStateRead(_ context.Context, _ *driver.RateStateParams) (*driver.RateState, error) {
 	return nil, notImplemented("RateStateRead")
@@ -65,19 +45,4 @@ func (e *executor) PauseGetMany(_ context.Context, _ *driver.PauseGetManyParams)
 // PauseDelete is not implemented yet (ErrNotImplemented).
 func (e *executor) PauseDelete(_ context.Context, _ *driver.PauseDeleteParams) (bool, error) {
 	return false, notImplemented("PauseDelete")
-}
-
-// QueueUpdate is not implemented yet (ErrNotImplemented).
-func (e *executor) QueueUpdate(_ context.Context, _ *driver.QueueUpdateParams) (*millracetype.Queue, error) {
-	return nil, notImplemented("QueueUpdate")
-}
-
-// QueueGetWithCounts is not implemented yet (ErrNotImplemented).
-func (e *executor) QueueGetWithCounts(_ context.Context, _ *driver.QueueGetParams) (*millracetype.QueueWithCounts, error) {
-	return nil, notImplemented("QueueGetWithCounts")
-}
-
-// QueueListWithCounts is not implemented yet (ErrNotImplemented).
-func (e *executor) QueueListWithCounts(_ context.Context, _ *driver.QueueListParams) ([]*millracetype.QueueWithCounts, error) {
-	return nil, notImplemented("QueueListWithCounts")
 }

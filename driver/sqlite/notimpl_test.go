@@ -16,37 +16,12 @@ func TestNotImplemented(t *testing.T) {
 	ctx := context.Background()
 	e := newTestDriver(ctx, t).GetExecutor()
 	calls := map[string]func() error{
-		"PeriodicJobGetMany": func() error {
-			_, err := e.PeriodicJobGetMany(ctx, &driver.PeriodicJobGetManyParams{})
-			return err
-		},
-		"PeriodicJobInsertMany": func() error {
-			_, err := e.PeriodicJobInsertMany(ctx, &driver.PeriodicJobInsertManyParams{})
-			return err
-		},
-		"PeriodicJobAdvanceMany": func() error {
-			_, err := e.PeriodicJobAdvanceMany(ctx, &driver.PeriodicJobAdvanceManyParams{})
-			return err
-		},
-		"PeriodicJobDeleteMany": func() error {
-			_, err := e.PeriodicJobDeleteMany(ctx, &driver.PeriodicJobDeleteManyParams{})
-			return err
-		},
 		"RateStateRead": func() error { _, err := e.RateStateRead(ctx, &driver.RateStateParams{}); return err },
 		"RateCountAdd":  func() error { return e.RateCountAdd(ctx, &driver.RateCountAddParams{}) },
 		"JobRateScan":   func() error { _, err := e.JobRateScan(ctx, &driver.JobRateScanParams{}); return err },
 		"PauseSet":      func() error { _, err := e.PauseSet(ctx, &driver.PauseSetParams{}); return err },
 		"PauseGetMany":  func() error { _, err := e.PauseGetMany(ctx, &driver.PauseGetManyParams{}); return err },
 		"PauseDelete":   func() error { _, err := e.PauseDelete(ctx, &driver.PauseDeleteParams{}); return err },
-		"QueueUpdate":   func() error { _, err := e.QueueUpdate(ctx, &driver.QueueUpdateParams{}); return err },
-		"QueueGetWithCounts": func() error {
-			_, err := e.QueueGetWithCounts(ctx, &driver.QueueGetParams{})
-			return err
-		},
-		"QueueListWithCounts": func() error {
-			_, err := e.QueueListWithCounts(ctx, &driver.QueueListParams{})
-			return err
-		},
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, ErrNotImplemented) {
