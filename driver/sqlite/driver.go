@@ -10,10 +10,6 @@ import (
 	"github.com/millrace/millrace/driver"
 )
 
-// ErrNotImplemented is wrapped by the error of every Executor method the
-// SQLite driver does not implement yet (the list is in notimpl.go).
-var ErrNotImplemented = errors.New("not implemented by the SQLite driver yet")
-
 // ErrNoListener is wrapped by GetListener's error: SQLite has no
 // LISTEN/NOTIFY, so clients on this driver poll.
 var ErrNoListener = errors.New("sqlite: no LISTEN/NOTIFY: clients on SQLite poll")

@@ -11,25 +11,6 @@ import (
 	"github.com/millrace/millrace/migrate"
 )
 
-// The methods not written yet fail clearly, each with ErrNotImplemented.
-func TestNotImplemented(t *testing.T) {
-	ctx := context.Background()
-	e := newTestDriver(ctx, t).GetExecutor()
-	calls := map[string]func() error{
-		"RateStateRead": func() error { _, err := e.RateStateRead(ctx, &driver.RateStateParams{}); return err },
-		"RateCountAdd":  func() error { return e.RateCountAdd(ctx, &driver.RateCountAddParams{}) },
-		"JobRateScan":   func() error { _, err := e.JobRateScan(ctx, &driver.JobRateScanParams{}); return err },
-		"PauseSet":      func() error { _, err := e.PauseSet(ctx, &driver.PauseSetParams{}); return err },
-		"PauseGetMany":  func() error { _, err := e.PauseGetMany(ctx, &driver.PauseGetManyParams{}); return err },
-		"PauseDelete":   func() error { _, err := e.PauseDelete(ctx, &driver.PauseDeleteParams{}); return err },
-	}
-	for name, call := range calls {
-		if err := call(); !errors.Is(err, ErrNotImplemented) {
-			t.Errorf("%s: got %v, want an error wrapping ErrNotImplemented", name, err)
-		}
-	}
-}
-
 // The driver migrates with its own SQL, and refuses to print Postgres'.
 func TestMigrateAllAndSQL(t *testing.T) {
 	ctx := context.Background()
