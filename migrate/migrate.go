@@ -842,6 +842,11 @@ func (m *Migrator[TTx]) checkSchema(ctx context.Context, exec driver.Executor) e
 		return fmt.Errorf("migrate: check schema %q: %w", m.schema, err)
 	}
 	if !ok {
+		if m.dialect {
+			// Not Postgres: a SQLite schema is a database of the
+			// connection ("main", or one ATTACHed).
+			return fmt.Errorf("migrate: schema %q does not exist in the driver's database", m.schema)
+		}
 		return fmt.Errorf("migrate: schema %q does not exist (create it first: CREATE SCHEMA %q)", m.schema, m.schema)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/millrace/millrace/driver"
@@ -46,4 +47,18 @@ func mustOpen(t *testing.T) *sql.DB {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	return db
+}
+
+// A schema the SQLite database does not have fails clearly, without the
+// Postgres hint (CREATE SCHEMA).
+func TestMigrateUnknownSchema(t *testing.T) {
+	ctx := context.Background()
+	m, err := migrate.New(New(mustOpen(t)), &migrate.Config{Schema: "nope"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Migrate(ctx, migrate.DirectionUp, nil)
+	if err == nil || !strings.Contains(err.Error(), `schema "nope" does not exist in the driver's database`) || strings.Contains(err.Error(), "CREATE SCHEMA") {
+		t.Fatalf("Migrate of an unknown schema: %v", err)
+	}
 }
