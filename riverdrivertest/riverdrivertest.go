@@ -55,8 +55,11 @@
 // returns the same name twice.
 //
 // A driver without LISTEN/NOTIFY (SupportsListener false) must refuse
-// GetListener; the subtests that need a listener are then skipped with a
-// message saying so.
+// GetListener; the subtests' notification checks are then skipped (the
+// rest of a subtest that reads a notification's content, the whole of one
+// about the listener itself), with a message saying so. A driver that
+// declares itself a single writer (driver.SingleWriter) skips the
+// subtests about row locks the same way.
 package riverdrivertest
 
 import (

@@ -335,6 +335,7 @@ func (s *suite[TTx]) testListener(t *testing.T) {
 		// Channels need no schema to exist; the name stays short enough for
 		// Postgres' 63-byte channel names.
 		other := fmt.Sprintf("other_%08x", hashString(e.name))
+		e.requireListener(t)
 		mine := e.listen(t, e.schema, topic)
 		theirs := e.listen(t, other, topic)
 		notify(t, e, other, topic, `{"queue":"theirs"}`)
@@ -346,6 +347,7 @@ func (s *suite[TTx]) testListener(t *testing.T) {
 	})
 
 	s.run(t, "WaitCancelled", func(t *testing.T, e *env[TTx]) {
+		e.requireListener(t)
 		l := e.listen(t, e.schema, "topic_w")
 
 		ctx, cancel := context.WithCancel(e.ctx)

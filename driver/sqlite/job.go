@@ -44,6 +44,9 @@ func newRow(j *driver.JobInsertParams, now time.Time) *millracetype.JobRow {
 	if r.Metadata == nil {
 		r.Metadata = []byte(`{}`)
 	}
+	if r.Tags == nil {
+		r.Tags = []string{} // as a read gives them back
+	}
 	return r
 }
 
@@ -87,6 +90,14 @@ func (e *executor) JobInsertMany(ctx context.Context, p *driver.JobInsertManyPar
 	results := make([]*driver.JobInsertResult, len(p.Jobs))
 	err := e.inTx(ctx, func(tx *executor) error {
 		now := e.now()
+		ins, err := tx.newInserter(ctx, p.Schema)
+		if err != nil {
+			return err
+		}
+		defer ins.close()
+		// The rows as the batch leaves them, by id: a later job of the
+		// batch may replace an earlier one's values.
+		rows := map[int64]*millracetype.JobRow{}
 		ids := make([]int64, len(p.Jobs))
 		for i, j := range p.Jobs {
 			row := newRow(j, now)
@@ -112,30 +123,20 @@ func (e *executor) JobInsertMany(ctx context.Context, p *driver.JobInsertManyPar
 						}
 						replaced = true
 					}
-					ids[i] = holder.ID
+					ids[i], rows[holder.ID] = holder.ID, holder
 					results[i] = &driver.JobInsertResult{UniqueSkippedAsDuplicate: !replaced, UniqueReplaced: replaced}
 					continue
 				}
 			}
-			if err := tx.insertJob(ctx, p.Schema, row); err != nil {
+			if err := ins.insert(ctx, row); err != nil {
 				return fmt.Errorf("job %d: %w", i, err)
 			}
-			ids[i] = row.ID
+			ids[i], rows[row.ID] = row.ID, row
 			results[i] = &driver.JobInsertResult{}
 		}
-		// Every result shows its row as the batch left it.
-		rows, err := tx.loadJobsByID(ctx, p.Schema, ids)
-		if err != nil {
-			return err
-		}
-		byID := make(map[int64]*millracetype.JobRow, len(rows))
-		for _, r := range rows {
-			byID[r.ID] = r
-		}
 		for i, id := range ids {
-			if results[i].Job = byID[id]; results[i].Job == nil {
-				return fmt.Errorf("job %d: row %d vanished within its insert", i, id)
-			}
+			job := *rows[id]
+			results[i].Job = &job
 		}
 		return nil
 	})
@@ -164,8 +165,13 @@ func (e *executor) JobInsertCopy(ctx context.Context, p *driver.JobInsertManyPar
 	}
 	err := e.inTx(ctx, func(tx *executor) error {
 		now := e.now()
+		ins, err := tx.newInserter(ctx, p.Schema)
+		if err != nil {
+			return err
+		}
+		defer ins.close()
 		for i, j := range p.Jobs {
-			if err := tx.insertJob(ctx, p.Schema, newRow(j, now)); err != nil {
+			if err := ins.insert(ctx, newRow(j, now)); err != nil {
 				return fmt.Errorf("job %d: %w", i, err)
 			}
 		}

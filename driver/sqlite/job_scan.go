@@ -176,6 +176,34 @@ func (e *executor) insertJob(ctx context.Context, schema string, j *millracetype
 	return nil
 }
 
+// inserter inserts many rows with one prepared statement.
+type inserter struct {
+	stmt *sql.Stmt
+}
+
+func (e *executor) newInserter(ctx context.Context, schema string) (*inserter, error) {
+	if e.fail != nil {
+		return nil, e.fail
+	}
+	stmt, err := e.q.PrepareContext(ctx, `INSERT INTO `+qualify(schema)+`river_job (`+jobWriteCols+`) VALUES (`+
+		placeholders(17)+`) RETURNING id`)
+	if err != nil {
+		return nil, err
+	}
+	return &inserter{stmt: stmt}, nil
+}
+
+// insert inserts a row with every column of j but its id, and sets j.ID.
+func (ins *inserter) insert(ctx context.Context, j *millracetype.JobRow) error {
+	vals, err := jobValues(j)
+	if err != nil {
+		return err
+	}
+	return ins.stmt.QueryRowContext(ctx, vals...).Scan(&j.ID)
+}
+
+func (ins *inserter) close() { _ = ins.stmt.Close() }
+
 // saveJob writes every column of j to its row.
 func (e *executor) saveJob(ctx context.Context, schema string, j *millracetype.JobRow) error {
 	vals, err := jobValues(j)
