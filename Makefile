@@ -94,6 +94,8 @@ bench:
 	set -e; \
 	echo "== core benchmarks (5000 jobs each)"; \
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5000x ./...; \
+	echo "== the SQLite driver's burn-down (5000 jobs; compare with client's BenchmarkBurndown on Postgres above)"; \
+	(cd driver/sqlite && $(GO) test -run '^$$' -bench . -benchmem -benchtime 5000x .); \
 	echo "== millrace vs River v0.51.2 (bench/cmd/bench)"; \
 	cd bench && DATABASE_URL="$$url" $(GO) run ./cmd/bench
 
