@@ -62,3 +62,37 @@ func TestMigrateUnknownSchema(t *testing.T) {
 		t.Fatalf("Migrate of an unknown schema: %v", err)
 	}
 }
+
+// A driver without a *sql.DB, and an executor on a nil transaction, fail
+// every call with an error, never a panic.
+func TestNoPool(t *testing.T) {
+	ctx := context.Background()
+	drv := New(nil)
+	if drv.PoolIsSet() {
+		t.Fatal("PoolIsSet of a driver without a *sql.DB")
+	}
+	for name, exec := range map[string]driver.Executor{"no pool": drv.GetExecutor(), "nil tx": drv.UnwrapExecutor(nil)} {
+		if _, err := exec.JobGetByID(ctx, &driver.JobGetByIDParams{ID: 1}); err == nil {
+			t.Errorf("%s: JobGetByID succeeded", name)
+		}
+		if _, err := exec.JobInsertMany(ctx, &driver.JobInsertManyParams{Jobs: []*driver.JobInsertParams{{
+			Args: []byte(`{}`), Kind: "k", MaxAttempts: 1, Priority: 1, Queue: "q", State: "available"}}}); err == nil {
+			t.Errorf("%s: JobInsertMany succeeded", name)
+		}
+		if _, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Jobs: []*driver.JobSetState{{ID: 1, State: "running"}}}); err == nil {
+			t.Errorf("%s: JobSetStateIfRunningMany succeeded", name)
+		}
+		if _, err := exec.Begin(ctx); err == nil {
+			t.Errorf("%s: Begin succeeded", name)
+		}
+		if err := exec.Exec(ctx, "SELECT 1"); err == nil {
+			t.Errorf("%s: Exec succeeded", name)
+		}
+		if _, err := exec.TableExists(ctx, &driver.TableExistsParams{Table: "river_job"}); err == nil {
+			t.Errorf("%s: TableExists succeeded", name)
+		}
+	}
+	if _, err := drv.UnwrapTx(nil); err == nil {
+		t.Error("UnwrapTx(nil) succeeded")
+	}
+}
