@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -145,9 +144,6 @@ func (e *executor) JobInsertMany(ctx context.Context, p *driver.JobInsertManyPar
 	}
 	return results, nil
 }
-
-// errUniqueConflict is JobInsertCopy's error for a held unique key.
-var errUniqueConflict = errors.New("duplicate unique key")
 
 // JobInsertCopy implements driver.Executor with plain inserts in one
 // transaction (SQLite has no COPY); a unique-key conflict fails it all.
