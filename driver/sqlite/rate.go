@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/millracetype"
@@ -136,7 +137,12 @@ func (e *executor) JobRateScan(ctx context.Context, p *driver.JobRateScanParams)
 		return nil, err
 	}
 	// Rounds: the first of every group in fetch order, then the second...
-	sortStable(cands, func(a, b cand) bool { return a.round < b.round || (a.round == b.round && a.ord < b.ord) })
+	slices.SortFunc(cands, func(a, b cand) int {
+		if a.round != b.round {
+			return a.round - b.round
+		}
+		return a.ord - b.ord
+	})
 	out := make([]*driver.JobRateCandidate, 0, min(len(cands), p.Max))
 	for _, c := range cands {
 		if len(out) == p.Max {
@@ -145,15 +151,6 @@ func (e *executor) JobRateScan(ctx context.Context, p *driver.JobRateScanParams)
 		out = append(out, c.c)
 	}
 	return out, nil
-}
-
-// sortStable sorts s by less (insertion order kept for ties).
-func sortStable[T any](s []T, less func(a, b T) bool) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && less(s[j], s[j-1]); j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
 
 // pauseArgs is a pause's args in Postgres' jsonb text form ({} when
