@@ -52,7 +52,7 @@ type InsertOpts struct {
 	// digits, '_' and '-' (no commas).
 	Tags []string
 	// Metadata is a JSON object stored with the job. Keys starting with
-	// "river:" are reserved.
+	// "river:" or "millrace:" are reserved.
 	Metadata []byte
 	// Pending inserts the job on hold: it is never fetched until moved by
 	// JobRetry or an update from outside.
@@ -63,6 +63,10 @@ type InsertOpts struct {
 	// Replace makes an insert that matches a unique job that has not
 	// started update it instead (see ReplaceOpts); it needs UniqueOpts.
 	Replace ReplaceOpts
+	// Sequence puts the job in a sequence: the queue's jobs with the same
+	// key run one at a time, in insertion order (see SequenceOpts). It
+	// cannot be used with Pending, Replace or InsertManyFast.
+	Sequence SequenceOpts
 }
 
 // ReplaceOpts make a unique insert that finds a duplicate that has not

@@ -49,6 +49,8 @@ type Client[TTx any] struct {
 	notifier   *notifier.Notifier
 	elector    *elector.Elector
 	maintainer *maintenance.Maintainer
+	// sequencer moves sequences on (every started client runs one).
+	sequencer *maintenance.Sequencer
 	// domainElector and domainMaintainer run the periodic jobs under the
 	// leadership of Config.Domain; nil in the default domain, whose
 	// periodic jobs run under the database leader (maintainer).
@@ -203,7 +205,7 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 	c.workCancel = workCancel
 	c.workCtx = workCtx
 	c.completer = completer.New(exec, &completer.Config{Schema: c.config.Schema, Logger: c.config.Logger, OnWritten: c.onWritten,
-		WantRows: c.events.hasSubscribers})
+		WantRows: c.events.hasSubscribers, Promote: c.promoteSequences})
 	lv, err := c.newLiveness(exec)
 	if err != nil {
 		workCancel(err)
@@ -223,6 +225,20 @@ func (c *Client[TTx]) buildServices() (background, producers []startstop.Service
 		workCancel(err)
 		return nil, nil, err
 	}
+	// Every started client moves sequences on behind the completers'
+	// backs, not only the leader: River's client may hold the leadership.
+	seqInterval := maintenance.DefaultSequencerInterval
+	if c.config.maintenanceInterval > 0 {
+		seqInterval = c.config.maintenanceInterval
+	}
+	sequencer, err := maintenance.NewSequencer(exec, &maintenance.SequencerConfig{Schema: c.config.Schema,
+		Logger: c.config.Logger, Interval: seqInterval, Now: c.config.clock})
+	if err != nil {
+		workCancel(err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	c.sequencer = sequencer
+	background = append(background, sequencer)
 	// The maintainer subscribes to the elector before it can win. A
 	// client that opted out of leadership never starts either.
 	if !c.config.LeaderElectionDisabled {
@@ -255,7 +271,7 @@ func (c *Client[TTx]) shutdown() {
 	comp, notif, lv, workCancel := c.completer, c.notifier, c.liveness, c.workCancel
 	// Leadership goes at once (maintenance stops first, then the resign
 	// lets another client take over), while producers drain.
-	services := []startstop.Service{c.elector, c.maintainer}
+	services := []startstop.Service{c.elector, c.maintainer, c.sequencer}
 	if c.domainElector != nil {
 		services = append(services, c.domainElector, c.domainMaintainer)
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +52,10 @@ type JobInsertParams struct {
 	Metadata     []byte
 	UniqueKey    []byte
 	UniqueStates byte
+	// Sequence comes from InsertOpts.Sequence. A job with a Key is
+	// written pending, with its sequence in Metadata, whatever State and
+	// Metadata middleware leave.
+	Sequence SequenceOpts
 	// ReplaceArgs and ReplaceScheduledAt come from InsertOpts.Replace
 	// (Debounce sets ReplaceScheduledAt): a duplicate that has not started
 	// takes this job's EncodedArgs, and its ScheduledAt and State. They
@@ -115,16 +118,33 @@ func (c *Client[TTx]) insertMany(ctx context.Context, exec driver.Executor, inTx
 		return nil, err
 	}
 	return c.runInsertMiddleware(ctx, prepared, func(ctx context.Context) ([]*InsertResult, error) {
+		seq, err := finishSequenced(prepared)
+		if err != nil {
+			return nil, err
+		}
 		jobs := toDriverParams(prepared)
 		notify, suppressed := c.notifyQueues(prepared, inTx)
-		res, err := exec.JobInsertMany(ctx, &driver.JobInsertManyParams{
-			Schema: c.config.Schema, Jobs: jobs, NotifyQueues: notify})
+		var res []*driver.JobInsertResult
+		var promoted *driver.SequencePromoteResult
+		if seq {
+			res, promoted, err = c.insertSequenced(ctx, exec, inTx, prepared, &driver.JobInsertManyParams{
+				Schema: c.config.Schema, Jobs: jobs, NotifyQueues: notify})
+		} else {
+			res, err = exec.JobInsertMany(ctx, &driver.JobInsertManyParams{
+				Schema: c.config.Schema, Jobs: jobs, NotifyQueues: notify})
+			if err != nil {
+				err = fmt.Errorf("insert jobs: %w", c.explainSchemaError(ctx, err))
+			}
+		}
 		if err != nil {
-			return nil, fmt.Errorf("insert jobs: %w", c.explainSchemaError(ctx, err))
+			return nil, err
 		}
 		if !inTx {
 			c.pokeProducers(prepared)
 			c.notifyTrailing(suppressed)
+			if promoted != nil {
+				c.pokeQueues(promoted.Queues)
+			}
 		}
 		out := make([]*InsertResult, len(res))
 		for i, r := range res {
@@ -146,6 +166,9 @@ func (c *Client[TTx]) insertManyFast(ctx context.Context, exec driver.Executor, 
 	for i, p := range prepared {
 		if p.ReplaceArgs || p.ReplaceScheduledAt {
 			return 0, fmt.Errorf("%w: job %d: InsertManyFast (COPY) cannot replace a duplicate; use InsertMany", ErrInvalidArgs, i)
+		}
+		if p.Sequence.Key != "" {
+			return 0, fmt.Errorf("%w: job %d: InsertManyFast (COPY) cannot put a job in a sequence (it returns no job IDs); use InsertMany", ErrInvalidArgs, i)
 		}
 	}
 	var count int
@@ -316,6 +339,10 @@ func (c *Client[TTx]) prepareOne(p InsertManyParams, now time.Time) (*JobInsertP
 		job.UniqueKey, job.UniqueStates = key, uopts.StatesMask()
 	}
 	replace := firstNonZero(opts.Replace, kindOpts.Replace)
+	job.Sequence = firstNonZero(opts.Sequence, kindOpts.Sequence)
+	if err := validateSequence(job.Sequence, job.State == millracetype.JobStatePending, replace); err != nil {
+		return nil, err
+	}
 	if err := checkReplace(replace, uopts.IsEmpty(), scheduledAt, job.State == millracetype.JobStatePending); err != nil {
 		return nil, err
 	}
@@ -355,14 +382,14 @@ func isZeroUnique(u UniqueOpts) bool {
 }
 
 // validateMetadata checks user metadata: a JSON object without "river:"
-// keys. It returns it compacted.
+// or "millrace:" keys. It returns it compacted.
 func validateMetadata(raw []byte) ([]byte, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return nil, fmt.Errorf("metadata must be a JSON object: %.60s", raw)
 	}
 	for k := range m {
-		if strings.HasPrefix(k, "river:") {
+		if reservedMetadataKey(k) {
 			return nil, fmt.Errorf("metadata key %q: %w", k, ErrReservedMetadataKey)
 		}
 	}

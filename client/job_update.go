@@ -12,9 +12,9 @@ import (
 )
 
 // ErrReservedMetadataKey is returned (wrapped) when user code sets a
-// metadata key starting with "river:": River and millrace keep their own
+// metadata key starting with "river:" or "millrace:": River and millrace keep their own
 // bookkeeping (resumable steps, rescue counts, ...) under that prefix.
-var ErrReservedMetadataKey = errors.New(`keys starting with "river:" are reserved`)
+var ErrReservedMetadataKey = errors.New(`keys starting with "river:" or "millrace:" are reserved`)
 
 // MetadataSet sets key to value (encoded as JSON) in the metadata of the
 // job being worked. Updates are kept with the job's context and merged
@@ -24,10 +24,10 @@ var ErrReservedMetadataKey = errors.New(`keys starting with "river:" are reserve
 // middleware, with the job's context.
 //
 // Errors (each wrapped): ErrReservedMetadataKey for a key starting with
-// "river:"; ErrNotInWorker outside a job's context or after Work returned;
+// "river:" or "millrace:"; ErrNotInWorker outside a job's context or after Work returned;
 // an encoding error for a value encoding/json cannot encode.
 func MetadataSet(ctx context.Context, key string, value any) error {
-	if strings.HasPrefix(key, "river:") {
+	if reservedMetadataKey(key) {
 		return fmt.Errorf("metadata set %q: %w", key, ErrReservedMetadataKey)
 	}
 	st := jobStateFrom(ctx)
@@ -51,7 +51,7 @@ func MetadataSet(ctx context.Context, key string, value any) error {
 type JobUpdateParams struct {
 	// Metadata, when set, is a JSON object merged top-level into the job's
 	// metadata: keys given replace the stored ones (null stores null),
-	// others are kept. Keys starting with "river:" are refused
+	// others are kept. Keys starting with "river:" or "millrace:" are refused
 	// (ErrReservedMetadataKey), and so is key "output" together with
 	// Output.
 	Metadata []byte
@@ -143,4 +143,10 @@ func jobUpdateMerge(ctx context.Context, id int64, params *JobUpdateParams) ([]b
 		return nil, nil
 	}
 	return json.Marshal(merge)
+}
+
+// reservedMetadataKey reports a metadata key that River or millrace keep
+// for themselves.
+func reservedMetadataKey(k string) bool {
+	return strings.HasPrefix(k, "river:") || strings.HasPrefix(k, "millrace:")
 }

@@ -112,6 +112,9 @@ func TestJobInsertParamsConversion(t *testing.T) {
 		"UniqueKey": "UniqueKey", "UniqueStates": "UniqueStates",
 		"ReplaceArgs": "ReplaceArgs", "ReplaceScheduledAt": "ReplaceScheduledAt",
 		"Args": "", // the args value, for hooks only: EncodedArgs is what is stored
+		// The sequence is written into Metadata and State (finishSequenced)
+		// and appended by a driver call of its own (SequenceAppend).
+		"Sequence": "",
 	}, nil)
 
 	created, scheduled := time.Unix(1000, 0), time.Unix(2000, 0)

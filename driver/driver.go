@@ -335,6 +335,31 @@ type Executor interface {
 	// PauseDelete deletes a pause and reports whether there was one.
 	PauseDelete(ctx context.Context, params *PauseDeleteParams) (bool, error)
 
+	// Sequences (tables millrace_sequence and millrace_sequence_job of
+	// migration line millrace; see sequence.go).
+
+	// SequenceAppend gives the jobs (just inserted pending, in the same
+	// transaction when the executor is one) the next positions of their
+	// sequences, in the order given, then promotes those sequences as
+	// SequencePromote does; all in one transaction (a savepoint in the
+	// executor's own). It locks the sequences' rows, in key order, until
+	// that transaction ends: inserts into one sequence are serialized, so
+	// positions follow the order in which the inserts commit.
+	SequenceAppend(ctx context.Context, params *SequenceAppendParams) (*SequencePromoteResult, error)
+	// SequencePromote moves on the selected sequences whose head is
+	// finalized (completed; discarded or cancelled without "block" in its
+	// sequence metadata) or gone: the pending job of the lowest position
+	// after the head becomes the head, available (scheduled when its
+	// scheduled_at is more than 5 s ahead: as a client inserts a job, the
+	// fetch waiting for a time closer than that), with an insert
+	// notification for its
+	// queue; a sequence with no pending job left is deleted. It locks the
+	// sequences' rows, then reads and writes in a second statement, so it
+	// sees what the transactions that held them committed.
+	SequencePromote(ctx context.Context, params *SequencePromoteParams) (*SequencePromoteResult, error)
+	// SequenceGetMany lists sequences by queue and key.
+	SequenceGetMany(ctx context.Context, params *SequenceGetManyParams) ([]*SequenceRow, error)
+
 	// Runtime queue management (see queue_admin.go for the params).
 
 	// QueueUpdate changes a queue's settings: its metadata when
@@ -601,6 +626,10 @@ type JobSetState struct {
 	// transaction committed, the row stays exactly as it left it; if it
 	// rolled back, the outcome applies as usual.
 	OnlyIfRunning bool
+	// Sequenced is not written: it tells the completer that the job
+	// belongs to a sequence (see IsSequenced), so that once a final
+	// outcome is written the sequence may move on (SequencePromote).
+	Sequenced bool
 
 	// Delete, valid only with State completed, deletes the row instead of
 	// writing it completed (an ephemeral job), in the same statement as

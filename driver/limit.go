@@ -58,6 +58,12 @@ type JobLimitScanParams struct {
 	// PerGroup is how many available jobs to read at most of each group of
 	// equal kind and Part (0: no bound).
 	PerGroup int
+	// FirstPerGroup, when positive, puts the first FirstPerGroup jobs of
+	// every group (in fetch order) before all the others, which follow in
+	// fetch order: a fetch bound by a partitioned limit of N cannot take
+	// more than N of a group anyway, and a queue's first groups must not
+	// hide the others from a window of Candidates.
+	FirstPerGroup int
 }
 
 // JobLimitGroup counts the running jobs of one kind and Part.
@@ -82,7 +88,7 @@ type JobLimitScanResult struct {
 	// particular order.
 	Running []*JobLimitGroup
 	// Available are due available jobs of the queue in fetch order
-	// (priority, scheduled_at, id), at most Candidates, at most PerGroup of
+	// (priority, scheduled_at, id; see FirstPerGroup), at most Candidates, at most PerGroup of
 	// each group.
 	Available []*JobLimitCandidate
 }

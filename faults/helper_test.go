@@ -63,6 +63,9 @@ const (
 	// helperRate, when set ("N/interval"), makes the helper a client of
 	// the rate limit test (rate_test.go).
 	helperRate = "MILLRACE_FAULTS_HELPER_RATE"
+	// helperSeq, when set (a failure percentage), makes the helper a
+	// client of the sequences test (sequence_test.go).
+	helperSeq = "MILLRACE_FAULTS_HELPER_SEQ"
 )
 
 // helperMain runs the helper process and returns its exit code.
@@ -75,6 +78,9 @@ func helperMain() int {
 	}
 	if rate := os.Getenv(helperRate); rate != "" {
 		return rateHelperMain(rate)
+	}
+	if seq := os.Getenv(helperSeq); seq != "" {
+		return seqHelperMain(seq)
 	}
 	id := os.Getenv(helperID)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("client", id)
@@ -221,6 +227,9 @@ type helperOpts struct {
 	// rate, when set, runs a client of the rate limit test
 	// (rateHelperMain).
 	rate string
+	// seq, when set, runs a client of the sequences test
+	// (seqHelperMain): the percentage of attempts that fail.
+	seq string
 }
 
 // helper is a running helper process, seen from the test.
@@ -324,6 +333,7 @@ func (e *env) startHelper(o helperOpts) *helper {
 		helperDaily+"="+o.daily,
 		helperLimit+"="+o.limit,
 		helperRate+"="+o.rate,
+		helperSeq+"="+o.seq,
 	)
 	h := &helper{t: e.t, e: e, id: o.id, app: app, cmd: cmd, out: &helperOutput{changed: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
@@ -518,4 +528,41 @@ func serveHelper(id string, c *client.Client[pgx.Tx], fail func(error) int) int 
 	}
 	fmt.Println("helper-stopped", id)
 	return 0
+}
+
+// simpleHelper is what the helpers of the flow-control tests (limits,
+// rates, sequences) start from: their ID, a logger at level, their
+// workers and a pool on their schema. close releases the pool.
+type simpleHelper struct {
+	id, schema string
+	logger     *slog.Logger
+	workers    int
+	pool       *pgxpool.Pool
+}
+
+// helperFail reports a helper's error on standard error and gives the
+// exit code 2.
+func helperFail(id string) func(error) int {
+	return func(err error) int {
+		fmt.Fprintf(os.Stderr, "helper %s: %v\n", id, err)
+		return 2
+	}
+}
+
+// openSimpleHelper reads the helper's variables and opens its pool.
+func openSimpleHelper(level slog.Level) (*simpleHelper, error) {
+	h := &simpleHelper{id: os.Getenv(helperID), schema: os.Getenv(helperSchema)}
+	h.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("client", h.id)
+	var err error
+	if h.workers, err = strconv.Atoi(os.Getenv(helperWorkers)); err != nil {
+		return nil, fmt.Errorf("%s: %w", helperWorkers, err)
+	}
+	cfg, err := clientPoolConfig(os.Getenv(helperURL), h.schema, os.Getenv(helperApp), 6)
+	if err != nil {
+		return nil, err
+	}
+	if h.pool, err = pgxpool.NewWithConfig(context.Background(), cfg); err != nil {
+		return nil, err
+	}
+	return h, nil
 }

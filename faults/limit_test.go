@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver/pgxv5"
@@ -36,16 +33,7 @@ func (limJob) Kind() string { return limKind }
 // (a configured global limit of 3 on the queue) or "none" (no configured
 // limit: the scenario sets one in the database).
 func limitHelperMain(spec string) int {
-	id := os.Getenv(helperID)
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("client", id)
-	fail := func(err error) int {
-		fmt.Fprintf(os.Stderr, "helper %s: %v\n", id, err)
-		return 2
-	}
-	workers, err := strconv.Atoi(os.Getenv(helperWorkers))
-	if err != nil {
-		return fail(fmt.Errorf("%s: %w", helperWorkers, err))
-	}
+	fail := helperFail(os.Getenv(helperID))
 	var limits []client.ConcurrencyLimit
 	switch spec {
 	case "global":
@@ -54,16 +42,11 @@ func limitHelperMain(spec string) int {
 	default:
 		return fail(fmt.Errorf("unknown limit spec %q", spec))
 	}
-	schema := os.Getenv(helperSchema)
-	cfg, err := clientPoolConfig(os.Getenv(helperURL), schema, os.Getenv(helperApp), 6)
+	h, err := openSimpleHelper(slog.LevelWarn)
 	if err != nil {
 		return fail(err)
 	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		return fail(err)
-	}
-	defer pool.Close()
+	defer h.pool.Close()
 	ws := client.NewWorkers()
 	client.AddWorker(ws, client.WorkFunc(func(ctx context.Context, job *client.Job[limJob]) error {
 		select {
@@ -73,14 +56,14 @@ func limitHelperMain(spec string) int {
 			return ctx.Err()
 		}
 	}))
-	c, err := client.New(pgxv5.New(pool), &client.Config{
-		ID: id, Schema: schema, Logger: logger, Workers: ws,
-		Queues: map[string]client.QueueConfig{limQueue: {MaxWorkers: workers, Limits: limits}},
+	c, err := client.New(pgxv5.New(h.pool), &client.Config{
+		ID: h.id, Schema: h.schema, Logger: h.logger, Workers: ws,
+		Queues: map[string]client.QueueConfig{limQueue: {MaxWorkers: h.workers, Limits: limits}},
 	})
 	if err != nil {
 		return fail(err)
 	}
-	return serveHelper(id, c, fail)
+	return serveHelper(h.id, c, fail)
 }
 
 // runningSampler reads, every 10 ms, how many of the queue's jobs run in
@@ -181,7 +164,8 @@ func (e *env) waitLimDone(n int, timeout time.Duration) {
 // (MILLRACE_FAULTS=full): 10,000 (about 14 min).
 //
 // partition: no configured limit; the scenario sets a limit of 2 per
-// customer_id in the database (QueueLimitSet) before the helpers start.
+// customer_id in the database (QueueLimitSet) before the helpers start,
+// and inserts the jobs once they run.
 // 100 customers, their jobs inserted customer by customer. The database
 // never shows more than 2 of one customer running, and by the time half
 // of the jobs are done every customer has had one completed.
@@ -240,12 +224,17 @@ func TestConcurrencyLimitProcesses(t *testing.T) {
 			client.ConcurrencyLimit{Kind: limKind, PerPartition: 2, PartitionByArgs: []string{"customer_id"}}); err != nil {
 			t.Fatal(err)
 		}
-		e.insertLimJobs(n, customers, sleepMS)
 		s := e.sampleRunning()
 		var hs []*helper
 		for i := range 4 {
 			hs = append(hs, e.startHelper(helperOpts{id: fmt.Sprintf("p%d", i), workers: 50, limit: "none"}))
 		}
+		// The jobs come once every process is up: a process started
+		// first would otherwise work the first customers' jobs alone
+		// (their later jobs come first in fetch order) for as long as
+		// the others take to start, which measures start-up, not the
+		// limit.
+		e.insertLimJobs(n, customers, sleepMS)
 		// When half the jobs are done, every customer has progressed.
 		deadline := time.Now().Add(2 * time.Minute)
 		for {

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/millrace/millrace/client"
 	"github.com/millrace/millrace/driver/pgxv5"
 	"github.com/millrace/millrace/internal/producer"
@@ -60,12 +58,7 @@ const (
 // rateHelperMain runs a client of the test: queue default with the rate
 // limit spec ("N/interval") per token; its jobs do nothing.
 func rateHelperMain(spec string) int {
-	id := os.Getenv(helperID)
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("client", id)
-	fail := func(err error) int {
-		fmt.Fprintf(os.Stderr, "helper %s: %v\n", id, err)
-		return 2
-	}
+	fail := helperFail(os.Getenv(helperID))
 	ns, is, _ := strings.Cut(spec, "/")
 	n, err := strconv.Atoi(ns)
 	if err != nil {
@@ -75,31 +68,22 @@ func rateHelperMain(spec string) int {
 	if err != nil {
 		return fail(fmt.Errorf("%s %q: %w", helperRate, spec, err))
 	}
-	workers, err := strconv.Atoi(os.Getenv(helperWorkers))
-	if err != nil {
-		return fail(fmt.Errorf("%s: %w", helperWorkers, err))
-	}
-	schema := os.Getenv(helperSchema)
-	cfg, err := clientPoolConfig(os.Getenv(helperURL), schema, os.Getenv(helperApp), 6)
+	h, err := openSimpleHelper(slog.LevelInfo)
 	if err != nil {
 		return fail(err)
 	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		return fail(err)
-	}
-	defer pool.Close()
+	defer h.pool.Close()
 	ws := client.NewWorkers()
 	client.AddWorker(ws, client.WorkFunc(func(context.Context, *client.Job[rateJob]) error { return nil }))
-	c, err := client.New(pgxv5.New(pool), &client.Config{
-		ID: id, Schema: schema, Logger: logger, Workers: ws,
-		Queues: map[string]client.QueueConfig{client.QueueDefault: {MaxWorkers: workers,
+	c, err := client.New(pgxv5.New(h.pool), &client.Config{
+		ID: h.id, Schema: h.schema, Logger: h.logger, Workers: ws,
+		Queues: map[string]client.QueueConfig{client.QueueDefault: {MaxWorkers: h.workers,
 			RateLimits: []client.RateLimit{{N: n, Interval: interval, PartitionByArgs: []string{"token"}}}}},
 	})
 	if err != nil {
 		return fail(err)
 	}
-	return serveHelper(id, c, fail)
+	return serveHelper(h.id, c, fail)
 }
 
 // TestRateLimitProcesses is the acceptance test of rate limits.

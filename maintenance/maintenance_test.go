@@ -3,6 +3,7 @@ package maintenance
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -457,5 +458,44 @@ func TestReindexer(t *testing.T) {
 		if rebuilt == (idx == "river_job_kind") {
 			t.Errorf("index %s rebuilt=%v", idx, rebuilt)
 		}
+	}
+}
+
+func TestSequencer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testfixture.New(t)
+	var ids []int64
+	for range 2 {
+		j := db.InsertJob(t, &driver.JobInsertFullParams{Queue: "q", State: millracetype.JobStatePending})
+		ids = append(ids, j.ID)
+	}
+	var app []driver.SequenceJob
+	for _, id := range ids {
+		app = append(app, driver.SequenceJob{Queue: "q", Key: "k", ID: id})
+	}
+	if _, err := db.Exec().SequenceAppend(ctx, &driver.SequenceAppendParams{Schema: db.Schema, Jobs: app}); err != nil {
+		t.Fatal(err)
+	}
+	// The head is deleted behind the completer's back.
+	if _, err := db.Exec().JobDelete(ctx, &driver.JobDeleteParams{Schema: db.Schema, ID: ids[0]}); err != nil {
+		t.Fatal(err)
+	}
+	passes := make(chan struct{}, 1)
+	s, err := NewSequencer(db.Exec(), &SequencerConfig{Schema: db.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.passes = passes
+	onePass(t, s, passes)
+	j, err := db.Exec().JobGetByID(ctx, &driver.JobGetByIDParams{Schema: db.Schema, ID: ids[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != millracetype.JobStateAvailable {
+		t.Fatalf("next job of the sequence is %s after a pass, want available", j.State)
+	}
+	if _, err := NewSequencer(db.Exec(), &SequencerConfig{Interval: -1}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("interval -1: %v", err)
 	}
 }

@@ -196,6 +196,12 @@ func (s *suite[TTx]) testLimit(t *testing.T) {
 		// candidates only.
 		res = scan(driver.JobLimitScanParams{Keys: []string{"c"}, Candidates: 100, PerGroup: 1})
 		requireEqual(t, ids(res), []int64{j0.ID, j3.ID, j4.ID}, "one per group")
+		// FirstPerGroup: the first of every group, then the rest, each
+		// in fetch order.
+		res = scan(driver.JobLimitScanParams{Keys: []string{"c"}, Candidates: 100, FirstPerGroup: 1})
+		requireEqual(t, ids(res), []int64{j0.ID, j3.ID, j4.ID, j1.ID, j2.ID, j5.ID}, "first of every group first")
+		res = scan(driver.JobLimitScanParams{Keys: []string{"c"}, Candidates: 4, FirstPerGroup: 1})
+		requireEqual(t, ids(res), []int64{j0.ID, j3.ID, j4.ID, j1.ID}, "first of every group first, limited")
 		res = scan(driver.JobLimitScanParams{Keys: []string{"c"}, Candidates: 100, Kinds: []string{"b"}})
 		requireEqual(t, ids(res), []int64{j3.ID}, "kind b only")
 		requireEqual(t, len(res.Running), 4, "running of every kind counted")

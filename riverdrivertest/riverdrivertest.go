@@ -163,6 +163,7 @@ func ExerciseWith[TTx any](ctx context.Context, t *testing.T, opts *Options, fac
 		{"PeriodicJob", s.testPeriodicJob},
 		{"Limit", s.testLimit},
 		{"Rate", s.testRate},
+		{"Sequence", s.testSequence},
 	}
 	if len(opts.Groups) > 0 {
 		var names, left []string

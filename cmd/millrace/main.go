@@ -77,7 +77,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 
-	root.AddCommand(newMigrateCmd(g), newDemoCmd(g), newJobsCmd(g), newQueuesCmd(g), newLimitsCmd(g), newPausesCmd(g), newLeaderCmd(g), newBenchCmd(g), newVersionCmd(g))
+	root.AddCommand(newMigrateCmd(g), newDemoCmd(g), newJobsCmd(g), newQueuesCmd(g), newLimitsCmd(g), newPausesCmd(g), newSequencesCmd(g), newLeaderCmd(g), newBenchCmd(g), newVersionCmd(g))
 	strictUsage(root)
 	return root
 }

@@ -71,6 +71,11 @@ type Config struct {
 	// large part of a write's cost) and OnWritten is not called for that
 	// write. Default: the rows are read whenever OnWritten is set.
 	WantRows func() bool
+	// Promote, if set, is called after a successful write with the IDs of
+	// the jobs of the batch that belong to a sequence (JobSetState.Sequenced)
+	// and were finalized, from the completer's goroutine (see
+	// driver.Executor.SequencePromote). It must not block for long.
+	Promote func(ctx context.Context, ids []int64)
 	// MinWriteInterval is the shortest time between the starts of two
 	// writes, unless MaxBatch outcomes wait (default 5 ms; negative: none).
 	// A write that follows a quiet spell starts at once.
@@ -338,6 +343,7 @@ func (c *Completer) writeBatch(ctx context.Context, batch []item) {
 			if wantRows {
 				c.report(batch, rows)
 			}
+			c.promote(ctx, states)
 			return
 		}
 		if ctx.Err() != nil {
@@ -355,6 +361,23 @@ func (c *Completer) writeBatch(ctx context.Context, batch []item) {
 			t.Stop()
 		}
 		wait = min(wait*2, DefaultMaxRetryWait)
+	}
+}
+
+// promote hands the finalized sequenced jobs of a written batch to
+// Config.Promote.
+func (c *Completer) promote(ctx context.Context, states []*driver.JobSetState) {
+	if c.cfg.Promote == nil {
+		return
+	}
+	var ids []int64
+	for _, s := range states {
+		if s.Sequenced && s.State.Finalized() {
+			ids = append(ids, s.ID)
+		}
+	}
+	if len(ids) > 0 {
+		c.cfg.Promote(ctx, ids)
 	}
 }
 

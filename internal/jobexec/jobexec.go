@@ -254,6 +254,7 @@ func (e *Executor) safeUnitNextRetry(row *millracetype.JobRow, unit Unit) (t tim
 // tells the metrics hooks. ctx is the context the producer gave the job.
 func (e *Executor) Finish(ctx context.Context, row *millracetype.JobRow, outcome *driver.JobSetState, kind Kind, meta any, queueWait, runDuration time.Duration) {
 	outcome.Attempt = row.Attempt
+	outcome.Sequenced = driver.IsSequenced(row.Metadata)
 	if outcome.State == millracetype.JobStateAvailable && outcome.ScheduledAt != nil {
 		e.sink.Poke(row.Queue, *outcome.ScheduledAt)
 	}

@@ -369,6 +369,7 @@ func (f *LimitFetch) choose(ctx context.Context, x driver.Executor, req *FetchRe
 	var keys []string
 	states := make([]*limitState, len(lims))
 	perGroup := req.Max
+	first := 0 // the smallest partitioned limit, whatever its kind
 	for i, l := range lims {
 		st := &limitState{lim: l, parts: map[string]int{}}
 		for _, k := range l.PartitionByArgs {
@@ -383,10 +384,13 @@ func (f *LimitFetch) choose(ctx context.Context, x driver.Executor, req *FetchRe
 			// No group of equal kind and keys can take more than this.
 			perGroup = min(perGroup, l.PerPartition)
 		}
+		if l.PerPartition > 0 && (first == 0 || l.PerPartition < first) {
+			first = l.PerPartition
+		}
 		states[i] = st
 	}
 	scan, err := x.JobLimitScan(ctx, &driver.JobLimitScanParams{Schema: f.schema, Queue: f.queue, Keys: keys,
-		Kinds: req.Kinds, Candidates: max(candidateFactor*req.Max, minCandidates), PerGroup: perGroup})
+		Kinds: req.Kinds, Candidates: max(candidateFactor*req.Max, minCandidates), PerGroup: perGroup, FirstPerGroup: first})
 	if err != nil {
 		return nil, false, err
 	}

@@ -134,7 +134,7 @@ SELECT NULL::bigint AS id, kind, part, count(*)::bigint AS n FROM (
 GROUP BY kind, part
 UNION ALL
 SELECT id, kind, part, ord FROM (
-    SELECT id, kind, part, row_number() OVER (ORDER BY priority, scheduled_at, id) AS ord FROM (
+    SELECT id, kind, part, row_number() OVER (ORDER BY ($6::int > 0 AND rn > $6::int), priority, scheduled_at, id) AS ord FROM (
         SELECT a.*, row_number() OVER (PARTITION BY kind, part ORDER BY priority, scheduled_at, id) AS rn FROM (
             SELECT j.id, j.kind, j.priority, j.scheduled_at,
                 ARRAY(SELECT coalesce(nullif(j.args -> keys.k, 'null'::jsonb)::text, '') FROM keys ORDER BY keys.o) AS part
@@ -144,7 +144,7 @@ SELECT id, kind, part, ord FROM (
         ) AS a
     ) AS w
     WHERE $5::int = 0 OR rn <= $5::int
-    ORDER BY priority, scheduled_at, id
+    ORDER BY ($6::int > 0 AND rn > $6::int), priority, scheduled_at, id
     LIMIT $4::int
 ) AS c`
 
@@ -154,7 +154,7 @@ func (e *executor) JobLimitScan(ctx context.Context, p *driver.JobLimitScanParam
 		kinds = p.Kinds
 	}
 	rows, err := e.db.Query(ctx, e.sql.get(p.Schema, &sqlJobLimitScan), p.Queue, nonNilStrings(p.Keys), kinds,
-		max(p.Candidates, 0), max(p.PerGroup, 0))
+		max(p.Candidates, 0), max(p.PerGroup, 0), max(p.FirstPerGroup, 0))
 	if err != nil {
 		return nil, err
 	}

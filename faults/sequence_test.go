@@ -1,0 +1,248 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/driver/pgxv5"
+	"github.com/millrace/millrace/internal/testwait"
+	"github.com/millrace/millrace/millracetype"
+)
+
+// Sequences across OS processes (issue 23): helper processes
+// (seqHelperMain) work queue seqQueue, whose jobs fail at random and are
+// retried at once; one helper is SIGKILLed while it runs jobs.
+
+const (
+	seqQueue = "sequenced"
+	seqKind  = "seq_job"
+)
+
+type seqJob struct {
+	Key string `json:"key"`
+	N   int    `json:"n"`
+}
+
+func (seqJob) Kind() string { return seqKind }
+
+type retryAtOnce struct{}
+
+func (retryAtOnce) NextRetry(*millracetype.JobRow) time.Time {
+	return time.Now().Add(10 * time.Millisecond)
+}
+
+// seqHelperMain runs a helper of the sequences test: spec is the
+// percentage of attempts that fail.
+func seqHelperMain(spec string) int {
+	fail := helperFail(os.Getenv(helperID))
+	pct, err := strconv.Atoi(spec)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", helperSeq, err))
+	}
+	h, err := openSimpleHelper(slog.LevelWarn)
+	if err != nil {
+		return fail(err)
+	}
+	defer h.pool.Close()
+	ws := client.NewWorkers()
+	client.AddWorker(ws, client.WorkFunc(func(ctx context.Context, job *client.Job[seqJob]) error {
+		select {
+		case <-time.After(2 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if rand.IntN(100) < pct {
+			return errors.New("a random failure")
+		}
+		return nil
+	}))
+	c, err := client.New(pgxv5.New(h.pool), &client.Config{
+		ID: h.id, Schema: h.schema, Logger: h.logger, Workers: ws, RetryPolicy: retryAtOnce{},
+		Queues: map[string]client.QueueConfig{seqQueue: {MaxWorkers: h.workers}},
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return serveHelper(h.id, c, fail)
+}
+
+// seqSampler reads, every 10 ms, the most jobs of one sequence running at
+// once.
+type seqSampler struct {
+	stop, done chan struct{}
+	mu         sync.Mutex
+	samples    int
+	maxKey     int
+	err        error
+}
+
+func (e *env) sampleSequences() *seqSampler {
+	s := &seqSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	q := `SELECT coalesce(max(n), 0)::int FROM (
+		SELECT count(*) AS n FROM ` + e.job() + ` WHERE state = 'running' AND queue = $1 GROUP BY args ->> 'key') AS g`
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+			}
+			var n int
+			err := e.db.Pool.QueryRow(context.Background(), q, seqQueue).Scan(&n)
+			s.mu.Lock()
+			if err != nil {
+				s.err = err
+				s.mu.Unlock()
+				return
+			}
+			s.samples++
+			s.maxKey = max(s.maxKey, n)
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (s *seqSampler) finish(t *testing.T) (samples, maxKey int) {
+	t.Helper()
+	close(s.stop)
+	<-s.done
+	if s.err != nil {
+		t.Fatalf("sampler: %v", s.err)
+	}
+	return s.samples, s.maxKey
+}
+
+// TestSequenceProcesses is the issue's acceptance test of sequences: keys
+// x jobs per key, inserted round-robin over the keys, 10% of attempts
+// failing (retried), 4 processes of 20 workers, one SIGKILLed while it
+// runs jobs of some sequences. Each sequence's jobs complete in insertion
+// order and never overlap: the database never shows two of a key running
+// (sampled every 10 ms), and each job's last attempt started after the
+// previous job of its key was finalized. Reduced: 20 keys x 25 jobs; full
+// (MILLRACE_FAULTS=full): 50 x 200.
+func TestSequenceProcesses(t *testing.T) {
+	sz := loadSizes(t)
+	keys, perKey := 20, 25
+	if sz.name == "full" {
+		keys, perKey = 50, 200
+	}
+	e := newEnv(t, sz)
+	ctx := context.Background()
+	var params []client.InsertManyParams
+	for n := range perKey {
+		for k := range keys {
+			key := fmt.Sprintf("k%02d", k)
+			params = append(params, client.InsertManyParams{Args: seqJob{Key: key, N: n},
+				InsertOpts: &client.InsertOpts{Queue: seqQueue, Sequence: client.SequenceOpts{Key: key}}})
+		}
+	}
+	for len(params) > 0 {
+		batch := params[:min(len(params), 1000)]
+		params = params[len(batch):]
+		if _, err := e.admin.InsertMany(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := keys * perKey
+	s := e.sampleSequences()
+	began := time.Now()
+	var hs []*helper
+	for i := range 4 {
+		hs = append(hs, e.startHelper(helperOpts{id: fmt.Sprintf("s%d", i), workers: 20, seq: "10"}))
+	}
+	completed := func() int {
+		var n int
+		e.scan(`SELECT count(*) FROM `+e.job()+` WHERE queue = $1 AND state = 'completed'`, []any{seqQueue}, &n)
+		return n
+	}
+	// Kill helper s0 once a third is done, at a moment it runs jobs.
+	if !testwait.Poll(5*time.Minute, func() bool { return completed() >= total/3 }) {
+		t.Fatalf("a third of the jobs not done after 5 min: %v", e.states())
+	}
+	var held int
+	if !testwait.Poll(30*time.Second, func() bool {
+		e.scan(`SELECT count(*) FROM `+e.job()+` WHERE queue = $1 AND state = 'running' AND attempted_by[array_upper(attempted_by, 1)] = 's0'`,
+			[]any{seqQueue}, &held)
+		return held > 0
+	}) {
+		t.Fatal("helper s0 never ran a job to be killed in")
+	}
+	hs[0].kill()
+	t.Logf("killed helper s0 at %d of %d completed, holding %d running jobs", completed(), total, held)
+	if !testwait.Poll(10*time.Minute, func() bool { return completed() == total }) {
+		t.Fatalf("%d of %d completed after 10 min: %v", completed(), total, e.states())
+	}
+	took := time.Since(began)
+	samples, maxKey := s.finish(t)
+	for _, h := range hs[1:] {
+		h.stop()
+	}
+
+	// Per key, in insertion order (n): finalized one after another, each
+	// job's last attempt started after the previous one's end.
+	rows, err := e.db.Pool.Query(ctx, `SELECT args ->> 'key', (args ->> 'n')::int, id, attempt, attempted_at, finalized_at
+		FROM `+e.job()+` WHERE queue = $1 ORDER BY args ->> 'key', (args ->> 'n')::int`, seqQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type rec struct {
+		key            string
+		n, attempt     int
+		id             int64
+		started, ended time.Time
+	}
+	var prev *rec
+	retried, bad := 0, 0
+	for rows.Next() {
+		var r rec
+		if err := rows.Scan(&r.key, &r.n, &r.id, &r.attempt, &r.started, &r.ended); err != nil {
+			t.Fatal(err)
+		}
+		if r.attempt > 1 {
+			retried++
+		}
+		if prev != nil && prev.key == r.key {
+			if r.n != prev.n+1 {
+				t.Errorf("key %s: job %d (n=%d) follows n=%d: a job is missing", r.key, r.id, r.n, prev.n)
+			}
+			if !r.started.After(prev.ended) && bad < 10 {
+				bad++
+				t.Errorf("key %s: n=%d started at %v, before n=%d was finalized at %v", r.key, r.n, r.started, prev.n, prev.ended)
+			}
+		} else if r.n != 0 {
+			t.Errorf("key %s starts at n=%d", r.key, r.n)
+		}
+		prev = &r
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d keys x %d jobs in %v by 4 processes (one killed); %d jobs retried; %d samples, at most %d of a key running",
+		keys, perKey, took.Round(time.Millisecond), retried, samples, maxKey)
+	if maxKey > 1 {
+		t.Errorf("the database showed %d jobs of one sequence running at once", maxKey)
+	}
+	if retried == 0 {
+		t.Error("no job was retried: the failures did not happen")
+	}
+	var left int
+	e.scan(`SELECT count(*) FROM `+pgx.Identifier{e.schema, "millrace_sequence"}.Sanitize(), nil, &left)
+	if left != 0 {
+		t.Errorf("%d sequences left after every job completed", left)
+	}
+}
