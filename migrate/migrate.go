@@ -254,8 +254,10 @@ func checkOwnObjects(sql, prefix string) error {
 		kind, name := strings.ToUpper(m[1]), m[2]
 		want := "{{schema}}" + prefix
 		if kind == "INDEX" || kind == "TRIGGER" {
-			// Postgres puts these in their table's schema.
+			// Postgres puts these in their table's schema; SQLite in
+			// the schema their name gives (a driver's own line).
 			want = prefix
+			name = strings.TrimPrefix(name, "{{schema}}")
 		}
 		if !strings.HasPrefix(name, want) {
 			return fmt.Errorf("CREATE %s %s: the name must start with %s", kind, name, want)

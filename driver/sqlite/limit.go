@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -177,6 +178,14 @@ func (e *executor) JobLimitScan(ctx context.Context, p *driver.JobLimitScanParam
 			args = append(args, k)
 		}
 	}
+	// Each candidate's rank in its group; with FirstPerGroup the first
+	// ones of every group come before the others, so the scan reads the
+	// whole queue then, and stops at Candidates otherwise.
+	type cand struct {
+		c    *driver.JobLimitCandidate
+		rank int
+	}
+	var cands []cand
 	perGroup := map[key]int{}
 	errEnough := errors.New("enough")
 	err = e.query(ctx, `SELECT id, kind, args FROM `+qualify(p.Schema)+`river_job `+where+` ORDER BY priority, scheduled_at, id`,
@@ -192,14 +201,26 @@ func (e *executor) JobLimitScan(ctx context.Context, p *driver.JobLimitScanParam
 				return nil
 			}
 			perGroup[k]++
-			res.Available = append(res.Available, &c)
-			if len(res.Available) >= p.Candidates {
+			cands = append(cands, cand{&c, perGroup[k]})
+			if p.FirstPerGroup <= 0 && len(cands) >= p.Candidates {
 				return errEnough
 			}
 			return nil
 		})
 	if errors.Is(err, errEnough) {
 		err = nil
+	}
+	if p.FirstPerGroup > 0 {
+		late := func(c cand) int {
+			if c.rank > p.FirstPerGroup {
+				return 1
+			}
+			return 0
+		}
+		slices.SortStableFunc(cands, func(a, b cand) int { return late(a) - late(b) })
+	}
+	for _, c := range cands[:min(len(cands), p.Candidates)] {
+		res.Available = append(res.Available, c.c)
 	}
 	return res, err
 }
