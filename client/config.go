@@ -270,7 +270,7 @@ type QueueConfig struct {
 	// of short jobs is fetched in large statements. Its size follows the
 	// jobs' observed run times (about 5 ms of the workers' work; a queue
 	// of long jobs gets none), and it is off while the queue has rate
-	// limits, timed pauses, or concurrency limits by kind or partition (a
+	// limits, timed pauses, Fairness, or concurrency limits by kind or partition (a
 	// Global or Local limit of the whole queue counts buffered jobs as
 	// running). A buffered job is
 	// running in the table, as River's fetched jobs are: when the process
@@ -279,6 +279,16 @@ type QueueConfig struct {
 	// attempt. 0 (the default): DefaultFetchBuffer(MaxWorkers); -1: no
 	// buffer; at most MaxFetchBuffer. See "The fetch buffer" in the README.
 	FetchBuffer int
+
+	// Fairness, when not nil, makes the queue's partitions (by kind, by
+	// values of args keys) take turns at its workers, so that one tenant's
+	// backlog does not starve another's jobs. It combines with Global and
+	// Local concurrency limits and rate limits of the whole queue (a
+	// limit or pause by kind or partition set at run time takes over the
+	// fetch while it is in force); a fair queue keeps no fetch buffer. See
+	// Fairness and "Fairness" in the README. Default nil: the queue's
+	// usual order, and the fetch pays nothing.
+	Fairness *Fairness
 
 	// TimedPauses makes the queue's fetches honour timed pauses
 	// (PauseUntil, JobPauseUntil) without rate limits (a queue with
@@ -456,6 +466,7 @@ func (cfg *Config) withDefaults() (*Config, error) {
 	}
 	queues := make(map[string]QueueConfig, len(c.Queues))
 	for name, q := range c.Queues {
+		q.Fairness = q.Fairness.clone()
 		if err := q.validate(name, c.Workers); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}

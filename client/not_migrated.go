@@ -25,7 +25,7 @@ const RequiredMigrationVersion = 8
 // migration line "millrace" a working client needs (its heartbeat table and
 // what later versions add): every version from 1 to it must be applied.
 // Inserting needs only line main.
-const RequiredMillraceMigrationVersion = 7
+const RequiredMillraceMigrationVersion = 8
 
 // The migration lines, as the migrate package names them.
 const (

@@ -52,6 +52,7 @@ type producerRun struct {
 // stopping) returns its error.
 func (b *QueueBundle[TTx]) Add(name string, cfg QueueConfig) error {
 	c := b.c
+	cfg.Fairness = cfg.Fairness.clone()
 	if err := cfg.validate(name, c.config.Workers); err != nil {
 		return fmt.Errorf("add queue: %w: %w", ErrInvalidConfig, err)
 	}
@@ -202,7 +203,7 @@ func (c *Client[TTx]) newProducer(exec driver.Executor, name string, q QueueConf
 		slices.Sort(kinds)
 	}
 	return producer.New(exec, &producer.Config{
-		Fetch: q.rateFetch(c.config.Schema, name, producer.NewLimitFetch(c.config.Schema, name, q.Limits)),
+		Fetch: q.rateFetch(c.config.Schema, name, producer.NewLimitFetchOver(c.config.Schema, name, q.Limits, q.fairFetch(c.config.Schema, name))),
 		Queue: name, MaxWorkers: q.MaxWorkers, FetchBuffer: q.fetchBuffer(), Schema: c.config.Schema, ClientID: c.config.ID, Kinds: kinds,
 		Logger: c.config.Logger, Notifier: c.notifier, FetchCooldown: c.config.FetchCooldown,
 		FetchPollInterval: c.config.FetchPollInterval, WorkCtx: ephemeralQueueContext(workCtx, q), Work: c.exec.Work,
@@ -243,7 +244,13 @@ func (q QueueConfig) validate(name string, workers *Workers) error {
 		}
 		kinds[l.Kind] = true
 	}
-	return validateRateLimits(name, q.RateLimits)
+	if err := validateRateLimits(name, q.RateLimits); err != nil {
+		return err
+	}
+	if err := q.validateFairness(workers); err != nil {
+		return fmt.Errorf("queue %q: %w", name, err)
+	}
+	return nil
 }
 
 // MaxFetchBuffer is the largest QueueConfig.FetchBuffer.

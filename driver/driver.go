@@ -360,6 +360,30 @@ type Executor interface {
 	// SequenceGetMany lists sequences by queue and key.
 	SequenceGetMany(ctx context.Context, params *SequenceGetManyParams) ([]*SequenceRow, error)
 
+	// Fairness within a queue (table millrace_fair_partition of
+	// migration line millrace; see fair.go).
+
+	// FairPartitionList reads a fair queue's partitions in order, from
+	// a cursor: see FairPartitionListParams.
+	FairPartitionList(ctx context.Context, params *FairPartitionListParams) ([]*FairPartition, error)
+	// FairPartitionDiscover registers (inserts when missing) the
+	// partitions of the queue's newest available jobs and of chosen jobs,
+	// and returns the rows it added, those of the newest jobs first.
+	FairPartitionDiscover(ctx context.Context, params *FairPartitionDiscoverParams) ([]*FairPartition, error)
+	// JobFairLock locks (FOR UPDATE SKIP LOCKED) available due jobs of a
+	// queue, each share's first jobs in fetch order, then jobs in plain
+	// fetch order up to Max, and returns them without changing them
+	// (JobGetAvailableByID then marks them running). Each share's read is
+	// planned with its values (plan_cache_mode force_custom_plan, set
+	// locally), so that a small partition is read through River's GIN
+	// index on args and a large one in queue order. It must be called in
+	// a transaction: the locks last until its end.
+	JobFairLock(ctx context.Context, params *JobFairLockParams) ([]*FairLocked, error)
+	// FairPartitionUpdate records a fair fetch's findings and deletes the
+	// partitions empty for longer than the grace period: see
+	// FairPartitionUpdateParams. It returns how many rows it deleted.
+	FairPartitionUpdate(ctx context.Context, params *FairPartitionUpdateParams) (int, error)
+
 	// Runtime queue management (see queue_admin.go for the params).
 
 	// QueueUpdate changes a queue's settings: its metadata when

@@ -72,7 +72,7 @@ func ownObjects(t *testing.T, pool *pgxpool.Pool, schema string) []string {
 
 // millraceObjects are the objects of line millrace at its latest version,
 // as ownObjects lists them.
-var millraceObjects = []string{"r millrace_client", "i millrace_client_pkey", "r millrace_leader", "i millrace_leader_pkey",
+var millraceObjects = []string{"r millrace_client", "i millrace_client_pkey", "r millrace_fair_partition", "i millrace_fair_partition_pkey", "r millrace_leader", "i millrace_leader_pkey",
 	"r millrace_limit", "r millrace_limit_bound", "i millrace_limit_bound_pkey", "i millrace_limit_pkey", "r millrace_pause", "i millrace_pause_pkey", "r millrace_periodic", "i millrace_periodic_pkey", "r millrace_rate", "i millrace_rate_pkey",
 	"r millrace_sequence", "i millrace_sequence_head_id_index", "r millrace_sequence_job", "i millrace_sequence_job_pkey", "i millrace_sequence_pkey"}
 
@@ -101,7 +101,7 @@ func newSchemaDB(t *testing.T, schema string) (string, *pgxpool.Pool) {
 }
 
 // millraceVersions are the versions of line millrace, in order.
-var millraceVersions = []int{1, 2, 3, 4, 5, 6, 7}
+var millraceVersions = []int{1, 2, 3, 4, 5, 6, 7, 8}
 
 // millraceRows are they as river_migration rows.
 func millraceRows() []string {
@@ -413,7 +413,8 @@ func TestPrintedSQLBothLines(t *testing.T) {
 		"line millrace version 005 millrace_limit (up)", "CREATE TABLE millrace_limit (",
 		"line millrace version 006 millrace_rate (up)", "CREATE TABLE millrace_rate (", "CREATE TABLE millrace_pause (",
 		"line millrace version 007 millrace_sequence (up)", "CREATE TABLE millrace_sequence (", "CREATE TABLE millrace_sequence_job (",
-		"INSERT INTO river_migration (line, version) VALUES ('millrace', 7);"} {
+		"line millrace version 008 millrace_fair (up)", "CREATE TABLE millrace_fair_partition (",
+		"INSERT INTO river_migration (line, version) VALUES ('millrace', 8);"} {
 		if !strings.Contains(millUp, want) {
 			t.Fatalf("millrace up SQL lacks %q:\n%s", want, millUp)
 		}

@@ -164,6 +164,7 @@ func ExerciseWith[TTx any](ctx context.Context, t *testing.T, opts *Options, fac
 		{"Limit", s.testLimit},
 		{"Rate", s.testRate},
 		{"Sequence", s.testSequence},
+		{"Fair", s.testFair},
 	}
 	if len(opts.Groups) > 0 {
 		var names, left []string

@@ -57,6 +57,22 @@ func TestMillraceLineInterop(t *testing.T) {
 	if _, err := pool.Exec(ctx, "INSERT INTO "+periodic+" (id, next_run_at, next_from) VALUES ('nightly', '2030-01-02T03:00:00Z', '2030-01-01T03:00:00Z')"); err != nil {
 		t.Fatal(err)
 	}
+	// A fair queue's partition row (millrace_fair_partition), likewise.
+	fairPart := pgx.Identifier{schema, "millrace_fair_partition"}.Sanitize()
+	if _, err := pool.Exec(ctx, "INSERT INTO "+fairPart+` (queue, args) VALUES ('default', '{"tenant":"B"}')`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			return
+		}
+		var args string
+		if err := pool.QueryRow(ctx, "SELECT args::text FROM "+fairPart+" WHERE queue = 'default'").Scan(&args); err != nil {
+			t.Errorf("millrace_fair_partition after River's migrator and client: %v", err)
+		} else if args != `{"tenant": "B"}` {
+			t.Errorf("millrace_fair_partition row changed: %s", args)
+		}
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			return

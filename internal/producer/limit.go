@@ -17,7 +17,8 @@ import (
 // limits: those of the client's configuration, replaced per kind by the
 // rows of table millrace_limit (set at run time from any client).
 //
-// While no limit applies it is DefaultFetch, plus a look at the table
+// While no limit applies it is its inner strategy (DefaultFetch unless
+// made with NewLimitFetchOver), plus a look at the table
 // every LimitRefresh and when told of a change (LimitsChanged, from the
 // limits_changed control notification). With limits it works in one
 // transaction that first takes an advisory lock on the schema and queue,
@@ -40,6 +41,7 @@ type LimitFetch struct {
 	schema, queue string
 	config        []millracetype.ConcurrencyLimit
 	lockKey       int64
+	inner         FetchStrategy // takes the jobs while no limit applies, or only queue-wide ones
 
 	stale atomic.Bool // a limits_changed notification arrived
 
@@ -68,10 +70,22 @@ const (
 // NewLimitFetch returns the strategy of queue in schema with the limits of
 // the configuration (already validated).
 func NewLimitFetch(schema, queue string, config []millracetype.ConcurrencyLimit) *LimitFetch {
+	return NewLimitFetchOver(schema, queue, config, nil)
+}
+
+// NewLimitFetchOver is NewLimitFetch whose jobs, while no limit applies or
+// only limits of the whole queue (Global, Local) do, are taken by inner
+// (DefaultFetch when nil) with Max lowered to the room left, inside the
+// limit's transaction. Limits by kind or partition choose their jobs
+// themselves, and inner is not called.
+func NewLimitFetchOver(schema, queue string, config []millracetype.ConcurrencyLimit, inner FetchStrategy) *LimitFetch {
+	if inner == nil {
+		inner = DefaultFetch{}
+	}
 	h := fnv.New64a()
 	h.Write([]byte("millrace_limit\x00" + schema + "\x00" + queue))
 	f := &LimitFetch{schema: schema, queue: queue, config: slices.Clone(config), lockKey: int64(h.Sum64()),
-		own: map[int64]string{}, backoff: limitRecheckMin}
+		inner: inner, own: map[int64]string{}, backoff: limitRecheckMin}
 	f.stale.Store(true)
 	return f
 }
@@ -148,7 +162,7 @@ func (f *LimitFetch) Fetch(ctx context.Context, exec driver.Executor, req *Fetch
 	case len(lims) == 0:
 		// Unlimited: jobs are not even tracked (a local limit set at
 		// run time counts the jobs fetched from then on).
-		return DefaultFetch{}.Fetch(ctx, exec, req)
+		return f.inner.Fetch(ctx, exec, req)
 	case !needsLock(lims):
 		return f.fetchLimited(ctx, exec, req, lims, false)
 	default:
@@ -162,8 +176,12 @@ func (f *LimitFetch) Fetch(ctx context.Context, exec driver.Executor, req *Fetch
 // running in the table, and handed out for a local limit), so they hold
 // with a buffer too; a kind or partition limit, which picks jobs among
 // candidates, stops buffering from the fetch that reads it on (the jobs
-// already buffered count against it as running).
+// already buffered count against it as running). An inner strategy that
+// allows no buffer (FairFetch) allows none here either.
 func (f *LimitFetch) BufferAllowed() bool {
+	if b, ok := f.inner.(BufferAllower); !ok || !b.BufferAllowed() {
+		return false
+	}
 	if f.stale.Load() {
 		return false
 	}
@@ -281,8 +299,13 @@ func (f *LimitFetch) fetchLimited(ctx context.Context, exec driver.Executor, req
 		}
 		held = room < req.Max
 		if room > 0 {
-			jobs, err = x.JobGetAvailable(ctx, &driver.JobGetAvailableParams{Schema: f.schema, Queue: f.queue,
-				Max: room, ClientID: req.ClientID, Kinds: req.Kinds, After: req.After})
+			orig := req.Max
+			req.Max = room
+			var ir FetchResult
+			ir, err = f.inner.Fetch(ctx, x, req)
+			req.Max = orig
+			jobs = ir.Jobs
+			held = held || ir.Limited
 		}
 		if lock && err == nil {
 			err = x.LimitBoundSet(ctx, &driver.LimitBoundParams{Schema: f.schema, Queue: f.queue, Bound: total + len(jobs)})

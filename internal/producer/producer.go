@@ -76,6 +76,12 @@
 // taken to the counts, and returns with Limited set and NextFetch at the
 // end of the window or pause that held jobs back.
 //
+// FairFetch (fairness: the partitions of a queue, by kind or args values,
+// take turns) is the innermost strategy of a fair queue, in place of
+// DefaultFetch under LimitFetch and RateFetch: it reads the partitions
+// from the database, takes a share of Max from each in one transaction
+// and the rest in fetch order, and allows no buffer.
+//
 // # The fetch buffer
 //
 // With Config.FetchBuffer set, a fetch may take more jobs than there are
