@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -19,10 +21,19 @@ func TestDemo(t *testing.T) {
 	if code := run([]string{"demo", "--jobs", "50", "--workers", "5", "--path", path, "--keep"}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
 	}
-	for _, want := range []string{"1. migrated SQLite file " + path, "completed    54", "total 54 = 50 inserted", "kept " + path} {
+	for _, want := range []string{"1. migrated SQLite file " + path, "2. inserted 50 jobs with INSERTs in one transaction", "duplicate=true",
+		"now running: 0", "kept " + path} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+	// Every job completed: the 50, the scheduled one, the unique one and
+	// one periodic job per client that became leader (one or two: the
+	// first client works only half the jobs, and may stop before its
+	// leader's services start).
+	m := regexp.MustCompile(`completed\s+(\d+)\n(?s:.*)\n\s+total\s+(\d+)\ntotal \d+ = 50 inserted \+ 1 scheduled ahead \+ 1 unique \+ (\d) periodic`).FindStringSubmatch(out.String())
+	if m == nil || m[1] != m[2] || (m[3] != "1" && m[3] != "2") || m[1] != strconv.Itoa(52+int(m[3][0]-'0')) {
+		t.Errorf("summary: got %q, want every job completed, with 1 or 2 periodic ones:\n%s", m, out.String())
 	}
 	// A kept file holds a demo: a second run refuses it.
 	out.Reset()
