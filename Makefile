@@ -6,11 +6,13 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 # Every Go module in the repository: the core, bench/, and the container
 # starter of the tests (internal/testdb/containerpg, a module of its own so
-# that testcontainers-go stays out of the core's module graph).
-MODULES := $(patsubst %/,%,$(dir $(wildcard go.mod */go.mod driver/*/go.mod internal/*/*/go.mod)))
+# that testcontainers-go stays out of the core's module graph), the SQLite
+# driver (driver/sqlite) and its demo command (cmd/millrace-sqlite), modules
+# of their own so that modernc.org/sqlite stays out of it too.
+MODULES := $(patsubst %/,%,$(dir $(wildcard go.mod */go.mod driver/*/go.mod cmd/*/go.mod internal/*/*/go.mod)))
 ENSURE_PG := bash scripts/ensure-postgres.sh
 
-.PHONY: all test test-faults soak soak-faults fuzz demo bench lint db-up db-down ensure-postgres
+.PHONY: all test test-faults soak soak-faults fuzz demo demo-sqlite bench lint db-up db-down ensure-postgres
 
 all: test
 
@@ -66,12 +68,22 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
 
-## demo: migrate a demo schema, insert and work jobs, with progress output
+## demo: migrate a demo schema, insert and work jobs, with progress output;
+## on SQLite (no server) when DATABASE_URL is unset and no PostgreSQL is
+## reachable or can be installed
 demo:
 	@set -eo pipefail; url="$${DATABASE_URL:-}"; \
-	if [ -z "$$url" ]; then url=$$($(ENSURE_PG) | tee /dev/stderr | sed -n 's/^ensure-postgres: ready: //p' | tail -n1); \
+	if [ -z "$$url" ]; then \
+		if ! url=$$($(ENSURE_PG) | tee /dev/stderr | sed -n 's/^ensure-postgres: ready: //p' | tail -n1) || [ -z "$$url" ]; then \
+			echo "demo: no PostgreSQL is reachable and none could be installed: running the demo on SQLite instead (a file, no server)" >&2; \
+			$(MAKE) --no-print-directory demo-sqlite; exit 0; \
+		fi; \
 	else $(ENSURE_PG) >&2; fi; \
 	DATABASE_URL="$$url" $(GO) run ./cmd/millrace demo
+
+## demo-sqlite: the demo on SQLite, in a temporary file, with no server
+demo-sqlite:
+	cd cmd/millrace-sqlite && $(GO) run . demo
 
 ## bench: the core's Go benchmarks (briefly), then millrace side by side with River (bench/, ~13 min; see bench/README.md;
 ## BENCH_SCENARIOS=scale, the cost-as-work-grows curve, runs only when named)
@@ -82,6 +94,8 @@ bench:
 	set -e; \
 	echo "== core benchmarks (5000 jobs each)"; \
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5000x ./...; \
+	echo "== the SQLite driver's burn-down (5000 jobs; compare with client's BenchmarkBurndown on Postgres above)"; \
+	(cd driver/sqlite && $(GO) test -run '^$$' -bench . -benchmem -benchtime 5000x .); \
 	echo "== millrace vs River v0.51.2 (bench/cmd/bench)"; \
 	cd bench && DATABASE_URL="$$url" $(GO) run ./cmd/bench
 

@@ -10,8 +10,11 @@
 //
 // Implementations live in sub-packages (driver/pgxv5 on a pgx pool,
 // driver/databasesql on a *sql.DB of pgx's stdlib, both running the
-// statements of driver/internal/pgexec); the riverdrivertest package is
-// the conformance suite each of them must pass.
+// statements of driver/internal/pgexec, and driver/sqlite, a module of its
+// own, on SQLite); the riverdrivertest package is the conformance suite
+// each of them must pass. A driver whose database lacks something Postgres
+// has says so: SupportsListener (LISTEN/NOTIFY), SingleWriter (row
+// locks), MigrationProvider (its own SQL for the migration lines).
 package driver
 
 import (

@@ -254,8 +254,10 @@ func checkOwnObjects(sql, prefix string) error {
 		kind, name := strings.ToUpper(m[1]), m[2]
 		want := "{{schema}}" + prefix
 		if kind == "INDEX" || kind == "TRIGGER" {
-			// Postgres puts these in their table's schema.
+			// Postgres puts these in their table's schema; SQLite in
+			// the schema their name gives (a driver's own line).
 			want = prefix
+			name = strings.TrimPrefix(name, "{{schema}}")
 		}
 		if !strings.HasPrefix(name, want) {
 			return fmt.Errorf("CREATE %s %s: the name must start with %s", kind, name, want)
@@ -291,6 +293,10 @@ type Migrator[TTx any] struct {
 	spec     lineSpec
 	logger   *slog.Logger
 	versions []Version
+	// dialect is set when the driver brings its own SQL
+	// (driver.MigrationProvider): SQL then refuses to print, its guards
+	// being Postgres'.
+	dialect bool
 }
 
 // MaxSchemaLength is the longest schema name accepted, so that notification
@@ -331,7 +337,42 @@ func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Migrator[TTx], error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	return &Migrator[TTx]{driver: drv, schema: cfg.Schema, spec: spec, logger: logger, versions: versions}, nil
+	p, dialect := any(drv).(driver.MigrationProvider)
+	if dialect {
+		versions, err = dialectLine(p, spec, versions)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &Migrator[TTx]{driver: drv, schema: cfg.Schema, spec: spec, logger: logger, versions: versions, dialect: dialect}, nil
+}
+
+// ErrDialectLine is returned (wrapped) when a driver's own migration line
+// (driver.MigrationProvider) cannot be used: missing, malformed, or not
+// numbered and named as the Postgres line.
+var ErrDialectLine = errors.New("driver's migration line does not match millrace's")
+
+// dialectLine loads a line from a driver's own SQL and checks that it has
+// the versions of the Postgres line pg, of the same names, so that
+// river_migration records the same versions whatever the database.
+func dialectLine(p driver.MigrationProvider, spec lineSpec, pg []Version) ([]Version, error) {
+	fsys := p.MigrationFS()
+	if fsys == nil {
+		return nil, fmt.Errorf("migrate: %w: line %s: MigrationFS is nil", ErrDialectLine, spec.name)
+	}
+	versions, err := loadLine(fsys, spec)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w: %w", ErrDialectLine, err)
+	}
+	if len(versions) != len(pg) {
+		return nil, fmt.Errorf("migrate: %w: line %s has %d versions in the driver's SQL, %d in millrace's", ErrDialectLine, spec.name, len(versions), len(pg))
+	}
+	for i, v := range versions {
+		if v.Name != pg[i].Name {
+			return nil, fmt.Errorf("migrate: %w: line %s version %d is %q in the driver's SQL, %q in millrace's", ErrDialectLine, spec.name, v.Version, v.Name, pg[i].Name)
+		}
+	}
+	return versions, nil
 }
 
 // Line is the migration line the Migrator works on.
@@ -361,7 +402,13 @@ func (m *Migrator[TTx]) render(sql string) string {
 // dependencies between lines as Migrate does: line millrace's versions fail
 // unless line main is far enough, and line main's version 5 down fails
 // while line millrace has versions recorded.
+//
+// SQL is Postgres': for a driver with its own migration line
+// (driver.MigrationProvider) it returns an error wrapping ErrDialectLine.
 func (m *Migrator[TTx]) SQL(from, to int) (string, error) {
+	if m.dialect {
+		return "", fmt.Errorf("migrate: %w: SQL prints Postgres' SQL only; migrate a database of this driver with Migrate", ErrDialectLine)
+	}
 	if from < 0 || from > m.Latest() {
 		return "", fmt.Errorf("migrate: %w: %d (known 0..%d)", ErrUnknownVersion, from, m.Latest())
 	}
@@ -797,6 +844,11 @@ func (m *Migrator[TTx]) checkSchema(ctx context.Context, exec driver.Executor) e
 		return fmt.Errorf("migrate: check schema %q: %w", m.schema, err)
 	}
 	if !ok {
+		if m.dialect {
+			// Not Postgres: a SQLite schema is a database of the
+			// connection ("main", or one ATTACHed).
+			return fmt.Errorf("migrate: schema %q does not exist in the driver's database", m.schema)
+		}
 		return fmt.Errorf("migrate: schema %q does not exist (create it first: CREATE SCHEMA %q)", m.schema, m.schema)
 	}
 	return nil

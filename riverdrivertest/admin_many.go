@@ -202,6 +202,7 @@ func (s *suite[TTx]) testJobDeleteMany(t *testing.T) {
 	})
 
 	s.run(t, "SkipsLockedRows", func(t *testing.T, e *env[TTx]) {
+		e.requireRowLocks(t)
 		a := e.insertFull(t, &driver.JobInsertFullParams{})
 		b := e.insertFull(t, &driver.JobInsertFullParams{})
 		tx, err := e.exec.Begin(e.ctx)

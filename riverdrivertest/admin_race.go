@@ -31,6 +31,7 @@ type adminResult struct {
 func (e *env[TTx]) race(t *testing.T, first func(tx driver.ExecutorTx) error,
 	second func(exec driver.Executor) (*millracetype.JobRow, error)) adminResult {
 	t.Helper()
+	e.requireRowLocks(t)
 	tx, err := e.exec.Begin(e.ctx)
 	requireNoError(t, err, "Begin")
 	defer func() { _ = tx.Rollback(context.WithoutCancel(e.ctx)) }()
@@ -204,6 +205,7 @@ func (s *suite[TTx]) testAdminManyRace(t *testing.T) {
 		}},
 	} {
 		s.run(t, c.name+"SkipsHeldRow", func(t *testing.T, e *env[TTx]) {
+			e.requireRowLocks(t)
 			// Scheduled jobs: each of the three calls changes them.
 			free := e.insertFull(t, inState(millracetype.JobStateScheduled, now()))
 			held := e.insertFull(t, inState(millracetype.JobStateScheduled, now()))

@@ -175,6 +175,7 @@ func (s *suite[TTx]) testJobGetAvailable(t *testing.T) {
 	})
 
 	s.run(t, "SkipsLockedRows", func(t *testing.T, e *env[TTx]) {
+		e.requireRowLocks(t)
 		var ids []int64
 		for range 4 {
 			ids = append(ids, e.insertFull(t, &driver.JobInsertFullParams{}).ID)
@@ -540,13 +541,17 @@ func (s *suite[TTx]) testJobSetStateIfRunningManyMore(t *testing.T) {
 			requireNoError(t, err, "JobSetStateIfRunningMany")
 			if i == 0 {
 				// Back to running for the second attempt.
-				e.rawExec(t, `UPDATE `+e.table("river_job")+` SET state = 'running', attempt = 2 WHERE id = $1::bigint`, job.ID)
+				e.rawExec(t, e.sql(`UPDATE `+e.table("river_job")+` SET state = 'running', attempt = 2 WHERE id = $1::bigint`,
+					`UPDATE `+e.table("river_job")+` SET state = 'running', attempt = 2 WHERE id = ?`), job.ID)
 			}
 		}
-		requireEqual(t, e.rawString(t, `SELECT array_length(errors, 1) FROM `+e.table("river_job")+` WHERE id = $1::bigint`, job.ID), "2", "stored errors")
+		requireEqual(t, e.rawString(t, e.sql(`SELECT array_length(errors, 1) FROM `+e.table("river_job")+` WHERE id = $1::bigint`,
+			`SELECT json_array_length(errors) FROM `+e.table("river_job")+` WHERE id = ?`), job.ID), "2", "stored errors")
 		for i, want := range errs {
-			raw := e.rawString(t, fmt.Sprintf(`SELECT errors[%d] FROM %s WHERE id = $1::bigint`, i+1, e.table("river_job")), job.ID)
-			requireEqual(t, e.rawString(t, fmt.Sprintf(`SELECT jsonb_typeof(errors[%d]) FROM %s WHERE id = $1::bigint`, i+1, e.table("river_job")), job.ID),
+			raw := e.rawString(t, e.sql(fmt.Sprintf(`SELECT errors[%d] FROM %s WHERE id = $1::bigint`, i+1, e.table("river_job")),
+				fmt.Sprintf(`SELECT errors -> %d FROM %s WHERE id = ?`, i, e.table("river_job"))), job.ID)
+			requireEqual(t, e.rawString(t, e.sql(fmt.Sprintf(`SELECT jsonb_typeof(errors[%d]) FROM %s WHERE id = $1::bigint`, i+1, e.table("river_job")),
+				fmt.Sprintf(`SELECT json_type(errors, '$[%d]') FROM %s WHERE id = ?`, i, e.table("river_job"))), job.ID),
 				"object", "jsonb type of a stored error")
 			var got map[string]any
 			if err := json.Unmarshal([]byte(raw), &got); err != nil {

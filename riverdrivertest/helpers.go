@@ -341,6 +341,36 @@ func (e *env[TTx]) table(name string) string {
 	return `"` + e.name + `".` + name
 }
 
+// sql picks the statement of the env's dialect: pg for Postgres, lite for
+// SQLite (where bind parameters are ?, times are text, JSON is text).
+func (e *env[TTx]) sql(pg, lite string) string {
+	if e.dialect == DialectSQLite {
+		return lite
+	}
+	return pg
+}
+
+// liteAgo is SQLite SQL for the time the given number of seconds ago, as
+// the SQLite driver stores times.
+func liteAgo(seconds int) string {
+	return fmt.Sprintf(`(strftime('%%Y-%%m-%%dT%%H:%%M:%%f', 'now', '-%d seconds') || '000Z')`, seconds)
+}
+
+// requireRowLocks skips a subtest about row locks (a row one transaction
+// holds being skipped or waited for by another) for a driver that declares
+// it has none (driver.SingleWriter).
+func (e *env[TTx]) requireRowLocks(t *testing.T) {
+	t.Helper()
+	if driver.IsSingleWriter(e.drv) {
+		t.Skip("driver is a single writer (driver.SingleWriter): no row locks for another transaction to skip or wait for")
+	}
+}
+
+// sameSchema reports whether another factory call's schema is the env's
+// own: a driver whose database has one schema (SQLite's "main"). Cases
+// about a second schema cannot be checked then.
+func (e *env[TTx]) sameSchema(other string) bool { return other == e.name }
+
 // rawExec runs raw SQL through the driver's Exec.
 func (e *env[TTx]) rawExec(t *testing.T, sql string, args ...any) {
 	t.Helper()
@@ -353,9 +383,13 @@ const (
 )
 
 // installProbe creates the function rawValue uses: it raises its argument,
-// JSON-encoded between markers, as an error.
+// JSON-encoded between markers, as an error. On SQLite the factory's
+// connections have it already (see the package documentation).
 func (e *env[TTx]) installProbe(t *testing.T) {
 	t.Helper()
+	if e.dialect == DialectSQLite {
+		return
+	}
 	e.rawExec(t, `CREATE FUNCTION `+e.table("millrace_test_probe")+`(v text) RETURNS void
 LANGUAGE plpgsql AS $probe$
 BEGIN
@@ -370,7 +404,11 @@ $probe$`)
 // runs on the pool, never inside a transaction that must survive.
 func (e *env[TTx]) rawValue(t *testing.T, query string, args ...any) (value string, ok bool) {
 	t.Helper()
-	err := e.exec.Exec(e.ctx, `SELECT `+e.table("millrace_test_probe")+`((`+query+`)::text)`, args...)
+	probe := `SELECT ` + e.table("millrace_test_probe") + `((` + query + `)::text)`
+	if e.dialect == DialectSQLite {
+		probe = `SELECT millrace_test_probe(CAST((` + query + `) AS TEXT))`
+	}
+	err := e.exec.Exec(e.ctx, probe, args...)
 	if err == nil {
 		t.Fatalf("raw query %s: the probe function did not raise", query)
 	}
@@ -402,12 +440,15 @@ func (e *env[TTx]) rawString(t *testing.T, query string, args ...any) string {
 // --- notifications ---
 
 // listen returns a connected listener of the driver for schema, listening
-// to topics, closed at cleanup. It skips the test for a driver without a
-// listener.
+// to topics, closed at cleanup. For a driver without a listener
+// (SupportsListener false) it returns nil: the subtest's other checks run,
+// requireNext and requireQuiet on the nil listener check nothing, and next
+// skips the rest of the subtest (it needs a notification's content).
 func (e *env[TTx]) listen(t *testing.T, schema string, topics ...string) driver.Listener {
 	t.Helper()
 	if !e.drv.SupportsListener() {
-		t.Skip("driver does not support LISTEN/NOTIFY (SupportsListener is false)")
+		t.Log("driver does not support LISTEN/NOTIFY (SupportsListener is false): this subtest's notification checks are skipped")
+		return nil
 	}
 	l, err := e.drv.GetListener(schema)
 	requireNoError(t, err, "GetListener")
@@ -426,9 +467,22 @@ func (e *env[TTx]) listen(t *testing.T, schema string, topics ...string) driver.
 // notificationTimeout bounds the wait for a notification that must come.
 const notificationTimeout = 10 * time.Second
 
-// next waits for the next notification, which must come.
+// requireListener skips a subtest that is about the listener itself for a
+// driver without one.
+func (e *env[TTx]) requireListener(t *testing.T) {
+	t.Helper()
+	if !e.drv.SupportsListener() {
+		t.Skip("driver does not support LISTEN/NOTIFY (SupportsListener is false)")
+	}
+}
+
+// next waits for the next notification, which must come. On the nil
+// listener of a driver without one it skips the rest of the subtest.
 func (e *env[TTx]) next(t *testing.T, l driver.Listener) *driver.Notification {
 	t.Helper()
+	if l == nil {
+		t.Skip("driver does not support LISTEN/NOTIFY (SupportsListener is false): the rest of this subtest reads a notification")
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, notificationTimeout)
 	defer cancel()
 	n, err := l.WaitForNotification(ctx)
@@ -440,6 +494,9 @@ func (e *env[TTx]) next(t *testing.T, l driver.Listener) *driver.Notification {
 // its payload as JSON.
 func (e *env[TTx]) requireNext(t *testing.T, l driver.Listener, topic string, payload any) {
 	t.Helper()
+	if l == nil {
+		return // no listener: see listen
+	}
 	n := e.next(t, l)
 	requireEqual(t, n.Topic, topic, "notification topic")
 	requireJSON(t, []byte(n.Payload), payload, "notification payload on "+topic)
@@ -452,6 +509,9 @@ func (e *env[TTx]) requireNext(t *testing.T, l driver.Listener, topic string, pa
 // listen to topic of schema.
 func (e *env[TTx]) requireQuiet(t *testing.T, l driver.Listener, schema, topic string) {
 	t.Helper()
+	if l == nil {
+		return // no listener: see listen
+	}
 	sentinel := fmt.Sprintf(`{"sentinel":%d}`, time.Now().UnixNano())
 	requireNoError(t, e.exec.NotifyMany(e.ctx, &driver.NotifyManyParams{Schema: schema, Topic: topic, Payloads: []string{sentinel}}),
 		"NotifyMany sentinel")

@@ -130,9 +130,12 @@ func (s *suite[TTx]) testJobInsertMany(t *testing.T) {
 			requireNilTime(t, job.FinalizedAt, "finalized_at")
 			requireEqual(t, len(job.Errors), 0, "number of errors")
 			// What River reads: real empty values, not NULLs.
-			requireEqual(t, e.rawString(t, `SELECT metadata FROM `+e.table("river_job")+` WHERE id = $1::bigint`, job.ID), "{}", "stored metadata")
-			requireEqual(t, e.rawString(t, `SELECT tags FROM `+e.table("river_job")+` WHERE id = $1::bigint`, job.ID), "{}", "stored tags")
-			if v, ok := e.rawValue(t, `SELECT unique_states FROM `+e.table("river_job")+` WHERE id = $1::bigint`, job.ID); ok {
+			requireEqual(t, e.rawString(t, e.sql(`SELECT metadata FROM `+e.table("river_job")+` WHERE id = $1::bigint`,
+				`SELECT metadata FROM `+e.table("river_job")+` WHERE id = ?`), job.ID), "{}", "stored metadata")
+			requireEqual(t, e.rawString(t, e.sql(`SELECT tags FROM `+e.table("river_job")+` WHERE id = $1::bigint`,
+				`SELECT tags FROM `+e.table("river_job")+` WHERE id = ?`), job.ID), e.sql("{}", "[]"), "stored tags")
+			if v, ok := e.rawValue(t, e.sql(`SELECT unique_states FROM `+e.table("river_job")+` WHERE id = $1::bigint`,
+				`SELECT unique_states FROM `+e.table("river_job")+` WHERE id = ?`), job.ID); ok {
 				t.Fatalf("stored unique_states: got %q, want NULL", v)
 			}
 			requireSameJob(t, e.getJob(t, job.ID), job, "stored row")
@@ -300,9 +303,13 @@ func (s *suite[TTx]) testJobInsertMany(t *testing.T) {
 			job := e.insertMany(t, jobParams(func(p *driver.JobInsertParams) { p.UniqueKey, p.UniqueStates = key, c.mask }))[0].Job
 			requireEqual(t, job.UniqueStates, c.mask, "unique_states read back")
 			requireEqual(t, job.UniqueKey, key, "unique_key read back")
-			requireEqual(t, e.rawString(t, `SELECT unique_states FROM `+e.table("river_job")+` WHERE id = $1::bigint`, job.ID),
-				c.bits, fmt.Sprintf("stored unique_states of mask %#x", c.mask))
-			requireEqual(t, e.rawString(t, `SELECT encode(unique_key, 'hex') FROM `+e.table("river_job")+` WHERE id = $1::bigint`, job.ID),
+			// SQLite stores the mask as an integer whose bit 0 is
+			// available, the bit River's bit(8) has last.
+			requireEqual(t, e.rawString(t, e.sql(`SELECT unique_states FROM `+e.table("river_job")+` WHERE id = $1::bigint`,
+				`SELECT unique_states FROM `+e.table("river_job")+` WHERE id = ?`), job.ID),
+				e.sql(c.bits, fmt.Sprint(c.mask)), fmt.Sprintf("stored unique_states of mask %#x", c.mask))
+			requireEqual(t, e.rawString(t, e.sql(`SELECT encode(unique_key, 'hex') FROM `+e.table("river_job")+` WHERE id = $1::bigint`,
+				`SELECT lower(hex(unique_key)) FROM `+e.table("river_job")+` WHERE id = ?`), job.ID),
 				fmt.Sprintf("%x", key), "stored unique_key")
 		}
 	})
@@ -375,8 +382,10 @@ func (s *suite[TTx]) testJobInsertCopy(t *testing.T) {
 		requireTime(t, plain.ScheduledAt, plain.CreatedAt, "default scheduled_at")
 		requireJSON(t, plain.Metadata, map[string]any{}, "default metadata")
 		requireEqual(t, len(plain.Tags), 0, "default tags")
-		requireEqual(t, e.rawString(t, `SELECT tags FROM `+e.table("river_job")+` WHERE id = $1::bigint`, plain.ID), "{}", "stored tags")
-		if v, ok := e.rawValue(t, `SELECT unique_states FROM `+e.table("river_job")+` WHERE id = $1::bigint`, plain.ID); ok {
+		requireEqual(t, e.rawString(t, e.sql(`SELECT tags FROM `+e.table("river_job")+` WHERE id = $1::bigint`,
+			`SELECT tags FROM `+e.table("river_job")+` WHERE id = ?`), plain.ID), e.sql("{}", "[]"), "stored tags")
+		if v, ok := e.rawValue(t, e.sql(`SELECT unique_states FROM `+e.table("river_job")+` WHERE id = $1::bigint`,
+			`SELECT unique_states FROM `+e.table("river_job")+` WHERE id = ?`), plain.ID); ok {
 			t.Fatalf("stored unique_states of a non-unique job: got %q, want NULL", v)
 		}
 
@@ -392,8 +401,9 @@ func (s *suite[TTx]) testJobInsertCopy(t *testing.T) {
 		requireEqual(t, full.Tags, []string{"tag_c"}, "tags")
 		requireEqual(t, full.UniqueKey, key, "unique_key")
 		requireEqual(t, full.UniqueStates, defaultUniqueStates, "unique_states")
-		requireEqual(t, e.rawString(t, `SELECT unique_states FROM `+e.table("river_job")+` WHERE id = $1::bigint`, full.ID),
-			"11110101", "stored unique_states")
+		requireEqual(t, e.rawString(t, e.sql(`SELECT unique_states FROM `+e.table("river_job")+` WHERE id = $1::bigint`,
+			`SELECT unique_states FROM `+e.table("river_job")+` WHERE id = ?`), full.ID),
+			e.sql("11110101", fmt.Sprint(0b11110101)), "stored unique_states")
 
 		requireEqual(t, pending.State, millracetype.JobStatePending, "state of the pending job")
 

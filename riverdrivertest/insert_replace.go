@@ -230,6 +230,7 @@ func (s *suite[TTx]) testJobInsertManyReplace(t *testing.T) {
 	// A fetch that takes the row first (it is running when the insert
 	// gets its lock) leaves it alone.
 	s.run(t, "WaitsForAFetchHoldingTheRow", func(t *testing.T, e *env[TTx]) {
+		e.requireRowLocks(t)
 		key := uniqueKey("fetched")
 		job := e.insertMany(t, jobParams(func(p *driver.JobInsertParams) {
 			p.UniqueKey, p.UniqueStates, p.Args = key, defaultUniqueStates, []byte(`{"v":"old"}`)

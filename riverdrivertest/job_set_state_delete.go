@@ -145,6 +145,7 @@ func (s *suite[TTx]) testJobSetStateEphemeral(t *testing.T) {
 			name = "EphemeralRescuedWhileWaitingCommitted"
 		}
 		s.run(t, name, func(t *testing.T, e *env[TTx]) {
+			e.requireRowLocks(t)
 			job := e.insertFull(t, running(now().Add(-time.Hour)))
 			tx, err := e.exec.Begin(e.ctx)
 			requireNoError(t, err, "Begin")

@@ -93,7 +93,8 @@ func (s *suite[TTx]) testJobSetStateOnlyIfRunning(t *testing.T) {
 		at := now().Add(-time.Minute)
 		stillRunning := e.insertFull(t, running(at))
 		otherAttempt := e.insertFull(t, running(at))
-		e.rawExec(t, `UPDATE `+e.table("river_job")+` SET attempt = 2 WHERE id = $1::bigint`, otherAttempt.ID)
+		e.rawExec(t, e.sql(`UPDATE `+e.table("river_job")+` SET attempt = 2 WHERE id = $1::bigint`,
+			`UPDATE `+e.table("river_job")+` SET attempt = 2 WHERE id = ?`), otherAttempt.ID)
 		otherAttempt = e.getJob(t, otherAttempt.ID)
 		completed := e.insertFull(t, &driver.JobInsertFullParams{State: millracetype.JobStateCompleted, Attempt: 1,
 			FinalizedAt: &at, Metadata: []byte(`{"done":"in tx"}`)})
@@ -102,7 +103,8 @@ func (s *suite[TTx]) testJobSetStateOnlyIfRunning(t *testing.T) {
 		// A plain late outcome of an attempt the row has moved past (it
 		// was rescued and runs again): nothing at all.
 		plainOtherAttempt := e.insertFull(t, running(at))
-		e.rawExec(t, `UPDATE `+e.table("river_job")+` SET attempt = 2 WHERE id = $1::bigint`, plainOtherAttempt.ID)
+		e.rawExec(t, e.sql(`UPDATE `+e.table("river_job")+` SET attempt = 2 WHERE id = $1::bigint`,
+			`UPDATE `+e.table("river_job")+` SET attempt = 2 WHERE id = ?`), plainOtherAttempt.ID)
 		plainOtherAttempt = e.getJob(t, plainOtherAttempt.ID)
 
 		outcome := func(id int64, only bool) *driver.JobSetState {

@@ -67,8 +67,10 @@ func (s *suite[TTx]) testLeader(t *testing.T) {
 	})
 
 	s.run(t, "ElectAfterExpiry", func(t *testing.T, e *env[TTx]) {
-		e.rawExec(t, `INSERT INTO `+e.table("river_leader")+` (leader_id, elected_at, expires_at)
-			VALUES ('old_leader', now() - interval '1 minute', now() - interval '1 second')`)
+		e.rawExec(t, e.sql(`INSERT INTO `+e.table("river_leader")+` (leader_id, elected_at, expires_at)
+			VALUES ('old_leader', now() - interval '1 minute', now() - interval '1 second')`,
+			`INSERT INTO `+e.table("river_leader")+` (leader_id, elected_at, expires_at)
+			VALUES ('old_leader', `+liteAgo(60)+`, `+liteAgo(1)+`)`))
 		requireNoLeader(t, e)
 		l := elect(t, e, "new_leader")
 		if l == nil {
@@ -101,7 +103,8 @@ func (s *suite[TTx]) testLeader(t *testing.T) {
 		if got := reelect("leader_b", first.ElectedAt, time.Minute); got != nil {
 			t.Fatalf("re-election by another client accepted: %+v", got)
 		}
-		e.rawExec(t, `UPDATE `+e.table("river_leader")+` SET expires_at = now() - interval '1 second'`)
+		e.rawExec(t, e.sql(`UPDATE `+e.table("river_leader")+` SET expires_at = now() - interval '1 second'`,
+			`UPDATE `+e.table("river_leader")+` SET expires_at = `+liteAgo(1)))
 		if got := reelect("leader_a", first.ElectedAt, time.Minute); got != nil {
 			t.Fatalf("re-election of an expired term accepted: %+v", got)
 		}
@@ -167,7 +170,8 @@ func (s *suite[TTx]) testDomainLeader(t *testing.T) {
 	// rows lists millrace_leader as "domain=leader_id" in domain order.
 	rows := func(t *testing.T, e *env[TTx]) string {
 		t.Helper()
-		return e.rawString(t, `SELECT coalesce(string_agg(domain || '=' || leader_id, ',' ORDER BY domain), '') FROM `+e.table("millrace_leader"))
+		return e.rawString(t, e.sql(`SELECT coalesce(string_agg(domain || '=' || leader_id, ',' ORDER BY domain), '') FROM `+e.table("millrace_leader"),
+			`SELECT coalesce(group_concat(domain || '=' || leader_id, ',' ORDER BY domain), '') FROM `+e.table("millrace_leader")))
 	}
 
 	s.run(t, "DomainsAreIndependent", func(t *testing.T, e *env[TTx]) {
@@ -215,7 +219,8 @@ func (s *suite[TTx]) testDomainLeader(t *testing.T) {
 		}
 		// Domain a's term expires; b's is untouched, and a new a leader
 		// may be elected, and the old one can no longer extend.
-		e.rawExec(t, `UPDATE `+e.table("millrace_leader")+` SET expires_at = now() - interval '1 second' WHERE domain = 'a'`)
+		e.rawExec(t, e.sql(`UPDATE `+e.table("millrace_leader")+` SET expires_at = now() - interval '1 second' WHERE domain = 'a'`,
+			`UPDATE `+e.table("millrace_leader")+` SET expires_at = `+liteAgo(1)+` WHERE domain = 'a'`))
 		if got := reelect(t, e, "a", "client_a1", a.ElectedAt); got != nil {
 			t.Fatalf("re-election of an expired term accepted: %+v", got)
 		}
@@ -280,8 +285,10 @@ func (s *suite[TTx]) testDomainLeader(t *testing.T) {
 		b := elect(t, e, "b", "client_b")
 		a := elect(t, e, "a", "client_a")
 		elect(t, e, "", "client_db") // the database's leader is not a domain's
-		e.rawExec(t, `INSERT INTO `+e.table("millrace_leader")+` (domain, leader_id, elected_at, expires_at)
-			VALUES ('c', 'client_c', now() - interval '1 minute', now() - interval '1 second')`)
+		e.rawExec(t, e.sql(`INSERT INTO `+e.table("millrace_leader")+` (domain, leader_id, elected_at, expires_at)
+			VALUES ('c', 'client_c', now() - interval '1 minute', now() - interval '1 second')`,
+			`INSERT INTO `+e.table("millrace_leader")+` (domain, leader_id, elected_at, expires_at)
+			VALUES ('c', 'client_c', `+liteAgo(60)+`, `+liteAgo(1)+`)`))
 		ls := list()
 		if len(ls) != 2 {
 			t.Fatalf("LeaderListDomains returned %d terms, want the live ones of a and b: %+v", len(ls), ls)

@@ -228,7 +228,11 @@ func (s *suite[TTx]) testLimit(t *testing.T) {
 		requireNoError(t, err, "JobGetAvailableByID of none")
 		requireEqual(t, len(none), 0, "none")
 
-		// A row locked by another transaction is skipped.
+		// A row locked by another transaction is skipped (a driver
+		// without row locks has nothing to skip).
+		if driver.IsSingleWriter(e.drv) {
+			return
+		}
 		tx, err := e.exec.Begin(e.ctx)
 		requireNoError(t, err, "Begin")
 		defer func() { _ = tx.Rollback(e.ctx) }()

@@ -31,13 +31,19 @@ func (e *env[TTx]) heartbeat(t *testing.T, lease *driver.ClientLease) *driver.Cl
 // clock.
 func (e *env[TTx]) ageHeartbeat(t *testing.T, id string, d time.Duration) {
 	t.Helper()
+	if e.dialect == DialectSQLite {
+		at := time.Now().UTC().Add(-d).Format("2006-01-02T15:04:05.000000Z")
+		e.rawExec(t, `UPDATE `+e.table("millrace_client")+` SET heartbeat_at = ? WHERE client_id = ?`, at, id)
+		return
+	}
 	e.rawExec(t, `UPDATE `+e.table("millrace_client")+` SET heartbeat_at = now() - $2::bigint * interval '1 microsecond' WHERE client_id = $1`,
 		id, d.Microseconds())
 }
 
 func (e *env[TTx]) clientRows(t *testing.T) string {
 	t.Helper()
-	return e.rawString(t, `SELECT coalesce(string_agg(client_id, ',' ORDER BY client_id), '') FROM `+e.table("millrace_client"))
+	return e.rawString(t, e.sql(`SELECT coalesce(string_agg(client_id, ',' ORDER BY client_id), '') FROM `+e.table("millrace_client"),
+		`SELECT coalesce(group_concat(client_id, ',' ORDER BY client_id), '') FROM `+e.table("millrace_client")))
 }
 
 // runningBy returns params for a job running attempt 1 by client id.
@@ -56,14 +62,17 @@ func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 		}
 		requireEqual(t, first.Lease.ClientID, "client_a", "lease client ID")
 		requireBetween(t, first.Lease.StartedAt, now().Add(-time.Minute), now().Add(time.Minute), "lease started_at (the database's now())")
-		requireEqual(t, e.rawString(t, `SELECT metadata->'kinds'->>0 FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`), "k", "stored metadata")
+		requireEqual(t, e.rawString(t, e.sql(`SELECT metadata->'kinds'->>0 FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`,
+			`SELECT metadata->'kinds'->>0 FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`)), "k", "stored metadata")
 
-		before := e.rawString(t, `SELECT heartbeat_at::text FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`)
+		before := e.rawString(t, e.sql(`SELECT heartbeat_at::text FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`,
+			`SELECT heartbeat_at FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`))
 		res := e.heartbeat(t, first.Lease)
 		if !res.Alive || res.DeadClients {
 			t.Fatalf("heartbeat of a fresh lease: %+v, want alive and no dead clients", res)
 		}
-		after := e.rawString(t, `SELECT heartbeat_at::text FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`)
+		after := e.rawString(t, e.sql(`SELECT heartbeat_at::text FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`,
+			`SELECT heartbeat_at FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`))
 		if after == before {
 			t.Fatalf("heartbeat did not move heartbeat_at (%s)", after)
 		}
@@ -73,7 +82,8 @@ func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 		if taken := e.register(t, "client_a", nil); taken.Lease != nil {
 			t.Fatalf("registration over a live row: %+v, want no lease", taken)
 		}
-		requireEqual(t, e.rawString(t, `SELECT metadata->'kinds'->>0 FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`), "k", "metadata after a refused registration")
+		requireEqual(t, e.rawString(t, e.sql(`SELECT metadata->'kinds'->>0 FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`,
+			`SELECT metadata->'kinds'->>0 FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`)), "k", "metadata after a refused registration")
 		if res := e.heartbeat(t, first.Lease); !res.Alive {
 			t.Fatal("the live lease's heartbeat was refused after another registration was")
 		}
@@ -87,7 +97,8 @@ func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 		if !second.Lease.StartedAt.After(first.Lease.StartedAt) {
 			t.Fatalf("new lease started_at %v not after the old %v", second.Lease.StartedAt, first.Lease.StartedAt)
 		}
-		requireEqual(t, e.rawString(t, `SELECT metadata::text FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`), "{}", "metadata of a registration without any")
+		requireEqual(t, e.rawString(t, e.sql(`SELECT metadata::text FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`,
+			`SELECT metadata FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`)), "{}", "metadata of a registration without any")
 		if res := e.heartbeat(t, first.Lease); res.Alive {
 			t.Fatal("a replaced lease's heartbeat was accepted")
 		}
@@ -154,7 +165,8 @@ func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 		if res := e.heartbeat(t, a.Lease); res.Alive {
 			t.Fatal("a dead row was revived by its heartbeat")
 		}
-		age := e.rawString(t, `SELECT (now() - heartbeat_at >= interval '6 seconds')::text FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`)
+		age := e.rawString(t, e.sql(`SELECT (now() - heartbeat_at >= interval '6 seconds')::text FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`,
+			`SELECT CASE WHEN heartbeat_at <= `+liteAgo(6)+` THEN 'true' ELSE 'false' END FROM `+e.table("millrace_client")+` WHERE client_id = 'client_a'`))
 		requireEqual(t, age, "true", "the dead row's heartbeat_at was left as it was")
 	})
 
@@ -162,7 +174,8 @@ func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 		slow, err := e.exec.ClientRegister(e.ctx, &driver.ClientRegisterParams{Schema: e.schema, ClientID: "slow", HeartbeatTimeout: time.Minute})
 		requireNoError(t, err, "ClientRegister")
 		fast := e.register(t, "fast", nil)
-		requireEqual(t, e.rawString(t, `SELECT heartbeat_timeout::text FROM `+e.table("millrace_client")+` WHERE client_id = 'slow'`), "00:01:00", "stored timeout")
+		requireEqual(t, e.rawString(t, e.sql(`SELECT heartbeat_timeout::text FROM `+e.table("millrace_client")+` WHERE client_id = 'slow'`,
+			`SELECT heartbeat_timeout FROM `+e.table("millrace_client")+` WHERE client_id = 'slow'`)), e.sql("00:01:00", "60000000"), "stored timeout (SQLite: microseconds)")
 		// 10 s without a heartbeat: dead with a 5 s timeout, alive with 1 min.
 		e.ageHeartbeat(t, "slow", 10*time.Second)
 		if res := e.heartbeat(t, fast.Lease); !res.Alive || res.DeadClients {
@@ -186,6 +199,7 @@ func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 	})
 
 	s.run(t, "LockDeadSkipsLocked", func(t *testing.T, e *env[TTx]) {
+		e.requireRowLocks(t)
 		for i := range 3 {
 			e.register(t, "client_"+strconv.Itoa(i), nil)
 		}
@@ -257,6 +271,7 @@ func (s *suite[TTx]) testClientLiveness(t *testing.T) {
 
 	// A job row another transaction holds is skipped, not waited for.
 	s.run(t, "RescueSkipsLockedRows", func(t *testing.T, e *env[TTx]) {
+		e.requireRowLocks(t)
 		at := now().Add(-time.Minute)
 		job := e.insertFull(t, runningBy("client_a", at, testKind))
 		rescue := func() (int, error) {

@@ -101,6 +101,7 @@ func (s *suite[TTx]) testPeriodicJob(t *testing.T) {
 	// the second waits for the first, then finds the row moved and
 	// changes nothing.
 	s.run(t, "AdvanceRace", func(t *testing.T, e *env[TTx]) {
+		e.requireRowLocks(t)
 		setup(t, e)
 		insert(t, e, &driver.PeriodicJobInsert{ID: "a", NextRunAt: base.Add(time.Minute), NextFrom: base})
 		advance := func(exec driver.Executor, next time.Duration) ([]string, error) {

@@ -43,13 +43,29 @@
 // database (SQLite) will need a dialect for those two helpers and the
 // statements passed to them; everything else talks to the driver only.
 //
+// A driver for another database runs the suite with ExerciseWith and
+// Options: Dialect DialectSQLite switches rawExec and rawValue (and the
+// statements given to them) to SQLite, and Groups names the groups the
+// driver runs so far, the others being reported, by name, as not run.
+// On SQLite the factory's connections must have the scalar function
+// millrace_test_probe(v) registered, which fails with the error
+// "millrace-probe[" + JSON of v (null for NULL) + "]millrace-probe"; the
+// schema it returns is "main" (a SQLite database has one schema), and
+// the subtests' cases about a second schema are skipped when the factory
+// returns the same name twice.
+//
 // A driver without LISTEN/NOTIFY (SupportsListener false) must refuse
-// GetListener; the subtests that need a listener are then skipped with a
-// message saying so.
+// GetListener; the subtests' notification checks are then skipped (the
+// rest of a subtest that reads a notification's content, the whole of one
+// about the listener itself), with a message saying so. A driver that
+// declares itself a single writer (driver.SingleWriter) skips the
+// subtests about row locks the same way.
 package riverdrivertest
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,7 +83,40 @@ const testTimeout = 30 * time.Second
 // points at (see the package documentation). ctx bounds the whole run.
 func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx context.Context, t *testing.T) (drv driver.Driver[TTx], schema string)) {
 	t.Helper()
-	s := &suite[TTx]{ctx: ctx, factory: factory}
+	ExerciseWith(ctx, t, nil, factory)
+}
+
+// Dialect is the SQL of the database under the driver, for the suite's
+// own raw statements.
+type Dialect int
+
+// The dialects.
+const (
+	// DialectPostgres is the default.
+	DialectPostgres Dialect = iota
+	// DialectSQLite is SQLite's (see the package documentation for what
+	// the factory must provide).
+	DialectSQLite
+)
+
+// Options configure ExerciseWith. The zero value (or nil) is Exercise: the
+// Postgres dialect and every group.
+type Options struct {
+	// Dialect of the raw SQL.
+	Dialect Dialect
+	// Groups, when not empty, are the only groups run (a driver that
+	// implements part of the contract so far). A name that is no group
+	// fails the test; the groups left out are logged by name.
+	Groups []string
+}
+
+// ExerciseWith is Exercise with options.
+func ExerciseWith[TTx any](ctx context.Context, t *testing.T, opts *Options, factory func(ctx context.Context, t *testing.T) (drv driver.Driver[TTx], schema string)) {
+	t.Helper()
+	if opts == nil {
+		opts = &Options{}
+	}
+	s := &suite[TTx]{ctx: ctx, factory: factory, dialect: opts.Dialect}
 	groups := []struct {
 		name string
 		run  func(t *testing.T)
@@ -117,6 +166,29 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 		{"Sequence", s.testSequence},
 		{"Fair", s.testFair},
 	}
+	if len(opts.Groups) > 0 {
+		var names, left []string
+		for _, g := range groups {
+			names = append(names, g.name)
+		}
+		for _, want := range opts.Groups {
+			if !slices.Contains(names, want) {
+				t.Fatalf("riverdrivertest: no group %q (groups: %s)", want, strings.Join(names, ", "))
+			}
+		}
+		kept := groups[:0:0]
+		for _, g := range groups {
+			if slices.Contains(opts.Groups, g.name) {
+				kept = append(kept, g)
+			} else {
+				left = append(left, g.name)
+			}
+		}
+		groups = kept
+		if len(left) > 0 {
+			t.Logf("riverdrivertest: %d groups not run for this driver: %s", len(left), strings.Join(left, ", "))
+		}
+	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()
@@ -129,6 +201,7 @@ func Exercise[TTx any](ctx context.Context, t *testing.T, factory func(ctx conte
 type suite[TTx any] struct {
 	ctx     context.Context
 	factory func(ctx context.Context, t *testing.T) (driver.Driver[TTx], string)
+	dialect Dialect
 }
 
 // env is one subtest's world: a driver, its pool executor and a schema of
@@ -142,6 +215,8 @@ type env[TTx any] struct {
 	schema string
 	// name is the schema's real name, for raw SQL and other schemas.
 	name string
+	// dialect of the raw SQL.
+	dialect Dialect
 }
 
 // run runs fn as a parallel subtest with a freshly migrated schema.
@@ -175,7 +250,7 @@ func (s *suite[TTx]) setup(t *testing.T, migrated bool) *env[TTx] {
 	if schema == "" {
 		t.Fatal("riverdrivertest: factory must return the name of a fresh schema, not \"\"")
 	}
-	e := &env[TTx]{ctx: ctx, drv: drv, exec: drv.GetExecutor(), schema: schema, name: schema}
+	e := &env[TTx]{ctx: ctx, drv: drv, exec: drv.GetExecutor(), schema: schema, name: schema, dialect: s.dialect}
 	if migrated {
 		e.migrate(t, 0)
 		e.migrateLine(t, migrate.LineMillrace)

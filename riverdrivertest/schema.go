@@ -12,7 +12,8 @@ import (
 
 func (s *suite[TTx]) testExec(t *testing.T) {
 	s.run(t, "WithArgs", func(t *testing.T, e *env[TTx]) {
-		e.rawExec(t, `INSERT INTO `+e.table("river_queue")+` (name, updated_at) VALUES ($1::text, now())`, "raw_queue")
+		e.rawExec(t, e.sql(`INSERT INTO `+e.table("river_queue")+` (name, updated_at) VALUES ($1::text, now())`,
+			`INSERT INTO `+e.table("river_queue")+` (name) VALUES (?)`), "raw_queue")
 		q, err := e.exec.QueueGet(e.ctx, &driver.QueueGetParams{Schema: e.schema, Name: "raw_queue"})
 		requireNoError(t, err, "QueueGet of the queue inserted with Exec")
 		requireEqual(t, q.Name, "raw_queue", "name")
@@ -41,6 +42,9 @@ func (s *suite[TTx]) testExists(t *testing.T) {
 			{"no_such_schema_x", "river_job", false},
 		}
 		for _, c := range cases {
+			if c.schema == other && e.sameSchema(other) {
+				continue // one schema per database: see sameSchema
+			}
 			got, err := e.exec.TableExists(e.ctx, &driver.TableExistsParams{Schema: c.schema, Table: c.table})
 			requireNoError(t, err, "TableExists")
 			if got != c.want {
@@ -63,6 +67,9 @@ func (s *suite[TTx]) testExists(t *testing.T) {
 			{other, "river_job", "id", false},
 		}
 		for _, c := range cases {
+			if c.schema == other && e.sameSchema(other) {
+				continue // one schema per database: see sameSchema
+			}
 			got, err := e.exec.ColumnExists(e.ctx, &driver.ColumnExistsParams{Schema: c.schema, Table: c.table, Column: c.column})
 			requireNoError(t, err, "ColumnExists")
 			if got != c.want {
@@ -82,6 +89,9 @@ func (s *suite[TTx]) testExists(t *testing.T) {
 			{"", "river_job_kind", true},
 			{other, "river_job_kind", false},
 		} {
+			if c.schema == other && e.sameSchema(other) {
+				continue // one schema per database: see sameSchema
+			}
 			got, err := e.exec.IndexExists(e.ctx, &driver.IndexParams{Schema: c.schema, Index: c.index})
 			requireNoError(t, err, "IndexExists")
 			if got != c.want {
@@ -115,6 +125,7 @@ func (s *suite[TTx]) testExists(t *testing.T) {
 
 func (s *suite[TTx]) testAdvisoryLock(t *testing.T) {
 	s.run(t, "BlocksUntilCommit", func(t *testing.T, e *env[TTx]) {
+		e.requireRowLocks(t)
 		// Keys unique to this schema, so parallel tests never share them.
 		key := int64(len(e.name))<<40 ^ int64(hashString(e.name))
 		first, err := e.exec.Begin(e.ctx)
@@ -211,6 +222,11 @@ func (s *suite[TTx]) testMigration(t *testing.T) {
 		hasLine, err := e.exec.ColumnExists(e.ctx, &driver.ColumnExistsParams{Schema: e.schema, Table: "river_migration", Column: "line"})
 		requireNoError(t, err, "ColumnExists")
 		if hasLine {
+			if e.dialect == DialectSQLite {
+				// The SQLite translation of line main never had River's
+				// first shape: its river_migration has line from version 1.
+				t.Skip("SQLite's river_migration has the line column at every version")
+			}
 			t.Fatal("river_migration has a line column at version 4; this test needs the first shape")
 		}
 		requireEqual(t, getAll(t, e, "main"), []int{1, 2, 3, 4}, "versions read from the first shape")
@@ -319,6 +335,7 @@ func (s *suite[TTx]) testListener(t *testing.T) {
 		// Channels need no schema to exist; the name stays short enough for
 		// Postgres' 63-byte channel names.
 		other := fmt.Sprintf("other_%08x", hashString(e.name))
+		e.requireListener(t)
 		mine := e.listen(t, e.schema, topic)
 		theirs := e.listen(t, other, topic)
 		notify(t, e, other, topic, `{"queue":"theirs"}`)
@@ -330,6 +347,7 @@ func (s *suite[TTx]) testListener(t *testing.T) {
 	})
 
 	s.run(t, "WaitCancelled", func(t *testing.T, e *env[TTx]) {
+		e.requireListener(t)
 		l := e.listen(t, e.schema, "topic_w")
 
 		ctx, cancel := context.WithCancel(e.ctx)

@@ -138,6 +138,20 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// The core's command has no SQLite driver: --driver sqlite says where the
+// SQLite demo is, as a usage error.
+func TestDemoDriverSQLite(t *testing.T) {
+	t.Parallel()
+	code, _, errOut := millrace(t, "demo", "--driver", "sqlite")
+	if code != 2 || !strings.Contains(errOut, "cmd/millrace-sqlite") {
+		t.Fatalf("demo --driver sqlite: exit %d, stderr %q; want 2 and the SQLite command's name", code, errOut)
+	}
+	code, _, errOut = millrace(t, "demo", "--driver", "oracle")
+	if code != 2 || !strings.Contains(errOut, `--driver "oracle"`) {
+		t.Fatalf("demo --driver oracle: exit %d, stderr %q", code, errOut)
+	}
+}
+
 // TestDemo runs the demo end to end on a small scale, in its own database
 // schema kept with --keep, and checks what it reports.
 func TestDemo(t *testing.T) {

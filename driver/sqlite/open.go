@@ -2,13 +2,16 @@
 // pure-Go (no cgo) database, for running millrace, its demo and users' tests
 // with no server.
 //
-// SQLite has a single writer. Open returns a *sql.DB shaped for that: one
-// connection, so every write transaction is serialised (and a job fetched in
-// one transaction cannot be fetched by another), transactions that begin
-// IMMEDIATE (take the write lock at BEGIN, never upgrade mid-transaction),
-// a busy timeout, and WAL journaling.
+// SQLite has a single writer. Open returns a *sql.DB shaped for that:
+// transactions that begin IMMEDIATE (take the database's write lock at
+// BEGIN, never upgrade mid-transaction), so every write transaction is
+// serialised and a job fetched in one transaction cannot be fetched by
+// another; a busy timeout, so a writer waits for the lock rather than
+// failing; and WAL journaling, so readers on the pool's other connections
+// see the last committed state while a write transaction is open (as
+// Postgres' readers do), instead of waiting for it.
 //
-// The Driver itself (driver.Driver[*sql.Tx]) is not written yet.
+// New makes the driver (driver.Driver[*sql.Tx]) on such a *sql.DB.
 package sqlite
 
 import (
@@ -32,6 +35,10 @@ var ErrInvalidPath = errors.New("sqlite: invalid database path")
 // BusyTimeoutMillis is how long a statement waits for a lock held by
 // another process before failing with SQLITE_BUSY.
 const BusyTimeoutMillis = 5000
+
+// MaxOpenConns bounds the pool Open makes: one writer at a time, and
+// readers beside it.
+const MaxOpenConns = 4
 
 // Open opens (creating if needed) the SQLite database at path and checks it
 // can be written. The directory holding path must exist. ":memory:" is
@@ -67,7 +74,7 @@ func Open(ctx context.Context, path string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
-	db.SetMaxOpenConns(1)
+	db.SetMaxOpenConns(MaxOpenConns)
 	// A write proves the file can be created and written (Ping alone opens
 	// lazily and would not).
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS millrace_sqlite_probe (x INTEGER); DROP TABLE millrace_sqlite_probe`); err != nil {

@@ -12,7 +12,10 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	registerProbe()
+	goleak.VerifyTestMain(m)
+}
 
 func TestOpenBadPaths(t *testing.T) {
 	dir := t.TempDir()
@@ -58,8 +61,8 @@ func TestOpenBadPaths(t *testing.T) {
 	}
 }
 
-// Concurrent increments through IMMEDIATE transactions on the single
-// connection never lose an update.
+// Concurrent increments through IMMEDIATE transactions on the pool's
+// connections never lose an update.
 func TestOpenSerialisesWriters(t *testing.T) {
 	ctx := context.Background()
 	db, err := Open(ctx, filepath.Join(t.TempDir(), "a b?#.db"))

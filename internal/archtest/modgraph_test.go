@@ -123,3 +123,46 @@ func main() {}
 	}
 	t.Logf("the app's go.sum names %d modules", len(seen))
 }
+
+// sqliteModule matches the pure-Go SQLite the SQLite driver's module
+// brings (modernc.org/sqlite and its libc).
+var sqliteModule = regexp.MustCompile(`^modernc\.org/`)
+
+// TestCoreHasNoSQLite checks the core module's graph: the SQLite driver and
+// its demo command are modules of their own (driver/sqlite,
+// cmd/millrace-sqlite), so nothing of modernc.org is in `go list -m all`.
+func TestCoreHasNoSQLite(t *testing.T) {
+	t.Parallel()
+	out := goOutput(t, moduleRoot(t), []string{"GOWORK=off"}, "list", "-m", "all")
+	mods := strings.Fields(out)
+	if len(mods) == 0 || !strings.Contains(out, "github.com/jackc/pgx/v5") {
+		t.Fatalf("go list -m all of the core lacks pgx, so this check did not see the real graph:\n%s", out)
+	}
+	if bad := findModules(out, sqliteModule); len(bad) > 0 {
+		t.Errorf("the core module's graph has %v; keep SQLite in driver/sqlite's module", bad)
+	}
+}
+
+// findModules returns the module paths of `go list -m all` output that
+// match re.
+func findModules(listing string, re *regexp.Regexp) []string {
+	var found []string
+	for line := range strings.Lines(listing) {
+		if f := strings.Fields(line); len(f) > 0 && re.MatchString(f[0]) {
+			found = append(found, f[0])
+		}
+	}
+	return found
+}
+
+// The check catches a graph that has SQLite in it.
+func TestFindModulesCatchesSQLite(t *testing.T) {
+	t.Parallel()
+	listing := "github.com/millrace/millrace\ngithub.com/jackc/pgx/v5 v5.7.0\nmodernc.org/sqlite v1.62.0\n"
+	if got := findModules(listing, sqliteModule); len(got) != 1 || got[0] != "modernc.org/sqlite" {
+		t.Fatalf("findModules = %v, want [modernc.org/sqlite]", got)
+	}
+	if got := findModules("github.com/jackc/pgx/v5 v5.7.0\n", sqliteModule); len(got) != 0 {
+		t.Fatalf("findModules of a clean graph = %v", got)
+	}
+}

@@ -1,0 +1,3 @@
+DROP TABLE {{schema}}river_queue;
+DROP TABLE {{schema}}river_leader;
+DROP TABLE {{schema}}river_job;

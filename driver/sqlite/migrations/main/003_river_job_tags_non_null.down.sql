@@ -1,0 +1,1 @@
+-- SQLite: nothing to do. Version 002 creates River's tables in their version 8 shape; this version is kept so that the version numbers match Postgres'.

@@ -1,0 +1,1 @@
+ALTER TABLE {{schema}}millrace_client DROP COLUMN heartbeat_timeout;

@@ -1,0 +1,2 @@
+DROP TABLE {{schema}}millrace_limit_bound;
+DROP TABLE {{schema}}millrace_limit;

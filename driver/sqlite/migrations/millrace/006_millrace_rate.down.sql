@@ -1,0 +1,2 @@
+DROP TABLE {{schema}}millrace_pause;
+DROP TABLE {{schema}}millrace_rate;

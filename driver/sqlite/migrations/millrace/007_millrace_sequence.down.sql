@@ -1,0 +1,2 @@
+DROP TABLE {{schema}}millrace_sequence_job;
+DROP TABLE {{schema}}millrace_sequence;
