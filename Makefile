@@ -7,8 +7,9 @@ STATICCHECK_VERSION ?= v0.8.2
 # Every Go module in the repository: the core, bench/, and the container
 # starter of the tests (internal/testdb/containerpg, a module of its own so
 # that testcontainers-go stays out of the core's module graph), the SQLite
-# driver (driver/sqlite) and its demo command (cmd/millrace-sqlite), modules
-# of their own so that modernc.org/sqlite stays out of it too.
+# driver (driver/sqlite) and the command line (cmd/millrace, which runs the
+# demo on either driver), modules of their own so that modernc.org/sqlite
+# and cobra stay out of it too.
 MODULES := $(patsubst %/,%,$(dir $(wildcard go.mod */go.mod driver/*/go.mod cmd/*/go.mod internal/*/*/go.mod)))
 ENSURE_PG := bash scripts/ensure-postgres.sh
 
@@ -79,11 +80,11 @@ demo:
 			$(MAKE) --no-print-directory demo-sqlite; exit 0; \
 		fi; \
 	else $(ENSURE_PG) >&2; fi; \
-	DATABASE_URL="$$url" $(GO) run ./cmd/millrace demo
+	cd cmd/millrace && DATABASE_URL="$$url" $(GO) run . demo
 
 ## demo-sqlite: the demo on SQLite, in a temporary file, with no server
 demo-sqlite:
-	cd cmd/millrace-sqlite && $(GO) run . demo
+	cd cmd/millrace && DATABASE_URL= $(GO) run . demo --driver sqlite
 
 ## bench: the core's Go benchmarks (briefly), then millrace side by side with River (bench/, ~13 min; see bench/README.md;
 ## BENCH_SCENARIOS=scale, the cost-as-work-grows curve, runs only when named)

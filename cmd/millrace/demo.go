@@ -13,16 +13,10 @@ import (
 	"github.com/millrace/millrace/cmd/internal/demo"
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/driver/pgxv5"
+	"github.com/millrace/millrace/driver/sqlite"
 	"github.com/millrace/millrace/migrate"
 	"github.com/millrace/millrace/millracetype"
 )
-
-// errNoSQLite is the demo's answer to --driver sqlite: this command is
-// built from the core module, which keeps modernc.org/sqlite out of its
-// module graph; the SQLite module has its own command.
-var errNoSQLite = errors.New("this millrace command has no SQLite driver (the core module keeps modernc.org/sqlite out of its dependencies): " +
-	"run the SQLite demo with the module github.com/millrace/millrace/cmd/millrace-sqlite " +
-	"(in a clone: `make demo-sqlite`, or `cd cmd/millrace-sqlite && go run . demo`)")
 
 // newDemoCmd is the first thing a new user runs (make demo): migrate a
 // dedicated schema, insert jobs of a few kinds, work them with progress
@@ -31,7 +25,7 @@ var errNoSQLite = errors.New("this millrace command has no SQLite driver (the co
 func newDemoCmd(g *globalFlags) *cobra.Command {
 	var jobs, workers int
 	var keep bool
-	var drvName string
+	var drvName, path string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Insert and work jobs in a demo schema, with a graceful stop under load",
@@ -39,16 +33,32 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch drvName {
 			case "postgres", "pgxv5":
+				if path != "" {
+					return usagef("--path is the SQLite file of --driver sqlite")
+				}
 			case "sqlite":
-				return &usageError{errNoSQLite}
+				if cmd.Flags().Changed("schema") || cmd.Flags().Changed("database-url") {
+					return usagef("--driver sqlite works on a file (--path), not on a --schema or --database-url")
+				}
 			default:
-				return usagef("--driver %q: want postgres (or sqlite, with the SQLite module's command)", drvName)
+				return usagef("--driver %q: want postgres or sqlite", drvName)
 			}
 			if jobs < 10 || jobs > 10_000_000 {
 				return usagef("--jobs %d out of range 10..10000000", jobs)
 			}
 			if workers < 1 || workers > client.MaxQueueWorkers {
 				return usagef("--workers %d out of range 1..%d", workers, client.MaxQueueWorkers)
+			}
+			if drvName == "sqlite" {
+				cfg := &demo.Config{Jobs: jobs, Workers: workers, Out: cmd.OutOrStdout()}
+				if err := cfg.Validate(); err != nil { // before any file is created
+					return &usageError{err}
+				}
+				err := runSQLiteDemo(cmd.Context(), path, keep, cfg, cmd.OutOrStdout())
+				if errors.Is(err, demo.ErrInvalidConfig) || errors.Is(err, sqlite.ErrInvalidPath) {
+					return &usageError{err}
+				}
+				return err
 			}
 			schema := g.schema
 			if schema == "" {
@@ -63,7 +73,8 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 	cmd.Flags().IntVar(&jobs, "jobs", 20000, "how many jobs to insert")
 	cmd.Flags().IntVar(&workers, "workers", 200, "workers of the demo queue")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the demo schema afterwards")
-	cmd.Flags().StringVar(&drvName, "driver", "postgres", "database: postgres (sqlite runs with the SQLite module's millrace-sqlite command)")
+	cmd.Flags().StringVar(&drvName, "driver", "postgres", "database: postgres, or sqlite (a file, no server)")
+	cmd.Flags().StringVar(&path, "path", "", "with --driver sqlite: the database file (default: a new file in a temporary directory)")
 	return cmd
 }
 

@@ -142,9 +142,9 @@ func TestVersion(t *testing.T) {
 // SQLite demo is, as a usage error.
 func TestDemoDriverSQLite(t *testing.T) {
 	t.Parallel()
-	code, _, errOut := millrace(t, "demo", "--driver", "sqlite")
-	if code != 2 || !strings.Contains(errOut, "cmd/millrace-sqlite") {
-		t.Fatalf("demo --driver sqlite: exit %d, stderr %q; want 2 and the SQLite command's name", code, errOut)
+	code, _, errOut := millrace(t, "demo", "--path", "x.db")
+	if code != 2 || !strings.Contains(errOut, "--path is the SQLite file of --driver sqlite") {
+		t.Fatalf("demo --path on Postgres: exit %d, stderr %q", code, errOut)
 	}
 	code, _, errOut = millrace(t, "demo", "--driver", "oracle")
 	if code != 2 || !strings.Contains(errOut, `--driver "oracle"`) {

@@ -129,8 +129,9 @@ func main() {}
 var sqliteModule = regexp.MustCompile(`^modernc\.org/`)
 
 // TestCoreHasNoSQLite checks the core module's graph: the SQLite driver and
-// its demo command are modules of their own (driver/sqlite,
-// cmd/millrace-sqlite), so nothing of modernc.org is in `go list -m all`.
+// the command line that runs the demo on it are modules of their own
+// (driver/sqlite, cmd/millrace), so nothing of modernc.org is in `go list
+// -m all`.
 func TestCoreHasNoSQLite(t *testing.T) {
 	t.Parallel()
 	out := goOutput(t, moduleRoot(t), []string{"GOWORK=off"}, "list", "-m", "all")

@@ -1,8 +1,8 @@
 // Package demo is the demo millrace's command line runs (make demo): insert
 // jobs of a few kinds, work them with progress output, stop gracefully
 // under load half way, start again, and report. It runs on any driver:
-// the millrace command runs it on Postgres, the SQLite module's
-// millrace-sqlite command (module cmd/millrace-sqlite) on a SQLite file.
+// the millrace command (module cmd/millrace) runs it on Postgres or, with
+// --driver sqlite, on a SQLite file.
 package demo
 
 import (
