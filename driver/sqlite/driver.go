@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 
+	msqlite "modernc.org/sqlite"
+
 	"github.com/millrace/millrace/driver"
 )
 
@@ -30,7 +32,8 @@ var (
 
 // New returns a driver on db, which must come from Open (its settings make
 // every transaction take SQLite's write lock at BEGIN, which the driver's
-// read-modify-write methods rely on). A nil db gives a driver that works
+// read-modify-write methods rely on); on a *sql.DB of another database/sql
+// driver every call fails with ErrWrongDB. A nil db gives a driver that works
 // only inside transactions passed to UnwrapExecutor.
 func New(db *sql.DB) *Driver { return &Driver{db: db} }
 
@@ -39,8 +42,18 @@ func (d *Driver) GetExecutor() driver.Executor {
 	if d.db == nil {
 		return &executor{q: failQuerier{}, fail: errors.New("sqlite: driver has no *sql.DB")}
 	}
+	if _, ok := d.db.Driver().(*msqlite.Driver); !ok {
+		// Its SQL is SQLite's: on another database it would fail with
+		// that database's syntax errors, statement by statement.
+		return &executor{q: failQuerier{}, fail: fmt.Errorf("%w: the *sql.DB is of database/sql driver %T, not modernc.org/sqlite's: open it with sqlite.Open",
+			ErrWrongDB, d.db.Driver())}
+	}
 	return &executor{q: d.db, db: d.db}
 }
+
+// ErrWrongDB is wrapped by every call of a driver made on a *sql.DB that
+// another database/sql driver opened (use Open).
+var ErrWrongDB = errors.New("sqlite: not a SQLite database handle")
 
 // UnwrapExecutor implements driver.Driver: the executor runs in tx, which
 // the caller ends.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"modernc.org/sqlite"
@@ -63,4 +64,25 @@ func TestConformance(t *testing.T) {
 		func(ctx context.Context, t *testing.T) (driver.Driver[*sql.Tx], string) {
 			return newTestDriver(ctx, t), "main"
 		})
+}
+
+// otherDriver is a database/sql driver that is not SQLite's.
+type otherDriver struct{}
+
+func (otherDriver) Open(string) (sqldriver.Conn, error) { return nil, errors.New("no connection") }
+
+func init() { sql.Register("millrace-not-sqlite", otherDriver{}) }
+
+// A *sql.DB of another database/sql driver gets a clear error on every
+// call, not that database's syntax errors.
+func TestWrongDB(t *testing.T) {
+	db, err := sql.Open("millrace-not-sqlite", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = New(db).GetExecutor().TableExists(context.Background(), &driver.TableExistsParams{Table: "river_job"})
+	if !errors.Is(err, ErrWrongDB) || !strings.Contains(err.Error(), "sqlite.otherDriver") {
+		t.Fatalf("TableExists on another driver's *sql.DB: %v", err)
+	}
 }
