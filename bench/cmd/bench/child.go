@@ -149,6 +149,12 @@ func childMain(specJSON string) error {
 // childRun makes the run's pools, starts the profile if asked to, and runs
 // the scenario.
 func childRun(ctx context.Context, spec *runSpec) (*runResult, error) {
+	if spec.Variant == variantSQLite {
+		if spec.Scenario != "burndown" {
+			return nil, fmt.Errorf("the SQLite variant runs the burndown only, not %q", spec.Scenario)
+		}
+		return childBurndownSQLite(ctx, spec)
+	}
 	db, err := newChildDB(ctx, spec)
 	if err != nil {
 		return nil, err

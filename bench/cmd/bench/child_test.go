@@ -236,3 +236,21 @@ func TestChildMixed(t *testing.T) {
 		})
 	}
 }
+
+// TestChildBurndownSQLite: the SQLite variant inserts its jobs into a file
+// of its own, works every one (the child checks them completed) and
+// reports no Postgres cost; other scenarios are refused.
+func TestChildBurndownSQLite(t *testing.T) {
+	const n = 300
+	res, err := childRun(context.Background(), &runSpec{Scenario: "burndown", System: "millrace", Variant: variantSQLite,
+		Jobs: n, MillraceWorkers: 50, Label: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Count != n || res.JobsPerS <= 0 || res.AllocsPerJob <= 0 || res.Cost != nil {
+		t.Fatalf("result %+v: want %d jobs, a rate, allocations and no Postgres cost", res, n)
+	}
+	if _, err := childRun(context.Background(), &runSpec{Scenario: "latency", System: "millrace", Variant: variantSQLite}); err == nil {
+		t.Fatal("the SQLite variant ran the latency scenario")
+	}
+}

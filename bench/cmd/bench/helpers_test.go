@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -303,5 +305,36 @@ func TestProcStatusMB(t *testing.T) {
 	}
 	if procStatusMB("NoSuchField") != 0 {
 		t.Error("a missing field is not 0")
+	}
+}
+
+// TestReportDriversRow: with burndown results of the three drivers the
+// report prints the drivers row and results.json holds SQLite's rate; the
+// table is read from standard output.
+func TestReportDriversRow(t *testing.T) {
+	b := &bench{s: &settings{rounds: 1, scenarios: []string{"burndown"}}, results: map[string]map[string][]*runResult{"burndown": {
+		millraceDefaults.label:    {{JobsPerS: 30000}},
+		riverTuned.label:          {{JobsPerS: 20000}},
+		millraceDatabaseSQL.label: {{JobsPerS: 28000}},
+		millraceSQLite.label:      {{JobsPerS: 15000}},
+	}}}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	out := b.report("test", "test")
+	os.Stdout = stdout
+	_ = w.Close()
+	printed, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(printed), "drivers: pgx / database/sql / SQLite jobs/s") || !strings.Contains(string(printed), "30,000 / 28,000 / 15,000") {
+		t.Errorf("no drivers row in:\n%s", printed)
+	}
+	if len(out.Scenarios) == 0 || out.Scenarios[0].Name != "burndown" || out.Scenarios[0].MillraceSQLite != (throughputOut{15000}) {
+		t.Errorf("results.json's burndown: %+v", out.Scenarios)
 	}
 }

@@ -247,6 +247,8 @@ var (
 	millraceEphemeral = contender{"millrace", variantEphemeral, "millrace (ephemeral)"}
 	// millraceDatabaseSQL is millrace on driver/databasesql.
 	millraceDatabaseSQL = contender{"millrace", variantDatabaseSQL, "millrace (database/sql)"}
+	// millraceSQLite is millrace on driver/sqlite (a file; burndown only).
+	millraceSQLite = contender{"millrace", variantSQLite, "millrace (SQLite)"}
 	// millraceLimited is millrace with a global limit above its workers.
 	millraceLimited = contender{"millrace", variantLimited, "millrace (global limit)"}
 	riverTuned      = contender{"river", variantTuned, "river (tuned)"}
@@ -357,7 +359,7 @@ func run(ctx context.Context) error {
 	if want("burndown") || want("memory") || want("sql_ceiling") {
 		contenders := []contender{millraceDefaults, riverTuned}
 		if want("burndown") {
-			contenders = append(contenders, riverDefaults, millraceDatabaseSQL)
+			contenders = append(contenders, riverDefaults, millraceDatabaseSQL, millraceSQLite)
 		}
 		if err := b.scenario(ctx, "burndown", contenders, prefill{Available: s.jobs}, runSpec{Jobs: s.jobs}); err != nil {
 			return err
@@ -510,6 +512,9 @@ func (b *bench) runOne(ctx context.Context, name string, c contender, round, rou
 		scenarioLabel += " " + spec.Point
 	}
 	spec.Label = fmt.Sprintf("%s %s %s", scenarioLabel, roundLabel, c.label)
+	if c.variant == variantSQLite {
+		pre = prefill{} // its jobs go into its own file, inserted by the child
+	}
 	if !pre.empty() {
 		what, took, err := preInsert(ctx, b.admin, schema, pre, settingValue(b.pg, "autovacuum") == "on")
 		if err != nil {

@@ -31,7 +31,9 @@ type scenarioOut struct {
 	RiverDefaults any    `json:"river_defaults,omitempty"`
 	// MillraceDatabaseSQL is millrace on driver/databasesql (burndown).
 	MillraceDatabaseSQL any `json:"millrace_database_sql,omitempty"`
-	Ceiling             any `json:"ceiling,omitempty"`
+	// MillraceSQLite is millrace on driver/sqlite, on a file (burndown).
+	MillraceSQLite any `json:"millrace_sqlite,omitempty"`
+	Ceiling        any `json:"ceiling,omitempty"`
 	// Unlimited is millrace without the limit (limits).
 	Unlimited any     `json:"unlimited,omitempty"`
 	Ratio     float64 `json:"ratio"`
@@ -152,6 +154,17 @@ func (b *bench) report(machine, pg string) *output {
 				q := med("burndown", millraceDatabaseSQL.label, jobsPerS)
 				sc.MillraceDatabaseSQL = throughputOut{round(q, 4)}
 				row("", "database/sql driver: jobs/s vs River tuned", thousands(q), thousands(r), fmtRatio(q/r))
+			}
+			if have("burndown", millraceSQLite.label) {
+				// millrace on driver/sqlite (a file, no server) against
+				// the same River on Postgres.
+				l := med("burndown", millraceSQLite.label, jobsPerS)
+				sc.MillraceSQLite = throughputOut{round(l, 4)}
+				row("", "SQLite driver (a file): jobs/s vs River tuned", thousands(l), thousands(r), fmtRatio(l/r))
+				if have("burndown", millraceDatabaseSQL.label) {
+					q := med("burndown", millraceDatabaseSQL.label, jobsPerS)
+					row("", "drivers: pgx / database/sql / SQLite jobs/s", thousands(m)+" / "+thousands(q)+" / "+thousands(l), "", "")
+				}
 			}
 			out.Scenarios = append(out.Scenarios, sc)
 		}
