@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -9,12 +11,25 @@ import (
 	"testing"
 )
 
-// The whole demo runs on a SQLite file, with no server (the command gets
-// no database URL), and keeps the file when asked.
+// The whole demo runs on a SQLite file, with no server (DATABASE_URL
+// points at a port where no Postgres listens, and is not used), and keeps
+// the file when asked.
 func TestDemoSQLite(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "demo.db")
-	code, out, errOut := exe(t, "demo", "--driver", "sqlite", "--jobs", "50", "--workers", "5", "--path", path, "--keep")
+	cmd := exec.Command(binary(t), "demo", "--driver", "sqlite", "--jobs", "50", "--workers", "5", "--path", path, "--keep")
+	cmd.Env = append(os.Environ(), "DATABASE_URL=postgres://postgres@127.0.0.1:1/unreachable?connect_timeout=1")
+	var outB, errB strings.Builder
+	cmd.Stdout, cmd.Stderr = &outB, &errB
+	code := 0
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		code = ee.ExitCode()
+	}
+	out, errOut := outB.String(), errB.String()
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
