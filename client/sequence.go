@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -45,7 +46,7 @@ func validateSequence(s SequenceOpts, pending bool, replace ReplaceOpts) error {
 		}
 		return nil
 	}
-	if len(s.Key) > MaxSequenceKeyLength || !utf8.ValidString(s.Key) || containsNUL(s.Key) {
+	if len(s.Key) > MaxSequenceKeyLength || !utf8.ValidString(s.Key) || strings.IndexByte(s.Key, 0) >= 0 {
 		return fmt.Errorf("sequence key %.40q: must be 1 to %d bytes of UTF-8 without NUL", s.Key, MaxSequenceKeyLength)
 	}
 	if pending {
@@ -55,15 +56,6 @@ func validateSequence(s SequenceOpts, pending bool, replace ReplaceOpts) error {
 		return errors.New("sequence: Replace cannot be used with a sequence (replacing a waiting job's run time or args would move it around its turn); use UniqueOpts alone")
 	}
 	return nil
-}
-
-func containsNUL(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // sequenceMetadata adds the sequence's entry to a job's metadata (a

@@ -1,6 +1,9 @@
 package driver
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // TimeRange bounds a timestamp column in a job filter: From is inclusive,
 // Before exclusive, and a nil end is open. The zero TimeRange filters
@@ -46,4 +49,30 @@ type JobCancelManyParams struct {
 type JobRetryManyParams struct {
 	JobListParams
 	Now *time.Time
+}
+
+// ColumnRange is one of a job filter's time ranges and the column it
+// bounds.
+type ColumnRange struct {
+	Column string
+	Range  TimeRange
+}
+
+// TimeRanges returns the filter's four time ranges with their columns
+// (created_at, scheduled_at, attempted_at, finalized_at), or an error for a
+// range that is empty or inverted, so that every driver checks them alike.
+func (p *JobListParams) TimeRanges() ([]ColumnRange, error) {
+	out := []ColumnRange{
+		{"created_at", p.CreatedAt},
+		{"scheduled_at", p.ScheduledAt},
+		{"attempted_at", p.AttemptedAt},
+		{"finalized_at", p.FinalizedAt},
+	}
+	for _, r := range out {
+		if r.Range.From != nil && r.Range.Before != nil && !r.Range.From.Before(*r.Range.Before) {
+			return nil, fmt.Errorf("%s range is empty or inverted (from %s, before %s)", r.Column,
+				r.Range.From.Format(time.RFC3339Nano), r.Range.Before.Format(time.RFC3339Nano))
+		}
+	}
+	return out, nil
 }

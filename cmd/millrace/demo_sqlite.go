@@ -76,7 +76,9 @@ func (s *sqliteStore) counts(ctx context.Context, col string) (map[string]int, e
 	return counts, rows.Err()
 }
 
-func (s *sqliteStore) KindCounts(ctx context.Context) (map[string]int, error) { return s.counts(ctx, "kind") }
+func (s *sqliteStore) KindCounts(ctx context.Context) (map[string]int, error) {
+	return s.counts(ctx, "kind")
+}
 
 func (s *sqliteStore) StateCounts(ctx context.Context) (map[millracetype.JobState]int, error) {
 	c, err := s.counts(ctx, "state")

@@ -89,26 +89,18 @@ func newJobFilter(p *driver.JobListParams) (*jobFilter, error) {
 		f.where = append(f.where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)")
 		f.args = append(f.args, t)
 	}
-	for _, r := range []struct {
-		column string
-		rng    driver.TimeRange
-	}{
-		{"created_at", p.CreatedAt},
-		{"scheduled_at", p.ScheduledAt},
-		{"attempted_at", p.AttemptedAt},
-		{"finalized_at", p.FinalizedAt},
-	} {
-		if r.rng.From != nil && r.rng.Before != nil && !r.rng.From.Before(*r.rng.Before) {
-			return nil, fmt.Errorf("%s range is empty or inverted (from %s, before %s)", r.column,
-				r.rng.From.Format(time.RFC3339Nano), r.rng.Before.Format(time.RFC3339Nano))
+	ranges, err := p.TimeRanges()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range ranges {
+		if r.Range.From != nil {
+			f.where = append(f.where, r.Column+" >= ?")
+			f.args = append(f.args, fmtTime(*r.Range.From))
 		}
-		if r.rng.From != nil {
-			f.where = append(f.where, r.column+" >= ?")
-			f.args = append(f.args, fmtTime(*r.rng.From))
-		}
-		if r.rng.Before != nil {
-			f.where = append(f.where, r.column+" < ?")
-			f.args = append(f.args, fmtTime(*r.rng.Before))
+		if r.Range.Before != nil {
+			f.where = append(f.where, r.Column+" < ?")
+			f.args = append(f.args, fmtTime(*r.Range.Before))
 		}
 	}
 	if f.orderBy != driver.JobListOrderByID {

@@ -219,7 +219,7 @@ func progressf(spec *runSpec, format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "      %s: %s\n", spec.Label, fmt.Sprintf(format, args...))
 }
 
-func stopSystem(sys system) error {
+func stopSystem(sys interface{ Stop(context.Context) error }) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return sys.Stop(ctx)

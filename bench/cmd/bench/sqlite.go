@@ -81,7 +81,7 @@ wait:
 		case <-tick.C:
 			progressf(spec, "%d/%d worked (%.0f s)", worked.Load(), n, time.Since(start).Seconds())
 		case <-ctx.Done():
-			_ = stopClient(c)
+			_ = stopSystem(c)
 			return nil, fmt.Errorf("burndown on SQLite: %d of %d jobs worked: %w", worked.Load(), n, ctx.Err())
 		}
 	}
@@ -103,7 +103,7 @@ wait:
 	}
 	elapsed := time.Since(start)
 	runtime.ReadMemStats(&after)
-	if err := stopClient(c); err != nil {
+	if err := stopSystem(c); err != nil {
 		return nil, fmt.Errorf("stop: %w", err)
 	}
 	var completed, other int
@@ -120,10 +120,4 @@ wait:
 	return &runResult{JobsPerS: float64(n) / elapsed.Seconds(), Seconds: elapsed.Seconds(), Count: int(n),
 		AllocsPerJob: float64(after.Mallocs-before.Mallocs) / float64(n),
 		BytesPerJob:  float64(after.TotalAlloc-before.TotalAlloc) / float64(n), PeakRSSMB: peakRSSMB()}, nil
-}
-
-func stopClient(c interface{ Stop(context.Context) error }) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return c.Stop(ctx)
 }

@@ -95,24 +95,16 @@ func newJobQuery(p *driver.JobListParams, leading ...any) (*jobQuery, error) {
 	if len(p.TagsAll) > 0 {
 		q.where = append(q.where, "tags @> "+q.arg(p.TagsAll)+"::varchar[]")
 	}
-	for _, r := range []struct {
-		column string
-		rng    driver.TimeRange
-	}{
-		{"created_at", p.CreatedAt},
-		{"scheduled_at", p.ScheduledAt},
-		{"attempted_at", p.AttemptedAt},
-		{"finalized_at", p.FinalizedAt},
-	} {
-		if r.rng.From != nil && r.rng.Before != nil && !r.rng.From.Before(*r.rng.Before) {
-			return nil, fmt.Errorf("%s range is empty or inverted (from %s, before %s)", r.column,
-				r.rng.From.Format(time.RFC3339Nano), r.rng.Before.Format(time.RFC3339Nano))
+	ranges, err := p.TimeRanges()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range ranges {
+		if r.Range.From != nil {
+			q.where = append(q.where, r.Column+" >= "+q.arg(*r.Range.From)+"::timestamptz")
 		}
-		if r.rng.From != nil {
-			q.where = append(q.where, r.column+" >= "+q.arg(*r.rng.From)+"::timestamptz")
-		}
-		if r.rng.Before != nil {
-			q.where = append(q.where, r.column+" < "+q.arg(*r.rng.Before)+"::timestamptz")
+		if r.Range.Before != nil {
+			q.where = append(q.where, r.Column+" < "+q.arg(*r.Range.Before)+"::timestamptz")
 		}
 	}
 	if q.orderBy != driver.JobListOrderByID {
