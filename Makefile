@@ -94,7 +94,9 @@ bench:
 	else $(ENSURE_PG) >&2; fi; \
 	set -e; \
 	echo "== core benchmarks (5000 jobs each)"; \
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5000x ./...; \
+	$(GO) test -run '^$$' -bench . -skip '^BenchmarkFairFetch' -benchmem -benchtime 5000x ./...; \
+	echo "== the fair fetch on 200,000-job queues (20 fetches each: one takes milliseconds)"; \
+	$(GO) test -run '^$$' -bench '^BenchmarkFairFetch' -benchmem -benchtime 20x ./internal/producer; \
 	echo "== the SQLite driver's burn-down (5000 jobs; compare with client's BenchmarkBurndown on Postgres above)"; \
 	(cd driver/sqlite && $(GO) test -run '^$$' -bench . -benchmem -benchtime 5000x .); \
 	echo "== millrace vs River v0.51.2 (bench/cmd/bench)"; \
