@@ -154,7 +154,8 @@ func (e *env) waitLimDone(n int, timeout time.Duration) {
 	}
 }
 
-// TestConcurrencyLimitProcesses: 4 helper processes of 50 workers each.
+// TestConcurrencyLimitProcesses: helper processes of 50 workers each (4 for
+// global, 5 for partition).
 //
 // global: a configured global limit of 3. The database never shows more
 // than 3 running, every job completes, and the throughput is logged as a
@@ -165,10 +166,14 @@ func (e *env) waitLimDone(n int, timeout time.Duration) {
 //
 // partition: no configured limit; the scenario sets a limit of 2 per
 // customer_id in the database (QueueLimitSet) before the helpers start,
-// and inserts the jobs once they run.
-// 100 customers, their jobs inserted customer by customer. The database
-// never shows more than 2 of one customer running, and by the time half
-// of the jobs are done every customer has had one completed.
+// and inserts the jobs once they run. 100 customers, their jobs inserted
+// customer by customer, 5 helpers of 50 workers: one more than the 200
+// places of the limit need, so that one process slow to fetch (a loaded
+// machine) leaves no customer waiting for the first ones' later jobs. The
+// database never shows more than 2 of one customer running, and by the
+// time half of the jobs are done every customer has had one completed. A
+// fetch that read its candidates in plain order (the fault FirstPerGroup
+// fixed) serves about 65 customers in the first wave.
 func TestConcurrencyLimitProcesses(t *testing.T) {
 	t.Run("global", func(t *testing.T) {
 		sz := loadSizes(t)
@@ -226,7 +231,7 @@ func TestConcurrencyLimitProcesses(t *testing.T) {
 		}
 		s := e.sampleRunning()
 		var hs []*helper
-		for i := range 4 {
+		for i := range 5 {
 			hs = append(hs, e.startHelper(helperOpts{id: fmt.Sprintf("p%d", i), workers: 50, limit: "none"}))
 		}
 		// The jobs come once every process is up: a process started
