@@ -677,7 +677,10 @@ type JobSetStateIfRunningManyParams struct {
 	// Applied, when not nil, receives how many outcomes were written
 	// (rows changed, or deleted): an outcome whose row moved on (rescued
 	// and fetched again, cancelled, deleted) is not counted. It is -1
-	// when the driver cannot tell: a batch with deletes and NoRows.
+	// when the driver cannot tell: a batch with NoRows that mixes deletes
+	// with other outcomes (or that merges metadata into the row of a
+	// delete; see riverdrivertest's EphemeralAllDeletes for a batch of
+	// deletes alone, which every driver counts).
 	Applied *int
 }
 

@@ -135,14 +135,67 @@ func (s *suite[TTx]) testJobSetStateEphemeral(t *testing.T) {
 		}
 	})
 
+	// Every outcome of a batch deletes its row: the rows still ours go,
+	// the others stay as they are, and Applied counts exactly, rows
+	// returned or not.
+	s.run(t, "EphemeralAllDeletes", func(t *testing.T, e *env[TTx]) {
+		for _, noRows := range []bool{true, false} {
+			t.Run(fmt.Sprintf("NoRows=%v", noRows), func(t *testing.T) {
+				ours := e.insertFull(t, running(now()))
+				oursMeta := e.insertFull(t, running(now()))
+				// Rescued and fetched again (attempt 2), and rescued (back
+				// to retryable), while their outcomes waited.
+				again := running(now())
+				again.Attempt = 2
+				retried := e.insertFull(t, again)
+				rescued := e.insertFull(t, &driver.JobInsertFullParams{State: millracetype.JobStateRetryable, Attempt: 1,
+					AttemptedAt: ptr(now()), AttemptedBy: []string{"client_a"}})
+
+				meta := completedDelete(oursMeta.ID)
+				meta.MetadataUpdates, meta.OnlyIfRunning = []byte(`{"output":"done"}`), true
+				lateMeta := completedDelete(rescued.ID)
+				lateMeta.MetadataUpdates, lateMeta.OnlyIfRunning = []byte(`{"output":"late"}`), true
+				applied := -2
+				rows, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema,
+					Jobs:   []*driver.JobSetState{completedDelete(ours.ID), meta, completedDelete(retried.ID), lateMeta},
+					NoRows: noRows, Applied: &applied})
+				requireNoError(t, err, "JobSetStateIfRunningMany")
+				requireEqual(t, applied, 2, "Applied")
+				e.requireGone(t, ours.ID)
+				e.requireGone(t, oursMeta.ID)
+				requireSameJob(t, e.getJob(t, retried.ID), retried, "job run again meanwhile")
+				requireSameJob(t, e.getJob(t, rescued.ID), rescued, "job rescued meanwhile")
+				if noRows {
+					requireEqual(t, len(rows), 0, "rows returned with NoRows")
+					return
+				}
+				requireEqual(t, len(rows), 2, "rows returned")
+				for _, r := range rows {
+					requireEqual(t, r.State, millracetype.JobStateCompleted, fmt.Sprintf("returned state of job %d", r.ID))
+					if r.ID == oursMeta.ID {
+						requireJSON(t, r.Metadata, map[string]any{"output": "done"}, "returned metadata")
+					}
+				}
+			})
+		}
+	})
+
 	// A row locked by another transaction is judged as it is once that
 	// transaction ends: rescued meanwhile (committed), it is kept and
 	// treated as any row that moved on; if the rescue rolls back, it is
-	// still ours and deleted.
-	for _, commit := range []bool{true, false} {
+	// still ours and deleted. With metadata updates to merge into a row
+	// that moved on, a batch of deletes is written by the mixed
+	// statement; without, by the DELETE alone.
+	for _, tc := range []struct {
+		commit, metadata bool
+	}{{true, true}, {false, true}, {true, false}, {false, false}} {
+		commit := tc.commit
 		name := "EphemeralRescuedWhileWaitingRolledBack"
 		if commit {
 			name = "EphemeralRescuedWhileWaitingCommitted"
+		}
+		if !tc.metadata {
+			name += "NoMetadata"
 		}
 		s.run(t, name, func(t *testing.T, e *env[TTx]) {
 			e.requireRowLocks(t)
@@ -160,7 +213,9 @@ func (s *suite[TTx]) testJobSetStateEphemeral(t *testing.T) {
 			done := make(chan result, 1)
 			go func() {
 				o := completedDelete(job.ID)
-				o.MetadataUpdates = []byte(`{"output":"late"}`)
+				if tc.metadata {
+					o.MetadataUpdates = []byte(`{"output":"late"}`)
+				}
 				rows, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema,
 					Jobs: []*driver.JobSetState{o}})
 				done <- result{rows, err}
@@ -195,6 +250,15 @@ func (s *suite[TTx]) testJobSetStateEphemeral(t *testing.T) {
 				t.Fatal("the statement did not finish once the row was released")
 			}
 			requireNoError(t, r.err, "JobSetStateIfRunningMany")
+			if commit && !tc.metadata {
+				// Nothing to merge into the row that moved on: it is
+				// left exactly as the rescue left it.
+				requireEqual(t, len(r.rows), 0, "rows returned for a row that moved on")
+				got := e.getJob(t, job.ID)
+				requireEqual(t, got.State, millracetype.JobStateRetryable, "state of the row rescued meanwhile")
+				requireEqual(t, string(got.Metadata), string(job.Metadata), "metadata of the row rescued meanwhile")
+				return
+			}
 			requireEqual(t, len(r.rows), 1, "rows returned")
 			if !commit {
 				e.requireGone(t, job.ID)

@@ -252,6 +252,9 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		onlyIfRunning[i] = j.OnlyIfRunning
 	}
 	args := []any{ids, states, finalizedAt, scheduledAt, errs, attemptDecrement, snoozeIncrement, metadataUpdates, attempts, onlyIfRunning}
+	if allDelete(p.Jobs) {
+		return e.jobDeleteAll(ctx, p, ids, attempts, finalizedAt, metadataUpdates)
+	}
 	if deletes != nil {
 		rows, err := e.jobSetStateDeleting(ctx, p, append(args, deletes))
 		if p.Applied != nil {

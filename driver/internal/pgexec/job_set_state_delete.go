@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/millracetype"
@@ -125,6 +126,55 @@ SELECT * FROM updated
 UNION ALL
 SELECT * FROM deleted`
 )
+
+// sqlJobDeleteAll is the statement for a batch whose every outcome deletes
+// its row and merges no metadata into a row that has moved on (see
+// allDelete): the DELETE alone, without the UPDATE over the same rows that
+// a mixed batch needs (which finds every row a second time, then leaves
+// out the deleted ones). The rows are judged as the CTE judges them.
+// sqlJobDeleteAllRows returns the deleted rows as completed.
+const sqlJobDeleteAllFrom = `
+DELETE FROM {{schema}}river_job AS j
+USING unnest($1::bigint[], $2::integer[], $3::timestamptz[], $4::text[]) AS d(id, attempt, finalized_at, metadata_updates)
+WHERE j.id = d.id AND j.state::text = 'running' AND (d.attempt = 0 OR j.attempt = d.attempt)`
+
+var (
+	sqlJobDeleteAll     = sqlJobDeleteAllFrom
+	sqlJobDeleteAllRows = sqlJobDeleteAllFrom + `
+RETURNING ` + deletedJobCols
+)
+
+// allDelete reports whether every outcome of a batch deletes its row and
+// none would merge metadata into a row no longer ours (an outcome with
+// MetadataUpdates and not OnlyIfRunning, which the mixed statement's
+// UPDATE applies), so that sqlJobDeleteAll writes it as the mixed
+// statement would.
+func allDelete(jobs []*driver.JobSetState) bool {
+	for _, j := range jobs {
+		if !j.Delete || (j.MetadataUpdates != nil && !j.OnlyIfRunning) {
+			return false
+		}
+	}
+	return true
+}
+
+// jobDeleteAll writes a batch that allDelete accepts.
+func (e *executor) jobDeleteAll(ctx context.Context, p *driver.JobSetStateIfRunningManyParams, ids []int64, attempts []int32,
+	finalizedAt []*time.Time, metadataUpdates []*string) ([]*millracetype.JobRow, error) {
+	args := []any{ids, attempts, finalizedAt, metadataUpdates}
+	if p.NoRows {
+		tag, err := e.hotExec(ctx, e.sql.get(p.Schema, &sqlJobDeleteAll), args)
+		if p.Applied != nil {
+			*p.Applied = int(tag.RowsAffected())
+		}
+		return nil, err
+	}
+	rows, err := e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobDeleteAllRows), args...)
+	if p.Applied != nil {
+		*p.Applied = len(rows)
+	}
+	return rows, err
+}
 
 // jobSetStateDeleting writes a batch with deletes; args are the plain
 // statement's parameters followed by the Delete flags.
