@@ -41,6 +41,7 @@ func TestHotStatementsPlannedByIndexOnEmptyAnalyzedTable(t *testing.T) {
 		{"fetch_after", &sqlJobGetAvailableAfter, "'default', NULL, 200, 'test', '{k}', 1, now(), 25000"},
 		{"complete", &sqlJobSetStateIfRunningMany, outcomes},
 		{"complete_deleting", &sqlJobSetStateDeleting, outcomes + ", '{t}'"},
+		{"complete_deletes_alone", &sqlJobDeleteAll, "'{1}', '{1}', '{2026-01-01T00:00:00Z}', '{NULL}'"},
 	} {
 		plan := func(setting string) string {
 			t.Helper()
@@ -88,7 +89,7 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 	defer pool.Close()
 	exec := newTestDriver(pool).GetExecutor()
 	if _, err := pool.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "river_job"}.Sanitize()+
-		` (kind, args, queue) SELECT 'k', '{}', 'default' FROM generate_series(1, 3)`); err != nil {
+		` (kind, args, queue) SELECT 'k', '{}', 'default' FROM generate_series(1, 4)`); err != nil {
 		t.Fatal(err)
 	}
 	wantBatch := func(what string, stmt *string) {
@@ -104,8 +105,8 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(jobs) != 3 || jobs[0].State != millracetype.JobStateRunning {
-		t.Fatalf("fetched %d jobs (first %+v); want 3 running", len(jobs), jobs[0])
+	if len(jobs) != 4 || jobs[0].State != millracetype.JobStateRunning {
+		t.Fatalf("fetched %d jobs (first %+v); want 4 running", len(jobs), jobs[0])
 	}
 	wantBatch("the fetch", &sqlJobGetAvailable)
 
@@ -128,6 +129,14 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 	if _, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, Jobs: done(2, true), NoRows: true}); err != nil {
 		t.Fatal(err)
 	}
+	wantBatch("the completer's write of deletes alone", &sqlJobDeleteAll)
+	// A delete whose metadata updates would be merged into a row that
+	// moved on takes the mixed statement.
+	mixed := done(3, true)
+	mixed[0].MetadataUpdates = []byte(`{"output":1}`)
+	if _, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, Jobs: mixed, NoRows: true}); err != nil {
+		t.Fatal(err)
+	}
 	wantBatch("the completer's deleting write", &sqlJobSetStateDeleting)
 
 	var states []string
@@ -135,7 +144,7 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	if strings.Join(states, ",") != "completed,completed" {
-		t.Errorf("states after the writes: %v; want two completed (the third deleted)", states)
+		t.Errorf("states after the writes: %v; want two completed (the third and fourth deleted)", states)
 	}
 	var setting string
 	if err := pool.QueryRow(ctx, "SHOW enable_seqscan").Scan(&setting); err != nil {

@@ -265,14 +265,21 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		}
 		return rows, err
 	}
+	return e.writeOutcomes(ctx, p, &sqlJobSetStateIfRunningMany, &sqlJobSetStateIfRunningManyRows, args)
+}
+
+// writeOutcomes runs a completer statement whose every changed row counts
+// as applied: noRows (returning nothing) when p.NoRows, else withRows.
+func (e *executor) writeOutcomes(ctx context.Context, p *driver.JobSetStateIfRunningManyParams, noRows, withRows *string,
+	args []any) ([]*millracetype.JobRow, error) {
 	if p.NoRows {
-		tag, err := e.hotExec(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningMany), args)
+		tag, err := e.hotExec(ctx, e.sql.get(p.Schema, noRows), args)
 		if p.Applied != nil {
 			*p.Applied = int(tag.RowsAffected())
 		}
 		return nil, err
 	}
-	rows, err := e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobSetStateIfRunningManyRows), args...)
+	rows, err := e.hotJobs(ctx, e.sql.get(p.Schema, withRows), args...)
 	if p.Applied != nil {
 		*p.Applied = len(rows)
 	}

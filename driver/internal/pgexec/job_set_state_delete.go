@@ -161,19 +161,7 @@ func allDelete(jobs []*driver.JobSetState) bool {
 // jobDeleteAll writes a batch that allDelete accepts.
 func (e *executor) jobDeleteAll(ctx context.Context, p *driver.JobSetStateIfRunningManyParams, ids []int64, attempts []int32,
 	finalizedAt []*time.Time, metadataUpdates []*string) ([]*millracetype.JobRow, error) {
-	args := []any{ids, attempts, finalizedAt, metadataUpdates}
-	if p.NoRows {
-		tag, err := e.hotExec(ctx, e.sql.get(p.Schema, &sqlJobDeleteAll), args)
-		if p.Applied != nil {
-			*p.Applied = int(tag.RowsAffected())
-		}
-		return nil, err
-	}
-	rows, err := e.hotJobs(ctx, e.sql.get(p.Schema, &sqlJobDeleteAllRows), args...)
-	if p.Applied != nil {
-		*p.Applied = len(rows)
-	}
-	return rows, err
+	return e.writeOutcomes(ctx, p, &sqlJobDeleteAll, &sqlJobDeleteAllRows, []any{ids, attempts, finalizedAt, metadataUpdates})
 }
 
 // jobSetStateDeleting writes a batch with deletes; args are the plain
