@@ -227,7 +227,10 @@ func TestJobNotStuck(t *testing.T) {
 	}))
 	AddWorker(workers, &untimedWorker{})
 	c := newClient(t, db, &Config{Queues: oneQueue(2), Workers: workers,
-		JobTimeout: 20 * time.Millisecond, JobStuckThreshold: 200 * time.Millisecond,
+		// A threshold of a second: the timed job returns at once when its
+		// context ends, but a loaded machine (CI runs packages in
+		// parallel) once took over 200 ms to run it again.
+		JobTimeout: 20 * time.Millisecond, JobStuckThreshold: time.Second,
 		JobStuckHandler: func(context.Context, *JobStuck) { reported.Add(1) }})
 	start(t, c)
 	timed, err := c.Insert(ctx, stuckArgs{}, &InsertOpts{MaxAttempts: 1})
@@ -251,15 +254,15 @@ type untimedArgs struct{}
 
 func (untimedArgs) Kind() string { return "untimed" }
 
-// untimedWorker has no timeout and works 300 ms, past JobTimeout and the
-// threshold together.
+// untimedWorker has no timeout and works 1.2 s, past TestJobNotStuck's
+// JobTimeout and threshold together.
 type untimedWorker struct{ WorkerDefaults[untimedArgs] }
 
 func (untimedWorker) Timeout(*Job[untimedArgs]) time.Duration { return -1 }
 
 func (untimedWorker) Work(ctx context.Context, _ *Job[untimedArgs]) error {
 	select {
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(1200 * time.Millisecond):
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

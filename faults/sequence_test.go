@@ -152,19 +152,22 @@ func TestSequenceProcesses(t *testing.T) {
 				InsertOpts: &client.InsertOpts{Queue: seqQueue, Sequence: client.SequenceOpts{Key: key}}})
 		}
 	}
+	total := keys * perKey
+	s := e.sampleSequences()
+	var hs []*helper
+	for i := range 4 {
+		hs = append(hs, e.startHelper(helperOpts{id: fmt.Sprintf("s%d", i), workers: 20, seq: "10"}))
+	}
+	// The jobs come once every process runs: inserted before, a reduced
+	// run's no-op jobs were all done by the first process before the last
+	// had started, and no helper was left running jobs to be killed in.
+	began := time.Now()
 	for len(params) > 0 {
 		batch := params[:min(len(params), 1000)]
 		params = params[len(batch):]
 		if _, err := e.admin.InsertMany(ctx, batch); err != nil {
 			t.Fatal(err)
 		}
-	}
-	total := keys * perKey
-	s := e.sampleSequences()
-	began := time.Now()
-	var hs []*helper
-	for i := range 4 {
-		hs = append(hs, e.startHelper(helperOpts{id: fmt.Sprintf("s%d", i), workers: 20, seq: "10"}))
 	}
 	completed := func() int {
 		var n int
