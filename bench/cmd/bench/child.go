@@ -271,18 +271,8 @@ func childBurndown(ctx context.Context, spec *runSpec, db *childDB, prof *profil
 		return nil, err
 	}
 	defer stopSystem(sys) //nolint:errcheck // best effort once measured
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-wait:
-	for {
-		select {
-		case <-done:
-			break wait
-		case <-tick.C:
-			progressf(spec, "%d/%d worked (%.0f s)", worked.Load(), n, time.Since(start).Seconds())
-		case <-ctx.Done():
-			return nil, fmt.Errorf("burndown: %d of %d jobs worked: %w", worked.Load(), n, ctx.Err())
-		}
+	if err := waitWorked(ctx, spec, done, &worked, n, start); err != nil {
+		return nil, fmt.Errorf("burndown: %w", err)
 	}
 	if err := waitAllCompleted(ctx, db.monitor, spec.Schema); err != nil {
 		return nil, err
@@ -318,6 +308,23 @@ wait:
 		PeakRSSMB:    rss,
 		Cost:         cost,
 	}, nil
+}
+
+// waitWorked waits until done is closed (every job worked), printing
+// progress every 2 s; it fails when ctx ends first.
+func waitWorked(ctx context.Context, spec *runSpec, done <-chan struct{}, worked *atomic.Int64, n int64, start time.Time) error {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-tick.C:
+			progressf(spec, "%d/%d worked (%.0f s)", worked.Load(), n, time.Since(start).Seconds())
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d jobs worked: %w", worked.Load(), n, ctx.Err())
+		}
+	}
 }
 
 // waitAllCompleted polls until no job of the schema is available or

@@ -71,19 +71,9 @@ func childBurndownSQLite(ctx context.Context, spec *runSpec) (*runResult, error)
 	if err := c.Start(ctx); err != nil {
 		return nil, err
 	}
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-wait:
-	for {
-		select {
-		case <-done:
-			break wait
-		case <-tick.C:
-			progressf(spec, "%d/%d worked (%.0f s)", worked.Load(), n, time.Since(start).Seconds())
-		case <-ctx.Done():
-			_ = stopSystem(c)
-			return nil, fmt.Errorf("burndown on SQLite: %d of %d jobs worked: %w", worked.Load(), n, ctx.Err())
-		}
+	if err := waitWorked(ctx, spec, done, &worked, n, start); err != nil {
+		_ = stopSystem(c)
+		return nil, fmt.Errorf("burndown on SQLite: %w", err)
 	}
 	// As on Postgres, the time runs until the file shows every job
 	// completed.
