@@ -294,6 +294,33 @@ func TestFetchBufferStale(t *testing.T) {
 	w.checkOnce(t)
 }
 
+// TestFetchWantedWhileFull: a fetch asked for (here by a resume) while no
+// slot is free, on a queue that is not draining (its last fetch came up
+// short), goes out as soon as a job finishes: the workers wake the loop
+// for it. The buffered jobs went back to the table as stale, turning
+// buffering off, so the one running job fills the producer. (A Poke would
+// not do: its trailing fetch FetchCooldown later wakes the loop anyway;
+// polls of jobs and of the control state are an hour apart.)
+func TestFetchWantedWhileFull(t *testing.T) {
+	t.Parallel()
+	db := testfixture.New(t)
+	all := ids(db.InsertJobs(t, 4, "k", "default"))
+	first := all[0]
+	w := newBlockingWork(t, db, func(j *millracetype.JobRow) bool { return j.ID == first })
+	var mu sync.Mutex
+	var asked []int
+	p := bufferedProducer(t, db, w, Config{MaxWorkers: 1, FetchBuffer: 5, ControlPollInterval: time.Hour}, &asked, &mu, true)
+	testwait.For(t, 10*time.Second, "the 3 buffered jobs back to available", func() bool {
+		return w.started.Load() == 1 && len(jobsIn(t, db, all, millracetype.JobStateAvailable)) == 3
+	})
+	p.SetPaused(false) // handled after the stale return: nothing is free
+	w.Release()
+	testwait.For(t, 10*time.Second, "every job completed", func() bool {
+		return len(jobsIn(t, db, all, millracetype.JobStateCompleted)) == 4
+	})
+	w.checkOnce(t)
+}
+
 // noBuffer is DefaultFetch without BufferAllower.
 type noBuffer struct{}
 

@@ -3,6 +3,7 @@ package producer
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -72,8 +73,8 @@ func TestWorkBound(t *testing.T) {
 	testwait.For(t, 10*time.Second, "no job running", func() bool { return p.Running() == 0 })
 }
 
-// TestHandOffAllocs: handing a job to a worker goroutine and taking it
-// back once it is done allocates nothing once the workers exist (the
+// TestHandOffAllocs: handing a fetched job to a worker goroutine and
+// recording it finished allocates nothing once the workers exist (the
 // job's Cancel is reused; the job's context is the work function's).
 func TestHandOffAllocs(t *testing.T) {
 	p, err := New(nil, &Config{Queue: "q", MaxWorkers: 2, FetchCooldown: time.Second, FetchPollInterval: time.Second,
@@ -81,10 +82,12 @@ func TestHandOffAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := &millracetype.JobRow{ID: 1}
+	jobs := []*millracetype.JobRow{{ID: 1}}
 	allocs := testing.AllocsPerRun(1000, func() {
-		p.startJob(job)
-		p.finish(<-p.done)
+		p.takeAll(jobs, true)
+		for p.Running() > 0 { // the worker finishes it and waits for the next
+			runtime.Gosched()
+		}
 	})
 	close(p.work)
 	p.workers.Wait()

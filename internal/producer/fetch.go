@@ -73,8 +73,12 @@ type FetchResult struct {
 // JobFinishedObserver is implemented by a FetchStrategy that needs to hear
 // when a job it fetched has finished (its outcome handed to the work
 // function's recording), for example to release a concurrency limit. The
-// producer calls JobFinished from its loop goroutine, once for each job,
-// including jobs finishing while it stops; it must return quickly.
+// producer calls JobFinished once for each job, including jobs finishing
+// while it stops and buffered jobs returned unstarted: from the worker
+// goroutine that ran the job (before the producer counts the job's slot
+// free), or from its loop for a returned job. Calls come from many
+// goroutines at once, and concurrently with Fetch: JobFinished must be
+// safe for that and return quickly.
 type JobFinishedObserver interface {
 	JobFinished(job *millracetype.JobRow)
 }

@@ -36,7 +36,13 @@
 // job already taken.
 //
 // Jobs run in worker goroutines that live until the producer stops (at
-// most MaxWorkers of them), not in a goroutine per job.
+// most MaxWorkers of them), not in a goroutine per job. Fetched jobs are
+// ready in fetch order; the loop hands them to idle workers, and a worker
+// that finishes a job takes the next ready one itself, so a busy queue's
+// jobs pass from worker to worker without the loop. A worker wakes the
+// loop only when its finish may make a fetch due (the queue drains and
+// slots freed up, or the strategy waits for a job to finish), so the loop
+// wakes a few times per fetch, not twice per job.
 //
 // A failed fetch is logged and retried after a backoff; it never stops the
 // producer.
@@ -125,6 +131,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -238,38 +245,27 @@ type Producer struct {
 	// allowBuffer is cfg.Fetch as a BufferAllower, or nil (no buffer).
 	allowBuffer BufferAllower
 
-	// The fetch buffer; only the run loop's goroutine touches these.
-	// busy counts jobs handed to workers and not finished; buf holds jobs
-	// fetched and not yet handed over, oldest first; meanRun is the
-	// moving mean of the jobs' run times (0: none seen yet); bufferOff
-	// ends buffering until then.
-	busy      int
-	buf       []bufJob
-	meanRun   time.Duration
+	// bufferOff ends buffering until then (only the run loop's goroutine
+	// touches it).
 	bufferOff time.Time
-	bufHead   int // buf[bufHead:] are the buffered jobs
-	scratch   []*Cancel
-	// sampled counts dispatched jobs: one in runSample has its run time
-	// measured for meanRun.
-	sampled uint
 	// staleAfter is bufferMaxWait (tests change it before Start).
 	staleAfter time.Duration
+	// tasks and spawns are the run loop's scratch for startReady.
+	tasks, spawns []task
 
-	// events from notifications, job goroutines and tests, read by the run
-	// loop.
+	// events from notifications, workers and tests, read by the run loop.
 	inserted chan struct{}
 	control  chan controlMessage
-	done     chan *millracetype.JobRow
-	// work hands a job to an idle worker goroutine (unbuffered: a send
-	// succeeds only when one waits); workers counts the goroutines. Worker
-	// goroutines live until the producer stops, so a busy queue does not
-	// start (and grow the stack of) a goroutine per job.
-	work     chan task
-	workers  sync.WaitGroup
-	nWorkers int // worker goroutines started (only the run loop's goroutine touches it)
-	// spare are Cancels of finished jobs, for jobs to come (only the run
-	// loop's goroutine touches it).
-	spare []*Cancel
+	// wake tells the run loop that jobs finished and a fetch may be due
+	// (see wakeAt).
+	wake chan struct{}
+	// work hands a job to an idle worker goroutine (buffered for
+	// MaxWorkers: a job is sent only to a worker counted idle, see
+	// startReady). Worker goroutines live until the producer stops, so a
+	// busy queue does not start (and grow the stack of) a goroutine per
+	// job; a worker that finishes a job takes the next ready one itself.
+	work    chan task
+	workers sync.WaitGroup
 	// onFetchRequest, set by tests before Start, sees each fetch request
 	// in the order the loop makes them.
 	onFetchRequest func(fetchRequest)
@@ -280,10 +276,34 @@ type Producer struct {
 	// down or comes back.
 	listenerChanged chan struct{}
 
-	mu       sync.Mutex
-	running  map[int64]*Cancel // jobs handed to workers or buffered
-	buffered int               // how many of running are buffered
-	paused   bool
+	mu      sync.Mutex
+	running map[int64]*Cancel // jobs handed to workers or ready
+	paused  bool
+	// busy counts jobs handed to workers and not finished; ready[head:]
+	// are jobs fetched and not yet handed to a worker, oldest first (the
+	// fetch buffer, and jobs an idle worker is about to take).
+	busy  int
+	ready []bufJob
+	head  int
+	// nWorkers counts the worker goroutines started, idle those waiting
+	// on work.
+	nWorkers, idle int
+	// hold keeps workers from taking ready jobs themselves (the producer
+	// stops, or the queue is being paused); the run loop still may.
+	hold bool
+	// A worker finishing a job signals wake when busy+readyLen() <=
+	// wakeAt afterwards, or at every finish with wakeOnFinish; finishes
+	// counts the jobs finished.
+	wakeAt       int
+	wakeOnFinish bool
+	finishes     uint64
+	// meanRun is the moving mean of the jobs' run times (0: none seen
+	// yet); one dispatched job in runSample (sampled counts them) has its
+	// run time measured for it.
+	meanRun time.Duration
+	sampled uint
+	// spare are Cancels of finished jobs, for jobs to come.
+	spare    []*Cancel
 	metadata json.RawMessage // the queue's metadata as last seen
 }
 
@@ -313,8 +333,9 @@ type Cancel struct {
 	id     int64 // the job's ID
 	cancel Canceller
 	cause  error // the first cancel's cause, once cancelled
-	// started is when the job was handed to a worker (only the run
-	// loop's goroutine touches it).
+	// started is when the job was handed to a worker, zero when its run
+	// time is not measured (set under Producer.mu, read by the worker
+	// running the job).
 	started time.Time
 }
 
@@ -410,8 +431,9 @@ func New(exec driver.Executor, cfg *Config) (*Producer, error) {
 		staleAfter:      bufferMaxWait,
 		inserted:        make(chan struct{}, 1),
 		control:         make(chan controlMessage, 64),
-		done:            make(chan *millracetype.JobRow, c.MaxWorkers),
-		work:            make(chan task),
+		wake:            make(chan struct{}, 1),
+		work:            make(chan task, c.MaxWorkers),
+		wakeAt:          -1,
 		fetched:         make(chan fetchResult, maxFetchesInFlight),
 		listenerChanged: make(chan struct{}, 1),
 		running:         map[int64]*Cancel{},
@@ -484,7 +506,7 @@ func (p *Producer) Paused() bool {
 func (p *Producer) Running() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.running) - p.buffered
+	return p.busy
 }
 
 // CancelJob cancels a job if it runs here (used by the client for a cancel
@@ -697,6 +719,8 @@ func (p *Producer) run(ctx context.Context) {
 		fetchers.Wait()
 	}()
 	inFlight, reserved := 0, 0
+	// finishesSeen is p.finishes when fetchOnFinish was set.
+	var finishesSeen uint64
 	// While the queue drains, fetches continue after the last job taken
 	// (see fetchRequest.after); fromFront forces the next one to scan from
 	// the front of the queue, and sinceFront counts continued fetches.
@@ -728,7 +752,11 @@ func (p *Producer) run(ctx context.Context) {
 		// how deep the queue is; the next one comes when a job finishes
 		// (or at the strategy's NextFetch).
 		drainMode = len(r.jobs) >= r.asked && !r.limited
-		fetchOnFinish = r.limited
+		if fetchOnFinish = r.limited; fetchOnFinish {
+			p.mu.Lock()
+			finishesSeen = p.finishes
+			p.mu.Unlock()
+		}
 		if n := len(r.jobs); n > 0 {
 			last := r.jobs[n-1]
 			lastKey = &driver.JobFetchKey{Priority: last.Priority, ScheduledAt: last.ScheduledAt, ID: last.ID}
@@ -745,18 +773,23 @@ func (p *Producer) run(ctx context.Context) {
 	// the pause took effect here and start), then pauses: from the paused
 	// event on, this producer takes no job of the queue.
 	pause := func() {
+		p.setHold(true) // workers start no ready job meanwhile
 		for inFlight > 0 {
 			handle(<-p.fetched)
 		}
 		p.returnBuffered(ctx, "the queue was paused", true)
 		p.setPaused(true)
+		p.setHold(false)
 	}
 	for {
 		// The producer holds its busy workers' jobs, the buffered ones
 		// and the slots reserved by fetches in flight: at most its
 		// workers plus the buffer's size for now.
-		capacity := p.cfg.MaxWorkers + p.bufferSize()
-		free := capacity - p.busy - p.bufLen() - reserved
+		p.mu.Lock()
+		held, meanRun := p.busy+p.readyLen(), p.meanRun
+		p.mu.Unlock()
+		capacity := p.cfg.MaxWorkers + p.bufferSize(meanRun)
+		free := capacity - held - reserved
 		threshold := max(1, capacity/2)
 		// Nothing is fetched once the producer is stopping or the work
 		// context has ended (StopAndCancel ends it before the producers
@@ -790,10 +823,36 @@ func (p *Producer) run(ctx context.Context) {
 				p.onFetchRequest(req)
 			}
 			fetchReqs <- req
+			free = 0
+		}
+		// Workers take ready jobs themselves and wake the loop only when
+		// their finishing may make a fetch due: with fetchOnFinish, at
+		// every finish; when a fetch is wanted but no slot is free, once
+		// one is; while the queue drains, when a first slot frees up (to
+		// start drainTimer) and when threshold slots are free. (wakeAt is
+		// never already reached here: free < k.)
+		wakeAt := -1
+		if (wantFetch || drainMode) && retryC == nil && inFlight < maxFetchesInFlight && !p.Paused() &&
+			ctx.Err() == nil && p.cfg.WorkCtx.Err() == nil {
+			k := 1
+			if !wantFetch && drainArmed {
+				k = threshold
+			}
+			if free < k {
+				wakeAt = capacity - reserved - k
+			}
+		}
+		p.mu.Lock()
+		p.wakeAt, p.wakeOnFinish = wakeAt, fetchOnFinish
+		due := wakeAt >= 0 && p.busy+p.readyLen() <= wakeAt || fetchOnFinish && p.finishes != finishesSeen
+		p.mu.Unlock()
+		if due {
+			p.signal()
 		}
 
 		select {
 		case <-ctx.Done():
+			p.setHold(true)
 			// Jobs a fetch in flight locks are running in the database:
 			// start them, then wait for all.
 			// (Their slots were reserved; those beyond the workers were
@@ -808,21 +867,15 @@ func (p *Producer) run(ctx context.Context) {
 			return
 		case r := <-p.fetched:
 			handle(r)
-		case job := <-p.done:
-			p.finish(job)
-			// Take every other finished job too before deciding to fetch,
-			// so a fetch asks for all the free slots at once.
-			for more := true; more; {
-				select {
-				case job := <-p.done:
-					p.finish(job)
-				default:
-					more = false
-				}
-			}
-			p.startBuffered(ctx)
+		case <-p.wake:
+			// Jobs finished (workers took the ready ones themselves).
 			if fetchOnFinish {
-				fetchOnFinish, wantFetch = false, true
+				p.mu.Lock()
+				n := p.finishes
+				p.mu.Unlock()
+				if n != finishesSeen {
+					fetchOnFinish, wantFetch = false, true
+				}
 			}
 		case <-p.inserted:
 			wantFetch = true
@@ -841,10 +894,11 @@ func (p *Producer) run(ctx context.Context) {
 			wantFetch = true
 		case <-bufTimer.C:
 			bufArmed = false
-			if p.bufLen() == 0 {
+			oldest, waiting := p.oldestReady()
+			if waiting == 0 {
 				break
 			}
-			if wait := time.Since(p.buf[p.bufHead].at); wait < p.staleAfter {
+			if wait := time.Since(oldest); wait < p.staleAfter {
 				bufTimer.Reset(p.staleAfter - wait)
 				bufArmed = true
 				break
@@ -852,10 +906,13 @@ func (p *Producer) run(ctx context.Context) {
 			// The buffer's jobs wait longer than the run times it was
 			// sized from promised: let other clients have them.
 			p.cfg.Logger.Info("producer: buffered jobs waited too long; returning them and buffering no more for a while",
-				"queue", p.cfg.Queue, "jobs", p.bufLen(), "waited", p.staleAfter, "buffering_off_for", bufferOffAfterStale)
+				"queue", p.cfg.Queue, "jobs", waiting, "waited", p.staleAfter, "buffering_off_for", bufferOffAfterStale)
 			p.returnBuffered(ctx, "they waited too long", true)
-			p.bufferOff, p.meanRun = time.Now().Add(bufferOffAfterStale), 0
-			if p.bufLen() > 0 { // the return failed: try again later
+			p.bufferOff = time.Now().Add(bufferOffAfterStale)
+			p.mu.Lock()
+			p.meanRun = 0
+			p.mu.Unlock()
+			if _, waiting := p.oldestReady(); waiting > 0 { // the return failed: try again later
 				bufTimer.Reset(p.staleAfter)
 				bufArmed = true
 			}
@@ -868,7 +925,7 @@ func (p *Producer) run(ctx context.Context) {
 				pause()
 			case "resume":
 				p.setPaused(false)
-				p.startBuffered(ctx)
+				p.startReady(p.canStart(ctx))
 				wantFetch = true
 			case "metadata_changed":
 				p.setMetadata(msg.Metadata)
@@ -1002,18 +1059,9 @@ func (p *Producer) confirm(jobs []*millracetype.JobRow, fetchErr error) []*millr
 	}
 }
 
-// register records job as running here with a Cancel of its own, and
-// returns the Cancel.
-func (p *Producer) register(job *millracetype.JobRow) *Cancel {
-	cancel := p.newCancel(job.ID)
-	p.mu.Lock()
-	p.running[job.ID] = cancel
-	p.mu.Unlock()
-	return cancel
-}
-
-// newCancel returns a Cancel for job id: a spare one, or a new one.
-func (p *Producer) newCancel(id int64) *Cancel {
+// newCancelLocked returns a Cancel for job id: a spare one, or a new one
+// (p.mu is held).
+func (p *Producer) newCancelLocked(id int64) *Cancel {
 	var cancel *Cancel
 	if n := len(p.spare); n > 0 {
 		cancel, p.spare = p.spare[n-1], p.spare[:n-1]
@@ -1026,13 +1074,15 @@ func (p *Producer) newCancel(id int64) *Cancel {
 	return cancel
 }
 
-// startJob hands job to a worker; a worker slot must be free.
-func (p *Producer) startJob(job *millracetype.JobRow) {
-	p.dispatch(task{p.register(job), job})
-}
-
-// dispatch hands t to an idle worker, or to a new one.
-func (p *Producer) dispatch(t task) {
+// popLocked takes the oldest ready job for a worker and counts it busy
+// (p.mu is held; a job must be ready).
+func (p *Producer) popLocked() task {
+	b := &p.ready[p.head]
+	t := b.task
+	*b = bufJob{}
+	if p.head++; p.head == len(p.ready) {
+		p.ready, p.head = p.ready[:0], 0
+	}
 	p.busy++
 	if p.cfg.FetchBuffer > 0 {
 		if p.sampled++; p.sampled%runSample == 0 {
@@ -1041,23 +1091,46 @@ func (p *Producer) dispatch(t task) {
 			t.cancel.started = time.Time{}
 		}
 	}
-	select {
-	case p.work <- t: // an idle worker took it
-	default:
-		if p.nWorkers < p.cfg.MaxWorkers {
-			p.nWorkers++
-			p.workers.Add(1)
-			go p.worker(t)
-			return
-		}
-		// Every worker exists and none waits yet: one whose job finished
-		// (freeing the slot this job took) is on its way back.
-		p.work <- t
-	}
+	return t
 }
 
-// worker runs t, then every job handed to it, until drain closes p.work.
-// There are at most MaxWorkers workers (nWorkers counts them).
+// startReady hands ready jobs, oldest first, to idle workers, and to new
+// ones while fewer than MaxWorkers exist; starting says whether jobs may
+// start now (the run loop's judgement: workers themselves start none
+// while the producer holds them, see hold).
+func (p *Producer) startReady(starting bool) {
+	if !starting {
+		return
+	}
+	tasks, spawns := p.tasks[:0], p.spawns[:0]
+	p.mu.Lock()
+	for p.readyLen() > 0 && p.busy < p.cfg.MaxWorkers {
+		if p.idle > 0 {
+			p.idle--
+			tasks = append(tasks, p.popLocked())
+		} else if p.nWorkers < p.cfg.MaxWorkers {
+			p.nWorkers++
+			spawns = append(spawns, p.popLocked())
+		} else {
+			break // unreachable: busy + idle == nWorkers
+		}
+	}
+	p.mu.Unlock()
+	for _, t := range tasks {
+		p.work <- t // never blocks: one job for each worker counted idle
+	}
+	for _, t := range spawns {
+		p.workers.Add(1)
+		go p.worker(t)
+	}
+	clear(tasks)
+	clear(spawns)
+	p.tasks, p.spawns = tasks[:0], spawns[:0]
+}
+
+// worker runs t, then every job handed to it or ready when it finishes one,
+// until drain closes p.work. There are at most MaxWorkers workers
+// (nWorkers counts them).
 func (p *Producer) worker(t task) {
 	defer p.workers.Done()
 	var reserve [workerStackReserve]byte
@@ -1083,9 +1156,8 @@ func (p *Producer) workLoop(t task, reserve *[workerStackReserve]byte) {
 	reserve[0] = 1 // the reserve is used, so it stays in worker's frame
 	for {
 		p.runTask(t)
-		p.done <- t.job
 		var ok bool
-		if t, ok = <-p.work; !ok {
+		if t, ok = p.next(t); !ok {
 			return
 		}
 	}
@@ -1103,38 +1175,81 @@ func (p *Producer) runTask(t task) {
 	p.cfg.Work(ctx, t.job)
 }
 
-// finish records that job has finished (on the loop's goroutine).
-func (p *Producer) finish(job *millracetype.JobRow) {
-	p.busy--
+// next records that done's job has finished (in its worker's goroutine)
+// and returns the worker's next job: the oldest ready one, unless jobs
+// may not start now, else the one the run loop hands it once it is idle.
+// It returns false when the producer has stopped.
+func (p *Producer) next(done task) (task, bool) {
+	var ran time.Duration
+	if !done.cancel.started.IsZero() {
+		ran = max(time.Since(done.cancel.started), 1)
+	}
+	// Release the context's resources; the Cancel serves another job.
+	// (A cancel finding it still in running now is a no-op: see cancelJob.)
+	done.cancel.cancelJob(done.job.ID, context.Canceled, true)
+	if p.finished != nil {
+		p.finished.JobFinished(done.job)
+	}
 	p.mu.Lock()
-	cancel := p.running[job.ID]
-	delete(p.running, job.ID)
-	p.mu.Unlock()
-	if cancel != nil && p.cfg.FetchBuffer > 0 && !cancel.started.IsZero() {
+	p.busy--
+	p.finishes++
+	delete(p.running, done.job.ID)
+	p.spare = append(p.spare, done.cancel)
+	if ran > 0 {
 		// The mean run time sizes the buffer: a moving mean over about
 		// the last 16 jobs measured.
-		if d := time.Since(cancel.started); p.meanRun == 0 {
-			p.meanRun = max(d, 1)
+		if p.meanRun == 0 {
+			p.meanRun = ran
 		} else {
-			p.meanRun = max(p.meanRun+(d-p.meanRun)/16, 1)
+			p.meanRun = max(p.meanRun+(ran-p.meanRun)/16, 1)
 		}
 	}
-	if cancel != nil {
-		// Release the context's resources; the Cancel serves another job.
-		cancel.cancelJob(job.ID, context.Canceled, true)
-		p.spare = append(p.spare, cancel)
+	wake := p.wakeOnFinish || p.busy+p.readyLen() <= p.wakeAt
+	if p.readyLen() > 0 && !p.hold && !p.paused && p.cfg.WorkCtx.Err() == nil {
+		t := p.popLocked()
+		p.mu.Unlock()
+		if wake {
+			p.signal()
+		}
+		return t, true
 	}
-	if p.finished != nil {
-		p.finished.JobFinished(job)
+	p.idle++
+	p.mu.Unlock()
+	if wake {
+		p.signal()
+	}
+	t, ok := <-p.work
+	return t, ok
+}
+
+// signal wakes the run loop (see wakeAt).
+func (p *Producer) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default: // a wake is pending already
 	}
 }
 
-// drain waits for every running job while still honouring cancels.
+// setHold sets p.hold.
+func (p *Producer) setHold(hold bool) {
+	p.mu.Lock()
+	p.hold = hold
+	p.mu.Unlock()
+}
+
+// drain waits for every running job while still honouring cancels; no job
+// is ready any more.
 func (p *Producer) drain() {
-	for p.Running() > 0 {
+	for {
+		p.mu.Lock()
+		p.wakeAt, p.wakeOnFinish = 0, false
+		busy := p.busy
+		p.mu.Unlock()
+		if busy == 0 {
+			break
+		}
 		select {
-		case job := <-p.done:
-			p.finish(job)
+		case <-p.wake:
 		case <-p.control:
 			// Pause and resume no longer matter; cancels arrive through
 			// CancelJob directly.
@@ -1200,10 +1315,10 @@ func (p *Producer) canStart(ctx context.Context) bool {
 	return ctx.Err() == nil && p.cfg.WorkCtx.Err() == nil && !p.Paused()
 }
 
-// bufferSize is how many jobs the fetch buffer may hold now (see "The fetch
-// buffer" in the package doc).
-func (p *Producer) bufferSize() int {
-	if p.cfg.FetchBuffer == 0 || p.allowBuffer == nil || p.meanRun <= 0 {
+// bufferSize is how many jobs the fetch buffer may hold now, at the jobs'
+// mean run time meanRun (see "The fetch buffer" in the package doc).
+func (p *Producer) bufferSize(meanRun time.Duration) int {
+	if p.cfg.FetchBuffer == 0 || p.allowBuffer == nil || meanRun <= 0 {
 		return 0
 	}
 	if !p.bufferOff.IsZero() {
@@ -1215,77 +1330,56 @@ func (p *Producer) bufferSize() int {
 	if !p.allowBuffer.BufferAllowed() {
 		return 0
 	}
-	n := int64(p.cfg.MaxWorkers) * int64(bufferTargetWait) / int64(p.meanRun)
+	n := int64(p.cfg.MaxWorkers) * int64(bufferTargetWait) / int64(meanRun)
 	return int(min(n, int64(p.cfg.FetchBuffer)))
 }
 
-// bufLen is how many jobs wait in the buffer.
-func (p *Producer) bufLen() int { return len(p.buf) - p.bufHead }
+// readyLen is how many jobs are ready (p.mu is held).
+func (p *Producer) readyLen() int { return len(p.ready) - p.head }
 
-// takeAll registers fetched jobs (under one lock) and hands as many as
-// workers are free to them, when starting says jobs may start and none
-// waits in the buffer before them; the others go to the end of the
-// buffer. It reports whether it buffered any.
+// oldestReady returns when the oldest ready job was fetched and how many
+// are ready.
+func (p *Producer) oldestReady() (time.Time, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.readyLen() == 0 {
+		return time.Time{}, 0
+	}
+	return p.ready[p.head].at, p.readyLen()
+}
+
+// takeAll registers fetched jobs as ready (under one lock) and hands as
+// many as workers are free to them when starting says jobs may start; the
+// others wait in the buffer. It reports whether any wait.
 func (p *Producer) takeAll(jobs []*millracetype.JobRow, starting bool) bool {
 	if len(jobs) == 0 {
 		return false
 	}
-	direct := 0
-	if starting && p.bufLen() == 0 {
-		direct = min(len(jobs), p.cfg.MaxWorkers-p.busy)
-	}
-	cancels := p.scratch[:0]
+	now := time.Now()
+	p.mu.Lock()
 	for _, job := range jobs {
-		cancels = append(cancels, p.newCancel(job.ID))
+		cancel := p.newCancelLocked(job.ID)
+		p.running[job.ID] = cancel
+		p.ready = append(p.ready, bufJob{task: task{cancel, job}, at: now})
 	}
-	p.mu.Lock()
-	for i, job := range jobs {
-		p.running[job.ID] = cancels[i]
-	}
-	p.buffered += len(jobs) - direct
 	p.mu.Unlock()
-	for i, job := range jobs[:direct] {
-		p.dispatch(task{cancels[i], job})
-	}
-	if direct < len(jobs) {
-		// (An emptied buffer is always reset to its start: see
-		// startBuffered and returnBuffered.)
-		now := time.Now()
-		for i := direct; i < len(jobs); i++ {
-			p.buf = append(p.buf, bufJob{task: task{cancels[i], jobs[i]}, at: now})
-		}
-	}
-	clear(cancels)
-	p.scratch = cancels[:0]
-	return direct < len(jobs)
+	p.startReady(starting)
+	_, waiting := p.oldestReady()
+	return waiting > 0
 }
 
-// startBuffered hands buffered jobs to free workers, oldest first.
-func (p *Producer) startBuffered(ctx context.Context) {
-	n := min(p.bufLen(), p.cfg.MaxWorkers-p.busy)
-	if n <= 0 || !p.canStart(ctx) {
-		return
-	}
-	p.mu.Lock()
-	p.buffered -= n
-	p.mu.Unlock()
-	for _, b := range p.buf[p.bufHead : p.bufHead+n] {
-		p.dispatch(b.task)
-	}
-	clear(p.buf[p.bufHead : p.bufHead+n])
-	if p.bufHead += n; p.bufHead == len(p.buf) {
-		p.buf, p.bufHead = p.buf[:0], 0
-	}
-}
-
-// returnBuffered gives the buffered jobs back to the table
+// returnBuffered gives the ready jobs back to the table
 // (driver.Executor.JobReturnUnstarted) and forgets them. When the
-// statement fails, keep leaves them buffered (they start later, or are
+// statement fails, keep leaves them ready (they start later, or are
 // returned again); otherwise they are forgotten all the same, left running
 // under this client, and the heartbeat rescue returns them once this
 // client has stopped.
 func (p *Producer) returnBuffered(ctx context.Context, why string, keep bool) {
-	jobs := p.buf[p.bufHead:]
+	p.mu.Lock()
+	jobs := slices.Clone(p.ready[p.head:])
+	clear(p.ready)
+	p.ready, p.head = p.ready[:0], 0
+	p.mu.Unlock()
 	if len(jobs) == 0 {
 		return
 	}
@@ -1302,6 +1396,11 @@ func (p *Producer) returnBuffered(ctx context.Context, why string, keep bool) {
 	case err != nil && keep:
 		p.cfg.Logger.Warn("producer: returning buffered jobs failed; keeping them", "queue", p.cfg.Queue,
 			"jobs", len(jobs), "why", why, "error", err)
+		// Only the run loop (here) adds ready jobs: they are still first.
+		p.mu.Lock()
+		p.ready = append(jobs, p.ready[p.head:]...)
+		p.head = 0
+		p.mu.Unlock()
 		return
 	case err != nil:
 		p.cfg.Logger.Error("producer: returning buffered jobs failed; they stay running under this client until rescued",
@@ -1314,16 +1413,16 @@ func (p *Producer) returnBuffered(ctx context.Context, why string, keep bool) {
 	for _, b := range jobs {
 		delete(p.running, b.job.ID)
 	}
-	p.buffered -= len(jobs)
 	p.mu.Unlock()
-	for i := range jobs {
-		b := &jobs[i]
+	for _, b := range jobs {
 		b.cancel.cancelJob(b.job.ID, context.Canceled, true)
-		p.spare = append(p.spare, b.cancel)
 		if p.finished != nil {
 			p.finished.JobFinished(b.job)
 		}
-		*b = bufJob{}
 	}
-	p.buf, p.bufHead = p.buf[:0], 0
+	p.mu.Lock()
+	for _, b := range jobs {
+		p.spare = append(p.spare, b.cancel)
+	}
+	p.mu.Unlock()
 }
