@@ -271,7 +271,8 @@ func (s *suite[TTx]) testJobSetStateIfRunningMany(t *testing.T) {
 		s.testJobSetStateOutcomes(t, name+"Ephemeral", noRows, true)
 	}
 	s.testJobSetStateIfRunningManyMore(t)
-	s.testJobSetStateEphemeral(t) // job_set_state_delete.go
+	s.testJobSetStateEphemeral(t)   // job_set_state_delete.go
+	s.testJobSetStateCompletions(t) // job_set_state_complete.go
 }
 
 // testJobSetStateOutcomes writes every kind of outcome in one call and

@@ -356,6 +356,29 @@ func liteAgo(seconds int) string {
 	return fmt.Sprintf(`(strftime('%%Y-%%m-%%dT%%H:%%M:%%f', 'now', '-%d seconds') || '000Z')`, seconds)
 }
 
+// waitForLockWait waits until a statement containing text waits for a row
+// lock (pg_stat_activity). finished reports, without waiting, how the
+// statement ended if it already has ("" while it runs): it must not end
+// before it has waited.
+func (e *env[TTx]) waitForLockWait(t *testing.T, text string, finished func() string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := e.rawString(t, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+			AND position($1 IN query) > 0`, text)
+		if n != "0" {
+			return
+		}
+		if how := finished(); how != "" {
+			t.Fatalf("the statement did not wait for the locked row: %s", how)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the statement never waited for the locked row")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // requireRowLocks skips a subtest about row locks (a row one transaction
 // holds being skipped or waited for by another) for a driver that declares
 // it has none (driver.SingleWriter).

@@ -220,24 +220,14 @@ func (s *suite[TTx]) testJobSetStateEphemeral(t *testing.T) {
 					Jobs: []*driver.JobSetState{o}})
 				done <- result{rows, err}
 			}()
-			// Wait until the statement waits for the row lock.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				n := e.rawString(t, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
-					AND position($1 IN query) > 0`, `DELETE FROM "`+e.name+`".river_job`)
-				if n != "0" {
-					break
-				}
+			e.waitForLockWait(t, `DELETE FROM "`+e.name+`".river_job`, func() string {
 				select {
 				case r := <-done:
-					t.Fatalf("the statement did not wait for the locked row: rows %v, error %v", jobIDs(r.rows), r.err)
+					return fmt.Sprintf("rows %v, error %v", jobIDs(r.rows), r.err)
 				default:
+					return ""
 				}
-				if time.Now().After(deadline) {
-					t.Fatal("the statement never waited for the locked row")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			})
 			if commit {
 				requireNoError(t, tx.Commit(e.ctx), "Commit")
 			} else {

@@ -42,6 +42,7 @@ func TestHotStatementsPlannedByIndexOnEmptyAnalyzedTable(t *testing.T) {
 		{"complete", &sqlJobSetStateIfRunningMany, outcomes},
 		{"complete_deleting", &sqlJobSetStateDeleting, outcomes + ", '{t}'"},
 		{"complete_deletes_alone", &sqlJobDeleteAll, "'{1}', '{1}', '{2026-01-01T00:00:00Z}', '{NULL}'"},
+		{"complete_completions_alone", &sqlJobCompleteAll, "'{1}', '{1}', '{2026-01-01T00:00:00Z}'"},
 	} {
 		plan := func(setting string) string {
 			t.Helper()
@@ -89,7 +90,7 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 	defer pool.Close()
 	exec := newTestDriver(pool).GetExecutor()
 	if _, err := pool.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "river_job"}.Sanitize()+
-		` (kind, args, queue) SELECT 'k', '{}', 'default' FROM generate_series(1, 4)`); err != nil {
+		` (kind, args, queue) SELECT 'k', '{}', 'default' FROM generate_series(1, 6)`); err != nil {
 		t.Fatal(err)
 	}
 	wantBatch := func(what string, stmt *string) {
@@ -105,8 +106,8 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(jobs) != 4 || jobs[0].State != millracetype.JobStateRunning {
-		t.Fatalf("fetched %d jobs (first %+v); want 4 running", len(jobs), jobs[0])
+	if len(jobs) != 6 || jobs[0].State != millracetype.JobStateRunning {
+		t.Fatalf("fetched %d jobs (first %+v); want 6 running", len(jobs), jobs[0])
 	}
 	wantBatch("the fetch", &sqlJobGetAvailable)
 
@@ -117,13 +118,30 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 	if _, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, Jobs: done(0, false), NoRows: true}); err != nil {
 		t.Fatal(err)
 	}
-	wantBatch("the completer's write", &sqlJobSetStateIfRunningMany)
+	wantBatch("the completer's write of completions alone", &sqlJobCompleteAll)
 	rows, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, Jobs: done(1, false)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rows) != 1 || rows[0].State != millracetype.JobStateCompleted {
 		t.Fatalf("the completer's write returned %+v; want the job completed", rows)
+	}
+	wantBatch("the completer's write of completions alone returning rows", &sqlJobCompleteAllRows)
+	// A completion that records an output takes the mixed statement.
+	output := func(i int) []*driver.JobSetState {
+		o := done(i, false)
+		o[0].MetadataUpdates = []byte(`{"output":1}`)
+		return o
+	}
+	if _, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, Jobs: output(4), NoRows: true}); err != nil {
+		t.Fatal(err)
+	}
+	wantBatch("the completer's write", &sqlJobSetStateIfRunningMany)
+	if rows, err = exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, Jobs: output(5)}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].State != millracetype.JobStateCompleted || string(rows[0].Metadata) != `{"output": 1}` {
+		t.Fatalf("the completer's write returned %+v; want the job completed with its output", rows)
 	}
 	wantBatch("the completer's write returning rows", &sqlJobSetStateIfRunningManyRows)
 	if _, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, Jobs: done(2, true), NoRows: true}); err != nil {
@@ -143,8 +161,8 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT array_agg(state::text ORDER BY id) FROM `+pgx.Identifier{schema, "river_job"}.Sanitize()).Scan(&states); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(states, ",") != "completed,completed" {
-		t.Errorf("states after the writes: %v; want two completed (the third and fourth deleted)", states)
+	if strings.Join(states, ",") != "completed,completed,completed,completed" {
+		t.Errorf("states after the writes: %v; want four completed (the third and fourth deleted)", states)
 	}
 	var setting string
 	if err := pool.QueryRow(ctx, "SHOW enable_seqscan").Scan(&setting); err != nil {

@@ -208,6 +208,13 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 	if n == 0 {
 		return nil, nil
 	}
+	if allComplete(p.Jobs) { // plain completions: job_set_state_complete.go
+		ids, attempts, finalizedAt := make([]int64, n), make([]int32, n), make([]*time.Time, n)
+		for i, j := range p.Jobs {
+			ids[i], attempts[i], finalizedAt[i] = j.ID, int32(j.Attempt), j.FinalizedAt
+		}
+		return e.jobCompleteAll(ctx, p, ids, attempts, finalizedAt)
+	}
 	deletes, err := jobSetStateDeletes(p.Jobs) // ephemeral jobs: job_set_state_delete.go
 	if err != nil {
 		return nil, err
