@@ -379,6 +379,53 @@ func (e *env[TTx]) waitForLockWait(t *testing.T, text string, finished func() st
 	}
 }
 
+// setStateWhileRescued writes outcome for job while another transaction
+// holds the job's row, having rescued it (back to retryable): the
+// statement, whose text contains stmt, must wait for the row lock; the
+// rescue then commits or rolls back, and the statement's returned rows
+// are returned once it has finished.
+func (e *env[TTx]) setStateWhileRescued(t *testing.T, job *millracetype.JobRow, outcome *driver.JobSetState, stmt string,
+	commit bool) []*millracetype.JobRow {
+	t.Helper()
+	tx, err := e.exec.Begin(e.ctx)
+	requireNoError(t, err, "Begin")
+	defer func() { _ = tx.Rollback(context.WithoutCancel(e.ctx)) }()
+	requireNoError(t, tx.Exec(e.ctx, `UPDATE `+e.table("river_job")+` SET state = 'retryable', scheduled_at = now()
+		WHERE id = $1`, job.ID), "rescue in a transaction")
+
+	type result struct {
+		rows []*millracetype.JobRow
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rows, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema,
+			Jobs: []*driver.JobSetState{outcome}})
+		done <- result{rows, err}
+	}()
+	e.waitForLockWait(t, stmt, func() string {
+		select {
+		case r := <-done:
+			return fmt.Sprintf("rows %v, error %v", jobIDs(r.rows), r.err)
+		default:
+			return ""
+		}
+	})
+	if commit {
+		requireNoError(t, tx.Commit(e.ctx), "Commit")
+	} else {
+		requireNoError(t, tx.Rollback(e.ctx), "Rollback")
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the statement did not finish once the row was released")
+	}
+	requireNoError(t, r.err, "JobSetStateIfRunningMany")
+	return r.rows
+}
+
 // requireRowLocks skips a subtest about row locks (a row one transaction
 // holds being skipped or waited for by another) for a driver that declares
 // it has none (driver.SingleWriter).

@@ -1,7 +1,6 @@
 package riverdrivertest
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -83,52 +82,17 @@ func (s *suite[TTx]) testJobSetStateCompletions(t *testing.T) {
 		s.run(t, name, func(t *testing.T, e *env[TTx]) {
 			e.requireRowLocks(t)
 			job := e.insertFull(t, running(now().Add(-time.Hour)))
-			tx, err := e.exec.Begin(e.ctx)
-			requireNoError(t, err, "Begin")
-			defer func() { _ = tx.Rollback(context.WithoutCancel(e.ctx)) }()
-			requireNoError(t, tx.Exec(e.ctx, `UPDATE `+e.table("river_job")+` SET state = 'retryable', scheduled_at = now()
-				WHERE id = $1`, job.ID), "rescue in a transaction")
-
-			type result struct {
-				rows []*millracetype.JobRow
-				err  error
-			}
-			done := make(chan result, 1)
-			go func() {
-				rows, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema,
-					Jobs: []*driver.JobSetState{completed(job.ID, 1)}})
-				done <- result{rows, err}
-			}()
-			e.waitForLockWait(t, `UPDATE "`+e.name+`".river_job`, func() string {
-				select {
-				case r := <-done:
-					return fmt.Sprintf("rows %v, error %v", jobIDs(r.rows), r.err)
-				default:
-					return ""
-				}
-			})
-			if commit {
-				requireNoError(t, tx.Commit(e.ctx), "Commit")
-			} else {
-				requireNoError(t, tx.Rollback(e.ctx), "Rollback")
-			}
-			var r result
-			select {
-			case r = <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the statement did not finish once the row was released")
-			}
-			requireNoError(t, r.err, "JobSetStateIfRunningMany")
+			rows := e.setStateWhileRescued(t, job, completed(job.ID, 1), `UPDATE "`+e.name+`".river_job`, commit)
 			got := e.getJob(t, job.ID)
 			if commit {
-				requireEqual(t, len(r.rows), 0, "rows returned for a row that moved on")
+				requireEqual(t, len(rows), 0, "rows returned for a row that moved on")
 				requireEqual(t, got.State, millracetype.JobStateRetryable, "state of the row rescued meanwhile")
 				requireEqual(t, got.FinalizedAt == nil, true, "finalized_at of the row rescued meanwhile is NULL")
 				return
 			}
-			requireEqual(t, len(r.rows), 1, "rows returned")
+			requireEqual(t, len(rows), 1, "rows returned")
 			requireEqual(t, got.State, millracetype.JobStateCompleted, "state of the row")
-			requireSameJob(t, r.rows[0], got, "returned row")
+			requireSameJob(t, rows[0], got, "returned row")
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package riverdrivertest
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -200,65 +199,30 @@ func (s *suite[TTx]) testJobSetStateEphemeral(t *testing.T) {
 		s.run(t, name, func(t *testing.T, e *env[TTx]) {
 			e.requireRowLocks(t)
 			job := e.insertFull(t, running(now().Add(-time.Hour)))
-			tx, err := e.exec.Begin(e.ctx)
-			requireNoError(t, err, "Begin")
-			defer func() { _ = tx.Rollback(context.WithoutCancel(e.ctx)) }()
-			requireNoError(t, tx.Exec(e.ctx, `UPDATE `+e.table("river_job")+` SET state = 'retryable', scheduled_at = now()
-				WHERE id = $1`, job.ID), "rescue in a transaction")
-
-			type result struct {
-				rows []*millracetype.JobRow
-				err  error
+			o := completedDelete(job.ID)
+			if tc.metadata {
+				o.MetadataUpdates = []byte(`{"output":"late"}`)
 			}
-			done := make(chan result, 1)
-			go func() {
-				o := completedDelete(job.ID)
-				if tc.metadata {
-					o.MetadataUpdates = []byte(`{"output":"late"}`)
-				}
-				rows, err := e.exec.JobSetStateIfRunningMany(e.ctx, &driver.JobSetStateIfRunningManyParams{Schema: e.schema,
-					Jobs: []*driver.JobSetState{o}})
-				done <- result{rows, err}
-			}()
-			e.waitForLockWait(t, `DELETE FROM "`+e.name+`".river_job`, func() string {
-				select {
-				case r := <-done:
-					return fmt.Sprintf("rows %v, error %v", jobIDs(r.rows), r.err)
-				default:
-					return ""
-				}
-			})
-			if commit {
-				requireNoError(t, tx.Commit(e.ctx), "Commit")
-			} else {
-				requireNoError(t, tx.Rollback(e.ctx), "Rollback")
-			}
-			var r result
-			select {
-			case r = <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the statement did not finish once the row was released")
-			}
-			requireNoError(t, r.err, "JobSetStateIfRunningMany")
+			rows := e.setStateWhileRescued(t, job, o, `DELETE FROM "`+e.name+`".river_job`, commit)
 			if commit && !tc.metadata {
 				// Nothing to merge into the row that moved on: it is
 				// left exactly as the rescue left it.
-				requireEqual(t, len(r.rows), 0, "rows returned for a row that moved on")
+				requireEqual(t, len(rows), 0, "rows returned for a row that moved on")
 				got := e.getJob(t, job.ID)
 				requireEqual(t, got.State, millracetype.JobStateRetryable, "state of the row rescued meanwhile")
 				requireEqual(t, string(got.Metadata), string(job.Metadata), "metadata of the row rescued meanwhile")
 				return
 			}
-			requireEqual(t, len(r.rows), 1, "rows returned")
+			requireEqual(t, len(rows), 1, "rows returned")
 			if !commit {
 				e.requireGone(t, job.ID)
-				requireEqual(t, r.rows[0].State, millracetype.JobStateCompleted, "state of the returned row")
+				requireEqual(t, rows[0].State, millracetype.JobStateCompleted, "state of the returned row")
 				return
 			}
 			got := e.getJob(t, job.ID)
 			requireEqual(t, got.State, millracetype.JobStateRetryable, "state of the row rescued meanwhile")
 			requireJSON(t, got.Metadata, map[string]any{"output": "late"}, "metadata of the row rescued meanwhile")
-			requireSameJob(t, r.rows[0], got, "returned row")
+			requireSameJob(t, rows[0], got, "returned row")
 		})
 	}
 }
