@@ -168,12 +168,18 @@ func (e *env) waitLimDone(n int, timeout time.Duration) {
 // customer_id in the database (QueueLimitSet) before the helpers start,
 // and inserts the jobs once they run. 100 customers, their jobs inserted
 // customer by customer, 5 helpers of 50 workers: one more than the 200
-// places of the limit need, so that one process slow to fetch (a loaded
-// machine) leaves no customer waiting for the first ones' later jobs. The
-// database never shows more than 2 of one customer running, and by the
-// time half of the jobs are done every customer has had one completed. A
+// places of the limit need. The database never shows more than 2 of one
+// customer running, and among the first half of the jobs started (by
+// attempted_at, the fetch's time) every customer has one: with every
+// place taken at once, the fetches serve each customer's first jobs
+// before any customer's later ones (a run whose helpers never took every
+// place is run again, at most 3 times: see below). A
 // fetch that read its candidates in plain order (the fault FirstPerGroup
-// fixed) serves about 65 customers in the first wave.
+// fixed) serves about 65 customers in the first wave. (The test counted
+// completions at half-time before; on a loaded machine one helper slow to
+// run or record its first 50 jobs, of 25 customers, failed it though the
+// fetches were right: the start order does not depend on how fast a
+// process works.)
 func TestConcurrencyLimitProcesses(t *testing.T) {
 	t.Run("global", func(t *testing.T) {
 		sz := loadSizes(t)
@@ -219,55 +225,72 @@ func TestConcurrencyLimitProcesses(t *testing.T) {
 
 	t.Run("partition", func(t *testing.T) {
 		sz := loadSizes(t)
-		const customers = 100
+		const customers, places = 100, 200
 		n, sleepMS := 5*customers, 100
 		if sz.name == "full" {
 			n = 50 * customers
 		}
-		e := newEnv(t, sz)
-		if _, err := e.admin.QueueLimitSet(context.Background(), limQueue,
-			client.ConcurrencyLimit{Kind: limKind, PerPartition: 2, PartitionByArgs: []string{"customer_id"}}); err != nil {
-			t.Fatal(err)
+		type result struct{ progressed, samples, maxTotal, maxGroup int }
+		run := func() result {
+			e := newEnv(t, sz)
+			if _, err := e.admin.QueueLimitSet(context.Background(), limQueue,
+				client.ConcurrencyLimit{Kind: limKind, PerPartition: 2, PartitionByArgs: []string{"customer_id"}}); err != nil {
+				t.Fatal(err)
+			}
+			s := e.sampleRunning()
+			var hs []*helper
+			for i := range 5 {
+				hs = append(hs, e.startHelper(helperOpts{id: fmt.Sprintf("p%d", i), workers: 50, limit: "none"}))
+			}
+			// The jobs come once every process is up: a process started
+			// first would otherwise work the first customers' jobs alone
+			// (their later jobs come first in fetch order) for as long as
+			// the others take to start, which measures start-up, not the
+			// limit.
+			e.insertLimJobs(n, customers, sleepMS)
+			e.waitLimDone(n, 5*time.Minute)
+			var r result
+			// Customers among the first half of the jobs started. (A
+			// fetch's jobs share its attempted_at: the order within one
+			// fetch is by ID, which favours the first customers, but no
+			// job of a later wave starts before the first wave's fetches.)
+			e.scan(`SELECT count(DISTINCT args -> 'customer_id') FROM (SELECT args FROM `+e.job()+` WHERE queue = $1
+				ORDER BY attempted_at, id LIMIT $2) AS first_half`, []any{limQueue, n / 2}, &r.progressed)
+			r.samples, r.maxTotal, r.maxGroup = s.finish(t)
+			for _, h := range hs {
+				h.stop()
+			}
+			return r
 		}
-		s := e.sampleRunning()
-		var hs []*helper
-		for i := range 5 {
-			hs = append(hs, e.startHelper(helperOpts{id: fmt.Sprintf("p%d", i), workers: 50, limit: "none"}))
-		}
-		// The jobs come once every process is up: a process started
-		// first would otherwise work the first customers' jobs alone
-		// (their later jobs come first in fetch order) for as long as
-		// the others take to start, which measures start-up, not the
-		// limit.
-		e.insertLimJobs(n, customers, sleepMS)
-		// When half the jobs are done, every customer has progressed.
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			var done, progressed int
-			e.scan(`SELECT count(*), count(DISTINCT args -> 'customer_id') FROM `+e.job()+` WHERE queue = $1 AND state = 'completed'`,
-				[]any{limQueue}, &done, &progressed)
-			if done >= n/2 {
-				if progressed != customers {
-					t.Errorf("%d jobs done but only %d of %d customers have a completed job", done, progressed, customers)
-				}
+		// Only a first wave that fills every place serves every customer
+		// at once: the fetches rank each customer's jobs among its jobs
+		// still available, so once the first customers' first jobs have
+		// run, their third and fourth jobs rank with the last customers'
+		// first ones. On a loaded machine helpers may be slow to fetch,
+		// and the places are never all taken; the scenario then runs
+		// again, at most 3 times, and the last run is judged whatever
+		// happened (a fetch that reads its candidates in plain order, the
+		// fault FirstPerGroup fixed, leaves places empty every time: at
+		// most 101 and 132 running in two runs, serving 65 and 67
+		// customers).
+		var r result
+		for attempt := 1; ; attempt++ {
+			if r = run(); r.maxTotal >= places || attempt == 3 {
 				break
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d of %d jobs done after 2 min: %v", done, n, e.states())
-			}
-			time.Sleep(20 * time.Millisecond)
+			t.Logf("run %d: at most %d of the %d places taken (helpers slow to fetch); running the scenario again",
+				attempt, r.maxTotal, places)
 		}
-		e.waitLimDone(n, 5*time.Minute)
-		samples, maxTotal, maxGroup := s.finish(t)
-		for _, h := range hs {
-			h.stop()
+		t.Logf("%d jobs of %d customers; %d samples, at most %d running, at most %d of one customer",
+			n, customers, r.samples, r.maxTotal, r.maxGroup)
+		if r.progressed != customers {
+			t.Errorf("among the first %d jobs started, only %d of %d customers have one", n/2, r.progressed, customers)
 		}
-		t.Logf("%d jobs of %d customers; %d samples, at most %d running, at most %d of one customer", n, customers, samples, maxTotal, maxGroup)
-		if maxGroup > 2 {
-			t.Errorf("the database showed %d jobs of one customer running at once, limit 2", maxGroup)
+		if r.maxGroup > 2 {
+			t.Errorf("the database showed %d jobs of one customer running at once, limit 2", r.maxGroup)
 		}
-		if maxGroup < 2 {
-			t.Errorf("never more than %d of one customer running: the limit of 2 was not reached", maxGroup)
+		if r.maxGroup < 2 {
+			t.Errorf("never more than %d of one customer running: the limit of 2 was not reached", r.maxGroup)
 		}
 	})
 }
