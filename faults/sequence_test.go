@@ -37,6 +37,12 @@ type seqJob struct {
 
 func (seqJob) Kind() string { return seqKind }
 
+// seqStarted is a sequenced job's output: when its attempt began, in
+// microseconds since the epoch.
+type seqStarted struct {
+	Micros int64 `json:"started_us"`
+}
+
 type retryAtOnce struct{}
 
 func (retryAtOnce) NextRetry(*millracetype.JobRow) time.Time {
@@ -58,6 +64,13 @@ func seqHelperMain(spec string) int {
 	defer h.pool.Close()
 	ws := client.NewWorkers()
 	client.AddWorker(ws, client.WorkFunc(func(ctx context.Context, job *client.Job[seqJob]) error {
+		// The attempt's start by this process's clock, which is the clock
+		// the previous job's finalized_at was read from (the completing
+		// client's): attempted_at is the fetch transaction's start, which
+		// a loaded server may take before it sees the job available.
+		if err := client.RecordOutput(ctx, seqStarted{Micros: time.Now().UnixMicro()}); err != nil {
+			return err
+		}
 		select {
 		case <-time.After(2 * time.Millisecond):
 		case <-ctx.Done():
@@ -133,8 +146,9 @@ func (s *seqSampler) finish(t *testing.T) (samples, maxKey int) {
 // failing (retried), 4 processes of 20 workers, one SIGKILLed while it
 // runs jobs of some sequences. Each sequence's jobs complete in insertion
 // order and never overlap: the database never shows two of a key running
-// (sampled every 10 ms), and each job's last attempt started after the
-// previous job of its key was finalized. Reduced: 20 keys x 25 jobs; full
+// (sampled every 10 ms), and each job's last attempt started (by the
+// worker's clock, recorded as its output) after the previous job of its
+// key was finalized. Reduced: 20 keys x 25 jobs; full
 // (MILLRACE_FAULTS=full): 50 x 200.
 func TestSequenceProcesses(t *testing.T) {
 	sz := loadSizes(t)
@@ -220,7 +234,8 @@ func TestSequenceProcesses(t *testing.T) {
 
 	// Per key, in insertion order (n): finalized one after another, each
 	// job's last attempt started after the previous one's end.
-	rows, err := e.db.Pool.Query(ctx, `SELECT args ->> 'key', (args ->> 'n')::int, id, attempt, attempted_at, finalized_at
+	rows, err := e.db.Pool.Query(ctx, `SELECT args ->> 'key', (args ->> 'n')::int, id, attempt,
+			coalesce((metadata -> 'output' ->> 'started_us')::bigint, 0), attempted_at, finalized_at
 		FROM `+e.job()+` WHERE queue = $1 ORDER BY args ->> 'key', (args ->> 'n')::int`, seqQueue)
 	if err != nil {
 		t.Fatal(err)
@@ -229,15 +244,21 @@ func TestSequenceProcesses(t *testing.T) {
 		key            string
 		n, attempt     int
 		id             int64
+		startedUs      int64
 		started, ended time.Time
+		fetchBegan     time.Time
 	}
 	var prev *rec
-	retried, bad := 0, 0
+	retried, bad, earlyTx := 0, 0, 0
 	for rows.Next() {
 		var r rec
-		if err := rows.Scan(&r.key, &r.n, &r.id, &r.attempt, &r.started, &r.ended); err != nil {
+		if err := rows.Scan(&r.key, &r.n, &r.id, &r.attempt, &r.startedUs, &r.fetchBegan, &r.ended); err != nil {
 			t.Fatal(err)
 		}
+		if r.startedUs == 0 {
+			t.Fatalf("key %s: job %d (n=%d) completed without recording its start", r.key, r.id, r.n)
+		}
+		r.started = time.UnixMicro(r.startedUs)
 		if r.attempt > 1 {
 			retried++
 		}
@@ -245,7 +266,10 @@ func TestSequenceProcesses(t *testing.T) {
 			if r.n != prev.n+1 {
 				t.Errorf("key %s: job %d (n=%d) follows n=%d: a job is missing", r.key, r.id, r.n, prev.n)
 			}
-			if !r.started.After(prev.ended) && bad < 10 {
+			if r.fetchBegan.Before(prev.ended) {
+				earlyTx++
+			}
+			if r.started.Before(prev.ended) && bad < 10 {
 				bad++
 				t.Errorf("key %s: n=%d started at %v, before n=%d was finalized at %v", r.key, r.n, r.started, prev.n, prev.ended)
 			}
@@ -259,6 +283,9 @@ func TestSequenceProcesses(t *testing.T) {
 	}
 	t.Logf("%d keys x %d jobs in %v by 4 processes (one killed); %d jobs retried; %d samples, at most %d of a key running",
 		keys, perKey, took.Round(time.Millisecond), retried, samples, maxKey)
+	if earlyTx > 0 {
+		t.Logf("%d jobs were fetched by a transaction that began before the previous job of their key was finalized (and saw it available later)", earlyTx)
+	}
 	if maxKey > 1 {
 		t.Errorf("the database showed %d jobs of one sequence running at once", maxKey)
 	}
