@@ -118,7 +118,10 @@ type demo struct {
 	mu        sync.Mutex
 	latencies []time.Duration // insert (created_at) -> start, first attempts
 
-	laterID int64     // the job scheduled ahead
+	laterID int64 // the job scheduled ahead
+	// laterAt is when the demo inserted it, by this process's clock, the
+	// clock its ScheduledAt was set by.
+	laterAt time.Time
 	start   time.Time // when the first client started
 
 	// The burn-down: every job but the one scheduled ahead finished.
@@ -353,7 +356,8 @@ func insert[TTx any](ctx context.Context, d *demo, c *client.Client[TTx]) error 
 	}
 	took := time.Since(start)
 	// A job scheduled 8 s ahead: the leader's scheduler makes it available.
-	later, err := c.Insert(ctx, laterArgs{Note: "runs in 8 s"}, &client.InsertOpts{ScheduledAt: time.Now().Add(8 * time.Second)})
+	d.laterAt = time.Now()
+	later, err := c.Insert(ctx, laterArgs{Note: "runs in 8 s"}, &client.InsertOpts{ScheduledAt: d.laterAt.Add(8 * time.Second)})
 	if err != nil {
 		return err
 	}
@@ -522,10 +526,15 @@ func (d *demo) summary(ctx context.Context, store Store, elapsed time.Duration, 
 		if err != nil {
 			return fmt.Errorf("read the scheduled job: %w", err)
 		}
-		due := later.ScheduledAt.Sub(later.CreatedAt)
-		ran := time.Since(later.CreatedAt)
+		// Both from the demo's insert, by the clock ScheduledAt was set
+		// by: the job is due exactly 8 s after it, and it runs once the
+		// fetch's now() (its attempted_at) has reached ScheduledAt. From
+		// created_at, the server's start of the insert, it would look a
+		// millisecond or so earlier than asked.
+		due := later.ScheduledAt.Sub(d.laterAt)
+		ran := time.Since(d.laterAt)
 		if later.AttemptedAt != nil {
-			ran = later.AttemptedAt.Sub(later.CreatedAt)
+			ran = later.AttemptedAt.Sub(d.laterAt)
 		}
 		wait := "it ran during the burn-down"
 		if w := d.start.Add(elapsed).Sub(d.burnAt); !d.burnAt.IsZero() && w > 0 {
