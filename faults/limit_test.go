@@ -168,7 +168,10 @@ func (e *env) waitLimDone(n int, timeout time.Duration) {
 // customer_id in the database (QueueLimitSet) before the helpers start,
 // and inserts the jobs once they run. 100 customers, their jobs inserted
 // customer by customer, 5 helpers of 50 workers: one more than the 200
-// places of the limit need. The database never shows more than 2 of one
+// places of the limit need; each job sleeps 1 s, so the first wave has
+// a second to fill every place (with 100 ms jobs, a fresh-clone CI run,
+// its other test packages running alongside, never filled more than 140
+// in three runs). The database never shows more than 2 of one
 // customer running, and among the first half of the jobs started (by
 // attempted_at, the fetch's time) every customer has one: with every
 // place taken at once, the fetches serve each customer's first jobs
@@ -226,7 +229,7 @@ func TestConcurrencyLimitProcesses(t *testing.T) {
 	t.Run("partition", func(t *testing.T) {
 		sz := loadSizes(t)
 		const customers, places = 100, 200
-		n, sleepMS := 5*customers, 100
+		n, sleepMS := 5*customers, 1000
 		if sz.name == "full" {
 			n = 50 * customers
 		}
