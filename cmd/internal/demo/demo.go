@@ -290,6 +290,9 @@ func run[TTx any](ctx context.Context, drv driver.Driver[TTx], store Store, d *d
 
 	// Work until half is done (or Ctrl-C), then stop gracefully under load.
 	interrupted := d.progress(ctx, store, d.jobs/2, start)
+	if !interrupted {
+		d.awaitPeriodic(ctx, store)
+	}
 	inFlight := d.working.Load()
 	stopStart := time.Now()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -435,6 +438,31 @@ func (d *demo) progress(ctx context.Context, store Store, until int, clientStart
 			}
 			return true
 		case <-ticker.C:
+		}
+	}
+}
+
+// awaitPeriodic waits, at most 10 s, for the first client's periodic job
+// (inserted once it becomes leader), so that the total the demo announced
+// holds: a client stopped before it won the election, as a loaded machine
+// may leave it for the first few hundred milliseconds, adds none.
+func (d *demo) awaitPeriodic(ctx context.Context, store Store) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		kinds, err := store.KindCounts(ctx)
+		if err == nil && kinds[tickArgs{}.Kind()] > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintln(d.out, "   (the client has not become leader in 10 s, so it adds no periodic job; stopping it anyway)")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }
