@@ -144,20 +144,31 @@ func TestHeartbeatPartitionedClientComesBackLate(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sizes{name: "partition", workers: 20})
 	proxy := newFreezeProxy(t, upstreamAddr(t, e.url))
-	q := e.startHelper(helperOpts{id: "part-q", workers: 20, long: time.Second, stubborn: true})
+	q := e.startHelper(helperOpts{id: "part-q", workers: 20, long: 3 * time.Second, stubborn: true})
 	if !testwait.Poll(30*time.Second, func() bool { return e.leader() == "part-q" }) {
 		t.Fatalf("part-q never became leader (leader %q)", e.leader())
 	}
 	p := e.startHelper(helperOpts{id: "part-p", workers: 20, long: 15 * time.Second, stubborn: true,
 		url: proxiedURL(t, e.url, proxy.Addr())})
 	// Jobs go to whichever client fetches them; p holds some for 15 s.
+	// q, nearer the database, wins every race for them on a busy
+	// machine: 40 at a time leave at least 20 to p, since q holds at most
+	// its 20 workers' (no fetch buffer for jobs of seconds) for 3 s.
 	var held []int64
 	for round := 0; len(held) == 0 && round < 10; round++ {
-		e.insertJobs(20, func(int) string { return modeStubborn })
+		e.insertJobs(40, func(int) string { return modeStubborn })
 		testwait.Poll(5*time.Second, func() bool { held = e.strandedBy("part-p"); return len(held) > 0 })
 	}
 	if len(held) == 0 {
 		t.Fatal("part-p never fetched a job")
+	}
+	// The fetch has committed; p starts the jobs once its answer is in.
+	// Frozen before that, the answer would wait behind the proxy and the
+	// jobs never start (nor come back late).
+	for _, id := range held {
+		if !p.waitLine(fmt.Sprintf("helper-stubborn-started %d\n", id), 30*time.Second) {
+			t.Fatalf("part-p fetched job %d but did not start it within 30 s; its output:\n%s", id, p.out.String())
+		}
 	}
 	proxy.Freeze()
 	frozen := time.Now()

@@ -131,6 +131,7 @@ func helperMain() int {
 	w := &worker{clientID: id, log: newWorkLog(logPool, schema), long: long}
 	if os.Getenv(helperStubborn) != "" {
 		w.stubborn = func(_ context.Context, job *client.Job[jobArgs]) error {
+			fmt.Println("helper-stubborn-started", job.ID)
 			time.Sleep(long) // deaf to its context
 			fmt.Println("helper-stubborn-done", job.ID)
 			return w.log.record(job.ID, job.Attempt, w.clientID, outcomeOK)
