@@ -193,51 +193,39 @@ func scenarioNotifierLoss(t *testing.T, sz sizes) tally {
 	// fetched (attempted_at, the fetch's start) at most a poll interval
 	// after it became visible. The bound is late by at most the round
 	// trip that read the clock.
-	var worst, slowestInsert float64
-	e.scan("SELECT coalesce(max(extract(epoch FROM j.attempted_at - v.at)), -1), coalesce(max(extract(epoch FROM v.at - j.created_at)), -1)"+
-		" FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, at) JOIN "+e.job()+" AS j USING (id)",
-		[]any{during, visible}, &worst, &slowestInsert)
-	worstWait := time.Duration(worst * float64(time.Second))
-	insertWait := time.Duration(slowestInsert * float64(time.Second))
+	var ids []int64
+	var created []time.Time
+	var attempted []*time.Time
+	e.scan("SELECT coalesce(array_agg(id ORDER BY id), '{}'), coalesce(array_agg(created_at ORDER BY id), '{}'), coalesce(array_agg(attempted_at ORDER BY id), '{}')"+
+		" FROM "+e.job()+" WHERE id = ANY($1)", []any{during}, &ids, &created, &attempted)
+	visibleAt := make(map[int64]time.Time, len(during))
+	for i, id := range during {
+		visibleAt[id] = visible[i]
+	}
+	worstWait, insertWait := time.Duration(-1), time.Duration(-1)
+	var timeline strings.Builder // each job's times, in ms after the first insert
+	for i, id := range ids {
+		vis := visibleAt[id]
+		insertWait = max(insertWait, vis.Sub(created[i]))
+		fetched := "never"
+		if attempted[i] != nil {
+			worstWait = max(worstWait, attempted[i].Sub(vis))
+			fetched = fmt.Sprint(attempted[i].Sub(created[0]).Milliseconds())
+		}
+		fmt.Fprintf(&timeline, "\n  job %d: inserted %d, visible %d, fetched %s",
+			id, created[i].Sub(created[0]).Milliseconds(), vis.Sub(created[0]).Milliseconds(), fetched)
+	}
 	// The poll has up to 10% jitter; allow 400 ms for the fetch itself on a
 	// loaded machine.
-	if worst < 0 || worstWait > poll+poll/10+400*time.Millisecond {
+	if worstWait < 0 || worstWait > poll+poll/10+400*time.Millisecond {
 		t.Errorf("a job inserted while the listener was down waited %v after its insert committed to be fetched; want at most the %v poll interval (slowest insert to commit: %v)",
 			worstWait, poll, insertWait)
-		e.logOutageTimeline(during, visible)
+		t.Logf("jobs inserted during the outage (ms after the first insert):%s", timeline.String())
 	}
 	row, _ := e.finish(fmt.Sprintf("listener killed %d times in %v; waits then at most %v (poll %v; inserts visible after at most %v); lost cancel seen after %v; pickups with LISTEN %v / again %v",
 		len(killed), outage, worstWait.Round(time.Millisecond), poll, insertWait.Round(time.Millisecond), cancelSeen.Round(time.Millisecond), median(healthy).Round(time.Millisecond), median(again).Round(time.Millisecond)))
 	e.noDuplicates(row)
 	return row
-}
-
-// logOutageTimeline logs, for each job inserted during the notifier
-// outage, its insert's start (created_at), when it was visible, and its
-// fetch's start (attempted_at), in ms after the first insert.
-func (e *env) logOutageTimeline(ids []int64, visible []time.Time) {
-	e.t.Helper()
-	rows, err := e.db.Pool.Query(context.Background(),
-		"SELECT v.id, extract(epoch FROM j.created_at - f.t0) * 1000, extract(epoch FROM v.at - f.t0) * 1000, coalesce(extract(epoch FROM j.attempted_at - f.t0) * 1000, -1)"+
-			" FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, at) JOIN "+e.job()+" AS j USING (id)"+
-			" CROSS JOIN (SELECT min(created_at) AS t0 FROM "+e.job()+" WHERE id = ANY($1)) AS f ORDER BY v.id",
-		ids, visible)
-	if err != nil {
-		e.t.Logf("outage timeline: %v", err)
-		return
-	}
-	defer rows.Close()
-	var b strings.Builder
-	for rows.Next() {
-		var id int64
-		var created, vis, attempted float64
-		if err := rows.Scan(&id, &created, &vis, &attempted); err != nil {
-			e.t.Logf("outage timeline: %v", err)
-			return
-		}
-		fmt.Fprintf(&b, "\n  job %d: inserted %.0f, visible %.0f, fetched %.0f", id, created, vis, attempted)
-	}
-	e.t.Logf("jobs inserted during the outage (ms after the first insert):%s", b.String())
 }
 
 // pickups inserts n jobs one after another and returns how long each
