@@ -272,7 +272,10 @@ type QueueConfig struct {
 	// of long jobs gets none), and it is off while the queue has rate
 	// limits, timed pauses, Fairness, or concurrency limits by kind or partition (a
 	// Global or Local limit of the whole queue counts buffered jobs as
-	// running). A buffered job is
+	// running: such a limit below MaxWorkers plus the buffer can be
+	// reached by jobs that only wait in the buffer, and then binds, with
+	// smaller fetches that count the running jobs; set it above both, or
+	// lower FetchBuffer, to keep it from binding). A buffered job is
 	// running in the table, as River's fetched jobs are: when the process
 	// dies the heartbeat rescue returns it, and a Stop, a pause of the
 	// queue or a wait of 500 ms returns it to available without using an

@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"context"
 	"time"
 
 	"github.com/millrace/millrace/millracetype"
@@ -37,6 +38,35 @@ type LimitDeleteParams struct {
 	Schema string
 	Queue  string
 	Kind   string
+}
+
+// LimitLockReader is implemented by an ExecutorTx that can take a limited
+// fetch's advisory lock and make the reads that follow it in one round
+// trip: PGAdvisoryXactLock(LockKey), then LimitGetMany and LimitBoundGet
+// of Queue, each read run once the lock is held (so that it sees what the
+// lock's previous holder committed). A limited fetch holds the lock until
+// it commits, and the limited fetches of a queue wait for one another, so
+// each round trip saved under the lock raises the rate a limited queue can
+// reach. An ExecutorTx without it gets the three calls one after the
+// other.
+type LimitLockReader interface {
+	LimitLockRead(ctx context.Context, params *LimitLockReadParams) (*LimitLockReadResult, error)
+}
+
+// LimitLockReadParams names the lock and the queue of LimitLockRead.
+type LimitLockReadParams struct {
+	Schema  string
+	Queue   string
+	LockKey int64
+}
+
+// LimitLockReadResult is what LimitLockRead read: the queue's limit rows
+// (as LimitGetMany) and its running-jobs bound (as LimitBoundGet: BoundOK
+// is false when it has none).
+type LimitLockReadResult struct {
+	Limits  []*LimitRow
+	Bound   int
+	BoundOK bool
 }
 
 // TopicControl action sent by LimitSet and LimitDelete:

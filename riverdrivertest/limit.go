@@ -1,6 +1,7 @@
 package riverdrivertest
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -114,6 +115,75 @@ func (s *suite[TTx]) testLimit(t *testing.T) {
 		_, ok, err = e.exec.LimitBoundGet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "q"})
 		requireNoError(t, err, "LimitBoundGet")
 		requireEqual(t, ok, false, "bound after LimitDelete")
+	})
+
+	s.run(t, "LockRead", func(t *testing.T, e *env[TTx]) {
+		e.requireRowLocks(t)
+		setup(t, e)
+		key := int64(len(e.name))<<40 ^ int64(hashString(e.name+"/limit"))
+		_, err := e.exec.LimitSet(e.ctx, &driver.LimitSetParams{Schema: e.schema, Queue: "q",
+			Limit: millracetype.ConcurrencyLimit{Global: 4}})
+		requireNoError(t, err, "LimitSet")
+		requireNoError(t, e.exec.LimitBoundSet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "q", Bound: 2}), "LimitBoundSet")
+		lockRead := func(tx driver.ExecutorTx, ctx context.Context, queue string) (*driver.LimitLockReadResult, error) {
+			r, ok := tx.(driver.LimitLockReader)
+			if !ok {
+				t.Fatalf("the transaction executor %T is not a driver.LimitLockReader", tx)
+			}
+			return r.LimitLockRead(ctx, &driver.LimitLockReadParams{Schema: e.schema, Queue: queue, LockKey: key})
+		}
+
+		first, err := e.exec.Begin(e.ctx)
+		requireNoError(t, err, "Begin")
+		defer func() { _ = first.Rollback(context.WithoutCancel(e.ctx)) }()
+		res, err := lockRead(first, e.ctx, "q")
+		requireNoError(t, err, "LimitLockRead")
+		requireEqual(t, len(res.Limits), 1, "limit rows")
+		requireEqual(t, res.Limits[0].Limit, millracetype.ConcurrencyLimit{Global: 4}, "limit")
+		requireEqual(t, [2]any{res.Bound, res.BoundOK}, [2]any{2, true}, "bound")
+		// The holder moves the bound, not yet committed.
+		requireNoError(t, first.LimitBoundSet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "q", Bound: 9}), "LimitBoundSet under the lock")
+
+		// A second transaction waits for the lock, then reads what the
+		// first committed.
+		second, err := e.exec.Begin(e.ctx)
+		requireNoError(t, err, "Begin")
+		defer func() { _ = second.Rollback(context.WithoutCancel(e.ctx)) }()
+		var (
+			res2 *driver.LimitLockReadResult
+			err2 error
+		)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			res2, err2 = lockRead(second, e.ctx, "q")
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for e.rawString(t, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+			AND classid::bigint = $1 AND objid::bigint = $2`, key>>32, key&0xffffffff) == "0" {
+			select {
+			case <-done:
+				t.Fatalf("LimitLockRead of the second transaction returned (%+v, %v) while the first held the lock", res2, err2)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the second transaction never waited for the lock")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		requireNoError(t, first.Commit(e.ctx), "Commit of the first transaction")
+		<-done
+		requireNoError(t, err2, "LimitLockRead of the second transaction")
+		requireEqual(t, [2]any{res2.Bound, res2.BoundOK}, [2]any{9, true}, "bound the first transaction committed")
+		requireNoError(t, second.Commit(e.ctx), "Commit")
+
+		// A queue with neither limits nor a bound.
+		third, err := e.exec.Begin(e.ctx)
+		requireNoError(t, err, "Begin")
+		defer func() { _ = third.Rollback(context.WithoutCancel(e.ctx)) }()
+		res3, err := lockRead(third, e.ctx, "none")
+		requireNoError(t, err, "LimitLockRead of a queue without rows")
+		requireEqual(t, [3]any{len(res3.Limits), res3.Bound, res3.BoundOK}, [3]any{0, 0, false}, "no rows, no bound")
 	})
 
 	s.run(t, "ScanAndTake", func(t *testing.T, e *env[TTx]) {

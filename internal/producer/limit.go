@@ -133,6 +133,12 @@ func (f *LimitFetch) effective() []millracetype.ConcurrencyLimit {
 func (f *LimitFetch) readTable(ctx context.Context, exec driver.Executor) ([]millracetype.ConcurrencyLimit, error) {
 	f.stale.Store(false) // before the read: a change announced during it is read next time
 	rows, err := exec.LimitGetMany(ctx, &driver.LimitGetManyParams{Schema: f.schema, Queue: f.queue})
+	return f.tableRead(rows, err)
+}
+
+// tableRead takes the outcome of a read of the table (made after
+// f.stale was cleared) and returns the limits in force.
+func (f *LimitFetch) tableRead(rows []*driver.LimitRow, err error) ([]millracetype.ConcurrencyLimit, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err != nil {
@@ -229,6 +235,12 @@ func (f *LimitFetch) fetchLimited(ctx context.Context, exec driver.Executor, req
 	lims []millracetype.ConcurrencyLimit, lock bool) (res FetchResult, err error) {
 	x := exec
 	var tx driver.ExecutorTx
+	// bound is the queue's running-jobs bound when it was read with the
+	// lock (boundRead).
+	var (
+		bound              int
+		boundOK, boundRead bool
+	)
 	if lock {
 		if tx, err = exec.Begin(ctx); err != nil {
 			return FetchResult{}, err
@@ -238,13 +250,25 @@ func (f *LimitFetch) fetchLimited(ctx context.Context, exec driver.Executor, req
 				_ = tx.Rollback(context.WithoutCancel(ctx))
 			}
 		}()
-		if err = tx.PGAdvisoryXactLock(ctx, f.lockKey); err != nil {
-			return FetchResult{}, err
-		}
 		// Read under the lock: a change made before another client's
 		// fetch applies to this one too.
-		if lims, err = f.readTable(ctx, tx); err != nil {
-			return FetchResult{}, err
+		if r, ok := tx.(driver.LimitLockReader); ok {
+			f.stale.Store(false) // before the read, as readTable does
+			res, rerr := r.LimitLockRead(ctx, &driver.LimitLockReadParams{Schema: f.schema, Queue: f.queue, LockKey: f.lockKey})
+			var rows []*driver.LimitRow
+			if rerr == nil {
+				rows, bound, boundOK, boundRead = res.Limits, res.Bound, res.BoundOK, true
+			}
+			if lims, err = f.tableRead(rows, rerr); err != nil {
+				return FetchResult{}, err
+			}
+		} else {
+			if err = tx.PGAdvisoryXactLock(ctx, f.lockKey); err != nil {
+				return FetchResult{}, err
+			}
+			if lims, err = f.readTable(ctx, tx); err != nil {
+				return FetchResult{}, err
+			}
 		}
 		if !needsLock(lims) {
 			// The limits changed meanwhile; fetch by the new ones.
@@ -275,11 +299,12 @@ func (f *LimitFetch) fetchLimited(ctx context.Context, exec driver.Executor, req
 			}
 			// The bound saves the count while it leaves room for a full
 			// fetch: the limit cannot bind.
-			bound, ok, err := x.LimitBoundGet(ctx, &driver.LimitBoundParams{Schema: f.schema, Queue: f.queue})
-			if err != nil {
-				return FetchResult{}, err
+			if !boundRead {
+				if bound, boundOK, err = x.LimitBoundGet(ctx, &driver.LimitBoundParams{Schema: f.schema, Queue: f.queue}); err != nil {
+					return FetchResult{}, err
+				}
 			}
-			if ok && bound >= 0 && bound+req.Max <= global {
+			if boundOK && bound >= 0 && bound+req.Max <= global {
 				total = bound
 			} else {
 				scan, err := x.JobLimitScan(ctx, &driver.JobLimitScanParams{Schema: f.schema, Queue: f.queue})

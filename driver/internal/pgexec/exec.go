@@ -62,6 +62,13 @@ type HotRunner interface {
 	HotExec(ctx context.Context, sql string, args []any) (pgconn.CommandTag, error)
 }
 
+// Batcher is a Tx that sends several statements in one round trip (a pgx
+// batch), run one after the other in the transaction, each with its own
+// snapshot as separate statements would have.
+type Batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
 // Executor implements driver.Executor on a DB.
 type Executor = executor
 
@@ -69,8 +76,9 @@ type Executor = executor
 type ExecutorTx = executorTx
 
 var (
-	_ driver.Executor   = (*executor)(nil)
-	_ driver.ExecutorTx = (*executorTx)(nil)
+	_ driver.Executor        = (*executor)(nil)
+	_ driver.ExecutorTx      = (*executorTx)(nil)
+	_ driver.LimitLockReader = (*executorTx)(nil)
 )
 
 type executor struct {

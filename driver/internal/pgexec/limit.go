@@ -217,6 +217,71 @@ func (e *executor) JobGetAvailableByID(ctx context.Context, p *driver.JobGetAvai
 
 var sqlLimitBoundGet = `SELECT bound FROM {{schema}}millrace_limit_bound WHERE queue = $1`
 
+// LimitLockRead implements driver.LimitLockReader: on a Tx that batches
+// (pgx), the lock and both reads go in one round trip; on another, they
+// are the three statements one after the other.
+func (t *executorTx) LimitLockRead(ctx context.Context, p *driver.LimitLockReadParams) (*driver.LimitLockReadResult, error) {
+	b, ok := t.tx.(Batcher)
+	if !ok {
+		return t.limitLockReadEach(ctx, p)
+	}
+	var batch pgx.Batch
+	batch.Queue(sqlAdvisoryXactLock, p.LockKey)
+	batch.Queue(t.sql.get(p.Schema, &sqlLimitGetMany), p.Queue)
+	batch.Queue(t.sql.get(p.Schema, &sqlLimitBoundGet), p.Queue)
+	br := b.SendBatch(ctx, &batch)
+	res, err := readLimitLockBatch(br)
+	// Close reports an error the reads did not (one that came after them).
+	if cerr := br.Close(); err == nil && cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// readLimitLockBatch reads the three results of LimitLockRead's batch.
+func readLimitLockBatch(br pgx.BatchResults) (*driver.LimitLockReadResult, error) {
+	if _, err := br.Exec(); err != nil {
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	res := &driver.LimitLockReadResult{}
+	if res.Limits, err = pgx.CollectRows(rows, scanLimit); err != nil {
+		return nil, err
+	}
+	var bound int64
+	switch err := br.QueryRow().Scan(&bound); {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return nil, err
+	default:
+		res.Bound, res.BoundOK = int(bound), true
+	}
+	return res, nil
+}
+
+// limitLockReadEach is LimitLockRead one statement at a time.
+func (t *executorTx) limitLockReadEach(ctx context.Context, p *driver.LimitLockReadParams) (*driver.LimitLockReadResult, error) {
+	if err := t.PGAdvisoryXactLock(ctx, p.LockKey); err != nil {
+		return nil, err
+	}
+	limits, err := t.LimitGetMany(ctx, &driver.LimitGetManyParams{Schema: p.Schema, Queue: p.Queue})
+	if err != nil {
+		return nil, err
+	}
+	res := &driver.LimitLockReadResult{Limits: limits}
+	res.Bound, res.BoundOK, err = t.LimitBoundGet(ctx, &driver.LimitBoundParams{Schema: p.Schema, Queue: p.Queue})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
 func (e *executor) LimitBoundGet(ctx context.Context, p *driver.LimitBoundParams) (int, bool, error) {
 	var bound int64
 	err := e.db.QueryRow(ctx, e.sql.get(p.Schema, &sqlLimitBoundGet), p.Queue).Scan(&bound)

@@ -11,8 +11,10 @@ import (
 	"github.com/millrace/millrace/driver"
 )
 
+const sqlAdvisoryXactLock = "SELECT pg_advisory_xact_lock($1)"
+
 func (e *executor) PGAdvisoryXactLock(ctx context.Context, key int64) error {
-	_, err := e.db.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", key)
+	_, err := e.db.Exec(ctx, sqlAdvisoryXactLock, key)
 	return err
 }
 

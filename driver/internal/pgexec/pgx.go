@@ -19,6 +19,7 @@ var (
 	_ HotRunner = PoolDB{}
 	_ Copier    = PoolDB{}
 	_ Copier    = PgxTx{}
+	_ Batcher   = PgxTx{}
 )
 
 func (p PoolDB) Begin(ctx context.Context) (Tx, error) {
@@ -75,6 +76,10 @@ func (t PgxTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 
 func (t PgxTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
 	return t.Tx.CopyFrom(ctx, table, columns, src)
+}
+
+func (t PgxTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return t.Tx.SendBatch(ctx, b)
 }
 
 func (t PgxTx) Commit(ctx context.Context) error   { return t.Tx.Commit(ctx) }
