@@ -45,9 +45,9 @@ type LimitDeleteParams struct {
 // trip: PGAdvisoryXactLock(LockKey), then LimitGetMany and LimitBoundGet
 // of Queue, each read run once the lock is held (so that it sees what the
 // lock's previous holder committed). A limited fetch holds the lock until
-// it commits, and the limited fetches of a queue wait for one another, so
-// each round trip saved under the lock raises the rate a limited queue can
-// reach. An ExecutorTx without it gets the three calls one after the
+// it commits, and the limited fetches of a queue, of every client, wait
+// for one another: each round trip saved under the lock shortens that
+// wait. An ExecutorTx without it gets the three calls one after the
 // other.
 type LimitLockReader interface {
 	LimitLockRead(ctx context.Context, params *LimitLockReadParams) (*LimitLockReadResult, error)

@@ -254,10 +254,10 @@ func (f *LimitFetch) fetchLimited(ctx context.Context, exec driver.Executor, req
 		// fetch applies to this one too.
 		if r, ok := tx.(driver.LimitLockReader); ok {
 			f.stale.Store(false) // before the read, as readTable does
-			res, rerr := r.LimitLockRead(ctx, &driver.LimitLockReadParams{Schema: f.schema, Queue: f.queue, LockKey: f.lockKey})
+			read, rerr := r.LimitLockRead(ctx, &driver.LimitLockReadParams{Schema: f.schema, Queue: f.queue, LockKey: f.lockKey})
 			var rows []*driver.LimitRow
 			if rerr == nil {
-				rows, bound, boundOK, boundRead = res.Limits, res.Bound, res.BoundOK, true
+				rows, bound, boundOK, boundRead = read.Limits, read.Bound, read.BoundOK, true
 			}
 			if lims, err = f.tableRead(rows, rerr); err != nil {
 				return FetchResult{}, err
