@@ -14,7 +14,10 @@
 // own, on SQLite); the riverdrivertest package is the conformance suite
 // each of them must pass. A driver whose database lacks something Postgres
 // has says so: SupportsListener (LISTEN/NOTIFY), SingleWriter (row
-// locks), MigrationProvider (its own SQL for the migration lines).
+// locks), MigrationProvider (its own SQL for the migration lines). One
+// optional interface saves round trips where a driver can: an ExecutorTx
+// that is a LimitLockReader takes a limited fetch's lock and makes its
+// reads in one.
 package driver
 
 import (
