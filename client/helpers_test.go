@@ -108,11 +108,17 @@ func waitEvent(t *testing.T, ch <-chan *Event) *Event {
 // recv receives from ch, failing the test after 10 s.
 func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
+	return recvWithin(t, ch, 10*time.Second, what)
+}
+
+// recvWithin receives from ch, failing the test after d.
+func recvWithin[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
 	select {
 	case v := <-ch:
 		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("nothing received within 10s: %s", what)
+	case <-time.After(d):
+		t.Fatalf("nothing received within %v: %s", d, what)
 		panic("unreachable")
 	}
 }
