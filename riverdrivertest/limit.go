@@ -125,18 +125,23 @@ func (s *suite[TTx]) testLimit(t *testing.T) {
 			Limit: millracetype.ConcurrencyLimit{Global: 4}})
 		requireNoError(t, err, "LimitSet")
 		requireNoError(t, e.exec.LimitBoundSet(e.ctx, &driver.LimitBoundParams{Schema: e.schema, Queue: "q", Bound: 2}), "LimitBoundSet")
-		lockRead := func(tx driver.ExecutorTx, ctx context.Context, queue string) (*driver.LimitLockReadResult, error) {
+		// reader is called on the test's goroutine only (it may fail the
+		// test); lockRead may run on another.
+		reader := func(tx driver.ExecutorTx) driver.LimitLockReader {
 			r, ok := tx.(driver.LimitLockReader)
 			if !ok {
 				t.Fatalf("the transaction executor %T is not a driver.LimitLockReader", tx)
 			}
+			return r
+		}
+		lockRead := func(r driver.LimitLockReader, ctx context.Context, queue string) (*driver.LimitLockReadResult, error) {
 			return r.LimitLockRead(ctx, &driver.LimitLockReadParams{Schema: e.schema, Queue: queue, LockKey: key})
 		}
 
 		first, err := e.exec.Begin(e.ctx)
 		requireNoError(t, err, "Begin")
 		defer func() { _ = first.Rollback(context.WithoutCancel(e.ctx)) }()
-		res, err := lockRead(first, e.ctx, "q")
+		res, err := lockRead(reader(first), e.ctx, "q")
 		requireNoError(t, err, "LimitLockRead")
 		requireEqual(t, len(res.Limits), 1, "limit rows")
 		requireEqual(t, res.Limits[0].Limit, millracetype.ConcurrencyLimit{Global: 4}, "limit")
@@ -154,9 +159,10 @@ func (s *suite[TTx]) testLimit(t *testing.T) {
 			err2 error
 		)
 		done := make(chan struct{})
+		secondReader := reader(second)
 		go func() {
 			defer close(done)
-			res2, err2 = lockRead(second, e.ctx, "q")
+			res2, err2 = lockRead(secondReader, e.ctx, "q")
 		}()
 		deadline := time.Now().Add(10 * time.Second)
 		for e.rawString(t, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
@@ -181,7 +187,7 @@ func (s *suite[TTx]) testLimit(t *testing.T) {
 		third, err := e.exec.Begin(e.ctx)
 		requireNoError(t, err, "Begin")
 		defer func() { _ = third.Rollback(context.WithoutCancel(e.ctx)) }()
-		res3, err := lockRead(third, e.ctx, "none")
+		res3, err := lockRead(reader(third), e.ctx, "none")
 		requireNoError(t, err, "LimitLockRead of a queue without rows")
 		requireEqual(t, [3]any{len(res3.Limits), res3.Bound, res3.BoundOK}, [3]any{0, 0, false}, "no rows, no bound")
 	})
