@@ -362,18 +362,24 @@ func liteAgo(seconds int) string {
 // before it has waited.
 func (e *env[TTx]) waitForLockWait(t *testing.T, text string, finished func() string) {
 	t.Helper()
+	e.waitForWaiting(t, "the locked row", finished, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+			AND position($1 IN query) > 0`, text)
+}
+
+// waitForWaiting waits until query (a count) finds a statement waiting for
+// lock, which names it in failures. finished is as for waitForLockWait.
+func (e *env[TTx]) waitForWaiting(t *testing.T, lock string, finished func() string, query string, args ...any) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		n := e.rawString(t, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
-			AND position($1 IN query) > 0`, text)
-		if n != "0" {
+		if e.rawString(t, query, args...) != "0" {
 			return
 		}
 		if how := finished(); how != "" {
-			t.Fatalf("the statement did not wait for the locked row: %s", how)
+			t.Fatalf("the statement did not wait for %s: %s", lock, how)
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the statement never waited for the locked row")
+			t.Fatalf("the statement never waited for %s", lock)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -2,6 +2,7 @@ package riverdrivertest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -164,19 +165,15 @@ func (s *suite[TTx]) testLimit(t *testing.T) {
 			defer close(done)
 			res2, err2 = lockRead(secondReader, e.ctx, "q")
 		}()
-		deadline := time.Now().Add(10 * time.Second)
-		for e.rawString(t, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-			AND classid::bigint = $1 AND objid::bigint = $2`, key>>32, key&0xffffffff) == "0" {
+		e.waitForWaiting(t, "the advisory lock", func() string {
 			select {
 			case <-done:
-				t.Fatalf("LimitLockRead of the second transaction returned (%+v, %v) while the first held the lock", res2, err2)
+				return fmt.Sprintf("LimitLockRead returned (%+v, %v) while the first transaction held the lock", res2, err2)
 			default:
+				return ""
 			}
-			if time.Now().After(deadline) {
-				t.Fatal("the second transaction never waited for the lock")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		}, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+			AND classid::bigint = $1 AND objid::bigint = $2`, key>>32, key&0xffffffff)
 		requireNoError(t, first.Commit(e.ctx), "Commit of the first transaction")
 		<-done
 		requireNoError(t, err2, "LimitLockRead of the second transaction")
