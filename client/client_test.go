@@ -640,9 +640,10 @@ func TestInsertLatency(t *testing.T) {
 }
 
 // TestTrailingInsertNotification: an insert that goes without a
-// notification because another was sent within the inserting client's
-// FetchCooldown is followed by one at the end of that window, so a worker
-// whose trailing fetch came earlier still starts it without a poll.
+// notification because the inserting client's pace was spent (a burst of
+// notifyBurst within its FetchCooldown) is followed by one when the pace
+// allows, so a worker whose trailing fetch came earlier still starts it
+// without a poll.
 func TestTrailingInsertNotification(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -651,11 +652,11 @@ func TestTrailingInsertNotification(t *testing.T) {
 	workers := NewWorkers()
 	AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { got <- job.ID; return nil }))
 	// The worker's own trailing fetch comes 2 ms after a notification; the
-	// inserter's window is 300 ms; nothing polls.
+	// inserter's pace is one notification per 3 s; nothing polls.
 	worker := newClient(t, db, &Config{Queues: oneQueue(2), Workers: workers, FetchPollInterval: time.Hour,
 		FetchCooldown: 2 * time.Millisecond})
 	start(t, worker)
-	inserter := newClient(t, db, &Config{FetchCooldown: 300 * time.Millisecond})
+	inserter := newClient(t, db, &Config{FetchCooldown: 3 * time.Second})
 	expect := func(want int64) {
 		t.Helper()
 		select {
@@ -667,18 +668,29 @@ func TestTrailingInsertNotification(t *testing.T) {
 			t.Fatalf("job %d not worked", want)
 		}
 	}
-	first, err := inserter.Insert(ctx, noopArgs{N: 1}, nil)
-	if err != nil {
-		t.Fatal(err)
+	for i := range notifyBurst {
+		res, err := inserter.Insert(ctx, noopArgs{N: i}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect(res.Job.ID) // through the burst's notifications
 	}
-	expect(first.Job.ID) // through the window's leading notification
-	second, err := inserter.Insert(ctx, noopArgs{N: 2}, nil)
+	// The burst took less than half a window, so the bucket holds less
+	// than half a token: the next insert goes without a notification.
+	lim := inserter.notifyLimit
+	lim.mu.Lock()
+	tokens := lim.bucket(QueueDefault, time.Now()).tokens
+	lim.mu.Unlock()
+	if tokens >= 0.5 {
+		t.Fatalf("%.2f tokens left after the burst, want fewer than 0.5 (the burst took more than 1.5 s)", tokens)
+	}
+	last, err := inserter.Insert(ctx, noopArgs{N: notifyBurst}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	began := time.Now()
-	expect(second.Job.ID) // only a trailing notification can start it
-	if d := time.Since(began); d > 2*time.Second {
-		t.Errorf("the second job started %s after its insert", d)
+	expect(last.Job.ID) // only a trailing notification can start it
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("the job beyond the burst started %s after its insert", d)
 	}
 }

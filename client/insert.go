@@ -410,30 +410,67 @@ func firstNonZero[T comparable](vals ...T) T {
 	return zero
 }
 
-// notifyLimiter sends at most one insert notification per queue per
-// FetchCooldown (leading edge), and one more at the end of a window in
-// which an insert went without one (trailing edge): see notifyQueues.
+// notifyBurst is how many insert notifications of a queue a client may send
+// at once before its notifyLimiter holds them to one per FetchCooldown.
+const notifyBurst = 4
+
+// notifyLimiter holds a client's insert notifications of each queue to one
+// per FetchCooldown on average (window), allowing bursts of notifyBurst: a
+// token bucket per queue, refilled by one token per window. A steady stream
+// of inserts at that rate or below notifies for every insert, whatever its
+// jitter; above it, an insert that finds no token goes without, and one
+// trailing notification follows when the next token is due (see
+// notifyQueues and notifyTrailing). (A window restarted by every sent
+// notification instead suppressed three inserts in four of a stream at
+// 500 a second, each then waiting for its window's end.)
 type notifyLimiter struct {
-	mu     sync.Mutex
-	window time.Duration
-	last   map[string]time.Time
+	mu      sync.Mutex
+	window  time.Duration
+	buckets map[string]*notifyBucket
 	// trailing holds the queues with a trailing notification scheduled.
 	trailing map[string]bool
 }
 
+// notifyBucket is one queue's tokens as of at.
+type notifyBucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// bucket returns queue's bucket refilled up to now (a new queue's is
+// full). The caller holds l.mu.
+func (l *notifyLimiter) bucket(queue string, now time.Time) *notifyBucket {
+	b, ok := l.buckets[queue]
+	if !ok {
+		if l.buckets == nil {
+			l.buckets = map[string]*notifyBucket{}
+		}
+		b = &notifyBucket{tokens: notifyBurst, at: now}
+		l.buckets[queue] = b
+		return b
+	}
+	if now.After(b.at) { // a clock going back refills nothing
+		b.tokens = min(notifyBurst, b.tokens+float64(now.Sub(b.at))/float64(l.window))
+		b.at = now
+	}
+	return b
+}
+
+// allow takes a token of queue's bucket, if there is one.
 func (l *notifyLimiter) allow(queue string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t, ok := l.last[queue]; ok && now.Sub(t) < l.window && now.Sub(t) >= 0 {
+	b := l.bucket(queue, now)
+	if b.tokens < 1 {
 		return false
 	}
-	l.last[queue] = now
+	b.tokens--
 	return true
 }
 
 // trailingDue schedules a trailing notification for queue, unless one is
-// already scheduled: it returns how long to wait for the end of the
-// current window, and false when nothing needs scheduling.
+// already scheduled: it returns how long to wait for the bucket's next
+// token, and false when nothing needs scheduling.
 func (l *notifyLimiter) trailingDue(queue string, now time.Time) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -444,22 +481,25 @@ func (l *notifyLimiter) trailingDue(queue string, now time.Time) (time.Duration,
 		l.trailing = map[string]bool{}
 	}
 	l.trailing[queue] = true
-	return max(0, l.last[queue].Add(l.window).Sub(now)), true
+	b := l.bucket(queue, now)
+	return time.Duration(max(0, 1-b.tokens) * float64(l.window)), true
 }
 
-// trailingSent records the trailing notification sent at now: it opens a
-// window of its own, as a leading one would.
+// trailingSent records the trailing notification sent at now: it takes a
+// token, as a leading one does (the timer may fire a little early, and
+// the bucket then owes a fraction of one).
 func (l *notifyLimiter) trailingSent(queue string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.trailing, queue)
-	l.last[queue] = now
+	l.bucket(queue, now).tokens--
 }
 
 // notifyQueues lists the queues of available jobs that get a notification,
 // and those that go without one (suppressed).
 // Inserts on the pool are committed when they return, so their
-// notifications are debounced (one per queue per FetchCooldown). Inserts in
+// notifications are paced (notifyLimiter: one per queue per FetchCooldown
+// on average, in bursts of notifyBurst). Inserts in
 // a caller's transaction always notify: the transaction may roll back, and
 // a notification it takes with it must not silence the next ones (Postgres
 // folds identical notifications of one transaction into one).
@@ -489,13 +529,12 @@ func (c *Client[TTx]) notifyQueues(jobs []*JobInsertParams, inTx bool) (queues, 
 
 // notifyTrailing makes sure an insert that went without a notification
 // (suppressed, committed by now) is followed by one. A producer that took
-// the window's leading notification fetches once more FetchCooldown later,
-// but an insert whose commit came after that fetch would otherwise wait
-// for the next notification or poll (up to FetchPollInterval when it was
-// the last insert of a burst). At the end of the window, a notification
-// goes out for every queue whose inserts went without one; it counts as
-// the next window's leading one, so a steady stream still sends one per
-// window.
+// the last notification fetches once more FetchCooldown later, but an
+// insert whose commit came after that fetch would otherwise wait for the
+// next notification or poll (up to FetchPollInterval when it was the last
+// insert of a burst). When the queue's next token is due, a notification
+// goes out for every queue whose inserts went without one; it takes that
+// token, as an insert's own notification would, so the pace holds.
 func (c *Client[TTx]) notifyTrailing(suppressed []string) {
 	for _, queue := range suppressed {
 		wait, ok := c.notifyLimit.trailingDue(queue, time.Now())
