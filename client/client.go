@@ -95,7 +95,7 @@ func New[TTx any](drv driver.Driver[TTx], cfg *Config) (*Client[TTx], error) {
 	client := &Client[TTx]{
 		config:      c,
 		driver:      drv,
-		notifyLimit: &notifyLimiter{window: c.FetchCooldown},
+		notifyLimit: &notifyLimiter{window: c.FetchCooldown / notifyPerCooldown},
 	}
 	client.exec = newExecutor(client)
 	periodic, err := maintenance.NewPeriodicJobEnqueuer(drv.GetExecutor(), &maintenance.PeriodicJobEnqueuerConfig{

@@ -61,15 +61,15 @@ type Config struct {
 	// work them.
 	Workers *Workers
 
-	// FetchCooldown paces this client's insert notifications: at most one
+	// FetchCooldown paces this client's insert notifications: at most two
 	// per queue per FetchCooldown on average, in bursts of up to 4 (a
-	// steady stream of inserts at that rate or below notifies for each;
-	// above it, an insert that went without one is followed by one as soon
-	// as the pace allows). After an insert notification a producer fetches
+	// steady stream of inserts below that pace notifies for each; above
+	// it, an insert that went without one is followed by one as soon as
+	// the pace allows). After an insert notification a producer fetches
 	// once more this long later to pick up jobs inserted while another
 	// client's notifications were held back. Default 2 ms: jobs
 	// inserted by another client start within milliseconds, while a burst
-	// of inserts still sends about 500 notifications a second per queue.
+	// of inserts still sends about 1,000 notifications a second per queue.
 	// (River's default is 100 ms, which puts up to 100 ms between an insert
 	// and its start.) It is also how long a busy queue (its last fetch
 	// took all it asked for) lets fewer than half its slots sit free

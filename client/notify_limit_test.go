@@ -62,6 +62,34 @@ func TestNotifyLimiterPace(t *testing.T) {
 			t.Errorf("%d inserts of a slower stream went without a notification", sup)
 		}
 	})
+	t.Run("a stream below the pace gets back what a catch-up spent", func(t *testing.T) {
+		// A stream at half the pace (FetchCooldown with the client's
+		// window) whose inserts stall for 20 windows now and then, and
+		// then catch up back to back.
+		l := &notifyLimiter{window: window}
+		now, suppressed := start, 0
+		for i := 1; i <= 2000; i++ {
+			if i%200 == 0 {
+				now = now.Add(20 * window) // a slow insert
+				for range 10 {             // the catch-up
+					if !l.allow("q", now) {
+						suppressed++
+					}
+					now = now.Add(window / 20)
+				}
+				continue
+			}
+			now = now.Add(2 * window)
+			if !l.allow("q", now) {
+				suppressed++
+			}
+		}
+		// Each catch-up of 10 finds 4 tokens: 6 go without; the stream
+		// between catch-ups never does.
+		if want := 6 * 10; suppressed != want {
+			t.Errorf("%d inserts went without a notification, want %d (those of the catch-ups beyond the burst)", suppressed, want)
+		}
+	})
 	t.Run("a faster stream is held to the pace", func(t *testing.T) {
 		sup, sent := run(t, window/4, 0) // 2,000 inserts a second
 		if most := int(time.Second/window) + notifyBurst + 1; sent > most {
