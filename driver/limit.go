@@ -60,6 +60,33 @@ type LimitLockReadParams struct {
 	LockKey int64
 }
 
+// LimitLockRead makes tx's LimitLockRead if it is a LimitLockReader, else
+// the three calls one after the other.
+func LimitLockRead(ctx context.Context, tx ExecutorTx, params *LimitLockReadParams) (*LimitLockReadResult, error) {
+	if r, ok := tx.(LimitLockReader); ok {
+		return r.LimitLockRead(ctx, params)
+	}
+	return LimitLockReadEach(ctx, tx, params)
+}
+
+// LimitLockReadEach is LimitLockRead made of the three calls, one round
+// trip each: for a LimitLockReader that cannot batch them.
+func LimitLockReadEach(ctx context.Context, tx ExecutorTx, params *LimitLockReadParams) (*LimitLockReadResult, error) {
+	if err := tx.PGAdvisoryXactLock(ctx, params.LockKey); err != nil {
+		return nil, err
+	}
+	limits, err := tx.LimitGetMany(ctx, &LimitGetManyParams{Schema: params.Schema, Queue: params.Queue})
+	if err != nil {
+		return nil, err
+	}
+	res := &LimitLockReadResult{Limits: limits}
+	res.Bound, res.BoundOK, err = tx.LimitBoundGet(ctx, &LimitBoundParams{Schema: params.Schema, Queue: params.Queue})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
 // LimitLockReadResult is what LimitLockRead read: the queue's limit rows
 // (as LimitGetMany) and its running-jobs bound (as LimitBoundGet: BoundOK
 // is false when it has none).

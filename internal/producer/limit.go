@@ -235,11 +235,10 @@ func (f *LimitFetch) fetchLimited(ctx context.Context, exec driver.Executor, req
 	lims []millracetype.ConcurrencyLimit, lock bool) (res FetchResult, err error) {
 	x := exec
 	var tx driver.ExecutorTx
-	// bound is the queue's running-jobs bound when it was read with the
-	// lock (boundRead).
+	// bound is the queue's running-jobs bound, read with the lock.
 	var (
-		bound              int
-		boundOK, boundRead bool
+		bound   int
+		boundOK bool
 	)
 	if lock {
 		if tx, err = exec.Begin(ctx); err != nil {
@@ -252,23 +251,14 @@ func (f *LimitFetch) fetchLimited(ctx context.Context, exec driver.Executor, req
 		}()
 		// Read under the lock: a change made before another client's
 		// fetch applies to this one too.
-		if r, ok := tx.(driver.LimitLockReader); ok {
-			f.stale.Store(false) // before the read, as readTable does
-			read, rerr := r.LimitLockRead(ctx, &driver.LimitLockReadParams{Schema: f.schema, Queue: f.queue, LockKey: f.lockKey})
-			var rows []*driver.LimitRow
-			if rerr == nil {
-				rows, bound, boundOK, boundRead = read.Limits, read.Bound, read.BoundOK, true
-			}
-			if lims, err = f.tableRead(rows, rerr); err != nil {
-				return FetchResult{}, err
-			}
-		} else {
-			if err = tx.PGAdvisoryXactLock(ctx, f.lockKey); err != nil {
-				return FetchResult{}, err
-			}
-			if lims, err = f.readTable(ctx, tx); err != nil {
-				return FetchResult{}, err
-			}
+		f.stale.Store(false) // before the read, as readTable does
+		read, rerr := driver.LimitLockRead(ctx, tx, &driver.LimitLockReadParams{Schema: f.schema, Queue: f.queue, LockKey: f.lockKey})
+		var rows []*driver.LimitRow
+		if rerr == nil {
+			rows, bound, boundOK = read.Limits, read.Bound, read.BoundOK
+		}
+		if lims, err = f.tableRead(rows, rerr); err != nil {
+			return FetchResult{}, err
 		}
 		if !needsLock(lims) {
 			// The limits changed meanwhile; fetch by the new ones.
@@ -297,13 +287,8 @@ func (f *LimitFetch) fetchLimited(ctx context.Context, exec driver.Executor, req
 					global = l.Global
 				}
 			}
-			// The bound saves the count while it leaves room for a full
-			// fetch: the limit cannot bind.
-			if !boundRead {
-				if bound, boundOK, err = x.LimitBoundGet(ctx, &driver.LimitBoundParams{Schema: f.schema, Queue: f.queue}); err != nil {
-					return FetchResult{}, err
-				}
-			}
+			// The bound (read with the lock) saves the count while it
+			// leaves room for a full fetch: the limit cannot bind.
 			if boundOK && bound >= 0 && bound+req.Max <= global {
 				total = bound
 			} else {

@@ -223,7 +223,7 @@ var sqlLimitBoundGet = `SELECT bound FROM {{schema}}millrace_limit_bound WHERE q
 func (t *executorTx) LimitLockRead(ctx context.Context, p *driver.LimitLockReadParams) (*driver.LimitLockReadResult, error) {
 	b, ok := t.tx.(Batcher)
 	if !ok {
-		return t.limitLockReadEach(ctx, p)
+		return driver.LimitLockReadEach(ctx, t, p)
 	}
 	var batch pgx.Batch
 	batch.Queue(sqlAdvisoryXactLock, p.LockKey)
@@ -261,23 +261,6 @@ func readLimitLockBatch(br pgx.BatchResults) (*driver.LimitLockReadResult, error
 		return nil, err
 	default:
 		res.Bound, res.BoundOK = int(bound), true
-	}
-	return res, nil
-}
-
-// limitLockReadEach is LimitLockRead one statement at a time.
-func (t *executorTx) limitLockReadEach(ctx context.Context, p *driver.LimitLockReadParams) (*driver.LimitLockReadResult, error) {
-	if err := t.PGAdvisoryXactLock(ctx, p.LockKey); err != nil {
-		return nil, err
-	}
-	limits, err := t.LimitGetMany(ctx, &driver.LimitGetManyParams{Schema: p.Schema, Queue: p.Queue})
-	if err != nil {
-		return nil, err
-	}
-	res := &driver.LimitLockReadResult{Limits: limits}
-	res.Bound, res.BoundOK, err = t.LimitBoundGet(ctx, &driver.LimitBoundParams{Schema: p.Schema, Queue: p.Queue})
-	if err != nil {
-		return nil, err
 	}
 	return res, nil
 }
