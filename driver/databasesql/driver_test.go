@@ -14,6 +14,7 @@ import (
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/driver/databasesql"
 	"github.com/millrace/millrace/driver/internal/batchtrace"
+	"github.com/millrace/millrace/driver/internal/pgexec"
 	"github.com/millrace/millrace/internal/testdb"
 	"github.com/millrace/millrace/migrate"
 	"github.com/millrace/millrace/millracetype"
@@ -153,9 +154,9 @@ func TestNilDBAndNilTx(t *testing.T) {
 }
 
 // TestHotStatementsPipelinedOnPool: on the *sql.DB, the fetch and the
-// completer's write go out as pgxv5's do, one batch behind SET LOCAL
-// enable_seqscan = off, and the setting does not outlive them; inside a
-// *sql.Tx they run as lone statements.
+// completer's write go out as pgxv5's do, one batch behind enable_seqscan =
+// off (local to the batch), and the setting does not outlive them; inside
+// a *sql.Tx they run as lone statements.
 func TestHotStatementsPipelinedOnPool(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -188,7 +189,7 @@ func TestHotStatementsPipelinedOnPool(t *testing.T) {
 	wantBatch := func(what, stmt string) {
 		t.Helper()
 		b := rec.Take()
-		if len(b) != 1 || len(b[0]) != 2 || b[0][0] != "SET LOCAL enable_seqscan = off" || !strings.Contains(b[0][1], stmt) {
+		if len(b) != 1 || len(b[0]) != 2 || b[0][0] != pgexec.SQLNoSeqScan || !strings.Contains(b[0][1], stmt) {
 			t.Fatalf("%s sent batches %q; want one: the setting, then the statement", what, b)
 		}
 	}

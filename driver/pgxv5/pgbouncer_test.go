@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/client"
+	"github.com/millrace/millrace/driver/internal/pgexec"
 	"github.com/millrace/millrace/driver/pgxv5"
 	"github.com/millrace/millrace/internal/testdb"
 	"github.com/millrace/millrace/internal/testfixture"
@@ -343,7 +344,7 @@ func countState(t *testing.T, db *testfixture.DB, state millracetype.JobState) i
 
 // TestPgBouncerHotBatch checks what the hot statements rely on behind
 // PgBouncer in transaction mode: a pipelined batch (one Sync) is one
-// implicit transaction, so its SET LOCAL holds for the statement after it
+// implicit transaction, so its transaction-local setting holds for the statement after it
 // on the same server connection, and is gone after the batch.
 func TestPgBouncerHotBatch(t *testing.T) {
 	t.Parallel()
@@ -355,7 +356,7 @@ func TestPgBouncerHotBatch(t *testing.T) {
 			pool := bouncerPool(t, url, mode, 2)
 			for range 5 {
 				b := &pgx.Batch{}
-				b.Queue("SET LOCAL enable_seqscan = off")
+				b.Queue(pgexec.SQLNoSeqScan)
 				var inBatch string
 				b.Queue("SELECT current_setting('enable_seqscan')").QueryRow(func(row pgx.Row) error { return row.Scan(&inBatch) })
 				if err := pool.SendBatch(ctx, b).Close(); err != nil {

@@ -22,21 +22,27 @@ import (
 // scans), against 0.25 ms for River's fetch.
 //
 // So on a pool (a DB that is a HotRunner) they go out in one pipelined
-// batch behind SET LOCAL enable_seqscan = off. A batch's statements share one implicit
+// batch behind a transaction-local enable_seqscan = off. A batch's statements share one implicit
 // transaction, committed at its end exactly as a lone statement is (so a
 // connection lost midway leaves the same outcomes as before: nothing, or
 // everything), and the setting ends with it. Every plan of theirs, generic
 // or custom, is then made by index, which is what they need at every
 // table size: they touch a few rows found by key. Inside a caller's
-// transaction they run as they are (a SET LOCAL would outlive them there).
+// transaction they run as they are (a setting local to the transaction would outlive them there).
 //
 // An explicit BEGIN ... COMMIT around them was tried first and lost jobs
 // to TestLostConnections: a fetch whose COMMIT ran but whose answer the
 // connection's end cut off had locked and marked its jobs running while
 // the fetcher saw an error, so they waited for the rescuer.
 
-// sqlNoSeqScan is the setting the hot statements run under.
-const sqlNoSeqScan = "SET LOCAL enable_seqscan = off"
+// SQLNoSeqScan is the setting the hot statements run under, made local to
+// the batch's implicit transaction with set_config's is_local rather than
+// SET LOCAL: Postgres applies both alike there, but SET LOCAL outside an
+// explicit transaction block also raises a WARNING ("SET LOCAL can only be
+// used in transaction blocks"), which the server writes to its log (at the
+// default log_min_messages) and sends to the client, once for every fetch
+// and every completer write.
+const SQLNoSeqScan = "SELECT set_config('enable_seqscan', 'off', true)"
 
 // BatchSender is what SendHotQuery and SendHotExec send their batch on:
 // a pgx pool or connection outside any transaction.
@@ -48,7 +54,7 @@ type BatchSender interface {
 // rows and must consume them.
 func SendHotQuery(ctx context.Context, db BatchSender, sql string, args []any, read func(pgx.Rows) error) error {
 	b := &pgx.Batch{}
-	b.Queue(sqlNoSeqScan)
+	b.Queue(SQLNoSeqScan)
 	b.Queue(sql, args...).Query(read)
 	return db.SendBatch(ctx, b).Close()
 }
@@ -57,7 +63,7 @@ func SendHotQuery(ctx context.Context, db BatchSender, sql string, args []any, r
 // command tag.
 func SendHotExec(ctx context.Context, db BatchSender, sql string, args []any) (pgconn.CommandTag, error) {
 	b := &pgx.Batch{}
-	b.Queue(sqlNoSeqScan)
+	b.Queue(SQLNoSeqScan)
 	var tag pgconn.CommandTag
 	b.Queue(sql, args...).Exec(func(ct pgconn.CommandTag) error {
 		tag = ct

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/millrace/millrace/driver"
@@ -63,10 +65,10 @@ func TestHotStatementsPlannedByIndexOnEmptyAnalyzedTable(t *testing.T) {
 			return explain(t, tx, "EXPLAIN (COSTS OFF) EXECUTE "+name+"("+st.args+")")
 		}
 		if p := plan(""); strings.Contains(p, "Seq Scan on river_job") {
-			t.Logf("%s: without %q the generic plan reads the table sequentially", st.name, sqlNoSeqScan)
+			t.Logf("%s: without %q the generic plan reads the table sequentially", st.name, SQLNoSeqScan)
 		}
-		if p := plan(sqlNoSeqScan); strings.Contains(p, "Seq Scan on river_job") {
-			t.Errorf("%s: with %q the generic plan still reads the table sequentially:\n%s", st.name, sqlNoSeqScan, p)
+		if p := plan(SQLNoSeqScan); strings.Contains(p, "Seq Scan on river_job") {
+			t.Errorf("%s: with %q the generic plan still reads the table sequentially:\n%s", st.name, SQLNoSeqScan, p)
 		}
 	}
 }
@@ -96,7 +98,7 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 	wantBatch := func(what string, stmt *string) {
 		t.Helper()
 		batches := rec.Take()
-		want := []string{sqlNoSeqScan, newTestDriver(pool).sql.get(schema, stmt)}
+		want := []string{SQLNoSeqScan, newTestDriver(pool).sql.get(schema, stmt)}
 		if len(batches) != 1 || strings.Join(batches[0], "\x00") != strings.Join(want, "\x00") {
 			t.Fatalf("%s sent batches %q; want one: %q", what, batches, want)
 		}
@@ -173,9 +175,76 @@ func TestHotStatementsRunWithoutSeqScan(t *testing.T) {
 	}
 }
 
+// TestHotStatementsRaiseNoWarning: the hot statements' setting raises no
+// notice. SET LOCAL did: outside an explicit transaction block Postgres
+// warns "SET LOCAL can only be used in transaction blocks" (and writes it
+// to its log) even where it applies the setting, so every fetch and every
+// completer write logged a warning. The test shows first that its notice
+// recorder sees that warning.
+func TestHotStatementsRaiseNoWarning(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema, base, _ := migratedSchema(t)
+	cfg := base.Config()
+	var (
+		mu      sync.Mutex
+		notices []string
+	)
+	cfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		mu.Lock()
+		defer mu.Unlock()
+		notices = append(notices, n.Severity+": "+n.Message)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	take := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		n := notices
+		notices = nil
+		return n
+	}
+
+	b := &pgx.Batch{}
+	b.Queue("SET LOCAL enable_seqscan = off")
+	b.Queue("SELECT 1")
+	if err := pool.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := take(); len(n) != 1 || !strings.Contains(n[0], "SET LOCAL") {
+		t.Fatalf("a batch behind SET LOCAL raised %q; want its warning (the recorder must see it)", n)
+	}
+
+	exec := newTestDriver(pool).GetExecutor()
+	if _, err := pool.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "river_job"}.Sanitize()+
+		` (kind, args, queue) SELECT 'k', '{}', 'default' FROM generate_series(1, 3)`); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := exec.JobGetAvailable(ctx, &driver.JobGetAvailableParams{Schema: schema, Queue: "default", Max: 10, ClientID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 3 {
+		t.Fatalf("fetched %d jobs; want 3", len(jobs))
+	}
+	now := time.Now()
+	for i, del := range []bool{false, true} {
+		if _, err := exec.JobSetStateIfRunningMany(ctx, &driver.JobSetStateIfRunningManyParams{Schema: schema, NoRows: true,
+			Jobs: []*driver.JobSetState{{ID: jobs[i].ID, State: millracetype.JobStateCompleted, FinalizedAt: &now, Attempt: 1, Delete: del}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := take(); len(n) != 0 {
+		t.Errorf("the fetch and the completer's writes raised %q; want no notice", n)
+	}
+}
+
 // TestPipelinedSetLocalReachesNextStatement checks what hotQuery relies
-// on: in a pgx batch, the statements share one implicit transaction, so a
-// SET LOCAL applies to the statement after it, and ends with the batch.
+// on: in a pgx batch, the statements share one implicit transaction, so
+// the setting applies to the statement after it, and ends with the batch.
 func TestPipelinedSetLocalReachesNextStatement(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -187,7 +256,7 @@ func TestPipelinedSetLocalReachesNextStatement(t *testing.T) {
 	defer conn.Release()
 	var inside, after string
 	b := &pgx.Batch{}
-	b.Queue(sqlNoSeqScan)
+	b.Queue(SQLNoSeqScan)
 	b.Queue("SHOW enable_seqscan").QueryRow(func(r pgx.Row) error { return r.Scan(&inside) })
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		t.Fatal(err)
