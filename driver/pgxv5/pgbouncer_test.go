@@ -344,8 +344,9 @@ func countState(t *testing.T, db *testfixture.DB, state millracetype.JobState) i
 
 // TestPgBouncerHotBatch checks what the hot statements rely on behind
 // PgBouncer in transaction mode: a pipelined batch (one Sync) is one
-// implicit transaction, so its transaction-local setting holds for the statement after it
-// on the same server connection, and is gone after the batch.
+// implicit transaction, so its transaction-local setting holds for the
+// statement after it on the same server connection, and is gone after the
+// batch.
 func TestPgBouncerHotBatch(t *testing.T) {
 	t.Parallel()
 	url := testdb.PgBouncer(t)

@@ -6,8 +6,8 @@
 //
 // A DB may offer fast paths through optional interfaces: Copier (COPY for
 // JobInsertCopy) and HotRunner (the fetch and the completer's write sent
-// as one pipelined batch behind a transaction-local enable_seqscan = off; see
-// hot_plan.go). A DB without them gets the plain path: a multi-row INSERT
+// as one pipelined batch behind a transaction-local enable_seqscan = off;
+// see hot_plan.go). A DB without them gets the plain path: a multi-row INSERT
 // from unnest arrays, and the hot statements as lone statements.
 package pgexec
 
@@ -51,8 +51,8 @@ type Copier interface {
 
 // HotRunner is a DB that runs the hot statements behind the setting of
 // hot_plan.go, in one implicit transaction per statement. Only a pool
-// (never a transaction, where the local setting would outlive the statement)
-// may offer it.
+// (never a transaction, where the local setting would outlive the
+// statement) may offer it.
 type HotRunner interface {
 	// HotQuery runs sql with args; read gets its rows and must consume
 	// them.

@@ -242,10 +242,10 @@ func TestHotStatementsRaiseNoWarning(t *testing.T) {
 	}
 }
 
-// TestPipelinedSetLocalReachesNextStatement checks what hotQuery relies
+// TestPipelinedSettingReachesNextStatement checks what hotQuery relies
 // on: in a pgx batch, the statements share one implicit transaction, so
 // the setting applies to the statement after it, and ends with the batch.
-func TestPipelinedSetLocalReachesNextStatement(t *testing.T) {
+func TestPipelinedSettingReachesNextStatement(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	_, pool, _ := migratedSchema(t)
