@@ -7,6 +7,7 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -111,12 +112,16 @@ type demo struct {
 	out        io.Writer
 	logger     *slog.Logger
 
-	worked    atomic.Int64 // Work calls
-	working   atomic.Int64 // Work calls in progress
-	failures  atomic.Int64 // errors returned on purpose
-	snoozes   atomic.Int64
-	mu        sync.Mutex
-	latencies []time.Duration // insert (created_at) -> start, first attempts
+	worked   atomic.Int64 // Work calls
+	working  atomic.Int64 // Work calls in progress
+	failures atomic.Int64 // errors returned on purpose
+	snoozes  atomic.Int64
+	// Runs of the periodic job worked, by why they ran: a client became
+	// leader (RunOnStart) or the hour turned (its schedule).
+	ticksOnStart atomic.Int64
+	ticksHourly  atomic.Int64
+	mu           sync.Mutex
+	latencies    []time.Duration // insert (created_at) -> start, first attempts
 
 	laterID int64 // the job scheduled ahead
 	// laterAt is when the demo inserted it, by this process's clock, the
@@ -147,6 +152,30 @@ func (sleepArgs) Kind() string { return "demo_snooze" }
 func (dailyArgs) Kind() string { return "demo_daily_report" }
 func (laterArgs) Kind() string { return "demo_scheduled" }
 func (tickArgs) Kind() string  { return "demo_periodic" }
+
+// tickEvery is the periodic job's interval: its runs fall on multiples of
+// it (on the hour), besides the one a client adds when it becomes leader.
+const tickEvery = time.Hour
+
+// onTheHour reports whether a run of the periodic job, given its metadata,
+// is one of its schedule (run time on the hour) rather than the one a
+// client added when it became leader (run time the start of its
+// leadership).
+func onTheHour(metadata []byte) (bool, error) {
+	var meta map[string]any
+	if err := json.Unmarshal(metadata, &meta); err != nil {
+		return false, fmt.Errorf("periodic job's metadata: %w", err)
+	}
+	s, ok := meta[client.PeriodicRunAtMetadataKey].(string)
+	if !ok {
+		return false, fmt.Errorf("periodic job's metadata lacks %s", client.PeriodicRunAtMetadataKey)
+	}
+	at, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return false, fmt.Errorf("periodic job's run time: %w", err)
+	}
+	return at.Equal(at.Truncate(tickEvery)), nil
+}
 
 type flakyWorker struct {
 	client.WorkerDefaults[flakyArgs]
@@ -218,10 +247,20 @@ func run[TTx any](ctx context.Context, drv driver.Driver[TTx], store Store, d *d
 	}))
 	client.AddWorker(workers, client.WorkFunc(func(ctx context.Context, job *client.Job[tickArgs]) error {
 		defer d.track(job.JobRow)()
+		hourly, err := onTheHour(job.Metadata)
+		switch {
+		case err != nil:
+			return err
+		case hourly:
+			d.ticksHourly.Add(1)
+		default:
+			d.ticksOnStart.Add(1)
+		}
 		return nil
 	}))
-	// A periodic job: hourly, and once whenever a client becomes leader.
-	periodic := client.NewPeriodicJob(client.PeriodicInterval(time.Hour),
+	// A periodic job: hourly, on the hour, and once whenever a client
+	// becomes leader.
+	periodic := client.NewPeriodicJob(client.PeriodicInterval(tickEvery),
 		func() (client.JobArgs, *client.InsertOpts) { return tickArgs{}, nil },
 		&client.PeriodicJobOpts{ID: "demo_tick", RunOnStart: true})
 	newClient := func() (*client.Client[TTx], error) {
@@ -382,7 +421,8 @@ func insert[TTx any](ctx context.Context, d *demo, c *client.Client[TTx]) error 
 	fmt.Fprintf(d.out, "   job %d scheduled for %s (state %s): the leader's scheduler makes it available then\n",
 		later.Job.ID, later.Job.ScheduledAt.Format(time.TimeOnly), later.Job.State)
 	fmt.Fprintf(d.out, "   so %d jobs so far; each client that becomes leader adds one periodic job (demo_periodic, RunOnStart):\n"+
-		"   with the two clients below the total reaches %d\n", d.jobs+2, d.jobs+4)
+		"   with the two clients below the total reaches %d (%d if the hour turns meanwhile: the job also runs on the hour)\n",
+		d.jobs+2, d.jobs+4, d.jobs+5)
 	return nil
 }
 
@@ -537,8 +577,14 @@ func (d *demo) summary(ctx context.Context, store Store, elapsed time.Duration, 
 		return err
 	}
 	inserted := kinds[noopArgs{}.Kind()] + kinds[flakyArgs{}.Kind()] + kinds[sleepArgs{}.Kind()]
-	fmt.Fprintf(d.out, "total %d = %d inserted + %d scheduled ahead + %d unique + %d periodic (one per client that became leader)\n",
-		sum, inserted, kinds[laterArgs{}.Kind()], kinds[dailyArgs{}.Kind()], kinds[tickArgs{}.Kind()])
+	ticks := kinds[tickArgs{}.Kind()]
+	why := "one per client that became leader, one each hour on the hour"
+	if onStart, hourly := d.ticksOnStart.Load(), d.ticksHourly.Load(); int(onStart+hourly) == ticks {
+		// Every run was worked: say which ran why.
+		why = fmt.Sprintf("%d when a client became leader, %d on the hour", onStart, hourly)
+	}
+	fmt.Fprintf(d.out, "total %d = %d inserted + %d scheduled ahead + %d unique + %d periodic (%s)\n",
+		sum, inserted, kinds[laterArgs{}.Kind()], kinds[dailyArgs{}.Kind()], ticks, why)
 	calls := d.worked.Load()
 	switch {
 	case !d.burnAt.IsZero():
