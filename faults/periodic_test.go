@@ -61,13 +61,10 @@ func TestDurablePeriodicLeaderKills(t *testing.T) {
 	)
 	e := newEnv(t, loadSizes(t))
 	now := e.dbNow()
-	ny, err := time.LoadLocation("America/New_York")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dailyAt := now.Add(killFor / 2).Truncate(time.Minute).Add(time.Minute)
-	local := dailyAt.In(ny)
-	daily := fmt.Sprintf("CRON_TZ=America/New_York %d %d * * *", local.Minute(), local.Hour())
+	zone, loc := dailyZone(t, dailyAt)
+	local := dailyAt.In(loc)
+	daily := fmt.Sprintf("CRON_TZ=%s %d %d * * *", zone, local.Minute(), local.Hour())
 	opts := helperOpts{periodic: tick, daily: daily}
 
 	n := 0
@@ -199,7 +196,7 @@ func TestDurablePeriodicLeaderKills(t *testing.T) {
 	}
 	var dailyNext time.Time
 	e.scan("SELECT next_run_at FROM "+pgx.Identifier{e.schema, "millrace_periodic"}.Sanitize()+" WHERE id = 'daily'", nil, &dailyNext)
-	if !dailyNext.Equal(dailyAt.In(ny).AddDate(0, 0, 1)) {
+	if !dailyNext.Equal(dailyAt.In(loc).AddDate(0, 0, 1)) {
 		problems = append(problems, fmt.Sprintf("daily job's next run %s, want a day after %s", dailyNext.UTC(), dailyAt))
 	}
 	summary := fmt.Sprintf("%d leader kills in %v; 2 s ticks: %d expected, %d enqueued, %d doubled, %d missing; "+
@@ -209,6 +206,54 @@ func TestDurablePeriodicLeaderKills(t *testing.T) {
 	fmt.Println("durable periodic jobs:", summary)
 	if len(problems) > 0 {
 		t.Errorf("%d problems:\n%s", len(problems), strings.Join(problems[:min(len(problems), 40)], "\n"))
+	}
+}
+
+// dailyZone is the zone of the daily job that runs at dailyAt:
+// America/New_York, a zone with daylight saving time, unless its offset
+// changes within an hour before dailyAt or the day after it. Then the
+// job's run time may be one the clock skips or passes twice, which the
+// schedule handles on purpose (TestCronDaylightSaving) and this test does
+// not expect: Asia/Kolkata, a zone without, is used instead.
+func dailyZone(t *testing.T, dailyAt time.Time) (string, *time.Location) {
+	t.Helper()
+	zone := "America/New_York"
+	for {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A window of 26 hours holds at most one change of offset.
+		_, from := dailyAt.Add(-time.Hour).In(loc).Zone()
+		_, to := dailyAt.Add(25 * time.Hour).In(loc).Zone()
+		if from == to || zone == "Asia/Kolkata" {
+			return zone, loc
+		}
+		t.Logf("America/New_York changes its offset within a day of the daily run at %s: the daily job runs in Asia/Kolkata", dailyAt.UTC())
+		zone = "Asia/Kolkata"
+	}
+}
+
+// TestDailyZone: the daily job leaves New York's zone on the days its
+// offset changes, and only then.
+func TestDailyZone(t *testing.T) {
+	for _, c := range []struct {
+		at   time.Time
+		zone string
+	}{
+		{time.Date(2027, 6, 1, 12, 0, 0, 0, time.UTC), "America/New_York"},
+		// 02:30 EST on the Saturday before 2027's spring forward: the next
+		// day's 02:30 does not exist.
+		{time.Date(2027, 3, 13, 7, 30, 0, 0, time.UTC), "Asia/Kolkata"},
+		// 01:30 EDT on 2027's fall back: passed twice.
+		{time.Date(2027, 11, 7, 5, 30, 0, 0, time.UTC), "Asia/Kolkata"},
+		// 01:30 EST the day before it: its next day's 01:30 is passed twice.
+		{time.Date(2027, 11, 6, 5, 30, 0, 0, time.UTC), "Asia/Kolkata"},
+		{time.Date(2027, 11, 9, 5, 30, 0, 0, time.UTC), "America/New_York"},
+	} {
+		if zone, loc := dailyZone(t, c.at); zone != c.zone || loc.String() != c.zone {
+			t.Errorf("dailyZone(%s) = %s (%s), want %s", c.at, zone, loc, c.zone)
+		}
 	}
 }
 

@@ -405,12 +405,14 @@ func insert[TTx any](ctx context.Context, d *demo, c *client.Client[TTx]) error 
 	}
 	d.laterID = later.Job.ID
 	// A unique job inserted twice: the second insert returns the first.
+	// (The same args both times: a day read twice could turn between.)
 	unique := &client.InsertOpts{UniqueOpts: client.UniqueOpts{ByArgs: true}}
-	first, err := c.Insert(ctx, dailyArgs{Day: time.Now().Format(time.DateOnly)}, unique)
+	daily := dailyArgs{Day: time.Now().Format(time.DateOnly)}
+	first, err := c.Insert(ctx, daily, unique)
 	if err != nil {
 		return err
 	}
-	second, err := c.Insert(ctx, dailyArgs{Day: time.Now().Format(time.DateOnly)}, unique)
+	second, err := c.Insert(ctx, daily, unique)
 	if err != nil {
 		return err
 	}
