@@ -237,6 +237,27 @@ func TestChildMixed(t *testing.T) {
 	}
 }
 
+// TestChildLatencyFloor: the SQL floor works the latency scenario's stream
+// from either inserter (the child checks every job completed once) and
+// refuses mixed's two queues.
+func TestChildLatencyFloor(t *testing.T) {
+	for _, ins := range []string{"separate", "same"} {
+		t.Run(ins, func(t *testing.T) {
+			res := runChild(t, "latency", sqlFloor, prefill{}, runSpec{Rate: 200, Duration: time.Second, Inserter: ins})
+			if res.Count != 200 || res.P50 < 0 || res.P99 < res.P50 || res.Max < res.P99 || res.Max <= 0 || res.JobsPerS <= 0 {
+				t.Errorf("result %+v", res)
+			}
+		})
+	}
+	pool := adminPool(t)
+	schema := testSchema(t, pool, "sql")
+	_, err := childRun(context.Background(), &runSpec{Scenario: "mixed", System: "sql", Variant: variantFloor, Schema: schema,
+		URL: testURL(), PoolConns: 4, Rate: 10, Duration: time.Second, BulkJobs: 10, Label: t.Name()})
+	if err == nil || !strings.Contains(err.Error(), "works one queue") {
+		t.Errorf("mixed on the floor: %v", err)
+	}
+}
+
 // TestChildBurndownSQLite: the SQLite variant inserts its jobs into a file
 // of its own, works every one (the child checks them completed) and
 // reports no Postgres cost; other scenarios are refused.

@@ -255,6 +255,7 @@ var (
 	riverDefaults   = contender{"river", variantDefaults, "river (defaults)"}
 	sqlLoop         = contender{"sql", "update", "sql loop"}
 	sqlDeleteLoop   = contender{"sql", "delete", "sql loop (delete)"}
+	sqlFloor        = contender{"sql", variantFloor, "sql floor"}
 )
 
 type bench struct {
@@ -392,7 +393,8 @@ func run(ctx context.Context) error {
 		}
 	}
 	if want("latency") {
-		if err := b.scenario(ctx, "latency", []contender{millraceDefaults, riverTuned}, prefill{},
+		// The floor, hand-written SQL, is the bar in the same run.
+		if err := b.scenario(ctx, "latency", []contender{millraceDefaults, riverTuned, sqlFloor}, prefill{},
 			runSpec{Rate: 500, Duration: s.latencyDur, Inserter: s.inserter}); err != nil {
 			return err
 		}

@@ -34,6 +34,8 @@ type scenarioOut struct {
 	// MillraceSQLite is millrace on driver/sqlite, on a file (burndown).
 	MillraceSQLite any `json:"millrace_sqlite,omitempty"`
 	Ceiling        any `json:"ceiling,omitempty"`
+	// Floor is the SQL floor's latency (latency).
+	Floor any `json:"floor,omitempty"`
 	// Unlimited is millrace without the limit (limits).
 	Unlimited any     `json:"unlimited,omitempty"`
 	Ratio     float64 `json:"ratio"`
@@ -180,11 +182,21 @@ func (b *bench) report(machine, pg string) *output {
 	}
 	if have("latency", millraceDefaults.label) {
 		lm, lr := b.latencyMedians("latency", millraceDefaults.label), b.latencyMedians("latency", riverTuned.label)
-		out.Scenarios = append(out.Scenarios, scenarioOut{Name: "latency", Millrace: lm, River: lr, Ratio: ratio(lr.P50, lm.P50)})
+		sc := scenarioOut{Name: "latency", Millrace: lm, River: lr, Ratio: ratio(lr.P50, lm.P50)}
 		row("latency", "p50 ms (500/s)", fmtMS(lm.P50), fmtMS(lr.P50), fmtRatio(lr.P50/lm.P50))
 		row("", "p90 ms", fmtMS(lm.P90), fmtMS(lr.P90), fmtRatio(lr.P90/lm.P90))
 		row("", "p99 ms", fmtMS(lm.P99), fmtMS(lr.P99), fmtRatio(lr.P99/lm.P99))
 		row("", "max ms", fmtMS(lm.Max), fmtMS(lr.Max), fmtRatio(lr.Max/lm.Max))
+		if have("latency", sqlFloor.label) {
+			// The floor's ratios are the floor's over millrace's (the
+			// share of the floor millrace reaches, as sql_ceiling's):
+			// 1 is millrace at the floor.
+			lf := b.latencyMedians("latency", sqlFloor.label)
+			sc.Floor = lf
+			row("", "p50 ms vs SQL floor", fmtMS(lm.P50), fmtMS(lf.P50), fmtRatio(lf.P50/lm.P50))
+			row("", "p99 ms vs SQL floor", fmtMS(lm.P99), fmtMS(lf.P99), fmtRatio(lf.P99/lm.P99))
+		}
+		out.Scenarios = append(out.Scenarios, sc)
 	}
 	if have("mixed", millraceDefaults.label) {
 		lm, lr := b.latencyMedians("mixed", millraceDefaults.label), b.latencyMedians("mixed", riverTuned.label)

@@ -52,6 +52,9 @@ const (
 	// bookkeeping costs (issue 23; River's users measured their
 	// throughput halved by a global limit, riverqueue/river#1145).
 	variantLimited = "limited"
+	// variantFloor is the hand-written SQL floor of the latency scenarios
+	// (system "sql"; see floorSystem).
+	variantFloor = "floor"
 )
 
 // limitedGlobal is variantLimited's global limit.
@@ -90,8 +93,12 @@ func newSystem(name, variant string, pool *pgxpool.Pool, schema string, queues [
 		return newMillrace(pool, schema, variant, queues, millraceWorkers, work, logger)
 	case "river":
 		return newRiver(pool, schema, variant, queues, work, logger)
+	case "sql":
+		if variant == variantFloor {
+			return newSQLFloor(pool, schema, queues, work)
+		}
 	}
-	return nil, fmt.Errorf("unknown system %q", name)
+	return nil, fmt.Errorf("unknown system %q (variant %q)", name, variant)
 }
 
 type millraceSystem struct {
