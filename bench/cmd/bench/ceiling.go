@@ -11,53 +11,49 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// ceilingSQL is one round trip of the hand-written loop: it completes the
-// batch the loop fetched last time and fetches the next one, with River's
-// semantics on both sides (fetch: available and due, by priority,
-// scheduled_at and id, SKIP LOCKED, to running with attempt + 1,
-// attempted_at and attempted_by; complete: only rows still running, to
+// ceilingSQL is one round trip of the hand-written loop on table: it
+// completes the batch the loop fetched last time ($1) and fetches the next
+// one (loopFetchSQL on queue $2, at most $3 jobs, for client $4), with
+// River's semantics on both sides (complete: only rows still running, to
 // completed with finalized_at). The data-modifying CTE runs even though
 // nothing reads it, and both parts see one snapshot, so a row being
-// completed is never fetched again. The fetch filters by
+// completed is never fetched again. With deleting (sql_ceiling_delete)
+// the first part deletes the finished batch (still only rows in running)
+// instead of marking it completed.
+func ceilingSQL(table string, deleting bool) string {
+	finish := "UPDATE " + table + " SET state = 'completed', finalized_at = now()"
+	if deleting {
+		finish = "DELETE FROM " + table
+	}
+	return `
+WITH completed AS (
+	` + finish + `
+	WHERE id = ANY($1::bigint[]) AND state = 'running'
+	RETURNING id
+), ` + loopFetchSQL(table, "$2", "$3", "$4")
+}
+
+// loopFetchSQL is the loop's fetch, the part of a WITH clause after its
+// first CTE (or after WITH): lock the queue's available and due jobs by
+// priority, scheduled_at and id, SKIP LOCKED, and set them running with
+// attempt + 1, attempted_at and attempted_by (queue, limit and clientID
+// are the statement's parameters for them). It filters by
 // id = ANY(ARRAY(subquery)) rather than joining the locked rows: the join
 // plans a hash join over the whole table at these batch sizes. It returns
 // only what a worker needs.
-const ceilingSQL = `
-WITH completed AS (
-	UPDATE %[1]s SET state = 'completed', finalized_at = now()
-	WHERE id = ANY($1::bigint[]) AND state = 'running'
-	RETURNING id
-), locked AS (
-	SELECT id FROM %[1]s
-	WHERE state = 'available' AND queue = $2 AND scheduled_at <= now()
+func loopFetchSQL(table, queue, limit, clientID string) string {
+	return `locked AS (
+	SELECT id FROM ` + table + `
+	WHERE state = 'available' AND queue = ` + queue + ` AND scheduled_at <= now()
 	ORDER BY priority, scheduled_at, id
-	LIMIT $3
+	LIMIT ` + limit + `
 	FOR UPDATE SKIP LOCKED
 )
-UPDATE %[1]s SET state = 'running', attempt = attempt + 1, attempted_at = now(),
-	attempted_by = array_append(attempted_by, $4::text)
+UPDATE ` + table + ` SET state = 'running', attempt = attempt + 1, attempted_at = now(),
+	attempted_by = array_append(attempted_by, ` + clientID + `::text)
 WHERE id = ANY(ARRAY(SELECT id FROM locked))
 RETURNING id, kind, args, attempt`
-
-// ceilingDeleteSQL is ceilingSQL for jobs deleted on completion: the first
-// part deletes the finished batch (still only rows in running) instead of
-// marking it completed. The fetch is the same.
-const ceilingDeleteSQL = `
-WITH completed AS (
-	DELETE FROM %[1]s
-	WHERE id = ANY($1::bigint[]) AND state = 'running'
-	RETURNING id
-), locked AS (
-	SELECT id FROM %[1]s
-	WHERE state = 'available' AND queue = $2 AND scheduled_at <= now()
-	ORDER BY priority, scheduled_at, id
-	LIMIT $3
-	FOR UPDATE SKIP LOCKED
-)
-UPDATE %[1]s SET state = 'running', attempt = attempt + 1, attempted_at = now(),
-	attempted_by = array_append(attempted_by, $4::text)
-WHERE id = ANY(ARRAY(SELECT id FROM locked))
-RETURNING id, kind, args, attempt`
+}
 
 // childCeiling runs spec.Loops concurrent fetch/complete loops, each
 // fetching spec.Batch jobs per round trip, over the jobs the parent
@@ -66,11 +62,7 @@ RETURNING id, kind, args, attempt`
 func childCeiling(ctx context.Context, spec *runSpec, db *childDB, prof *profiler) (*runResult, error) {
 	pool := db.sys
 	deleting := spec.Scenario == "sql_ceiling_delete"
-	stmt := ceilingSQL
-	if deleting {
-		stmt = ceilingDeleteSQL
-	}
-	q := fmt.Sprintf(stmt, pgx.Identifier{spec.Schema, "river_job"}.Sanitize())
+	q := ceilingSQL(pgx.Identifier{spec.Schema, "river_job"}.Sanitize(), deleting)
 	window := db.costWindow()
 	if err := window.begin(ctx); err != nil {
 		return nil, err

@@ -44,21 +44,6 @@ const (
 	floorFetches = 4
 )
 
-// floorFetchSQL is the SQL loop's fetch (ceilingSQL without its
-// completion).
-const floorFetchSQL = `
-WITH locked AS (
-	SELECT id FROM %[1]s
-	WHERE state = 'available' AND queue = $1 AND scheduled_at <= now()
-	ORDER BY priority, scheduled_at, id
-	LIMIT $2
-	FOR UPDATE SKIP LOCKED
-)
-UPDATE %[1]s SET state = 'running', attempt = attempt + 1, attempted_at = now(),
-	attempted_by = array_append(attempted_by, $3::text)
-WHERE id = ANY(ARRAY(SELECT id FROM locked))
-RETURNING id, kind, args, attempt`
-
 func newSQLFloor(pool *pgxpool.Pool, schema string, queues []string, work workFunc) (*floorSystem, error) {
 	if len(queues) != 1 {
 		return nil, fmt.Errorf("the SQL floor works one queue, not %d (it runs in the latency scenarios only)", len(queues))
@@ -68,7 +53,7 @@ func newSQLFloor(pool *pgxpool.Pool, schema string, queues []string, work workFu
 		pool:     pool,
 		queue:    queues[0],
 		channel:  schema + "_floor",
-		fetch:    fmt.Sprintf(floorFetchSQL, table),
+		fetch:    "WITH " + loopFetchSQL(table, "$1", "$2", "$3"),
 		complete: "UPDATE " + table + " SET state = 'completed', finalized_at = now() WHERE id = ANY($1::bigint[]) AND state = 'running'",
 		insert: `WITH j AS (
 	INSERT INTO ` + table + ` (args, kind, max_attempts, priority, queue, state)
