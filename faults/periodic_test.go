@@ -217,21 +217,22 @@ func TestDurablePeriodicLeaderKills(t *testing.T) {
 // not expect: Asia/Kolkata, a zone without, is used instead.
 func dailyZone(t *testing.T, dailyAt time.Time) (string, *time.Location) {
 	t.Helper()
-	zone := "America/New_York"
-	for {
+	load := func(zone string) *time.Location {
 		loc, err := time.LoadLocation(zone)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A window of 26 hours holds at most one change of offset.
-		_, from := dailyAt.Add(-time.Hour).In(loc).Zone()
-		_, to := dailyAt.Add(25 * time.Hour).In(loc).Zone()
-		if from == to || zone == "Asia/Kolkata" {
-			return zone, loc
-		}
-		t.Logf("America/New_York changes its offset within a day of the daily run at %s: the daily job runs in Asia/Kolkata", dailyAt.UTC())
-		zone = "Asia/Kolkata"
+		return loc
 	}
+	ny := load("America/New_York")
+	// A window of 26 hours holds at most one change of offset.
+	_, from := dailyAt.Add(-time.Hour).In(ny).Zone()
+	_, to := dailyAt.Add(25 * time.Hour).In(ny).Zone()
+	if from == to {
+		return "America/New_York", ny
+	}
+	t.Logf("America/New_York changes its offset within a day of the daily run at %s: the daily job runs in Asia/Kolkata", dailyAt.UTC())
+	return "Asia/Kolkata", load("Asia/Kolkata")
 }
 
 // TestDailyZone: the daily job leaves New York's zone on the days its
