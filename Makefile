@@ -13,7 +13,7 @@ STATICCHECK_VERSION ?= v0.8.2
 MODULES := $(patsubst %/,%,$(dir $(wildcard go.mod */go.mod driver/*/go.mod cmd/*/go.mod internal/*/*/go.mod)))
 ENSURE_PG := bash scripts/ensure-postgres.sh
 
-.PHONY: all test test-faults soak soak-faults fuzz demo demo-sqlite bench lint db-up db-down ensure-postgres
+.PHONY: all test test-faults soak soak-faults fuzz demo demo-sqlite bench bench-pinned lint db-up db-down ensure-postgres
 
 all: test
 
@@ -101,6 +101,12 @@ bench:
 	(cd driver/sqlite && $(GO) test -run '^$$' -bench . -benchmem -benchtime 5000x .); \
 	echo "== millrace vs River v0.51.2 (bench/cmd/bench)"; \
 	cd bench && DATABASE_URL="$$url" $(GO) run ./cmd/bench
+
+## bench-pinned: bench/cmd/bench against a private Postgres on CPU 0, the bench on the other CPUs (the server's
+## CPU per job bounds throughput there, as when the database is the busy machine; scripts/bench-pinned.sh,
+## bench/README.md "When the server has a core of its own"; BENCH_* as for bench)
+bench-pinned:
+	@bash scripts/bench-pinned.sh
 
 ## lint: gofmt, go vet and staticcheck on every module
 lint:
