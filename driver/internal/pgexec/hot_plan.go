@@ -24,13 +24,12 @@ import (
 // So on a pool (a DB that is a HotRunner) they go out in one pipelined
 // batch behind a transaction-local enable_seqscan = off. A batch's
 // statements share one implicit transaction, committed at its end exactly
-// as a lone statement is (so a
-// connection lost midway leaves the same outcomes as before: nothing, or
-// everything), and the setting ends with it. Every plan of theirs, generic
-// or custom, is then made by index, which is what they need at every
-// table size: they touch a few rows found by key. Inside a caller's
-// transaction they run as they are (a setting local to the transaction
-// would outlive them there).
+// as a lone statement is (so a connection lost midway leaves the same
+// outcomes as before: nothing, or everything), and the setting ends with
+// it. Every plan of theirs, generic or custom, is then made by index,
+// which is what they need at every table size: they touch a few rows
+// found by key. Inside a caller's transaction they run as they are (a
+// setting local to the transaction would outlive them there).
 //
 // An explicit BEGIN ... COMMIT around them was tried first and lost jobs
 // to TestLostConnections: a fetch whose COMMIT ran but whose answer the
