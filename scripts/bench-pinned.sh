@@ -2,7 +2,7 @@
 # bench-pinned.sh runs the bench (bench/cmd/bench) against a private
 # PostgreSQL server that has CPUs of its own: the server runs on PG_CPUS
 # (default: CPU 0), the bench and every client it starts on BENCH_CPUS
-# (default: the other CPUs). `make bench` shares every CPU between clients
+# (default: the other CPUs; to be given whenever PG_CPUS is). `make bench` shares every CPU between clients
 # and server, so a client's CPU per job is taken from the server; here it
 # is not, and the server's CPU per job is what bounds throughput, as when
 # a deployment's database is the busy machine (see bench/README.md, "When
@@ -33,6 +33,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 ncpu=$(nproc)
 [ "$ncpu" -ge 2 ] || die "needs at least 2 CPUs (this machine has $ncpu)"
 have taskset || die "taskset not found (Debian: apt-get install util-linux)"
+# The default BENCH_CPUS is the rest of the machine only for the default
+# PG_CPUS; with another PG_CPUS the bench's CPUs must be named too.
+if [ -n "${PG_CPUS:-}" ] && [ -z "${BENCH_CPUS:-}" ]; then
+	die "PG_CPUS=$PG_CPUS is set: set BENCH_CPUS too (CPUs not in PG_CPUS)"
+fi
 PG_CPUS=${PG_CPUS:-0}
 BENCH_CPUS=${BENCH_CPUS:-1-$((ncpu - 1))}
 # taskset rejects a list outside the machine's CPUs: check both before
