@@ -10,8 +10,8 @@
 //     more FetchCooldown later, to pick up jobs inserted while the inserting
 //     client's notifications were being debounced;
 //   - after a fetch that filled every slot it asked for (more are probably
-//     waiting), as soon as half of MaxWorkers (at least one) are free
-//     again, or, when fewer are free, FetchCooldown after the first of
+//     waiting), once it has returned, as soon as half of MaxWorkers (at
+//     least one) are free again, or, when fewer are free, FetchCooldown after the first of
 //     them freed up; so a busy queue is drained back to back without
 //     waiting for notifications, in fetches big enough that a statement's
 //     fixed cost is shared by many jobs (fetches of a few jobs each cost
@@ -28,12 +28,16 @@
 //     is due (see "Fetch strategies" below).
 //
 // Fetches run in two long-lived fetcher goroutines, so while one fetch's
-// statement runs the loop keeps counting finished jobs and may ask for the
-// slots they free with a second one; the slots asked for are reserved, so
-// running jobs plus reserved slots never exceed MaxWorkers. While a queue
-// drains, a fetch continues after the last job taken (see
-// fetchRequest.after) instead of walking again the index entries of every
-// job already taken.
+// statement runs the loop keeps counting finished jobs. A draining queue
+// fetches one batch at a time (the jobs of the previous batch are worked
+// meanwhile): two draining fetches at once contend for the same index
+// pages and row locks, and cost the server more per job. The second
+// fetcher serves a fetch asked for (a notification, a poll) while a
+// draining one runs, so jobs someone waits for do not queue behind it.
+// The slots asked for are reserved, so running jobs plus reserved slots
+// never exceed MaxWorkers. While a queue drains, a fetch continues after
+// the last job taken (see fetchRequest.after) instead of walking again the
+// index entries of every job already taken.
 //
 // Jobs run in worker goroutines that live until the producer stops (at
 // most MaxWorkers of them), not in a goroutine per job. Fetched jobs are
@@ -692,9 +696,9 @@ func (p *Producer) run(ctx context.Context) {
 	}()
 
 	// Fetches run in maxFetchesInFlight fetcher goroutines, so the loop
-	// keeps counting finished jobs while a fetch runs and can ask for the
-	// slots they free without waiting for it: on a busy queue one fetch's
-	// statement runs while the previous one's jobs are worked. The
+	// keeps counting finished jobs while a fetch runs: on a busy queue one
+	// fetch's statement runs while the previous one's jobs are worked,
+	// and a fetch asked for need not wait for a draining one. The
 	// fetchers live as long as the loop (a goroutine per fetch would grow
 	// a new stack through the driver every time). reserved is the slots
 	// asked for by fetches in flight.
@@ -799,11 +803,18 @@ func (p *Producer) run(ctx context.Context) {
 		// counted.
 		canFetch := retryC == nil && inFlight < maxFetchesInFlight && !p.Paused() && free > 0 &&
 			ctx.Err() == nil && p.cfg.WorkCtx.Err() == nil
-		if canFetch && drainMode && !wantFetch && free < threshold && !drainArmed && !drainDue {
+		// A draining queue fetches one batch at a time: its next fetch
+		// waits for the one in flight. Two draining fetches at once
+		// contend for the same index pages and row locks and cost the
+		// server more per job than they gain (see maxFetchesInFlight).
+		// The second fetcher serves only fetches asked for (wantFetch:
+		// a notification, a poll), whose jobs someone may be waiting for.
+		drainSlot := drainMode && inFlight == 0
+		if canFetch && drainSlot && !wantFetch && free < threshold && !drainArmed && !drainDue {
 			drainTimer.Reset(p.cfg.FetchCooldown)
 			drainArmed = true
 		}
-		if canFetch && (wantFetch || (drainMode && (free >= threshold || drainDue))) {
+		if canFetch && (wantFetch || (drainSlot && (free >= threshold || drainDue))) {
 			if drainArmed {
 				drainTimer.Stop()
 				drainArmed = false
@@ -829,10 +840,11 @@ func (p *Producer) run(ctx context.Context) {
 		// their finishing may make a fetch due: with fetchOnFinish, at
 		// every finish; when a fetch is wanted but no slot is free, once
 		// one is; while the queue drains, when a first slot frees up (to
-		// start drainTimer) and when threshold slots are free. (wakeAt is
-		// never already reached here: free < k.)
+		// start drainTimer) and when threshold slots are free, unless its
+		// fetch is in flight (its return wakes the loop). (wakeAt is never
+		// already reached here: free < k.)
 		wakeAt := -1
-		if (wantFetch || drainMode) && retryC == nil && inFlight < maxFetchesInFlight && !p.Paused() &&
+		if (wantFetch || drainMode && inFlight == 0) && retryC == nil && inFlight < maxFetchesInFlight && !p.Paused() &&
 			ctx.Err() == nil && p.cfg.WorkCtx.Err() == nil {
 			k := 1
 			if !wantFetch && drainArmed {
@@ -953,9 +965,10 @@ func (p *Producer) run(ctx context.Context) {
 // fetchTimeout bounds one fetch.
 const fetchTimeout = 30 * time.Second
 
-// maxFetchesInFlight bounds concurrent fetches of one producer. Two keep
-// a busy queue's jobs flowing while a statement runs; more only make the
-// statements contend for the same index pages.
+// maxFetchesInFlight bounds concurrent fetches of one producer: a
+// draining fetch and one asked for (a draining queue has at most one of
+// its own in flight; see drainSlot in run). More only make the statements
+// contend for the same index pages.
 const maxFetchesInFlight = 2
 
 // fetchesBetweenFullScans: while a queue drains, at most this many fetches

@@ -644,9 +644,10 @@ func TestWorkCtxCancelsJobs(t *testing.T) {
 	p.Stop()
 }
 
-// TestFetchesOverlap: while a fetch is slow, slots freed meanwhile are
-// asked for by a second fetch at once (never more than two in flight, and
-// never more jobs than MaxWorkers running or asked for).
+// TestFetchesOverlap: while a draining fetch is slow, slots freed
+// meanwhile wait for it (a draining queue fetches one batch at a time),
+// but a fetch asked for runs beside it at once (never more than two in
+// flight, and never more jobs than MaxWorkers running or asked for).
 func TestFetchesOverlap(t *testing.T) {
 	t.Parallel()
 	db := testfixture.New(t)
@@ -671,6 +672,7 @@ func TestFetchesOverlap(t *testing.T) {
 	}
 	var running, peak atomic.Int64
 	release := make(chan struct{}, n)
+	failed := make(chan struct{}) // closed at cleanup: the jobs still waiting return
 	p := newProducer(t, db, exec, Config{MaxWorkers: maxWorkers, FetchPollInterval: time.Hour,
 		Work: func(ctx context.Context, job *millracetype.JobRow) {
 			cur := running.Add(1)
@@ -680,22 +682,41 @@ func TestFetchesOverlap(t *testing.T) {
 					break
 				}
 			}
-			<-release
-			complete(t, db, job)
+			select {
+			case <-release:
+				complete(t, db, job)
+			case <-failed:
+			}
 			running.Add(-1)
 		}})
+	// The slow fetch and the jobs still waiting return before the
+	// producer's stop at cleanup, also when the test fails.
+	var unblockOnce sync.Once
+	letGo := func() { unblockOnce.Do(func() { close(unblock) }) }
+	t.Cleanup(func() {
+		letGo()
+		close(failed)
+	})
 	startProducer(t, p)
 	testwait.For(t, 10*time.Second, "the first fetch's jobs", func() bool { return running.Load() == maxWorkers })
 	// Two jobs finish: the second fetch asks for their slots and hangs.
 	release <- struct{}{}
 	release <- struct{}{}
 	testwait.For(t, 10*time.Second, "the second fetch", func() bool { return inFlight.Load() == 1 && calls.Load() == 2 })
-	// Two more finish while it hangs: a third fetch runs beside it.
+	// Two more finish while it hangs: the queue drains one fetch at a
+	// time, so no draining fetch joins it, even past the cooldown.
 	release <- struct{}{}
 	release <- struct{}{}
-	testwait.For(t, 10*time.Second, "a third fetch beside the slow one", func() bool { return calls.Load() >= 3 })
-	testwait.For(t, 10*time.Second, "the third fetch's jobs", func() bool { return running.Load() == 2 })
-	close(unblock)
+	testwait.For(t, 10*time.Second, "the first fetch's jobs done", func() bool { return running.Load() == 0 })
+	time.Sleep(3 * p.cfg.FetchCooldown)
+	if got := calls.Load(); got != 2 {
+		t.Fatalf("%d fetches while the draining one hung; want it alone", got)
+	}
+	// A fetch asked for (an insert notification) runs beside it.
+	p.Poke()
+	testwait.For(t, 10*time.Second, "a fetch asked for beside the slow one", func() bool { return calls.Load() >= 3 })
+	testwait.For(t, 10*time.Second, "its jobs", func() bool { return running.Load() == 2 })
+	letGo()
 	for range n - 4 {
 		release <- struct{}{}
 	}
