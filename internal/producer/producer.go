@@ -11,12 +11,13 @@
 //     client's notifications were being debounced;
 //   - after a fetch that filled every slot it asked for (more are probably
 //     waiting), once it has returned, as soon as half of MaxWorkers (at
-//     least one) are free again, or, when fewer are free, FetchCooldown after the first of
-//     them freed up; so a busy queue is drained back to back without
-//     waiting for notifications, in fetches big enough that a statement's
-//     fixed cost is shared by many jobs (fetches of a few jobs each cost
-//     Postgres and the client several times as much per job), while a
-//     queue of slow jobs still refills a freed slot within FetchCooldown;
+//     least one) are free again, or, when fewer are free, FetchCooldown
+//     after the first of them freed up; so a busy queue is drained back
+//     to back without waiting for notifications, in fetches big enough
+//     that a statement's fixed cost is shared by many jobs (fetches of a
+//     few jobs each cost Postgres and the client several times as much
+//     per job), while a queue of slow jobs still refills a freed slot
+//     within FetchCooldown;
 //   - every FetchPollInterval (plus up to 10% jitter), the fallback when
 //     notifications are off or lost;
 //   - when the notifier's connection goes down or comes back (notifications
