@@ -470,6 +470,14 @@ func (c *Client[TTx]) buildMaintenance(exec driver.Executor) error {
 		services = append(services, build(maintenance.NewReindexer(exec, &maintenance.ReindexerConfig{Schema: cfg.Schema,
 			Logger: cfg.Logger, Next: cfg.ReindexerSchedule.Next, Now: cfg.clock})))
 	}
+	if pl, ok := exec.(driver.PendingListCleaner); ok && !cfg.SkipPendingListCleaner {
+		minI, maxI := time.Duration(0), time.Duration(0)
+		if cfg.maintenanceInterval > 0 {
+			minI, maxI = cfg.maintenanceInterval, cfg.maintenanceInterval
+		}
+		services = append(services, build(maintenance.NewPendingListCleaner(pl, &maintenance.PendingListCleanerConfig{
+			Schema: cfg.Schema, Logger: cfg.Logger, MinInterval: minI, MaxInterval: maxI, Now: cfg.clock})))
+	}
 	maintainer, err := maintenance.NewMaintainer(el, cfg.Logger, services...)
 	if err := errors.Join(append(errs, err)...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -157,6 +157,18 @@ type Config struct {
 	// millrace leaves the choice to the operator, since a rebuild adds load.)
 	ReindexerSchedule PeriodicSchedule
 
+	// SkipPendingListCleaner turns off the leader's merging of the job
+	// table's GIN pending lists (maintenance.PendingListCleaner). By
+	// default the leader merges them every 100 ms to 2 s, as fast as they
+	// grow, so that no fetch, insert or completion grows one past
+	// gin_pending_list_limit and merges it itself (hundreds of
+	// milliseconds, every few seconds on a busy table). Postgres lets
+	// only the indexes' owner merge them: when the client's role is not
+	// the owner, the cleaner says so once in the log and stops; set this
+	// to keep it from trying. Drivers without GIN indexes (SQLite) have
+	// no cleaner.
+	SkipPendingListCleaner bool
+
 	// SoftStopTimeout bounds how long a stopping client lets running jobs
 	// finish: once it has passed since the shutdown began (Stop, or the
 	// Start context ending), the jobs still running are cancelled as

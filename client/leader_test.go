@@ -2,11 +2,13 @@ package client
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/internal/testfixture"
+	"github.com/millrace/millrace/internal/testlog"
 	"github.com/millrace/millrace/internal/testwait"
 	"github.com/millrace/millrace/millracetype"
 )
@@ -102,5 +104,43 @@ func TestStuckJobRescued(t *testing.T) {
 	done := waitState(t, db, stuck.ID, millracetype.JobStateCompleted)
 	if len(done.Errors) != 1 || done.Errors[0].Error != "Stuck job rescued by JobRescuer" || done.Attempt != 2 {
 		t.Fatalf("rescued job: attempt %d errors %+v", done.Attempt, done.Errors)
+	}
+}
+
+// TestPendingListsMergedByLeader: the leader merges the GIN pending lists
+// the inserts grew (maintenance.PendingListCleaner); with
+// SkipPendingListCleaner it leaves them as they are.
+func TestPendingListsMergedByLeader(t *testing.T) {
+	t.Parallel()
+	for _, skip := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "skipped"}[skip], func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := testfixture.New(t)
+			pl := db.Exec().(driver.PendingListCleaner)
+			db.InsertJobs(t, 2000, "other_kind", "other_queue") // no worker takes them: only the inserts grow the lists
+			logs := &testlog.Buffer{}
+			workers := NewWorkers()
+			AddWorker(workers, WorkFunc(func(ctx context.Context, job *Job[noopArgs]) error { return nil }))
+			c := newClient(t, db, &Config{Queues: oneQueue(1), Workers: workers, Logger: logs.Logger(), SkipPendingListCleaner: skip})
+			c.config.maintenanceInterval = 50 * time.Millisecond
+			start(t, c)
+			testwait.For(t, 15*time.Second, "leadership", c.IsLeader)
+			if !skip {
+				testwait.For(t, 15*time.Second, "the leader's merge", func() bool {
+					return strings.Contains(logs.String(), "merged GIN pending lists")
+				})
+				return
+			}
+			// Ten intervals of a cleaner that would have run.
+			time.Sleep(500 * time.Millisecond)
+			if strings.Contains(logs.String(), "pending list") {
+				t.Fatalf("a pending-list cleaner ran with SkipPendingListCleaner:\n%s", logs.String())
+			}
+			res, err := pl.PendingListClean(ctx, &driver.PendingListCleanParams{Schema: db.Schema})
+			if err != nil || res.Pages == 0 {
+				t.Fatalf("lists left to merge: %+v, %v; want the inserts' pages", res, err)
+			}
+		})
 	}
 }

@@ -76,6 +76,27 @@ func TestConfigInvalid(t *testing.T) {
 			_, err := NewPeriodicJobEnqueuer(nil, &PeriodicJobEnqueuerConfig{})
 			return err
 		}, "nil executor"},
+		{"pending list cleaner nil config", func() error { _, err := NewPendingListCleaner(plStub{}, nil); return err }, "nil config"},
+		{"pending list cleaner nil exec", func() error {
+			_, err := NewPendingListCleaner(nil, &PendingListCleanerConfig{})
+			return err
+		}, "nil executor"},
+		{"pending list cleaner min interval", func() error {
+			_, err := NewPendingListCleaner(plStub{}, &PendingListCleanerConfig{MinInterval: -time.Second})
+			return err
+		}, "min interval -1s"},
+		{"pending list cleaner max interval", func() error {
+			_, err := NewPendingListCleaner(plStub{}, &PendingListCleanerConfig{MaxInterval: -time.Second})
+			return err
+		}, "max interval -1s"},
+		{"pending list cleaner min above max", func() error {
+			_, err := NewPendingListCleaner(plStub{}, &PendingListCleanerConfig{MinInterval: 3 * time.Second})
+			return err
+		}, "min interval 3s is above max interval 2s"},
+		{"pending list cleaner timeout", func() error {
+			_, err := NewPendingListCleaner(plStub{}, &PendingListCleanerConfig{Timeout: -time.Second})
+			return err
+		}, "timeout -1s"},
 		{"maintainer nil leader", func() error { _, err := NewMaintainer(nil, nil, svc); return err }, "nil leader"},
 		{"maintainer nil service", func() error { _, err := NewMaintainer(&fakeLeader{}, nil, svc, nil); return err }, "service 1 is nil"},
 	} {
@@ -120,5 +141,10 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if _, err := NewMaintainer(&fakeLeader{}, nil); err != nil {
 		t.Errorf("maintainer: %v", err)
+	}
+	pl, err := NewPendingListCleaner(plStub{}, &PendingListCleanerConfig{})
+	if err != nil || pl.cfg.MinInterval != DefaultPendingListMinInterval || pl.cfg.MaxInterval != DefaultPendingListMaxInterval ||
+		pl.cfg.Timeout != DefaultPendingListTimeout {
+		t.Errorf("pending list cleaner: %+v, %v", pl, err)
 	}
 }

@@ -5,6 +5,10 @@
 //   - Rescuer: moves jobs stuck in running (their client died) on.
 //   - Cleaner: deletes finalized jobs past their retention.
 //   - QueueCleaner: deletes queues nobody has reported for a long time.
+//   - PendingListCleaner: merges the job table's GIN pending lists before
+//     a fetch, insert or completion grows one past gin_pending_list_limit
+//     and merges it itself (drivers that implement
+//     driver.PendingListCleaner).
 //
 // The PeriodicJobEnqueuer belongs to one service: a client wires it to the
 // leadership of its domain (client.Config.Domain), or to the database's

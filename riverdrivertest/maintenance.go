@@ -374,3 +374,53 @@ func (s *suite[TTx]) testJobDeleteBefore(t *testing.T) {
 		requireEqual(t, deleteBefore(t, e, p), 0, "deleted by the fourth call")
 	})
 }
+
+// testPendingListClean: a driver.PendingListCleaner merges the pending
+// lists its inserts grew, reports how many pages, and finds them empty
+// the next time; the empty schema resolves through the search_path.
+func (s *suite[TTx]) testPendingListClean(t *testing.T) {
+	grow := func(t *testing.T, e *env[TTx]) {
+		t.Helper()
+		jobs := make([]*driver.JobInsertParams, 1000)
+		for i := range jobs {
+			jobs[i] = &driver.JobInsertParams{Args: []byte(`{"n": 1}`), Kind: "k", MaxAttempts: 25, Priority: 1,
+				Queue: "default", State: millracetype.JobStateAvailable, Metadata: []byte(`{"m": 1}`)}
+		}
+		e.insertMany(t, jobs...)
+	}
+	clean := func(t *testing.T, e *env[TTx], schema string) *driver.PendingListCleanResult {
+		t.Helper()
+		pl, ok := e.exec.(driver.PendingListCleaner)
+		if !ok {
+			t.Skipf("driver's executor (%T) is not a driver.PendingListCleaner (no GIN indexes)", e.exec)
+		}
+		res, err := pl.PendingListClean(e.ctx, &driver.PendingListCleanParams{Schema: schema})
+		requireNoError(t, err, "PendingListClean")
+		if res.LimitBytes <= 0 {
+			t.Fatalf("PendingListClean: limit %d B, want the session's gin_pending_list_limit", res.LimitBytes)
+		}
+		return res
+	}
+	s.run(t, "MergesAndEmpties", func(t *testing.T, e *env[TTx]) {
+		clean(t, e, e.schema)
+		grow(t, e)
+		if res := clean(t, e, e.schema); res.Pages <= 0 {
+			t.Fatalf("PendingListClean after 1,000 inserts merged %d pages, want some", res.Pages)
+		}
+		if res := clean(t, e, e.schema); res.Pages != 0 {
+			t.Fatalf("PendingListClean right after another merged %d pages, want 0", res.Pages)
+		}
+	})
+	s.run(t, "EmptySchema", func(t *testing.T, e *env[TTx]) {
+		clean(t, e, "")
+		grow(t, e)
+		if res := clean(t, e, ""); res.Pages <= 0 {
+			t.Fatalf("PendingListClean(\"\") after 1,000 inserts merged %d pages, want some (the search_path's schema)", res.Pages)
+		}
+	})
+	s.run(t, "MissingIndexes", func(t *testing.T, e *env[TTx]) {
+		if res := clean(t, e, e.schema+"_none"); res.Pages != 0 {
+			t.Fatalf("PendingListClean of a schema without the indexes merged %d pages, want 0", res.Pages)
+		}
+	})
+}

@@ -148,6 +148,7 @@ func ExerciseWith[TTx any](ctx context.Context, t *testing.T, opts *Options, fac
 		{"JobGetStuck", s.testJobGetStuck},
 		{"JobRescueMany", s.testJobRescueMany},
 		{"JobDeleteBefore", s.testJobDeleteBefore},
+		{"PendingListClean", s.testPendingListClean},
 		{"Leader", s.testLeader},
 		{"DomainLeader", s.testDomainLeader},
 		{"Queue", s.testQueue},
