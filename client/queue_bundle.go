@@ -257,10 +257,14 @@ func (q QueueConfig) validate(name string, workers *Workers) error {
 const MaxFetchBuffer = 10000
 
 // DefaultFetchBuffer is the fetch buffer of a queue of maxWorkers workers
-// whose QueueConfig.FetchBuffer is 0: four times its workers, at most
-// 1000 (so that one fetch takes at most about a thousand jobs).
+// whose QueueConfig.FetchBuffer is 0: nine times its workers, at most
+// 1800. A draining queue fetches one batch at a time, when half of its
+// workers and buffer are free; at this size a fetch of about 900 jobs
+// returns while half is still free, so the next one goes out at once
+// rather than after workers have emptied the buffer (the ephemeral
+// burndown was bound by that wait: see bench/README.md).
 func DefaultFetchBuffer(maxWorkers int) int {
-	return max(0, min(4*maxWorkers, 1000))
+	return max(0, min(9*maxWorkers, 1800))
 }
 
 // fetchBuffer is the producer's FetchBuffer for q.

@@ -409,7 +409,7 @@ func TestQueuesConcurrentWithLifecycle(t *testing.T) {
 // -1 none, and a positive value itself.
 func TestFetchBufferSetting(t *testing.T) {
 	for _, tc := range []struct{ workers, buffer, want int }{
-		{200, 0, 800}, {500, 0, 1000}, {1, 0, 4}, {200, -1, 0}, {200, 50, 50}, {1, MaxFetchBuffer, MaxFetchBuffer},
+		{200, 0, 1800}, {100, 0, 900}, {500, 0, 1800}, {1, 0, 9}, {200, -1, 0}, {200, 50, 50}, {1, MaxFetchBuffer, MaxFetchBuffer},
 	} {
 		if got := (QueueConfig{MaxWorkers: tc.workers, FetchBuffer: tc.buffer}).fetchBuffer(); got != tc.want {
 			t.Errorf("MaxWorkers %d, FetchBuffer %d: producer buffer %d, want %d", tc.workers, tc.buffer, got, tc.want)
