@@ -43,7 +43,8 @@ func TestHotStatementsPlannedByIndexOnEmptyAnalyzedTable(t *testing.T) {
 		{"fetch_after", &sqlJobGetAvailableAfter, "'default', NULL, 200, 'test', '{k}', 1, now(), 25000"},
 		{"complete", &sqlJobSetStateIfRunningMany, outcomes},
 		{"complete_deleting", &sqlJobSetStateDeleting, outcomes + ", '{t}'"},
-		{"complete_deletes_alone", &sqlJobDeleteAll, "'{1}', '{1}', '{2026-01-01T00:00:00Z}', '{NULL}'"},
+		{"complete_deletes_alone", &sqlJobDeleteAll, "'{1}', '{1}'"},
+		{"complete_deletes_alone_rows", &sqlJobDeleteAllRows, "'{1}', '{1}', '{2026-01-01T00:00:00Z}', '{NULL}'"},
 		{"complete_completions_alone", &sqlJobCompleteAll, "'{1}', '{1}', '{2026-01-01T00:00:00Z}'"},
 	} {
 		plan := func(setting string) string {

@@ -209,7 +209,7 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		return nil, nil
 	}
 	if allComplete(p.Jobs) { // plain completions: job_set_state_complete.go
-		ids, attempts, finalizedAt := make([]int64, n), make([]int32, n), make([]*time.Time, n)
+		ids, attempts, finalizedAt := make(int8Array, n), make([]int32, n), make(timestamptzArray, n)
 		for i, j := range p.Jobs {
 			ids[i], attempts[i], finalizedAt[i] = j.ID, int32(j.Attempt), j.FinalizedAt
 		}
@@ -219,11 +219,14 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 	if err != nil {
 		return nil, err
 	}
+	if deletes != nil && allDelete(p.Jobs) {
+		return e.jobDeleteAll(ctx, p)
+	}
 	var (
-		ids              = make([]int64, n)
+		ids              = make(int8Array, n)
 		states           = make([]string, n)
-		finalizedAt      = make([]*time.Time, n)
-		scheduledAt      = make([]*time.Time, n)
+		finalizedAt      = make(timestamptzArray, n)
+		scheduledAt      = make(timestamptzArray, n)
 		errs             = make([]*string, n)
 		attemptDecrement = make([]bool, n)
 		snoozeIncrement  = make([]bool, n)
@@ -259,9 +262,6 @@ func (e *executor) JobSetStateIfRunningMany(ctx context.Context, p *driver.JobSe
 		onlyIfRunning[i] = j.OnlyIfRunning
 	}
 	args := []any{ids, states, finalizedAt, scheduledAt, errs, attemptDecrement, snoozeIncrement, metadataUpdates, attempts, onlyIfRunning}
-	if allDelete(p.Jobs) {
-		return e.jobDeleteAll(ctx, p, ids, attempts, finalizedAt, metadataUpdates)
-	}
 	if deletes != nil {
 		rows, err := e.jobSetStateDeleting(ctx, p, append(args, deletes))
 		if p.Applied != nil {

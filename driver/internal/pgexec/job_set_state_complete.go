@@ -2,7 +2,6 @@ package pgexec
 
 import (
 	"context"
-	"time"
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/millracetype"
@@ -43,7 +42,7 @@ func allComplete(jobs []*driver.JobSetState) bool {
 }
 
 // jobCompleteAll writes a batch that allComplete accepts.
-func (e *executor) jobCompleteAll(ctx context.Context, p *driver.JobSetStateIfRunningManyParams, ids []int64, attempts []int32,
-	finalizedAt []*time.Time) ([]*millracetype.JobRow, error) {
+func (e *executor) jobCompleteAll(ctx context.Context, p *driver.JobSetStateIfRunningManyParams, ids int8Array, attempts []int32,
+	finalizedAt timestamptzArray) ([]*millracetype.JobRow, error) {
 	return e.writeOutcomes(ctx, p, &sqlJobCompleteAll, &sqlJobCompleteAllRows, []any{ids, attempts, finalizedAt})
 }

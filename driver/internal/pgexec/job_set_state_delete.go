@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/millrace/millrace/driver"
 	"github.com/millrace/millrace/millracetype"
@@ -131,18 +130,20 @@ SELECT * FROM deleted`
 // its row and merges no metadata into a row that has moved on (see
 // allDelete): the DELETE alone, without the UPDATE over the same rows that
 // a mixed batch needs (which finds every row a second time, then leaves
-// out the deleted ones). The rows are judged as the CTE judges them.
-// sqlJobDeleteAllRows returns the deleted rows as completed.
-const sqlJobDeleteAllFrom = `
+// out the deleted ones). The rows are judged as the CTE judges them. It
+// takes the IDs and attempts only: a deleted row keeps no finalized_at or
+// metadata. sqlJobDeleteAllRows returns the deleted rows as completed,
+// which takes the outcomes' finalized_at and metadata updates as well.
+var sqlJobDeleteAll = `
 DELETE FROM {{schema}}river_job AS j
-USING unnest($1::bigint[], $2::integer[], $3::timestamptz[], $4::text[]) AS d(id, attempt, finalized_at, metadata_updates)
+USING unnest($1::bigint[], $2::integer[]) AS d(id, attempt)
 WHERE j.id = d.id AND j.state::text = 'running' AND (d.attempt = 0 OR j.attempt = d.attempt)`
 
-var (
-	sqlJobDeleteAll     = sqlJobDeleteAllFrom
-	sqlJobDeleteAllRows = sqlJobDeleteAllFrom + `
+var sqlJobDeleteAllRows = `
+DELETE FROM {{schema}}river_job AS j
+USING unnest($1::bigint[], $2::integer[], $3::timestamptz[], $4::text[]) AS d(id, attempt, finalized_at, metadata_updates)
+WHERE j.id = d.id AND j.state::text = 'running' AND (d.attempt = 0 OR j.attempt = d.attempt)
 RETURNING ` + deletedJobCols
-)
 
 // allDelete reports whether every outcome of a batch deletes its row and
 // none would merge metadata into a row no longer ours (an outcome with
@@ -158,10 +159,29 @@ func allDelete(jobs []*driver.JobSetState) bool {
 	return true
 }
 
-// jobDeleteAll writes a batch that allDelete accepts.
-func (e *executor) jobDeleteAll(ctx context.Context, p *driver.JobSetStateIfRunningManyParams, ids []int64, attempts []int32,
-	finalizedAt []*time.Time, metadataUpdates []*string) ([]*millracetype.JobRow, error) {
-	return e.writeOutcomes(ctx, p, &sqlJobDeleteAll, &sqlJobDeleteAllRows, []any{ids, attempts, finalizedAt, metadataUpdates})
+// jobDeleteAll writes a batch that allDelete accepts (each outcome's state
+// already checked to be completed, jobSetStateDeletes).
+func (e *executor) jobDeleteAll(ctx context.Context, p *driver.JobSetStateIfRunningManyParams) ([]*millracetype.JobRow, error) {
+	n := len(p.Jobs)
+	ids, attempts := make(int8Array, n), make([]int32, n)
+	for i, j := range p.Jobs {
+		if j.FinalizedAt == nil {
+			return nil, fmt.Errorf("job %d: finalized_at must be given exactly for a final state (got state %q)", j.ID, j.State)
+		}
+		ids[i], attempts[i] = j.ID, int32(j.Attempt)
+	}
+	if p.NoRows {
+		return e.writeOutcomes(ctx, p, &sqlJobDeleteAll, nil, []any{ids, attempts})
+	}
+	finalizedAt, metadataUpdates := make(timestamptzArray, n), make([]*string, n)
+	for i, j := range p.Jobs {
+		finalizedAt[i] = j.FinalizedAt
+		if j.MetadataUpdates != nil {
+			s := string(j.MetadataUpdates)
+			metadataUpdates[i] = &s
+		}
+	}
+	return e.writeOutcomes(ctx, p, nil, &sqlJobDeleteAllRows, []any{ids, attempts, finalizedAt, metadataUpdates})
 }
 
 // jobSetStateDeleting writes a batch with deletes; args are the plain

@@ -140,7 +140,8 @@ func TestCompleterPlansAreKeyLookups(t *testing.T) {
 	}{
 		{"plain", &sqlJobSetStateIfRunningMany, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
 		{"deleting", &sqlJobSetStateDeleting, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
-		{"deletes_alone", &sqlJobDeleteAll, []int{0, 8, 2, 7}},
+		{"deletes_alone", &sqlJobDeleteAll, []int{0, 8}},
+		{"deletes_alone_rows", &sqlJobDeleteAllRows, []int{0, 8, 2, 7}},
 		{"completions_alone", &sqlJobCompleteAll, []int{0, 8, 2}},
 	} {
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
