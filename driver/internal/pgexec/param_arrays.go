@@ -27,7 +27,8 @@ import (
 // QueryExecModeExec send no parameter types to learn), it takes the array
 // from Value as the plain slice, and encodes that as it always did.
 
-// int8Array is a bigint[] parameter (never NULL; no NULL elements).
+// int8Array is a bigint[] parameter (no NULL elements; a nil one is NULL,
+// as pgx sends any nil slice).
 type int8Array []int64
 
 func (a int8Array) Dimensions() []pgtype.ArrayDimension {
@@ -46,8 +47,8 @@ func (v *int8Elem) Int64Value() (pgtype.Int8, error) {
 	return pgtype.Int8{Int64: int64(*v), Valid: true}, nil
 }
 
-// timestamptzArray is a timestamptz[] parameter (never NULL itself); a nil
-// element is a NULL.
+// timestamptzArray is a timestamptz[] parameter; a nil element is a NULL
+// (and a nil one is NULL, as pgx sends any nil slice).
 type timestamptzArray []*time.Time
 
 func (a timestamptzArray) Dimensions() []pgtype.ArrayDimension {

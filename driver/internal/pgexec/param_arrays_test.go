@@ -48,8 +48,23 @@ func TestParamArraysEncodeAsSlices(t *testing.T) {
 	if got, want := encode(0, pgtype.TextFormatCode, timestamptzArray(times)), encode(0, pgtype.TextFormatCode, times); !bytes.Equal(got, want) {
 		t.Errorf("unknown type: timestamptzArray encodes as %q; []*time.Time as %q", got, want)
 	}
-	if got, want := encode(pgtype.Int8ArrayOID, pgtype.BinaryFormatCode, int8Array{}), encode(pgtype.Int8ArrayOID, pgtype.BinaryFormatCode, []int64{}); !bytes.Equal(got, want) {
-		t.Errorf("empty int8Array encodes as %q; []int64{} as %q", got, want)
+	// Empty and nil arrays, as the slices: '{}' and NULL.
+	for _, c := range []struct {
+		name         string
+		oid          uint32
+		typed, plain any
+	}{
+		{"empty int8Array", pgtype.Int8ArrayOID, int8Array{}, []int64{}},
+		{"nil int8Array", pgtype.Int8ArrayOID, int8Array(nil), []int64(nil)},
+		{"empty timestamptzArray", pgtype.TimestamptzArrayOID, timestamptzArray{}, []*time.Time{}},
+		{"nil timestamptzArray", pgtype.TimestamptzArrayOID, timestamptzArray(nil), []*time.Time(nil)},
+	} {
+		for _, format := range []int16{pgtype.BinaryFormatCode, pgtype.TextFormatCode} {
+			got, want := encode(c.oid, format, c.typed), encode(c.oid, format, c.plain)
+			if !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+				t.Errorf("format %d: %s encodes as %q (nil %v); the slice as %q (nil %v)", format, c.name, got, got == nil, want, want == nil)
+			}
+		}
 	}
 
 	buf := make([]byte, 0, 1<<14)
