@@ -655,6 +655,10 @@ func TestFetchesOverlap(t *testing.T) {
 	db.InsertJobs(t, n, "k", "default")
 	exec := &wrapExec{Executor: db.Exec()}
 	var calls, inFlight, peakInFlight atomic.Int64
+	// asked[i] is how many jobs fetch i+1 asked for (the free slots the
+	// producer counted then, which depends on how far it has counted the
+	// finished jobs).
+	var asked [3]atomic.Int64
 	unblock := make(chan struct{})
 	exec.fetch = func(ctx context.Context, p *driver.JobGetAvailableParams) ([]*millracetype.JobRow, error) {
 		cur := inFlight.Add(1)
@@ -665,7 +669,11 @@ func TestFetchesOverlap(t *testing.T) {
 				break
 			}
 		}
-		if calls.Add(1) == 2 {
+		call := calls.Add(1)
+		if call <= int64(len(asked)) {
+			asked[call-1].Store(int64(p.Max))
+		}
+		if call == 2 {
 			<-unblock // the second fetch is slow
 		}
 		return exec.Executor.JobGetAvailable(ctx, p)
@@ -700,22 +708,35 @@ func TestFetchesOverlap(t *testing.T) {
 	startProducer(t, p)
 	testwait.For(t, 10*time.Second, "the first fetch's jobs", func() bool { return running.Load() == maxWorkers })
 	// Two jobs finish: the second fetch asks for their slots and hangs.
+	// (It asks for 1 when the drain timer fires before the producer has
+	// counted the second job finished, else for 2.)
 	release <- struct{}{}
 	release <- struct{}{}
 	testwait.For(t, 10*time.Second, "the second fetch", func() bool { return inFlight.Load() == 1 && calls.Load() == 2 })
+	if a := asked[1].Load(); a < 1 || a > 2 {
+		t.Fatalf("the second fetch asked for %d jobs with 2 slots free; want 1 or 2", a)
+	}
 	// Two more finish while it hangs: the queue drains one fetch at a
-	// time, so no draining fetch joins it, even past the cooldown.
+	// time, so no draining fetch joins it, even past the cooldown. (The
+	// producer's own count, not only the workers': a job is done for the
+	// producer once its worker has handed it back.)
 	release <- struct{}{}
 	release <- struct{}{}
-	testwait.For(t, 10*time.Second, "the first fetch's jobs done", func() bool { return running.Load() == 0 })
+	testwait.For(t, 10*time.Second, "the first fetch's jobs done", func() bool { return running.Load() == 0 && p.Running() == 0 })
 	time.Sleep(3 * p.cfg.FetchCooldown)
 	if got := calls.Load(); got != 2 {
 		t.Fatalf("%d fetches while the draining one hung; want it alone", got)
 	}
-	// A fetch asked for (an insert notification) runs beside it.
+	// A fetch asked for (an insert notification) runs beside it, for
+	// every slot the slow one has not reserved.
 	p.Poke()
 	testwait.For(t, 10*time.Second, "a fetch asked for beside the slow one", func() bool { return calls.Load() >= 3 })
-	testwait.For(t, 10*time.Second, "its jobs", func() bool { return running.Load() == 2 })
+	want := maxWorkers - asked[1].Load()
+	if a := asked[2].Load(); a != want {
+		t.Fatalf("the fetch asked for beside the slow one asked for %d jobs; want %d (%d workers idle, %d slots reserved)",
+			a, want, maxWorkers, asked[1].Load())
+	}
+	testwait.For(t, 10*time.Second, "its jobs", func() bool { return running.Load() == want })
 	letGo()
 	for range n - 4 {
 		release <- struct{}{}
