@@ -134,16 +134,19 @@ SELECT * FROM deleted`
 // takes the IDs and attempts only: a deleted row keeps no finalized_at or
 // metadata. sqlJobDeleteAllRows returns the deleted rows as completed,
 // which takes the outcomes' finalized_at and metadata updates as well.
-var sqlJobDeleteAll = `
-DELETE FROM {{schema}}river_job AS j
-USING unnest($1::bigint[], $2::integer[]) AS d(id, attempt)
+const sqlJobDeleteAllWhere = `
 WHERE j.id = d.id AND j.state::text = 'running' AND (d.attempt = 0 OR j.attempt = d.attempt)`
 
-var sqlJobDeleteAllRows = `
+var (
+	sqlJobDeleteAll = `
 DELETE FROM {{schema}}river_job AS j
-USING unnest($1::bigint[], $2::integer[], $3::timestamptz[], $4::text[]) AS d(id, attempt, finalized_at, metadata_updates)
-WHERE j.id = d.id AND j.state::text = 'running' AND (d.attempt = 0 OR j.attempt = d.attempt)
+USING unnest($1::bigint[], $2::integer[]) AS d(id, attempt)` + sqlJobDeleteAllWhere
+	sqlJobDeleteAllRows = `
+DELETE FROM {{schema}}river_job AS j
+USING unnest($1::bigint[], $2::integer[], $3::timestamptz[], $4::text[]) AS d(id, attempt, finalized_at, metadata_updates)` +
+		sqlJobDeleteAllWhere + `
 RETURNING ` + deletedJobCols
+)
 
 // allDelete reports whether every outcome of a batch deletes its row and
 // none would merge metadata into a row no longer ours (an outcome with
